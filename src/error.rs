@@ -1,0 +1,587 @@
+//! The crate's one error type.
+//!
+//! Display texts are lowercase, name the file or endpoint involved, say what
+//! to do next, and never contain a token, refresh token, client secret or
+//! authorization code. The underlying cause is reachable through
+//! [`std::error::Error::source`], not repeated in the text.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A boxed, shareable error from a lower layer (I/O, HTTP, a user's store).
+pub type BoxError = Arc<dyn std::error::Error + Send + Sync>;
+
+/// `Result<T, gemini_oauth::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+const GET_CLIENT_SECRET: &str = "create one in the Google Cloud console: Google Auth platform > \
+Clients > Create client > Application type \"Desktop app\" > Create, then download the JSON \
+and save it as client_secret.json";
+
+/// Everything that can go wrong while loading, refreshing or using credentials.
+///
+/// Errors are `Clone` so that one failed refresh can be handed to every caller
+/// that was waiting for it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The client secret file does not exist.
+    #[error("client secret file {} not found; {GET_CLIENT_SECRET}", path.display())]
+    ClientSecretNotFound {
+        /// The path that was tried.
+        path: PathBuf,
+    },
+
+    /// The client secret file exists but cannot be used.
+    #[error("client secret file {}: {problem}", path.display())]
+    ClientSecret {
+        /// The file (or `<inline>` for JSON given in memory).
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: ClientSecretProblem,
+    },
+
+    /// A stored token (`token.json` or an ADC file) cannot be used.
+    #[error(
+        "token file {}: {problem}; fix or delete the file (deleting it means signing in again)",
+        path.display()
+    )]
+    TokenFile {
+        /// The file, or the store's name for stores that are not files.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: TokenFileProblem,
+    },
+
+    /// Reading or writing a file failed.
+    #[error("cannot {action} {}; check that the path exists and is accessible", path.display())]
+    Io {
+        /// What was being done (`read`, `write`, …).
+        action: &'static str,
+        /// The file involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+
+    /// A [`TokenStore`](crate::TokenStore) failed.
+    #[error("token store {store} failed to {action}")]
+    Store {
+        /// The store's name.
+        store: String,
+        /// What was being done.
+        action: &'static str,
+        /// The store's error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The token endpoint answered `invalid_grant` to a refresh.
+    #[error(
+        "the refresh token was rejected (invalid_grant{}); it was revoked, has expired \
+         (apps whose OAuth consent screen is in \"Testing\" get refresh tokens that expire \
+         after 7 days), or the password changed; sign in again: allow consent on the loader \
+         or delete {store} and rerun interactively",
+        describe(description)
+    )]
+    InvalidGrant {
+        /// Google's `error_description`, if any.
+        description: Option<String>,
+        /// Where the rejected refresh token came from.
+        store: String,
+    },
+
+    /// The OAuth server answered with an error other than `invalid_grant`.
+    #[error(
+        "the OAuth server at {endpoint} answered {error}{}{}",
+        describe(description),
+        hint_for(error)
+    )]
+    OAuth {
+        /// The endpoint that answered (without query).
+        endpoint: String,
+        /// The RFC 6749 error code.
+        error: OAuthError,
+        /// The server's `error_description`, if any.
+        description: Option<String>,
+        /// The HTTP status.
+        status: u16,
+    },
+
+    /// The token endpoint answered something that is not a token response.
+    #[error("unexpected answer from the token endpoint {endpoint} (HTTP {status}): {problem}")]
+    TokenResponse {
+        /// The endpoint that answered.
+        endpoint: String,
+        /// The HTTP status.
+        status: u16,
+        /// What was wrong with the body.
+        problem: String,
+    },
+
+    /// The request could not be sent or its answer not received.
+    #[error("request to {endpoint} failed; check the network connection and the URL")]
+    Transport {
+        /// The endpoint (without query).
+        endpoint: String,
+        /// The underlying transport error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// An operation took longer than its timeout.
+    #[error("{what} timed out after {after:?}")]
+    Timeout {
+        /// What timed out.
+        what: String,
+        /// The configured limit.
+        after: Duration,
+    },
+
+    /// A URL given to the crate is unusable.
+    #[error("invalid URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL (never one carrying credentials).
+        url: String,
+        /// Why it cannot be used.
+        reason: &'static str,
+    },
+
+    /// No usable cached token, and interactive consent is not allowed.
+    #[error(
+        "{reason}; interactive sign-in is needed but was not allowed (Consent::Never): {}",
+        consent_hint(store)
+    )]
+    ConsentRequired {
+        /// Why consent would be needed.
+        reason: ConsentReason,
+        /// The token store's name.
+        store: String,
+    },
+
+    /// The user denied access on the consent screen (or the server refused the request).
+    #[error(
+        "authorization was refused by the OAuth server ({error}{}); {}",
+        describe(description),
+        denied_hint(error)
+    )]
+    AuthorizationDenied {
+        /// The `error` parameter of the redirect.
+        error: OAuthError,
+        /// The `error_description` parameter, if any.
+        description: Option<String>,
+    },
+
+    /// The consent flow failed for a reason other than the user's answer.
+    #[error("consent flow failed: {0}")]
+    ConsentFlow(String),
+
+    /// The user granted fewer scopes than were requested.
+    #[error(
+        "the user did not grant all requested scopes (missing: {}); run the sign-in again and \
+         tick every permission on the consent screen",
+        missing.join(", ")
+    )]
+    ScopesNotGranted {
+        /// The requested scopes that were not granted.
+        missing: Vec<String>,
+    },
+
+    /// A Gemini (Google API) call failed.
+    #[error(transparent)]
+    Api(#[from] crate::gemini::ApiError),
+}
+
+impl Error {
+    /// Wraps a custom [`TokenStore`](crate::TokenStore)'s error.
+    pub fn store(
+        store: impl Into<String>,
+        action: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Store {
+            store: store.into(),
+            action,
+            source: Arc::from(source.into()),
+        }
+    }
+
+    /// Whether retrying the same operation later may succeed (network trouble,
+    /// timeouts, 5xx/429 answers, `server_error`, `temporarily_unavailable`).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Transport { .. } | Error::Timeout { .. } => true,
+            Error::OAuth { error, status, .. } => {
+                matches!(
+                    error,
+                    OAuthError::ServerError | OAuthError::TemporarilyUnavailable
+                ) || *status >= 500
+                    || *status == 429
+            }
+            Error::TokenResponse { status, .. } => *status >= 500 || *status == 429,
+            Error::Api(api) => api.status >= 500 || api.status == 429,
+            _ => false,
+        }
+    }
+
+    /// The OAuth error code, for errors that carry one.
+    pub fn oauth_error(&self) -> Option<&OAuthError> {
+        match self {
+            Error::OAuth { error, .. } | Error::AuthorizationDenied { error, .. } => Some(error),
+            Error::InvalidGrant { .. } => Some(&OAuthError::InvalidGrant),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source: Arc::new(source),
+        }
+    }
+
+    pub(crate) fn transport(
+        endpoint: &str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Transport {
+            endpoint: endpoint.to_owned(),
+            source: Arc::from(source.into()),
+        }
+    }
+}
+
+fn describe(description: &Option<String>) -> String {
+    match description {
+        Some(d) if !d.is_empty() => format!(": {d}"),
+        _ => String::new(),
+    }
+}
+
+fn hint_for(error: &OAuthError) -> &'static str {
+    match error {
+        OAuthError::InvalidClient => {
+            "; the client_id or client_secret is wrong or the client was deleted: download \
+             client_secret.json again from the Google Cloud console"
+        }
+        OAuthError::InvalidScope => "; check the requested scopes",
+        OAuthError::UnauthorizedClient => {
+            "; the OAuth client may not use this grant: use a \"Desktop app\" client"
+        }
+        OAuthError::ServerError | OAuthError::TemporarilyUnavailable => {
+            "; this is on the server's side, try again later"
+        }
+        _ => "",
+    }
+}
+
+fn denied_hint(error: &OAuthError) -> &'static str {
+    match error {
+        OAuthError::AccessDenied => {
+            "the consent screen was declined; run again and choose Allow, or, if the app is in \
+             \"Testing\", ask its owner to add your account as a test user"
+        }
+        _ => "check the client configuration and requested scopes",
+    }
+}
+
+fn consent_hint(store: &str) -> String {
+    format!(
+        "run the program once interactively (with a browser, or --no-browser to get a URL) to \
+         sign in and fill {store}"
+    )
+}
+
+/// Why a consent flow would be needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConsentReason {
+    /// The store holds no token.
+    NoToken,
+    /// The stored token has no refresh token and its access token has expired.
+    NoRefreshToken,
+    /// The stored token does not cover these requested scopes.
+    ScopesNotCovered(Vec<String>),
+    /// The refresh token was rejected (`invalid_grant`).
+    RefreshTokenRejected(Option<String>),
+}
+
+impl fmt::Display for ConsentReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConsentReason::NoToken => f.write_str("no cached token"),
+            ConsentReason::NoRefreshToken => {
+                f.write_str("the cached access token expired and there is no refresh token")
+            }
+            ConsentReason::ScopesNotCovered(missing) => write!(
+                f,
+                "the cached token does not cover the requested scopes {}",
+                missing.join(", ")
+            ),
+            ConsentReason::RefreshTokenRejected(d) => write!(
+                f,
+                "the refresh token was rejected (invalid_grant{}): revoked, or expired after 7 \
+                 days because the app's consent screen is in \"Testing\"",
+                describe(d)
+            ),
+        }
+    }
+}
+
+/// What is wrong with a client secret file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientSecretProblem {
+    /// The file is not valid JSON.
+    NotJson {
+        /// 1-based line of the syntax error.
+        line: usize,
+        /// 1-based column of the syntax error.
+        column: usize,
+    },
+    /// The JSON has neither an `installed` nor a `web` object.
+    NeitherInstalledNorWeb {
+        /// The top-level keys that were found.
+        keys: Vec<String>,
+    },
+    /// A required field is missing or empty.
+    MissingField(&'static str),
+    /// A field has the wrong JSON type.
+    WrongType(&'static str),
+    /// The file is a service-account key, not an OAuth client.
+    ServiceAccountKey,
+    /// The file holds user credentials (`token.json` or an ADC file), not an OAuth client.
+    TokenFile,
+    /// A URL in the file is unusable.
+    BadUrl(&'static str),
+}
+
+impl fmt::Display for ClientSecretProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientSecretProblem::NotJson { line, column } => write!(
+                f,
+                "not valid JSON (syntax error at line {line}, column {column}); download the \
+                 file again from the Google Cloud console"
+            ),
+            ClientSecretProblem::NeitherInstalledNorWeb { keys } => write!(
+                f,
+                "has neither an \"installed\" nor a \"web\" section (found keys: {}); it is not \
+                 an OAuth client file: {GET_CLIENT_SECRET}",
+                if keys.is_empty() {
+                    "none".to_owned()
+                } else {
+                    keys.join(", ")
+                }
+            ),
+            ClientSecretProblem::MissingField(field) => write!(
+                f,
+                "\"{field}\" is missing or empty; download the file again from the Google Cloud console"
+            ),
+            ClientSecretProblem::WrongType(field) => write!(
+                f,
+                "\"{field}\" has the wrong type; download the file again from the Google Cloud console"
+            ),
+            ClientSecretProblem::ServiceAccountKey => write!(
+                f,
+                "this is a service-account key, not an OAuth client secret; user sign-in needs an \
+                 OAuth client: {GET_CLIENT_SECRET} (service-account keys go in \
+                 GOOGLE_APPLICATION_CREDENTIALS instead)"
+            ),
+            ClientSecretProblem::TokenFile => write!(
+                f,
+                "this holds saved user credentials (a token.json or ADC file), not an OAuth \
+                 client secret; pass it as the token file instead, and for the client secret: \
+                 {GET_CLIENT_SECRET}"
+            ),
+            ClientSecretProblem::BadUrl(field) => write!(
+                f,
+                "\"{field}\" is not a usable http(s) URL; download the file again from the Google Cloud console"
+            ),
+        }
+    }
+}
+
+/// What is wrong with a stored token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenFileProblem {
+    /// The file is empty.
+    Empty,
+    /// The file is not valid JSON (often a truncated write).
+    NotJson {
+        /// 1-based line of the syntax error.
+        line: usize,
+        /// 1-based column of the syntax error.
+        column: usize,
+    },
+    /// The JSON is not an object.
+    NotAnObject,
+    /// A field has the wrong JSON type.
+    WrongType(&'static str),
+    /// `expiry` is not `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`.
+    BadExpiry,
+    /// The file has a credential `type` this crate does not handle here.
+    UnsupportedType(String),
+    /// The file is missing a field needed to refresh.
+    MissingField(&'static str),
+}
+
+impl fmt::Display for TokenFileProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenFileProblem::Empty => f.write_str("the file is empty"),
+            TokenFileProblem::NotJson { line, column } => write!(
+                f,
+                "not valid JSON (syntax error at line {line}, column {column}; truncated?)"
+            ),
+            TokenFileProblem::NotAnObject => f.write_str("the JSON is not an object"),
+            TokenFileProblem::WrongType(field) => write!(f, "\"{field}\" has the wrong type"),
+            TokenFileProblem::BadExpiry => {
+                f.write_str("\"expiry\" is not of the form YYYY-MM-DDTHH:MM:SS[.ffffff]Z")
+            }
+            TokenFileProblem::UnsupportedType(t) => {
+                write!(f, "credential type {t:?} is not supported here")
+            }
+            TokenFileProblem::MissingField(field) => write!(f, "\"{field}\" is missing"),
+        }
+    }
+}
+
+/// OAuth 2.0 error codes (RFC 6749 §4.1.2.1 and §5.2), plus anything else a server sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OAuthError {
+    /// `invalid_request`
+    InvalidRequest,
+    /// `invalid_client`
+    InvalidClient,
+    /// `invalid_grant`
+    InvalidGrant,
+    /// `unauthorized_client`
+    UnauthorizedClient,
+    /// `unsupported_grant_type`
+    UnsupportedGrantType,
+    /// `invalid_scope`
+    InvalidScope,
+    /// `access_denied`
+    AccessDenied,
+    /// `unsupported_response_type`
+    UnsupportedResponseType,
+    /// `server_error`
+    ServerError,
+    /// `temporarily_unavailable`
+    TemporarilyUnavailable,
+    /// Any other code.
+    Other(String),
+}
+
+impl OAuthError {
+    /// Parses an `error` value.
+    pub fn from_code(code: &str) -> Self {
+        match code {
+            "invalid_request" => OAuthError::InvalidRequest,
+            "invalid_client" => OAuthError::InvalidClient,
+            "invalid_grant" => OAuthError::InvalidGrant,
+            "unauthorized_client" => OAuthError::UnauthorizedClient,
+            "unsupported_grant_type" => OAuthError::UnsupportedGrantType,
+            "invalid_scope" => OAuthError::InvalidScope,
+            "access_denied" => OAuthError::AccessDenied,
+            "unsupported_response_type" => OAuthError::UnsupportedResponseType,
+            "server_error" => OAuthError::ServerError,
+            "temporarily_unavailable" => OAuthError::TemporarilyUnavailable,
+            other => OAuthError::Other(other.to_owned()),
+        }
+    }
+
+    /// The wire code.
+    pub fn as_str(&self) -> &str {
+        match self {
+            OAuthError::InvalidRequest => "invalid_request",
+            OAuthError::InvalidClient => "invalid_client",
+            OAuthError::InvalidGrant => "invalid_grant",
+            OAuthError::UnauthorizedClient => "unauthorized_client",
+            OAuthError::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthError::InvalidScope => "invalid_scope",
+            OAuthError::AccessDenied => "access_denied",
+            OAuthError::UnsupportedResponseType => "unsupported_response_type",
+            OAuthError::ServerError => "server_error",
+            OAuthError::TemporarilyUnavailable => "temporarily_unavailable",
+            OAuthError::Other(code) => code,
+        }
+    }
+}
+
+impl fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oauth_codes_round_trip() {
+        for code in [
+            "invalid_request",
+            "invalid_client",
+            "invalid_grant",
+            "unauthorized_client",
+            "unsupported_grant_type",
+            "invalid_scope",
+            "access_denied",
+            "unsupported_response_type",
+            "server_error",
+            "temporarily_unavailable",
+            "interaction_required",
+        ] {
+            assert_eq!(OAuthError::from_code(code).as_str(), code);
+        }
+        assert_eq!(
+            OAuthError::from_code("x"),
+            OAuthError::Other("x".to_owned())
+        );
+    }
+
+    #[test]
+    fn transient_classification() {
+        let oauth = |error, status| Error::OAuth {
+            endpoint: "e".into(),
+            error,
+            description: None,
+            status,
+        };
+        assert!(oauth(OAuthError::ServerError, 400).is_transient());
+        assert!(oauth(OAuthError::Other("x".into()), 503).is_transient());
+        assert!(!oauth(OAuthError::InvalidClient, 401).is_transient());
+        let grant = Error::InvalidGrant {
+            description: None,
+            store: "token.json".into(),
+        };
+        assert!(!grant.is_transient());
+        assert_eq!(grant.oauth_error(), Some(&OAuthError::InvalidGrant));
+    }
+
+    #[test]
+    fn invalid_grant_message_explains_causes_and_fix() {
+        let msg = Error::InvalidGrant {
+            description: Some("Token has been expired or revoked.".into()),
+            store: "token.json".into(),
+        }
+        .to_string();
+        assert!(msg.contains("7 days"), "{msg}");
+        assert!(msg.contains("Testing"), "{msg}");
+        assert!(msg.contains("delete token.json"), "{msg}");
+        assert!(msg.contains("Token has been expired or revoked."), "{msg}");
+    }
+}

@@ -1,0 +1,518 @@
+//! The installed-app consent flow: PKCE (S256), a checked `state`, and a
+//! loopback listener on an ephemeral port, as google-auth-oauthlib's
+//! `run_local_server(port=0)` but with a timeout and a clear answer to "Deny".
+
+use std::convert::Infallible;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::credentials::{Settings, apply_token_response};
+use crate::error::{Error, OAuthError, Result};
+use crate::refresh::{self, exchange_code};
+use crate::secret::ClientSecret;
+use crate::token::StoredToken;
+use crate::url::check_endpoint;
+
+/// The line printed before the consent URL (the URL follows alone on the next line).
+pub const VISIT_PROMPT: &str = "Please visit this URL to authorize this application:";
+
+/// How the user is sent through Google's consent screen when no cached token serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Consent {
+    /// Open the browser (feature `browser`); print the URL if that fails.
+    OpenBrowser,
+    /// Print the URL (to stderr, or to [`CredentialLoader::on_consent_url`](crate::CredentialLoader::on_consent_url))
+    /// and wait on the loopback port: for SSH with port forwarding, or a browser
+    /// the user starts by hand.
+    PrintUrl,
+    /// Print the URL, and accept either the loopback redirect or the redirected
+    /// URL (or bare code) pasted on stdin: for machines the browser cannot reach.
+    PasteCode,
+    /// Never ask: fail with [`Error::ConsentRequired`] (servers, CI).
+    Never,
+}
+
+type UrlCallback = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Settings of the consent flow, held by the loader.
+#[derive(Clone)]
+pub(crate) struct FlowOptions {
+    pub(crate) consent: Consent,
+    pub(crate) timeout: Duration,
+    pub(crate) bind: SocketAddr,
+    pub(crate) force_consent: bool,
+    pub(crate) on_url: Option<UrlCallback>,
+}
+
+impl fmt::Debug for FlowOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FlowOptions")
+            .field("consent", &self.consent)
+            .field("timeout", &self.timeout)
+            .field("bind", &self.bind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for FlowOptions {
+    fn default() -> Self {
+        FlowOptions {
+            consent: Consent::OpenBrowser,
+            timeout: Duration::from_secs(300),
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            force_consent: false,
+            on_url: None,
+        }
+    }
+}
+
+/// A PKCE pair (RFC 7636): 64 URL-safe characters from the OS CSPRNG, and their S256 challenge.
+pub(crate) struct Pkce {
+    pub(crate) verifier: SecretString,
+    pub(crate) challenge: String,
+}
+
+impl Pkce {
+    pub(crate) fn new() -> Result<Self> {
+        let verifier = random_token(48)?;
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.expose_secret().as_bytes()));
+        Ok(Pkce {
+            verifier,
+            challenge,
+        })
+    }
+}
+
+fn random_token(bytes: usize) -> Result<SecretString> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf)
+        .map_err(|e| Error::ConsentFlow(format!("the OS random number generator failed: {e}")))?;
+    Ok(SecretString::from(URL_SAFE_NO_PAD.encode(&buf)))
+}
+
+/// The authorization URL for `redirect_uri`.
+pub(crate) fn authorization_url(
+    secret: &ClientSecret,
+    scopes: &[String],
+    redirect_uri: &str,
+    state: &str,
+    challenge: &str,
+    force_consent: bool,
+) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query
+        .append_pair("response_type", "code")
+        .append_pair("client_id", secret.client_id())
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("scope", &scopes.join(" "))
+        .append_pair("state", state)
+        .append_pair("code_challenge", challenge)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("access_type", "offline");
+    if force_consent {
+        // Google issues a refresh token again only on an explicit consent.
+        query.append_pair("prompt", "consent");
+    }
+    let base = secret.auth_endpoint();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}{}", query.finish())
+}
+
+/// What arrived on the redirect: a code, or the server's refusal.
+#[derive(Debug)]
+pub(crate) enum Callback {
+    Code(SecretString),
+    Denied(Error),
+}
+
+/// Reads a redirect query. `None` when it is not an answer to *this* request
+/// (wrong or missing `state`, or neither `code` nor `error`).
+pub(crate) fn parse_callback(query: &str, expected_state: &str) -> Option<Callback> {
+    let mut state = None;
+    let mut code = None;
+    let mut error = None;
+    let mut description = None;
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
+            "state" => state = Some(v.into_owned()),
+            "code" => code = Some(v.into_owned()),
+            "error" => error = Some(v.into_owned()),
+            "error_description" => description = Some(v.into_owned()),
+            _ => {} // iss, scope, authuser, prompt, …
+        }
+    }
+    if !constant_time_eq(state?.as_bytes(), expected_state.as_bytes()) {
+        return None;
+    }
+    match (error, code) {
+        (Some(e), _) => Some(Callback::Denied(Error::AuthorizationDenied {
+            error: OAuthError::from_code(&e),
+            description,
+        })),
+        (None, Some(c)) if !c.is_empty() => Some(Callback::Code(SecretString::from(c))),
+        _ => None,
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A line pasted by the user: the full redirected URL, its query, or a bare code.
+pub(crate) fn parse_pasted(line: &str, expected_state: &str) -> Result<Callback> {
+    let line = line.trim();
+    if line.is_empty() {
+        return Err(Error::ConsentFlow("nothing was pasted".into()));
+    }
+    let query = line
+        .split_once('?')
+        .map(|(_, q)| q)
+        .or_else(|| (line.contains("code=") || line.contains("error=")).then_some(line));
+    match query {
+        Some(q) => {
+            let q = q.split('#').next().unwrap_or(q);
+            parse_callback(q, expected_state).ok_or_else(|| {
+                Error::ConsentFlow(
+                    "the pasted URL does not belong to this sign-in (wrong or missing state, or no \
+                     code); paste the whole address of the page the browser was sent to"
+                        .into(),
+                )
+            })
+        }
+        // A bare code: no state to check, but PKCE still binds it to this flow.
+        None => Ok(Callback::Code(SecretString::from(line.to_owned()))),
+    }
+}
+
+/// Runs the consent flow and returns the new record to store.
+#[tracing::instrument(skip_all, name = "gemini_oauth::consent")]
+pub(crate) async fn run(
+    secret: &ClientSecret,
+    scopes: &[String],
+    options: &FlowOptions,
+    settings: &Settings,
+) -> Result<StoredToken> {
+    check_endpoint(secret.auth_endpoint())?;
+    check_endpoint(secret.token_endpoint())?;
+    let listener = TcpListener::bind(options.bind).await.map_err(|e| {
+        Error::ConsentFlow(format!(
+            "cannot listen on {} for the sign-in redirect: {e}",
+            options.bind
+        ))
+    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::ConsentFlow(format!("cannot read the listening address: {e}")))?;
+    // Exactly what was bound, so the redirect cannot land elsewhere.
+    let redirect_uri = format!("http://{addr}/");
+    let pkce = Pkce::new()?;
+    let state = random_token(24)?;
+    let url = authorization_url(
+        secret,
+        scopes,
+        &redirect_uri,
+        state.expose_secret(),
+        &pkce.challenge,
+        options.force_consent,
+    );
+    present(&url, options);
+
+    let (tx, mut rx) = mpsc::channel::<Callback>(1);
+    let expected = Arc::new(state);
+    let server = tokio::spawn(serve(listener, Arc::clone(&expected), tx.clone()));
+    let paste = (options.consent == Consent::PasteCode).then(|| {
+        let expected = Arc::clone(&expected);
+        tokio::spawn(read_pasted(expected, tx))
+    });
+
+    let waited = tokio::time::timeout(options.timeout, rx.recv()).await;
+    // Stops the listener (releasing the port) and the stdin reader on every path.
+    server.abort();
+    if let Some(p) = paste {
+        p.abort();
+    }
+    let callback = match waited {
+        Err(_) => {
+            return Err(Error::Timeout {
+                what: "waiting for the sign-in in the browser".into(),
+                after: options.timeout,
+            });
+        }
+        Ok(None) => return Err(Error::ConsentFlow("the redirect listener stopped".into())),
+        Ok(Some(cb)) => cb,
+    };
+    let code = match callback {
+        Callback::Code(code) => code,
+        Callback::Denied(e) => return Err(e),
+    };
+    let client = refresh::Client {
+        id: secret.client_id(),
+        secret: secret.secret(),
+    };
+    let resp = exchange_code(
+        &settings.http,
+        settings.retry,
+        secret.token_endpoint(),
+        &client,
+        &code,
+        &pkce.verifier,
+        &redirect_uri,
+    )
+    .await?;
+    let mut record =
+        StoredToken::new_user(secret.client_id(), secret.secret(), secret.token_endpoint());
+    record.scopes = Some(scopes.to_vec());
+    apply_token_response(&mut record, resp);
+    let missing = record.missing_scopes(scopes);
+    if !missing.is_empty() {
+        return Err(Error::ScopesNotGranted { missing });
+    }
+    tracing::info!("sign-in complete");
+    Ok(record)
+}
+
+fn present(url: &str, options: &FlowOptions) {
+    let print = || match &options.on_url {
+        Some(callback) => callback(url),
+        None => eprintln!("{VISIT_PROMPT}\n{url}"),
+    };
+    if options.consent == Consent::OpenBrowser && open_browser(url) {
+        if let Some(callback) = &options.on_url {
+            callback(url);
+        }
+        return;
+    }
+    print();
+    if options.consent == Consent::PasteCode {
+        eprintln!(
+            "After approving, if the browser shows an error page for 127.0.0.1, copy the address \
+             of that page and paste it here, then press Enter:"
+        );
+    }
+}
+
+#[cfg(feature = "browser")]
+fn open_browser(url: &str) -> bool {
+    match webbrowser::open(url) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not open a browser; printing the URL instead");
+            false
+        }
+    }
+}
+
+#[cfg(not(feature = "browser"))]
+fn open_browser(_url: &str) -> bool {
+    false
+}
+
+async fn read_pasted(expected: Arc<SecretString>, tx: mpsc::Sender<Callback>) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        match parse_pasted(&line, expected.expose_secret()) {
+            Ok(cb) => {
+                let _ = tx.send(cb).await;
+                return;
+            }
+            Err(e) => eprintln!("{e}; try again:"),
+        }
+    }
+}
+
+async fn serve(listener: TcpListener, expected: Arc<SecretString>, tx: mpsc::Sender<Callback>) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let expected = Arc::clone(&expected);
+        let tx = tx.clone();
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let reply = answer(&req, expected.expose_secret(), &tx);
+                async move { Ok::<_, Infallible>(reply) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service);
+            // A client that stalls cannot hold the flow: the caller's timeout
+            // aborts this task with everything else.
+            let _ = conn.await;
+        });
+    }
+}
+
+fn answer(
+    req: &Request<Incoming>,
+    expected: &str,
+    tx: &mpsc::Sender<Callback>,
+) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET {
+        return page(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", "");
+    }
+    if req.uri().path() != "/" {
+        return page(StatusCode::NOT_FOUND, "Not found", "");
+    }
+    // Query values are never echoed into the page.
+    match parse_callback(req.uri().query().unwrap_or(""), expected) {
+        None => page(
+            StatusCode::BAD_REQUEST,
+            "Not a response to this sign-in",
+            "This address does not belong to the sign-in that is waiting. Start the sign-in again from the application.",
+        ),
+        Some(Callback::Denied(e)) => {
+            let _ = tx.try_send(Callback::Denied(e));
+            page(
+                StatusCode::OK,
+                "Authorization refused",
+                "The application was not authorized. You may close this window and return to the application.",
+            )
+        }
+        Some(cb) => {
+            let _ = tx.try_send(cb);
+            page(
+                StatusCode::OK,
+                "Authorization complete",
+                "The authentication flow has completed. You may close this window.",
+            )
+        }
+    }
+}
+
+fn page(status: StatusCode, title: &str, text: &str) -> Response<Full<Bytes>> {
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
+         <body style=\"font-family:sans-serif;margin:3em\"><h1>{title}</h1><p>{text}</p></body></html>"
+    );
+    let mut resp = Response::new(Full::new(Bytes::from(html)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_challenge_is_s256_of_the_verifier() {
+        let p = Pkce::new().unwrap();
+        let v = p.verifier.expose_secret();
+        assert_eq!(v.len(), 64);
+        assert!(
+            v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
+        assert_eq!(
+            p.challenge,
+            URL_SAFE_NO_PAD.encode(Sha256::digest(v.as_bytes()))
+        );
+        // RFC 7636 appendix B test vector.
+        let rfc = URL_SAFE_NO_PAD.encode(Sha256::digest(
+            b"dBjftJeZ4CVP-mB92K27uhbUHU1Ps5mV1wDiAt-Yiie",
+        ));
+        assert_eq!(rfc, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGHSc9Qbbc");
+        assert_ne!(Pkce::new().unwrap().challenge, p.challenge);
+    }
+
+    #[test]
+    fn callback_parsing() {
+        let code = |q| match parse_callback(q, "S") {
+            Some(Callback::Code(c)) => Some(c.expose_secret().to_owned()),
+            _ => None,
+        };
+        assert_eq!(
+            code("state=S&code=4%2F0Ab&scope=x&iss=https%3A%2F%2Faccounts.google.com").as_deref(),
+            Some("4/0Ab")
+        );
+        assert!(parse_callback("state=T&code=c", "S").is_none());
+        assert!(parse_callback("code=c", "S").is_none());
+        assert!(parse_callback("state=S", "S").is_none());
+        assert!(parse_callback("state=S&code=", "S").is_none());
+        match parse_callback("error=access_denied&state=S", "S") {
+            Some(Callback::Denied(Error::AuthorizationDenied { error, .. })) => {
+                assert_eq!(error, OAuthError::AccessDenied)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn pasted_input() {
+        let code = |line| match parse_pasted(line, "S") {
+            Ok(Callback::Code(c)) => c.expose_secret().to_owned(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            code("http://127.0.0.1:5000/?state=S&code=abc&scope=x\n"),
+            "abc"
+        );
+        assert_eq!(code("  4/0AbCd  "), "4/0AbCd");
+        assert_eq!(code("state=S&code=q"), "q");
+        assert!(parse_pasted("http://127.0.0.1:5000/?state=X&code=abc", "S").is_err());
+        assert!(parse_pasted("", "S").is_err());
+        assert!(matches!(
+            parse_pasted("http://127.0.0.1/?error=access_denied&state=S", "S"),
+            Ok(Callback::Denied(_))
+        ));
+    }
+
+    #[test]
+    fn authorization_url_has_every_parameter() {
+        let secret = ClientSecret::new("cid", "cs").auth_uri("https://a.example/auth?hd=x");
+        let url = authorization_url(
+            &secret,
+            &["s1".into(), "s2".into()],
+            "http://127.0.0.1:9/",
+            "st",
+            "ch",
+            true,
+        );
+        let (base, q) = url.split_once('?').unwrap();
+        assert_eq!(base, "https://a.example/auth");
+        let pairs: Vec<(String, String)> =
+            form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+        let get = |k: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("hd"), Some("x"));
+        assert_eq!(get("response_type"), Some("code"));
+        assert_eq!(get("client_id"), Some("cid"));
+        assert_eq!(get("redirect_uri"), Some("http://127.0.0.1:9/"));
+        assert_eq!(get("scope"), Some("s1 s2"));
+        assert_eq!(get("state"), Some("st"));
+        assert_eq!(get("code_challenge"), Some("ch"));
+        assert_eq!(get("code_challenge_method"), Some("S256"));
+        assert_eq!(get("access_type"), Some("offline"));
+        assert_eq!(get("prompt"), Some("consent"));
+        let url = authorization_url(&secret, &[], "r", "st", "ch", false);
+        assert!(!url.contains("prompt="));
+    }
+}

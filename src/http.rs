@@ -1,0 +1,100 @@
+//! The HTTP transport shared by the token endpoint and the authorized client:
+//! hyper 1 + rustls, built on first use, pooled, HTTP/2 by ALPN.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::error::{Error, Result};
+use crate::url::without_query;
+
+/// Default limit for a whole request (connect, send, read the body).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default limit for establishing a TCP connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Hyper = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// One pooled client; the TLS roots are loaded on the first request, so a
+/// program whose cached token is valid pays nothing for them.
+pub(crate) struct HttpClient {
+    client: OnceLock<Hyper>,
+    pub(crate) timeout: Duration,
+    connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpClient {
+    pub(crate) fn new(timeout: Duration, connect_timeout: Duration) -> Self {
+        HttpClient {
+            client: OnceLock::new(),
+            timeout,
+            connect_timeout,
+        }
+    }
+
+    fn hyper(&self) -> &Hyper {
+        self.client.get_or_init(|| {
+            let mut http = HttpConnector::new();
+            http.enforce_http(false);
+            http.set_nodelay(true);
+            http.set_connect_timeout(Some(self.connect_timeout));
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+                // Only reachable when a rustls protocol version set is empty,
+                // which the ring provider's defaults never are.
+                .unwrap_or_else(|_| unreachable!("ring supports the default TLS versions"))
+                .https_or_http()
+                .enable_http1()
+                .enable_http2()
+                .wrap_connector(http);
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .build(https)
+        })
+    }
+
+    /// Sends `req` and reads at most `limit` bytes of the answer, all within the timeout.
+    pub(crate) async fn send(
+        &self,
+        req: Request<Full<Bytes>>,
+        limit: usize,
+    ) -> Result<Response<Bytes>> {
+        let endpoint = without_query(&req.uri().to_string()).to_owned();
+        let work = async {
+            let resp = self
+                .hyper()
+                .request(req)
+                .await
+                .map_err(|e| Error::transport(&endpoint, e))?;
+            let (parts, body) = resp.into_parts();
+            let body = Limited::new(body, limit)
+                .collect()
+                .await
+                .map_err(|e| Error::transport(&endpoint, e))?
+                .to_bytes();
+            Ok(Response::from_parts(parts, body))
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| Error::Timeout {
+                what: format!("request to {endpoint}"),
+                after: self.timeout,
+            })?
+    }
+}

@@ -1,0 +1,96 @@
+//! Google OAuth user credentials for the Gemini API: what Google's Python
+//! `load_creds.py` quickstart does, for Rust.
+//!
+//! Read a Desktop-app `client_secret.json`, keep tokens in a `token.json` that
+//! Python's google-auth can share, refresh them before they expire, run the
+//! browser consent flow (PKCE, checked `state`, loopback redirect) only when
+//! nothing cached can serve, and call Gemini endpoints with
+//! `Authorization: Bearer …` (and `x-goog-user-project` when a quota project is set).
+//!
+//! # Quickstart
+//!
+//! ```no_run
+//! # async fn run() -> gemini_oauth::Result<()> {
+//! // ./client_secret.json, ./token.json, the generative-language.retriever scope,
+//! // and the browser consent flow when needed.
+//! let creds = gemini_oauth::load_creds().await?;
+//! let client = creds.authorized_client();
+//! for model in gemini_oauth::gemini::list_models(&client).await? {
+//!     println!("{}", model.name);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! The builder sets every part:
+//!
+//! ```no_run
+//! use gemini_oauth::{Consent, CredentialLoader, FileTokenStore, scopes};
+//! # async fn run() -> gemini_oauth::Result<()> {
+//! let creds = CredentialLoader::new()
+//!     .client_secret_file("client_secret.json")
+//!     .token_store(FileTokenStore::new("token.json")) // or any impl TokenStore
+//!     .scopes([scopes::GENERATIVE_LANGUAGE_RETRIEVER, scopes::CLOUD_PLATFORM])
+//!     .quota_project("my-project")
+//!     .consent(Consent::PrintUrl) // headless / SSH
+//!     .load()
+//!     .await?;
+//! let token = creds.access_token().await?; // cached; refreshed early, once
+//! # let _ = token; Ok(()) }
+//! ```
+//!
+//! Other HTTP clients take the headers from [`Credentials::headers`].
+//!
+//! # Features
+//!
+//! - `browser` (default): open the consent URL with the `webbrowser` crate.
+//!   Without it the URL is printed.
+//!
+//! # Security
+//!
+//! - Tokens, refresh tokens, client secrets and authorization codes never
+//!   appear in `Debug`, `Display`, errors or `tracing` events; secret strings
+//!   are zeroed on drop (`secrecy`).
+//! - The consent flow uses PKCE (S256) and a random `state`, listens on
+//!   `127.0.0.1` only, never echoes query values into its pages, and times out.
+//! - `token.json` is written atomically (temporary file, fsync, rename) with
+//!   mode 0600 on Unix.
+//! - Plain `http://` endpoints are refused except on loopback.
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+mod client;
+mod credentials;
+mod error;
+mod flow;
+pub mod gemini;
+mod http;
+mod json;
+mod loader;
+mod refresh;
+pub mod scopes;
+mod secret;
+mod store;
+mod token;
+mod url;
+
+pub use client::{AuthorizedClient, GEMINI_API_BASE};
+pub use credentials::{AccessToken, Credentials, EXPIRY_SKEW, REFRESH_WINDOW};
+pub use error::{
+    BoxError, ClientSecretProblem, ConsentReason, Error, OAuthError, Result, TokenFileProblem,
+};
+pub use flow::{Consent, VISIT_PROMPT};
+pub use http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
+pub use loader::{CredentialLoader, ENV_API_BASE, ENV_QUOTA_PROJECT};
+pub use secret::{ClientKind, ClientSecret, GOOGLE_AUTH_URI, GOOGLE_TOKEN_URI};
+pub use store::{FileTokenStore, MemoryTokenStore, TokenStore};
+pub use token::{DEFAULT_UNIVERSE_DOMAIN, StoredToken};
+
+/// Loads credentials with the quickstart's defaults: `./client_secret.json`,
+/// `./token.json`, scope [`scopes::GENERATIVE_LANGUAGE_RETRIEVER`], and the
+/// browser consent flow when no cached token serves. Same as
+/// `CredentialLoader::new().load()`.
+///
+/// # Errors
+/// See [`CredentialLoader::load`].
+pub async fn load_creds() -> Result<Credentials> {
+    CredentialLoader::new().load().await
+}

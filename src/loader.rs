@@ -1,0 +1,318 @@
+//! [`CredentialLoader`]: decides between the cached token, a refresh, and
+//! the consent flow, as `load_creds.py` does.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use crate::client::GEMINI_API_BASE;
+use crate::credentials::{Credentials, EXPIRY_SKEW, Settings, Source, refresh_user};
+use crate::error::{ConsentReason, Error, Result};
+use crate::flow::{self, Consent, FlowOptions};
+use crate::http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HttpClient};
+use crate::refresh::Retry;
+use crate::scopes;
+use crate::secret::ClientSecret;
+use crate::store::{DynTokenStore, FileTokenStore, TokenStore};
+use crate::token::StoredToken;
+use crate::url::check_endpoint;
+
+/// Environment variable that overrides the Gemini API base URL.
+pub const ENV_API_BASE: &str = "GEMINI_API_BASE";
+/// Environment variable that sets the quota project (below an explicit value).
+pub const ENV_QUOTA_PROJECT: &str = "GOOGLE_CLOUD_QUOTA_PROJECT";
+
+enum SecretSource {
+    File(PathBuf),
+    Given(Box<ClientSecret>),
+}
+
+/// Builds [`Credentials`] the way `load_creds.py` does: the stored token if it
+/// is valid and covers the scopes, else a refresh, else the consent flow;
+/// whatever was obtained is saved to the store.
+///
+/// Building is cheap and does no I/O; everything happens in [`load`](Self::load).
+///
+/// ```no_run
+/// use gemini_oauth::{CredentialLoader, Consent, FileTokenStore, scopes};
+/// # async fn f() -> gemini_oauth::Result<()> {
+/// let creds = CredentialLoader::new()
+///     .client_secret_file("client_secret.json")
+///     .token_store(FileTokenStore::new("token.json"))
+///     .scopes([scopes::GENERATIVE_LANGUAGE_RETRIEVER, scopes::CLOUD_PLATFORM])
+///     .consent(Consent::PrintUrl)
+///     .load()
+///     .await?;
+/// # Ok(()) }
+/// ```
+pub struct CredentialLoader {
+    secret: SecretSource,
+    store: Option<Arc<dyn DynTokenStore>>,
+    scopes: Vec<String>,
+    quota_project: Option<String>,
+    api_base: Option<String>,
+    token_uri: Option<String>,
+    auth_uri: Option<String>,
+    timeout: Duration,
+    connect_timeout: Duration,
+    flow: FlowOptions,
+}
+
+impl fmt::Debug for CredentialLoader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialLoader")
+            .field("store", &self.store.as_ref().map(|s| s.name()))
+            .field("scopes", &self.scopes)
+            .field("quota_project", &self.quota_project)
+            .field("api_base", &self.api_base)
+            .field("flow", &self.flow)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for CredentialLoader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CredentialLoader {
+    /// The quickstart's defaults: `./client_secret.json`, `./token.json`, the
+    /// `generative-language.retriever` scope, and the browser consent flow.
+    pub fn new() -> Self {
+        CredentialLoader {
+            secret: SecretSource::File(PathBuf::from("client_secret.json")),
+            store: None,
+            scopes: vec![scopes::GENERATIVE_LANGUAGE_RETRIEVER.to_owned()],
+            quota_project: None,
+            api_base: None,
+            token_uri: None,
+            auth_uri: None,
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            flow: FlowOptions::default(),
+        }
+    }
+
+    /// Where the OAuth client comes from (read only when consent is needed).
+    pub fn client_secret_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.secret = SecretSource::File(path.into());
+        self
+    }
+
+    /// An OAuth client given in code instead of a file.
+    pub fn client_secret(mut self, secret: ClientSecret) -> Self {
+        self.secret = SecretSource::Given(Box::new(secret));
+        self
+    }
+
+    /// Where tokens are kept (default `FileTokenStore::new("token.json")`).
+    pub fn token_store(mut self, store: impl TokenStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// The scopes to request; a stored token that lacks any of them leads to consent.
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The project billed for API calls, sent as `x-goog-user-project`.
+    /// Wins over `GOOGLE_CLOUD_QUOTA_PROJECT` and the file's `quota_project_id`.
+    pub fn quota_project(mut self, project: impl Into<String>) -> Self {
+        self.quota_project = Some(project.into());
+        self
+    }
+
+    /// The Gemini API base URL (default `GEMINI_API_BASE` from the
+    /// environment, else [`GEMINI_API_BASE`]).
+    pub fn api_base(mut self, url: impl Into<String>) -> Self {
+        self.api_base = Some(url.into());
+        self
+    }
+
+    /// Overrides the token endpoint of the stored token and the client secret.
+    pub fn token_uri(mut self, url: impl Into<String>) -> Self {
+        self.token_uri = Some(url.into());
+        self
+    }
+
+    /// Overrides the authorization endpoint of the client secret.
+    pub fn auth_uri(mut self, url: impl Into<String>) -> Self {
+        self.auth_uri = Some(url.into());
+        self
+    }
+
+    /// How consent is obtained when nothing cached can serve (default
+    /// [`Consent::OpenBrowser`]); [`Consent::Never`] for servers and CI.
+    pub fn consent(mut self, consent: Consent) -> Self {
+        self.flow.consent = consent;
+        self
+    }
+
+    /// How long the consent flow waits for the user (default 5 minutes).
+    pub fn consent_timeout(mut self, timeout: Duration) -> Self {
+        self.flow.timeout = timeout;
+        self
+    }
+
+    /// Host and port of the loopback listener (default `127.0.0.1:0`, an ephemeral port).
+    pub fn redirect_addr(mut self, addr: std::net::SocketAddr) -> Self {
+        self.flow.bind = addr;
+        self
+    }
+
+    /// Where the consent URL goes instead of stderr (for GUIs, chat bots and tests).
+    /// With [`Consent::OpenBrowser`] it is called too, after the browser opened.
+    pub fn on_consent_url(mut self, callback: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.flow.on_url = Some(Arc::new(callback));
+        self
+    }
+
+    /// Limit for each HTTP request, connect to last byte (default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Limit for establishing a connection (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Loads, refreshes or obtains credentials, and saves what changed.
+    ///
+    /// # Errors
+    /// Store errors ([`Error::TokenFile`], [`Error::Io`], [`Error::Store`]) are
+    /// never taken for "no token". Transient refresh errors are returned, not
+    /// answered with a consent. With [`Consent::Never`], a needed consent is
+    /// [`Error::ConsentRequired`] (or [`Error::InvalidGrant`]); otherwise the
+    /// consent flow's errors ([`Error::AuthorizationDenied`], [`Error::Timeout`], …)
+    /// and [`Error::ClientSecretNotFound`] when there is no client secret file.
+    #[tracing::instrument(skip_all, name = "gemini_oauth::load")]
+    pub async fn load(self) -> Result<Credentials> {
+        let store: Arc<dyn DynTokenStore> = match &self.store {
+            Some(s) => Arc::clone(s),
+            None => Arc::new(FileTokenStore::new("token.json")),
+        };
+        let store_name = store.name();
+        let stored = store.load().await?;
+        let api_base = self
+            .api_base
+            .clone()
+            .or_else(|| std::env::var(ENV_API_BASE).ok().filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| GEMINI_API_BASE.to_owned());
+        check_endpoint(&api_base)?;
+        let quota_project = self
+            .quota_project
+            .clone()
+            .or_else(|| {
+                std::env::var(ENV_QUOTA_PROJECT)
+                    .ok()
+                    .filter(|s| !s.is_empty())
+            })
+            .or_else(|| {
+                stored
+                    .as_ref()
+                    .and_then(|s| s.quota_project_id().map(str::to_owned))
+            });
+        let settings = Settings {
+            quota_project,
+            api_base,
+            http: Arc::new(HttpClient::new(self.timeout, self.connect_timeout)),
+            retry: Retry::default(),
+        };
+
+        let reason = match stored {
+            None => ConsentReason::NoToken,
+            Some(mut record) => {
+                if let Some(uri) = &self.token_uri {
+                    record.token_uri = Some(uri.clone());
+                }
+                let missing = record.missing_scopes(&self.scopes);
+                if !missing.is_empty() {
+                    ConsentReason::ScopesNotCovered(missing)
+                } else if is_usable(&record) {
+                    tracing::debug!(store = %store_name, "using the cached token");
+                    return credentials(record, store, settings);
+                } else if record.refresh_token.is_some() {
+                    match refresh_user(&settings, record, &store_name).await {
+                        Ok(fresh) => {
+                            store.save(&fresh).await?;
+                            return credentials(fresh, store, settings);
+                        }
+                        Err(Error::InvalidGrant { description, .. })
+                            if self.flow.consent != Consent::Never =>
+                        {
+                            ConsentReason::RefreshTokenRejected(description)
+                        }
+                        Err(e) => return Err(e),
+                    }
+                } else {
+                    ConsentReason::NoRefreshToken
+                }
+            }
+        };
+
+        if self.flow.consent == Consent::Never {
+            return Err(Error::ConsentRequired {
+                reason,
+                store: store_name,
+            });
+        }
+        tracing::info!(%reason, "starting the consent flow");
+        let mut secret = match self.secret {
+            SecretSource::File(path) => ClientSecret::from_file(path).await?,
+            SecretSource::Given(secret) => *secret,
+        };
+        if let Some(uri) = self.token_uri {
+            secret = secret.token_uri(uri);
+        }
+        if let Some(uri) = self.auth_uri {
+            secret = secret.auth_uri(uri);
+        }
+        // A refresh token must be issued again when the old one is gone or rejected.
+        let mut flow = self.flow;
+        flow.force_consent = !matches!(reason, ConsentReason::NoToken);
+        let record = flow::run(&secret, &self.scopes, &flow, &settings).await?;
+        store.save(&record).await?;
+        credentials(record, store, settings)
+    }
+}
+
+fn is_usable(record: &StoredToken) -> bool {
+    match (&record.token, record.expiry()) {
+        (Some(_), Some(expiry)) => expiry
+            .duration_since(SystemTime::now())
+            .is_ok_and(|left| left > EXPIRY_SKEW),
+        // google-auth treats a missing expiry as expired; so do we.
+        _ => false,
+    }
+}
+
+fn credentials(
+    record: StoredToken,
+    store: Arc<dyn DynTokenStore>,
+    settings: Settings,
+) -> Result<Credentials> {
+    let token = record.token.clone().unwrap_or_default();
+    let expires_at = record.expiry().unwrap_or_else(SystemTime::now);
+    let store_name = store.name();
+    Credentials::new(
+        Source::User {
+            record: Mutex::new(record),
+            store: Some(store),
+            store_name,
+        },
+        settings,
+        token,
+        expires_at,
+    )
+}

@@ -1,0 +1,283 @@
+//! The token endpoint: `refresh_token` and `authorization_code` grants,
+//! with bounded retries for transient failures.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, header};
+use http_body_util::Full;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+use crate::error::{Error, OAuthError, Result};
+use crate::http::HttpClient;
+use crate::url::{check_endpoint, without_query};
+
+/// Token responses are small; anything larger is not one.
+const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
+
+/// A successful token endpoint answer.
+pub(crate) struct TokenResponse {
+    pub(crate) access_token: SecretString,
+    pub(crate) expires_in: Option<u64>,
+    pub(crate) scope: Option<String>,
+    pub(crate) refresh_token: Option<SecretString>,
+    #[allow(dead_code)] // kept for callers that want the identity, never logged
+    pub(crate) id_token: Option<SecretString>,
+}
+
+/// How often and how patiently transient failures are retried.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retry {
+    pub(crate) attempts: u32,
+    pub(crate) base_delay: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 3,
+            base_delay: Duration::from_millis(200),
+        }
+    }
+}
+
+impl Retry {
+    /// Exponential backoff with up to 50% jitter, so many clients that failed
+    /// together do not retry together.
+    pub(crate) fn delay(&self, attempt: u32) -> Duration {
+        let exp = self.base_delay * 2u32.saturating_pow(attempt.min(10));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        exp + exp.mul_f64(f64::from(nanos % 1000) / 2000.0)
+    }
+}
+
+/// The client credentials Google expects in the form body of every grant.
+pub(crate) struct Client<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) secret: &'a SecretString,
+}
+
+/// `grant_type=refresh_token`.
+pub(crate) async fn refresh(
+    http: &HttpClient,
+    retry: Retry,
+    token_uri: &str,
+    client: &Client<'_>,
+    refresh_token: &SecretString,
+) -> Result<TokenResponse> {
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", client.id),
+        ("client_secret", client.secret.expose_secret()),
+        ("refresh_token", refresh_token.expose_secret()),
+    ];
+    post_form(http, retry, token_uri, &form).await
+}
+
+/// `grant_type=authorization_code` with the PKCE verifier.
+#[allow(dead_code)] // used by the consent flow
+pub(crate) async fn exchange_code(
+    http: &HttpClient,
+    retry: Retry,
+    token_uri: &str,
+    client: &Client<'_>,
+    code: &SecretString,
+    verifier: &SecretString,
+    redirect_uri: &str,
+) -> Result<TokenResponse> {
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.expose_secret()),
+        ("code_verifier", verifier.expose_secret()),
+        ("redirect_uri", redirect_uri),
+        ("client_id", client.id),
+        ("client_secret", client.secret.expose_secret()),
+    ];
+    // A code is single-use: a retry after the server may have seen it would
+    // fail with invalid_grant and hide the real error, so only one attempt.
+    let retry = Retry {
+        attempts: 1,
+        ..retry
+    };
+    post_form(http, retry, token_uri, &form).await
+}
+
+async fn post_form(
+    http: &HttpClient,
+    retry: Retry,
+    token_uri: &str,
+    form: &[(&str, &str)],
+) -> Result<TokenResponse> {
+    check_endpoint(token_uri)?;
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    let body = Bytes::from(body);
+    let mut attempt = 0;
+    loop {
+        let result = post_once(http, token_uri, body.clone()).await;
+        match result {
+            Err(e) if e.is_transient() && attempt + 1 < retry.attempts => {
+                let delay = retry.delay(attempt);
+                tracing::debug!(endpoint = without_query(token_uri), attempt, ?delay, error = %e, "token request failed, retrying");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn post_once(http: &HttpClient, token_uri: &str, body: Bytes) -> Result<TokenResponse> {
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(token_uri)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::ACCEPT, "application/json")
+        .body(Full::new(body))
+        .map_err(|_| Error::InvalidUrl {
+            url: without_query(token_uri).to_owned(),
+            reason: "not a valid request URI",
+        })?;
+    let resp = http.send(req, MAX_TOKEN_RESPONSE).await?;
+    parse_response(token_uri, resp.status().as_u16(), resp.body())
+}
+
+pub(crate) fn parse_response(token_uri: &str, status: u16, body: &[u8]) -> Result<TokenResponse> {
+    let endpoint = without_query(token_uri).to_owned();
+    let bad = |problem: &str| Error::TokenResponse {
+        endpoint: endpoint.clone(),
+        status,
+        problem: problem.to_owned(),
+    };
+    // Bodies are never echoed: a success body holds tokens.
+    let json: Option<serde_json::Map<String, Value>> = serde_json::from_slice(body).ok();
+    let text = |map: &serde_json::Map<String, Value>, key: &str| {
+        map.get(key).and_then(Value::as_str).map(str::to_owned)
+    };
+    if !(200..300).contains(&status) {
+        return Err(
+            match json.as_ref().and_then(|m| text(m, "error").map(|e| (m, e))) {
+                Some((map, code)) => Error::OAuth {
+                    endpoint,
+                    error: OAuthError::from_code(&code),
+                    description: text(map, "error_description"),
+                    status,
+                },
+                None => bad("the body is not an OAuth error (JSON with an \"error\" field)"),
+            },
+        );
+    }
+    let Some(map) = json else {
+        return Err(bad("the body is not a JSON object"));
+    };
+    let access_token = text(&map, "access_token")
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| bad("no access_token in the answer"))?;
+    let expires_in = match map.get("expires_in") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64)),
+        // Some servers send the number as a string.
+        Some(Value::String(s)) => s.parse().ok(),
+        Some(_) => return Err(bad("expires_in is not a number")),
+    };
+    if let Some(t) = text(&map, "token_type") {
+        if !t.eq_ignore_ascii_case("bearer") {
+            return Err(bad("token_type is not Bearer"));
+        }
+    }
+    Ok(TokenResponse {
+        access_token: SecretString::from(access_token),
+        expires_in,
+        scope: text(&map, "scope"),
+        refresh_token: text(&map, "refresh_token").map(SecretString::from),
+        id_token: text(&map, "id_token").map(SecretString::from),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(status: u16, body: &str) -> Error {
+        match parse_response("https://t/token", status, body.as_bytes()) {
+            Err(e) => e,
+            Ok(_) => panic!("expected an error"),
+        }
+    }
+
+    #[test]
+    fn parses_google_success() {
+        let r = parse_response(
+            "https://t/token",
+            200,
+            br#"{"access_token":"ya29.a","expires_in":3599,"scope":"s1 s2","token_type":"Bearer","id_token":"eyJ","refresh_token":"1//new"}"#,
+        )
+        .unwrap();
+        assert_eq!(r.access_token.expose_secret(), "ya29.a");
+        assert_eq!(r.expires_in, Some(3599));
+        assert_eq!(r.scope.as_deref(), Some("s1 s2"));
+        assert_eq!(r.refresh_token.unwrap().expose_secret(), "1//new");
+        assert!(r.id_token.is_some());
+        let r = parse_response(
+            "https://t/token",
+            200,
+            br#"{"access_token":"a","expires_in":"60"}"#,
+        )
+        .unwrap();
+        assert_eq!(r.expires_in, Some(60));
+    }
+
+    #[test]
+    fn oauth_errors_are_typed() {
+        match err(
+            400,
+            r#"{"error":"invalid_grant","error_description":"Token has been expired or revoked."}"#,
+        ) {
+            Error::OAuth {
+                error,
+                description,
+                status,
+                ..
+            } => {
+                assert_eq!(error, OAuthError::InvalidGrant);
+                assert_eq!(
+                    description.as_deref(),
+                    Some("Token has been expired or revoked.")
+                );
+                assert_eq!(status, 400);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(err(503, r#"{"error":"temporarily_unavailable"}"#).is_transient());
+        assert!(!err(401, r#"{"error":"invalid_client"}"#).is_transient());
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error_without_echoing_the_body() {
+        let e = err(502, "<html>SECRETMARKER Bad Gateway</html>");
+        assert!(matches!(e, Error::TokenResponse { status: 502, .. }));
+        assert!(e.is_transient());
+        assert!(!e.to_string().contains("SECRETMARKER"));
+        let e = err(200, r#"{"access_token":"","token_type":"Bearer"}"#);
+        assert!(e.to_string().contains("no access_token"), "{e}");
+        let e = err(200, "not json SECRETMARKER");
+        assert!(!e.to_string().contains("SECRETMARKER"));
+        let e = err(200, r#"{"access_token":"SECRETMARKER","token_type":"mac"}"#);
+        assert!(!format!("{e} {e:?}").contains("SECRETMARKER"));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_bounded_by_jitter() {
+        let r = Retry::default();
+        for attempt in 0..4 {
+            let d = r.delay(attempt);
+            let base = r.base_delay * 2u32.pow(attempt);
+            assert!(d >= base && d <= base + base / 2, "{d:?} vs {base:?}");
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! OAuth scopes for the Gemini API.
+
+/// The scope of Google's Gemini OAuth quickstart (`load_creds.py`):
+/// tuned models and semantic retrieval. The default of [`load_creds`](crate::load_creds).
+pub const GENERATIVE_LANGUAGE_RETRIEVER: &str =
+    "https://www.googleapis.com/auth/generative-language.retriever";
+
+/// Full Google Cloud access, what `gcloud auth application-default login` adds.
+pub const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";

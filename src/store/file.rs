@@ -1,0 +1,199 @@
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::TokenStore;
+use crate::error::{Error, Result};
+use crate::token::StoredToken;
+
+/// Keeps the token in a JSON file in google-auth's `token.json` format, so a
+/// Python program and a Rust program can share it.
+///
+/// Writes are atomic: the new content goes to a temporary file in the same
+/// directory (mode 0600 on Unix), is flushed to disk, then renamed over the
+/// old file, so a crash never leaves a half-written token. A corrupt file is
+/// reported as [`Error::TokenFile`] naming the path, and never overwritten by
+/// a load.
+#[derive(Debug, Clone)]
+pub struct FileTokenStore {
+    path: PathBuf,
+}
+
+impl FileTokenStore {
+    /// A store backed by `path` (created on first save, parent directories too).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        FileTokenStore { path: path.into() }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl TokenStore for FileTokenStore {
+    async fn load(&self) -> Result<Option<StoredToken>> {
+        let bytes = match tokio::fs::read(&self.path).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("read token file", &self.path, e)),
+        };
+        warn_if_readable_by_others(&self.path);
+        StoredToken::from_json(&bytes)
+            .map(Some)
+            .map_err(|problem| Error::TokenFile {
+                path: self.path.clone(),
+                problem,
+            })
+    }
+
+    async fn save(&self, token: &StoredToken) -> Result<()> {
+        write_atomically(self.path.clone(), token.to_json().into_bytes()).await
+    }
+
+    async fn clear(&self) -> Result<()> {
+        match tokio::fs::remove_file(&self.path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("delete token file", &self.path, e)),
+        }
+    }
+
+    fn name(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+/// Temp file in the same directory (so the rename cannot cross file systems),
+/// fsync, rename, fsync the directory.
+pub(crate) async fn write_atomically(path: PathBuf, contents: Vec<u8>) -> Result<()> {
+    let blocking_path = path.clone();
+    tokio::task::spawn_blocking(move || {
+        let path = blocking_path;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        if path.is_dir() {
+            return Err(Error::io(
+                "write token file",
+                &path,
+                std::io::Error::other("the path is a directory"),
+            ));
+        }
+        // tempfile creates the file with mode 0600 on Unix.
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&dir)
+            .map_err(|e| Error::io("create temporary file in", &dir, e))?;
+        tmp.write_all(&contents)
+            .and_then(|()| tmp.as_file().sync_all())
+            .map_err(|e| Error::io("write temporary file for", &path, e))?;
+        tmp.persist(&path)
+            .map_err(|e| Error::io("replace", &path, e.error))?;
+        #[cfg(unix)]
+        if let Ok(d) = std::fs::File::open(&dir) {
+            // Makes the rename itself durable; failure here loses nothing already written.
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| Error::io("write", &path, std::io::Error::other(e)))?
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format_args!("{:o}", mode & 0o777),
+                    "token file is readable by other users; it will be rewritten with mode 0600 on the next save"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::TokenFileProblem;
+
+    #[tokio::test]
+    async fn missing_file_is_none_and_save_creates_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileTokenStore::new(dir.path().join("sub/dir/token.json"));
+        assert!(store.load().await.unwrap().is_none());
+        let t = StoredToken::from_json(br#"{"client_id": "c", "refresh_token": "r"}"#).unwrap();
+        store.save(&t).await.unwrap();
+        let back = store.load().await.unwrap().unwrap();
+        assert_eq!(back.refresh_token(), Some("r"));
+        assert_eq!(
+            std::fs::read_to_string(store.path()).unwrap(),
+            r#"{"refresh_token": "r", "client_id": "c"}"#
+        );
+        // Only the token file is left behind: no temp files.
+        assert_eq!(
+            std::fs::read_dir(store.path().parent().unwrap())
+                .unwrap()
+                .count(),
+            1
+        );
+        store.clear().await.unwrap();
+        assert!(store.load().await.unwrap().is_none());
+        store.clear().await.unwrap();
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn saved_file_has_mode_0600_even_when_it_was_wider() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.json");
+        std::fs::write(&path, "{}").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = FileTokenStore::new(&path);
+        store.save(&StoredToken::default()).await.unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[tokio::test]
+    async fn corrupt_file_is_an_error_naming_it_and_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.json");
+        std::fs::write(&path, r#"{"token": "ya29.trunc"#).unwrap();
+        let err = FileTokenStore::new(&path).load().await.unwrap_err();
+        match &err {
+            Error::TokenFile { path: p, problem } => {
+                assert_eq!(p, &path);
+                assert!(matches!(problem, TokenFileProblem::NotJson { .. }));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(err.to_string().contains("token.json"));
+        assert!(!err.to_string().contains("ya29.trunc"));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            r#"{"token": "ya29.trunc"#
+        );
+    }
+
+    #[tokio::test]
+    async fn directory_at_the_path_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileTokenStore::new(dir.path());
+        assert!(matches!(store.load().await, Err(Error::Io { .. })));
+        assert!(matches!(
+            store.save(&StoredToken::default()).await,
+            Err(Error::Io { .. })
+        ));
+    }
+}

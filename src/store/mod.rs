@@ -1,0 +1,88 @@
+//! Where tokens live between runs: the [`TokenStore`] trait and its
+//! file and memory implementations.
+
+mod file;
+mod memory;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use file::FileTokenStore;
+pub use memory::MemoryTokenStore;
+
+use crate::error::Result;
+use crate::token::StoredToken;
+
+/// A place to keep [`StoredToken`]s between runs.
+///
+/// Implement it with plain `async fn`s. A failure to read is an error, never
+/// "no token": return `Ok(None)` only when the store is really empty, so a
+/// broken store cannot silently send the user through consent again.
+///
+/// ```
+/// use gemini_oauth::{Error, Result, StoredToken, TokenStore};
+///
+/// /// Keeps the token JSON in an environment-like key/value map.
+/// struct KvStore(std::sync::Mutex<std::collections::HashMap<String, String>>);
+///
+/// impl TokenStore for KvStore {
+///     async fn load(&self) -> Result<Option<StoredToken>> {
+///         let json = self.0.lock().unwrap().get("token").cloned();
+///         json.map(|j| StoredToken::from_json(j.as_bytes())
+///                 .map_err(|p| Error::store(self.name(), "parse", p.to_string())))
+///             .transpose()
+///     }
+///     async fn save(&self, token: &StoredToken) -> Result<()> {
+///         self.0.lock().unwrap().insert("token".into(), token.to_json());
+///         Ok(())
+///     }
+///     async fn clear(&self) -> Result<()> {
+///         self.0.lock().unwrap().remove("token");
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait TokenStore: Send + Sync + 'static {
+    /// The stored token, or `None` when the store is empty.
+    fn load(&self) -> impl Future<Output = Result<Option<StoredToken>>> + Send;
+
+    /// Replaces the stored token.
+    fn save(&self, token: &StoredToken) -> impl Future<Output = Result<()>> + Send;
+
+    /// Removes the stored token (sign-out). Clearing an empty store succeeds.
+    fn clear(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// A short name for messages, such as the file path.
+    fn name(&self) -> String {
+        std::any::type_name::<Self>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("token store")
+            .to_owned()
+    }
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The object-safe twin of [`TokenStore`], so the loader can hold `Arc<dyn …>`.
+pub(crate) trait DynTokenStore: Send + Sync {
+    fn load(&self) -> BoxFuture<'_, Result<Option<StoredToken>>>;
+    fn save<'a>(&'a self, token: &'a StoredToken) -> BoxFuture<'a, Result<()>>;
+    fn clear(&self) -> BoxFuture<'_, Result<()>>;
+    fn name(&self) -> String;
+}
+
+impl<T: TokenStore> DynTokenStore for T {
+    fn load(&self) -> BoxFuture<'_, Result<Option<StoredToken>>> {
+        Box::pin(TokenStore::load(self))
+    }
+    fn save<'a>(&'a self, token: &'a StoredToken) -> BoxFuture<'a, Result<()>> {
+        Box::pin(TokenStore::save(self, token))
+    }
+    fn clear(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(TokenStore::clear(self))
+    }
+    fn name(&self) -> String {
+        TokenStore::name(self)
+    }
+}

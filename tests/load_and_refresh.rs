@@ -1,0 +1,323 @@
+//! The load_creds decision against a real token endpoint on 127.0.0.1 and
+//! real files: cached → refresh → (consent), with request counts.
+
+mod common;
+
+use common::*;
+use gemini_oauth::{Consent, ConsentReason, CredentialLoader, Error, FileTokenStore, OAuthError};
+use serde_json::json;
+use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn loader(dir: &std::path::Path) -> CredentialLoader {
+    CredentialLoader::new()
+        .client_secret_file(dir.join("client_secret.json"))
+        .token_store(FileTokenStore::new(dir.join("token.json")))
+        .consent(Consent::Never)
+}
+
+#[tokio::test]
+async fn valid_cached_token_is_served_without_any_request() {
+    let server = token_endpoint().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_token(dir.path(), &token_json(&token_uri(&server), 3000));
+    let before = std::fs::read(&file).unwrap();
+    let creds = loader(dir.path()).load().await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(creds.access_token().await.unwrap().secret(), OLD_ACCESS);
+    }
+    assert_eq!(token_requests(&server).await, 0);
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "a cache hit must not rewrite the file"
+    );
+}
+
+#[tokio::test]
+async fn expired_token_is_refreshed_once_and_saved() {
+    let server = token_endpoint().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut original = common::read_json(&write_token(
+        dir.path(),
+        &token_json(&token_uri(&server), -60),
+    ));
+    original["quota_project_id"] = json!("kept-project");
+    let file = write_token(dir.path(), &original.to_string());
+
+    let creds = loader(dir.path()).load().await.unwrap();
+    assert_eq!(creds.access_token().await.unwrap().secret(), NEW_ACCESS);
+    assert_eq!(creds.quota_project(), Some("kept-project"));
+    assert_eq!(token_requests(&server).await, 1);
+
+    let req = &server.received_requests().await.unwrap()[0];
+    let form: Vec<(String, String)> = form_urlencoded::parse(&req.body).into_owned().collect();
+    let get = |k: &str| {
+        form.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(get("grant_type"), Some("refresh_token"));
+    assert_eq!(get("refresh_token"), Some(REFRESH_TOKEN));
+    assert_eq!(get("client_id"), Some(CLIENT_ID));
+    assert_eq!(get("client_secret"), Some(CLIENT_SECRET));
+    assert_eq!(
+        req.headers.get("content-type").unwrap(),
+        "application/x-www-form-urlencoded"
+    );
+
+    let saved = read_json(&file);
+    assert_eq!(saved["token"], NEW_ACCESS);
+    assert_eq!(saved["refresh_token"], REFRESH_TOKEN);
+    assert_eq!(
+        saved["quota_project_id"], "kept-project",
+        "unknown keys survive"
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.starts_with(r#"{"token": ""#), "{text}");
+    assert!(
+        text.contains(r#", "expiry": ""#) && text.ends_with("Z\"}"),
+        "{text}"
+    );
+
+    // A second load uses what the first one saved.
+    let again = loader(dir.path()).load().await.unwrap();
+    assert_eq!(again.access_token().await.unwrap().secret(), NEW_ACCESS);
+    assert_eq!(token_requests(&server).await, 1);
+}
+
+#[tokio::test]
+async fn missing_expiry_counts_as_expired_like_google_auth() {
+    let server = token_endpoint().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut v = read_json(&write_token(
+        dir.path(),
+        &token_json(&token_uri(&server), 3000),
+    ));
+    v.as_object_mut().unwrap().remove("expiry");
+    write_token(dir.path(), &v.to_string());
+    let creds = loader(dir.path()).load().await.unwrap();
+    assert_eq!(creds.access_token().await.unwrap().secret(), NEW_ACCESS);
+    assert_eq!(token_requests(&server).await, 1);
+}
+
+#[tokio::test]
+async fn rotated_refresh_token_is_saved() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer",
+            "refresh_token": "1//ROTATEDMARKER", "scope": format!("{RETRIEVER} openid")
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_token(dir.path(), &token_json(&token_uri(&server), -1));
+    let creds = loader(dir.path()).load().await.unwrap();
+    let saved = read_json(&file);
+    assert_eq!(saved["refresh_token"], "1//ROTATEDMARKER");
+    assert_eq!(saved["scopes"], json!([RETRIEVER, "openid"]));
+    assert_eq!(
+        creds.granted_scopes().unwrap(),
+        vec![RETRIEVER.to_owned(), "openid".into()]
+    );
+}
+
+#[tokio::test]
+async fn token_uri_override_wins_over_the_file() {
+    let server = token_endpoint().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_token(
+        dir.path(),
+        &token_json("https://oauth2.googleapis.com/token", -1),
+    );
+    let creds = loader(dir.path())
+        .token_uri(token_uri(&server))
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(creds.access_token().await.unwrap().secret(), NEW_ACCESS);
+    assert_eq!(token_requests(&server).await, 1);
+}
+
+#[tokio::test]
+async fn invalid_grant_without_consent_explains_what_to_do() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": "invalid_grant", "error_description": "Token has been expired or revoked."
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write_token(dir.path(), &token_json(&token_uri(&server), -1));
+    let err = loader(dir.path()).load().await.unwrap_err();
+    let Error::InvalidGrant { description, store } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        description.as_deref(),
+        Some("Token has been expired or revoked.")
+    );
+    assert!(store.ends_with("token.json"));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("7 days") && msg.contains("token.json"),
+        "{msg}"
+    );
+    assert_no_secrets(&format!("{msg} {err:?}"));
+}
+
+#[tokio::test]
+async fn other_oauth_errors_are_typed_and_not_retried() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({
+            "error": "invalid_client", "error_description": "The OAuth client was not found."
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write_token(dir.path(), &token_json(&token_uri(&server), -1));
+    // Consent is allowed here: a non-grant error must still not start it
+    // (which would fail with ClientSecretNotFound in this empty directory).
+    let err = loader(dir.path())
+        .consent(Consent::PrintUrl)
+        .load()
+        .await
+        .unwrap_err();
+    assert_eq!(err.oauth_error(), Some(&OAuthError::InvalidClient));
+    assert!(err.to_string().contains("client_secret.json"), "{err}");
+    assert_no_secrets(&format!("{err} {err:?}"));
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_then_succeed() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("<html>busy</html>"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("grant_type=refresh_token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer"
+        })))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write_token(dir.path(), &token_json(&token_uri(&server), -1));
+    let creds = loader(dir.path()).load().await.unwrap();
+    assert_eq!(creds.access_token().await.unwrap().secret(), NEW_ACCESS);
+    assert_eq!(token_requests(&server).await, 2);
+}
+
+#[tokio::test]
+async fn persistent_transient_failure_never_starts_a_consent() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500).set_body_json(json!({"error": "server_error"})))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write_token(dir.path(), &token_json(&token_uri(&server), -1));
+    let err = loader(dir.path())
+        .consent(Consent::PrintUrl)
+        .load()
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert_eq!(err.oauth_error(), Some(&OAuthError::ServerError));
+    assert_eq!(token_requests(&server).await, 3, "bounded retries");
+}
+
+#[tokio::test]
+async fn unreachable_endpoint_is_a_transport_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let uri = format!("http://{}/token", listener.local_addr().unwrap());
+    drop(listener);
+    let dir = tempfile::tempdir().unwrap();
+    write_token(dir.path(), &token_json(&uri, -1));
+    let err = loader(dir.path()).load().await.unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+    assert!(err.to_string().contains("/token"), "{err}");
+}
+
+#[tokio::test]
+async fn no_token_and_no_consent_says_what_to_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = loader(dir.path()).load().await.unwrap_err();
+    let Error::ConsentRequired { reason, store } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(reason, &ConsentReason::NoToken);
+    assert!(store.ends_with("token.json"));
+    assert!(err.to_string().contains("interactively"), "{err}");
+}
+
+#[tokio::test]
+async fn scopes_not_covered_lead_to_consent() {
+    let server = token_endpoint().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_token(dir.path(), &token_json(&token_uri(&server), 3000));
+    let err = loader(dir.path())
+        .scopes([RETRIEVER, gemini_oauth::scopes::CLOUD_PLATFORM])
+        .load()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::ConsentRequired { reason: ConsentReason::ScopesNotCovered(m), .. } if m == &[gemini_oauth::scopes::CLOUD_PLATFORM]),
+        "{err:?}"
+    );
+    assert_eq!(token_requests(&server).await, 0);
+}
+
+#[tokio::test]
+async fn expired_without_refresh_token_needs_consent() {
+    let dir = tempfile::tempdir().unwrap();
+    write_token(
+        dir.path(),
+        r#"{"token": "ya29.x", "client_id": "c", "client_secret": "s", "expiry": "2001-01-01T00:00:00Z"}"#,
+    );
+    let err = loader(dir.path()).load().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ConsentRequired {
+                reason: ConsentReason::NoRefreshToken,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn corrupt_token_file_is_an_error_not_a_consent() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_token(dir.path(), r#"{"token": "ya29.TRUNCATEDMARKER", "refre"#);
+    let err = loader(dir.path())
+        .consent(Consent::PrintUrl)
+        .load()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TokenFile { .. }), "{err:?}");
+    assert!(err.to_string().contains(&file.display().to_string()));
+    assert_no_secrets(&format!("{err} {err:?}"));
+}
+
+#[tokio::test]
+async fn plain_http_token_endpoint_off_loopback_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write_token(
+        dir.path(),
+        &token_json("http://oauth.example.com/token", -1),
+    );
+    let err = loader(dir.path()).load().await.unwrap_err();
+    assert!(matches!(err, Error::InvalidUrl { .. }), "{err:?}");
+}
