@@ -68,6 +68,7 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub(crate) trait DynTokenStore: Send + Sync {
     fn load(&self) -> BoxFuture<'_, Result<Option<StoredToken>>>;
     fn save<'a>(&'a self, token: &'a StoredToken) -> BoxFuture<'a, Result<()>>;
+    #[allow(dead_code)] // used by revoke
     fn clear(&self) -> BoxFuture<'_, Result<()>>;
     fn name(&self) -> String;
 }

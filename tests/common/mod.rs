@@ -2,6 +2,9 @@
 //! 127.0.0.1 (wiremock) and token files on disk.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod browser;
+pub mod oidc;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 

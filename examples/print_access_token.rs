@@ -1,0 +1,33 @@
+//! Prints a valid access token and nothing else on stdout, like
+//! `gcloud auth application-default print-access-token`:
+//!
+//! ```sh
+//! curl -H "Authorization: Bearer $(cargo run -q --example print_access_token)" \
+//!   https://generativelanguage.googleapis.com/v1/models
+//! ```
+
+#[path = "common/cli.rs"]
+mod cli;
+
+use std::process::ExitCode;
+
+const USAGE: &str =
+    "Usage: print_access_token [FLAGS]\n\nPrints only a valid access token on stdout.";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = cli::Args::parse(USAGE, &[]);
+    cli::init_logging();
+    let token = match args.loader().load().await {
+        Ok(creds) => creds.access_token().await,
+        Err(e) => Err(e),
+    };
+    match token {
+        // Printing the token is this example's whole job.
+        Ok(t) => {
+            println!("{}", t.secret());
+            ExitCode::SUCCESS
+        }
+        Err(e) => cli::fail(&e),
+    }
+}
