@@ -1,0 +1,242 @@
+//! The authorized client and the Gemini helpers against local servers.
+
+mod common;
+
+use common::*;
+use gemini_oauth::{Consent, CredentialLoader, Credentials, Error, FileTokenStore};
+use serde_json::json;
+use wiremock::matchers::{header, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+async fn creds(
+    dir: &std::path::Path,
+    token_server: &MockServer,
+    api: &MockServer,
+    quota: Option<&str>,
+) -> Credentials {
+    write_token(dir, &token_json(&token_uri(token_server), 3000));
+    let mut l = CredentialLoader::new()
+        .token_store(FileTokenStore::new(dir.join("token.json")))
+        .consent(Consent::Never)
+        .api_base(format!("{}/v1", api.uri()));
+    if let Some(q) = quota {
+        l = l.quota_project(q);
+    }
+    l.load().await.unwrap()
+}
+
+#[tokio::test]
+async fn adds_bearer_and_quota_project_headers() {
+    let (tokens, api) = (token_endpoint().await, MockServer::start().await);
+    Mock::given(method("GET"))
+        .and(path("/v1/models"))
+        .and(header(
+            "authorization",
+            format!("Bearer {OLD_ACCESS}").as_str(),
+        ))
+        .and(header("x-goog-user-project", "billing-proj"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"models": [{"name": "models/a"}]})),
+        )
+        .expect(1)
+        .mount(&api)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = creds(dir.path(), &tokens, &api, Some("billing-proj")).await;
+    let models = gemini_oauth::gemini::list_models(&c.authorized_client())
+        .await
+        .unwrap();
+    assert_eq!(models.len(), 1);
+    assert_eq!(models[0].name, "models/a");
+
+    let headers = c.headers().await.unwrap();
+    assert_eq!(
+        headers["authorization"],
+        format!("Bearer {OLD_ACCESS}").as_str()
+    );
+    assert_eq!(headers["x-goog-user-project"], "billing-proj");
+    assert!(headers["authorization"].is_sensitive());
+}
+
+#[tokio::test]
+async fn no_quota_header_without_quota_project() {
+    let (tokens, api) = (token_endpoint().await, MockServer::start().await);
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"models": []})))
+        .mount(&api)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = creds(dir.path(), &tokens, &api, None).await;
+    gemini_oauth::gemini::list_models(&c.authorized_client())
+        .await
+        .unwrap();
+    let reqs = api.received_requests().await.unwrap();
+    assert!(reqs[0].headers.get("x-goog-user-project").is_none());
+    assert!(
+        c.headers()
+            .await
+            .unwrap()
+            .get("x-goog-user-project")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn list_models_follows_page_tokens() {
+    let (tokens, api) = (token_endpoint().await, MockServer::start().await);
+    Mock::given(method("GET"))
+        .and(query_param("pageToken", "p2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "models": [{"name": "models/c", "displayName": "C", "inputTokenLimit": 10,
+                        "supportedGenerationMethods": ["generateContent"]}]
+        })))
+        .mount(&api)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "models": [{"name": "models/a"}, {"name": "models/b"}], "nextPageToken": "p2"
+        })))
+        .mount(&api)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = creds(dir.path(), &tokens, &api, None).await;
+    let models = gemini_oauth::gemini::list_models(&c.authorized_client())
+        .await
+        .unwrap();
+    let names: Vec<_> = models.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["models/a", "models/b", "models/c"]);
+    assert_eq!(models[2].display_name.as_deref(), Some("C"));
+    assert_eq!(models[2].input_token_limit, Some(10));
+    assert_eq!(api.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn google_errors_become_typed_api_errors_with_hints() {
+    let (tokens, api) = (token_endpoint().await, MockServer::start().await);
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({"error": {
+            "code": 403, "message": "Request had insufficient authentication scopes.",
+            "status": "PERMISSION_DENIED",
+            "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                         "reason": "ACCESS_TOKEN_SCOPE_INSUFFICIENT", "domain": "googleapis.com"}]
+        }})))
+        .mount(&api)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = creds(dir.path(), &tokens, &api, None).await;
+    let err = gemini_oauth::gemini::list_models(&c.authorized_client())
+        .await
+        .unwrap_err();
+    let Error::Api(api_err) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(api_err.status, 403);
+    assert!(api_err.has_reason("ACCESS_TOKEN_SCOPE_INSUFFICIENT"));
+    assert!(err.to_string().contains("scope"), "{err}");
+    assert_no_secrets(&format!("{err} {err:?}"));
+}
+
+#[tokio::test]
+async fn a_401_forces_one_refresh_and_one_retry() {
+    let (tokens, api) = (token_endpoint().await, MockServer::start().await);
+    Mock::given(method("GET"))
+        .and(header(
+            "authorization",
+            format!("Bearer {OLD_ACCESS}").as_str(),
+        ))
+        .respond_with(ResponseTemplate::new(401).set_body_json(
+            json!({"error": {"code": 401, "message": "revoked", "status": "UNAUTHENTICATED"}}),
+        ))
+        .mount(&api)
+        .await;
+    Mock::given(method("GET"))
+        .and(header(
+            "authorization",
+            format!("Bearer {NEW_ACCESS}").as_str(),
+        ))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"models": [{"name": "models/ok"}]})),
+        )
+        .mount(&api)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = creds(dir.path(), &tokens, &api, None).await;
+    let models = gemini_oauth::gemini::list_models(&c.authorized_client())
+        .await
+        .unwrap();
+    assert_eq!(models[0].name, "models/ok");
+    assert_eq!(token_requests(&tokens).await, 1);
+    assert_eq!(api.received_requests().await.unwrap().len(), 2);
+    // The refreshed token was saved for the next run.
+    assert_eq!(
+        read_json(&dir.path().join("token.json"))["token"],
+        NEW_ACCESS
+    );
+}
+
+#[tokio::test]
+async fn a_401_that_persists_is_returned_after_one_retry() {
+    let (tokens, api) = (token_endpoint().await, MockServer::start().await);
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(
+            json!({"error": {"code": 401, "message": "no", "status": "UNAUTHENTICATED"}}),
+        ))
+        .mount(&api)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = creds(dir.path(), &tokens, &api, None).await;
+    let err = gemini_oauth::gemini::list_models(&c.authorized_client())
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, Error::Api(e) if e.status == 401), "{err:?}");
+    assert_eq!(api.received_requests().await.unwrap().len(), 2);
+    assert_eq!(token_requests(&tokens).await, 1);
+}
+
+#[tokio::test]
+async fn request_timeout_is_a_timeout_error() {
+    let (tokens, api) = (token_endpoint().await, MockServer::start().await);
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(5)))
+        .mount(&api)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write_token(dir.path(), &token_json(&token_uri(&tokens), 3000));
+    let c = CredentialLoader::new()
+        .token_store(FileTokenStore::new(dir.path().join("token.json")))
+        .consent(Consent::Never)
+        .api_base(format!("{}/v1", api.uri()))
+        .timeout(std::time::Duration::from_millis(200))
+        .load()
+        .await
+        .unwrap();
+    let err = c
+        .authorized_client()
+        .get(&format!("{}/v1/models", api.uri()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    assert!(err.is_transient());
+}
+
+#[tokio::test]
+async fn debug_output_of_every_public_type_hides_secrets() {
+    let (tokens, api) = (token_endpoint().await, MockServer::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let c = creds(dir.path(), &tokens, &api, Some("p")).await;
+    let token = c.access_token().await.unwrap();
+    let stored =
+        gemini_oauth::StoredToken::from_json(token_json("https://x/token", 5).as_bytes()).unwrap();
+    let secret = gemini_oauth::ClientSecret::new(CLIENT_ID, CLIENT_SECRET);
+    let text = format!(
+        "{c:?} {token:?} {:?} {stored:?} {secret:?} {:?}",
+        c.authorized_client(),
+        CredentialLoader::new().client_secret(secret.clone())
+    );
+    assert_no_secrets(&text);
+    assert_eq!(
+        token.secret(),
+        OLD_ACCESS,
+        "the getter still gives the real value"
+    );
+}

@@ -1,0 +1,61 @@
+"""google-auth side of the token.json interop tests (driven by tests/python_interop.rs).
+
+  write-expired OUT TOKEN_URI     write Credentials.to_json() of an expired credential
+  write-refreshed OUT TOKEN_URI   refresh against TOKEN_URI, then write to_json()
+  roundtrip IN                    print to_json() of from_authorized_user_file(IN)
+  refresh IN TOKEN_URI            load IN with the quickstart's scopes, refresh
+                                  against TOKEN_URI, print a JSON report
+"""
+import datetime
+import json
+import sys
+
+import google.auth.transport.requests
+from google.oauth2.credentials import Credentials
+
+SCOPES = ["https://www.googleapis.com/auth/generative-language.retriever"]
+
+
+def new_credentials(token_uri):
+    return Credentials(
+        token="ya29.PYTHONOLD",
+        refresh_token="1//PYTHONREFRESH",
+        token_uri=token_uri,
+        client_id="python-client.apps.googleusercontent.com",
+        client_secret="GOCSPX-PYTHONSECRET",
+        scopes=SCOPES,
+        expiry=datetime.datetime(2020, 1, 2, 3, 4, 5, 123456),
+    )
+
+
+def main(cmd, *args):
+    if cmd == "write-expired":
+        out, token_uri = args
+        with open(out, "w") as f:
+            f.write(new_credentials(token_uri).to_json())
+    elif cmd == "write-refreshed":
+        out, token_uri = args
+        creds = new_credentials(token_uri)
+        creds.refresh(google.auth.transport.requests.Request())
+        with open(out, "w") as f:
+            f.write(creds.to_json())
+    elif cmd == "roundtrip":
+        (path,) = args
+        sys.stdout.write(Credentials.from_authorized_user_file(path).to_json())
+    elif cmd == "refresh":
+        path, token_uri = args
+        creds = Credentials.from_authorized_user_file(path, SCOPES)
+        report = {"valid_before": creds.valid, "token_before": creds.token,
+                  "refresh_token": creds.refresh_token, "client_id": creds.client_id,
+                  "expiry_before": creds.expiry.isoformat() if creds.expiry else None}
+        # google-auth always resets token_uri to Google's endpoint on load.
+        creds._token_uri = token_uri
+        creds.refresh(google.auth.transport.requests.Request())
+        report.update(valid_after=creds.valid, token_after=creds.token)
+        print(json.dumps(report))
+    else:
+        raise SystemExit("unknown command " + cmd)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

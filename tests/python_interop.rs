@@ -1,0 +1,171 @@
+//! token.json shared with Python's real google-auth (installed from PyPI into
+//! .venv by .ci/test), in both directions, against a token endpoint on 127.0.0.1.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use gemini_oauth::{Consent, CredentialLoader, FileTokenStore, StoredToken};
+use serde_json::json;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn python(args: &[&str]) -> String {
+    let exe = std::env::var("GEMINI_OAUTH_PYTHON")
+        .unwrap_or_else(|_| format!("{}/.venv/bin/python", env!("CARGO_MANIFEST_DIR")));
+    let script = format!("{}/tests/python/interop.py", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(&exe)
+        .arg(&script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {exe} ({e}): run `bash .ci/test`, which installs google-auth in .venv"
+            )
+        });
+    assert!(
+        out.status.success(),
+        "python {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn endpoint(access: &str) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": access, "expires_in": 3599, "token_type": "Bearer", "scope": RETRIEVER
+        })))
+        .mount(&server)
+        .await;
+    server
+}
+
+fn loader(path: &Path) -> CredentialLoader {
+    CredentialLoader::new()
+        .token_store(FileTokenStore::new(path))
+        .consent(Consent::Never)
+}
+
+#[tokio::test]
+async fn python_written_file_is_refreshed_by_rust_without_consent() {
+    let server = endpoint("ya29.RUSTNEW").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token.json");
+    python(&["write-expired", path.to_str().unwrap(), &token_uri(&server)]);
+    let python_bytes = std::fs::read_to_string(&path).unwrap();
+
+    // Byte-for-byte: what Rust would write for this content is what Python wrote.
+    assert_eq!(
+        StoredToken::from_json(python_bytes.as_bytes())
+            .unwrap()
+            .to_json(),
+        python_bytes
+    );
+
+    let creds = loader(&path).load().await.unwrap();
+    assert_eq!(creds.access_token().await.unwrap().secret(), "ya29.RUSTNEW");
+    assert_eq!(token_requests(&server).await, 1);
+    let req = &server.received_requests().await.unwrap()[0];
+    let body = String::from_utf8_lossy(&req.body);
+    assert!(
+        body.contains("refresh_token=1%2F%2FPYTHONREFRESH"),
+        "{body}"
+    );
+    assert!(
+        body.contains("client_id=python-client.apps.googleusercontent.com"),
+        "{body}"
+    );
+
+    // And Python reads back what Rust saved.
+    let report: serde_json::Value = serde_json::from_str(&python(&[
+        "refresh",
+        path.to_str().unwrap(),
+        &token_uri(&server),
+    ]))
+    .unwrap();
+    assert_eq!(report["token_before"], "ya29.RUSTNEW");
+    assert_eq!(report["valid_before"], true);
+}
+
+#[tokio::test]
+async fn python_refreshed_file_with_microseconds_is_served_from_cache() {
+    let server = endpoint("ya29.PYTHONFRESH").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token.json");
+    python(&[
+        "write-refreshed",
+        path.to_str().unwrap(),
+        &token_uri(&server),
+    ]);
+    assert_eq!(token_requests(&server).await, 1);
+    let python_bytes = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        python_bytes.contains(r#""token": "ya29.PYTHONFRESH""#),
+        "{python_bytes}"
+    );
+    assert_eq!(
+        StoredToken::from_json(python_bytes.as_bytes())
+            .unwrap()
+            .to_json(),
+        python_bytes
+    );
+
+    let creds = loader(&path).load().await.unwrap();
+    assert_eq!(
+        creds.access_token().await.unwrap().secret(),
+        "ya29.PYTHONFRESH"
+    );
+    assert_eq!(
+        token_requests(&server).await,
+        1,
+        "Rust used Python's fresh token"
+    );
+}
+
+#[tokio::test]
+async fn rust_written_file_is_loaded_and_refreshed_by_python() {
+    let server = endpoint(NEW_ACCESS).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Rust refreshes an expired token and writes token.json.
+    let path = write_token(dir.path(), &token_json(&token_uri(&server), -10));
+    loader(&path).load().await.unwrap();
+    assert_eq!(token_requests(&server).await, 1);
+    let rust_bytes = std::fs::read_to_string(&path).unwrap();
+
+    let report: serde_json::Value = serde_json::from_str(&python(&[
+        "refresh",
+        path.to_str().unwrap(),
+        &token_uri(&server),
+    ]))
+    .unwrap();
+    assert_eq!(report["token_before"], NEW_ACCESS);
+    assert_eq!(report["refresh_token"], REFRESH_TOKEN);
+    assert_eq!(report["client_id"], CLIENT_ID);
+    assert_eq!(
+        report["valid_before"], true,
+        "Python sees Rust's expiry as valid"
+    );
+    assert_eq!(report["valid_after"], true);
+    assert_eq!(
+        token_requests(&server).await,
+        2,
+        "Python refreshed against the same endpoint"
+    );
+
+    // Python's re-serialization of Rust's file equals it, except that
+    // google-auth drops the expiry's fraction and resets token_uri on read.
+    let mut expected: serde_json::Value = serde_json::from_str(&rust_bytes).unwrap();
+    expected["token_uri"] = json!("https://oauth2.googleapis.com/token");
+    let expiry = expected["expiry"].as_str().unwrap();
+    expected["expiry"] = json!(format!("{}Z", &expiry[..19]));
+    let mut rust_side = StoredToken::from_json(expected.to_string().as_bytes()).unwrap();
+    let python_bytes = python(&["roundtrip", path.to_str().unwrap()]);
+    assert_eq!(python_bytes, rust_side.to_json());
+    // Whole-second expiries survive exactly in both directions.
+    rust_side = StoredToken::from_json(python_bytes.as_bytes()).unwrap();
+    assert_eq!(rust_side.to_json(), python_bytes);
+}
