@@ -243,8 +243,10 @@ pub(crate) async fn run(
     let waited = tokio::time::timeout(options.timeout, rx.recv()).await;
     // Stops the listener (releasing the port) and the stdin reader on every path.
     server.abort();
+    let _ = server.await;
     if let Some(p) = paste {
         p.abort();
+        let _ = p.await;
     }
     let callback = match waited {
         Err(_) => {

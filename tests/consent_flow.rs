@@ -1,0 +1,176 @@
+//! The loopback listener of the consent flow, in process: state check, stray
+//! requests, timeout, port release, PKCE and granted scopes. The test plays
+//! the browser by calling the redirect URI itself.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use base64::Engine;
+use common::browser::{self, query_param};
+use common::*;
+use gemini_oauth::{ClientSecret, Consent, CredentialLoader, Error, MemoryTokenStore};
+use serde_json::json;
+use sha2::Digest;
+use tokio::sync::mpsc;
+use wiremock::matchers::{body_string_contains, method};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+async fn code_endpoint(scope: &str) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("grant_type=authorization_code"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer",
+            "refresh_token": REFRESH_TOKEN, "scope": scope
+        })))
+        .mount(&server)
+        .await;
+    server
+}
+
+fn loader(tokens: &MockServer, store: &MemoryTokenStore) -> (CredentialLoader, mpsc::UnboundedReceiver<String>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let secret = ClientSecret::new(CLIENT_ID, CLIENT_SECRET)
+        .auth_uri("https://accounts.example.com/o/oauth2/auth")
+        .token_uri(token_uri(tokens));
+    let l = CredentialLoader::new()
+        .client_secret(secret)
+        .token_store(store.clone())
+        .consent(Consent::PrintUrl)
+        .consent_timeout(Duration::from_secs(10))
+        .on_consent_url(move |url| tx.send(url.to_owned()).unwrap());
+    (l, rx)
+}
+
+fn redirect_addr(url: &str) -> SocketAddr {
+    let redirect = query_param(url, "redirect_uri").unwrap();
+    redirect.trim_start_matches("http://").trim_end_matches('/').parse().unwrap()
+}
+
+#[tokio::test]
+async fn wrong_state_and_stray_requests_are_rejected_then_the_real_answer_completes() {
+    let tokens = code_endpoint(RETRIEVER).await;
+    let store = MemoryTokenStore::new();
+    let (l, mut urls) = loader(&tokens, &store);
+    let flow = tokio::spawn(l.load());
+
+    let url = urls.recv().await.unwrap();
+    assert!(url.starts_with("https://accounts.example.com/o/oauth2/auth?"));
+    let redirect = query_param(&url, "redirect_uri").unwrap();
+    let addr = redirect_addr(&url);
+    assert!(addr.ip().is_loopback() && addr.port() != 0);
+    assert_eq!(redirect, format!("http://{addr}/"), "redirect_uri is exactly what was bound");
+    let state = query_param(&url, "state").unwrap();
+    assert!(state.len() >= 32);
+
+    let page = browser::get(&format!("{redirect}?state=FORGED&code=EVILCODEMARKER")).await;
+    assert_eq!(page.status, 400);
+    assert!(!page.body.contains("EVILCODEMARKER") && !page.body.contains("FORGED"));
+    assert_eq!(browser::get(&format!("http://{addr}/favicon.ico")).await.status, 404);
+    assert_eq!(browser::get(&format!("{redirect}?code=nostate")).await.status, 400);
+    assert!(!flow.is_finished(), "stray requests do not end the flow");
+
+    let page = browser::get(&format!("{redirect}?state={state}&code=4%2FGOODCODE&iss=https%3A%2F%2Faccounts.google.com")).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Authorization complete"));
+    let creds = flow.await.unwrap().unwrap();
+    assert_eq!(creds.access_token().await.unwrap().secret(), NEW_ACCESS);
+    assert_eq!(store.get().unwrap().refresh_token(), Some(REFRESH_TOKEN));
+
+    // The exchange carried the code, the PKCE verifier matching the challenge,
+    // the same redirect_uri, and the client credentials.
+    let reqs = tokens.received_requests().await.unwrap();
+    assert_eq!(reqs.len(), 1);
+    let form: Vec<(String, String)> = form_urlencoded::parse(&reqs[0].body).into_owned().collect();
+    let get = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap();
+    assert_eq!(get("code"), "4/GOODCODE");
+    assert_eq!(get("redirect_uri"), redirect);
+    assert_eq!(get("client_id"), CLIENT_ID);
+    assert_eq!(get("client_secret"), CLIENT_SECRET);
+    let verifier = get("code_verifier");
+    assert!((43..=128).contains(&verifier.len()));
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    assert_eq!(query_param(&url, "code_challenge").unwrap(), challenge);
+    assert_eq!(query_param(&url, "code_challenge_method").unwrap(), "S256");
+    assert_eq!(query_param(&url, "access_type").unwrap(), "offline");
+    assert_eq!(query_param(&url, "scope").unwrap(), RETRIEVER);
+
+    // The port is released once the flow is over.
+    std::net::TcpListener::bind(addr).expect("port released after success");
+}
+
+#[tokio::test]
+async fn denial_is_immediate_and_never_echoes_query_values() {
+    let tokens = code_endpoint(RETRIEVER).await;
+    let store = MemoryTokenStore::new();
+    let (l, mut urls) = loader(&tokens, &store);
+    let flow = tokio::spawn(l.load());
+    let url = urls.recv().await.unwrap();
+    let state = query_param(&url, "state").unwrap();
+    let redirect = query_param(&url, "redirect_uri").unwrap();
+    let page = browser::get(&format!(
+        "{redirect}?error=access_denied&error_description=%3Cscript%3EHTMLMARKER&state={state}"
+    ))
+    .await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("refused") && !page.body.contains("HTMLMARKER") && !page.body.contains("<script>"));
+    let err = tokio::time::timeout(Duration::from_secs(5), flow).await.unwrap().unwrap().unwrap_err();
+    assert!(matches!(err, Error::AuthorizationDenied { .. }), "{err:?}");
+    assert!(err.to_string().contains("choose Allow"), "{err}");
+    assert!(tokens.received_requests().await.unwrap().is_empty());
+    assert!(store.get().is_none());
+    std::net::TcpListener::bind(redirect_addr(&url)).expect("port released after denial");
+}
+
+#[tokio::test]
+async fn nobody_answering_times_out_and_releases_the_fixed_port() {
+    let tokens = code_endpoint(RETRIEVER).await;
+    let store = MemoryTokenStore::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (l, mut urls) = loader(&tokens, &store);
+    let err = l
+        .redirect_addr(port)
+        .consent_timeout(Duration::from_millis(300))
+        .load()
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, Error::Timeout { .. }), "{err:?}");
+    assert!(err.to_string().contains("sign-in"), "{err}");
+    let url = urls.recv().await.unwrap();
+    assert_eq!(redirect_addr(&url), port, "the configured port was used");
+    std::net::TcpListener::bind(port).expect("port released after timeout");
+}
+
+#[tokio::test]
+async fn fewer_granted_scopes_than_requested_is_an_error_naming_them() {
+    let tokens = code_endpoint(RETRIEVER).await;
+    let store = MemoryTokenStore::new();
+    let (l, mut urls) = loader(&tokens, &store);
+    let flow = tokio::spawn(l.scopes([RETRIEVER, gemini_oauth::scopes::CLOUD_PLATFORM]).load());
+    let url = urls.recv().await.unwrap();
+    let state = query_param(&url, "state").unwrap();
+    let redirect = query_param(&url, "redirect_uri").unwrap();
+    browser::get(&format!("{redirect}?state={state}&code=c")).await;
+    let err = flow.await.unwrap().unwrap_err();
+    match &err {
+        Error::ScopesNotGranted { missing } => assert_eq!(missing, &[gemini_oauth::scopes::CLOUD_PLATFORM]),
+        other => panic!("{other:?}"),
+    }
+    assert!(store.get().is_none(), "a partial grant is not saved");
+}
+
+#[tokio::test]
+async fn missing_client_secret_file_is_reported_when_consent_is_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = CredentialLoader::new()
+        .client_secret_file(dir.path().join("client_secret.json"))
+        .token_store(MemoryTokenStore::new())
+        .consent(Consent::PrintUrl)
+        .load()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ClientSecretNotFound { .. }), "{err:?}");
+}
