@@ -169,6 +169,12 @@ pub(crate) fn parse_callback(query: &str, expected_state: &str) -> Option<Callba
     }
 }
 
+fn is_code_like(s: &str) -> bool {
+    s.len() >= 8
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~/+=".contains(&b))
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -195,7 +201,10 @@ pub(crate) fn parse_pasted(line: &str, expected_state: &str) -> Result<Callback>
             })
         }
         // A bare code: no state to check, but PKCE still binds it to this flow.
-        None => Ok(Callback::Code(SecretString::from(line.to_owned()))),
+        None if is_code_like(line) => Ok(Callback::Code(SecretString::from(line.to_owned()))),
+        None => Err(Error::ConsentFlow(
+            "that is neither the redirected address nor an authorization code".into(),
+        )),
     }
 }
 
@@ -477,6 +486,7 @@ mod tests {
         assert_eq!(code("state=S&code=q"), "q");
         assert!(parse_pasted("http://127.0.0.1:5000/?state=X&code=abc", "S").is_err());
         assert!(parse_pasted("", "S").is_err());
+        assert!(parse_pasted("not a url", "S").is_err());
         assert!(matches!(
             parse_pasted("http://127.0.0.1/?error=access_denied&state=S", "S"),
             Ok(Callback::Denied(_))

@@ -30,7 +30,10 @@ async fn code_endpoint(scope: &str) -> MockServer {
     server
 }
 
-fn loader(tokens: &MockServer, store: &MemoryTokenStore) -> (CredentialLoader, mpsc::UnboundedReceiver<String>) {
+fn loader(
+    tokens: &MockServer,
+    store: &MemoryTokenStore,
+) -> (CredentialLoader, mpsc::UnboundedReceiver<String>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let secret = ClientSecret::new(CLIENT_ID, CLIENT_SECRET)
         .auth_uri("https://accounts.example.com/o/oauth2/auth")
@@ -46,7 +49,11 @@ fn loader(tokens: &MockServer, store: &MemoryTokenStore) -> (CredentialLoader, m
 
 fn redirect_addr(url: &str) -> SocketAddr {
     let redirect = query_param(url, "redirect_uri").unwrap();
-    redirect.trim_start_matches("http://").trim_end_matches('/').parse().unwrap()
+    redirect
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -61,18 +68,35 @@ async fn wrong_state_and_stray_requests_are_rejected_then_the_real_answer_comple
     let redirect = query_param(&url, "redirect_uri").unwrap();
     let addr = redirect_addr(&url);
     assert!(addr.ip().is_loopback() && addr.port() != 0);
-    assert_eq!(redirect, format!("http://{addr}/"), "redirect_uri is exactly what was bound");
+    assert_eq!(
+        redirect,
+        format!("http://{addr}/"),
+        "redirect_uri is exactly what was bound"
+    );
     let state = query_param(&url, "state").unwrap();
     assert!(state.len() >= 32);
 
     let page = browser::get(&format!("{redirect}?state=FORGED&code=EVILCODEMARKER")).await;
     assert_eq!(page.status, 400);
     assert!(!page.body.contains("EVILCODEMARKER") && !page.body.contains("FORGED"));
-    assert_eq!(browser::get(&format!("http://{addr}/favicon.ico")).await.status, 404);
-    assert_eq!(browser::get(&format!("{redirect}?code=nostate")).await.status, 400);
+    assert_eq!(
+        browser::get(&format!("http://{addr}/favicon.ico"))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        browser::get(&format!("{redirect}?code=nostate"))
+            .await
+            .status,
+        400
+    );
     assert!(!flow.is_finished(), "stray requests do not end the flow");
 
-    let page = browser::get(&format!("{redirect}?state={state}&code=4%2FGOODCODE&iss=https%3A%2F%2Faccounts.google.com")).await;
+    let page = browser::get(&format!(
+        "{redirect}?state={state}&code=4%2FGOODCODE&iss=https%3A%2F%2Faccounts.google.com"
+    ))
+    .await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("Authorization complete"));
     let creds = flow.await.unwrap().unwrap();
@@ -84,7 +108,12 @@ async fn wrong_state_and_stray_requests_are_rejected_then_the_real_answer_comple
     let reqs = tokens.received_requests().await.unwrap();
     assert_eq!(reqs.len(), 1);
     let form: Vec<(String, String)> = form_urlencoded::parse(&reqs[0].body).into_owned().collect();
-    let get = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap();
+    let get = |k: &str| {
+        form.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
     assert_eq!(get("code"), "4/GOODCODE");
     assert_eq!(get("redirect_uri"), redirect);
     assert_eq!(get("client_id"), CLIENT_ID);
@@ -116,8 +145,16 @@ async fn denial_is_immediate_and_never_echoes_query_values() {
     ))
     .await;
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("refused") && !page.body.contains("HTMLMARKER") && !page.body.contains("<script>"));
-    let err = tokio::time::timeout(Duration::from_secs(5), flow).await.unwrap().unwrap().unwrap_err();
+    assert!(
+        page.body.contains("refused")
+            && !page.body.contains("HTMLMARKER")
+            && !page.body.contains("<script>")
+    );
+    let err = tokio::time::timeout(Duration::from_secs(5), flow)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
     assert!(matches!(err, Error::AuthorizationDenied { .. }), "{err:?}");
     assert!(err.to_string().contains("choose Allow"), "{err}");
     assert!(tokens.received_requests().await.unwrap().is_empty());
@@ -129,7 +166,10 @@ async fn denial_is_immediate_and_never_echoes_query_values() {
 async fn nobody_answering_times_out_and_releases_the_fixed_port() {
     let tokens = code_endpoint(RETRIEVER).await;
     let store = MemoryTokenStore::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let (l, mut urls) = loader(&tokens, &store);
     let err = l
         .redirect_addr(port)
@@ -149,14 +189,19 @@ async fn fewer_granted_scopes_than_requested_is_an_error_naming_them() {
     let tokens = code_endpoint(RETRIEVER).await;
     let store = MemoryTokenStore::new();
     let (l, mut urls) = loader(&tokens, &store);
-    let flow = tokio::spawn(l.scopes([RETRIEVER, gemini_oauth::scopes::CLOUD_PLATFORM]).load());
+    let flow = tokio::spawn(
+        l.scopes([RETRIEVER, gemini_oauth::scopes::CLOUD_PLATFORM])
+            .load(),
+    );
     let url = urls.recv().await.unwrap();
     let state = query_param(&url, "state").unwrap();
     let redirect = query_param(&url, "redirect_uri").unwrap();
     browser::get(&format!("{redirect}?state={state}&code=c")).await;
     let err = flow.await.unwrap().unwrap_err();
     match &err {
-        Error::ScopesNotGranted { missing } => assert_eq!(missing, &[gemini_oauth::scopes::CLOUD_PLATFORM]),
+        Error::ScopesNotGranted { missing } => {
+            assert_eq!(missing, &[gemini_oauth::scopes::CLOUD_PLATFORM])
+        }
         other => panic!("{other:?}"),
     }
     assert!(store.get().is_none(), "a partial grant is not saved");

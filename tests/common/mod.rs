@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod browser;
+pub mod examples;
 pub mod oidc;
 
 use std::path::{Path, PathBuf};

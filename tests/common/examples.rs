@@ -1,0 +1,23 @@
+//! Runs the example programs as a user would (built by `cargo test` or
+//! `cargo build --examples`).
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+pub fn example(name: &str) -> Command {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let exe = target.join("debug/examples").join(name);
+    assert!(
+        exe.exists(),
+        "{} is missing: run `cargo build --examples` (bash .ci/test does)",
+        exe.display()
+    );
+    let mut cmd = Command::new(exe);
+    cmd.env_remove("GEMINI_API_BASE")
+        .env_remove("GOOGLE_CLOUD_QUOTA_PROJECT")
+        .env("RUST_LOG", "warn");
+    cmd
+}
