@@ -283,8 +283,10 @@ mod tests {
 
     #[test]
     fn expiry_fraction_only_when_nonzero() {
-        let mut t = StoredToken::default();
-        t.expiry = parse_expiry("2026-01-02T03:04:05Z");
+        let mut t = StoredToken {
+            expiry: parse_expiry("2026-01-02T03:04:05Z"),
+            ..StoredToken::default()
+        };
         assert_eq!(t.to_json(), r#"{"expiry": "2026-01-02T03:04:05Z"}"#);
         t.expiry = parse_expiry("2026-01-02T03:04:05.000100Z");
         assert_eq!(t.to_json(), r#"{"expiry": "2026-01-02T03:04:05.000100Z"}"#);
@@ -343,8 +345,10 @@ mod tests {
 
     #[test]
     fn non_ascii_is_escaped_like_python() {
-        let mut t = StoredToken::default();
-        t.account = Some("jos\u{e9} \u{1F600}\u{7f}".into());
+        let t = StoredToken {
+            account: Some("jos\u{e9} \u{1F600}\u{7f}".into()),
+            ..StoredToken::default()
+        };
         assert_eq!(
             t.to_json(),
             r#"{"account": "jos\u00e9 \ud83d\ude00\u007f"}"#
