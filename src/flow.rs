@@ -444,9 +444,9 @@ mod tests {
         );
         // RFC 7636 appendix B test vector.
         let rfc = URL_SAFE_NO_PAD.encode(Sha256::digest(
-            b"dBjftJeZ4CVP-mB92K27uhbUHU1Ps5mV1wDiAt-Yiie",
+            b"dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
         ));
-        assert_eq!(rfc, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGHSc9Qbbc");
+        assert_eq!(rfc, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
         assert_ne!(Pkce::new().unwrap().challenge, p.challenge);
     }
 
@@ -482,7 +482,7 @@ mod tests {
             code("http://127.0.0.1:5000/?state=S&code=abc&scope=x\n"),
             "abc"
         );
-        assert_eq!(code("  4/0AbCd  "), "4/0AbCd");
+        assert_eq!(code("  4/0AbCdEfGh  "), "4/0AbCdEfGh");
         assert_eq!(code("state=S&code=q"), "q");
         assert!(parse_pasted("http://127.0.0.1:5000/?state=X&code=abc", "S").is_err());
         assert!(parse_pasted("", "S").is_err());

@@ -309,7 +309,7 @@ mod tests {
         );
         assert_eq!(page.next_page_token.as_deref(), Some("n"));
         assert!(matches!(
-            decode::<ModelPage>("u", 200, b"[]"),
+            decode::<ModelPage>("u", 200, b"\"x\""),
             Err(Error::Api(_))
         ));
     }
