@@ -121,7 +121,7 @@ impl AuthorizedClient {
             .uri(url)
             .header(header::AUTHORIZATION, token.header_value().clone());
         if let Some(project) = self.creds.quota_project_header() {
-            req = req.header(USER_PROJECT, project);
+            req = req.header(USER_PROJECT, project.clone());
         }
         if json_body.is_some() {
             req = req.header(header::CONTENT_TYPE, "application/json");

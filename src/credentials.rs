@@ -1,15 +1,17 @@
 //! [`Credentials`]: the cached access token, refreshed early and once.
 
+use std::cell::RefCell;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use http::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 
+use crate::clock::{now_ms, to_ms};
 use crate::error::{ConsentReason, Error, OAuthError, Result};
 use crate::http::HttpClient;
 use crate::refresh::{self, Retry};
@@ -33,12 +35,26 @@ const BACKGROUND_BACKOFF_MAX: Duration = Duration::from_secs(30);
 pub struct AccessToken(Arc<Published>);
 
 struct Published {
+    /// Unique across the process: identifies this token in per-thread caches.
+    generation: u64,
     secret: SecretString,
     /// `Bearer <token>`, built once so requests do not format it again.
     header: HeaderValue,
     expires_at: SystemTime,
-    refresh_at: SystemTime,
-    usable_until: SystemTime,
+    refresh_at_ms: u64,
+    usable_until_ms: u64,
+}
+
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+const LOCAL_SLOTS: usize = 4;
+
+thread_local! {
+    /// Each thread keeps its own copy of the current token, so the hot path
+    /// touches no cache line that another core writes: no shared reference
+    /// count, no lock. Slots are picked by generation.
+    static LOCAL: RefCell<[Option<Arc<Published>>; LOCAL_SLOTS]> =
+        const { RefCell::new([const { None }; LOCAL_SLOTS]) };
 }
 
 impl AccessToken {
@@ -68,28 +84,52 @@ impl fmt::Debug for AccessToken {
 }
 
 impl Published {
-    fn new(secret: SecretString, expires_at: SystemTime) -> Result<Self> {
-        let mut header = HeaderValue::from_str(&format!("Bearer {}", secret.expose_secret()))
-            .map_err(|_| Error::TokenResponse {
+    /// `lifetime` is known for fresh tokens (`expires_in`); short-lived ones
+    /// then refresh at half-life rather than at once.
+    fn new(
+        secret: SecretString,
+        expires_at: SystemTime,
+        lifetime: Option<Duration>,
+    ) -> Result<Self> {
+        let window = match lifetime {
+            Some(l) => REFRESH_WINDOW.min(l / 2),
+            None => REFRESH_WINDOW,
+        };
+        Ok(Published {
+            generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
+            header: bearer(&secret)?,
+            secret,
+            expires_at,
+            refresh_at_ms: to_ms(expires_at).saturating_sub(window.as_millis() as u64),
+            usable_until_ms: to_ms(expires_at).saturating_sub(EXPIRY_SKEW.as_millis() as u64),
+        })
+    }
+
+    /// A private copy (own allocations) for one thread's cache.
+    fn local_copy(&self) -> Result<Self> {
+        Ok(Published {
+            generation: self.generation,
+            secret: self.secret.clone(),
+            header: bearer(&self.secret)?,
+            expires_at: self.expires_at,
+            refresh_at_ms: self.refresh_at_ms,
+            usable_until_ms: self.usable_until_ms,
+        })
+    }
+}
+
+fn bearer(secret: &SecretString) -> Result<HeaderValue> {
+    let mut header =
+        HeaderValue::from_str(&format!("Bearer {}", secret.expose_secret())).map_err(|_| {
+            Error::TokenResponse {
                 endpoint: "token endpoint".into(),
                 status: 200,
                 problem: "the access token contains characters not allowed in an HTTP header"
                     .into(),
-            })?;
-        header.set_sensitive(true);
-        let now = SystemTime::now();
-        let lifetime = expires_at.duration_since(now).unwrap_or_default();
-        // Short-lived tokens (tests, other servers) refresh at half-life
-        // rather than immediately.
-        let window = REFRESH_WINDOW.min(lifetime / 2);
-        Ok(Published {
-            secret,
-            header,
-            expires_at,
-            refresh_at: expires_at - window,
-            usable_until: expires_at.checked_sub(EXPIRY_SKEW).unwrap_or(UNIX_EPOCH),
-        })
-    }
+            }
+        })?;
+    header.set_sensitive(true);
+    Ok(header)
 }
 
 /// Where new access tokens come from.
@@ -104,6 +144,8 @@ pub(crate) enum Source {
 
 pub(crate) struct Settings {
     pub(crate) quota_project: Option<String>,
+    /// `x-goog-user-project`, built once.
+    pub(crate) quota_header: Option<HeaderValue>,
     pub(crate) api_base: String,
     pub(crate) http: Arc<HttpClient>,
     pub(crate) retry: Retry,
@@ -123,6 +165,9 @@ pub struct Credentials {
 
 struct Inner {
     current: ArcSwap<Published>,
+    /// The generation of `current`, published after it.
+    generation: AtomicU64,
+    refreshing: AtomicBool,
     source: Source,
     settings: Settings,
     flight: Mutex<Option<watch::Receiver<Option<Result<()>>>>>,
@@ -154,9 +199,12 @@ impl Credentials {
         token: SecretString,
         expires_at: SystemTime,
     ) -> Result<Self> {
+        let published = Published::new(token, expires_at, None)?;
         Ok(Credentials {
             inner: Arc::new(Inner {
-                current: ArcSwap::from_pointee(Published::new(token, expires_at)?),
+                generation: AtomicU64::new(published.generation),
+                current: ArcSwap::from_pointee(published),
+                refreshing: AtomicBool::new(false),
                 source,
                 settings,
                 flight: Mutex::new(None),
@@ -173,22 +221,16 @@ impl Credentials {
     /// The refresh's error when the token has expired and could not be
     /// refreshed: [`Error::InvalidGrant`], [`Error::Transport`], ….
     pub async fn access_token(&self) -> Result<AccessToken> {
-        let current = self.inner.current.load_full();
-        let now = SystemTime::now();
-        if now < current.refresh_at {
-            return Ok(AccessToken(current));
+        match self.inner.local_fresh() {
+            Some(token) => Ok(AccessToken(token)),
+            None => self.inner.access_token_slow().await,
         }
-        if now < current.usable_until {
-            self.inner.start_background_refresh(&current);
-            return Ok(AccessToken(current));
-        }
-        self.inner.refresh_and_wait(current).await
     }
 
     /// Refreshes now unless a newer token than `stale` was already obtained
     /// (used after a 401: the server no longer accepts `stale`).
     pub(crate) async fn refresh_after_rejection(&self, stale: &AccessToken) -> Result<AccessToken> {
-        self.inner.refresh_and_wait(stale.0.clone()).await
+        self.inner.refresh_and_wait(stale.0.generation).await
     }
 
     /// The headers to add to a Google API request: `Authorization: Bearer …`
@@ -211,7 +253,7 @@ impl Credentials {
         let mut headers = http::HeaderMap::with_capacity(2);
         headers.insert(http::header::AUTHORIZATION, token.header_value().clone());
         if let Some(value) = self.quota_project_header() {
-            headers.insert(crate::client::USER_PROJECT, value);
+            headers.insert(crate::client::USER_PROJECT, value.clone());
         }
         Ok(headers)
     }
@@ -228,9 +270,8 @@ impl Credentials {
         }
     }
 
-    pub(crate) fn quota_project_header(&self) -> Option<HeaderValue> {
-        self.quota_project()
-            .and_then(|p| HeaderValue::from_str(p).ok())
+    pub(crate) fn quota_project_header(&self) -> Option<&HeaderValue> {
+        self.inner.settings.quota_header.as_ref()
     }
 
     pub(crate) fn settings(&self) -> &Settings {
@@ -247,25 +288,60 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 type Flight = watch::Receiver<Option<Result<()>>>;
 
 impl Inner {
-    fn start_background_refresh(self: &Arc<Self>, seen: &Arc<Published>) {
-        if unix_ms(SystemTime::now()) < self.quiet_until_ms.load(Ordering::Relaxed) {
+    /// The hot path: this thread's copy of the current token, if fresh.
+    #[inline]
+    fn local_fresh(&self) -> Option<Arc<Published>> {
+        let generation = self.generation.load(Ordering::Acquire);
+        LOCAL.with(|slots| {
+            let slots = slots.borrow();
+            match &slots[generation as usize % LOCAL_SLOTS] {
+                Some(t) if t.generation == generation && now_ms() < t.refresh_at_ms => {
+                    Some(Arc::clone(t))
+                }
+                _ => None,
+            }
+        })
+    }
+
+    async fn access_token_slow(self: &Arc<Self>) -> Result<AccessToken> {
+        let current = self.current.load_full();
+        let now = now_ms();
+        if now < current.refresh_at_ms {
+            return Ok(AccessToken(self.cache_locally(&current)));
+        }
+        if now < current.usable_until_ms {
+            self.start_background_refresh(current.generation);
+            return Ok(AccessToken(current));
+        }
+        self.refresh_and_wait(current.generation).await
+    }
+
+    fn cache_locally(&self, current: &Arc<Published>) -> Arc<Published> {
+        let Ok(copy) = current.local_copy() else {
+            return Arc::clone(current);
+        };
+        let copy = Arc::new(copy);
+        LOCAL.with(|slots| {
+            slots.borrow_mut()[current.generation as usize % LOCAL_SLOTS] = Some(Arc::clone(&copy));
+        });
+        copy
+    }
+
+    fn start_background_refresh(self: &Arc<Self>, seen: u64) {
+        if self.refreshing.load(Ordering::Relaxed)
+            || now_ms() < self.quiet_until_ms.load(Ordering::Relaxed)
+        {
             return;
         }
         // Dropping the receiver is fine: the spawned refresh runs to the end.
         let _ = self.join_flight(seen);
     }
 
-    async fn refresh_and_wait(self: &Arc<Self>, seen: Arc<Published>) -> Result<AccessToken> {
-        let Some(mut flight) = self.join_flight(&seen) else {
+    async fn refresh_and_wait(self: &Arc<Self>, seen: u64) -> Result<AccessToken> {
+        let Some(mut flight) = self.join_flight(seen) else {
             return Ok(AccessToken(self.current.load_full()));
         };
         let outcome = flight
@@ -285,8 +361,8 @@ impl Inner {
     }
 
     /// Joins the refresh in flight or starts one. `None` when the published
-    /// token already differs from `seen` (someone refreshed meanwhile).
-    fn join_flight(self: &Arc<Self>, seen: &Arc<Published>) -> Option<Flight> {
+    /// token is already newer than generation `seen`.
+    fn join_flight(self: &Arc<Self>, seen: u64) -> Option<Flight> {
         let mut slot = lock(&self.flight);
         if let Some(rx) = slot.as_ref() {
             if rx.borrow().is_none() {
@@ -294,11 +370,12 @@ impl Inner {
             }
         }
         // Published before a flight completes, so this cannot miss one.
-        if !Arc::ptr_eq(&self.current.load(), seen) {
+        if self.generation.load(Ordering::Acquire) != seen {
             return None;
         }
         let (tx, rx) = watch::channel(None);
         *slot = Some(rx.clone());
+        self.refreshing.store(true, Ordering::Relaxed);
         drop(slot);
         let inner = Arc::clone(self);
         tokio::spawn(async move {
@@ -314,10 +391,11 @@ impl Inner {
                         (BACKGROUND_BACKOFF * 2u32.saturating_pow(n)).min(BACKGROUND_BACKOFF_MAX);
                     inner
                         .quiet_until_ms
-                        .store(unix_ms(SystemTime::now() + backoff), Ordering::Relaxed);
+                        .store(now_ms() + backoff.as_millis() as u64, Ordering::Relaxed);
                     tracing::warn!(error = %e, retry_in = ?backoff, "token refresh failed");
                 }
             }
+            inner.refreshing.store(false, Ordering::Relaxed);
             tx.send_replace(Some(result));
         });
         Some(rx)
@@ -336,9 +414,12 @@ impl Inner {
                 let expires_at = fresh
                     .expiry()
                     .unwrap_or_else(|| SystemTime::now() + DEFAULT_LIFETIME);
+                let lifetime = expires_at.duration_since(SystemTime::now()).ok();
                 let token = fresh.token.clone().unwrap_or_default();
-                self.current
-                    .store(Arc::new(Published::new(token, expires_at)?));
+                let published = Published::new(token, expires_at, lifetime)?;
+                let generation = published.generation;
+                self.current.store(Arc::new(published));
+                self.generation.store(generation, Ordering::Release);
                 *lock(record) = fresh.clone();
                 if let Some(store) = store {
                     // The new token is already usable in memory; a failed save only

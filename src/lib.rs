@@ -58,6 +58,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod client;
+mod clock;
 mod credentials;
 mod error;
 mod flow;

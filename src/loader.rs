@@ -223,7 +223,17 @@ impl CredentialLoader {
                     .as_ref()
                     .and_then(|s| s.quota_project_id().map(str::to_owned))
             });
+        let quota_header = quota_project
+            .as_deref()
+            .map(|p| {
+                http::HeaderValue::from_str(p).map_err(|_| Error::InvalidUrl {
+                    url: p.to_owned(),
+                    reason: "the quota project id contains characters not allowed in a header",
+                })
+            })
+            .transpose()?;
         let settings = Settings {
+            quota_header,
             quota_project,
             api_base,
             http: Arc::new(HttpClient::new(self.timeout, self.connect_timeout)),

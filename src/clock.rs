@@ -1,0 +1,40 @@
+//! A cheap wall clock for the token hot path.
+//!
+//! Linux's `CLOCK_REALTIME_COARSE` is read from the vDSO without a system
+//! call and without the TSC arithmetic of the precise clock; its resolution
+//! (a scheduler tick, at most a few milliseconds) is far below
+//! [`EXPIRY_SKEW`](crate::EXPIRY_SKEW). Being a wall clock, it also counts the
+//! time a laptop slept, so a token that expired during suspend is never served.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[inline]
+pub(crate) fn now_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+    (t.tv_sec as u64) * 1000 + (t.tv_nsec as u64) / 1_000_000
+}
+
+/// Milliseconds since the Unix epoch.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[inline]
+pub(crate) fn now_ms() -> u64 {
+    to_ms(SystemTime::now())
+}
+
+pub(crate) fn to_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn coarse_clock_tracks_the_system_clock() {
+        let precise = super::to_ms(std::time::SystemTime::now());
+        let coarse = super::now_ms();
+        assert!(coarse.abs_diff(precise) < 1000, "{coarse} vs {precise}");
+    }
+}
