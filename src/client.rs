@@ -94,10 +94,10 @@ impl AuthorizedClient {
         url: &str,
         json_body: Option<Bytes>,
     ) -> Result<Response<Bytes>> {
-        check_endpoint(url)?;
+        let uri = check_endpoint(url)?;
         let token = self.creds.access_token().await?;
         let resp = self
-            .send_once(&method, url, json_body.clone(), &token)
+            .send_once(&method, uri.clone(), json_body.clone(), &token)
             .await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
@@ -106,19 +106,19 @@ impl AuthorizedClient {
         // a fresh one. Bodies are Bytes, so they can always be replayed.
         tracing::debug!("401 from the API, refreshing the token and retrying once");
         let token = self.creds.refresh_after_rejection(&token).await?;
-        self.send_once(&method, url, json_body, &token).await
+        self.send_once(&method, uri, json_body, &token).await
     }
 
     async fn send_once(
         &self,
         method: &Method,
-        url: &str,
+        uri: http::Uri,
         json_body: Option<Bytes>,
         token: &crate::AccessToken,
     ) -> Result<Response<Bytes>> {
         let mut req = Request::builder()
             .method(method.clone())
-            .uri(url)
+            .uri(uri)
             .header(header::AUTHORIZATION, token.header_value().clone());
         if let Some(project) = self.creds.quota_project_header() {
             req = req.header(USER_PROJECT, project.clone());
@@ -129,8 +129,8 @@ impl AuthorizedClient {
         let req = req
             .body(Full::new(json_body.unwrap_or_default()))
             .map_err(|_| Error::InvalidUrl {
-                url: crate::url::without_query(url).to_owned(),
-                reason: "not a valid request URI",
+                url: String::from("(request)"),
+                reason: "the request could not be built",
             })?;
         self.creds.settings().http.send(req, MAX_RESPONSE).await
     }

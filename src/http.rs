@@ -75,25 +75,27 @@ impl HttpClient {
         req: Request<Full<Bytes>>,
         limit: usize,
     ) -> Result<Response<Bytes>> {
-        let endpoint = without_query(&req.uri().to_string()).to_owned();
+        // Formatted only on failure: the success path allocates nothing for it.
+        let uri = req.uri().clone();
+        let endpoint = || without_query(&uri.to_string()).to_owned();
         let work = async {
             let resp = self
                 .hyper()
                 .request(req)
                 .await
-                .map_err(|e| Error::transport(&endpoint, e))?;
+                .map_err(|e| Error::transport(&endpoint(), e))?;
             let (parts, body) = resp.into_parts();
             let body = Limited::new(body, limit)
                 .collect()
                 .await
-                .map_err(|e| Error::transport(&endpoint, e))?
+                .map_err(|e| Error::transport(&endpoint(), e))?
                 .to_bytes();
             Ok(Response::from_parts(parts, body))
         };
         tokio::time::timeout(self.timeout, work)
             .await
             .map_err(|_| Error::Timeout {
-                what: format!("request to {endpoint}"),
+                what: format!("request to {}", endpoint()),
                 after: self.timeout,
             })?
     }

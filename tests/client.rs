@@ -240,3 +240,52 @@ async fn debug_output_of_every_public_type_hides_secrets() {
         "the getter still gives the real value"
     );
 }
+
+/// A keep-alive server on 127.0.0.1 that counts TCP connections.
+async fn counting_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(br#"{"models": []}"#)),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (format!("http://{addr}/v1"), connections)
+}
+
+#[tokio::test]
+async fn one_pooled_connection_serves_many_requests() {
+    let tokens = token_endpoint().await;
+    let (api_base, connections) = counting_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_token(dir.path(), &token_json(&token_uri(&tokens), 3000));
+    let c = CredentialLoader::new()
+        .token_store(FileTokenStore::new(dir.path().join("token.json")))
+        .consent(Consent::Never)
+        .api_base(&api_base)
+        .load()
+        .await
+        .unwrap();
+    let client = c.authorized_client();
+    for _ in 0..10 {
+        gemini_oauth::gemini::list_models(&client).await.unwrap();
+        // A clone of the client shares the pool too.
+        gemini_oauth::gemini::list_models(&client.clone())
+            .await
+            .unwrap();
+    }
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

@@ -1,0 +1,157 @@
+//! One refresh for many callers, early refresh without waiting, and recovery
+//! after a failed refresh, against a counting token endpoint on 127.0.0.1.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use gemini_oauth::{Consent, CredentialLoader, Credentials, FileTokenStore};
+use serde_json::json;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+async fn endpoint(delay: Duration) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(
+                    json!({"access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer"}),
+                )
+                .set_delay(delay),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
+async fn load(dir: &std::path::Path, server: &MockServer, expires_in: i64) -> Credentials {
+    write_token(dir, &token_json(&token_uri(server), expires_in));
+    CredentialLoader::new()
+        .token_store(FileTokenStore::new(dir.join("token.json")))
+        .consent(Consent::Never)
+        .load()
+        .await
+        .unwrap()
+}
+
+/// Loads a token that is still usable, then waits until it is inside the
+/// expiry skew, where callers must wait for a refresh.
+async fn load_nearly_expired(dir: &std::path::Path, server: &MockServer) -> Credentials {
+    let creds = load(dir, server, 11).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    creds
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_callers_at_expiry_share_one_refresh() {
+    let server = endpoint(Duration::from_millis(300)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let creds = load_nearly_expired(dir.path(), &server).await;
+    assert_eq!(token_requests(&server).await, 0);
+
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let c = creds.clone();
+            tokio::spawn(async move { c.access_token().await.map(|t| t.secret().to_owned()) })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), NEW_ACCESS);
+    }
+    assert_eq!(token_requests(&server).await, 1);
+    assert_eq!(
+        read_json(&dir.path().join("token.json"))["token"],
+        NEW_ACCESS
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn callers_in_the_refresh_window_get_the_old_token_while_one_refresh_runs() {
+    // The endpoint takes a minute: anyone waiting on it would hit the guard below.
+    let slow = endpoint(Duration::from_secs(60)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let creds = load(dir.path(), &slow, 120).await;
+    let calls = async {
+        for _ in 0..200 {
+            assert_eq!(creds.access_token().await.unwrap().secret(), OLD_ACCESS);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), calls)
+        .await
+        .expect("callers in the refresh window must not wait for the token endpoint");
+    // Exactly one background refresh was started for all those calls.
+    for _ in 0..100 {
+        if token_requests(&slow).await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(token_requests(&slow).await, 1);
+}
+
+#[tokio::test]
+async fn the_background_refresh_result_replaces_the_old_token() {
+    let server = endpoint(Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let creds = load(dir.path(), &server, 120).await;
+    assert_eq!(creds.access_token().await.unwrap().secret(), OLD_ACCESS);
+    let mut seen = String::new();
+    for _ in 0..200 {
+        seen = creds.access_token().await.unwrap().secret().to_owned();
+        if seen == NEW_ACCESS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen, NEW_ACCESS);
+    assert_eq!(token_requests(&server).await, 1);
+    // The fresh token is outside the window: no further requests.
+    for _ in 0..50 {
+        creds.access_token().await.unwrap();
+    }
+    assert_eq!(token_requests(&server).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_refresh_reaches_every_waiter_once_and_does_not_poison_the_next() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_json(
+                    json!({"error": "invalid_request", "error_description": "try later"}),
+                )
+                .set_delay(Duration::from_millis(200)),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": NEW_ACCESS, "expires_in": 3599})),
+        )
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let creds = load_nearly_expired(dir.path(), &server).await;
+
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let c = creds.clone();
+            tokio::spawn(async move { c.access_token().await })
+        })
+        .collect();
+    for t in tasks {
+        let err = t.await.unwrap().unwrap_err();
+        assert_eq!(
+            err.oauth_error(),
+            Some(&gemini_oauth::OAuthError::InvalidRequest)
+        );
+    }
+    assert_eq!(token_requests(&server).await, 1, "one shared failure");
+    assert_eq!(creds.access_token().await.unwrap().secret(), NEW_ACCESS);
+    assert_eq!(token_requests(&server).await, 2);
+}
