@@ -238,7 +238,7 @@ impl fmt::Display for ApiError {
         if !self.reasons.is_empty() {
             write!(f, " ({})", self.reasons.join(", "))?;
         }
-        write!(f, ": {}", self.message)?;
+        write!(f, ": {}", self.message.trim_end_matches('.'))?;
         if let Some(hint) = self.hint() {
             write!(f, "; {hint}")?;
         }

@@ -236,3 +236,71 @@ async fn custom_store_example_keeps_tokens_through_a_credential_helper() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn generate_content_posts_raw_json_through_the_authorized_client() {
+    use wiremock::matchers::body_json;
+    let (tokens, api) = (token_endpoint().await, MockServer::start().await);
+    Mock::given(method("POST"))
+        .and(path("/v1/models/gemini-test:generateContent"))
+        .and(header(
+            "authorization",
+            format!("Bearer {OLD_ACCESS}").as_str(),
+        ))
+        .and(header("content-type", "application/json"))
+        .and(body_json(
+            json!({"contents": [{"parts": [{"text": "hi there"}]}]}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "candidates": [{"content": {"parts": [{"text": "Hello"}, {"text": ", Rust!"}]}}]
+        })))
+        .expect(1)
+        .mount(&api)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write_token(dir.path(), &token_json(&token_uri(&tokens), 3000));
+    let out = example("generate_content")
+        .current_dir(dir.path())
+        .args([
+            "--api-base",
+            &format!("{}/v1", api.uri()),
+            "--model",
+            "gemini-test",
+            "--prompt",
+            "hi there",
+            "--no-consent",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "Hello, Rust!\n");
+
+    // An API error is one clear line naming the cause.
+    let api_err = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({"error": {"code": 403,
+            "message": "Generative Language API has not been used in project 1 before or it is disabled.",
+            "status": "PERMISSION_DENIED", "details": [{"reason": "SERVICE_DISABLED"}]}})))
+        .mount(&api_err)
+        .await;
+    let out = example("generate_content")
+        .current_dir(dir.path())
+        .args([
+            "--api-base",
+            &format!("{}/v1", api_err.uri()),
+            "--no-consent",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_one_clear_line(&stderr);
+    assert!(
+        stderr.contains("gcloud services enable generativelanguage.googleapis.com"),
+        "{stderr}"
+    );
+}

@@ -79,6 +79,11 @@ pub fn token_json(token_uri: &str, in_secs: i64) -> String {
 pub fn write_token(dir: &Path, json: &str) -> PathBuf {
     let path = dir.join("token.json");
     std::fs::write(&path, json).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     path
 }
 
