@@ -24,6 +24,8 @@ pub const REFRESH_WINDOW: Duration = Duration::from_secs(3 * 60 + 45);
 /// A token this close to expiry is not handed out: callers wait for the
 /// refresh instead, so a request never leaves with a token that dies in flight.
 pub const EXPIRY_SKEW: Duration = Duration::from_secs(10);
+/// How long a refresh waits for another process's refresh of the same store.
+const REFRESH_LOCK_WAIT: Duration = Duration::from_secs(60);
 /// Lifetime assumed when the token endpoint sends no `expires_in`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 /// Background refreshes that failed are retried no sooner than this, doubling up to the max.
@@ -401,6 +403,19 @@ impl Inner {
         Some(rx)
     }
 
+    fn publish(&self, record: &StoredToken) -> Result<()> {
+        let expires_at = record
+            .expiry()
+            .unwrap_or_else(|| SystemTime::now() + DEFAULT_LIFETIME);
+        let lifetime = expires_at.duration_since(SystemTime::now()).ok();
+        let token = record.token.clone().unwrap_or_default();
+        let published = Published::new(token, expires_at, lifetime)?;
+        let generation = published.generation;
+        self.current.store(Arc::new(published));
+        self.generation.store(generation, Ordering::Release);
+        Ok(())
+    }
+
     #[tracing::instrument(skip_all, name = "gemini_oauth::refresh")]
     async fn refresh(&self) -> Result<()> {
         match &self.source {
@@ -409,17 +424,33 @@ impl Inner {
                 store,
                 store_name,
             } => {
-                let snapshot = lock(record).clone();
+                // Other processes sharing the store refresh under the same lock.
+                let held = match store {
+                    Some(store) => store.lock(REFRESH_LOCK_WAIT).await?,
+                    None => None,
+                };
+                let mut snapshot = lock(record).clone();
+                if let (Some(_), Some(store)) = (&held, store) {
+                    if let Some(latest) = store.load().await? {
+                        let newer = latest.token.is_some() && latest.expiry() > snapshot.expiry();
+                        let token_uri = snapshot.token_uri.take();
+                        snapshot = latest;
+                        // Keep an explicit override (the loader's token_uri).
+                        snapshot.token_uri = token_uri.or(snapshot.token_uri.take());
+                        if newer
+                            && snapshot
+                                .expiry()
+                                .is_some_and(|e| e > SystemTime::now() + EXPIRY_SKEW)
+                        {
+                            tracing::debug!("another process refreshed the token");
+                            self.publish(&snapshot)?;
+                            *lock(record) = snapshot;
+                            return Ok(());
+                        }
+                    }
+                }
                 let fresh = refresh_user(&self.settings, snapshot, store_name).await?;
-                let expires_at = fresh
-                    .expiry()
-                    .unwrap_or_else(|| SystemTime::now() + DEFAULT_LIFETIME);
-                let lifetime = expires_at.duration_since(SystemTime::now()).ok();
-                let token = fresh.token.clone().unwrap_or_default();
-                let published = Published::new(token, expires_at, lifetime)?;
-                let generation = published.generation;
-                self.current.store(Arc::new(published));
-                self.generation.store(generation, Ordering::Release);
+                self.publish(&fresh)?;
                 *lock(record) = fresh.clone();
                 if let Some(store) = store {
                     // The new token is already usable in memory; a failed save only
@@ -428,6 +459,7 @@ impl Inner {
                         tracing::warn!(error = %e, "could not save the refreshed token");
                     }
                 }
+                drop(held);
                 Ok(())
             }
         }

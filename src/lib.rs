@@ -82,7 +82,7 @@ pub use flow::{Consent, VISIT_PROMPT};
 pub use http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
 pub use loader::{CredentialLoader, ENV_API_BASE, ENV_QUOTA_PROJECT};
 pub use secret::{ClientKind, ClientSecret, GOOGLE_AUTH_URI, GOOGLE_TOKEN_URI};
-pub use store::{FileTokenStore, MemoryTokenStore, TokenStore};
+pub use store::{FileTokenStore, MemoryTokenStore, StoreLock, TokenStore};
 pub use token::{DEFAULT_UNIVERSE_DOMAIN, StoredToken};
 
 /// Loads credentials with the quickstart's defaults: `./client_secret.json`,

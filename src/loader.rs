@@ -18,6 +18,10 @@ use crate::store::{DynTokenStore, FileTokenStore, TokenStore};
 use crate::token::StoredToken;
 use crate::url::check_endpoint;
 
+/// How much longer than the consent timeout a process waits for another
+/// one's refresh or sign-in.
+const LOCK_MARGIN: Duration = Duration::from_secs(60);
+
 /// Environment variable that overrides the Gemini API base URL.
 pub const ENV_API_BASE: &str = "GEMINI_API_BASE";
 /// Environment variable that sets the quota project (below an explicit value).
@@ -240,35 +244,37 @@ impl CredentialLoader {
             retry: Retry::default(),
         };
 
-        let reason = match stored {
-            None => ConsentReason::NoToken,
-            Some(mut record) => {
-                if let Some(uri) = &self.token_uri {
-                    record.token_uri = Some(uri.clone());
-                }
-                let missing = record.missing_scopes(&self.scopes);
-                if !missing.is_empty() {
-                    ConsentReason::ScopesNotCovered(missing)
-                } else if is_usable(&record) {
-                    tracing::debug!(store = %store_name, "using the cached token");
-                    return credentials(record, store, settings);
-                } else if record.refresh_token.is_some() {
-                    match refresh_user(&settings, record, &store_name).await {
-                        Ok(fresh) => {
-                            store.save(&fresh).await?;
-                            return credentials(fresh, store, settings);
-                        }
-                        Err(Error::InvalidGrant { description, .. })
-                            if self.flow.consent != Consent::Never =>
-                        {
-                            ConsentReason::RefreshTokenRejected(description)
-                        }
-                        Err(e) => return Err(e),
-                    }
-                } else {
-                    ConsentReason::NoRefreshToken
-                }
+        let first = self.decide(stored);
+        if let Decision::Use(record) = first {
+            tracing::debug!(store = %store_name, "using the cached token");
+            return credentials(record, store, settings);
+        }
+        // Work to do: hold the store's lock and look again, since another
+        // process may have refreshed or signed in while we waited.
+        let wait = self.flow.timeout + LOCK_MARGIN;
+        let _lock = store.lock(wait).await?;
+        let decision = match _lock {
+            Some(_) => self.decide(store.load().await?),
+            None => first,
+        };
+        let reason = match decision {
+            Decision::Use(record) => {
+                tracing::debug!(store = %store_name, "another process refreshed the token");
+                return credentials(record, store, settings);
             }
+            Decision::Refresh(record) => match refresh_user(&settings, record, &store_name).await {
+                Ok(fresh) => {
+                    store.save(&fresh).await?;
+                    return credentials(fresh, store, settings);
+                }
+                Err(Error::InvalidGrant { description, .. })
+                    if self.flow.consent != Consent::Never =>
+                {
+                    ConsentReason::RefreshTokenRejected(description)
+                }
+                Err(e) => return Err(e),
+            },
+            Decision::Consent(reason) => reason,
         };
 
         if self.flow.consent == Consent::Never {
@@ -294,6 +300,34 @@ impl CredentialLoader {
         let record = flow::run(&secret, &self.scopes, &flow, &settings).await?;
         store.save(&record).await?;
         credentials(record, store, settings)
+    }
+}
+
+/// What the stored token allows.
+enum Decision {
+    Use(StoredToken),
+    Refresh(StoredToken),
+    Consent(ConsentReason),
+}
+
+impl CredentialLoader {
+    fn decide(&self, stored: Option<StoredToken>) -> Decision {
+        let Some(mut record) = stored else {
+            return Decision::Consent(ConsentReason::NoToken);
+        };
+        if let Some(uri) = &self.token_uri {
+            record.token_uri = Some(uri.clone());
+        }
+        let missing = record.missing_scopes(&self.scopes);
+        if !missing.is_empty() {
+            Decision::Consent(ConsentReason::ScopesNotCovered(missing))
+        } else if is_usable(&record) {
+            Decision::Use(record)
+        } else if record.refresh_token.is_some() {
+            Decision::Refresh(record)
+        } else {
+            Decision::Consent(ConsentReason::NoRefreshToken)
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use super::TokenStore;
+use super::{StoreLock, TokenStore};
 use crate::error::{Error, Result};
 use crate::token::StoredToken;
 
@@ -12,16 +13,37 @@ use crate::token::StoredToken;
 /// directory (mode 0600 on Unix), is flushed to disk, then renamed over the
 /// old file, so a crash never leaves a half-written token. A corrupt file is
 /// reported as [`Error::TokenFile`] naming the path, and never overwritten by
-/// a load.
+/// a load (unless [`replace_corrupt`](Self::replace_corrupt) says so).
+///
+/// Processes sharing the file coordinate through an advisory lock on a
+/// sidecar file `<name>.lock` (see [`TokenStore::lock`]).
 #[derive(Debug, Clone)]
 pub struct FileTokenStore {
     path: PathBuf,
+    replace_corrupt: bool,
 }
 
 impl FileTokenStore {
     /// A store backed by `path` (created on first save, parent directories too).
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        FileTokenStore { path: path.into() }
+        FileTokenStore {
+            path: path.into(),
+            replace_corrupt: false,
+        }
+    }
+
+    /// Treat a corrupt file as empty (with a warning) instead of failing, so
+    /// the next save replaces it. Off by default: a corrupt file may hold the
+    /// only copy of a refresh token worth rescuing by hand.
+    pub fn replace_corrupt(mut self, replace: bool) -> Self {
+        self.replace_corrupt = replace;
+        self
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
+        name.push(".lock");
+        self.path.with_file_name(name)
     }
 
     /// The file's path.
@@ -38,12 +60,17 @@ impl TokenStore for FileTokenStore {
             Err(e) => return Err(Error::io("read token file", &self.path, e)),
         };
         warn_if_readable_by_others(&self.path);
-        StoredToken::from_json(&bytes)
-            .map(Some)
-            .map_err(|problem| Error::TokenFile {
+        match StoredToken::from_json(&bytes) {
+            Ok(token) => Ok(Some(token)),
+            Err(problem) if self.replace_corrupt => {
+                tracing::warn!(path = %self.path.display(), %problem, "ignoring a corrupt token file; it will be replaced");
+                Ok(None)
+            }
+            Err(problem) => Err(Error::TokenFile {
                 path: self.path.clone(),
                 problem,
-            })
+            }),
+        }
     }
 
     async fn save(&self, token: &StoredToken) -> Result<()> {
@@ -58,9 +85,60 @@ impl TokenStore for FileTokenStore {
         }
     }
 
+    async fn lock(&self, wait: Duration) -> Result<Option<StoreLock>> {
+        let path = self.lock_path();
+        let file = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || open_lock_file(&path)
+        })
+        .await
+        .map_err(|e| Error::io("open lock file", &path, std::io::Error::other(e)))??;
+        let deadline = Instant::now() + wait;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Some(StoreLock::new(file))),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e))
+                    if e.kind() == std::io::ErrorKind::Unsupported =>
+                {
+                    tracing::warn!(path = %path.display(), "file locking is not supported here; processes sharing the token file may refresh twice");
+                    return Ok(None);
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(Error::io("lock", &path, e));
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!(
+                        "waiting for another process to finish with {} (lock {})",
+                        self.path.display(),
+                        path.display()
+                    ),
+                    after: wait,
+                });
+            }
+            // Polling keeps the wait cancellable; contention is rare and short.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     fn name(&self) -> String {
         self.path.display().to_string()
     }
+}
+
+fn open_lock_file(path: &Path) -> Result<std::fs::File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .map_err(|e| Error::io("open lock file", path, e))
 }
 
 /// Temp file in the same directory (so the rename cannot cross file systems),
@@ -184,6 +262,30 @@ mod tests {
             std::fs::read_to_string(&path).unwrap(),
             r#"{"token": "ya29.trunc"#
         );
+    }
+
+    #[tokio::test]
+    async fn replace_corrupt_is_an_explicit_opt_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.json");
+        std::fs::write(&path, "{garbage").unwrap();
+        let store = FileTokenStore::new(&path).replace_corrupt(true);
+        assert!(store.load().await.unwrap().is_none());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{garbage");
+    }
+
+    #[tokio::test]
+    async fn the_lock_excludes_other_holders_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = FileTokenStore::new(dir.path().join("t/token.json"));
+        let b = FileTokenStore::new(dir.path().join("t/token.json"));
+        let held = a.lock(Duration::from_secs(1)).await.unwrap().unwrap();
+        let err = b.lock(Duration::from_millis(100)).await.unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+        assert!(err.to_string().contains("token.json.lock"), "{err}");
+        drop(held);
+        assert!(b.lock(Duration::from_millis(100)).await.unwrap().is_some());
+        assert!(dir.path().join("t/token.json.lock").exists());
     }
 
     #[tokio::test]

@@ -4,8 +4,10 @@
 mod file;
 mod memory;
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 pub use file::FileTokenStore;
 pub use memory::MemoryTokenStore;
@@ -52,6 +54,24 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Removes the stored token (sign-out). Clearing an empty store succeeds.
     fn clear(&self) -> impl Future<Output = Result<()>> + Send;
 
+    /// Takes a lock shared by every process (or machine) that uses this
+    /// store, waiting at most `wait`; it is held until the returned
+    /// [`StoreLock`] is dropped. The loader holds it while it refreshes or
+    /// runs the consent flow, and re-reads the store once it has it, so N
+    /// processes sharing one expired token make one refresh and open one
+    /// browser window.
+    ///
+    /// The default takes no lock (`Ok(None)`): right for stores used by one
+    /// process only.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`](crate::Error::Timeout) when another holder keeps the
+    /// lock longer than `wait`, or the store's own errors.
+    fn lock(&self, wait: Duration) -> impl Future<Output = Result<Option<StoreLock>>> + Send {
+        let _ = wait;
+        std::future::ready(Ok(None))
+    }
+
     /// A short name for messages, such as the file path.
     fn name(&self) -> String {
         std::any::type_name::<Self>()
@@ -59,6 +79,27 @@ pub trait TokenStore: Send + Sync + 'static {
             .next()
             .unwrap_or("token store")
             .to_owned()
+    }
+}
+
+/// A held [`TokenStore::lock`]; dropping it releases the lock.
+pub struct StoreLock {
+    _guard: Box<dyn Send + Sync>,
+}
+
+impl StoreLock {
+    /// Wraps whatever releases the lock when dropped (a locked file, a
+    /// handle whose `Drop` deletes a key…).
+    pub fn new(guard: impl Send + Sync + 'static) -> Self {
+        StoreLock {
+            _guard: Box::new(guard),
+        }
+    }
+}
+
+impl fmt::Debug for StoreLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoreLock")
     }
 }
 
@@ -70,6 +111,7 @@ pub(crate) trait DynTokenStore: Send + Sync {
     fn save<'a>(&'a self, token: &'a StoredToken) -> BoxFuture<'a, Result<()>>;
     #[allow(dead_code)] // used by revoke
     fn clear(&self) -> BoxFuture<'_, Result<()>>;
+    fn lock(&self, wait: Duration) -> BoxFuture<'_, Result<Option<StoreLock>>>;
     fn name(&self) -> String;
 }
 
@@ -82,6 +124,9 @@ impl<T: TokenStore> DynTokenStore for T {
     }
     fn clear(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(TokenStore::clear(self))
+    }
+    fn lock(&self, wait: Duration) -> BoxFuture<'_, Result<Option<StoreLock>>> {
+        Box::pin(TokenStore::lock(self, wait))
     }
     fn name(&self) -> String {
         TokenStore::name(self)
