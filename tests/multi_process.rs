@@ -1,0 +1,121 @@
+//! Several processes (the `print_access_token` example) sharing one expired
+//! token.json make exactly one refresh; two loaders needing consent open one
+//! consent screen.
+
+mod common;
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::browser::{self, query_param};
+use common::examples::example;
+use common::*;
+use gemini_oauth::{ClientSecret, Consent, CredentialLoader, FileTokenStore, StoredToken};
+use serde_json::json;
+use wiremock::matchers::{body_string_contains, method};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const PROCESSES: usize = 6;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_sharing_an_expired_token_file_refresh_once() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(
+                    json!({"access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer"}),
+                )
+                .set_delay(Duration::from_millis(400)),
+        )
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_token(dir.path(), &token_json(&token_uri(&server), -120));
+
+    let children: Vec<_> = (0..PROCESSES)
+        .map(|_| {
+            example("print_access_token")
+                .args(["--no-consent", "--token", path.to_str().unwrap()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for out in &outputs {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{NEW_ACCESS}\n")
+        );
+    }
+    assert_eq!(
+        token_requests(&server).await,
+        1,
+        "{PROCESSES} processes, one refresh"
+    );
+    let saved = StoredToken::from_json(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(saved.access_token(), Some(NEW_ACCESS));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_loader_waits_for_the_first_sign_in_instead_of_opening_another() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("grant_type=authorization_code"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer",
+            "refresh_token": REFRESH_TOKEN, "scope": RETRIEVER
+        })))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let shown = Arc::new(AtomicUsize::new(0));
+    let make = |shown: Arc<AtomicUsize>| {
+        let secret = ClientSecret::new(CLIENT_ID, CLIENT_SECRET)
+            .auth_uri("https://accounts.example.com/auth")
+            .token_uri(token_uri(&server));
+        CredentialLoader::new()
+            .client_secret(secret)
+            .token_store(FileTokenStore::new(dir.path().join("token.json")))
+            .consent(Consent::PrintUrl)
+            .consent_timeout(Duration::from_secs(20))
+            .on_consent_url(move |url| {
+                shown.fetch_add(1, Ordering::SeqCst);
+                // The user approves after a moment; meanwhile the other loader waits.
+                let url = url.to_owned();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let redirect = query_param(&url, "redirect_uri").unwrap();
+                    let state = query_param(&url, "state").unwrap();
+                    browser::get(&format!("{redirect}?state={state}&code=4%2Fcode123")).await;
+                });
+            })
+    };
+    let a = tokio::spawn(make(shown.clone()).load());
+    let b = tokio::spawn(make(shown.clone()).load());
+    let (a, b) = (a.await.unwrap().unwrap(), b.await.unwrap().unwrap());
+    assert_eq!(a.access_token().await.unwrap().secret(), NEW_ACCESS);
+    assert_eq!(b.access_token().await.unwrap().secret(), NEW_ACCESS);
+    assert_eq!(
+        shown.load(Ordering::SeqCst),
+        1,
+        "one consent screen for two loaders"
+    );
+    assert_eq!(token_requests(&server).await, 1);
+}
