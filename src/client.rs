@@ -14,6 +14,9 @@ use crate::url::{check_endpoint, join};
 /// `x-goog-user-project`: the project billed for the call.
 pub(crate) const USER_PROJECT: HeaderName = HeaderName::from_static("x-goog-user-project");
 
+/// `x-goog-api-key`: API-key credentials.
+pub(crate) const API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
+
 /// Largest response body read into memory (Gemini answers are JSON).
 const MAX_RESPONSE: usize = 32 * 1024 * 1024;
 
@@ -95,9 +98,18 @@ impl AuthorizedClient {
         json_body: Option<Bytes>,
     ) -> Result<Response<Bytes>> {
         let uri = check_endpoint(url)?;
+        if let Some(key) = &self.creds.settings().api_key {
+            // Never both a key and a bearer token: Google rejects that.
+            return self.send_once(&method, uri, json_body, key).await;
+        }
         let token = self.creds.access_token().await?;
         let resp = self
-            .send_once(&method, uri.clone(), json_body.clone(), &token)
+            .send_once(
+                &method,
+                uri.clone(),
+                json_body.clone(),
+                token.header_value(),
+            )
             .await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
@@ -106,7 +118,8 @@ impl AuthorizedClient {
         // a fresh one. Bodies are Bytes, so they can always be replayed.
         tracing::debug!("401 from the API, refreshing the token and retrying once");
         let token = self.creds.refresh_after_rejection(&token).await?;
-        self.send_once(&method, uri, json_body, &token).await
+        self.send_once(&method, uri, json_body, token.header_value())
+            .await
     }
 
     async fn send_once(
@@ -114,12 +127,16 @@ impl AuthorizedClient {
         method: &Method,
         uri: http::Uri,
         json_body: Option<Bytes>,
-        token: &crate::AccessToken,
+        credential: &http::HeaderValue,
     ) -> Result<Response<Bytes>> {
+        let name = match self.creds.settings().api_key {
+            Some(_) => API_KEY,
+            None => header::AUTHORIZATION,
+        };
         let mut req = Request::builder()
             .method(method.clone())
             .uri(uri)
-            .header(header::AUTHORIZATION, token.header_value().clone());
+            .header(name, credential.clone());
         if let Some(project) = self.creds.quota_project_header() {
             req = req.header(USER_PROJECT, project.clone());
         }

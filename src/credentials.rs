@@ -142,6 +142,13 @@ pub(crate) enum Source {
         store: Option<Arc<dyn DynTokenStore>>,
         store_name: String,
     },
+    /// The GCE metadata server's default service account.
+    Metadata(crate::metadata::MetadataServer),
+    /// A service-account key (JWT bearer grant, signed by yup-oauth2).
+    #[cfg(feature = "service-account")]
+    ServiceAccount(crate::service_account::ServiceAccount),
+    /// An API key: no token at all, `x-goog-api-key` instead.
+    ApiKey,
 }
 
 pub(crate) struct Settings {
@@ -149,6 +156,9 @@ pub(crate) struct Settings {
     /// `x-goog-user-project`, built once.
     pub(crate) quota_header: Option<HeaderValue>,
     pub(crate) api_base: String,
+    /// `x-goog-api-key`, for API-key credentials.
+    pub(crate) api_key: Option<HeaderValue>,
+    pub(crate) revoke_uri: String,
     pub(crate) http: Arc<HttpClient>,
     pub(crate) retry: Retry,
 }
@@ -223,6 +233,9 @@ impl Credentials {
     /// The refresh's error when the token has expired and could not be
     /// refreshed: [`Error::InvalidGrant`], [`Error::Transport`], ….
     pub async fn access_token(&self) -> Result<AccessToken> {
+        if self.inner.settings.api_key.is_some() {
+            return Err(Error::NoAccessToken);
+        }
         match self.inner.local_fresh() {
             Some(token) => Ok(AccessToken(token)),
             None => self.inner.access_token_slow().await,
@@ -251,9 +264,16 @@ impl Credentials {
     /// # Errors
     /// As [`Credentials::access_token`].
     pub async fn headers(&self) -> Result<http::HeaderMap> {
-        let token = self.access_token().await?;
         let mut headers = http::HeaderMap::with_capacity(2);
-        headers.insert(http::header::AUTHORIZATION, token.header_value().clone());
+        match &self.inner.settings.api_key {
+            Some(key) => {
+                headers.insert(crate::client::API_KEY, key.clone());
+            }
+            None => {
+                let token = self.access_token().await?;
+                headers.insert(http::header::AUTHORIZATION, token.header_value().clone());
+            }
+        }
         if let Some(value) = self.quota_project_header() {
             headers.insert(crate::client::USER_PROJECT, value.clone());
         }
@@ -269,7 +289,56 @@ impl Credentials {
     pub fn granted_scopes(&self) -> Option<Vec<String>> {
         match &self.inner.source {
             Source::User { record, .. } => lock(record).scopes.clone(),
+            _ => None,
         }
+    }
+
+    /// The user credentials behind these credentials (what a token store
+    /// holds), or `None` for other kinds. Holds secrets: never log it.
+    pub fn stored_token(&self) -> Option<StoredToken> {
+        match &self.inner.source {
+            Source::User { record, .. } => Some(lock(record).clone()),
+            _ => None,
+        }
+    }
+
+    /// Where the credentials came from: a token file path, a service
+    /// account, the metadata server, or an API key.
+    pub fn source(&self) -> String {
+        match &self.inner.source {
+            Source::User { store_name, .. } => store_name.clone(),
+            Source::Metadata(m) => m.describe(),
+            #[cfg(feature = "service-account")]
+            Source::ServiceAccount(sa) => sa.describe(),
+            Source::ApiKey => "an API key".to_owned(),
+        }
+    }
+
+    /// Signs out: revokes the refresh token (or the access token when there
+    /// is none) at Google's revocation endpoint, as `gcloud auth
+    /// application-default revoke` does, then clears the token store.
+    /// A token the server no longer knows counts as revoked.
+    ///
+    /// # Errors
+    /// [`Error::NoAccessToken`] for credentials other than user credentials,
+    /// the endpoint's errors, and the store's.
+    pub async fn revoke(&self) -> Result<()> {
+        let Source::User { record, store, .. } = &self.inner.source else {
+            return Err(Error::NoAccessToken);
+        };
+        let token = {
+            let r = lock(record);
+            r.refresh_token.clone().or_else(|| r.token.clone())
+        };
+        if let Some(token) = token {
+            let s = &self.inner.settings;
+            refresh::revoke(&s.http, s.retry, &s.revoke_uri, &token).await?;
+        }
+        if let Some(store) = store {
+            store.clear().await?;
+        }
+        tracing::info!("credentials revoked");
+        Ok(())
     }
 
     pub(crate) fn quota_project_header(&self) -> Option<&HeaderValue> {
@@ -462,7 +531,23 @@ impl Inner {
                 drop(held);
                 Ok(())
             }
+            Source::Metadata(server) => {
+                let resp = server.token(&self.settings.http).await?;
+                self.publish_response(resp)
+            }
+            #[cfg(feature = "service-account")]
+            Source::ServiceAccount(sa) => {
+                let resp = sa.token().await?;
+                self.publish_response(resp)
+            }
+            Source::ApiKey => Ok(()),
         }
+    }
+
+    fn publish_response(&self, resp: refresh::TokenResponse) -> Result<()> {
+        let mut record = StoredToken::default();
+        apply_token_response(&mut record, resp);
+        self.publish(&record)
     }
 }
 

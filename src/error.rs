@@ -190,6 +190,47 @@ pub enum Error {
         missing: Vec<String>,
     },
 
+    /// No Application Default Credentials (or API key) were found.
+    #[error(
+        "no Google credentials found (tried: {}); sign in with `gcloud auth application-default \
+         login --client-id-file=client_secret.json --scopes=...` or this crate's `login` example, \
+         point GOOGLE_APPLICATION_CREDENTIALS at a credentials file, or set GEMINI_API_KEY",
+        tried.join("; ")
+    )]
+    NoCredentials {
+        /// Every place that was looked at, and what was found there.
+        tried: Vec<String>,
+    },
+
+    /// A credentials file holds a credential type this crate does not handle (yet).
+    #[error("credentials file {}: type {kind:?} is not supported yet{hint}", path.display())]
+    UnsupportedCredential {
+        /// The file.
+        path: PathBuf,
+        /// Its `type`.
+        kind: String,
+        /// What to do instead.
+        hint: &'static str,
+    },
+
+    /// A service-account token request failed.
+    #[error(
+        "could not get a token for service account {account}; check that the key is valid and not disabled"
+    )]
+    ServiceAccount {
+        /// The account's email.
+        account: String,
+        /// yup-oauth2's error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// These credentials (an API key) have no OAuth access token.
+    #[error(
+        "API-key credentials have no OAuth access token; use headers() or authorized_client(), which send x-goog-api-key"
+    )]
+    NoAccessToken,
+
     /// A Gemini (Google API) call failed.
     #[error(transparent)]
     Api(#[from] crate::gemini::ApiError),

@@ -57,6 +57,7 @@
 //! - Plain `http://` endpoints are refused except on loopback.
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod adc;
 mod client;
 mod clock;
 mod credentials;
@@ -66,9 +67,12 @@ pub mod gemini;
 mod http;
 mod json;
 mod loader;
+mod metadata;
 mod refresh;
 pub mod scopes;
 mod secret;
+#[cfg(feature = "service-account")]
+mod service_account;
 mod store;
 mod token;
 mod url;
@@ -80,7 +84,10 @@ pub use error::{
 };
 pub use flow::{Consent, VISIT_PROMPT};
 pub use http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
-pub use loader::{CredentialLoader, ENV_API_BASE, ENV_QUOTA_PROJECT};
+pub use loader::{
+    CredentialLoader, ENV_API_BASE, ENV_API_KEYS, ENV_QUOTA_PROJECT, GOOGLE_REVOKE_URI,
+};
+pub use metadata::{ENV_METADATA_HOST, ENV_NO_GCE_CHECK};
 pub use secret::{ClientKind, ClientSecret, GOOGLE_AUTH_URI, GOOGLE_TOKEN_URI};
 pub use store::{FileTokenStore, MemoryTokenStore, StoreLock, TokenStore};
 pub use token::{DEFAULT_UNIVERSE_DOMAIN, StoredToken};

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use secrecy::SecretString;
+
+use crate::adc;
 use crate::client::GEMINI_API_BASE;
 use crate::credentials::{Credentials, EXPIRY_SKEW, Settings, Source, refresh_user};
 use crate::error::{ConsentReason, Error, Result};
@@ -21,6 +24,22 @@ use crate::url::check_endpoint;
 /// How much longer than the consent timeout a process waits for another
 /// one's refresh or sign-in.
 const LOCK_MARGIN: Duration = Duration::from_secs(60);
+
+/// Google's token revocation endpoint.
+pub const GOOGLE_REVOKE_URI: &str = "https://oauth2.googleapis.com/revoke";
+/// Environment variables read for an API key, in this order.
+pub const ENV_API_KEYS: [&str; 2] = ["GEMINI_API_KEY", "GOOGLE_API_KEY"];
+
+/// Which kind of credentials the loader produces.
+#[derive(Debug, Clone)]
+enum Mode {
+    /// client_secret.json + token store + consent flow (`load_creds.py`).
+    User,
+    /// Application Default Credentials, found as google-auth finds them.
+    ApplicationDefault,
+    /// An API key, given or from the environment.
+    ApiKey(Option<String>),
+}
 
 /// Environment variable that overrides the Gemini API base URL.
 pub const ENV_API_BASE: &str = "GEMINI_API_BASE";
@@ -51,6 +70,8 @@ enum SecretSource {
 /// # Ok(()) }
 /// ```
 pub struct CredentialLoader {
+    mode: Mode,
+    revoke_uri: Option<String>,
     secret: SecretSource,
     store: Option<Arc<dyn DynTokenStore>>,
     scopes: Vec<String>,
@@ -86,6 +107,8 @@ impl CredentialLoader {
     /// `generative-language.retriever` scope, and the browser consent flow.
     pub fn new() -> Self {
         CredentialLoader {
+            mode: Mode::User,
+            revoke_uri: None,
             secret: SecretSource::File(PathBuf::from("client_secret.json")),
             store: None,
             scopes: vec![scopes::GENERATIVE_LANGUAGE_RETRIEVER.to_owned()],
@@ -97,6 +120,34 @@ impl CredentialLoader {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             flow: FlowOptions::default(),
         }
+    }
+
+    /// Application Default Credentials instead of `client_secret.json` and a
+    /// token store, looked up as google-auth does: `GOOGLE_APPLICATION_CREDENTIALS`,
+    /// then gcloud's file (`$CLOUDSDK_CONFIG/application_default_credentials.json`,
+    /// else `~/.config/gcloud/…`, `%APPDATA%\gcloud\…` on Windows), then the
+    /// GCE metadata server (`GCE_METADATA_HOST`; skipped when `NO_GCE_CHECK=true`).
+    /// `authorized_user` and (feature `service-account`) `service_account`
+    /// files are supported. Scopes, quota project, timeouts, `token_uri` and
+    /// the API base apply; the consent flow and the token store do not.
+    pub fn application_default(mut self) -> Self {
+        self.mode = Mode::ApplicationDefault;
+        self
+    }
+
+    /// Use an API key (sent as `x-goog-api-key`, never with a bearer token):
+    /// the Gemini quickstart's "easiest way". `None` reads `GEMINI_API_KEY`,
+    /// then `GOOGLE_API_KEY`.
+    pub fn api_key(mut self, key: Option<String>) -> Self {
+        self.mode = Mode::ApiKey(key);
+        self
+    }
+
+    /// The token revocation endpoint used by [`Credentials::revoke`]
+    /// (default [`GOOGLE_REVOKE_URI`]).
+    pub fn revoke_uri(mut self, url: impl Into<String>) -> Self {
+        self.revoke_uri = Some(url.into());
+        self
     }
 
     /// Where the OAuth client comes from (read only when consent is needed).
@@ -202,47 +253,39 @@ impl CredentialLoader {
     /// and [`Error::ClientSecretNotFound`] when there is no client secret file.
     #[tracing::instrument(skip_all, name = "gemini_oauth::load")]
     pub async fn load(self) -> Result<Credentials> {
+        match &self.mode {
+            Mode::User => {}
+            Mode::ApplicationDefault => return self.load_application_default().await,
+            Mode::ApiKey(key) => {
+                let key =
+                    key.clone()
+                        .or_else(api_key_from_env)
+                        .ok_or_else(|| Error::NoCredentials {
+                            tried: ENV_API_KEYS
+                                .iter()
+                                .map(|k| format!("{k} (not set)"))
+                                .collect(),
+                        })?;
+                let settings = self.settings(None, Some(key))?;
+                let far = SystemTime::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+                return Credentials::new(
+                    Source::ApiKey,
+                    settings,
+                    SecretString::from(String::new()),
+                    far,
+                );
+            }
+        }
         let store: Arc<dyn DynTokenStore> = match &self.store {
             Some(s) => Arc::clone(s),
             None => Arc::new(FileTokenStore::new("token.json")),
         };
         let store_name = store.name();
         let stored = store.load().await?;
-        let api_base = self
-            .api_base
-            .clone()
-            .or_else(|| std::env::var(ENV_API_BASE).ok().filter(|s| !s.is_empty()))
-            .unwrap_or_else(|| GEMINI_API_BASE.to_owned());
-        check_endpoint(&api_base)?;
-        let quota_project = self
-            .quota_project
-            .clone()
-            .or_else(|| {
-                std::env::var(ENV_QUOTA_PROJECT)
-                    .ok()
-                    .filter(|s| !s.is_empty())
-            })
-            .or_else(|| {
-                stored
-                    .as_ref()
-                    .and_then(|s| s.quota_project_id().map(str::to_owned))
-            });
-        let quota_header = quota_project
-            .as_deref()
-            .map(|p| {
-                http::HeaderValue::from_str(p).map_err(|_| Error::InvalidUrl {
-                    url: p.to_owned(),
-                    reason: "the quota project id contains characters not allowed in a header",
-                })
-            })
-            .transpose()?;
-        let settings = Settings {
-            quota_header,
-            quota_project,
-            api_base,
-            http: Arc::new(HttpClient::new(self.timeout, self.connect_timeout)),
-            retry: Retry::default(),
-        };
+        let file_quota = stored
+            .as_ref()
+            .and_then(|s| s.quota_project_id().map(str::to_owned));
+        let settings = self.settings(file_quota, None)?;
 
         let first = self.decide(stored);
         if let Decision::Use(record) = first {
@@ -301,6 +344,109 @@ impl CredentialLoader {
         store.save(&record).await?;
         credentials(record, store, settings)
     }
+}
+
+impl CredentialLoader {
+    /// Settings shared by every kind of credentials; the quota project is
+    /// the explicit one, else `GOOGLE_CLOUD_QUOTA_PROJECT`, else the file's.
+    fn settings(&self, file_quota: Option<String>, api_key: Option<String>) -> Result<Settings> {
+        let api_base = self
+            .api_base
+            .clone()
+            .or_else(|| env_nonempty(ENV_API_BASE))
+            .unwrap_or_else(|| GEMINI_API_BASE.to_owned());
+        check_endpoint(&api_base)?;
+        let revoke_uri = self
+            .revoke_uri
+            .clone()
+            .unwrap_or_else(|| GOOGLE_REVOKE_URI.to_owned());
+        let quota_project = self
+            .quota_project
+            .clone()
+            .or_else(|| env_nonempty(ENV_QUOTA_PROJECT))
+            .or(file_quota);
+        let header = |value: &str, what: &'static str| {
+            let mut v = http::HeaderValue::from_str(value).map_err(|_| Error::InvalidUrl {
+                url: String::from(what),
+                reason: "contains characters not allowed in an HTTP header",
+            })?;
+            v.set_sensitive(what == "the API key");
+            Ok::<_, Error>(v)
+        };
+        Ok(Settings {
+            quota_header: quota_project
+                .as_deref()
+                .map(|p| header(p, "the quota project id"))
+                .transpose()?,
+            quota_project,
+            api_key: api_key
+                .as_deref()
+                .map(|k| header(k, "the API key"))
+                .transpose()?,
+            api_base,
+            revoke_uri,
+            http: Arc::new(HttpClient::new(self.timeout, self.connect_timeout)),
+            retry: Retry::default(),
+        })
+    }
+
+    async fn load_application_default(self) -> Result<Credentials> {
+        match adc::find(&self.scopes).await? {
+            adc::Found::User { mut record, path } => {
+                let name = path.display().to_string();
+                if let Some(uri) = &self.token_uri {
+                    record.token_uri = Some(uri.clone());
+                }
+                let settings = self.settings(record.quota_project_id().map(str::to_owned), None)?;
+                // gcloud's file holds no access token: get one now. The file
+                // itself is never rewritten, as with google-auth.
+                let fresh = refresh_user(&settings, record, &name).await?;
+                let token = fresh.token.clone().unwrap_or_default();
+                let expires_at = fresh.expiry().unwrap_or_else(SystemTime::now);
+                let source = Source::User {
+                    record: Mutex::new(fresh),
+                    store: None,
+                    store_name: name,
+                };
+                Credentials::new(source, settings, token, expires_at)
+            }
+            adc::Found::Metadata(server) => {
+                let settings = self.settings(None, None)?;
+                let resp = server.token(&settings.http).await?;
+                first_token(Source::Metadata(server), settings, resp)
+            }
+            #[cfg(feature = "service-account")]
+            adc::Found::ServiceAccount(sa) => {
+                let settings = self.settings(None, None)?;
+                let resp = sa.token().await?;
+                first_token(Source::ServiceAccount(sa), settings, resp)
+            }
+        }
+    }
+}
+
+fn first_token(
+    source: Source,
+    settings: Settings,
+    resp: crate::refresh::TokenResponse,
+) -> Result<Credentials> {
+    let mut record = StoredToken::default();
+    crate::credentials::apply_token_response(&mut record, resp);
+    let expires_at = record.expiry().unwrap_or_else(SystemTime::now);
+    Credentials::new(
+        source,
+        settings,
+        record.token.unwrap_or_default(),
+        expires_at,
+    )
+}
+
+fn env_nonempty(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|s| !s.is_empty())
+}
+
+fn api_key_from_env() -> Option<String> {
+    ENV_API_KEYS.iter().find_map(|k| env_nonempty(k))
 }
 
 /// What the stored token allows.

@@ -106,6 +106,26 @@ pub(crate) async fn exchange_code(
     post_form(http, retry, token_uri, &form).await
 }
 
+/// Revokes `token` (RFC 7009 as Google implements it). An `invalid_token`
+/// answer means the server no longer knows it: already revoked.
+pub(crate) async fn revoke(
+    http: &HttpClient,
+    retry: Retry,
+    revoke_uri: &str,
+    token: &SecretString,
+) -> Result<()> {
+    match post_form(http, retry, revoke_uri, &[("token", token.expose_secret())]).await {
+        Ok(_) => Ok(()),
+        Err(Error::OAuth {
+            error: OAuthError::Other(code),
+            ..
+        }) if code == "invalid_token" => Ok(()),
+        // Google's revoke answers 200 with an empty body, which is not a token response.
+        Err(Error::TokenResponse { status, .. }) if (200..300).contains(&status) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 async fn post_form(
     http: &HttpClient,
     retry: Retry,

@@ -190,6 +190,11 @@ impl StoredToken {
         self.refresh_token.as_ref().map(|s| s.expose_secret())
     }
 
+    /// The OAuth client secret recorded with the tokens. Never log it.
+    pub fn client_secret(&self) -> Option<&str> {
+        self.client_secret.as_ref().map(|s| s.expose_secret())
+    }
+
     /// The OAuth client id the tokens were issued to.
     pub fn client_id(&self) -> Option<&str> {
         self.client_id.as_deref()

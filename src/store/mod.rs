@@ -1,7 +1,7 @@
 //! Where tokens live between runs: the [`TokenStore`] trait and its
 //! file and memory implementations.
 
-mod file;
+pub(crate) mod file;
 mod memory;
 
 use std::fmt;

@@ -1,0 +1,197 @@
+//! Application Default Credentials: found as google-auth finds them, and
+//! written as gcloud writes them.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::credentials::Credentials;
+use crate::error::{Error, Result, TokenFileProblem};
+use crate::metadata::{self, MetadataServer};
+use crate::store::file::write_atomically;
+use crate::token::{DEFAULT_UNIVERSE_DOMAIN, StoredToken};
+
+/// Names a credentials file to use before anything else.
+pub const ENV_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+/// gcloud's configuration directory, when not the default.
+pub const ENV_CLOUDSDK_CONFIG: &str = "CLOUDSDK_CONFIG";
+/// The file name gcloud uses for Application Default Credentials.
+pub const ADC_FILE_NAME: &str = "application_default_credentials.json";
+
+/// Where `gcloud auth application-default login` writes its file:
+/// `$CLOUDSDK_CONFIG/`, else `~/.config/gcloud/` (`%APPDATA%\gcloud\` on Windows).
+pub fn well_known_file() -> Option<PathBuf> {
+    let nonempty = |k| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(dir) = nonempty(ENV_CLOUDSDK_CONFIG) {
+        return Some(PathBuf::from(dir).join(ADC_FILE_NAME));
+    }
+    #[cfg(windows)]
+    let base = nonempty("APPDATA").map(|d| PathBuf::from(d).join("gcloud"));
+    #[cfg(not(windows))]
+    let base = nonempty("HOME").map(|d| PathBuf::from(d).join(".config").join("gcloud"));
+    base.map(|d| d.join(ADC_FILE_NAME))
+}
+
+/// What the search found.
+pub(crate) enum Found {
+    User {
+        record: StoredToken,
+        path: PathBuf,
+    },
+    #[cfg(feature = "service-account")]
+    ServiceAccount(crate::service_account::ServiceAccount),
+    Metadata(MetadataServer),
+}
+
+/// Looks where google-auth looks, in its order; the error lists every place.
+pub(crate) async fn find(scopes: &[String]) -> Result<Found> {
+    let mut tried = Vec::new();
+    match std::env::var_os(ENV_CREDENTIALS).filter(|v| !v.is_empty()) {
+        // An explicit file that is missing is an error, not a reason to look elsewhere.
+        Some(path) => return from_file(Path::new(&path), scopes).await,
+        None => tried.push(format!("{ENV_CREDENTIALS} (not set)")),
+    }
+    match well_known_file() {
+        Some(path) if path.exists() => return from_file(&path, scopes).await,
+        Some(path) => tried.push(format!("{} (no such file)", path.display())),
+        None => tried.push("gcloud's configuration directory (no HOME or APPDATA)".to_owned()),
+    }
+    let skip = std::env::var(metadata::ENV_NO_GCE_CHECK)
+        .is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
+    let host = metadata::host();
+    if skip {
+        tried.push(format!(
+            "the metadata server (skipped: {}=true)",
+            metadata::ENV_NO_GCE_CHECK
+        ));
+    } else if let Some(server) = MetadataServer::ping(&host, scopes).await {
+        return Ok(Found::Metadata(server));
+    } else {
+        tried.push(format!("the metadata server at {host} (no answer)"));
+    }
+    Err(Error::NoCredentials { tried })
+}
+
+async fn from_file(path: &Path, scopes: &[String]) -> Result<Found> {
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|e| Error::io("read credentials file", path, e))?;
+    let bad = |problem| Error::TokenFile {
+        path: path.to_owned(),
+        problem,
+    };
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        bad(TokenFileProblem::NotJson {
+            line: e.line(),
+            column: e.column(),
+        })
+    })?;
+    let kind = value.get("type").and_then(Value::as_str).unwrap_or("");
+    match kind {
+        "authorized_user" => {
+            let record = StoredToken::from_json(&bytes).map_err(bad)?;
+            for (field, present) in [
+                ("refresh_token", record.refresh_token.is_some()),
+                ("client_id", record.client_id.is_some()),
+                ("client_secret", record.client_secret.is_some()),
+            ] {
+                if !present {
+                    return Err(bad(TokenFileProblem::MissingField(field)));
+                }
+            }
+            Ok(Found::User {
+                record,
+                path: path.to_owned(),
+            })
+        }
+        #[cfg(feature = "service-account")]
+        "service_account" => Ok(Found::ServiceAccount(
+            crate::service_account::ServiceAccount::from_json(&bytes, path, scopes).await?,
+        )),
+        #[cfg(not(feature = "service-account"))]
+        "service_account" => {
+            let _ = scopes;
+            Err(Error::UnsupportedCredential {
+                path: path.to_owned(),
+                kind: kind.to_owned(),
+                hint: "; enable the crate feature `service-account`",
+            })
+        }
+        "" => Err(bad(TokenFileProblem::MissingField("type"))),
+        other => Err(Error::UnsupportedCredential {
+            path: path.to_owned(),
+            kind: other.to_owned(),
+            hint: "; supported: authorized_user and service_account (use `gcloud auth \
+                   application-default login` for user credentials)",
+        }),
+    }
+}
+
+/// Writes `creds` as an `authorized_user` ADC file exactly as gcloud does
+/// (sorted keys, two-space indent): `client_id`, `client_secret`,
+/// `refresh_token`, `type`, `quota_project_id` when set, `account`,
+/// `universe_domain`. Atomic, mode 0600. Returns the path written
+/// (`path`, else [`well_known_file`]).
+///
+/// # Errors
+/// [`Error::NoAccessToken`] when `creds` are not user credentials with a
+/// refresh token, [`Error::NoCredentials`] when no path can be determined,
+/// and I/O errors.
+pub async fn save_authorized_user(creds: &Credentials, path: Option<&Path>) -> Result<PathBuf> {
+    let record = creds.stored_token().ok_or(Error::NoAccessToken)?;
+    let path = match path {
+        Some(p) => p.to_owned(),
+        None => well_known_file().ok_or_else(|| Error::NoCredentials {
+            tried: vec!["HOME, APPDATA and CLOUDSDK_CONFIG are all unset".into()],
+        })?,
+    };
+    let json = authorized_user_json(&record, creds.quota_project()).ok_or(Error::NoAccessToken)?;
+    write_atomically(path.clone(), json.into_bytes()).await?;
+    Ok(path)
+}
+
+fn authorized_user_json(record: &StoredToken, quota_project: Option<&str>) -> Option<String> {
+    let mut fields = vec![
+        ("account", record.account.clone().unwrap_or_default()),
+        ("client_id", record.client_id.clone()?),
+        ("client_secret", record.client_secret()?.to_owned()),
+        ("refresh_token", record.refresh_token()?.to_owned()),
+        ("type", "authorized_user".to_owned()),
+        (
+            "universe_domain",
+            record
+                .universe_domain
+                .clone()
+                .unwrap_or_else(|| DEFAULT_UNIVERSE_DOMAIN.to_owned()),
+        ),
+    ];
+    if let Some(q) = quota_project {
+        fields.push(("quota_project_id", q.to_owned()));
+    }
+    fields.sort_by_key(|(k, _)| *k);
+    let map: Map<String, Value> = fields
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Value::String(v)))
+        .collect();
+    serde_json::to_string_pretty(&Value::Object(map)).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcloud_format_sorted_and_indented() {
+        let record = StoredToken::from_json(
+            br#"{"refresh_token": "r", "client_id": "c", "client_secret": "s", "account": ""}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            authorized_user_json(&record, Some("proj")).unwrap(),
+            "{\n  \"account\": \"\",\n  \"client_id\": \"c\",\n  \"client_secret\": \"s\",\n  \"quota_project_id\": \"proj\",\n  \"refresh_token\": \"r\",\n  \"type\": \"authorized_user\",\n  \"universe_domain\": \"googleapis.com\"\n}"
+        );
+        let no_refresh =
+            StoredToken::from_json(br#"{"client_id": "c", "client_secret": "s"}"#).unwrap();
+        assert!(authorized_user_json(&no_refresh, None).is_none());
+    }
+}

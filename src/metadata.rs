@@ -1,0 +1,82 @@
+//! The GCE metadata server: the last Application Default Credentials source.
+//!
+//! It speaks plain HTTP on a link-local address by design, so it bypasses the
+//! https-only endpoint check, and it is only ever asked with the
+//! `Metadata-Flavor: Google` header that keeps browsers and proxies out.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request};
+use http_body_util::Full;
+
+use crate::error::{Error, Result};
+use crate::http::HttpClient;
+use crate::refresh::{TokenResponse, parse_response};
+
+/// Overrides the metadata server's `host[:port]`.
+pub const ENV_METADATA_HOST: &str = "GCE_METADATA_HOST";
+/// When `true`, the metadata server is not tried (as in google-auth).
+pub const ENV_NO_GCE_CHECK: &str = "NO_GCE_CHECK";
+const DEFAULT_HOST: &str = "metadata.google.internal";
+/// A laptop has no metadata server: do not keep its user waiting.
+pub(crate) const PING_TIMEOUT: Duration = Duration::from_millis(1500);
+const FLAVOR: &str = "metadata-flavor";
+
+/// A metadata server that answered the ping.
+#[derive(Debug, Clone)]
+pub(crate) struct MetadataServer {
+    host: String,
+    scopes: Vec<String>,
+}
+
+pub(crate) fn host() -> String {
+    std::env::var(ENV_METADATA_HOST)
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| DEFAULT_HOST.to_owned())
+}
+
+fn request(url: &str) -> Result<Request<Full<Bytes>>> {
+    Request::get(url)
+        .header(FLAVOR, HeaderValue::from_static("Google"))
+        .body(Full::new(Bytes::new()))
+        .map_err(|_| Error::InvalidUrl {
+            url: url.to_owned(),
+            reason: "GCE_METADATA_HOST is not a valid host[:port]",
+        })
+}
+
+impl MetadataServer {
+    /// Asks `http://{host}/` and checks the answer carries `Metadata-Flavor: Google`.
+    pub(crate) async fn ping(host: &str, scopes: &[String]) -> Option<Self> {
+        let http = HttpClient::new(PING_TIMEOUT, PING_TIMEOUT);
+        let req = request(&format!("http://{host}/")).ok()?;
+        let resp = http.send(req, 64 * 1024).await.ok()?;
+        let flavored = resp.headers().get(FLAVOR).is_some_and(|v| v == "Google");
+        flavored.then(|| MetadataServer {
+            host: host.to_owned(),
+            scopes: scopes.to_vec(),
+        })
+    }
+
+    /// The default service account's access token.
+    pub(crate) async fn token(&self, http: &HttpClient) -> Result<TokenResponse> {
+        let mut url = format!(
+            "http://{}/computeMetadata/v1/instance/service-accounts/default/token",
+            self.host
+        );
+        if !self.scopes.is_empty() {
+            let scopes: String = form_urlencoded::Serializer::new(String::new())
+                .append_pair("scopes", &self.scopes.join(","))
+                .finish();
+            url = format!("{url}?{scopes}");
+        }
+        let resp = http.send(request(&url)?, 64 * 1024).await?;
+        parse_response(&url, resp.status().as_u16(), resp.body())
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        format!("the metadata server at {}", self.host)
+    }
+}
