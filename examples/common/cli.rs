@@ -18,6 +18,10 @@ pub const CREDENTIAL_FLAGS: &str = "Flags:
   --no-browser           print the sign-in URL instead of opening a browser
   --headless             print the URL and read the redirected address from stdin
   --no-consent           never start a sign-in; fail if one would be needed
+  --adc                  use Application Default Credentials (gcloud's file,
+                         GOOGLE_APPLICATION_CREDENTIALS, or the metadata server)
+  --api-key              use an API key from GEMINI_API_KEY or GOOGLE_API_KEY
+  --revoke-uri URL       token revocation endpoint override
   -h, --help             show this help";
 
 /// Credential flags, plus whatever the example itself takes.
@@ -31,6 +35,9 @@ pub struct Args {
     pub token_uri: Option<String>,
     pub auth_uri: Option<String>,
     pub consent: Option<Consent>,
+    pub adc: bool,
+    pub api_key: bool,
+    pub revoke_uri: Option<String>,
     /// Flags the example handles itself, in order.
     pub rest: Vec<String>,
 }
@@ -70,6 +77,9 @@ impl Args {
                 "--no-browser" => a.consent = Some(Consent::PrintUrl),
                 "--headless" => a.consent = Some(Consent::PasteCode),
                 "--no-consent" => a.consent = Some(Consent::Never),
+                "--adc" => a.adc = true,
+                "--api-key" => a.api_key = true,
+                "--revoke-uri" => a.revoke_uri = Some(value(&flag)?),
                 f if extra_flags_with_value.contains(&f) => {
                     let v = value(f)?;
                     a.rest.push(flag);
@@ -117,6 +127,15 @@ impl Args {
         }
         if let Some(c) = self.consent {
             l = l.consent(c);
+        }
+        if let Some(u) = &self.revoke_uri {
+            l = l.revoke_uri(u);
+        }
+        if self.adc {
+            l = l.application_default();
+        }
+        if self.api_key {
+            l = l.api_key(None);
         }
         l
     }

@@ -1,0 +1,511 @@
+//! Application Default Credentials through the examples, each run in its own
+//! process with its own environment (temp CLOUDSDK_CONFIG/HOME; no test reads
+//! the real user's files): lookup order, file types, the metadata server,
+//! quota precedence, API keys, login/logout, and Python's google.auth.default().
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::examples::example;
+use common::*;
+use serde_json::json;
+use wiremock::matchers::{header, header_exists, method, path, query_param};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+const ADC_ENV: [&str; 8] = [
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "CLOUDSDK_CONFIG",
+    "GCE_METADATA_HOST",
+    "NO_GCE_CHECK",
+    "GOOGLE_CLOUD_QUOTA_PROJECT",
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
+    "APPDATA",
+];
+
+/// An example run with a clean ADC environment: HOME is `home`, nothing else set,
+/// and the metadata server pointed at a closed local port unless overridden.
+fn run(name: &str, home: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut cmd = example(name);
+    for k in ADC_ENV {
+        cmd.env_remove(k);
+    }
+    cmd.env("HOME", home)
+        .env("GCE_METADATA_HOST", closed_port())
+        .current_dir(home);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.args(args).stdin(Stdio::null()).output().unwrap()
+}
+
+fn closed_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+fn stdout(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+/// gcloud's authorized_user file (sorted keys, indent 2, no token_uri).
+fn gcloud_adc(refresh_token: &str, quota: Option<&str>) -> String {
+    let mut v = json!({
+        "account": "", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+        "refresh_token": refresh_token, "type": "authorized_user", "universe_domain": "googleapis.com"
+    });
+    if let Some(q) = quota {
+        v["quota_project_id"] = json!(q);
+    }
+    serde_json::to_string_pretty(&v).unwrap()
+}
+
+async fn sent_refresh_tokens(server: &MockServer) -> Vec<String> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| {
+            form_urlencoded::parse(&r.body)
+                .find(|(k, _)| k == "refresh_token")
+                .map(|(_, v)| v.into_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn gcloud_file_in_cloudsdk_config_is_used_and_left_untouched() {
+    let tokens = token_endpoint().await;
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("gcloud-config");
+    std::fs::create_dir_all(&config).unwrap();
+    let file = config.join("application_default_credentials.json");
+    std::fs::write(&file, gcloud_adc("1//FROMCLOUDSDK", None)).unwrap();
+    let out = run(
+        "print_access_token",
+        home.path(),
+        &[("CLOUDSDK_CONFIG", config.to_str().unwrap())],
+        &["--adc", "--token-uri", &token_uri(&tokens)],
+    );
+    assert_eq!(stdout(&out), format!("{NEW_ACCESS}\n"));
+    assert_eq!(sent_refresh_tokens(&tokens).await, ["1//FROMCLOUDSDK"]);
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        gcloud_adc("1//FROMCLOUDSDK", None)
+    );
+}
+
+#[tokio::test]
+async fn lookup_order_env_var_then_cloudsdk_config_then_home() {
+    let tokens = token_endpoint().await;
+    let home = tempfile::tempdir().unwrap();
+    let home_file = home
+        .path()
+        .join(".config/gcloud/application_default_credentials.json");
+    std::fs::create_dir_all(home_file.parent().unwrap()).unwrap();
+    std::fs::write(&home_file, gcloud_adc("1//FROMHOME", None)).unwrap();
+    let config = home.path().join("cfg");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("application_default_credentials.json"),
+        gcloud_adc("1//FROMCONFIG", None),
+    )
+    .unwrap();
+    let explicit = home.path().join("explicit.json");
+    std::fs::write(&explicit, gcloud_adc("1//FROMENV", None)).unwrap();
+    let uri = token_uri(&tokens);
+    let args = ["--adc", "--token-uri", uri.as_str()];
+
+    stdout(&run(
+        "print_access_token",
+        home.path(),
+        &[
+            ("GOOGLE_APPLICATION_CREDENTIALS", explicit.to_str().unwrap()),
+            ("CLOUDSDK_CONFIG", config.to_str().unwrap()),
+        ],
+        &args,
+    ));
+    stdout(&run(
+        "print_access_token",
+        home.path(),
+        &[("CLOUDSDK_CONFIG", config.to_str().unwrap())],
+        &args,
+    ));
+    stdout(&run("print_access_token", home.path(), &[], &args));
+    assert_eq!(
+        sent_refresh_tokens(&tokens).await,
+        ["1//FROMENV", "1//FROMCONFIG", "1//FROMHOME"]
+    );
+
+    // An explicit file that does not exist is an error, not a reason to look elsewhere.
+    let out = run(
+        "print_access_token",
+        home.path(),
+        &[("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json")],
+        &args,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/key.json"));
+}
+
+#[tokio::test]
+async fn metadata_server_is_the_last_resort() {
+    let metadata = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/"))
+        .and(header("metadata-flavor", "Google"))
+        .respond_with(ResponseTemplate::new(200).insert_header("Metadata-Flavor", "Google"))
+        .mount(&metadata)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(
+            "/computeMetadata/v1/instance/service-accounts/default/token",
+        ))
+        .and(header("metadata-flavor", "Google"))
+        .and(query_param(
+            "scopes",
+            format!("{RETRIEVER},{}", gemini_oauth::scopes::CLOUD_PLATFORM).as_str(),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "ya29.METADATA", "expires_in": 3599, "token_type": "Bearer"
+        })))
+        .expect(1)
+        .mount(&metadata)
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let host = metadata.address().to_string();
+    let out = run(
+        "print_access_token",
+        home.path(),
+        &[("GCE_METADATA_HOST", &host)],
+        &[
+            "--adc",
+            "--scope",
+            RETRIEVER,
+            "--scope",
+            gemini_oauth::scopes::CLOUD_PLATFORM,
+        ],
+    );
+    assert_eq!(stdout(&out), "ya29.METADATA\n");
+}
+
+#[test]
+fn nothing_found_lists_every_place_tried_and_what_to_run() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run("print_access_token", home.path(), &[], &["--adc"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    for needle in [
+        "GOOGLE_APPLICATION_CREDENTIALS (not set)",
+        &format!(
+            "{}/.config/gcloud/application_default_credentials.json (no such file)",
+            home.path().display()
+        ),
+        "the metadata server at 127.0.0.1:",
+        "gcloud auth application-default login",
+        "GEMINI_API_KEY",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in: {err}");
+    }
+    let out = run(
+        "print_access_token",
+        home.path(),
+        &[("NO_GCE_CHECK", "true")],
+        &["--adc"],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("skipped: NO_GCE_CHECK=true"));
+}
+
+#[test]
+fn other_credential_types_are_named_as_unsupported() {
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("ext.json");
+    std::fs::write(&file, r#"{"type": "external_account", "audience": "x"}"#).unwrap();
+    let out = run(
+        "print_access_token",
+        home.path(),
+        &[("GOOGLE_APPLICATION_CREDENTIALS", file.to_str().unwrap())],
+        &["--adc"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("\"external_account\" is not supported yet") && err.contains("ext.json"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn quota_project_precedence_flag_then_env_then_file() {
+    let tokens = token_endpoint().await;
+    let api = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"models": [{"name": "models/x"}]})),
+        )
+        .mount(&api)
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("adc.json");
+    std::fs::write(&file, gcloud_adc("1//Q", Some("file-proj"))).unwrap();
+    let base = format!("{}/v1", api.uri());
+    let uri = token_uri(&tokens);
+    let env = [("GOOGLE_APPLICATION_CREDENTIALS", file.to_str().unwrap())];
+    let args = [
+        "--adc",
+        "--token-uri",
+        uri.as_str(),
+        "--api-base",
+        base.as_str(),
+    ];
+    stdout(&run("list_models", home.path(), &env, &args));
+    let with_env = [env[0], ("GOOGLE_CLOUD_QUOTA_PROJECT", "env-proj")];
+    stdout(&run("list_models", home.path(), &with_env, &args));
+    let mut with_flag = args.to_vec();
+    with_flag.extend(["--quota-project", "flag-proj"]);
+    stdout(&run("list_models", home.path(), &with_env, &with_flag));
+    let seen: Vec<String> = api
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.headers
+                .get("x-goog-user-project")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(seen, ["file-proj", "env-proj", "flag-proj"]);
+}
+
+#[tokio::test]
+async fn api_keys_from_gemini_then_google_env_never_with_a_bearer() {
+    let api = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(header_exists("x-goog-api-key"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"models": [{"name": "models/k"}]})),
+        )
+        .mount(&api)
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let base = format!("{}/v1", api.uri());
+    let args = ["--api-key", "--api-base", base.as_str()];
+    let out = run(
+        "list_models",
+        home.path(),
+        &[
+            ("GEMINI_API_KEY", "AIzaGEMINIKEY"),
+            ("GOOGLE_API_KEY", "AIzaGOOGLEKEY"),
+        ],
+        &args,
+    );
+    assert_eq!(stdout(&out), "models/k\n");
+    stdout(&run(
+        "list_models",
+        home.path(),
+        &[("GOOGLE_API_KEY", "AIzaGOOGLEKEY")],
+        &args,
+    ));
+    let reqs = api.received_requests().await.unwrap();
+    let keys: Vec<_> = reqs
+        .iter()
+        .map(|r| {
+            r.headers
+                .get("x-goog-api-key")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(keys, ["AIzaGEMINIKEY", "AIzaGOOGLEKEY"]);
+    assert!(
+        reqs.iter()
+            .all(|r| r.headers.get("authorization").is_none())
+    );
+
+    let out = run("list_models", home.path(), &[], &args);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("GEMINI_API_KEY (not set)") && err.contains("GOOGLE_API_KEY (not set)"),
+        "{err}"
+    );
+    // print_access_token has no token to print for a key, and says so.
+    let out = run(
+        "print_access_token",
+        home.path(),
+        &[("GEMINI_API_KEY", "AIzaSECRETKEYMARKER")],
+        &["--api-key"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("x-goog-api-key") && !err.contains("SECRETKEYMARKER"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn logout_revokes_the_refresh_token_and_deletes_the_file() {
+    let tokens = token_endpoint().await;
+    let revoke = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/revoke"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&revoke)
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let file = write_token(home.path(), &token_json(&token_uri(&tokens), 3000));
+    let out = run(
+        "logout",
+        home.path(),
+        &[],
+        &[
+            "--token",
+            file.to_str().unwrap(),
+            "--revoke-uri",
+            &format!("{}/revoke", revoke.uri()),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body =
+        String::from_utf8(revoke.received_requests().await.unwrap()[0].body.clone()).unwrap();
+    assert_eq!(body, format!("token={}", REFRESH_TOKEN.replace('/', "%2F")));
+    assert!(!file.exists());
+}
+
+/// Verifies the service-account JWT bearer assertion with the public key.
+struct JwtChecker {
+    public_key_der: Vec<u8>,
+    email: String,
+}
+
+impl Respond for JwtChecker {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let form: Vec<(String, String)> = form_urlencoded::parse(&req.body).into_owned().collect();
+        let get = |k: &str| {
+            form.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        if get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer" {
+            return ResponseTemplate::new(400)
+                .set_body_json(json!({"error": "unsupported_grant_type"}));
+        }
+        let jwt = get("assertion");
+        let parts: Vec<&str> = jwt.split('.').collect();
+        let key = ring::signature::UnparsedPublicKey::new(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            &self.public_key_der,
+        );
+        let signed = format!("{}.{}", parts[0], parts[1]);
+        // Decoded leniently: the signature's encoding is the signer's business.
+        let sig = b64
+            .decode(
+                parts
+                    .get(2)
+                    .copied()
+                    .unwrap_or_default()
+                    .trim_end_matches('='),
+            )
+            .unwrap_or_default();
+        if parts.len() != 3 || key.verify(signed.as_bytes(), &sig).is_err() {
+            return ResponseTemplate::new(400).set_body_json(
+                json!({"error": "invalid_grant", "error_description": "bad signature"}),
+            );
+        }
+        let claims: serde_json::Value =
+            serde_json::from_slice(&b64.decode(parts[1].trim_end_matches('=')).unwrap()).unwrap();
+        if claims["iss"] != self.email.as_str()
+            || !claims["scope"]
+                .as_str()
+                .unwrap_or("")
+                .contains("generative-language")
+        {
+            return ResponseTemplate::new(400).set_body_json(
+                json!({"error": "invalid_grant", "error_description": "bad claims"}),
+            );
+        }
+        ResponseTemplate::new(200).set_body_json(json!({"access_token": "ya29.SERVICEACCOUNT", "expires_in": 3599, "token_type": "Bearer"}))
+    }
+}
+
+#[tokio::test]
+async fn service_account_key_signs_a_jwt_the_endpoint_verifies() {
+    let home = tempfile::tempdir().unwrap();
+    let pem = home.path().join("key.pem");
+    let der = home.path().join("pub.der");
+    let openssl = |args: &[&str]| {
+        let st = Command::new("openssl")
+            .args(args)
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl (bash .ci/test installs it)");
+        assert!(st.success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        pem.to_str().unwrap(),
+    ]);
+    openssl(&[
+        "rsa",
+        "-in",
+        pem.to_str().unwrap(),
+        "-RSAPublicKey_out",
+        "-outform",
+        "DER",
+        "-out",
+        der.to_str().unwrap(),
+    ]);
+    let email = "bench@test-project.iam.gserviceaccount.com";
+    let tokens = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(JwtChecker {
+            public_key_der: std::fs::read(&der).unwrap(),
+            email: email.into(),
+        })
+        .mount(&tokens)
+        .await;
+    let key = json!({
+        "type": "service_account", "project_id": "test-project", "private_key_id": "k1",
+        "private_key": std::fs::read_to_string(&pem).unwrap(), "client_email": email,
+        "client_id": "1", "token_uri": token_uri(&tokens),
+    });
+    let key_file = home.path().join("sa.json");
+    std::fs::write(&key_file, key.to_string()).unwrap();
+    let out = run(
+        "print_access_token",
+        home.path(),
+        &[("GOOGLE_APPLICATION_CREDENTIALS", key_file.to_str().unwrap())],
+        &["--adc"],
+    );
+    assert_eq!(stdout(&out), "ya29.SERVICEACCOUNT\n");
+    assert_eq!(tokens.received_requests().await.unwrap().len(), 1);
+}
