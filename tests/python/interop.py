@@ -5,11 +5,14 @@
   roundtrip IN                    print to_json() of from_authorized_user_file(IN)
   refresh IN TOKEN_URI            load IN with the quickstart's scopes, refresh
                                   against TOKEN_URI, print a JSON report
+  adc-default TOKEN_URI           google.auth.default() (CLOUDSDK_CONFIG from the
+                                  environment), refresh against TOKEN_URI, report
 """
 import datetime
 import json
 import sys
 
+import google.auth
 import google.auth.transport.requests
 from google.oauth2.credentials import Credentials
 
@@ -49,6 +52,17 @@ def main(cmd, *args):
                   "refresh_token": creds.refresh_token, "client_id": creds.client_id,
                   "expiry_before": creds.expiry.isoformat() if creds.expiry else None}
         # google-auth always resets token_uri to Google's endpoint on load.
+        creds._token_uri = token_uri
+        creds.refresh(google.auth.transport.requests.Request())
+        report.update(valid_after=creds.valid, token_after=creds.token)
+        print(json.dumps(report))
+    elif cmd == "adc-default":
+        (token_uri,) = args
+        # CLOUDSDK_CONFIG (set by the caller) points at the ADC file.
+        creds, project = google.auth.default(scopes=SCOPES)
+        report = {"class": type(creds).__module__ + "." + type(creds).__name__,
+                  "refresh_token": creds.refresh_token, "client_id": creds.client_id,
+                  "quota_project_id": creds.quota_project_id}
         creds._token_uri = token_uri
         creds.refresh(google.auth.transport.requests.Request())
         report.update(valid_after=creds.valid, token_after=creds.token)
