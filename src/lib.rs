@@ -44,6 +44,14 @@
 //!
 //! - `browser` (default): open the consent URL with the `webbrowser` crate.
 //!   Without it the URL is printed.
+//! - `service-account`: `service_account` key files in Application Default
+//!   Credentials (JWT signing by yup-oauth2).
+//!
+//! # Application Default Credentials and API keys
+//!
+//! [`CredentialLoader::application_default`] finds credentials as google-auth
+//! does (see [`adc`]); [`CredentialLoader::api_key`] uses an API key. Both
+//! give the same [`Credentials`] and [`AuthorizedClient`].
 //!
 //! # Security
 //!
