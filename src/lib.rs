@@ -110,3 +110,8 @@ pub use token::{DEFAULT_UNIVERSE_DOMAIN, StoredToken};
 pub async fn load_creds() -> Result<Credentials> {
     CredentialLoader::new().load().await
 }
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
