@@ -35,11 +35,11 @@ pub fn well_known_file() -> Option<PathBuf> {
 /// What the search found.
 pub(crate) enum Found {
     User {
-        record: StoredToken,
+        record: Box<StoredToken>,
         path: PathBuf,
     },
     #[cfg(feature = "service-account")]
-    ServiceAccount(crate::service_account::ServiceAccount),
+    ServiceAccount(Box<crate::service_account::ServiceAccount>),
     Metadata(MetadataServer),
 }
 
@@ -100,14 +100,14 @@ async fn from_file(path: &Path, scopes: &[String]) -> Result<Found> {
                 }
             }
             Ok(Found::User {
-                record,
+                record: Box::new(record),
                 path: path.to_owned(),
             })
         }
         #[cfg(feature = "service-account")]
-        "service_account" => Ok(Found::ServiceAccount(
+        "service_account" => Ok(Found::ServiceAccount(Box::new(
             crate::service_account::ServiceAccount::from_json(&bytes, path, scopes).await?,
-        )),
+        ))),
         #[cfg(not(feature = "service-account"))]
         "service_account" => {
             let _ = scopes;

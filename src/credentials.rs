@@ -135,6 +135,7 @@ fn bearer(secret: &SecretString) -> Result<HeaderValue> {
 }
 
 /// Where new access tokens come from.
+#[allow(clippy::large_enum_variant)] // one per Credentials, behind an Arc
 pub(crate) enum Source {
     /// A user's refresh token (token.json, an `authorized_user` ADC file).
     User {
@@ -146,7 +147,7 @@ pub(crate) enum Source {
     Metadata(crate::metadata::MetadataServer),
     /// A service-account key (JWT bearer grant, signed by yup-oauth2).
     #[cfg(feature = "service-account")]
-    ServiceAccount(crate::service_account::ServiceAccount),
+    ServiceAccount(Box<crate::service_account::ServiceAccount>),
     /// An API key: no token at all, `x-goog-api-key` instead.
     ApiKey,
 }
@@ -435,10 +436,10 @@ impl Inner {
     /// token is already newer than generation `seen`.
     fn join_flight(self: &Arc<Self>, seen: u64) -> Option<Flight> {
         let mut slot = lock(&self.flight);
-        if let Some(rx) = slot.as_ref() {
-            if rx.borrow().is_none() {
-                return Some(rx.clone());
-            }
+        if let Some(rx) = slot.as_ref()
+            && rx.borrow().is_none()
+        {
+            return Some(rx.clone());
         }
         // Published before a flight completes, so this cannot miss one.
         if self.generation.load(Ordering::Acquire) != seen {
@@ -499,8 +500,10 @@ impl Inner {
                     None => None,
                 };
                 let mut snapshot = lock(record).clone();
-                if let (Some(_), Some(store)) = (&held, store) {
-                    if let Some(latest) = store.load().await? {
+                if let (Some(_), Some(store)) = (&held, store)
+                    && let Some(latest) = store.load().await?
+                {
+                    {
                         let newer = latest.token.is_some() && latest.expiry() > snapshot.expiry();
                         let token_uri = snapshot.token_uri.take();
                         snapshot = latest;

@@ -400,7 +400,7 @@ impl CredentialLoader {
                 let settings = self.settings(record.quota_project_id().map(str::to_owned), None)?;
                 // gcloud's file holds no access token: get one now. The file
                 // itself is never rewritten, as with google-auth.
-                let fresh = refresh_user(&settings, record, &name).await?;
+                let fresh = refresh_user(&settings, *record, &name).await?;
                 let token = fresh.token.clone().unwrap_or_default();
                 let expires_at = fresh.expiry().unwrap_or_else(SystemTime::now);
                 let source = Source::User {

@@ -205,10 +205,10 @@ pub(crate) fn parse_response(token_uri: &str, status: u16, body: &[u8]) -> Resul
         Some(Value::String(s)) => s.parse().ok(),
         Some(_) => return Err(bad("expires_in is not a number")),
     };
-    if let Some(t) = text(&map, "token_type") {
-        if !t.eq_ignore_ascii_case("bearer") {
-            return Err(bad("token_type is not Bearer"));
-        }
+    if let Some(t) = text(&map, "token_type")
+        && !t.eq_ignore_ascii_case("bearer")
+    {
+        return Err(bad("token_type is not Bearer"));
     }
     Ok(TokenResponse {
         access_token: SecretString::from(access_token),
@@ -298,6 +298,239 @@ mod tests {
             let d = r.delay(attempt);
             let base = r.base_delay * 2u32.pow(attempt);
             assert!(d >= base && d <= base + base / 2, "{d:?} vs {base:?}");
+        }
+    }
+
+    mod properties {
+        //! `parse_response` on whatever a token endpoint (or something posing
+        //! as one) might answer.
+
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::sample::select;
+        use serde_json::{Map, json};
+
+        fn access() -> impl Strategy<Value = String> {
+            "[A-Za-z0-9_-]{4,16}".prop_map(|s| format!("ya29.PROPACCESS{s}"))
+        }
+
+        fn refresh() -> impl Strategy<Value = String> {
+            "[A-Za-z0-9_-]{4,16}".prop_map(|s| format!("1//PROPREFRESH{s}"))
+        }
+
+        /// Text that cannot spell a token above (no uppercase).
+        fn text() -> impl Strategy<Value = Value> {
+            "[a-z0-9 ._:/-]{0,24}".prop_map(Value::String)
+        }
+
+        fn other() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                Just(json!([])),
+                Just(json!({})),
+                text(),
+            ]
+        }
+
+        fn expires_in() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                any::<u64>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                any::<u32>().prop_map(|n| Value::String(n.to_string())),
+                text(),
+                other(),
+            ]
+        }
+
+        fn token_type() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                4 => select(vec!["Bearer", "bearer", "BEARER", "mac", "", "DPoP"])
+                    .prop_map(|s| Value::String(s.to_owned())),
+                1 => other(),
+            ]
+        }
+
+        fn error_code() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                4 => select(vec![
+                    "invalid_grant", "invalid_client", "invalid_request", "server_error",
+                    "temporarily_unavailable", "unauthorized_client", "slow_down",
+                ])
+                .prop_map(|s| Value::String(s.to_owned())),
+                1 => other(),
+            ]
+        }
+
+        /// A token response or OAuth error with each field present or not,
+        /// of the right type or not, holding the generated secrets.
+        fn object(access: String, refresh: String) -> impl Strategy<Value = Value> {
+            let opt = |p: f64, s: BoxedStrategy<Value>| prop::option::weighted(p, s);
+            (
+                opt(
+                    0.8,
+                    prop_oneof![
+                        6 => Just(Value::String(access)),
+                        1 => Just(Value::String(String::new())),
+                        1 => other(),
+                    ]
+                    .boxed(),
+                ),
+                opt(
+                    0.5,
+                    prop_oneof![4 => Just(Value::String(refresh)), 1 => other()].boxed(),
+                ),
+                opt(0.7, expires_in().boxed()),
+                opt(0.7, token_type().boxed()),
+                opt(0.5, prop_oneof![3 => text(), 1 => other()].boxed()),
+                opt(0.3, error_code().boxed()),
+                opt(0.3, prop_oneof![3 => text(), 1 => other()].boxed()),
+            )
+                .prop_map(
+                    |(access, refresh, expires, kind, scope, error, description)| {
+                        let mut m = Map::new();
+                        for (k, v) in [
+                            ("access_token", access),
+                            ("refresh_token", refresh),
+                            ("expires_in", expires),
+                            ("token_type", kind),
+                            ("scope", scope),
+                            ("error", error),
+                            ("error_description", description),
+                        ] {
+                            if let Some(v) = v {
+                                m.insert(k.to_owned(), v);
+                            }
+                        }
+                        Value::Object(m)
+                    },
+                )
+        }
+
+        /// `(access, refresh, parsed body when it is that undamaged JSON, body)`.
+        fn case() -> impl Strategy<Value = (String, String, Option<Value>, Vec<u8>)> {
+            (access(), refresh()).prop_flat_map(|(a, r)| {
+                let shaped = (object(a.clone(), r.clone()), any::<bool>(), any::<usize>())
+                    .prop_map(|(v, truncate, at)| {
+                        let bytes = serde_json::to_vec(&v).unwrap();
+                        if truncate && !bytes.is_empty() {
+                            let cut = at % bytes.len();
+                            (None, bytes[..cut].to_vec())
+                        } else {
+                            (Some(v), bytes)
+                        }
+                    });
+                let garbage = prop_oneof![
+                    prop::collection::vec(any::<u8>(), 0..128),
+                    Just(b"<html><body>502 Bad Gateway</body></html>".to_vec()),
+                    Just(b"null".to_vec()),
+                    Just(b"[]".to_vec()),
+                    Just(Vec::new()),
+                ]
+                .prop_map(|b| (None, b));
+                (Just(a), Just(r), prop_oneof![4 => shaped, 1 => garbage])
+                    .prop_map(|(a, r, (v, b))| (a, r, v, b))
+            })
+        }
+
+        fn status() -> impl Strategy<Value = u16> {
+            prop_oneof![3 => 200u16..300, 1 => 400u16..600, 1 => 100u16..600]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn arbitrary_bytes_never_panic(
+                status in 100u16..600,
+                body in prop::collection::vec(any::<u8>(), 0..512),
+            ) {
+                match parse_response("https://t/token?x=1", status, &body) {
+                    Ok(r) => {
+                        prop_assert!((200..300).contains(&status));
+                        prop_assert!(!r.access_token.expose_secret().is_empty());
+                    }
+                    Err(e) => {
+                        prop_assert!(matches!(e, Error::TokenResponse { .. } | Error::OAuth { .. }), "{:?}", e);
+                    }
+                }
+            }
+
+            /// Never panics; a 2xx carrying a non-empty string access_token
+            /// (and no field of a wrong kind) parses to exactly that; an error
+            /// status with an `error` string is a typed OAuth error; no error
+            /// ever shows the tokens of the body.
+            #[test]
+            fn token_responses((access, refresh, value, body) in case(), status in status()) {
+                let result = parse_response("https://t/token?secret=q", status, &body);
+                let map = value.as_ref().and_then(Value::as_object);
+                let get = |k: &str| map.and_then(|m| m.get(k));
+                let success = (200..300).contains(&status);
+                match &result {
+                    Ok(r) => {
+                        prop_assert!(success, "a {} answer was taken for tokens", status);
+                        prop_assert!(!r.access_token.expose_secret().is_empty());
+                        if map.is_some() {
+                            prop_assert_eq!(get("access_token").and_then(Value::as_str), Some(r.access_token.expose_secret()));
+                            prop_assert_eq!(
+                                get("refresh_token").and_then(Value::as_str),
+                                r.refresh_token.as_ref().map(|t| t.expose_secret())
+                            );
+                            prop_assert_eq!(get("scope").and_then(Value::as_str), r.scope.as_deref());
+                        }
+                    }
+                    Err(e) => {
+                        let shown = format!("{e} {e:?}");
+                        prop_assert!(!shown.contains(&access), "access token leaked: {}", shown);
+                        prop_assert!(!shown.contains(&refresh), "refresh token leaked: {}", shown);
+                        prop_assert!(!shown.contains("secret=q"), "endpoint query leaked: {}", shown);
+                        match e {
+                            Error::TokenResponse { status: s, endpoint, .. } => {
+                                prop_assert_eq!(*s, status);
+                                prop_assert_eq!(endpoint.as_str(), "https://t/token");
+                                prop_assert_eq!(e.is_transient(), status >= 500 || status == 429);
+                            }
+                            Error::OAuth { status: s, error, .. } => {
+                                prop_assert!(!success);
+                                prop_assert_eq!(*s, status);
+                                if map.is_some() {
+                                    prop_assert_eq!(Some(error.as_str()), get("error").and_then(Value::as_str));
+                                }
+                                let transient_code = matches!(
+                                    error,
+                                    OAuthError::ServerError | OAuthError::TemporarilyUnavailable
+                                );
+                                prop_assert_eq!(e.is_transient(), transient_code || status >= 500 || status == 429);
+                            }
+                            other => prop_assert!(false, "unexpected variant {:?}", other),
+                        }
+                    }
+                }
+                // The oracle for well-formed JSON bodies.
+                if map.is_some() {
+                    let token = get("access_token").and_then(Value::as_str).filter(|t| !t.is_empty());
+                    let expires_ok = matches!(
+                        get("expires_in"),
+                        None | Some(Value::Null | Value::Number(_) | Value::String(_))
+                    );
+                    let type_ok = get("token_type")
+                        .and_then(Value::as_str)
+                        .is_none_or(|t| t.eq_ignore_ascii_case("bearer"));
+                    let error = get("error").and_then(Value::as_str);
+                    if success {
+                        prop_assert_eq!(result.is_ok(), token.is_some() && expires_ok && type_ok);
+                    } else if let Some(code) = error {
+                        let typed = matches!(&result, Err(Error::OAuth { error, .. }) if error.as_str() == code);
+                        prop_assert!(typed);
+                    } else {
+                        let untyped = matches!(result, Err(Error::TokenResponse { .. }));
+                        prop_assert!(untyped);
+                    }
+                }
+            }
         }
     }
 }

@@ -75,10 +75,10 @@ impl StoredToken {
         let Value::Object(mut map) = value else {
             return Err(TokenFileProblem::NotAnObject);
         };
-        if let Some(t) = map.get("type").and_then(Value::as_str) {
-            if t != "authorized_user" {
-                return Err(TokenFileProblem::UnsupportedType(t.to_owned()));
-            }
+        if let Some(t) = map.get("type").and_then(Value::as_str)
+            && t != "authorized_user"
+        {
+            return Err(TokenFileProblem::UnsupportedType(t.to_owned()));
         }
         let mut take = |key: &'static str| -> Result<Option<String>, TokenFileProblem> {
             match map.shift_remove(key) {
