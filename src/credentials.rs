@@ -362,6 +362,34 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 type Flight = watch::Receiver<Option<Result<()>>>;
 
+/// Ends a flight on every path: with its result, or, if the refresh task
+/// panicked or was cancelled, with an error, so waiters never hang and the
+/// next caller starts a new refresh.
+struct FlightGuard {
+    inner: Arc<Inner>,
+    tx: Option<watch::Sender<Option<Result<()>>>>,
+}
+
+impl FlightGuard {
+    fn finish(&mut self, result: Result<()>) {
+        self.inner.refreshing.store(false, Ordering::Relaxed);
+        if let Some(tx) = self.tx.take() {
+            tx.send_replace(Some(result));
+        }
+    }
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        if self.tx.is_some() {
+            self.finish(Err(Error::transport(
+                "token refresh",
+                "the refresh task stopped unexpectedly",
+            )));
+        }
+    }
+}
+
 impl Inner {
     /// The hot path: this thread's copy of the current token, if fresh.
     #[inline]
@@ -436,8 +464,10 @@ impl Inner {
     /// token is already newer than generation `seen`.
     fn join_flight(self: &Arc<Self>, seen: u64) -> Option<Flight> {
         let mut slot = lock(&self.flight);
+        // In flight: no outcome yet and its task still alive.
         if let Some(rx) = slot.as_ref()
             && rx.borrow().is_none()
+            && rx.has_changed().is_ok()
         {
             return Some(rx.clone());
         }
@@ -450,6 +480,10 @@ impl Inner {
         self.refreshing.store(true, Ordering::Relaxed);
         drop(slot);
         let inner = Arc::clone(self);
+        let mut guard = FlightGuard {
+            inner: Arc::clone(self),
+            tx: Some(tx),
+        };
         tokio::spawn(async move {
             let result = inner.refresh().await;
             match &result {
@@ -467,8 +501,7 @@ impl Inner {
                     tracing::warn!(error = %e, retry_in = ?backoff, "token refresh failed");
                 }
             }
-            inner.refreshing.store(false, Ordering::Relaxed);
-            tx.send_replace(Some(result));
+            guard.finish(result);
         });
         Some(rx)
     }

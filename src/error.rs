@@ -132,6 +132,17 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// The answer was larger than anything this endpoint legitimately sends.
+    #[error(
+        "the answer from {endpoint} is larger than {limit} bytes; it is not what this endpoint sends, check the URL"
+    )]
+    ResponseTooLarge {
+        /// The endpoint (without query).
+        endpoint: String,
+        /// The limit in bytes.
+        limit: usize,
+    },
+
     /// An operation took longer than its timeout.
     #[error("{what} timed out after {after:?}")]
     Timeout {

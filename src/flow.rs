@@ -185,10 +185,10 @@ pub(crate) fn parse_pasted(line: &str, expected_state: &str) -> Result<Callback>
     if line.is_empty() {
         return Err(Error::ConsentFlow("nothing was pasted".into()));
     }
-    let query = line
-        .split_once('?')
-        .map(|(_, q)| q)
-        .or_else(|| (line.contains("code=") || line.contains("error=")).then_some(line));
+    let query = line.split_once('?').map(|(_, q)| q).or_else(|| {
+        (line.contains("code=") || line.contains("error=") || line.contains("state="))
+            .then_some(line)
+    });
     match query {
         Some(q) => {
             let q = q.split('#').next().unwrap_or(q);
@@ -526,5 +526,204 @@ mod tests {
         assert_eq!(get("prompt"), Some("consent"));
         let url = authorization_url(&secret, &[], "r", "st", "ch", false);
         assert!(!url.contains("prompt="));
+    }
+
+    mod properties {
+        //! The redirect and the pasted line are attacker-reachable input: the
+        //! listener is on 127.0.0.1, but any local process or web page can
+        //! send it a request.
+
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::sample::select;
+
+        /// How a generated query value relates to the expected state.
+        #[derive(Debug, Clone)]
+        enum Val {
+            Expected,
+            /// The expected state with one character changed, added or dropped.
+            Near(usize, char, u8),
+            Any(String),
+        }
+
+        impl Val {
+            fn render(&self, expected: &str) -> String {
+                match self {
+                    Val::Expected => expected.to_owned(),
+                    Val::Near(at, c, how) => {
+                        let mut chars: Vec<char> = expected.chars().collect();
+                        let at = at % (chars.len() + 1);
+                        match how % 3 {
+                            0 if at < chars.len() => {
+                                // A different character: flip its case or replace it.
+                                let old = chars[at];
+                                chars[at] = if *c != old { *c } else { '!' };
+                            }
+                            1 if at < chars.len() => {
+                                chars.remove(at);
+                            }
+                            _ => chars.insert(at, *c),
+                        }
+                        chars.into_iter().collect()
+                    }
+                    Val::Any(s) => s.clone(),
+                }
+            }
+        }
+
+        fn val() -> impl Strategy<Value = Val> {
+            prop_oneof![
+                3 => Just(Val::Expected),
+                2 => (any::<usize>(), any::<char>(), any::<u8>()).prop_map(|(a, c, h)| Val::Near(a, c, h)),
+                2 => prop_oneof!["[A-Za-z0-9/_-]{0,12}", "\\PC{0,12}", Just(String::new())].prop_map(Val::Any),
+            ]
+        }
+
+        fn key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                6 => select(vec!["state", "code", "error", "error_description", "scope", "iss", "authuser"])
+                    .prop_map(str::to_owned),
+                1 => "[a-z_]{0,8}",
+            ]
+        }
+
+        fn expected_state() -> impl Strategy<Value = String> {
+            prop_oneof![
+                4 => "[A-Za-z0-9_-]{32}",
+                1 => "[A-Za-z0-9_-]{1,8}",
+                1 => "\\PC{1,8}",
+            ]
+        }
+
+        /// `(expected state, the pairs, the query they encode)`.
+        fn query() -> impl Strategy<Value = (String, Vec<(String, String)>, String)> {
+            (
+                expected_state(),
+                prop::collection::vec((key(), val()), 0..7),
+            )
+                .prop_map(|(expected, pairs)| {
+                    let pairs: Vec<(String, String)> = pairs
+                        .into_iter()
+                        .map(|(k, v)| (k, v.render(&expected)))
+                        .collect();
+                    let query = form_urlencoded::Serializer::new(String::new())
+                        .extend_pairs(&pairs)
+                        .finish();
+                    (expected, pairs, query)
+                })
+        }
+
+        /// The last value of `key`, as the parser reads duplicates.
+        fn last<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+            pairs
+                .iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        }
+
+        /// What `parse_callback` must answer for these pairs.
+        fn check(
+            pairs: &[(String, String)],
+            expected: &str,
+            got: Option<&Callback>,
+        ) -> Result<(), TestCaseError> {
+            let state_ok = last(pairs, "state") == Some(expected);
+            let error = last(pairs, "error");
+            let code = last(pairs, "code").filter(|c| !c.is_empty());
+            match got {
+                Some(Callback::Code(c)) => {
+                    prop_assert!(state_ok, "a code was accepted with the wrong state");
+                    prop_assert!(error.is_none(), "an error answer was taken for a code");
+                    prop_assert_eq!(Some(c.expose_secret()), code);
+                }
+                Some(Callback::Denied(e)) => {
+                    prop_assert!(state_ok, "a refusal was accepted with the wrong state");
+                    let is_denied = matches!(e, Error::AuthorizationDenied { error: got, .. } if Some(got.as_str()) == error);
+                    prop_assert!(is_denied, "{:?}", e);
+                }
+                None => prop_assert!(
+                    !state_ok || (error.is_none() && code.is_none()),
+                    "a well-formed answer to this sign-in was refused"
+                ),
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn callback_any_input_never_panics(query in any::<String>(), state in any::<String>()) {
+                let got = parse_callback(&query, &state);
+                let pairs: Vec<(String, String)> =
+                    form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+                check(&pairs, &state, got.as_ref())?;
+            }
+
+            /// A callback is accepted only when its state is the expected one,
+            /// and a Code never comes from a query whose state differs.
+            #[test]
+            fn callback_only_with_the_expected_state((expected, pairs, query) in query()) {
+                check(&pairs, &expected, parse_callback(&query, &expected).as_ref())?;
+            }
+
+            #[test]
+            fn pasted_any_line_never_panics(line in any::<String>(), state in "\\PC{0,40}") {
+                let got = parse_pasted(&line, &state);
+                let trimmed = line.trim();
+                let query = trimmed
+                    .split_once('?')
+                    .map(|(_, q)| q)
+                    .or_else(|| (trimmed.contains("code=") || trimmed.contains("error=")).then_some(trimmed));
+                match (query, &got) {
+                    (Some(q), _) => {
+                        let q = q.split('#').next().unwrap();
+                        let pairs: Vec<(String, String)> =
+                            form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+                        check(&pairs, &state, got.as_ref().ok())?;
+                    }
+                    // A bare code: exactly the pasted text, nothing URL-like in it.
+                    (None, Ok(Callback::Code(c))) => {
+                        prop_assert_eq!(c.expose_secret(), trimmed);
+                        prop_assert!(is_code_like(trimmed));
+                    }
+                    (None, Ok(Callback::Denied(e))) => prop_assert!(false, "{:?}", e),
+                    (None, Err(_)) => {}
+                }
+            }
+
+            /// The redirected address as a user would paste it (with a
+            /// fragment, surrounding blanks, or only its query).
+            #[test]
+            fn pasted_url_only_with_the_expected_state(
+                (expected, pairs, query) in query(),
+                form in 0u8..4,
+                port in 1024u16..65535,
+            ) {
+                let line = match form {
+                    0 => format!("http://127.0.0.1:{port}/?{query}"),
+                    1 => format!("  http://localhost:{port}/?{query}#frag\r\n"),
+                    2 => format!("http://127.0.0.1:{port}/?{query}&code=&error=&state=#"),
+                    _ => format!("\t{query}\n"),
+                };
+                let got = parse_pasted(&line, &expected);
+                let mut pairs = pairs;
+                if form == 2 {
+                    for k in ["code", "error", "state"] {
+                        pairs.push((k.to_owned(), String::new()));
+                    }
+                }
+                let is_query = form != 3 || query.contains("code=") || query.contains("error=");
+                if is_query {
+                    check(&pairs, &expected, got.as_ref().ok())?;
+                }
+                let wrong_state = last(&pairs, "state") != Some(expected.as_str());
+                prop_assert!(
+                    !(is_query && wrong_state && matches!(got, Ok(Callback::Code(_)))),
+                    "a code was taken from a paste with the wrong state"
+                );
+            }
+        }
     }
 }

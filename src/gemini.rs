@@ -124,7 +124,13 @@ pub fn decode<T: for<'de> Deserialize<'de>>(url: &str, status: u16, body: &[u8])
             status,
             code: None,
             status_text: None,
-            message: format!("the answer is not the expected JSON ({e})"),
+            // serde's message can quote body values; say where, not what.
+            message: format!(
+                "the answer is not the expected JSON ({:?} error at line {}, column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ),
             reasons: vec![],
         })
     })

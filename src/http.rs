@@ -85,11 +85,16 @@ impl HttpClient {
                 .await
                 .map_err(|e| Error::transport(&endpoint(), e))?;
             let (parts, body) = resp.into_parts();
-            let body = Limited::new(body, limit)
-                .collect()
-                .await
-                .map_err(|e| Error::transport(&endpoint(), e))?
-                .to_bytes();
+            let body = match Limited::new(body, limit).collect().await {
+                Ok(body) => body.to_bytes(),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    return Err(Error::ResponseTooLarge {
+                        endpoint: endpoint(),
+                        limit,
+                    });
+                }
+                Err(e) => return Err(Error::transport(&endpoint(), e)),
+            };
             Ok(Response::from_parts(parts, body))
         };
         tokio::time::timeout(self.timeout, work)

@@ -46,6 +46,8 @@
 //!   Without it the URL is printed.
 //! - `service-account`: `service_account` key files in Application Default
 //!   Credentials (JWT signing by yup-oauth2).
+//! - `redis`: [`RedisTokenStore`], one token and one refresh shared by
+//!   workers on many machines.
 //!
 //! # Application Default Credentials and API keys
 //!
@@ -97,6 +99,8 @@ pub use loader::{
 };
 pub use metadata::{ENV_METADATA_HOST, ENV_NO_GCE_CHECK};
 pub use secret::{ClientKind, ClientSecret, GOOGLE_AUTH_URI, GOOGLE_TOKEN_URI};
+#[cfg(feature = "redis")]
+pub use store::RedisTokenStore;
 pub use store::{FileTokenStore, MemoryTokenStore, StoreLock, TokenStore};
 pub use token::{DEFAULT_UNIVERSE_DOMAIN, StoredToken};
 

@@ -13,6 +13,10 @@ use crate::error::{Error, OAuthError, Result};
 use crate::http::HttpClient;
 use crate::url::{check_endpoint, without_query};
 
+/// Longer lifetimes are clamped: no access token lives a year, and absurd
+/// values must not overflow expiry arithmetic.
+const MAX_EXPIRES_IN: u64 = 365 * 24 * 3600;
+
 /// Token responses are small; anything larger is not one.
 const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
 
@@ -212,7 +216,7 @@ pub(crate) fn parse_response(token_uri: &str, status: u16, body: &[u8]) -> Resul
     }
     Ok(TokenResponse {
         access_token: SecretString::from(access_token),
-        expires_in,
+        expires_in: expires_in.map(|s| s.min(MAX_EXPIRES_IN)),
         scope: text(&map, "scope"),
         refresh_token: text(&map, "refresh_token").map(SecretString::from),
         id_token: text(&map, "id_token").map(SecretString::from),

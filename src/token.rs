@@ -18,6 +18,9 @@ const EXPIRY_SECONDS: &[FormatItem<'static>] =
 const EXPIRY_PARSE: &[FormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]");
 
+/// 9999-12-31T23:59:59Z, the last expiry google-auth's format can hold.
+const MAX_EXPIRY_UNIX_SECS: u64 = 253_402_300_799;
+
 /// The universe Google's public APIs live in.
 pub const DEFAULT_UNIVERSE_DOMAIN: &str = "googleapis.com";
 
@@ -239,6 +242,8 @@ impl StoredToken {
     }
 
     pub(crate) fn set_expiry(&mut self, at: SystemTime) {
+        // Dates past year 9999 cannot be written; no real token lives that long.
+        let at = at.min(SystemTime::UNIX_EPOCH + Duration::from_secs(MAX_EXPIRY_UNIX_SECS));
         let at = OffsetDateTime::from(at);
         // google-auth keeps microseconds; anything finer would not round-trip.
         let micros = at.microsecond();
@@ -247,7 +252,8 @@ impl StoredToken {
 
     /// `expires_in` seconds from now.
     pub(crate) fn expire_in(&mut self, secs: u64) {
-        self.set_expiry(SystemTime::now() + Duration::from_secs(secs));
+        let now = SystemTime::now();
+        self.set_expiry(now.checked_add(Duration::from_secs(secs)).unwrap_or(now));
     }
 
     fn expiry_string(&self) -> Option<String> {

@@ -155,3 +155,58 @@ async fn a_failed_refresh_reaches_every_waiter_once_and_does_not_poison_the_next
     assert_eq!(creds.access_token().await.unwrap().secret(), NEW_ACCESS);
     assert_eq!(token_requests(&server).await, 2);
 }
+
+/// A store whose first lock panics (a bug in user code): the refresh task
+/// dies before it publishes anything.
+struct PanicsOnce {
+    inner: gemini_oauth::MemoryTokenStore,
+    panicked: std::sync::atomic::AtomicBool,
+}
+
+impl gemini_oauth::TokenStore for PanicsOnce {
+    async fn load(&self) -> gemini_oauth::Result<Option<gemini_oauth::StoredToken>> {
+        gemini_oauth::TokenStore::load(&self.inner).await
+    }
+    async fn save(&self, token: &gemini_oauth::StoredToken) -> gemini_oauth::Result<()> {
+        gemini_oauth::TokenStore::save(&self.inner, token).await
+    }
+    async fn lock(&self, _wait: Duration) -> gemini_oauth::Result<Option<gemini_oauth::StoreLock>> {
+        if !self
+            .panicked
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            panic!("store bug");
+        }
+        Ok(None)
+    }
+    async fn clear(&self) -> gemini_oauth::Result<()> {
+        gemini_oauth::TokenStore::clear(&self.inner).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_task_that_dies_does_not_wedge_the_credentials() {
+    let server = endpoint(Duration::ZERO).await;
+    let record =
+        gemini_oauth::StoredToken::from_json(token_json(&token_uri(&server), 11).as_bytes())
+            .unwrap();
+    let store = PanicsOnce {
+        inner: gemini_oauth::MemoryTokenStore::with_token(record),
+        panicked: std::sync::atomic::AtomicBool::new(false),
+    };
+    let creds = CredentialLoader::new()
+        .token_store(store)
+        .consent(Consent::Never)
+        .load()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // The first refresh's task panics: its waiters get an error, not a hang…
+    let first = creds.access_token().await.unwrap_err();
+    assert!(first.to_string().contains("token refresh"), "{first}");
+    assert_eq!(token_requests(&server).await, 0);
+    // …and the next caller starts a new refresh instead of joining the dead one.
+    let second = creds.access_token().await.unwrap();
+    assert_eq!(second.secret(), NEW_ACCESS);
+    assert_eq!(token_requests(&server).await, 1);
+}

@@ -1,14 +1,18 @@
 //! Where tokens live between runs: the [`TokenStore`] trait and its
-//! file and memory implementations.
+//! file, memory and (feature `redis`) Redis implementations.
 
 pub(crate) mod file;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisTokenStore;
 pub use file::FileTokenStore;
 pub use memory::MemoryTokenStore;
 

@@ -1,0 +1,265 @@
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use ::redis::aio::MultiplexedConnection;
+use ::redis::{AsyncConnectionConfig, Client, RedisError};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::{StoreLock, TokenStore};
+use crate::error::{Error, Result};
+use crate::token::StoredToken;
+
+/// Connect and response timeout of every Redis operation.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a waiting [`TokenStore::lock`] tries again.
+const LOCK_POLL: Duration = Duration::from_millis(50);
+/// Deletes the lock only if it still holds our owner id.
+const RELEASE: &str =
+    "if redis.call('get',KEYS[1])==ARGV[1] then return redis.call('del',KEYS[1]) else return 0 end";
+
+/// Keeps the token in Redis, so workers on many machines share one refresh
+/// token and make one refresh when it expires (feature `redis`).
+///
+/// Keys, for a store made with key `K`:
+///
+/// - `K` holds the token JSON exactly as [`StoredToken::to_json`] writes it
+///   (google-auth's `token.json` format). It has no TTL: the refresh token in
+///   it lives for months and is the only way back without a browser, so it
+///   must not vanish because the access token next to it expired.
+/// - `K:lock` holds the [`TokenStore::lock`]: a random owner id, written with
+///   `SET K:lock <owner> NX PX <ttl>`, deleted on release by a Lua
+///   compare-and-delete so that only its owner can release it.
+///
+/// The lock TTL ([`lock_ttl`](Self::lock_ttl), default
+/// [`DEFAULT_LOCK_TTL`](Self::DEFAULT_LOCK_TTL), 30 s) bounds how long a
+/// crashed holder blocks the others. A holder that needs longer than the TTL
+/// loses the lock and a second machine may refresh at the same time (both
+/// refreshes succeed with Google; the last save wins). The loader also holds
+/// the lock during a consent flow: with `Consent` other than `Never` on a
+/// shared store, set a TTL longer than the consent timeout.
+///
+/// The lock is released when the [`StoreLock`] is dropped, by a task spawned
+/// on the current tokio runtime; dropped outside a runtime (or when the
+/// release fails) it expires after the TTL.
+///
+/// Each operation opens a short connection (a load when credentials are
+/// loaded, then a lock, a load and a save per refresh, about once an hour).
+/// For `rediss://` URLs enable one of the `redis` crate's TLS features
+/// (such as `tokio-rustls-comp`) in your own `Cargo.toml`.
+///
+/// ```no_run
+/// use gemini_oauth::{Consent, CredentialLoader, RedisTokenStore};
+/// # async fn run() -> gemini_oauth::Result<()> {
+/// let store = RedisTokenStore::open("redis://:password@10.0.0.5:6379/0", "gemini-oauth:default")?;
+/// let creds = CredentialLoader::new().token_store(store).consent(Consent::Never).load().await?;
+/// # let _ = creds; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisTokenStore {
+    client: Client,
+    key: String,
+    lock_key: String,
+    lock_ttl: Duration,
+}
+
+impl RedisTokenStore {
+    /// The default lock TTL: longer than a refresh, with its three retries.
+    pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(30);
+
+    /// A store keeping the token at `key` (and its lock at `{key}:lock`) in
+    /// the Redis server that `client` connects to. Nothing is connected yet.
+    pub fn new(client: Client, key: impl Into<String>) -> Self {
+        let key = key.into();
+        RedisTokenStore {
+            client,
+            lock_key: format!("{key}:lock"),
+            key,
+            lock_ttl: Self::DEFAULT_LOCK_TTL,
+        }
+    }
+
+    /// Like [`new`](Self::new), with a URL such as
+    /// `redis://[:password@]host[:port][/db]` or `redis+unix:///path`.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the URL cannot be parsed (the message never
+    /// contains the URL).
+    pub fn open(url: &str, key: impl Into<String>) -> Result<Self> {
+        let key = key.into();
+        let client = Client::open(url)
+            .map_err(|e| Error::store(format!("redis key {key}"), "parse the Redis URL", e))?;
+        Ok(Self::new(client, key))
+    }
+
+    /// How long the lock lives if its holder never releases it (crash, lost
+    /// network, a drop outside a tokio runtime). At least 1 ms.
+    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
+        self.lock_ttl = ttl.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The key holding the token JSON.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The key holding the lock: `{key}:lock`.
+    pub fn lock_key(&self) -> &str {
+        &self.lock_key
+    }
+
+    async fn connect(&self, action: &'static str) -> Result<MultiplexedConnection> {
+        connect(&self.client)
+            .await
+            .map_err(|e| self.error(action, e))
+    }
+
+    fn error(&self, action: &'static str, e: RedisError) -> Error {
+        Error::store(TokenStore::name(self), action, e)
+    }
+}
+
+async fn connect(client: &Client) -> std::result::Result<MultiplexedConnection, RedisError> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(IO_TIMEOUT))
+        .set_response_timeout(Some(IO_TIMEOUT));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
+
+impl fmt::Debug for RedisTokenStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Address and database only: never the username or password.
+        let info = self.client.get_connection_info();
+        f.debug_struct("RedisTokenStore")
+            .field("addr", &format_args!("{}", info.addr()))
+            .field("db", &info.redis_settings().db())
+            .field("key", &self.key)
+            .field("lock_ttl", &self.lock_ttl)
+            .finish()
+    }
+}
+
+impl TokenStore for RedisTokenStore {
+    async fn load(&self) -> Result<Option<StoredToken>> {
+        let mut con = self.connect("load").await?;
+        let json: Option<Vec<u8>> = ::redis::cmd("GET")
+            .arg(&self.key)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.error("load", e))?;
+        let Some(json) = json else {
+            return Ok(None);
+        };
+        StoredToken::from_json(&json)
+            .map(Some)
+            .map_err(|problem| Error::TokenFile {
+                path: self.name().into(),
+                problem,
+            })
+    }
+
+    async fn save(&self, token: &StoredToken) -> Result<()> {
+        let mut con = self.connect("save").await?;
+        ::redis::cmd("SET")
+            .arg(&self.key)
+            .arg(token.to_json())
+            .query_async::<()>(&mut con)
+            .await
+            .map_err(|e| self.error("save", e))
+    }
+
+    async fn clear(&self) -> Result<()> {
+        let mut con = self.connect("clear").await?;
+        ::redis::cmd("DEL")
+            .arg(&self.key)
+            .query_async::<()>(&mut con)
+            .await
+            .map_err(|e| self.error("clear", e))
+    }
+
+    async fn lock(&self, wait: Duration) -> Result<Option<StoreLock>> {
+        let mut bytes = [0u8; 18];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| Error::store(self.name(), "make a lock owner id", e.to_string()))?;
+        let owner = URL_SAFE_NO_PAD.encode(bytes);
+        let ttl_ms = u64::try_from(self.lock_ttl.as_millis()).unwrap_or(u64::MAX);
+        let deadline = Instant::now() + wait;
+        let mut con = self.connect("lock").await?;
+        loop {
+            let taken: Option<String> = ::redis::cmd("SET")
+                .arg(&self.lock_key)
+                .arg(&owner)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl_ms)
+                .query_async(&mut con)
+                .await
+                .map_err(|e| self.error("lock", e))?;
+            if taken.is_some() {
+                return Ok(Some(StoreLock::new(RedisLockGuard {
+                    client: self.client.clone(),
+                    lock_key: self.lock_key.clone(),
+                    owner,
+                })));
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!(
+                        "waiting for another holder of the Redis lock {} (token key {})",
+                        self.lock_key, self.key
+                    ),
+                    after: wait,
+                });
+            }
+            tokio::time::sleep(LOCK_POLL.min(deadline.saturating_duration_since(Instant::now())))
+                .await;
+        }
+    }
+
+    fn name(&self) -> String {
+        format!("redis key {}", self.key)
+    }
+}
+
+/// Releases the lock when dropped, if it still holds our owner id.
+struct RedisLockGuard {
+    client: Client,
+    lock_key: String,
+    owner: String,
+}
+
+impl Drop for RedisLockGuard {
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!(key = %self.lock_key, "no tokio runtime to release the Redis lock; it expires by its TTL");
+            return;
+        };
+        let client = self.client.clone();
+        let key = std::mem::take(&mut self.lock_key);
+        let owner = std::mem::take(&mut self.owner);
+        runtime.spawn(async move {
+            let released = async {
+                let mut con = connect(&client).await?;
+                ::redis::cmd("EVAL")
+                    .arg(RELEASE)
+                    .arg(1)
+                    .arg(&key)
+                    .arg(&owner)
+                    .query_async::<i64>(&mut con)
+                    .await
+            };
+            match released.await {
+                Ok(1) => tracing::debug!(%key, "released the Redis lock"),
+                Ok(_) => {
+                    tracing::warn!(%key, "the Redis lock had expired before it was released; consider a longer lock TTL")
+                }
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "cannot release the Redis lock; it expires by its TTL")
+                }
+            }
+        });
+    }
+}

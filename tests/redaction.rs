@@ -1,0 +1,510 @@
+//! No secret ever reaches a log line or an error message.
+//!
+//! A process-wide `tracing` subscriber at TRACE writes every event and span
+//! (with their fields, and `log` records from dependencies) into a buffer.
+//! One test then walks through every path that handles a secret: a cached
+//! load, a refresh that rotates the refresh token, `invalid_grant`,
+//! `invalid_client`, a transient failure, the authorized client's 401 retry
+//! (and a refresh failing there), a Gemini 403, a corrupt token file, the
+//! consent flow through the loopback listener (a forged redirect, the real
+//! one, and a code the server rejects), and sign-out. Every error's
+//! `Display`, `Debug` and source chain, the `Debug` of every value handed
+//! out, and the whole log are then searched for each secret.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use common::browser::{self, query_param};
+use common::*;
+use gemini_oauth::{
+    ClientSecret, Consent, CredentialLoader, Error, FileTokenStore, MemoryTokenStore,
+};
+use serde_json::json;
+use tracing_subscriber::fmt::format::FmtSpan;
+use wiremock::matchers::{body_string_contains, header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const ROTATED_REFRESH: &str = "1//ROTATEDREFRESHMARKER";
+const CONSENT_ACCESS: &str = "ya29.CONSENTACCESSMARKER";
+const CONSENT_REFRESH: &str = "1//CONSENTREFRESHMARKER";
+const CODE: &str = "4/CODEMARKER";
+const FORGED_CODE: &str = "4/FORGEDCODEMARKER";
+const REJECTED_CODE: &str = "4/REJECTEDCODEMARKER";
+const HANG_GUARD: Duration = Duration::from_secs(20);
+
+/// Everything the subscriber wrote.
+fn log_buffer() -> Arc<Mutex<Vec<u8>>> {
+    static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUFFER
+        .get_or_init(|| {
+            let buffer = Arc::new(Mutex::new(Vec::new()));
+            let sink = Arc::clone(&buffer);
+            tracing_subscriber::fmt()
+                .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
+                .with_span_events(FmtSpan::FULL)
+                .with_ansi(false)
+                .with_writer(move || Capture(Arc::clone(&sink)))
+                .try_init()
+                .expect("the only global subscriber of this test binary");
+            buffer
+        })
+        .clone()
+}
+
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What the test saw: texts to search, and secrets only known at run time.
+#[derive(Default)]
+struct Seen {
+    texts: Vec<(String, String)>,
+    runtime_secrets: Vec<String>,
+}
+
+impl Seen {
+    fn error(&mut self, scenario: &str, err: &Error) {
+        let mut text = format!("{err}\n{err:?}");
+        let mut source = std::error::Error::source(err);
+        while let Some(s) = source {
+            text.push_str(&format!("\n{s}\n{s:?}"));
+            source = s.source();
+        }
+        self.texts.push((scenario.to_owned(), text));
+    }
+
+    fn text(&mut self, scenario: &str, text: String) {
+        self.texts.push((scenario.to_owned(), text));
+    }
+}
+
+async fn guarded<T>(work: impl Future<Output = T>) -> T {
+    tokio::time::timeout(HANG_GUARD, work)
+        .await
+        .expect("finished before the hang guard")
+}
+
+fn file_loader(dir: &std::path::Path) -> CredentialLoader {
+    CredentialLoader::new()
+        .client_secret_file(dir.join("client_secret.json"))
+        .token_store(FileTokenStore::new(dir.join("token.json")))
+        .consent(Consent::Never)
+}
+
+async fn token_answer(status: u16, body: serde_json::Value) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(status).set_body_json(body))
+        .mount(&server)
+        .await;
+    server
+}
+
+async fn expect_load_error(seen: &mut Seen, scenario: &str, loader: CredentialLoader) -> Error {
+    let err = guarded(loader.load()).await.unwrap_err();
+    seen.error(scenario, &err);
+    err
+}
+
+async fn cached_load(seen: &mut Seen) {
+    let server = token_endpoint().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_token(dir.path(), &token_json(&token_uri(&server), 3000));
+    let creds = guarded(file_loader(dir.path()).load()).await.unwrap();
+    let token = creds.access_token().await.unwrap();
+    assert_eq!(token.secret(), OLD_ACCESS);
+    let headers = creds.headers().await.unwrap();
+    seen.text(
+        "cached load",
+        format!(
+            "{creds:?} {token:?} {headers:?} {:?} {:?} {:?}",
+            creds.authorized_client(),
+            creds.stored_token(),
+            file_loader(dir.path())
+        ),
+    );
+}
+
+async fn refresh_with_rotation(seen: &mut Seen) {
+    let server = token_answer(
+        200,
+        json!({
+            "access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer",
+            "refresh_token": ROTATED_REFRESH, "scope": RETRIEVER, "id_token": "eyJIDTOKENMARKER"
+        }),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_token(dir.path(), &token_json(&token_uri(&server), -60));
+    let creds = guarded(file_loader(dir.path()).load()).await.unwrap();
+    assert_eq!(creds.access_token().await.unwrap().secret(), NEW_ACCESS);
+    assert_eq!(read_json(&file)["refresh_token"], ROTATED_REFRESH);
+    seen.text(
+        "refresh with rotation",
+        format!("{creds:?} {:?}", creds.stored_token()),
+    );
+}
+
+async fn invalid_grant(seen: &mut Seen) {
+    let server = token_answer(
+        400,
+        json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."}),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    write_token(dir.path(), &token_json(&token_uri(&server), -60));
+    let err = expect_load_error(seen, "invalid_grant", file_loader(dir.path())).await;
+    assert!(matches!(err, Error::InvalidGrant { .. }), "{err:?}");
+}
+
+async fn invalid_client(seen: &mut Seen) {
+    let server = token_answer(
+        401,
+        json!({"error": "invalid_client", "error_description": "The OAuth client was not found."}),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    write_token(dir.path(), &token_json(&token_uri(&server), -60));
+    let err = expect_load_error(seen, "invalid_client", file_loader(dir.path())).await;
+    assert!(matches!(err, Error::OAuth { .. }), "{err:?}");
+}
+
+async fn transient_failure(seen: &mut Seen) {
+    let server = token_answer(503, json!({"error": "temporarily_unavailable"})).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_token(dir.path(), &token_json(&token_uri(&server), -60));
+    let err = expect_load_error(seen, "transient", file_loader(dir.path())).await;
+    assert!(err.is_transient(), "{err:?}");
+    assert_eq!(token_requests(&server).await, 3);
+}
+
+/// The authorized client: a 401 forces a refresh (rotating the refresh
+/// token) and one retry; a 403 from Gemini; then a 401 whose forced
+/// refresh is rejected with invalid_grant.
+async fn authorized_client(seen: &mut Seen) {
+    let tokens = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer",
+            "refresh_token": ROTATED_REFRESH, "scope": RETRIEVER
+        })))
+        .mount(&tokens)
+        .await;
+    let api = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/models"))
+        .and(header(
+            "authorization",
+            format!("Bearer {OLD_ACCESS}").as_str(),
+        ))
+        .respond_with(ResponseTemplate::new(401).set_body_json(
+            json!({"error": {"code": 401, "message": "Request had invalid authentication credentials.", "status": "UNAUTHENTICATED"}}),
+        ))
+        .mount(&api)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/models"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"models": [{"name": "models/ok"}]})),
+        )
+        .mount(&api)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/tunedModels"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({"error": {
+            "code": 403, "message": "Request had insufficient authentication scopes.",
+            "status": "PERMISSION_DENIED",
+            "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                         "reason": "ACCESS_TOKEN_SCOPE_INSUFFICIENT"}]
+        }})))
+        .mount(&api)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write_token(dir.path(), &token_json(&token_uri(&tokens), 3000));
+    let creds = guarded(
+        file_loader(dir.path())
+            .api_base(format!("{}/v1", api.uri()))
+            .load(),
+    )
+    .await
+    .unwrap();
+    let client = creds.authorized_client();
+    let models = guarded(gemini_oauth::gemini::list_models(&client))
+        .await
+        .unwrap();
+    assert_eq!(models[0].name, "models/ok");
+    assert_eq!(
+        token_requests(&tokens).await,
+        1,
+        "the 401 forced one refresh"
+    );
+
+    let err = guarded(gemini_oauth::gemini::get_json::<serde_json::Value>(
+        &client,
+        &client.api_url("tunedModels"),
+    ))
+    .await
+    .unwrap_err();
+    assert!(matches!(&err, Error::Api(e) if e.status == 403), "{err:?}");
+    seen.error("gemini 403", &err);
+    seen.text("authorized client", format!("{client:?} {creds:?}"));
+
+    // A 401 whose forced refresh is refused.
+    let rejecting = token_answer(
+        400,
+        json!({"error": "invalid_grant", "error_description": "Bad Request"}),
+    )
+    .await;
+    let api = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(401))
+        .mount(&api)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write_token(dir.path(), &token_json(&token_uri(&rejecting), 3000));
+    let creds = guarded(
+        file_loader(dir.path())
+            .api_base(format!("{}/v1", api.uri()))
+            .load(),
+    )
+    .await
+    .unwrap();
+    let client = creds.authorized_client();
+    let err = guarded(client.get(&client.api_url("models")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidGrant { .. }), "{err:?}");
+    seen.error("401 then invalid_grant", &err);
+}
+
+async fn corrupt_token_file(seen: &mut Seen) {
+    let truncated = format!(
+        r#"{{"token": "{OLD_ACCESS}", "refresh_token": "{REFRESH_TOKEN}", "client_secret": "{CLIENT_SECRET}", "expi"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    write_token(dir.path(), &truncated);
+    let err = expect_load_error(seen, "corrupt token file", file_loader(dir.path())).await;
+    assert!(matches!(err, Error::TokenFile { .. }), "{err:?}");
+
+    // Wrong types and a bad expiry, around real secrets.
+    write_token(
+        dir.path(),
+        &format!(
+            r#"{{"token": "{OLD_ACCESS}", "refresh_token": "{REFRESH_TOKEN}", "expiry": "{CLIENT_SECRET}"}}"#
+        ),
+    );
+    let err = expect_load_error(seen, "bad expiry", file_loader(dir.path())).await;
+    assert!(matches!(err, Error::TokenFile { .. }), "{err:?}");
+
+    // Opted in to replacing it: a warning (logged) and no token.
+    write_token(dir.path(), &truncated);
+    let err = expect_load_error(
+        seen,
+        "corrupt token file replaced",
+        file_loader(dir.path())
+            .token_store(FileTokenStore::new(dir.path().join("token.json")).replace_corrupt(true)),
+    )
+    .await;
+    assert!(matches!(err, Error::ConsentRequired { .. }), "{err:?}");
+}
+
+/// The consent flow through the loopback listener, playing the browser:
+/// a forged redirect, then the real one; then a flow whose code the token
+/// endpoint rejects.
+async fn consent_flow(seen: &mut Seen) {
+    let tokens = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("grant_type=authorization_code"))
+        .and(body_string_contains("REJECTEDCODEMARKER"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(
+            json!({"error": "invalid_grant", "error_description": "Malformed auth code."}),
+        ))
+        .mount(&tokens)
+        .await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("grant_type=authorization_code"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": CONSENT_ACCESS, "expires_in": 3599, "token_type": "Bearer",
+            "refresh_token": CONSENT_REFRESH, "scope": RETRIEVER, "id_token": "eyJIDTOKENMARKER"
+        })))
+        .mount(&tokens)
+        .await;
+
+    for (code, succeeds) in [(CODE, true), (REJECTED_CODE, false)] {
+        let (tx, mut urls) = tokio::sync::mpsc::unbounded_channel();
+        let secret = ClientSecret::new(CLIENT_ID, CLIENT_SECRET)
+            .auth_uri("https://accounts.example.com/o/oauth2/auth")
+            .token_uri(token_uri(&tokens));
+        let store = MemoryTokenStore::new();
+        let loader = CredentialLoader::new()
+            .client_secret(secret.clone())
+            .token_store(store.clone())
+            .consent(Consent::PrintUrl)
+            .consent_timeout(Duration::from_secs(15))
+            .on_consent_url(move |url| tx.send(url.to_owned()).unwrap());
+        seen.text("consent loader", format!("{loader:?} {secret:?}"));
+        let flow = tokio::spawn(loader.load());
+        let url = guarded(urls.recv()).await.unwrap();
+        let state = query_param(&url, "state").unwrap();
+        let redirect = query_param(&url, "redirect_uri").unwrap();
+        seen.runtime_secrets.push(state.clone());
+
+        let forged = browser::get(&format!(
+            "{redirect}?state=FORGED&code={}",
+            FORGED_CODE.replace('/', "%2F")
+        ))
+        .await;
+        assert_eq!(forged.status, 400);
+        seen.text("forged redirect page", forged.body);
+        let page = browser::get(&format!(
+            "{redirect}?state={state}&code={}&scope={RETRIEVER}",
+            code.replace('/', "%2F")
+        ))
+        .await;
+        assert_eq!(page.status, 200);
+        seen.text("redirect page", page.body);
+
+        let result = guarded(flow).await.unwrap();
+        if succeeds {
+            let creds = result.unwrap();
+            assert_eq!(creds.access_token().await.unwrap().secret(), CONSENT_ACCESS);
+            assert_eq!(store.get().unwrap().refresh_token(), Some(CONSENT_REFRESH));
+            seen.text(
+                "consent",
+                format!("{creds:?} {:?} {:?}", store.get(), creds.stored_token()),
+            );
+        } else {
+            let err = result.unwrap_err();
+            assert!(matches!(err, Error::OAuth { .. }), "{err:?}");
+            seen.error("consent with a rejected code", &err);
+        }
+    }
+    // The PKCE verifiers, as the token endpoint received them.
+    let requests = tokens.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 2);
+    for req in requests {
+        let verifier = form_urlencoded::parse(&req.body)
+            .find(|(k, _)| k == "code_verifier")
+            .map(|(_, v)| v.into_owned())
+            .expect("a code_verifier was sent");
+        assert!(verifier.len() >= 43);
+        seen.runtime_secrets.push(verifier);
+    }
+}
+
+async fn sign_out(seen: &mut Seen) {
+    let server = token_endpoint().await;
+    let revoke = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/revoke"))
+        .respond_with(
+            ResponseTemplate::new(400).set_body_json(
+                json!({"error": "invalid_request", "error_description": "Bad Request"}),
+            ),
+        )
+        .mount(&revoke)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write_token(dir.path(), &token_json(&token_uri(&server), 3000));
+    let creds = guarded(
+        file_loader(dir.path())
+            .revoke_uri(format!("{}/revoke", revoke.uri()))
+            .load(),
+    )
+    .await
+    .unwrap();
+    let err = guarded(creds.revoke()).await.unwrap_err();
+    seen.error("revoke refused", &err);
+    let form = &revoke.received_requests().await.unwrap()[0].body;
+    assert!(
+        String::from_utf8_lossy(form).contains("REFRESHTOKENMARKER"),
+        "the refresh token is what gets revoked"
+    );
+}
+
+#[tokio::test]
+async fn no_secret_reaches_logs_or_errors() {
+    let logs = log_buffer();
+    let mut seen = Seen::default();
+    cached_load(&mut seen).await;
+    refresh_with_rotation(&mut seen).await;
+    invalid_grant(&mut seen).await;
+    invalid_client(&mut seen).await;
+    transient_failure(&mut seen).await;
+    authorized_client(&mut seen).await;
+    corrupt_token_file(&mut seen).await;
+    consent_flow(&mut seen).await;
+    sign_out(&mut seen).await;
+
+    let log = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    // The log is real, and covers the paths that handle secrets.
+    for expected in [
+        "gemini_oauth::load",
+        "gemini_oauth::refresh",
+        "gemini_oauth::consent",
+        "using the cached token",
+        "access token refreshed",
+        "token request failed, retrying",
+        "401 from the API",
+        "token refresh failed",
+        "ignoring a corrupt token file",
+        "starting the consent flow",
+        "sign-in complete",
+        // Field values are captured too, so a secret in a field would be seen.
+        "store=",
+        "error=the OAuth server at",
+        "problem=not valid JSON",
+    ] {
+        assert!(
+            log.contains(expected),
+            "the log has no {expected:?}:\n{log}"
+        );
+    }
+    assert!(seen.texts.len() >= 15, "{}", seen.texts.len());
+    assert_eq!(seen.runtime_secrets.len(), 4, "2 states, 2 verifiers");
+
+    let mut secrets: Vec<String> = [
+        CLIENT_SECRET,
+        REFRESH_TOKEN,
+        ROTATED_REFRESH,
+        CONSENT_REFRESH,
+        OLD_ACCESS,
+        NEW_ACCESS,
+        CONSENT_ACCESS,
+        CODE,
+        FORGED_CODE,
+        REJECTED_CODE,
+        "IDTOKENMARKER",
+        // Every secret above, in any encoding (percent-encoded, JSON-escaped).
+        "MARKER",
+    ]
+    .map(str::to_owned)
+    .into();
+    secrets.extend(seen.runtime_secrets.iter().cloned());
+    for secret in &secrets {
+        assert!(
+            !log.contains(secret.as_str()),
+            "secret {secret:?} is in the log:\n{log}"
+        );
+        for (scenario, text) in &seen.texts {
+            assert!(
+                !text.contains(secret.as_str()),
+                "secret {secret:?} leaked in {scenario}: {text}"
+            );
+        }
+    }
+}
