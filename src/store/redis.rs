@@ -15,6 +15,9 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a waiting [`TokenStore::lock`] tries again.
 const LOCK_POLL: Duration = Duration::from_millis(50);
 /// Deletes the lock only if it still holds our owner id.
+/// Extends the lock while it is still ours.
+const RENEW: &str = "if redis.call('get',KEYS[1])==ARGV[1] then return redis.call('pexpire',KEYS[1],ARGV[2]) else return 0 end";
+
 const RELEASE: &str =
     "if redis.call('get',KEYS[1])==ARGV[1] then return redis.call('del',KEYS[1]) else return 0 end";
 
@@ -33,11 +36,10 @@ const RELEASE: &str =
 ///
 /// The lock TTL ([`lock_ttl`](Self::lock_ttl), default
 /// [`DEFAULT_LOCK_TTL`](Self::DEFAULT_LOCK_TTL), 30 s) bounds how long a
-/// crashed holder blocks the others. A holder that needs longer than the TTL
-/// loses the lock and a second machine may refresh at the same time (both
-/// refreshes succeed with Google; the last save wins). The loader also holds
-/// the lock during a consent flow: with `Consent` other than `Never` on a
-/// shared store, set a TTL longer than the consent timeout.
+/// crashed holder blocks the others. A live holder renews the lock every
+/// third of the TTL, so a long refresh or a consent flow waiting minutes for
+/// a human keeps it; only a holder that stops running (crash, partition)
+/// lets it expire.
 ///
 /// The lock is released when the [`StoreLock`] is dropped, by a task spawned
 /// on the current tokio runtime; dropped outside a runtime (or when the
@@ -199,10 +201,21 @@ impl TokenStore for RedisTokenStore {
                 .await
                 .map_err(|e| self.error("lock", e))?;
             if taken.is_some() {
+                // A holder that runs longer than the TTL (a consent flow waits
+                // minutes for a human) keeps the lock by renewing it.
+                let renewal = tokio::runtime::Handle::try_current().ok().map(|rt| {
+                    rt.spawn(renew(
+                        self.client.clone(),
+                        self.lock_key.clone(),
+                        owner.clone(),
+                        ttl_ms,
+                    ))
+                });
                 return Ok(Some(StoreLock::new(RedisLockGuard {
                     client: self.client.clone(),
                     lock_key: self.lock_key.clone(),
                     owner,
+                    renewal,
                 })));
             }
             if Instant::now() >= deadline {
@@ -224,15 +237,46 @@ impl TokenStore for RedisTokenStore {
     }
 }
 
+/// Renews the lock every third of its TTL until it is no longer ours.
+async fn renew(client: Client, key: String, owner: String, ttl_ms: u64) {
+    let period = Duration::from_millis((ttl_ms / 3).max(1));
+    loop {
+        tokio::time::sleep(period).await;
+        let renewed = async {
+            let mut con = connect(&client).await?;
+            ::redis::cmd("EVAL")
+                .arg(RENEW)
+                .arg(1)
+                .arg(&key)
+                .arg(&owner)
+                .arg(ttl_ms)
+                .query_async::<i64>(&mut con)
+                .await
+        };
+        match renewed.await {
+            Ok(1) => {}
+            Ok(_) => {
+                tracing::warn!(%key, "the Redis lock was lost before it could be renewed");
+                return;
+            }
+            Err(e) => tracing::warn!(%key, error = %e, "cannot renew the Redis lock; retrying"),
+        }
+    }
+}
+
 /// Releases the lock when dropped, if it still holds our owner id.
 struct RedisLockGuard {
     client: Client,
     lock_key: String,
     owner: String,
+    renewal: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for RedisLockGuard {
     fn drop(&mut self) {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::debug!(key = %self.lock_key, "no tokio runtime to release the Redis lock; it expires by its TTL");
             return;
