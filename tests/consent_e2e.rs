@@ -185,7 +185,6 @@ async fn denied_consent_is_a_prompt_typed_error() {
         oidc::DENY_CLIENT_ID,
         oidc::DENY_CLIENT_SECRET,
     );
-    let started = std::time::Instant::now();
     let err = l.load().await.unwrap_err();
     assert!(
         matches!(
@@ -197,8 +196,7 @@ async fn denied_consent_is_a_prompt_typed_error() {
         ),
         "{err:?}"
     );
-    // Answered as soon as the redirect arrived, far below the 20 s flow timeout.
-    assert!(started.elapsed() < Duration::from_secs(15));
+    // AuthorizationDenied, not Timeout: answered when the redirect arrived.
     assert_eq!(shown.load(Ordering::SeqCst), 1);
     let landing = pages.recv().await.unwrap();
     assert!(landing.contains("Authorization refused"), "{landing}");

@@ -248,14 +248,9 @@ async fn a_second_owner_waits_until_the_first_drops_the_lock() {
     assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
     assert!(err.to_string().contains(&lock_key), "{err}");
 
-    let start = Instant::now();
     drop(held);
+    // Waiting 5 s, far less than the 30 s TTL: only a release lets B in.
     let _second = lock(&b, Duration::from_secs(5)).await;
-    assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        start.elapsed()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
