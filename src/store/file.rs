@@ -243,6 +243,47 @@ mod tests {
         assert_eq!(mode, 0o600);
     }
 
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_file_readable_by_others_is_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.json");
+        std::fs::write(&path, r#"{"refresh_token": "r"}"#).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        FileTokenStore::new(&path).load().await.unwrap();
+        assert!(logs.0.lock().unwrap().is_empty(), "no warning for 0600");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        FileTokenStore::new(&path).load().await.unwrap();
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.contains("WARN")
+                && text.contains("readable by other users")
+                && text.contains("644"),
+            "{text}"
+        );
+    }
+
     #[tokio::test]
     async fn corrupt_file_is_an_error_naming_it_and_is_left_alone() {
         let dir = tempfile::tempdir().unwrap();
