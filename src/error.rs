@@ -143,6 +143,10 @@ pub enum Error {
         limit: usize,
     },
 
+    /// Extra root certificates given to the loader cannot be used.
+    #[error("invalid root certificate: {0}; pass PEM \"CERTIFICATE\" blocks")]
+    InvalidCertificate(String),
+
     /// An operation took longer than its timeout.
     #[error("{what} timed out after {after:?}")]
     Timeout {

@@ -1,7 +1,7 @@
 //! The HTTP transport shared by the token endpoint and the authorized client:
 //! hyper 1 + rustls, built on first use, pooled, HTTP/2 by ALPN.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,6 +11,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls_pki_types::CertificateDer;
 
 use crate::error::{Error, Result};
 use crate::url::without_query;
@@ -26,6 +27,8 @@ type Hyper = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 /// program whose cached token is valid pays nothing for them.
 pub(crate) struct HttpClient {
     client: OnceLock<Hyper>,
+    /// Trusted in addition to the webpki roots (corporate proxies, test servers).
+    extra_roots: Vec<CertificateDer<'static>>,
     pub(crate) timeout: Duration,
     connect_timeout: Duration,
 }
@@ -41,8 +44,17 @@ impl std::fmt::Debug for HttpClient {
 
 impl HttpClient {
     pub(crate) fn new(timeout: Duration, connect_timeout: Duration) -> Self {
+        Self::with_roots(timeout, connect_timeout, Vec::new())
+    }
+
+    pub(crate) fn with_roots(
+        timeout: Duration,
+        connect_timeout: Duration,
+        extra_roots: Vec<CertificateDer<'static>>,
+    ) -> Self {
         HttpClient {
             client: OnceLock::new(),
+            extra_roots,
             timeout,
             connect_timeout,
         }
@@ -55,10 +67,7 @@ impl HttpClient {
             http.set_nodelay(true);
             http.set_connect_timeout(Some(self.connect_timeout));
             let https = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-                // Only reachable when a rustls protocol version set is empty,
-                // which the ring provider's defaults never are.
-                .unwrap_or_else(|_| unreachable!("ring supports the default TLS versions"))
+                .with_tls_config(self.tls_config())
                 .https_or_http()
                 .enable_http1()
                 .enable_http2()
@@ -67,6 +76,22 @@ impl HttpClient {
                 .pool_idle_timeout(Duration::from_secs(90))
                 .build(https)
         })
+    }
+
+    fn tls_config(&self) -> rustls::ClientConfig {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        // Validated when the loader parsed them.
+        roots.add_parsable_certificates(self.extra_roots.iter().cloned());
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        // Only fails for an empty protocol set, which ring's defaults never are.
+        .unwrap_or_else(|_| unreachable!("ring supports the default TLS versions"))
+        .with_root_certificates(roots)
+        .with_no_client_auth()
     }
 
     /// Sends `req` and reads at most `limit` bytes of the answer, all within the timeout.

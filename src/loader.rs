@@ -71,6 +71,7 @@ enum SecretSource {
 /// ```
 pub struct CredentialLoader {
     mode: Mode,
+    extra_roots_pem: Vec<u8>,
     revoke_uri: Option<String>,
     secret: SecretSource,
     store: Option<Arc<dyn DynTokenStore>>,
@@ -108,6 +109,7 @@ impl CredentialLoader {
     pub fn new() -> Self {
         CredentialLoader {
             mode: Mode::User,
+            extra_roots_pem: Vec::new(),
             revoke_uri: None,
             secret: SecretSource::File(PathBuf::from("client_secret.json")),
             store: None,
@@ -227,6 +229,15 @@ impl CredentialLoader {
     /// With [`Consent::OpenBrowser`] it is called too, after the browser opened.
     pub fn on_consent_url(mut self, callback: impl Fn(&str) + Send + Sync + 'static) -> Self {
         self.flow.on_url = Some(Arc::new(callback));
+        self
+    }
+
+    /// Trusts these PEM certificates as roots, besides the built-in Mozilla
+    /// set (webpki-roots): for a TLS-inspecting corporate proxy, or a private
+    /// endpoint. Checked by [`load`](Self::load).
+    pub fn root_certificates_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
+        self.extra_roots_pem.extend_from_slice(pem.as_ref());
+        self.extra_roots_pem.push(b'\n');
         self
     }
 
@@ -385,7 +396,11 @@ impl CredentialLoader {
                 .transpose()?,
             api_base,
             revoke_uri,
-            http: Arc::new(HttpClient::new(self.timeout, self.connect_timeout)),
+            http: Arc::new(HttpClient::with_roots(
+                self.timeout,
+                self.connect_timeout,
+                parse_pem_certificates(&self.extra_roots_pem)?,
+            )),
             retry: Retry::default(),
         })
     }
@@ -439,6 +454,22 @@ fn first_token(
         record.token.unwrap_or_default(),
         expires_at,
     )
+}
+
+fn parse_pem_certificates(pem: &[u8]) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>> {
+    use rustls_pki_types::pem::PemObject;
+    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::InvalidCertificate(format!("the PEM cannot be read: {e}")))?;
+    let mut store = rustls::RootCertStore::empty();
+    let (_, rejected) = store.add_parsable_certificates(certs.iter().cloned());
+    if rejected > 0 {
+        return Err(Error::InvalidCertificate(format!(
+            "{rejected} of {} certificates are not valid X.509 trust anchors",
+            certs.len()
+        )));
+    }
+    Ok(certs)
 }
 
 fn env_nonempty(key: &str) -> Option<String> {
