@@ -2,7 +2,6 @@
 //! loopback listener on an ephemeral port, as google-auth-oauthlib's
 //! `run_local_server(port=0)` but with a timeout and a clear answer to "Deny".
 
-use std::convert::Infallible;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -10,18 +9,14 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::credentials::{Settings, apply_token_response};
-use crate::error::{Error, OAuthError, Result};
+use crate::error::{Error, Result};
+use crate::redirect::{Callback, read_pasted, serve};
 use crate::refresh::{self, exchange_code};
 use crate::secret::ClientSecret;
 use crate::token::StoredToken;
@@ -133,83 +128,6 @@ pub(crate) fn authorization_url(
     format!("{base}{sep}{}", query.finish())
 }
 
-/// What arrived on the redirect: a code, or the server's refusal.
-#[derive(Debug)]
-pub(crate) enum Callback {
-    Code(SecretString),
-    Denied(Error),
-}
-
-/// Reads a redirect query. `None` when it is not an answer to *this* request
-/// (wrong or missing `state`, or neither `code` nor `error`).
-pub(crate) fn parse_callback(query: &str, expected_state: &str) -> Option<Callback> {
-    let mut state = None;
-    let mut code = None;
-    let mut error = None;
-    let mut description = None;
-    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        match &*k {
-            "state" => state = Some(v.into_owned()),
-            "code" => code = Some(v.into_owned()),
-            "error" => error = Some(v.into_owned()),
-            "error_description" => description = Some(v.into_owned()),
-            _ => {} // iss, scope, authuser, prompt, …
-        }
-    }
-    if !constant_time_eq(state?.as_bytes(), expected_state.as_bytes()) {
-        return None;
-    }
-    match (error, code) {
-        (Some(e), _) => Some(Callback::Denied(Error::AuthorizationDenied {
-            error: OAuthError::from_code(&e),
-            description,
-        })),
-        (None, Some(c)) if !c.is_empty() => Some(Callback::Code(SecretString::from(c))),
-        _ => None,
-    }
-}
-
-fn is_code_like(s: &str) -> bool {
-    s.len() >= 8
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~/+=".contains(&b))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// A line pasted by the user: the full redirected URL, its query, or a bare code.
-pub(crate) fn parse_pasted(line: &str, expected_state: &str) -> Result<Callback> {
-    let line = line.trim();
-    if line.is_empty() {
-        return Err(Error::ConsentFlow("nothing was pasted".into()));
-    }
-    let query = line.split_once('?').map(|(_, q)| q).or_else(|| {
-        (line.contains("code=") || line.contains("error=") || line.contains("state="))
-            .then_some(line)
-    });
-    match query {
-        Some(q) => {
-            let q = q.split('#').next().unwrap_or(q);
-            parse_callback(q, expected_state).ok_or_else(|| {
-                Error::ConsentFlow(
-                    "the pasted URL does not belong to this sign-in (wrong or missing state, or no \
-                     code); paste the whole address of the page the browser was sent to"
-                        .into(),
-                )
-            })
-        }
-        // A bare code: no state to check, but PKCE still binds it to this flow.
-        None if is_code_like(line) => Ok(Callback::Code(SecretString::from(line.to_owned()))),
-        None => Err(Error::ConsentFlow(
-            "that is neither the redirected address nor an authorization code".into(),
-        )),
-    }
-}
-
-/// Runs the consent flow and returns the new record to store.
-#[tracing::instrument(skip_all, name = "gemini_oauth::consent")]
 pub(crate) async fn run(
     secret: &ClientSecret,
     scopes: &[String],
@@ -333,98 +251,6 @@ fn open_browser(_url: &str) -> bool {
     false
 }
 
-async fn read_pasted(expected: Arc<SecretString>, tx: mpsc::Sender<Callback>) {
-    use tokio::io::AsyncBufReadExt;
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        match parse_pasted(&line, expected.expose_secret()) {
-            Ok(cb) => {
-                let _ = tx.send(cb).await;
-                return;
-            }
-            Err(e) => eprintln!("{e}; try again:"),
-        }
-    }
-}
-
-async fn serve(listener: TcpListener, expected: Arc<SecretString>, tx: mpsc::Sender<Callback>) {
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let expected = Arc::clone(&expected);
-        let tx = tx.clone();
-        connections.spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let reply = answer(&req, expected.expose_secret(), &tx);
-                async move { Ok::<_, Infallible>(reply) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .keep_alive(false)
-                .serve_connection(TokioIo::new(stream), service);
-            // A client that stalls cannot hold the flow: the caller's timeout
-            // aborts this task with everything else.
-            let _ = conn.await;
-        });
-    }
-}
-
-fn answer(
-    req: &Request<Incoming>,
-    expected: &str,
-    tx: &mpsc::Sender<Callback>,
-) -> Response<Full<Bytes>> {
-    if req.method() != Method::GET {
-        return page(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", "");
-    }
-    if req.uri().path() != "/" {
-        return page(StatusCode::NOT_FOUND, "Not found", "");
-    }
-    // Query values are never echoed into the page.
-    match parse_callback(req.uri().query().unwrap_or(""), expected) {
-        None => page(
-            StatusCode::BAD_REQUEST,
-            "Not a response to this sign-in",
-            "This address does not belong to the sign-in that is waiting. Start the sign-in again from the application.",
-        ),
-        Some(Callback::Denied(e)) => {
-            let _ = tx.try_send(Callback::Denied(e));
-            page(
-                StatusCode::OK,
-                "Authorization refused",
-                "The application was not authorized. You may close this window and return to the application.",
-            )
-        }
-        Some(cb) => {
-            let _ = tx.try_send(cb);
-            page(
-                StatusCode::OK,
-                "Authorization complete",
-                "The authentication flow has completed. You may close this window.",
-            )
-        }
-    }
-}
-
-fn page(status: StatusCode, title: &str, text: &str) -> Response<Full<Bytes>> {
-    let html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
-         <body style=\"font-family:sans-serif;margin:3em\"><h1>{title}</h1><p>{text}</p></body></html>"
-    );
-    let mut resp = Response::new(Full::new(Bytes::from(html)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    resp.headers_mut().insert(
-        header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-store"),
-    );
-    resp
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,49 +274,6 @@ mod tests {
         ));
         assert_eq!(rfc, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
         assert_ne!(Pkce::new().unwrap().challenge, p.challenge);
-    }
-
-    #[test]
-    fn callback_parsing() {
-        let code = |q| match parse_callback(q, "S") {
-            Some(Callback::Code(c)) => Some(c.expose_secret().to_owned()),
-            _ => None,
-        };
-        assert_eq!(
-            code("state=S&code=4%2F0Ab&scope=x&iss=https%3A%2F%2Faccounts.google.com").as_deref(),
-            Some("4/0Ab")
-        );
-        assert!(parse_callback("state=T&code=c", "S").is_none());
-        assert!(parse_callback("code=c", "S").is_none());
-        assert!(parse_callback("state=S", "S").is_none());
-        assert!(parse_callback("state=S&code=", "S").is_none());
-        match parse_callback("error=access_denied&state=S", "S") {
-            Some(Callback::Denied(Error::AuthorizationDenied { error, .. })) => {
-                assert_eq!(error, OAuthError::AccessDenied)
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn pasted_input() {
-        let code = |line| match parse_pasted(line, "S") {
-            Ok(Callback::Code(c)) => c.expose_secret().to_owned(),
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(
-            code("http://127.0.0.1:5000/?state=S&code=abc&scope=x\n"),
-            "abc"
-        );
-        assert_eq!(code("  4/0AbCdEfGh  "), "4/0AbCdEfGh");
-        assert_eq!(code("state=S&code=q"), "q");
-        assert!(parse_pasted("http://127.0.0.1:5000/?state=X&code=abc", "S").is_err());
-        assert!(parse_pasted("", "S").is_err());
-        assert!(parse_pasted("not a url", "S").is_err());
-        assert!(matches!(
-            parse_pasted("http://127.0.0.1/?error=access_denied&state=S", "S"),
-            Ok(Callback::Denied(_))
-        ));
     }
 
     #[test]
@@ -526,204 +309,5 @@ mod tests {
         assert_eq!(get("prompt"), Some("consent"));
         let url = authorization_url(&secret, &[], "r", "st", "ch", false);
         assert!(!url.contains("prompt="));
-    }
-
-    mod properties {
-        //! The redirect and the pasted line are attacker-reachable input: the
-        //! listener is on 127.0.0.1, but any local process or web page can
-        //! send it a request.
-
-        use super::*;
-        use proptest::prelude::*;
-        use proptest::sample::select;
-
-        /// How a generated query value relates to the expected state.
-        #[derive(Debug, Clone)]
-        enum Val {
-            Expected,
-            /// The expected state with one character changed, added or dropped.
-            Near(usize, char, u8),
-            Any(String),
-        }
-
-        impl Val {
-            fn render(&self, expected: &str) -> String {
-                match self {
-                    Val::Expected => expected.to_owned(),
-                    Val::Near(at, c, how) => {
-                        let mut chars: Vec<char> = expected.chars().collect();
-                        let at = at % (chars.len() + 1);
-                        match how % 3 {
-                            0 if at < chars.len() => {
-                                // A different character: flip its case or replace it.
-                                let old = chars[at];
-                                chars[at] = if *c != old { *c } else { '!' };
-                            }
-                            1 if at < chars.len() => {
-                                chars.remove(at);
-                            }
-                            _ => chars.insert(at, *c),
-                        }
-                        chars.into_iter().collect()
-                    }
-                    Val::Any(s) => s.clone(),
-                }
-            }
-        }
-
-        fn val() -> impl Strategy<Value = Val> {
-            prop_oneof![
-                3 => Just(Val::Expected),
-                2 => (any::<usize>(), any::<char>(), any::<u8>()).prop_map(|(a, c, h)| Val::Near(a, c, h)),
-                2 => prop_oneof!["[A-Za-z0-9/_-]{0,12}", "\\PC{0,12}", Just(String::new())].prop_map(Val::Any),
-            ]
-        }
-
-        fn key() -> impl Strategy<Value = String> {
-            prop_oneof![
-                6 => select(vec!["state", "code", "error", "error_description", "scope", "iss", "authuser"])
-                    .prop_map(str::to_owned),
-                1 => "[a-z_]{0,8}",
-            ]
-        }
-
-        fn expected_state() -> impl Strategy<Value = String> {
-            prop_oneof![
-                4 => "[A-Za-z0-9_-]{32}",
-                1 => "[A-Za-z0-9_-]{1,8}",
-                1 => "\\PC{1,8}",
-            ]
-        }
-
-        /// `(expected state, the pairs, the query they encode)`.
-        fn query() -> impl Strategy<Value = (String, Vec<(String, String)>, String)> {
-            (
-                expected_state(),
-                prop::collection::vec((key(), val()), 0..7),
-            )
-                .prop_map(|(expected, pairs)| {
-                    let pairs: Vec<(String, String)> = pairs
-                        .into_iter()
-                        .map(|(k, v)| (k, v.render(&expected)))
-                        .collect();
-                    let query = form_urlencoded::Serializer::new(String::new())
-                        .extend_pairs(&pairs)
-                        .finish();
-                    (expected, pairs, query)
-                })
-        }
-
-        /// The last value of `key`, as the parser reads duplicates.
-        fn last<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-            pairs
-                .iter()
-                .rev()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.as_str())
-        }
-
-        /// What `parse_callback` must answer for these pairs.
-        fn check(
-            pairs: &[(String, String)],
-            expected: &str,
-            got: Option<&Callback>,
-        ) -> Result<(), TestCaseError> {
-            let state_ok = last(pairs, "state") == Some(expected);
-            let error = last(pairs, "error");
-            let code = last(pairs, "code").filter(|c| !c.is_empty());
-            match got {
-                Some(Callback::Code(c)) => {
-                    prop_assert!(state_ok, "a code was accepted with the wrong state");
-                    prop_assert!(error.is_none(), "an error answer was taken for a code");
-                    prop_assert_eq!(Some(c.expose_secret()), code);
-                }
-                Some(Callback::Denied(e)) => {
-                    prop_assert!(state_ok, "a refusal was accepted with the wrong state");
-                    let is_denied = matches!(e, Error::AuthorizationDenied { error: got, .. } if Some(got.as_str()) == error);
-                    prop_assert!(is_denied, "{:?}", e);
-                }
-                None => prop_assert!(
-                    !state_ok || (error.is_none() && code.is_none()),
-                    "a well-formed answer to this sign-in was refused"
-                ),
-            }
-            Ok(())
-        }
-
-        proptest! {
-            #![proptest_config(ProptestConfig::with_cases(512))]
-
-            #[test]
-            fn callback_any_input_never_panics(query in any::<String>(), state in any::<String>()) {
-                let got = parse_callback(&query, &state);
-                let pairs: Vec<(String, String)> =
-                    form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-                check(&pairs, &state, got.as_ref())?;
-            }
-
-            /// A callback is accepted only when its state is the expected one,
-            /// and a Code never comes from a query whose state differs.
-            #[test]
-            fn callback_only_with_the_expected_state((expected, pairs, query) in query()) {
-                check(&pairs, &expected, parse_callback(&query, &expected).as_ref())?;
-            }
-
-            #[test]
-            fn pasted_any_line_never_panics(line in any::<String>(), state in "\\PC{0,40}") {
-                let got = parse_pasted(&line, &state);
-                let trimmed = line.trim();
-                let query = trimmed
-                    .split_once('?')
-                    .map(|(_, q)| q)
-                    .or_else(|| (trimmed.contains("code=") || trimmed.contains("error=")).then_some(trimmed));
-                match (query, &got) {
-                    (Some(q), _) => {
-                        let q = q.split('#').next().unwrap();
-                        let pairs: Vec<(String, String)> =
-                            form_urlencoded::parse(q.as_bytes()).into_owned().collect();
-                        check(&pairs, &state, got.as_ref().ok())?;
-                    }
-                    // A bare code: exactly the pasted text, nothing URL-like in it.
-                    (None, Ok(Callback::Code(c))) => {
-                        prop_assert_eq!(c.expose_secret(), trimmed);
-                        prop_assert!(is_code_like(trimmed));
-                    }
-                    (None, Ok(Callback::Denied(e))) => prop_assert!(false, "{:?}", e),
-                    (None, Err(_)) => {}
-                }
-            }
-
-            /// The redirected address as a user would paste it (with a
-            /// fragment, surrounding blanks, or only its query).
-            #[test]
-            fn pasted_url_only_with_the_expected_state(
-                (expected, pairs, query) in query(),
-                form in 0u8..4,
-                port in 1024u16..65535,
-            ) {
-                let line = match form {
-                    0 => format!("http://127.0.0.1:{port}/?{query}"),
-                    1 => format!("  http://localhost:{port}/?{query}#frag\r\n"),
-                    2 => format!("http://127.0.0.1:{port}/?{query}&code=&error=&state=#"),
-                    _ => format!("\t{query}\n"),
-                };
-                let got = parse_pasted(&line, &expected);
-                let mut pairs = pairs;
-                if form == 2 {
-                    for k in ["code", "error", "state"] {
-                        pairs.push((k.to_owned(), String::new()));
-                    }
-                }
-                let is_query = form != 3 || query.contains("code=") || query.contains("error=");
-                if is_query {
-                    check(&pairs, &expected, got.as_ref().ok())?;
-                }
-                let wrong_state = last(&pairs, "state") != Some(expected.as_str());
-                prop_assert!(
-                    !(is_query && wrong_state && matches!(got, Ok(Callback::Code(_)))),
-                    "a code was taken from a paste with the wrong state"
-                );
-            }
-        }
     }
 }

@@ -78,6 +78,7 @@ mod http;
 mod json;
 mod loader;
 mod metadata;
+mod redirect;
 mod refresh;
 pub mod scopes;
 mod secret;
