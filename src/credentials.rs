@@ -1,6 +1,5 @@
 //! [`Credentials`]: the cached access token, refreshed early and once.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -8,22 +7,17 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use http::HeaderValue;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use tokio::sync::watch;
 
-use crate::clock::{now_ms, to_ms};
+use crate::access_token::{self, AccessToken, EXPIRY_SKEW, Published};
+use crate::clock::now_ms;
 use crate::error::{ConsentReason, Error, OAuthError, Result};
 use crate::http::HttpClient;
 use crate::refresh::{self, Retry};
 use crate::store::DynTokenStore;
 use crate::token::StoredToken;
 
-/// How long before expiry a background refresh starts (google-auth's
-/// `REFRESH_THRESHOLD`). Callers keep getting the old token meanwhile.
-pub const REFRESH_WINDOW: Duration = Duration::from_secs(3 * 60 + 45);
-/// A token this close to expiry is not handed out: callers wait for the
-/// refresh instead, so a request never leaves with a token that dies in flight.
-pub const EXPIRY_SKEW: Duration = Duration::from_secs(10);
 /// How long a refresh waits for another process's refresh of the same store.
 const REFRESH_LOCK_WAIT: Duration = Duration::from_secs(60);
 /// Lifetime assumed when the token endpoint sends no `expires_in`.
@@ -31,108 +25,6 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 /// Background refreshes that failed are retried no sooner than this, doubling up to the max.
 const BACKGROUND_BACKOFF: Duration = Duration::from_secs(1);
 const BACKGROUND_BACKOFF_MAX: Duration = Duration::from_secs(30);
-
-/// An OAuth access token. Cheap to clone; `Debug` never shows it.
-#[derive(Clone)]
-pub struct AccessToken(Arc<Published>);
-
-struct Published {
-    /// Unique across the process: identifies this token in per-thread caches.
-    generation: u64,
-    secret: SecretString,
-    /// `Bearer <token>`, built once so requests do not format it again.
-    header: HeaderValue,
-    expires_at: SystemTime,
-    refresh_at_ms: u64,
-    usable_until_ms: u64,
-}
-
-static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
-
-const LOCAL_SLOTS: usize = 4;
-
-thread_local! {
-    /// Each thread keeps its own copy of the current token, so the hot path
-    /// touches no cache line that another core writes: no shared reference
-    /// count, no lock. Slots are picked by generation.
-    static LOCAL: RefCell<[Option<Arc<Published>>; LOCAL_SLOTS]> =
-        const { RefCell::new([const { None }; LOCAL_SLOTS]) };
-}
-
-impl AccessToken {
-    /// The token itself, for an `Authorization: Bearer` header. Never log it.
-    pub fn secret(&self) -> &str {
-        self.0.secret.expose_secret()
-    }
-
-    /// When the token expires.
-    pub fn expires_at(&self) -> SystemTime {
-        self.0.expires_at
-    }
-
-    /// The ready-made `Authorization` header value (marked sensitive).
-    pub fn header_value(&self) -> &HeaderValue {
-        &self.0.header
-    }
-}
-
-impl fmt::Debug for AccessToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AccessToken")
-            .field("secret", &"[redacted]")
-            .field("expires_at", &self.0.expires_at)
-            .finish()
-    }
-}
-
-impl Published {
-    /// `lifetime` is known for fresh tokens (`expires_in`); short-lived ones
-    /// then refresh at half-life rather than at once.
-    fn new(
-        secret: SecretString,
-        expires_at: SystemTime,
-        lifetime: Option<Duration>,
-    ) -> Result<Self> {
-        let window = match lifetime {
-            Some(l) => REFRESH_WINDOW.min(l / 2),
-            None => REFRESH_WINDOW,
-        };
-        Ok(Published {
-            generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
-            header: bearer(&secret)?,
-            secret,
-            expires_at,
-            refresh_at_ms: to_ms(expires_at).saturating_sub(window.as_millis() as u64),
-            usable_until_ms: to_ms(expires_at).saturating_sub(EXPIRY_SKEW.as_millis() as u64),
-        })
-    }
-
-    /// A private copy (own allocations) for one thread's cache.
-    fn local_copy(&self) -> Result<Self> {
-        Ok(Published {
-            generation: self.generation,
-            secret: self.secret.clone(),
-            header: bearer(&self.secret)?,
-            expires_at: self.expires_at,
-            refresh_at_ms: self.refresh_at_ms,
-            usable_until_ms: self.usable_until_ms,
-        })
-    }
-}
-
-fn bearer(secret: &SecretString) -> Result<HeaderValue> {
-    let mut header =
-        HeaderValue::from_str(&format!("Bearer {}", secret.expose_secret())).map_err(|_| {
-            Error::TokenResponse {
-                endpoint: "token endpoint".into(),
-                status: 200,
-                problem: "the access token contains characters not allowed in an HTTP header"
-                    .into(),
-            }
-        })?;
-    header.set_sensitive(true);
-    Ok(header)
-}
 
 /// Where new access tokens come from.
 #[allow(clippy::large_enum_variant)] // one per Credentials, behind an Arc
@@ -168,7 +60,7 @@ pub(crate) struct Settings {
 /// refresh it. Cheap to clone (an `Arc` inside); share one per program.
 ///
 /// The token is refreshed in the background during the last
-/// [`REFRESH_WINDOW`] (3 min 45 s) of its life, while callers keep getting
+/// [`REFRESH_WINDOW`](crate::REFRESH_WINDOW) (3 min 45 s) of its life, while callers keep getting
 /// the still-valid one; once it is within [`EXPIRY_SKEW`] of expiry, callers
 /// wait for a refresh. Concurrent callers always share a single refresh.
 #[derive(Clone)]
@@ -394,40 +286,20 @@ impl Inner {
     /// The hot path: this thread's copy of the current token, if fresh.
     #[inline]
     fn local_fresh(&self) -> Option<Arc<Published>> {
-        let generation = self.generation.load(Ordering::Acquire);
-        LOCAL.with(|slots| {
-            let slots = slots.borrow();
-            match &slots[generation as usize % LOCAL_SLOTS] {
-                Some(t) if t.generation == generation && now_ms() < t.refresh_at_ms => {
-                    Some(Arc::clone(t))
-                }
-                _ => None,
-            }
-        })
+        access_token::local_fresh(self.generation.load(Ordering::Acquire))
     }
 
     async fn access_token_slow(self: &Arc<Self>) -> Result<AccessToken> {
         let current = self.current.load_full();
         let now = now_ms();
         if now < current.refresh_at_ms {
-            return Ok(AccessToken(self.cache_locally(&current)));
+            return Ok(AccessToken(access_token::cache_locally(&current)));
         }
         if now < current.usable_until_ms {
             self.start_background_refresh(current.generation);
             return Ok(AccessToken(current));
         }
         self.refresh_and_wait(current.generation).await
-    }
-
-    fn cache_locally(&self, current: &Arc<Published>) -> Arc<Published> {
-        let Ok(copy) = current.local_copy() else {
-            return Arc::clone(current);
-        };
-        let copy = Arc::new(copy);
-        LOCAL.with(|slots| {
-            slots.borrow_mut()[current.generation as usize % LOCAL_SLOTS] = Some(Arc::clone(&copy));
-        });
-        copy
     }
 
     fn start_background_refresh(self: &Arc<Self>, seen: u64) {

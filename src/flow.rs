@@ -128,6 +128,8 @@ pub(crate) fn authorization_url(
     format!("{base}{sep}{}", query.finish())
 }
 
+/// Runs the consent flow and returns the new record to store.
+#[tracing::instrument(skip_all, name = "gemini_oauth::consent")]
 pub(crate) async fn run(
     secret: &ClientSecret,
     scopes: &[String],

@@ -67,6 +67,7 @@
 //! - Plain `http://` endpoints are refused except on loopback.
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+mod access_token;
 pub mod adc;
 mod client;
 mod clock;
@@ -88,8 +89,9 @@ mod store;
 mod token;
 mod url;
 
+pub use access_token::{AccessToken, EXPIRY_SKEW, REFRESH_WINDOW};
 pub use client::{AuthorizedClient, GEMINI_API_BASE};
-pub use credentials::{AccessToken, Credentials, EXPIRY_SKEW, REFRESH_WINDOW};
+pub use credentials::Credentials;
 pub use error::{
     BoxError, ClientSecretProblem, ConsentReason, Error, OAuthError, Result, TokenFileProblem,
 };

@@ -8,9 +8,10 @@ use std::time::{Duration, SystemTime};
 
 use secrecy::SecretString;
 
+use crate::access_token::EXPIRY_SKEW;
 use crate::adc;
 use crate::client::GEMINI_API_BASE;
-use crate::credentials::{Credentials, EXPIRY_SKEW, Settings, Source, refresh_user};
+use crate::credentials::{Credentials, Settings, Source, refresh_user};
 use crate::error::{ConsentReason, Error, Result};
 use crate::flow::{self, Consent, FlowOptions};
 use crate::http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HttpClient};

@@ -91,8 +91,7 @@ pub(crate) fn parse_pasted(line: &str, expected_state: &str) -> Result<Callback>
     }
 }
 
-/// Runs the consent flow and returns the new record to store.
-#[tracing::instrument(skip_all, name = "gemini_oauth::consent")]
+/// Reads pasted lines from stdin until one answers this sign-in.
 pub(crate) async fn read_pasted(expected: Arc<SecretString>, tx: mpsc::Sender<Callback>) {
     use tokio::io::AsyncBufReadExt;
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
