@@ -10,7 +10,7 @@ use http::HeaderValue;
 use secrecy::SecretString;
 use tokio::sync::watch;
 
-use crate::access_token::{self, AccessToken, EXPIRY_SKEW, Published};
+use crate::access_token::{self, AccessToken, Published};
 use crate::clock::now_ms;
 use crate::error::{ConsentReason, Error, OAuthError, Result};
 use crate::http::HttpClient;
@@ -408,22 +408,16 @@ impl Inner {
                 if let (Some(_), Some(store)) = (&held, store)
                     && let Some(latest) = store.load().await?
                 {
-                    {
-                        let newer = latest.token.is_some() && latest.expiry() > snapshot.expiry();
-                        let token_uri = snapshot.token_uri.take();
-                        snapshot = latest;
-                        // Keep an explicit override (the loader's token_uri).
-                        snapshot.token_uri = token_uri.or(snapshot.token_uri.take());
-                        if newer
-                            && snapshot
-                                .expiry()
-                                .is_some_and(|e| e > SystemTime::now() + EXPIRY_SKEW)
-                        {
-                            tracing::debug!("another process refreshed the token");
-                            self.publish(&snapshot)?;
-                            *lock(record) = snapshot;
-                            return Ok(());
-                        }
+                    let newer = latest.expiry() > snapshot.expiry();
+                    let token_uri = snapshot.token_uri.take();
+                    snapshot = latest;
+                    // Keep an explicit override (the loader's token_uri).
+                    snapshot.token_uri = token_uri.or(snapshot.token_uri.take());
+                    if newer && snapshot.is_usable() {
+                        tracing::debug!("another process refreshed the token");
+                        self.publish(&snapshot)?;
+                        *lock(record) = snapshot;
+                        return Ok(());
                     }
                 }
                 let fresh = refresh_user(&self.settings, snapshot, store_name).await?;

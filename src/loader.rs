@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime};
 
 use secrecy::SecretString;
 
-use crate::access_token::EXPIRY_SKEW;
 use crate::adc;
 use crate::client::GEMINI_API_BASE;
 use crate::credentials::{Credentials, Settings, Source, refresh_user};
@@ -499,23 +498,13 @@ impl CredentialLoader {
         let missing = record.missing_scopes(&self.scopes);
         if !missing.is_empty() {
             Decision::Consent(ConsentReason::ScopesNotCovered(missing))
-        } else if is_usable(&record) {
+        } else if record.is_usable() {
             Decision::Use(record)
         } else if record.refresh_token.is_some() {
             Decision::Refresh(record)
         } else {
             Decision::Consent(ConsentReason::NoRefreshToken)
         }
-    }
-}
-
-fn is_usable(record: &StoredToken) -> bool {
-    match (&record.token, record.expiry()) {
-        (Some(_), Some(expiry)) => expiry
-            .duration_since(SystemTime::now())
-            .is_ok_and(|left| left > EXPIRY_SKEW),
-        // google-auth treats a missing expiry as expired; so do we.
-        _ => false,
     }
 }
 

@@ -228,6 +228,18 @@ impl StoredToken {
         self.extra.get(key)
     }
 
+    /// Whether the access token can still be handed out: present, with an
+    /// expiry more than [`EXPIRY_SKEW`](crate::EXPIRY_SKEW) away. google-auth
+    /// treats a missing expiry as expired; so do we.
+    pub(crate) fn is_usable(&self) -> bool {
+        match (&self.token, self.expiry()) {
+            (Some(_), Some(expiry)) => expiry
+                .duration_since(SystemTime::now())
+                .is_ok_and(|left| left > crate::EXPIRY_SKEW),
+            _ => false,
+        }
+    }
+
     /// Scopes among `requested` that the stored token does not cover.
     /// A file without scopes (such as gcloud's ADC file) is taken to cover all.
     pub(crate) fn missing_scopes(&self, requested: &[String]) -> Vec<String> {

@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use common::browser;
 use common::examples::example;
@@ -100,19 +100,13 @@ async fn login_writes_gcloud_adc_that_rust_and_python_both_use() {
     assert!(!String::from_utf8(out.stdout).unwrap().trim().is_empty());
 
     // Python's google.auth.default() accepts it and refreshes it too.
-    let python = std::env::var("GEMINI_OAUTH_PYTHON")
-        .unwrap_or_else(|_| format!("{}/.venv/bin/python", env!("CARGO_MANIFEST_DIR")));
-    let out = Command::new(&python)
-        .arg(format!(
-            "{}/tests/python/interop.py",
-            env!("CARGO_MANIFEST_DIR")
-        ))
+    let out = common::python()
         .args(["adc-default", &server.token])
         .env("CLOUDSDK_CONFIG", &config)
         .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
         .env("NO_GCE_CHECK", "true")
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {python} ({e}): run `bash .ci/test`"));
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 use gemini_oauth::{Consent, CredentialLoader, FileTokenStore, StoredToken};
@@ -13,18 +12,7 @@ use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn python(args: &[&str]) -> String {
-    let exe = std::env::var("GEMINI_OAUTH_PYTHON")
-        .unwrap_or_else(|_| format!("{}/.venv/bin/python", env!("CARGO_MANIFEST_DIR")));
-    let script = format!("{}/tests/python/interop.py", env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(&exe)
-        .arg(&script)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {exe} ({e}): run `bash .ci/test`, which installs google-auth in .venv"
-            )
-        });
+    let out = common::python().args(args).output().unwrap();
     assert!(
         out.status.success(),
         "python {args:?} failed: {}",

@@ -91,6 +91,22 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
+/// The venv Python with google-auth that `bash .ci/test` installs.
+pub fn python() -> std::process::Command {
+    let exe = std::env::var("GEMINI_OAUTH_PYTHON")
+        .unwrap_or_else(|_| format!("{}/.venv/bin/python", env!("CARGO_MANIFEST_DIR")));
+    assert!(
+        std::path::Path::new(&exe).exists(),
+        "{exe} is missing: run `bash .ci/test`, which installs google-auth in .venv"
+    );
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg(format!(
+        "{}/tests/python/interop.py",
+        env!("CARGO_MANIFEST_DIR")
+    ));
+    cmd
+}
+
 /// Fails the test if `text` contains any secret used by the tests.
 pub fn assert_no_secrets(text: &str) {
     for marker in [
