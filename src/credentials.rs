@@ -61,7 +61,7 @@ pub(crate) struct Settings {
 ///
 /// The token is refreshed in the background during the last
 /// [`REFRESH_WINDOW`](crate::REFRESH_WINDOW) (3 min 45 s) of its life, while callers keep getting
-/// the still-valid one; once it is within [`EXPIRY_SKEW`] of expiry, callers
+/// the still-valid one; once it is within [`EXPIRY_SKEW`](crate::EXPIRY_SKEW) of expiry, callers
 /// wait for a refresh. Concurrent callers always share a single refresh.
 #[derive(Clone)]
 pub struct Credentials {
