@@ -88,19 +88,12 @@ async fn main() -> ExitCode {
     let store = HelperStore {
         program: program.to_owned(),
     };
-    let token = match args.loader().token_store(store).load().await {
-        Ok(creds) => creds.access_token().await,
-        Err(e) => Err(e),
-    };
-    match token {
-        Ok(t) => {
-            let left = t
-                .expires_at()
-                .duration_since(std::time::SystemTime::now())
-                .unwrap_or_default();
-            println!("access token valid for {} more seconds", left.as_secs());
-            ExitCode::SUCCESS
-        }
-        Err(e) => cli::fail(&e),
-    }
+    let creds = cli::or_exit(args.load_with(|l| l.token_store(store)).await);
+    let token = cli::or_exit(creds.access_token().await);
+    let left = token
+        .expires_at()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    println!("access token valid for {} more seconds", left.as_secs());
+    ExitCode::SUCCESS
 }

@@ -17,23 +17,15 @@ Prints the model's answer (default model: gemini-2.5-flash).";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = cli::Args::parse(USAGE, &["--model", "--prompt"]);
-    cli::init_logging();
+    let (args, creds) = cli::start(USAGE, &["--model", "--prompt"]).await;
     let model = args.extra("--model").unwrap_or("gemini-2.5-flash");
     let prompt = args
         .extra("--prompt")
         .unwrap_or("Say hello in one short sentence.");
-    let creds = match args.loader().load().await {
-        Ok(c) => c,
-        Err(e) => return cli::fail(&e),
-    };
     let client = creds.authorized_client();
     let url = client.api_url(&format!("models/{model}:generateContent"));
     let body = serde_json::json!({ "contents": [{ "parts": [{ "text": prompt }] }] });
-    let resp = match client.post_json(&url, body.to_string()).await {
-        Ok(r) => r,
-        Err(e) => return cli::fail(&e),
-    };
+    let resp = cli::or_exit(client.post_json(&url, body.to_string()).await);
     if !resp.status().is_success() {
         return cli::fail(&ApiError::from_body(
             &url,

@@ -15,19 +15,11 @@ const USAGE: &str =
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = cli::Args::parse(USAGE, &[]);
-    cli::init_logging();
-    let creds = match args.loader().load().await {
-        Ok(c) => c,
-        Err(e) => return cli::fail(&e),
-    };
-    match gemini_oauth::gemini::list_models(&creds.authorized_client()).await {
-        Ok(models) => {
-            for m in models {
-                println!("{}", m.name);
-            }
-            ExitCode::SUCCESS
+    let (_, creds) = cli::start(USAGE, &[]).await;
+    let models = gemini_oauth::gemini::list_models(&creds.authorized_client()).await;
+    cli::finish(models.map(|models| {
+        for m in models {
+            println!("{}", m.name);
         }
-        Err(e) => cli::fail(&e),
-    }
+    }))
 }

@@ -44,21 +44,16 @@ async fn main() -> ExitCode {
         ],
     };
     // A fresh sign-in every time, as gcloud does: nothing cached is consulted.
-    let loader = args
-        .loader()
-        .token_store(MemoryTokenStore::new())
-        .client_secret_file(client_file)
-        .scopes(scopes);
-    let creds = match loader.load().await {
-        Ok(c) => c,
-        Err(e) => return cli::fail(&e),
-    };
+    let creds = cli::or_exit(
+        args.load_with(|l| {
+            l.token_store(MemoryTokenStore::new())
+                .client_secret_file(client_file)
+                .scopes(scopes)
+        })
+        .await,
+    );
     let out = args.extra("--out").map(std::path::Path::new);
-    match gemini_oauth::adc::save_authorized_user(&creds, out).await {
-        Ok(path) => {
-            eprintln!("Credentials saved to file: [{}]", path.display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => cli::fail(&e),
-    }
+    let path = cli::or_exit(gemini_oauth::adc::save_authorized_user(&creds, out).await);
+    eprintln!("Credentials saved to file: [{}]", path.display());
+    ExitCode::SUCCESS
 }

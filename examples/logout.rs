@@ -19,15 +19,8 @@ async fn main() -> ExitCode {
     let args = cli::Args::parse(USAGE, &[]);
     cli::init_logging();
     // Signing out must never start a sign-in.
-    let result = match args.loader().consent(Consent::Never).load().await {
-        Ok(creds) => creds.revoke().await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(()) => {
-            eprintln!("Credentials revoked.");
-            ExitCode::SUCCESS
-        }
-        Err(e) => cli::fail(&e),
-    }
+    let creds = cli::or_exit(args.load_with(|l| l.consent(Consent::Never)).await);
+    cli::or_exit(creds.revoke().await);
+    eprintln!("Credentials revoked.");
+    ExitCode::SUCCESS
 }

@@ -16,18 +16,12 @@ const USAGE: &str =
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = cli::Args::parse(USAGE, &[]);
-    cli::init_logging();
-    let token = match args.loader().load().await {
-        Ok(creds) => creds.access_token().await,
-        Err(e) => Err(e),
-    };
-    match token {
-        // Printing the token is this example's whole job.
-        Ok(t) => {
-            println!("{}", t.secret());
-            ExitCode::SUCCESS
-        }
-        Err(e) => cli::fail(&e),
-    }
+    let (_, creds) = cli::start(USAGE, &[]).await;
+    // Printing the token is this example's whole job.
+    cli::finish(
+        creds
+            .access_token()
+            .await
+            .map(|t| println!("{}", t.secret())),
+    )
 }

@@ -85,13 +85,18 @@ impl Published {
             Some(l) => REFRESH_WINDOW.min(l / 2),
             None => REFRESH_WINDOW,
         };
+        let usable_until_ms = to_ms(expires_at).saturating_sub(EXPIRY_SKEW.as_millis() as u64);
         Ok(Published {
             generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
             header: bearer(&secret)?,
             secret,
             expires_at,
-            refresh_at_ms: to_ms(expires_at).saturating_sub(window.as_millis() as u64),
-            usable_until_ms: to_ms(expires_at).saturating_sub(EXPIRY_SKEW.as_millis() as u64),
+            // A token living less than twice the skew would otherwise be
+            // served from the per-thread copies after it stopped being usable.
+            refresh_at_ms: to_ms(expires_at)
+                .saturating_sub(window.as_millis() as u64)
+                .min(usable_until_ms),
+            usable_until_ms,
         })
     }
 
@@ -111,11 +116,8 @@ impl Published {
 fn bearer(secret: &SecretString) -> Result<HeaderValue> {
     let mut header =
         HeaderValue::from_str(&format!("Bearer {}", secret.expose_secret())).map_err(|_| {
-            Error::TokenResponse {
-                endpoint: "token endpoint".into(),
-                status: 200,
-                problem: "the access token contains characters not allowed in an HTTP header"
-                    .into(),
+            Error::InvalidHeaderValue {
+                what: "the access token from the token endpoint",
             }
         })?;
     header.set_sensitive(true);
@@ -146,4 +148,45 @@ pub(crate) fn cache_locally(current: &Arc<Published>) -> Arc<Published> {
         slots.borrow_mut()[current.generation as usize % LOCAL_SLOTS] = Some(Arc::clone(&copy));
     });
     copy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_lived_tokens_are_never_served_inside_the_skew() {
+        // expires_in 12: half-life 6 s would land after the 10 s skew point.
+        let expires_at = SystemTime::now() + Duration::from_secs(12);
+        let p = Published::new(
+            SecretString::from("t"),
+            expires_at,
+            Some(Duration::from_secs(12)),
+        )
+        .unwrap();
+        assert!(p.refresh_at_ms <= p.usable_until_ms);
+        assert_eq!(
+            p.usable_until_ms,
+            to_ms(expires_at) - EXPIRY_SKEW.as_millis() as u64
+        );
+        let long = Published::new(
+            SecretString::from("t"),
+            SystemTime::now() + Duration::from_secs(3600),
+            Some(Duration::from_secs(3600)),
+        )
+        .unwrap();
+        assert_eq!(
+            long.usable_until_ms - long.refresh_at_ms,
+            (REFRESH_WINDOW - EXPIRY_SKEW).as_millis() as u64
+        );
+    }
+
+    #[test]
+    fn a_token_that_cannot_be_a_header_is_a_clear_error() {
+        let e = Published::new(SecretString::from("bad\nSECRET"), SystemTime::now(), None)
+            .err()
+            .unwrap();
+        assert!(matches!(e, Error::InvalidHeaderValue { .. }));
+        assert!(!format!("{e} {e:?}").contains("SECRET"));
+    }
 }

@@ -6,15 +6,13 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::credentials::Credentials;
-use crate::error::{Error, Result, TokenFileProblem};
-use crate::metadata::{self, MetadataServer};
+use crate::endpoints::DEFAULT_UNIVERSE_DOMAIN;
+use crate::env::{self, CLOUDSDK_CONFIG, GOOGLE_APPLICATION_CREDENTIALS, NO_GCE_CHECK};
+use crate::error::{Error, Result};
+use crate::source::metadata::{self, MetadataServer};
 use crate::store::file::write_atomically;
-use crate::token::{DEFAULT_UNIVERSE_DOMAIN, StoredToken};
+use crate::token::{StoredToken, TokenFileProblem};
 
-/// Names a credentials file to use before anything else.
-pub const ENV_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
-/// gcloud's configuration directory, when not the default.
-pub const ENV_CLOUDSDK_CONFIG: &str = "CLOUDSDK_CONFIG";
 /// The file name gcloud uses for Application Default Credentials.
 pub const ADC_FILE_NAME: &str = "application_default_credentials.json";
 
@@ -22,7 +20,7 @@ pub const ADC_FILE_NAME: &str = "application_default_credentials.json";
 /// `$CLOUDSDK_CONFIG/`, else `~/.config/gcloud/` (`%APPDATA%\gcloud\` on Windows).
 pub fn well_known_file() -> Option<PathBuf> {
     let nonempty = |k| std::env::var_os(k).filter(|v| !v.is_empty());
-    if let Some(dir) = nonempty(ENV_CLOUDSDK_CONFIG) {
+    if let Some(dir) = nonempty(CLOUDSDK_CONFIG) {
         return Some(PathBuf::from(dir).join(ADC_FILE_NAME));
     }
     #[cfg(windows)]
@@ -39,30 +37,29 @@ pub(crate) enum Found {
         path: PathBuf,
     },
     #[cfg(feature = "service-account")]
-    ServiceAccount(Box<crate::service_account::ServiceAccount>),
+    ServiceAccount(Box<crate::source::service_account::ServiceAccount>),
     Metadata(MetadataServer),
 }
 
 /// Looks where google-auth looks, in its order; the error lists every place.
 pub(crate) async fn find(scopes: &[String]) -> Result<Found> {
     let mut tried = Vec::new();
-    match std::env::var_os(ENV_CREDENTIALS).filter(|v| !v.is_empty()) {
+    match std::env::var_os(GOOGLE_APPLICATION_CREDENTIALS).filter(|v| !v.is_empty()) {
         // An explicit file that is missing is an error, not a reason to look elsewhere.
         Some(path) => return from_file(Path::new(&path), scopes).await,
-        None => tried.push(format!("{ENV_CREDENTIALS} (not set)")),
+        None => tried.push(format!("{GOOGLE_APPLICATION_CREDENTIALS} (not set)")),
     }
     match well_known_file() {
         Some(path) if path.exists() => return from_file(&path, scopes).await,
         Some(path) => tried.push(format!("{} (no such file)", path.display())),
         None => tried.push("gcloud's configuration directory (no HOME or APPDATA)".to_owned()),
     }
-    let skip = std::env::var(metadata::ENV_NO_GCE_CHECK)
-        .is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
+    let skip =
+        env::nonempty(NO_GCE_CHECK).is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
     let host = metadata::host();
     if skip {
         tried.push(format!(
-            "the metadata server (skipped: {}=true)",
-            metadata::ENV_NO_GCE_CHECK
+            "the metadata server (skipped: {NO_GCE_CHECK}=true)"
         ));
     } else if let Some(server) = MetadataServer::ping(&host, scopes).await {
         return Ok(Found::Metadata(server));
@@ -106,7 +103,7 @@ async fn from_file(path: &Path, scopes: &[String]) -> Result<Found> {
         }
         #[cfg(feature = "service-account")]
         "service_account" => Ok(Found::ServiceAccount(Box::new(
-            crate::service_account::ServiceAccount::from_json(&bytes, path, scopes).await?,
+            crate::source::service_account::ServiceAccount::from_json(&bytes, path, scopes).await?,
         ))),
         #[cfg(not(feature = "service-account"))]
         "service_account" => {
@@ -134,18 +131,22 @@ async fn from_file(path: &Path, scopes: &[String]) -> Result<Found> {
 /// (`path`, else [`well_known_file`]).
 ///
 /// # Errors
-/// [`Error::NoAccessToken`] when `creds` are not user credentials with a
-/// refresh token, [`Error::NoCredentials`] when no path can be determined,
+/// [`Error::NotUserCredentials`] when `creds` are not user credentials with
+/// a refresh token, [`Error::NoCredentials`] when no path can be determined,
 /// and I/O errors.
 pub async fn save_authorized_user(creds: &Credentials, path: Option<&Path>) -> Result<PathBuf> {
-    let record = creds.stored_token().ok_or(Error::NoAccessToken)?;
+    let not_user = || Error::NotUserCredentials {
+        what: "writing an authorized_user file",
+        source_name: creds.source(),
+    };
+    let record = creds.stored_token().ok_or_else(not_user)?;
     let path = match path {
         Some(p) => p.to_owned(),
         None => well_known_file().ok_or_else(|| Error::NoCredentials {
             tried: vec!["HOME, APPDATA and CLOUDSDK_CONFIG are all unset".into()],
         })?,
     };
-    let json = authorized_user_json(&record, creds.quota_project()).ok_or(Error::NoAccessToken)?;
+    let json = authorized_user_json(&record, creds.quota_project()).ok_or_else(not_user)?;
     write_atomically(path.clone(), json.into_bytes()).await?;
     Ok(path)
 }

@@ -3,25 +3,26 @@
 use std::fmt;
 
 use bytes::Bytes;
-use http::header::{self, HeaderName};
+use http::header;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::credentials::Credentials;
-use crate::error::{Error, Result};
+#[cfg(doc)]
+use crate::error::Error;
+use crate::error::Result;
+use crate::headers::Auth;
 use crate::url::{check_endpoint, join};
-
-/// `x-goog-user-project`: the project billed for the call.
-pub(crate) const USER_PROJECT: HeaderName = HeaderName::from_static("x-goog-user-project");
-
-/// `x-goog-api-key`: API-key credentials.
-pub(crate) const API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
 
 /// Largest response body read into memory (Gemini answers are JSON).
 const MAX_RESPONSE: usize = 32 * 1024 * 1024;
 
-/// Production Gemini API base URL.
-pub const GEMINI_API_BASE: &str = "https://generativelanguage.googleapis.com/v1";
+impl Credentials {
+    /// An HTTP client that adds this credential's headers to every request.
+    pub fn authorized_client(&self) -> AuthorizedClient {
+        AuthorizedClient::new(self.clone())
+    }
+}
 
 /// An HTTP client (hyper 1 + rustls, pooled, HTTP/2 when offered) that adds
 /// `Authorization: Bearer …` and, when set, `x-goog-user-project` to every
@@ -50,11 +51,13 @@ impl fmt::Debug for AuthorizedClient {
 }
 
 impl AuthorizedClient {
-    pub(crate) fn new(creds: Credentials) -> Self {
+    /// The client for `creds` (same as [`Credentials::authorized_client`]).
+    pub fn new(creds: Credentials) -> Self {
         AuthorizedClient { creds }
     }
 
-    /// The Gemini API base URL (default [`GEMINI_API_BASE`]).
+    /// The Gemini API base URL (default
+    /// [`endpoints::GEMINI_API_BASE`](crate::endpoints::GEMINI_API_BASE)).
     pub fn api_base(&self) -> &str {
         &self.creds.settings().api_base
     }
@@ -98,28 +101,20 @@ impl AuthorizedClient {
         json_body: Option<Bytes>,
     ) -> Result<Response<Bytes>> {
         let uri = check_endpoint(url)?;
-        if let Some(key) = &self.creds.settings().api_key {
-            // Never both a key and a bearer token: Google rejects that.
-            return self.send_once(&method, uri, json_body, key).await;
-        }
-        let token = self.creds.access_token().await?;
+        let auth = self.creds.auth().await?;
         let resp = self
-            .send_once(
-                &method,
-                uri.clone(),
-                json_body.clone(),
-                token.header_value(),
-            )
+            .send_once(&method, uri.clone(), json_body.clone(), &auth)
             .await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
         // The token may have been revoked or rotated elsewhere: one retry with
         // a fresh one. Bodies are Bytes, so they can always be replayed.
+        let Some(fresh) = self.creds.refresh_after(&auth).await else {
+            return Ok(resp); // an API key: nothing to refresh
+        };
         tracing::debug!("401 from the API, refreshing the token and retrying once");
-        let token = self.creds.refresh_after_rejection(&token).await?;
-        self.send_once(&method, uri, json_body, token.header_value())
-            .await
+        self.send_once(&method, uri, json_body, &fresh?).await
     }
 
     async fn send_once(
@@ -127,28 +122,18 @@ impl AuthorizedClient {
         method: &Method,
         uri: http::Uri,
         json_body: Option<Bytes>,
-        credential: &http::HeaderValue,
+        auth: &Auth,
     ) -> Result<Response<Bytes>> {
-        let name = match self.creds.settings().api_key {
-            Some(_) => API_KEY,
-            None => header::AUTHORIZATION,
-        };
-        let mut req = Request::builder()
-            .method(method.clone())
-            .uri(uri)
-            .header(name, credential.clone());
-        if let Some(project) = self.creds.quota_project_header() {
-            req = req.header(USER_PROJECT, project.clone());
-        }
+        let mut req = Request::new(Full::new(json_body.clone().unwrap_or_default()));
+        *req.method_mut() = method.clone();
+        *req.uri_mut() = uri;
         if json_body.is_some() {
-            req = req.header(header::CONTENT_TYPE, "application/json");
+            req.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
         }
-        let req = req
-            .body(Full::new(json_body.unwrap_or_default()))
-            .map_err(|_| Error::InvalidUrl {
-                url: String::from("(request)"),
-                reason: "the request could not be built",
-            })?;
+        auth.apply(req.headers_mut(), self.creds.quota_project_header());
         self.creds.settings().http.send(req, MAX_RESPONSE).await
     }
 }

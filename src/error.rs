@@ -1,14 +1,23 @@
-//! The crate's one error type.
+//! The crate's one error type: the ground every other module stands on.
 //!
 //! Display texts are lowercase, name the file or endpoint involved, say what
-//! to do next, and never contain a token, refresh token, client secret or
-//! authorization code. The underlying cause is reachable through
-//! [`std::error::Error::source`], not repeated in the text.
+//! to do next, and never contain a token, refresh token, client secret,
+//! authorization code, URL query or URL userinfo. The underlying cause is
+//! reachable through [`std::error::Error::source`], not repeated in the text.
+//!
+//! The detailed problem types live beside the code that finds them
+//! ([`ClientSecretProblem`] with the `client_secret.json` parser,
+//! [`TokenFileProblem`] with `token.json`, [`OAuthError`] with the token
+//! endpoint, [`ApiError`] with the Google error-body parser). They are plain
+//! data that name nothing of the crate, and this file holds them by their
+//! root names, so it depends on no module's logic.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+use crate::{ApiError, ClientSecretProblem, OAuthError, TokenFileProblem};
 
 /// A boxed, shareable error from a lower layer (I/O, HTTP, a user's store).
 pub type BoxError = Arc<dyn std::error::Error + Send + Sync>;
@@ -16,9 +25,10 @@ pub type BoxError = Arc<dyn std::error::Error + Send + Sync>;
 /// `Result<T, gemini_oauth::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-const GET_CLIENT_SECRET: &str = "create one in the Google Cloud console: Google Auth platform > \
-Clients > Create client > Application type \"Desktop app\" > Create, then download the JSON \
-and save it as client_secret.json";
+/// How to get a client secret file; shared by the messages that need it.
+pub(crate) const GET_CLIENT_SECRET: &str = "create one in the Google Cloud console: Google Auth \
+platform > Clients > Create client > Application type \"Desktop app\" > Create, then download \
+the JSON and save it as client_secret.json";
 
 /// Everything that can go wrong while loading, refreshing or using credentials.
 ///
@@ -29,6 +39,7 @@ and save it as client_secret.json";
 pub enum Error {
     /// The client secret file does not exist.
     #[error("client secret file {} not found; {GET_CLIENT_SECRET}", path.display())]
+    #[non_exhaustive]
     ClientSecretNotFound {
         /// The path that was tried.
         path: PathBuf,
@@ -36,6 +47,7 @@ pub enum Error {
 
     /// The client secret file exists but cannot be used.
     #[error("client secret file {}: {problem}", path.display())]
+    #[non_exhaustive]
     ClientSecret {
         /// The file (or `<inline>` for JSON given in memory).
         path: PathBuf,
@@ -48,6 +60,7 @@ pub enum Error {
         "token file {}: {problem}; fix or delete the file (deleting it means signing in again)",
         path.display()
     )]
+    #[non_exhaustive]
     TokenFile {
         /// The file, or the store's name for stores that are not files.
         path: PathBuf,
@@ -57,6 +70,7 @@ pub enum Error {
 
     /// Reading or writing a file failed.
     #[error("cannot {action} {}; check that the path exists and is accessible", path.display())]
+    #[non_exhaustive]
     Io {
         /// What was being done (`read`, `write`, …).
         action: &'static str,
@@ -69,6 +83,7 @@ pub enum Error {
 
     /// A [`TokenStore`](crate::TokenStore) failed.
     #[error("token store {store} failed to {action}")]
+    #[non_exhaustive]
     Store {
         /// The store's name.
         store: String,
@@ -87,6 +102,7 @@ pub enum Error {
          or delete {store} and rerun interactively",
         describe(description)
     )]
+    #[non_exhaustive]
     InvalidGrant {
         /// Google's `error_description`, if any.
         description: Option<String>,
@@ -100,6 +116,7 @@ pub enum Error {
         describe(description),
         hint_for(error)
     )]
+    #[non_exhaustive]
     OAuth {
         /// The endpoint that answered (without query).
         endpoint: String,
@@ -113,6 +130,7 @@ pub enum Error {
 
     /// The token endpoint answered something that is not a token response.
     #[error("unexpected answer from the token endpoint {endpoint} (HTTP {status}): {problem}")]
+    #[non_exhaustive]
     TokenResponse {
         /// The endpoint that answered.
         endpoint: String,
@@ -124,8 +142,9 @@ pub enum Error {
 
     /// The request could not be sent or its answer not received.
     #[error("request to {endpoint} failed; check the network connection and the URL")]
+    #[non_exhaustive]
     Transport {
-        /// The endpoint (without query).
+        /// The endpoint (without query or userinfo).
         endpoint: String,
         /// The underlying transport error.
         #[source]
@@ -136,8 +155,9 @@ pub enum Error {
     #[error(
         "the answer from {endpoint} is larger than {limit} bytes; it is not what this endpoint sends, check the URL"
     )]
+    #[non_exhaustive]
     ResponseTooLarge {
-        /// The endpoint (without query).
+        /// The endpoint (without query or userinfo).
         endpoint: String,
         /// The limit in bytes.
         limit: usize,
@@ -149,6 +169,7 @@ pub enum Error {
 
     /// An operation took longer than its timeout.
     #[error("{what} timed out after {after:?}")]
+    #[non_exhaustive]
     Timeout {
         /// What timed out.
         what: String,
@@ -158,18 +179,30 @@ pub enum Error {
 
     /// A URL given to the crate is unusable.
     #[error("invalid URL {url:?}: {reason}")]
+    #[non_exhaustive]
     InvalidUrl {
-        /// The URL (never one carrying credentials).
+        /// The URL, without query or userinfo.
         url: String,
         /// Why it cannot be used.
         reason: &'static str,
     },
 
+    /// A value meant for an HTTP header (a quota project id, an API key, an
+    /// access token from a server) holds characters no header may carry.
+    #[error("{what} contains characters not allowed in an HTTP header; check the value")]
+    #[non_exhaustive]
+    InvalidHeaderValue {
+        /// Which value (never the value itself).
+        what: &'static str,
+    },
+
     /// No usable cached token, and interactive consent is not allowed.
     #[error(
-        "{reason}; interactive sign-in is needed but was not allowed (Consent::Never): {}",
-        consent_hint(store)
+        "{reason}; interactive sign-in is needed but was not allowed (Consent::Never): run the \
+         program once with Consent::OpenBrowser (or Consent::PrintUrl to get a URL) to sign in \
+         and fill {store}"
     )]
+    #[non_exhaustive]
     ConsentRequired {
         /// Why consent would be needed.
         reason: ConsentReason,
@@ -183,6 +216,7 @@ pub enum Error {
         describe(description),
         denied_hint(error)
     )]
+    #[non_exhaustive]
     AuthorizationDenied {
         /// The `error` parameter of the redirect.
         error: OAuthError,
@@ -200,6 +234,7 @@ pub enum Error {
          tick every permission on the consent screen",
         missing.join(", ")
     )]
+    #[non_exhaustive]
     ScopesNotGranted {
         /// The requested scopes that were not granted.
         missing: Vec<String>,
@@ -209,9 +244,10 @@ pub enum Error {
     #[error(
         "no Google credentials found (tried: {}); sign in with `gcloud auth application-default \
          login --client-id-file=client_secret.json --scopes=...` or this crate's `login` example, \
-         point GOOGLE_APPLICATION_CREDENTIALS at a credentials file, or set GEMINI_API_KEY",
+         point GOOGLE_APPLICATION_CREDENTIALS at a credentials file, or set GOOGLE_API_KEY",
         tried.join("; ")
     )]
+    #[non_exhaustive]
     NoCredentials {
         /// Every place that was looked at, and what was found there.
         tried: Vec<String>,
@@ -219,6 +255,7 @@ pub enum Error {
 
     /// A credentials file holds a credential type this crate does not handle (yet).
     #[error("credentials file {}: type {kind:?} is not supported yet{hint}", path.display())]
+    #[non_exhaustive]
     UnsupportedCredential {
         /// The file.
         path: PathBuf,
@@ -232,6 +269,7 @@ pub enum Error {
     #[error(
         "could not get a token for service account {account}; check that the key is valid and not disabled"
     )]
+    #[non_exhaustive]
     ServiceAccount {
         /// The account's email.
         account: String,
@@ -246,9 +284,22 @@ pub enum Error {
     )]
     NoAccessToken,
 
+    /// These credentials hold no user sign-in (a refresh token), which the
+    /// operation needs: revoking, or writing an `authorized_user` file.
+    #[error(
+        "{what} needs user credentials (a refresh token from a sign-in); these come from {source_name}"
+    )]
+    #[non_exhaustive]
+    NotUserCredentials {
+        /// What was asked.
+        what: &'static str,
+        /// Where these credentials came from.
+        source_name: String,
+    },
+
     /// A Gemini (Google API) call failed.
     #[error(transparent)]
-    Api(#[from] crate::gemini::ApiError),
+    Api(#[from] ApiError),
 }
 
 impl Error {
@@ -349,13 +400,6 @@ fn denied_hint(error: &OAuthError) -> &'static str {
     }
 }
 
-fn consent_hint(store: &str) -> String {
-    format!(
-        "run the program once interactively (with a browser, or --no-browser to get a URL) to \
-         sign in and fill {store}"
-    )
-}
-
 /// Why a consent flow would be needed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -392,222 +436,9 @@ impl fmt::Display for ConsentReason {
     }
 }
 
-/// What is wrong with a client secret file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ClientSecretProblem {
-    /// The file is not valid JSON.
-    NotJson {
-        /// 1-based line of the syntax error.
-        line: usize,
-        /// 1-based column of the syntax error.
-        column: usize,
-    },
-    /// The JSON has neither an `installed` nor a `web` object.
-    NeitherInstalledNorWeb {
-        /// The top-level keys that were found.
-        keys: Vec<String>,
-    },
-    /// A required field is missing or empty.
-    MissingField(&'static str),
-    /// A field has the wrong JSON type.
-    WrongType(&'static str),
-    /// The file is a service-account key, not an OAuth client.
-    ServiceAccountKey,
-    /// The file holds user credentials (`token.json` or an ADC file), not an OAuth client.
-    TokenFile,
-    /// A URL in the file is unusable.
-    BadUrl(&'static str),
-}
-
-impl fmt::Display for ClientSecretProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientSecretProblem::NotJson { line, column } => write!(
-                f,
-                "not valid JSON (syntax error at line {line}, column {column}); download the \
-                 file again from the Google Cloud console"
-            ),
-            ClientSecretProblem::NeitherInstalledNorWeb { keys } => write!(
-                f,
-                "has neither an \"installed\" nor a \"web\" section (found keys: {}); it is not \
-                 an OAuth client file: {GET_CLIENT_SECRET}",
-                if keys.is_empty() {
-                    "none".to_owned()
-                } else {
-                    keys.join(", ")
-                }
-            ),
-            ClientSecretProblem::MissingField(field) => write!(
-                f,
-                "\"{field}\" is missing or empty; download the file again from the Google Cloud console"
-            ),
-            ClientSecretProblem::WrongType(field) => write!(
-                f,
-                "\"{field}\" has the wrong type; download the file again from the Google Cloud console"
-            ),
-            ClientSecretProblem::ServiceAccountKey => write!(
-                f,
-                "this is a service-account key, not an OAuth client secret; user sign-in needs an \
-                 OAuth client: {GET_CLIENT_SECRET} (service-account keys go in \
-                 GOOGLE_APPLICATION_CREDENTIALS instead)"
-            ),
-            ClientSecretProblem::TokenFile => write!(
-                f,
-                "this holds saved user credentials (a token.json or ADC file), not an OAuth \
-                 client secret; pass it as the token file instead, and for the client secret: \
-                 {GET_CLIENT_SECRET}"
-            ),
-            ClientSecretProblem::BadUrl(field) => write!(
-                f,
-                "\"{field}\" is not a usable http(s) URL; download the file again from the Google Cloud console"
-            ),
-        }
-    }
-}
-
-/// What is wrong with a stored token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TokenFileProblem {
-    /// The file is empty.
-    Empty,
-    /// The file is not valid JSON (often a truncated write).
-    NotJson {
-        /// 1-based line of the syntax error.
-        line: usize,
-        /// 1-based column of the syntax error.
-        column: usize,
-    },
-    /// The JSON is not an object.
-    NotAnObject,
-    /// A field has the wrong JSON type.
-    WrongType(&'static str),
-    /// `expiry` is not `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`.
-    BadExpiry,
-    /// The file has a credential `type` this crate does not handle here.
-    UnsupportedType(String),
-    /// The file is missing a field needed to refresh.
-    MissingField(&'static str),
-}
-
-impl fmt::Display for TokenFileProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TokenFileProblem::Empty => f.write_str("the file is empty"),
-            TokenFileProblem::NotJson { line, column } => write!(
-                f,
-                "not valid JSON (syntax error at line {line}, column {column}; truncated?)"
-            ),
-            TokenFileProblem::NotAnObject => f.write_str("the JSON is not an object"),
-            TokenFileProblem::WrongType(field) => write!(f, "\"{field}\" has the wrong type"),
-            TokenFileProblem::BadExpiry => {
-                f.write_str("\"expiry\" is not of the form YYYY-MM-DDTHH:MM:SS[.ffffff]Z")
-            }
-            TokenFileProblem::UnsupportedType(t) => {
-                write!(f, "credential type {t:?} is not supported here")
-            }
-            TokenFileProblem::MissingField(field) => write!(f, "\"{field}\" is missing"),
-        }
-    }
-}
-
-/// OAuth 2.0 error codes (RFC 6749 §4.1.2.1 and §5.2), plus anything else a server sends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum OAuthError {
-    /// `invalid_request`
-    InvalidRequest,
-    /// `invalid_client`
-    InvalidClient,
-    /// `invalid_grant`
-    InvalidGrant,
-    /// `unauthorized_client`
-    UnauthorizedClient,
-    /// `unsupported_grant_type`
-    UnsupportedGrantType,
-    /// `invalid_scope`
-    InvalidScope,
-    /// `access_denied`
-    AccessDenied,
-    /// `unsupported_response_type`
-    UnsupportedResponseType,
-    /// `server_error`
-    ServerError,
-    /// `temporarily_unavailable`
-    TemporarilyUnavailable,
-    /// Any other code.
-    Other(String),
-}
-
-impl OAuthError {
-    /// Parses an `error` value.
-    pub fn from_code(code: &str) -> Self {
-        match code {
-            "invalid_request" => OAuthError::InvalidRequest,
-            "invalid_client" => OAuthError::InvalidClient,
-            "invalid_grant" => OAuthError::InvalidGrant,
-            "unauthorized_client" => OAuthError::UnauthorizedClient,
-            "unsupported_grant_type" => OAuthError::UnsupportedGrantType,
-            "invalid_scope" => OAuthError::InvalidScope,
-            "access_denied" => OAuthError::AccessDenied,
-            "unsupported_response_type" => OAuthError::UnsupportedResponseType,
-            "server_error" => OAuthError::ServerError,
-            "temporarily_unavailable" => OAuthError::TemporarilyUnavailable,
-            other => OAuthError::Other(other.to_owned()),
-        }
-    }
-
-    /// The wire code.
-    pub fn as_str(&self) -> &str {
-        match self {
-            OAuthError::InvalidRequest => "invalid_request",
-            OAuthError::InvalidClient => "invalid_client",
-            OAuthError::InvalidGrant => "invalid_grant",
-            OAuthError::UnauthorizedClient => "unauthorized_client",
-            OAuthError::UnsupportedGrantType => "unsupported_grant_type",
-            OAuthError::InvalidScope => "invalid_scope",
-            OAuthError::AccessDenied => "access_denied",
-            OAuthError::UnsupportedResponseType => "unsupported_response_type",
-            OAuthError::ServerError => "server_error",
-            OAuthError::TemporarilyUnavailable => "temporarily_unavailable",
-            OAuthError::Other(code) => code,
-        }
-    }
-}
-
-impl fmt::Display for OAuthError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn oauth_codes_round_trip() {
-        for code in [
-            "invalid_request",
-            "invalid_client",
-            "invalid_grant",
-            "unauthorized_client",
-            "unsupported_grant_type",
-            "invalid_scope",
-            "access_denied",
-            "unsupported_response_type",
-            "server_error",
-            "temporarily_unavailable",
-            "interaction_required",
-        ] {
-            assert_eq!(OAuthError::from_code(code).as_str(), code);
-        }
-        assert_eq!(
-            OAuthError::from_code("x"),
-            OAuthError::Other("x".to_owned())
-        );
-    }
 
     #[test]
     fn transient_classification() {

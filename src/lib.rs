@@ -65,47 +65,50 @@
 //! - `token.json` is written atomically (temporary file, fsync, rename) with
 //!   mode 0600 on Unix.
 //! - Plain `http://` endpoints are refused except on loopback.
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+// Layers, each naming only those below it: the face (loader, adc) → parts
+// (client_secret, token, store, consent, token_endpoint, source) → the token
+// cache (token_cache, access_token, clock) → credentials and headers → the
+// calls (client, gemini). error, url, http, env and endpoints are the ground.
 mod access_token;
 pub mod adc;
+mod api_error;
 mod client;
+mod client_secret;
 mod clock;
+mod consent;
 mod credentials;
+pub mod endpoints;
+pub mod env;
 mod error;
-mod flow;
 pub mod gemini;
+mod headers;
 mod http;
 mod json;
 mod loader;
-mod metadata;
-mod redirect;
-mod refresh;
 pub mod scopes;
-mod secret;
-#[cfg(feature = "service-account")]
-mod service_account;
+mod source;
 mod store;
 mod token;
+mod token_cache;
+mod token_endpoint;
 mod url;
 
 pub use access_token::{AccessToken, EXPIRY_SKEW, REFRESH_WINDOW};
-pub use client::{AuthorizedClient, GEMINI_API_BASE};
+pub use api_error::ApiError;
+pub use client::AuthorizedClient;
+pub use client_secret::{ClientKind, ClientSecret, ClientSecretProblem};
+pub use consent::{Consent, VISIT_PROMPT};
 pub use credentials::Credentials;
-pub use error::{
-    BoxError, ClientSecretProblem, ConsentReason, Error, OAuthError, Result, TokenFileProblem,
-};
-pub use flow::{Consent, VISIT_PROMPT};
+pub use error::{BoxError, ConsentReason, Error, Result};
 pub use http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
-pub use loader::{
-    CredentialLoader, ENV_API_BASE, ENV_API_KEYS, ENV_QUOTA_PROJECT, GOOGLE_REVOKE_URI,
-};
-pub use metadata::{ENV_METADATA_HOST, ENV_NO_GCE_CHECK};
-pub use secret::{ClientKind, ClientSecret, GOOGLE_AUTH_URI, GOOGLE_TOKEN_URI};
+pub use loader::{CredentialLoader, kind};
 #[cfg(feature = "redis")]
 pub use store::RedisTokenStore;
 pub use store::{FileTokenStore, MemoryTokenStore, StoreLock, TokenStore};
-pub use token::{DEFAULT_UNIVERSE_DOMAIN, StoredToken};
+pub use token::{StoredToken, TokenFileProblem};
+pub use token_endpoint::OAuthError;
 
 /// Loads credentials with the quickstart's defaults: `./client_secret.json`,
 /// `./token.json`, scope [`scopes::GENERATIVE_LANGUAGE_RETRIEVER`], and the

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::FormatItem;
 use time::macros::format_description;
 
-use crate::error::TokenFileProblem;
+use crate::endpoints::DEFAULT_UNIVERSE_DOMAIN;
 use crate::json::to_python_json;
 
 const EXPIRY_SECONDS: &[FormatItem<'static>] =
@@ -20,9 +20,6 @@ const EXPIRY_PARSE: &[FormatItem<'static>] =
 
 /// 9999-12-31T23:59:59Z, the last expiry google-auth's format can hold.
 const MAX_EXPIRY_UNIX_SECS: u64 = 253_402_300_799;
-
-/// The universe Google's public APIs live in.
-pub const DEFAULT_UNIVERSE_DOMAIN: &str = "googleapis.com";
 
 /// Saved user credentials: what `token.json` (or a gcloud ADC file) holds.
 ///
@@ -229,13 +226,13 @@ impl StoredToken {
     }
 
     /// Whether the access token can still be handed out: present, with an
-    /// expiry more than [`EXPIRY_SKEW`](crate::EXPIRY_SKEW) away. google-auth
+    /// expiry more than [`EXPIRY_SKEW`](crate::access_token::EXPIRY_SKEW) away. google-auth
     /// treats a missing expiry as expired; so do we.
     pub(crate) fn is_usable(&self) -> bool {
         match (&self.token, self.expiry()) {
             (Some(_), Some(expiry)) => expiry
                 .duration_since(SystemTime::now())
-                .is_ok_and(|left| left > crate::EXPIRY_SKEW),
+                .is_ok_and(|left| left > crate::access_token::EXPIRY_SKEW),
             _ => false,
         }
     }
@@ -262,12 +259,6 @@ impl StoredToken {
         self.expiry = at.replace_nanosecond(micros * 1000).ok();
     }
 
-    /// `expires_in` seconds from now.
-    pub(crate) fn expire_in(&mut self, secs: u64) {
-        let now = SystemTime::now();
-        self.set_expiry(now.checked_add(Duration::from_secs(secs)).unwrap_or(now));
-    }
-
     fn expiry_string(&self) -> Option<String> {
         let e = self.expiry?.to_offset(time::UtcOffset::UTC);
         let seconds = e.format(EXPIRY_SECONDS).ok()?;
@@ -288,6 +279,52 @@ fn parse_expiry(s: &str) -> Option<OffsetDateTime> {
     let parsed = time::PrimitiveDateTime::parse(s, EXPIRY_PARSE).ok()?;
     let utc = parsed.assume_utc();
     utc.replace_nanosecond(utc.microsecond() * 1000).ok()
+}
+
+/// What is wrong with a stored token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenFileProblem {
+    /// The file is empty.
+    Empty,
+    /// The file is not valid JSON (often a truncated write).
+    NotJson {
+        /// 1-based line of the syntax error.
+        line: usize,
+        /// 1-based column of the syntax error.
+        column: usize,
+    },
+    /// The JSON is not an object.
+    NotAnObject,
+    /// A field has the wrong JSON type.
+    WrongType(&'static str),
+    /// `expiry` is not `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`.
+    BadExpiry,
+    /// The file has a credential `type` this crate does not handle here.
+    UnsupportedType(String),
+    /// The file is missing a field needed to refresh.
+    MissingField(&'static str),
+}
+
+impl fmt::Display for TokenFileProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenFileProblem::Empty => f.write_str("the file is empty"),
+            TokenFileProblem::NotJson { line, column } => write!(
+                f,
+                "not valid JSON (syntax error at line {line}, column {column}; truncated?)"
+            ),
+            TokenFileProblem::NotAnObject => f.write_str("the JSON is not an object"),
+            TokenFileProblem::WrongType(field) => write!(f, "\"{field}\" has the wrong type"),
+            TokenFileProblem::BadExpiry => {
+                f.write_str("\"expiry\" is not of the form YYYY-MM-DDTHH:MM:SS[.ffffff]Z")
+            }
+            TokenFileProblem::UnsupportedType(t) => {
+                write!(f, "credential type {t:?} is not supported here")
+            }
+            TokenFileProblem::MissingField(field) => write!(f, "\"{field}\" is missing"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use gemini_oauth::{Consent, CredentialLoader, FileTokenStore};
+use gemini_oauth::{Consent, CredentialLoader, Credentials, FileTokenStore};
 
 pub const CREDENTIAL_FLAGS: &str = "Flags:
   --client-secret FILE   OAuth client file (default: client_secret.json)
@@ -101,8 +101,7 @@ impl Args {
             .map(String::as_str)
     }
 
-    /// A loader configured from the flags (the token store is left to the caller
-    /// when `store` is false).
+    /// A loader for the user's sign-in, configured from the flags.
     pub fn loader(&self) -> CredentialLoader {
         let mut l = CredentialLoader::new().token_store(FileTokenStore::new(
             self.token.as_deref().unwrap_or("token.json"),
@@ -131,13 +130,101 @@ impl Args {
         if let Some(u) = &self.revoke_uri {
             l = l.revoke_uri(u);
         }
+        l
+    }
+
+    /// The credentials the flags ask for: `--adc`, `--api-key`, or the
+    /// user's sign-in (`customize` adjusts that loader).
+    pub async fn load_with(
+        &self,
+        customize: impl FnOnce(CredentialLoader) -> CredentialLoader,
+    ) -> gemini_oauth::Result<Credentials> {
         if self.adc {
-            l = l.application_default();
+            self.warn_unused("--adc", &[("--api-key", self.api_key)]);
+            let mut l = CredentialLoader::application_default();
+            if !self.scopes.is_empty() {
+                l = l.scopes(self.scopes.clone());
+            }
+            if let Some(p) = &self.quota_project {
+                l = l.quota_project(p);
+            }
+            if let Some(u) = &self.api_base {
+                l = l.api_base(u);
+            }
+            if let Some(u) = &self.token_uri {
+                l = l.token_uri(u);
+            }
+            if let Some(u) = &self.revoke_uri {
+                l = l.revoke_uri(u);
+            }
+            return l.load().await;
         }
         if self.api_key {
-            l = l.api_key(None);
+            self.warn_unused(
+                "--api-key",
+                &[
+                    ("--scope", !self.scopes.is_empty()),
+                    ("--token-uri", self.token_uri.is_some()),
+                    ("--revoke-uri", self.revoke_uri.is_some()),
+                ],
+            );
+            let mut l = CredentialLoader::api_key_from_env();
+            if let Some(p) = &self.quota_project {
+                l = l.quota_project(p);
+            }
+            if let Some(u) = &self.api_base {
+                l = l.api_base(u);
+            }
+            return l.load().await;
         }
-        l
+        customize(self.loader()).load().await
+    }
+
+    /// The credentials the flags ask for.
+    pub async fn load(&self) -> gemini_oauth::Result<Credentials> {
+        self.load_with(|l| l).await
+    }
+
+    /// Flags of the user's sign-in have no effect with `--adc` or `--api-key`.
+    fn warn_unused(&self, mode: &str, more: &[(&str, bool)]) {
+        let user_only = [
+            ("--client-secret", self.client_secret.is_some()),
+            ("--token", self.token.is_some()),
+            ("--auth-uri", self.auth_uri.is_some()),
+            (
+                "--no-browser/--headless/--no-consent",
+                self.consent.is_some(),
+            ),
+        ];
+        for (flag, _) in user_only.iter().chain(more).filter(|(_, set)| *set) {
+            eprintln!("warning: {flag} has no effect with {mode}");
+        }
+    }
+}
+
+/// The start every example shares: parse the flags (printing usage and
+/// exiting on `--help` or a bad flag), set up logging, and load the
+/// credentials the flags ask for; on failure, print the error and exit 1.
+pub async fn start(usage: &str, extra_flags_with_value: &[&str]) -> (Args, Credentials) {
+    let args = Args::parse(usage, extra_flags_with_value);
+    init_logging();
+    let creds = or_exit(args.load().await);
+    (args, creds)
+}
+
+/// The value, or the error printed as one line and exit code 1.
+pub fn or_exit<T>(result: gemini_oauth::Result<T>) -> T {
+    result.unwrap_or_else(|e| {
+        fail(&e);
+        std::process::exit(1)
+    })
+}
+
+/// Success, or the error printed as one line and exit code 1.
+pub fn finish<E: std::error::Error>(result: Result<(), E>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
     }
 }
 

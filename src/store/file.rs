@@ -202,7 +202,7 @@ fn warn_if_readable_by_others(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::TokenFileProblem;
+    use crate::token::TokenFileProblem;
 
     #[tokio::test]
     async fn missing_file_is_none_and_save_creates_parents() {

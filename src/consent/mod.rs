@@ -2,25 +2,26 @@
 //! loopback listener on an ephemeral port, as google-auth-oauthlib's
 //! `run_local_server(port=0)` but with a timeout and a clear answer to "Deny".
 
+mod pkce;
+mod redirect;
+
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::credentials::{Settings, apply_token_response};
+use crate::client_secret::ClientSecret;
 use crate::error::{Error, Result};
-use crate::redirect::{Callback, read_pasted, serve};
-use crate::refresh::{self, exchange_code};
-use crate::secret::ClientSecret;
+use crate::http::HttpClient;
 use crate::token::StoredToken;
+use crate::token_endpoint::{self, Retry, exchange_code};
 use crate::url::check_endpoint;
+use pkce::{Pkce, random_token};
+use redirect::{Callback, read_pasted, serve};
 
 /// The line printed before the consent URL (the URL follows alone on the next line).
 pub const VISIT_PROMPT: &str = "Please visit this URL to authorize this application:";
@@ -76,30 +77,6 @@ impl Default for FlowOptions {
     }
 }
 
-/// A PKCE pair (RFC 7636): 64 URL-safe characters from the OS CSPRNG, and their S256 challenge.
-pub(crate) struct Pkce {
-    pub(crate) verifier: SecretString,
-    pub(crate) challenge: String,
-}
-
-impl Pkce {
-    pub(crate) fn new() -> Result<Self> {
-        let verifier = random_token(48)?;
-        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.expose_secret().as_bytes()));
-        Ok(Pkce {
-            verifier,
-            challenge,
-        })
-    }
-}
-
-fn random_token(bytes: usize) -> Result<SecretString> {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf)
-        .map_err(|e| Error::ConsentFlow(format!("the OS random number generator failed: {e}")))?;
-    Ok(SecretString::from(URL_SAFE_NO_PAD.encode(&buf)))
-}
-
 /// The authorization URL for `redirect_uri`.
 pub(crate) fn authorization_url(
     secret: &ClientSecret,
@@ -134,7 +111,8 @@ pub(crate) async fn run(
     secret: &ClientSecret,
     scopes: &[String],
     options: &FlowOptions,
-    settings: &Settings,
+    http: &HttpClient,
+    retry: Retry,
 ) -> Result<StoredToken> {
     check_endpoint(secret.auth_endpoint())?;
     check_endpoint(secret.token_endpoint())?;
@@ -191,13 +169,13 @@ pub(crate) async fn run(
         Callback::Code(code) => code,
         Callback::Denied(e) => return Err(e),
     };
-    let client = refresh::Client {
+    let client = token_endpoint::Client {
         id: secret.client_id(),
         secret: secret.secret(),
     };
     let resp = exchange_code(
-        &settings.http,
-        settings.retry,
+        http,
+        retry,
         secret.token_endpoint(),
         &client,
         &code,
@@ -208,7 +186,7 @@ pub(crate) async fn run(
     let mut record =
         StoredToken::new_user(secret.client_id(), secret.secret(), secret.token_endpoint());
     record.scopes = Some(scopes.to_vec());
-    apply_token_response(&mut record, resp);
+    resp.apply_to(&mut record);
     let missing = record.missing_scopes(scopes);
     if !missing.is_empty() {
         return Err(Error::ScopesNotGranted { missing });
@@ -256,27 +234,6 @@ fn open_browser(_url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pkce_challenge_is_s256_of_the_verifier() {
-        let p = Pkce::new().unwrap();
-        let v = p.verifier.expose_secret();
-        assert_eq!(v.len(), 64);
-        assert!(
-            v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        );
-        assert_eq!(
-            p.challenge,
-            URL_SAFE_NO_PAD.encode(Sha256::digest(v.as_bytes()))
-        );
-        // RFC 7636 appendix B test vector.
-        let rfc = URL_SAFE_NO_PAD.encode(Sha256::digest(
-            b"dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
-        ));
-        assert_eq!(rfc, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
-        assert_ne!(Pkce::new().unwrap().challenge, p.challenge);
-    }
 
     #[test]
     fn authorization_url_has_every_parameter() {

@@ -6,13 +6,9 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
-use crate::error::{ClientSecretProblem, Error, Result};
+use crate::endpoints::{GOOGLE_AUTH_URI, GOOGLE_TOKEN_URI};
+use crate::error::{Error, GET_CLIENT_SECRET, Result};
 use crate::url::check_endpoint;
-
-/// Google's authorization endpoint, used when a client secret file names none.
-pub const GOOGLE_AUTH_URI: &str = "https://accounts.google.com/o/oauth2/auth";
-/// Google's token endpoint, used when a file names none.
-pub const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 
 /// Which kind of OAuth client a secret file describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,6 +234,80 @@ fn optional(
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(ClientSecretProblem::WrongType(field)),
+    }
+}
+
+/// What is wrong with a client secret file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientSecretProblem {
+    /// The file is not valid JSON.
+    NotJson {
+        /// 1-based line of the syntax error.
+        line: usize,
+        /// 1-based column of the syntax error.
+        column: usize,
+    },
+    /// The JSON has neither an `installed` nor a `web` object.
+    NeitherInstalledNorWeb {
+        /// The top-level keys that were found.
+        keys: Vec<String>,
+    },
+    /// A required field is missing or empty.
+    MissingField(&'static str),
+    /// A field has the wrong JSON type.
+    WrongType(&'static str),
+    /// The file is a service-account key, not an OAuth client.
+    ServiceAccountKey,
+    /// The file holds user credentials (`token.json` or an ADC file), not an OAuth client.
+    TokenFile,
+    /// A URL in the file is unusable.
+    BadUrl(&'static str),
+}
+
+impl fmt::Display for ClientSecretProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientSecretProblem::NotJson { line, column } => write!(
+                f,
+                "not valid JSON (syntax error at line {line}, column {column}); download the \
+                 file again from the Google Cloud console"
+            ),
+            ClientSecretProblem::NeitherInstalledNorWeb { keys } => write!(
+                f,
+                "has neither an \"installed\" nor a \"web\" section (found keys: {}); it is not \
+                 an OAuth client file: {GET_CLIENT_SECRET}",
+                if keys.is_empty() {
+                    "none".to_owned()
+                } else {
+                    keys.join(", ")
+                }
+            ),
+            ClientSecretProblem::MissingField(field) => write!(
+                f,
+                "\"{field}\" is missing or empty; download the file again from the Google Cloud console"
+            ),
+            ClientSecretProblem::WrongType(field) => write!(
+                f,
+                "\"{field}\" has the wrong type; download the file again from the Google Cloud console"
+            ),
+            ClientSecretProblem::ServiceAccountKey => write!(
+                f,
+                "this is a service-account key, not an OAuth client secret; user sign-in needs an \
+                 OAuth client: {GET_CLIENT_SECRET} (service-account keys go in \
+                 GOOGLE_APPLICATION_CREDENTIALS instead)"
+            ),
+            ClientSecretProblem::TokenFile => write!(
+                f,
+                "this holds saved user credentials (a token.json or ADC file), not an OAuth \
+                 client secret; pass it as the token file instead, and for the client secret: \
+                 {GET_CLIENT_SECRET}"
+            ),
+            ClientSecretProblem::BadUrl(field) => write!(
+                f,
+                "\"{field}\" is not a usable http(s) URL; download the file again from the Google Cloud console"
+            ),
+        }
     }
 }
 

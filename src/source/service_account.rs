@@ -8,7 +8,9 @@ use yup_oauth2::authenticator::Authenticator;
 use yup_oauth2::hyper_rustls::HttpsConnector;
 
 use crate::error::{Error, Result};
-use crate::refresh::TokenResponse;
+use crate::token::TokenFileProblem;
+use crate::token_cache::{BoxFuture, Fetched, TokenSource};
+use crate::token_endpoint::TokenResponse;
 
 /// A service account key and yup-oauth2's authenticator for it.
 pub(crate) struct ServiceAccount {
@@ -22,7 +24,7 @@ impl ServiceAccount {
     pub(crate) async fn from_json(json: &[u8], path: &Path, scopes: &[String]) -> Result<Self> {
         let key = yup_oauth2::parse_service_account_key(json).map_err(|e| Error::TokenFile {
             path: path.to_owned(),
-            problem: crate::TokenFileProblem::UnsupportedType(format!(
+            problem: TokenFileProblem::UnsupportedType(format!(
                 "service_account (the key cannot be read: {})",
                 e.kind()
             )),
@@ -65,5 +67,15 @@ impl ServiceAccount {
 
     pub(crate) fn describe(&self) -> String {
         format!("service account {}", self.name)
+    }
+}
+
+impl TokenSource for ServiceAccount {
+    fn fetch(&self) -> BoxFuture<'_, Result<Fetched>> {
+        Box::pin(async move { Ok(self.token().await?.into()) })
+    }
+
+    fn describe(&self) -> String {
+        ServiceAccount::describe(self)
     }
 }

@@ -1,7 +1,9 @@
-//! The token endpoint: `refresh_token` and `authorization_code` grants,
-//! with bounded retries for transient failures.
+//! The OAuth token endpoint: the `refresh_token` and `authorization_code`
+//! grants and revocation, with bounded retries for transient failures, and
+//! the parsing of its answers ([`OAuthError`] codes included).
 
-use std::time::Duration;
+use std::fmt;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Method, Request, header};
@@ -9,8 +11,9 @@ use http_body_util::Full;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-use crate::error::{Error, OAuthError, Result};
+use crate::error::{Error, Result};
 use crate::http::HttpClient;
+use crate::token::StoredToken;
 use crate::url::{check_endpoint, without_query};
 
 /// Longer lifetimes are clamped: no access token lives a year, and absurd
@@ -18,7 +21,10 @@ use crate::url::{check_endpoint, without_query};
 const MAX_EXPIRES_IN: u64 = 365 * 24 * 3600;
 
 /// Token responses are small; anything larger is not one.
-const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
+pub(crate) const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
+
+/// Lifetime assumed when the token endpoint sends no `expires_in`.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// A successful token endpoint answer.
 pub(crate) struct TokenResponse {
@@ -28,6 +34,30 @@ pub(crate) struct TokenResponse {
     pub(crate) refresh_token: Option<SecretString>,
     #[allow(dead_code)] // kept for callers that want the identity, never logged
     pub(crate) id_token: Option<SecretString>,
+}
+
+impl TokenResponse {
+    /// When the new access token expires.
+    pub(crate) fn expires_at(&self) -> SystemTime {
+        let lifetime = self
+            .expires_in
+            .map(|s| Duration::from_secs(s.min(MAX_EXPIRES_IN)))
+            .unwrap_or(DEFAULT_LIFETIME);
+        SystemTime::now() + lifetime
+    }
+
+    /// Records the answer: new token and expiry, granted scopes, and a
+    /// rotated refresh token when the server sent one.
+    pub(crate) fn apply_to(self, record: &mut StoredToken) {
+        record.set_expiry(self.expires_at());
+        record.token = Some(self.access_token);
+        if let Some(scope) = self.scope {
+            record.scopes = Some(scope.split_whitespace().map(str::to_owned).collect());
+        }
+        if let Some(rotated) = self.refresh_token {
+            record.refresh_token = Some(rotated);
+        }
+    }
 }
 
 /// How often and how patiently transient failures are retried.
@@ -221,6 +251,104 @@ pub(crate) fn parse_response(token_uri: &str, status: u16, body: &[u8]) -> Resul
         refresh_token: text(&map, "refresh_token").map(SecretString::from),
         id_token: text(&map, "id_token").map(SecretString::from),
     })
+}
+
+/// OAuth 2.0 error codes (RFC 6749 §4.1.2.1 and §5.2), plus anything else a server sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OAuthError {
+    /// `invalid_request`
+    InvalidRequest,
+    /// `invalid_client`
+    InvalidClient,
+    /// `invalid_grant`
+    InvalidGrant,
+    /// `unauthorized_client`
+    UnauthorizedClient,
+    /// `unsupported_grant_type`
+    UnsupportedGrantType,
+    /// `invalid_scope`
+    InvalidScope,
+    /// `access_denied`
+    AccessDenied,
+    /// `unsupported_response_type`
+    UnsupportedResponseType,
+    /// `server_error`
+    ServerError,
+    /// `temporarily_unavailable`
+    TemporarilyUnavailable,
+    /// Any other code.
+    Other(String),
+}
+
+impl OAuthError {
+    /// Parses an `error` value.
+    pub fn from_code(code: &str) -> Self {
+        match code {
+            "invalid_request" => OAuthError::InvalidRequest,
+            "invalid_client" => OAuthError::InvalidClient,
+            "invalid_grant" => OAuthError::InvalidGrant,
+            "unauthorized_client" => OAuthError::UnauthorizedClient,
+            "unsupported_grant_type" => OAuthError::UnsupportedGrantType,
+            "invalid_scope" => OAuthError::InvalidScope,
+            "access_denied" => OAuthError::AccessDenied,
+            "unsupported_response_type" => OAuthError::UnsupportedResponseType,
+            "server_error" => OAuthError::ServerError,
+            "temporarily_unavailable" => OAuthError::TemporarilyUnavailable,
+            other => OAuthError::Other(other.to_owned()),
+        }
+    }
+
+    /// The wire code.
+    pub fn as_str(&self) -> &str {
+        match self {
+            OAuthError::InvalidRequest => "invalid_request",
+            OAuthError::InvalidClient => "invalid_client",
+            OAuthError::InvalidGrant => "invalid_grant",
+            OAuthError::UnauthorizedClient => "unauthorized_client",
+            OAuthError::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthError::InvalidScope => "invalid_scope",
+            OAuthError::AccessDenied => "access_denied",
+            OAuthError::UnsupportedResponseType => "unsupported_response_type",
+            OAuthError::ServerError => "server_error",
+            OAuthError::TemporarilyUnavailable => "temporarily_unavailable",
+            OAuthError::Other(code) => code,
+        }
+    }
+}
+
+impl fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod oauth_error_tests {
+    use super::OAuthError;
+
+    #[test]
+    fn oauth_codes_round_trip() {
+        for code in [
+            "invalid_request",
+            "invalid_client",
+            "invalid_grant",
+            "unauthorized_client",
+            "unsupported_grant_type",
+            "invalid_scope",
+            "access_denied",
+            "unsupported_response_type",
+            "server_error",
+            "temporarily_unavailable",
+            "interaction_required",
+        ] {
+            assert_eq!(OAuthError::from_code(code).as_str(), code);
+        }
+        assert_eq!(
+            OAuthError::from_code("x"),
+            OAuthError::Other("x".to_owned())
+        );
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::error::{Error, OAuthError, Result};
+use crate::error::{Error, Result};
+use crate::token_endpoint::OAuthError;
 
 /// What arrived on the redirect: a code, or the server's refusal.
 #[derive(Debug)]

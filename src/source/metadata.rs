@@ -4,20 +4,19 @@
 //! https-only endpoint check, and it is only ever asked with the
 //! `Metadata-Flavor: Google` header that keeps browsers and proxies out.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request};
 use http_body_util::Full;
 
+use crate::env;
 use crate::error::{Error, Result};
 use crate::http::HttpClient;
-use crate::refresh::{TokenResponse, parse_response};
+use crate::token_cache::{BoxFuture, Fetched, TokenSource};
+use crate::token_endpoint::{MAX_TOKEN_RESPONSE, TokenResponse, parse_response};
 
-/// Overrides the metadata server's `host[:port]`.
-pub const ENV_METADATA_HOST: &str = "GCE_METADATA_HOST";
-/// When `true`, the metadata server is not tried (as in google-auth).
-pub const ENV_NO_GCE_CHECK: &str = "NO_GCE_CHECK";
 const DEFAULT_HOST: &str = "metadata.google.internal";
 /// A laptop has no metadata server: do not keep its user waiting.
 pub(crate) const PING_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -31,10 +30,7 @@ pub(crate) struct MetadataServer {
 }
 
 pub(crate) fn host() -> String {
-    std::env::var(ENV_METADATA_HOST)
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| DEFAULT_HOST.to_owned())
+    env::nonempty(env::GCE_METADATA_HOST).unwrap_or_else(|| DEFAULT_HOST.to_owned())
 }
 
 fn request(url: &str) -> Result<Request<Full<Bytes>>> {
@@ -52,7 +48,7 @@ impl MetadataServer {
     pub(crate) async fn ping(host: &str, scopes: &[String]) -> Option<Self> {
         let http = HttpClient::new(PING_TIMEOUT, PING_TIMEOUT);
         let req = request(&format!("http://{host}/")).ok()?;
-        let resp = http.send(req, 64 * 1024).await.ok()?;
+        let resp = http.send(req, MAX_TOKEN_RESPONSE).await.ok()?;
         let flavored = resp.headers().get(FLAVOR).is_some_and(|v| v == "Google");
         flavored.then(|| MetadataServer {
             host: host.to_owned(),
@@ -72,11 +68,27 @@ impl MetadataServer {
                 .finish();
             url = format!("{url}?{scopes}");
         }
-        let resp = http.send(request(&url)?, 64 * 1024).await?;
+        let resp = http.send(request(&url)?, MAX_TOKEN_RESPONSE).await?;
         parse_response(&url, resp.status().as_u16(), resp.body())
     }
 
     pub(crate) fn describe(&self) -> String {
         format!("the metadata server at {}", self.host)
+    }
+}
+
+/// The metadata server as a token source, with the transport it is reached by.
+pub(crate) struct MetadataSource {
+    pub(crate) server: MetadataServer,
+    pub(crate) http: Arc<HttpClient>,
+}
+
+impl TokenSource for MetadataSource {
+    fn fetch(&self) -> BoxFuture<'_, Result<Fetched>> {
+        Box::pin(async move { Ok(self.server.token(&self.http).await?.into()) })
+    }
+
+    fn describe(&self) -> String {
+        self.server.describe()
     }
 }

@@ -1,0 +1,21 @@
+//! The environment variables the crate reads, by their own names.
+
+/// Names a credentials file to use before anything else (ADC).
+pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+/// gcloud's configuration directory, when not the default (ADC).
+pub const CLOUDSDK_CONFIG: &str = "CLOUDSDK_CONFIG";
+/// Overrides the metadata server's `host[:port]`.
+pub const GCE_METADATA_HOST: &str = "GCE_METADATA_HOST";
+/// When `true`, the metadata server is not tried (as in google-auth).
+pub const NO_GCE_CHECK: &str = "NO_GCE_CHECK";
+/// Overrides the Gemini API base URL (below an explicit builder value).
+pub const GEMINI_API_BASE: &str = "GEMINI_API_BASE";
+/// Sets the quota project (below an explicit builder value).
+pub const GOOGLE_CLOUD_QUOTA_PROJECT: &str = "GOOGLE_CLOUD_QUOTA_PROJECT";
+/// Read for an API key, in this order.
+pub const API_KEYS: [&str; 2] = ["GEMINI_API_KEY", "GOOGLE_API_KEY"];
+
+/// A variable's value, treating empty as unset.
+pub(crate) fn nonempty(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|s| !s.is_empty())
+}

@@ -1,0 +1,246 @@
+//! [`CredentialLoader`]: builds [`Credentials`] of one [`kind`]: a user's
+//! sign-in ([`kind::UserFlow`], `load_creds.py`'s way), Application Default
+//! Credentials, or an API key. Options shared by every kind live here; each
+//! kind's own options and `load` live in a file of their own.
+
+mod adc;
+mod api_key;
+pub mod kind;
+mod user;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls_pki_types::CertificateDer;
+
+use crate::credentials::Settings;
+use crate::endpoints::{GEMINI_API_BASE, GOOGLE_REVOKE_URI};
+use crate::env;
+use crate::error::{Error, Result};
+use crate::headers::sensitive;
+use crate::http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HttpClient};
+use crate::scopes;
+use crate::source::user::Endpoints;
+use crate::token_endpoint::Retry;
+use crate::url::check_endpoint;
+
+/// Builds [`Credentials`](crate::Credentials). Building is cheap and does no
+/// I/O; everything happens in `load()`.
+///
+/// - [`CredentialLoader::new`]: the way `load_creds.py` does it: the stored
+///   token if it is valid and covers the scopes, else a refresh, else the
+///   consent flow; whatever was obtained is saved to the store.
+/// - [`CredentialLoader::application_default`]: Application Default
+///   Credentials, as google-auth finds them.
+/// - [`CredentialLoader::api_key`] and [`CredentialLoader::api_key_from_env`]:
+///   an API key.
+///
+/// Each kind accepts only the options that apply to it (see [`kind`]).
+///
+/// ```no_run
+/// use gemini_oauth::{CredentialLoader, Consent, FileTokenStore, scopes};
+/// # async fn f() -> gemini_oauth::Result<()> {
+/// let creds = CredentialLoader::new()
+///     .client_secret_file("client_secret.json")
+///     .token_store(FileTokenStore::new("token.json"))
+///     .scopes([scopes::GENERATIVE_LANGUAGE_RETRIEVER, scopes::CLOUD_PLATFORM])
+///     .consent(Consent::PrintUrl)
+///     .load()
+///     .await?;
+/// # Ok(()) }
+/// ```
+pub struct CredentialLoader<K = kind::UserFlow> {
+    common: Common,
+    kind: K,
+}
+
+/// Options more than one kind shares.
+struct Common {
+    extra_roots_pem: Vec<u8>,
+    scopes: Vec<String>,
+    quota_project: Option<String>,
+    api_base: Option<String>,
+    token_uri: Option<String>,
+    revoke_uri: Option<String>,
+    timeout: Duration,
+    connect_timeout: Duration,
+}
+
+impl Default for Common {
+    fn default() -> Self {
+        Common {
+            extra_roots_pem: Vec::new(),
+            scopes: vec![scopes::GENERATIVE_LANGUAGE_RETRIEVER.to_owned()],
+            quota_project: None,
+            api_base: None,
+            token_uri: None,
+            revoke_uri: None,
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+}
+
+impl<K: fmt::Debug> fmt::Debug for CredentialLoader<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.common;
+        f.debug_struct("CredentialLoader")
+            .field("kind", &self.kind)
+            .field("scopes", &c.scopes)
+            .field("quota_project", &c.quota_project)
+            .field("api_base", &c.api_base)
+            .field("token_uri", &c.token_uri)
+            .field("timeout", &c.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K> CredentialLoader<K> {
+    fn of_kind(kind: K) -> Self {
+        CredentialLoader {
+            common: Common::default(),
+            kind,
+        }
+    }
+
+    /// The project billed for API calls, sent as `x-goog-user-project`.
+    /// Wins over `GOOGLE_CLOUD_QUOTA_PROJECT` and a file's `quota_project_id`.
+    pub fn quota_project(mut self, project: impl Into<String>) -> Self {
+        self.common.quota_project = Some(project.into());
+        self
+    }
+
+    /// The Gemini API base URL (default `GEMINI_API_BASE` from the
+    /// environment, else [`endpoints::GEMINI_API_BASE`](crate::endpoints::GEMINI_API_BASE)).
+    pub fn api_base(mut self, url: impl Into<String>) -> Self {
+        self.common.api_base = Some(url.into());
+        self
+    }
+
+    /// Trusts these PEM certificates as roots, besides the built-in Mozilla
+    /// set (webpki-roots): for a TLS-inspecting corporate proxy, or a private
+    /// endpoint. Checked by `load()`.
+    pub fn root_certificates_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
+        self.common.extra_roots_pem.extend_from_slice(pem.as_ref());
+        self.common.extra_roots_pem.push(b'\n');
+        self
+    }
+
+    /// Limit for each HTTP request, connect to last byte (default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.common.timeout = timeout;
+        self
+    }
+
+    /// Limit for establishing a connection (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.common.connect_timeout = timeout;
+        self
+    }
+
+    /// What every kind of credentials carries for its calls. The quota
+    /// project is the explicit one, else `GOOGLE_CLOUD_QUOTA_PROJECT`, else
+    /// the file's.
+    fn settings(&self, file_quota: Option<String>) -> Result<Settings> {
+        let c = &self.common;
+        let api_base = c
+            .api_base
+            .clone()
+            .or_else(|| env::nonempty(env::GEMINI_API_BASE))
+            .unwrap_or_else(|| GEMINI_API_BASE.to_owned());
+        check_endpoint(&api_base)?;
+        let quota_project = c
+            .quota_project
+            .clone()
+            .or_else(|| env::nonempty(env::GOOGLE_CLOUD_QUOTA_PROJECT))
+            .or(file_quota);
+        let quota_header = quota_project
+            .as_deref()
+            .map(|p| {
+                http::HeaderValue::from_str(p).map_err(|_| Error::InvalidHeaderValue {
+                    what: "the quota project id",
+                })
+            })
+            .transpose()?;
+        Ok(Settings {
+            quota_project,
+            quota_header,
+            api_base,
+            http: Arc::new(HttpClient::with_roots(
+                c.timeout,
+                c.connect_timeout,
+                parse_pem_certificates(&c.extra_roots_pem)?,
+            )),
+        })
+    }
+}
+
+impl<K: kind::OAuthKind> CredentialLoader<K> {
+    /// The scopes to request. For a user's sign-in, a stored token that lacks
+    /// any of them leads to consent; for ADC they are what service accounts
+    /// and the metadata server are asked for.
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.common.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The token endpoint for this run's refreshes and sign-in, instead of
+    /// the one the stored token or the client secret names. Never written to
+    /// the token store: later runs use the stored endpoint again.
+    pub fn token_uri(mut self, url: impl Into<String>) -> Self {
+        self.common.token_uri = Some(url.into());
+        self
+    }
+
+    /// The token revocation endpoint used by
+    /// [`Credentials::revoke`](crate::Credentials::revoke) (default
+    /// [`endpoints::GOOGLE_REVOKE_URI`](crate::endpoints::GOOGLE_REVOKE_URI)).
+    pub fn revoke_uri(mut self, url: impl Into<String>) -> Self {
+        self.common.revoke_uri = Some(url.into());
+        self
+    }
+
+    /// How a user's refresh token reaches its endpoints.
+    fn endpoints(&self, http: &Arc<HttpClient>) -> Endpoints {
+        Endpoints {
+            http: Arc::clone(http),
+            retry: Retry::default(),
+            token_uri: self.common.token_uri.clone(),
+            revoke_uri: self
+                .common
+                .revoke_uri
+                .clone()
+                .unwrap_or_else(|| GOOGLE_REVOKE_URI.to_owned()),
+        }
+    }
+}
+
+/// An API key as a header value that is never shown.
+fn api_key_header(key: &str) -> Result<http::HeaderValue> {
+    http::HeaderValue::from_str(key)
+        .map(sensitive)
+        .map_err(|_| Error::InvalidHeaderValue {
+            what: "the API key",
+        })
+}
+
+fn parse_pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
+    use rustls_pki_types::pem::PemObject;
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::InvalidCertificate(format!("the PEM cannot be read: {e}")))?;
+    let mut store = rustls::RootCertStore::empty();
+    let (_, rejected) = store.add_parsable_certificates(certs.iter().cloned());
+    if rejected > 0 {
+        return Err(Error::InvalidCertificate(format!(
+            "{rejected} of {} certificates are not valid X.509 trust anchors",
+            certs.len()
+        )));
+    }
+    Ok(certs)
+}

@@ -1,0 +1,193 @@
+//! A user's sign-in, as `load_creds.py` does it: the stored token, else a
+//! refresh, else the consent flow.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::CredentialLoader;
+use super::kind::{SecretSource, UserFlow};
+use crate::client_secret::ClientSecret;
+use crate::consent::{self, Consent, FlowOptions};
+use crate::credentials::{Credentials, Kind, Settings};
+use crate::error::{ConsentReason, Result};
+use crate::source::fetched_from_record;
+use crate::source::user::{Decision, Outcome, UserSource, decide};
+use crate::store::{DynTokenStore, FileTokenStore, TokenStore};
+use crate::token::StoredToken;
+use crate::token_cache::{TokenCache, TokenSource};
+use crate::token_endpoint::Retry;
+
+/// How much longer than the consent timeout a process waits for another
+/// one's refresh or sign-in.
+const LOCK_MARGIN: Duration = Duration::from_secs(60);
+
+impl Default for CredentialLoader<UserFlow> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CredentialLoader<UserFlow> {
+    /// The quickstart's defaults: `./client_secret.json`, `./token.json`, the
+    /// `generative-language.retriever` scope, and the browser consent flow.
+    pub fn new() -> Self {
+        Self::of_kind(UserFlow {
+            secret: SecretSource::File(PathBuf::from("client_secret.json")),
+            store: None,
+            auth_uri: None,
+            flow: FlowOptions::default(),
+        })
+    }
+
+    /// Where the OAuth client comes from (read only when consent is needed).
+    pub fn client_secret_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.kind.secret = SecretSource::File(path.into());
+        self
+    }
+
+    /// An OAuth client given in code instead of a file.
+    pub fn client_secret(mut self, secret: ClientSecret) -> Self {
+        self.kind.secret = SecretSource::Given(Box::new(secret));
+        self
+    }
+
+    /// Where tokens are kept (default `FileTokenStore::new("token.json")`).
+    pub fn token_store(mut self, store: impl TokenStore) -> Self {
+        self.kind.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Overrides the authorization endpoint of the client secret.
+    pub fn auth_uri(mut self, url: impl Into<String>) -> Self {
+        self.kind.auth_uri = Some(url.into());
+        self
+    }
+
+    /// How consent is obtained when nothing cached can serve (default
+    /// [`Consent::OpenBrowser`]); [`Consent::Never`] for servers and CI.
+    pub fn consent(mut self, consent: Consent) -> Self {
+        self.kind.flow.consent = consent;
+        self
+    }
+
+    /// How long the consent flow waits for the user (default 5 minutes).
+    pub fn consent_timeout(mut self, timeout: Duration) -> Self {
+        self.kind.flow.timeout = timeout;
+        self
+    }
+
+    /// Host and port of the loopback listener (default `127.0.0.1:0`, an ephemeral port).
+    pub fn redirect_addr(mut self, addr: std::net::SocketAddr) -> Self {
+        self.kind.flow.bind = addr;
+        self
+    }
+
+    /// Where the consent URL goes instead of stderr (for GUIs, chat bots and tests).
+    /// With [`Consent::OpenBrowser`] it is called too, after the browser opened.
+    pub fn on_consent_url(mut self, callback: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.kind.flow.on_url = Some(Arc::new(callback));
+        self
+    }
+
+    /// Loads, refreshes or obtains credentials, and saves what changed.
+    ///
+    /// A refreshed token that cannot be saved is still used (a warning is
+    /// logged once); a sign-in that cannot be saved is an error.
+    ///
+    /// # Errors
+    /// Store errors ([`Error::TokenFile`](crate::Error::TokenFile),
+    /// [`Error::Io`](crate::Error::Io), [`Error::Store`](crate::Error::Store))
+    /// are never taken for "no token". Transient refresh errors are returned,
+    /// not answered with a consent. With [`Consent::Never`], a needed consent
+    /// is [`Error::ConsentRequired`](crate::Error::ConsentRequired) (or
+    /// [`Error::InvalidGrant`](crate::Error::InvalidGrant)); otherwise the
+    /// consent flow's errors
+    /// ([`Error::AuthorizationDenied`](crate::Error::AuthorizationDenied),
+    /// [`Error::Timeout`](crate::Error::Timeout), …) and
+    /// [`Error::ClientSecretNotFound`](crate::Error::ClientSecretNotFound)
+    /// when there is no client secret file.
+    #[tracing::instrument(skip_all, name = "gemini_oauth::load")]
+    pub async fn load(self) -> Result<Credentials> {
+        let store: Arc<dyn DynTokenStore> = match &self.kind.store {
+            Some(s) => Arc::clone(s),
+            None => Arc::new(FileTokenStore::new("token.json")),
+        };
+        let name = store.name();
+        let stored = store.load().await?;
+        let file_quota = stored
+            .as_ref()
+            .and_then(|s| s.quota_project_id().map(str::to_owned));
+        let settings = self.settings(file_quota)?;
+        let endpoints = self.endpoints(&settings.http);
+        let user = Arc::new(UserSource::new(
+            Some(store),
+            name,
+            stored.clone().unwrap_or_default(),
+            endpoints,
+        ));
+        let scopes = &self.common.scopes;
+        if let Decision::Use(record) = decide(stored.clone(), scopes, None) {
+            tracing::debug!(store = %user.name(), "using the cached token");
+            user.set_record(record);
+            return user_credentials(user, settings);
+        }
+        // Work to do, under the store's lock: another process may have
+        // refreshed or signed in while we waited for it.
+        let wait = self.kind.flow.timeout + LOCK_MARGIN;
+        let (outcome, _lock) = user.resolve(stored, scopes, None, wait).await?;
+        let reason = match outcome {
+            Outcome::Token(_) => return user_credentials(user, settings),
+            Outcome::Consent(reason) => reason,
+        };
+        if self.kind.flow.consent == Consent::Never {
+            return Err(user.consent_error(reason));
+        }
+        tracing::info!(%reason, "starting the consent flow");
+        let record = self.sign_in(&reason, &settings).await?;
+        user.save_signed_in(record).await?;
+        user_credentials(user, settings)
+    }
+
+    /// Runs the consent flow and returns the record to store.
+    async fn sign_in(self, reason: &ConsentReason, settings: &Settings) -> Result<StoredToken> {
+        let mut secret = match self.kind.secret {
+            SecretSource::File(path) => ClientSecret::from_file(path).await?,
+            SecretSource::Given(secret) => *secret,
+        };
+        // The client's own endpoint is what the store keeps; an override is for this run.
+        let stored_token_uri = secret.token_endpoint().to_owned();
+        if let Some(uri) = self.common.token_uri {
+            secret = secret.token_uri(uri);
+        }
+        if let Some(uri) = self.kind.auth_uri {
+            secret = secret.auth_uri(uri);
+        }
+        // A refresh token must be issued again when the old one is gone or rejected.
+        let mut flow = self.kind.flow;
+        flow.force_consent = !matches!(reason, ConsentReason::NoToken);
+        let mut record = consent::run(
+            &secret,
+            &self.common.scopes,
+            &flow,
+            &settings.http,
+            Retry::default(),
+        )
+        .await?;
+        record.token_uri = Some(stored_token_uri);
+        Ok(record)
+    }
+}
+
+/// Credentials over a user's refresh token, starting from its current record.
+pub(super) fn user_credentials(user: Arc<UserSource>, settings: Settings) -> Result<Credentials> {
+    let source: Arc<dyn TokenSource> = Arc::clone(&user) as Arc<dyn TokenSource>;
+    let cache = TokenCache::new(source, fetched_from_record(&user.record()))?;
+    Ok(Credentials::new(
+        Kind::Token {
+            cache,
+            user: Some(user),
+        },
+        settings,
+    ))
+}

@@ -1,0 +1,455 @@
+//! The token cache: one current access token, handed out without locks, and
+//! renewed by a [`TokenSource`] through a single shared refresh.
+//!
+//! - **Hot path**: this thread's private copy of the current token
+//!   ([`access_token`](crate::access_token)), checked against one atomic
+//!   generation number; no lock, no shared reference count.
+//! - **Refresh window**: during the last [`REFRESH_WINDOW`] of a token's life
+//!   one background refresh starts while callers keep the valid token.
+//! - **Expired**: callers wait for the one refresh in flight and share its
+//!   result, error included ([`Error`] is `Clone`).
+//! - **Failures**: a failed background refresh is not retried sooner than
+//!   1 s, doubling up to 30 s.
+//!
+//! A flight always ends: [`FlightGuard`] publishes an error if the refresh
+//! task panics or is cancelled, so waiters never hang.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use secrecy::SecretString;
+use tokio::sync::watch;
+
+use crate::access_token::{self, AccessToken, Published};
+use crate::clock::now_ms;
+use crate::error::{Error, Result};
+
+#[cfg(doc)]
+use crate::access_token::REFRESH_WINDOW;
+
+/// Background refreshes that failed are retried no sooner than this, doubling up to the max.
+pub(crate) const BACKGROUND_BACKOFF: Duration = Duration::from_secs(1);
+pub(crate) const BACKGROUND_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// A boxed future, for the object-safe [`TokenSource`].
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A new access token from a source.
+pub(crate) struct Fetched {
+    pub(crate) token: SecretString,
+    pub(crate) expires_at: SystemTime,
+}
+
+/// Where new access tokens come from: one implementation per credential kind
+/// (a user's refresh token, the metadata server, a service-account key…).
+pub(crate) trait TokenSource: Send + Sync + 'static {
+    /// Obtains a new access token (the cache makes sure only one call runs at a time).
+    fn fetch(&self) -> BoxFuture<'_, Result<Fetched>>;
+
+    /// Where the tokens come from, for messages: a file path, an account.
+    fn describe(&self) -> String;
+}
+
+/// The cache; cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub(crate) struct TokenCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    current: ArcSwap<Published>,
+    /// The generation of `current`, published after it.
+    generation: AtomicU64,
+    refreshing: AtomicBool,
+    source: Arc<dyn TokenSource>,
+    flight: Mutex<Option<Flight>>,
+    /// Unix millis before which no background refresh starts (after failures).
+    quiet_until_ms: AtomicU64,
+    failures: AtomicU64,
+}
+
+type Flight = watch::Receiver<Option<Result<()>>>;
+
+impl TokenCache {
+    /// A cache whose first token is `first` (from a file, or fetched by the loader).
+    pub(crate) fn new(source: Arc<dyn TokenSource>, first: Fetched) -> Result<Self> {
+        let published = Published::new(first.token, first.expires_at, None)?;
+        Ok(TokenCache {
+            inner: Arc::new(Inner {
+                generation: AtomicU64::new(published.generation),
+                current: ArcSwap::from_pointee(published),
+                refreshing: AtomicBool::new(false),
+                source,
+                flight: Mutex::new(None),
+                quiet_until_ms: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// A valid token: this thread's fresh copy (no I/O, no lock), otherwise
+    /// the result of the one shared refresh. (`Credentials` inlines the two
+    /// steps itself, so its hot path holds no nested future.)
+    #[cfg(test)]
+    pub(crate) async fn token(&self) -> Result<AccessToken> {
+        match self.fresh() {
+            Some(token) => Ok(token),
+            None => self.token_slow().await,
+        }
+    }
+
+    /// The hot path: this thread's copy of the current token, if fresh.
+    #[inline]
+    pub(crate) fn fresh(&self) -> Option<AccessToken> {
+        access_token::local_fresh(self.inner.generation.load(Ordering::Acquire)).map(AccessToken)
+    }
+
+    /// Everything but the hot path: a shared copy, a background refresh, or
+    /// waiting for the refresh in flight.
+    pub(crate) async fn token_slow(&self) -> Result<AccessToken> {
+        self.inner.token_slow().await
+    }
+
+    /// Refreshes now unless a token newer than `stale` was already obtained
+    /// (after a 401: the server no longer accepts `stale`).
+    pub(crate) async fn refresh_after(&self, stale: &AccessToken) -> Result<AccessToken> {
+        self.inner.refresh_and_wait(stale.0.generation).await
+    }
+
+    /// When the current token expires.
+    pub(crate) fn expires_at(&self) -> SystemTime {
+        self.inner.current.load().expires_at
+    }
+
+    /// Where the tokens come from.
+    pub(crate) fn describe(&self) -> String {
+        self.inner.source.describe()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Ends a flight on every path: with its result, or, if the refresh task
+/// panicked or was cancelled, with an error, so waiters never hang and the
+/// next caller starts a new refresh.
+struct FlightGuard {
+    inner: Arc<Inner>,
+    tx: Option<watch::Sender<Option<Result<()>>>>,
+}
+
+impl FlightGuard {
+    fn finish(&mut self, result: Result<()>) {
+        self.inner.refreshing.store(false, Ordering::Relaxed);
+        if let Some(tx) = self.tx.take() {
+            tx.send_replace(Some(result));
+        }
+    }
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        if self.tx.is_some() {
+            self.finish(Err(Error::transport(
+                "token refresh",
+                "the refresh task stopped unexpectedly",
+            )));
+        }
+    }
+}
+
+impl Inner {
+    async fn token_slow(self: &Arc<Self>) -> Result<AccessToken> {
+        let current = self.current.load_full();
+        let now = now_ms();
+        if now < current.refresh_at_ms {
+            return Ok(AccessToken(access_token::cache_locally(&current)));
+        }
+        if now < current.usable_until_ms {
+            self.start_background_refresh(current.generation);
+            return Ok(AccessToken(current));
+        }
+        self.refresh_and_wait(current.generation).await
+    }
+
+    fn start_background_refresh(self: &Arc<Self>, seen: u64) {
+        if self.refreshing.load(Ordering::Relaxed)
+            || now_ms() < self.quiet_until_ms.load(Ordering::Relaxed)
+        {
+            return;
+        }
+        // Dropping the receiver is fine: the spawned refresh runs to the end.
+        let _ = self.join_flight(seen);
+    }
+
+    async fn refresh_and_wait(self: &Arc<Self>, seen: u64) -> Result<AccessToken> {
+        let Some(mut flight) = self.join_flight(seen) else {
+            return Ok(AccessToken(self.current.load_full()));
+        };
+        let outcome = flight
+            .wait_for(Option::is_some)
+            .await
+            .map(|o| o.clone())
+            .unwrap_or_else(|_| {
+                Some(Err(Error::transport(
+                    "token refresh",
+                    "the refresh task stopped",
+                )))
+            });
+        match outcome {
+            Some(Err(e)) => Err(e),
+            _ => Ok(AccessToken(self.current.load_full())),
+        }
+    }
+
+    /// Joins the refresh in flight or starts one. `None` when the published
+    /// token is already newer than generation `seen`.
+    fn join_flight(self: &Arc<Self>, seen: u64) -> Option<Flight> {
+        let mut slot = lock(&self.flight);
+        // In flight: no outcome yet and its task still alive.
+        if let Some(rx) = slot.as_ref()
+            && rx.borrow().is_none()
+            && rx.has_changed().is_ok()
+        {
+            return Some(rx.clone());
+        }
+        // Published before a flight completes, so this cannot miss one.
+        if self.generation.load(Ordering::Acquire) != seen {
+            return None;
+        }
+        let (tx, rx) = watch::channel(None);
+        *slot = Some(rx.clone());
+        self.refreshing.store(true, Ordering::Relaxed);
+        drop(slot);
+        let inner = Arc::clone(self);
+        let mut guard = FlightGuard {
+            inner: Arc::clone(self),
+            tx: Some(tx),
+        };
+        tokio::spawn(async move {
+            let result = inner.refresh().await;
+            match &result {
+                Ok(()) => {
+                    inner.failures.store(0, Ordering::Relaxed);
+                    inner.quiet_until_ms.store(0, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    let n = inner.failures.fetch_add(1, Ordering::Relaxed).min(16) as u32;
+                    let backoff =
+                        (BACKGROUND_BACKOFF * 2u32.saturating_pow(n)).min(BACKGROUND_BACKOFF_MAX);
+                    inner
+                        .quiet_until_ms
+                        .store(now_ms() + backoff.as_millis() as u64, Ordering::Relaxed);
+                    tracing::warn!(error = %e, retry_in = ?backoff, "token refresh failed");
+                }
+            }
+            guard.finish(result);
+        });
+        Some(rx)
+    }
+
+    #[tracing::instrument(skip_all, name = "gemini_oauth::refresh")]
+    async fn refresh(&self) -> Result<()> {
+        let fetched = self.source.fetch().await?;
+        let lifetime = fetched.expires_at.duration_since(SystemTime::now()).ok();
+        let published = Published::new(fetched.token, fetched.expires_at, lifetime)?;
+        let generation = published.generation;
+        self.current.store(Arc::new(published));
+        self.generation.store(generation, Ordering::Release);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The cache against a fake source: no network, no files; tokio's paused
+    //! time for the source's delays, the test clock for expiry.
+
+    use super::*;
+    use secrecy::ExposeSecret;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Counts fetches; each returns `token-N` living `lifetime`, after `delay`.
+    struct Fake {
+        calls: AtomicUsize,
+        lifetime: Duration,
+        delay: Duration,
+        fail: AtomicBool,
+    }
+
+    impl Fake {
+        fn new(lifetime: Duration, delay: Duration) -> Arc<Self> {
+            Arc::new(Fake {
+                calls: AtomicUsize::new(0),
+                lifetime,
+                delay,
+                fail: AtomicBool::new(false),
+            })
+        }
+        fn calls(&self) -> usize {
+            self.calls.load(Ordering::SeqCst)
+        }
+    }
+
+    impl TokenSource for Fake {
+        fn fetch(&self) -> BoxFuture<'_, Result<Fetched>> {
+            Box::pin(async move {
+                let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::time::sleep(self.delay).await;
+                if self.fail.load(Ordering::SeqCst) {
+                    return Err(Error::transport("fake", "down"));
+                }
+                Ok(Fetched {
+                    token: SecretString::from(format!("token-{n}")),
+                    expires_at: SystemTime::now() + self.lifetime,
+                })
+            })
+        }
+        fn describe(&self) -> String {
+            "fake".into()
+        }
+    }
+
+    fn cache(source: &Arc<Fake>, first_expires_in: Duration) -> TokenCache {
+        let first = Fetched {
+            token: SecretString::from("token-0"),
+            expires_at: SystemTime::now() + first_expires_in,
+        };
+        TokenCache::new(Arc::clone(source) as Arc<dyn TokenSource>, first).unwrap()
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[tokio::test(start_paused = true)]
+    async fn fresh_token_is_served_without_fetching() {
+        let source = Fake::new(HOUR, Duration::ZERO);
+        let cache = cache(&source, HOUR);
+        for _ in 0..10 {
+            assert_eq!(cache.token().await.unwrap().secret(), "token-0");
+        }
+        assert_eq!(source.calls(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_token_waits_for_one_shared_fetch() {
+        let source = Fake::new(HOUR, Duration::from_secs(5));
+        let cache = cache(&source, Duration::ZERO);
+        let calls: Vec<_> = (0..50)
+            .map(|_| {
+                let c = cache.clone();
+                tokio::spawn(async move { c.token().await })
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(call.await.unwrap().unwrap().secret(), "token-1");
+        }
+        assert_eq!(source.calls(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refresh_window_serves_the_old_token_while_one_refresh_runs() {
+        // 60 s left: inside the 3 min 45 s window, outside the 10 s skew.
+        let source = Fake::new(HOUR, Duration::from_secs(30));
+        let cache = cache(&source, Duration::from_secs(60));
+        for _ in 0..20 {
+            assert_eq!(cache.token().await.unwrap().secret(), "token-0");
+        }
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        assert_eq!(cache.token().await.unwrap().secret(), "token-1");
+        assert_eq!(source.calls(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_background_refresh_backs_off() {
+        let source = Fake::new(HOUR, Duration::ZERO);
+        source.fail.store(true, Ordering::SeqCst);
+        let cache = cache(&source, Duration::from_secs(60));
+        for _ in 0..20 {
+            assert_eq!(cache.token().await.unwrap().secret(), "token-0");
+            tokio::task::yield_now().await;
+        }
+        // One attempt, then quiet for BACKGROUND_BACKOFF of wall-clock time.
+        assert_eq!(source.calls(), 1);
+        let quiet = cache.inner.quiet_until_ms.load(Ordering::Relaxed);
+        let wait = quiet.saturating_sub(now_ms());
+        assert!(
+            wait > 0 && wait <= BACKGROUND_BACKOFF.as_millis() as u64,
+            "{wait}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fetch_error_reaches_every_waiter_and_the_next_call_retries() {
+        let source = Fake::new(HOUR, Duration::from_secs(1));
+        source.fail.store(true, Ordering::SeqCst);
+        let cache = cache(&source, Duration::ZERO);
+        let calls: Vec<_> = (0..10)
+            .map(|_| {
+                let c = cache.clone();
+                tokio::spawn(async move { c.token().await })
+            })
+            .collect();
+        for call in calls {
+            assert!(matches!(call.await.unwrap(), Err(Error::Transport { .. })));
+        }
+        assert_eq!(source.calls(), 1);
+        source.fail.store(false, Ordering::SeqCst);
+        assert_eq!(cache.token().await.unwrap().secret(), "token-2");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rejected_token_is_refreshed_once_for_many_callers() {
+        let source = Fake::new(HOUR, Duration::from_secs(1));
+        let cache = cache(&source, HOUR);
+        let stale = cache.token().await.unwrap();
+        let calls: Vec<_> = (0..10)
+            .map(|_| {
+                let (c, s) = (cache.clone(), stale.clone());
+                tokio::spawn(async move { c.refresh_after(&s).await })
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(call.await.unwrap().unwrap().secret(), "token-1");
+        }
+        // A late caller holding the old token gets the new one without a fetch.
+        assert_eq!(
+            cache.refresh_after(&stale).await.unwrap().secret(),
+            "token-1"
+        );
+        assert_eq!(source.calls(), 1);
+        assert_eq!(stale.0.secret.expose_secret(), "token-0");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_source_does_not_wedge_the_cache() {
+        struct Panics(AtomicUsize);
+        impl TokenSource for Panics {
+            fn fetch(&self) -> BoxFuture<'_, Result<Fetched>> {
+                Box::pin(async move {
+                    if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+                        panic!("source bug");
+                    }
+                    Ok(Fetched {
+                        token: SecretString::from("after-panic"),
+                        expires_at: SystemTime::now() + HOUR,
+                    })
+                })
+            }
+            fn describe(&self) -> String {
+                "panics".into()
+            }
+        }
+        let first = Fetched {
+            token: SecretString::from("old"),
+            expires_at: SystemTime::now(),
+        };
+        let cache = TokenCache::new(Arc::new(Panics(AtomicUsize::new(0))), first).unwrap();
+        assert!(cache.token().await.is_err());
+        assert_eq!(cache.token().await.unwrap().secret(), "after-panic");
+    }
+}
