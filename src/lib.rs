@@ -52,8 +52,9 @@
 //! # Application Default Credentials and API keys
 //!
 //! [`CredentialLoader::application_default`] finds credentials as google-auth
-//! does (see [`adc`]); [`CredentialLoader::api_key`] uses an API key. Both
-//! give the same [`Credentials`] and [`AuthorizedClient`].
+//! does (see [`adc`]); [`Credentials::from_api_key`] (or
+//! [`CredentialLoader::api_key`]) uses an API key. All give the same
+//! [`Credentials`] and [`AuthorizedClient`].
 //!
 //! # Security
 //!
