@@ -37,7 +37,7 @@ pub(crate) enum Found {
         path: PathBuf,
     },
     #[cfg(feature = "service-account")]
-    ServiceAccount(Box<crate::source::service_account::ServiceAccount>),
+    ServiceAccount(Box<crate::source::service_account::ServiceAccountKey>),
     Metadata(MetadataServer),
 }
 
@@ -46,11 +46,11 @@ pub(crate) async fn find(scopes: &[String]) -> Result<Found> {
     let mut tried = Vec::new();
     match std::env::var_os(GOOGLE_APPLICATION_CREDENTIALS).filter(|v| !v.is_empty()) {
         // An explicit file that is missing is an error, not a reason to look elsewhere.
-        Some(path) => return from_file(Path::new(&path), scopes).await,
+        Some(path) => return from_file(Path::new(&path)).await,
         None => tried.push(format!("{GOOGLE_APPLICATION_CREDENTIALS} (not set)")),
     }
     match well_known_file() {
-        Some(path) if path.exists() => return from_file(&path, scopes).await,
+        Some(path) if path.exists() => return from_file(&path).await,
         Some(path) => tried.push(format!("{} (no such file)", path.display())),
         None => tried.push("gcloud's configuration directory (no HOME or APPDATA)".to_owned()),
     }
@@ -69,7 +69,7 @@ pub(crate) async fn find(scopes: &[String]) -> Result<Found> {
     Err(Error::NoCredentials { tried })
 }
 
-async fn from_file(path: &Path, scopes: &[String]) -> Result<Found> {
+async fn from_file(path: &Path) -> Result<Found> {
     let bytes = tokio::fs::read(path)
         .await
         .map_err(|e| Error::io("read credentials file", path, e))?;
@@ -103,17 +103,14 @@ async fn from_file(path: &Path, scopes: &[String]) -> Result<Found> {
         }
         #[cfg(feature = "service-account")]
         "service_account" => Ok(Found::ServiceAccount(Box::new(
-            crate::source::service_account::ServiceAccount::from_json(&bytes, path, scopes).await?,
+            crate::source::service_account::ServiceAccountKey::from_json(&bytes, path)?,
         ))),
         #[cfg(not(feature = "service-account"))]
-        "service_account" => {
-            let _ = scopes;
-            Err(Error::UnsupportedCredential {
-                path: path.to_owned(),
-                kind: kind.to_owned(),
-                hint: "; enable the crate feature `service-account`",
-            })
-        }
+        "service_account" => Err(Error::UnsupportedCredential {
+            path: path.to_owned(),
+            kind: kind.to_owned(),
+            hint: "; enable the crate feature `service-account`",
+        }),
         "" => Err(bad(TokenFileProblem::MissingField("type"))),
         other => Err(Error::UnsupportedCredential {
             path: path.to_owned(),

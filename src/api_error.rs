@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::url::without_query;
+use crate::url::redact;
 
 /// Google's messages are short; a huge one is not worth carrying around.
 const MAX_MESSAGE: usize = 1000;
@@ -57,7 +57,7 @@ impl ApiError {
             })
             .unwrap_or_default();
         ApiError {
-            endpoint: without_query(url).to_owned(),
+            endpoint: redact(url),
             status,
             code: field("code").and_then(Value::as_i64),
             status_text: field("status").and_then(Value::as_str).map(str::to_owned),

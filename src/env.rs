@@ -6,14 +6,17 @@ pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS
 pub const CLOUDSDK_CONFIG: &str = "CLOUDSDK_CONFIG";
 /// Overrides the metadata server's `host[:port]`.
 pub const GCE_METADATA_HOST: &str = "GCE_METADATA_HOST";
+/// The metadata server's IP, when `GCE_METADATA_HOST` is not set.
+pub const GCE_METADATA_IP: &str = "GCE_METADATA_IP";
 /// When `true`, the metadata server is not tried (as in google-auth).
 pub const NO_GCE_CHECK: &str = "NO_GCE_CHECK";
 /// Overrides the Gemini API base URL (below an explicit builder value).
 pub const GEMINI_API_BASE: &str = "GEMINI_API_BASE";
 /// Sets the quota project (below an explicit builder value).
 pub const GOOGLE_CLOUD_QUOTA_PROJECT: &str = "GOOGLE_CLOUD_QUOTA_PROJECT";
-/// Read for an API key, in this order.
-pub const API_KEYS: [&str; 2] = ["GEMINI_API_KEY", "GOOGLE_API_KEY"];
+/// Read for an API key, in this order (as Google's Gemini SDKs read them;
+/// a warning is logged when both are set).
+pub const API_KEYS: [&str; 2] = ["GOOGLE_API_KEY", "GEMINI_API_KEY"];
 
 /// A variable's value, treating empty as unset.
 pub(crate) fn nonempty(key: &str) -> Option<String> {

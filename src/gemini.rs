@@ -5,7 +5,7 @@ use serde::Deserialize;
 pub use crate::api_error::ApiError;
 use crate::client::AuthorizedClient;
 use crate::error::{Error, Result};
-use crate::url::without_query;
+use crate::url::redact;
 
 /// Guards against a server that keeps sending page tokens.
 const MAX_PAGES: usize = 100;
@@ -116,7 +116,7 @@ pub fn decode<T: for<'de> Deserialize<'de>>(url: &str, status: u16, body: &[u8])
     }
     serde_json::from_slice(body).map_err(|e| {
         Error::Api(ApiError {
-            endpoint: without_query(url).to_owned(),
+            endpoint: redact(url),
             status,
             code: None,
             status_text: None,

@@ -14,7 +14,7 @@ use hyper_util::rt::TokioExecutor;
 use rustls_pki_types::CertificateDer;
 
 use crate::error::{Error, Result};
-use crate::url::without_query;
+use crate::url::redact;
 
 /// Default limit for a whole request (connect, send, read the body).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -102,7 +102,7 @@ impl HttpClient {
     ) -> Result<Response<Bytes>> {
         // Formatted only on failure: the success path allocates nothing for it.
         let uri = req.uri().clone();
-        let endpoint = || without_query(&uri.to_string()).to_owned();
+        let endpoint = || redact(&uri.to_string());
         let work = async {
             let resp = self
                 .hyper()

@@ -304,6 +304,8 @@ pub enum TokenFileProblem {
     UnsupportedType(String),
     /// The file is missing a field needed to refresh.
     MissingField(&'static str),
+    /// A service-account key's `private_key` is not an RSA key in PKCS#8 PEM.
+    BadPrivateKey,
 }
 
 impl fmt::Display for TokenFileProblem {
@@ -323,6 +325,10 @@ impl fmt::Display for TokenFileProblem {
                 write!(f, "credential type {t:?} is not supported here")
             }
             TokenFileProblem::MissingField(field) => write!(f, "\"{field}\" is missing"),
+            TokenFileProblem::BadPrivateKey => f.write_str(
+                "\"private_key\" is not an RSA private key in PKCS#8 PEM; create a new key for \
+                 the service account and download it again",
+            ),
         }
     }
 }

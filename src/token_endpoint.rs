@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::http::HttpClient;
 use crate::token::StoredToken;
-use crate::url::{check_endpoint, without_query};
+use crate::url::{check_endpoint, redact};
 
 /// Longer lifetimes are clamped: no access token lives a year, and absurd
 /// values must not overflow expiry arithmetic.
@@ -112,6 +112,21 @@ pub(crate) async fn refresh(
     post_form(http, retry, token_uri, &form).await
 }
 
+/// The JWT bearer grant (RFC 7523) of service-account keys.
+#[cfg(feature = "service-account")]
+pub(crate) async fn jwt_bearer(
+    http: &HttpClient,
+    retry: Retry,
+    token_uri: &str,
+    assertion: &SecretString,
+) -> Result<TokenResponse> {
+    let form = [
+        ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+        ("assertion", assertion.expose_secret()),
+    ];
+    post_form(http, retry, token_uri, &form).await
+}
+
 /// `grant_type=authorization_code` with the PKCE verifier.
 #[allow(dead_code)] // used by the consent flow
 pub(crate) async fn exchange_code(
@@ -177,7 +192,7 @@ async fn post_form(
         match result {
             Err(e) if e.is_transient() && attempt + 1 < retry.attempts => {
                 let delay = retry.delay(attempt);
-                tracing::debug!(endpoint = without_query(token_uri), attempt, ?delay, error = %e, "token request failed, retrying");
+                tracing::debug!(endpoint = %redact(token_uri), attempt, ?delay, error = %e, "token request failed, retrying");
                 tokio::time::sleep(delay).await;
                 attempt += 1;
             }
@@ -194,7 +209,7 @@ async fn post_once(http: &HttpClient, token_uri: &str, body: Bytes) -> Result<To
         .header(header::ACCEPT, "application/json")
         .body(Full::new(body))
         .map_err(|_| Error::InvalidUrl {
-            url: without_query(token_uri).to_owned(),
+            url: redact(token_uri),
             reason: "not a valid request URI",
         })?;
     let resp = http.send(req, MAX_TOKEN_RESPONSE).await?;
@@ -202,7 +217,7 @@ async fn post_once(http: &HttpClient, token_uri: &str, body: Bytes) -> Result<To
 }
 
 pub(crate) fn parse_response(token_uri: &str, status: u16, body: &[u8]) -> Result<TokenResponse> {
-    let endpoint = without_query(token_uri).to_owned();
+    let endpoint = redact(token_uri);
     let bad = |problem: &str| Error::TokenResponse {
         endpoint: endpoint.clone(),
         status,

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 /// so refresh tokens and client secrets never cross a network unencrypted.
 pub(crate) fn check_endpoint(url: &str) -> Result<Uri> {
     let invalid = |reason| Error::InvalidUrl {
-        url: url.to_owned(),
+        url: redact(url),
         reason,
     };
     let uri: Uri = url.parse().map_err(|_| invalid("not a valid URL"))?;
@@ -31,9 +31,22 @@ pub(crate) fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The URL without its query, for messages and logs.
-pub(crate) fn without_query(url: &str) -> &str {
-    url.split(['?', '#']).next().unwrap_or(url)
+/// The URL as messages and logs may show it: without query, fragment and
+/// userinfo, which can hold an API key (`?key=`) or a password (`user:pass@`).
+pub(crate) fn redact(url: &str) -> String {
+    let base = url.split(['?', '#']).next().unwrap_or(url);
+    let (scheme, rest) = match base.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, base),
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    match scheme {
+        Some(scheme) => format!("{scheme}://{host}{path}"),
+        None => format!("{host}{path}"),
+    }
 }
 
 /// Joins a base URL and a path with exactly one slash.
@@ -63,8 +76,50 @@ mod tests {
 
     #[test]
     fn helpers() {
-        assert_eq!(without_query("https://a/b?key=secret#f"), "https://a/b");
+        assert_eq!(redact("https://a/b?key=secret#f"), "https://a/b");
+        assert_eq!(
+            redact("http://user:pa@ss@proxy:8080/x?k=v"),
+            "http://proxy:8080/x"
+        );
+        assert_eq!(redact("user:pass@host/p"), "host/p");
+        assert_eq!(redact("not a url"), "not a url");
         assert_eq!(join("https://a/v1/", "/models"), "https://a/v1/models");
         assert_eq!(join("https://a/v1", "models"), "https://a/v1/models");
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Whatever the URL looks like, its userinfo and query never show,
+            /// in `redact` or in `check_endpoint`'s error.
+            #[test]
+            fn secrets_in_urls_never_show(
+                scheme in prop::sample::select(vec!["https://", "http://", "ftp://", ""]),
+                host in "[a-z0-9.:\\[\\]-]{0,20}",
+                path in "(/[a-zA-Z0-9._~%-]{0,8}){0,3}",
+                user in prop::bool::ANY,
+                query in prop::bool::ANY,
+            ) {
+                let mut url = scheme.to_owned();
+                if user {
+                    url.push_str("USERSECRET:PASSSECRET@");
+                }
+                url.push_str(&host);
+                url.push_str(&path);
+                if query {
+                    url.push_str("?key=KEYSECRET&x=1#FRAGSECRET");
+                }
+                let shown = redact(&url);
+                prop_assert!(!shown.contains("SECRET"), "{}", shown);
+                if let Err(e) = check_endpoint(&url) {
+                    let text = format!("{e} {e:?}");
+                    prop_assert!(!text.contains("SECRET"), "{}", text);
+                }
+            }
+        }
     }
 }

@@ -20,7 +20,7 @@ pub const CREDENTIAL_FLAGS: &str = "Flags:
   --no-consent           never start a sign-in; fail if one would be needed
   --adc                  use Application Default Credentials (gcloud's file,
                          GOOGLE_APPLICATION_CREDENTIALS, or the metadata server)
-  --api-key              use an API key from GEMINI_API_KEY or GOOGLE_API_KEY
+  --api-key              use an API key from GOOGLE_API_KEY or GEMINI_API_KEY
   --revoke-uri URL       token revocation endpoint override
   -h, --help             show this help";
 

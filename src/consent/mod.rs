@@ -30,7 +30,7 @@ pub const VISIT_PROMPT: &str = "Please visit this URL to authorize this applicat
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Consent {
-    /// Open the browser (feature `browser`); print the URL if that fails.
+    /// Print the URL and open the browser (feature `browser`).
     OpenBrowser,
     /// Print the URL (to stderr, or to [`CredentialLoader::on_consent_url`](crate::CredentialLoader::on_consent_url))
     /// and wait on the loopback port: for SSH with port forwarding, or a browser
@@ -116,6 +116,13 @@ pub(crate) async fn run(
 ) -> Result<StoredToken> {
     check_endpoint(secret.auth_endpoint())?;
     check_endpoint(secret.token_endpoint())?;
+    if !options.bind.ip().is_loopback() {
+        return Err(Error::ConsentFlow(format!(
+            "the redirect address {} is not a loopback address; the redirect carries the \
+             authorization code, so it must stay on this machine: use 127.0.0.1 or [::1]",
+            options.bind
+        )));
+    }
     let listener = TcpListener::bind(options.bind).await.map_err(|e| {
         Error::ConsentFlow(format!(
             "cannot listen on {} for the sign-in redirect: {e}",
@@ -137,33 +144,30 @@ pub(crate) async fn run(
         &pkce.challenge,
         options.force_consent,
     );
-    present(&url, options);
-
     let (tx, mut rx) = mpsc::channel::<Callback>(1);
     let expected = Arc::new(state);
-    let server = tokio::spawn(serve(listener, Arc::clone(&expected), tx.clone()));
-    let paste = (options.consent == Consent::PasteCode).then(|| {
-        let expected = Arc::clone(&expected);
-        tokio::spawn(read_pasted(expected, tx))
-    });
-
-    let waited = tokio::time::timeout(options.timeout, rx.recv()).await;
-    // Stops the listener (releasing the port) and the stdin reader on every path.
-    server.abort();
-    let _ = server.await;
-    if let Some(p) = paste {
-        p.abort();
-        let _ = p.await;
-    }
-    let callback = match waited {
-        Err(_) => {
+    // The listener and the stdin reader run inside this future, not in
+    // spawned tasks: when it ends or is dropped (a caller's timeout or
+    // `select!`), the port is released and the reader stopped at once.
+    let listening = serve(listener, Arc::clone(&expected), tx.clone());
+    // Once stdin is done (answered, or closed), the redirect may still come.
+    let pasted = async {
+        if options.consent == Consent::PasteCode {
+            read_pasted(expected, tx).await;
+        }
+        std::future::pending::<std::convert::Infallible>().await
+    };
+    present(&url, options);
+    let callback = tokio::select! {
+        cb = rx.recv() => cb.ok_or_else(|| Error::ConsentFlow("the redirect listener stopped".into()))?,
+        () = listening => return Err(Error::ConsentFlow("the redirect listener stopped".into())),
+        never = pasted => match never {},
+        () = tokio::time::sleep(options.timeout) => {
             return Err(Error::Timeout {
                 what: "waiting for the sign-in in the browser".into(),
                 after: options.timeout,
             });
         }
-        Ok(None) => return Err(Error::ConsentFlow("the redirect listener stopped".into())),
-        Ok(Some(cb)) => cb,
     };
     let code = match callback {
         Callback::Code(code) => code,
@@ -195,18 +199,17 @@ pub(crate) async fn run(
     Ok(record)
 }
 
+/// Shows the URL in every mode, as google-auth-oauthlib does: a browser that
+/// "opened" may be a text browser, or on another machine (SSH, WSL), and the
+/// user must still be able to sign in.
 fn present(url: &str, options: &FlowOptions) {
-    let print = || match &options.on_url {
+    match &options.on_url {
         Some(callback) => callback(url),
         None => eprintln!("{VISIT_PROMPT}\n{url}"),
-    };
-    if options.consent == Consent::OpenBrowser && open_browser(url) {
-        if let Some(callback) = &options.on_url {
-            callback(url);
-        }
-        return;
     }
-    print();
+    if options.consent == Consent::OpenBrowser {
+        open_browser(url);
+    }
     if options.consent == Consent::PasteCode {
         eprintln!(
             "After approving, if the browser shows an error page for 127.0.0.1, copy the address \
@@ -215,21 +218,26 @@ fn present(url: &str, options: &FlowOptions) {
     }
 }
 
+/// Opens the browser on a thread of its own: `webbrowser::open` can block
+/// until a text browser exits, which must hold neither the runtime nor the
+/// listener that waits for the redirect.
 #[cfg(feature = "browser")]
-fn open_browser(url: &str) -> bool {
-    match webbrowser::open(url) {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::debug!(error = %e, "could not open a browser; printing the URL instead");
-            false
-        }
+fn open_browser(url: &str) {
+    let url = url.to_owned();
+    let spawned = std::thread::Builder::new()
+        .name("gemini-oauth-browser".into())
+        .spawn(move || {
+            if let Err(e) = webbrowser::open(&url) {
+                tracing::debug!(error = %e, "could not open a browser; the URL was printed");
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::debug!(error = %e, "could not start the browser thread; the URL was printed");
     }
 }
 
 #[cfg(not(feature = "browser"))]
-fn open_browser(_url: &str) -> bool {
-    false
-}
+fn open_browser(_url: &str) {}
 
 #[cfg(test)]
 mod tests {

@@ -93,10 +93,23 @@ pub(crate) fn parse_pasted(line: &str, expected_state: &str) -> Result<Callback>
 }
 
 /// Reads pasted lines from stdin until one answers this sign-in.
+///
+/// The reading happens on a thread of its own (a blocking read on tokio's
+/// pool would hold the runtime's shutdown), which on Unix waits for input
+/// with `poll` and stops as soon as this future is dropped, without reading
+/// a line it no longer needs: the user's next line is left for whoever reads
+/// stdin after the sign-in.
 pub(crate) async fn read_pasted(expected: Arc<SecretString>, tx: mpsc::Sender<Callback>) {
-    use tokio::io::AsyncBufReadExt;
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+    let (lines_tx, mut lines) = mpsc::channel::<String>(1);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _stop_on_drop = StopOnDrop(Arc::clone(&stop));
+    let reader = std::thread::Builder::new()
+        .name("gemini-oauth-stdin".into())
+        .spawn(move || stdin_lines(&stop, &lines_tx));
+    if reader.is_err() {
+        return;
+    }
+    while let Some(line) = lines.recv().await {
         match parse_pasted(&line, expected.expose_secret()) {
             Ok(cb) => {
                 let _ = tx.send(cb).await;
@@ -107,6 +120,64 @@ pub(crate) async fn read_pasted(expected: Arc<SecretString>, tx: mpsc::Sender<Ca
     }
 }
 
+struct StopOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Sends stdin's lines until `stop` is set, stdin ends, or nobody listens.
+fn stdin_lines(stop: &std::sync::atomic::AtomicBool, lines: &mpsc::Sender<String>) {
+    use std::sync::atomic::Ordering;
+    let mut line = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        if !stdin_ready(std::time::Duration::from_millis(100)) {
+            continue;
+        }
+        // One byte at a time, so nothing past this line is taken from stdin.
+        let mut byte = [0u8; 1];
+        match std::io::Read::read(&mut std::io::stdin().lock(), &mut byte) {
+            Ok(0) | Err(_) => return,
+            Ok(_) if byte[0] == b'\n' => {
+                let text = String::from_utf8_lossy(&line).into_owned();
+                line.clear();
+                if lines.blocking_send(text).is_err() {
+                    return;
+                }
+            }
+            Ok(_) => line.push(byte[0]),
+        }
+    }
+}
+
+/// Whether stdin has input within `wait` (Linux: `poll`; elsewhere a read
+/// simply blocks, on a thread that does not hold the process).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn stdin_ready(wait: std::time::Duration) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let stdin = std::io::stdin();
+    let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+    let timeout = Timespec::try_from(wait).ok();
+    matches!(poll(&mut fds, timeout.as_ref()), Ok(n) if n > 0)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn stdin_ready(_wait: std::time::Duration) -> bool {
+    true
+}
+
+/// At most this many redirect connections are served at once; more wait
+/// in the accept queue.
+const MAX_CONNECTIONS: usize = 16;
+/// A client has this long to send its request headers.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves the redirect until dropped: one request per connection, at most
+/// [`MAX_CONNECTIONS`] at a time, finished connections reaped as it goes,
+/// and a pause after an accept error (such as running out of descriptors)
+/// rather than a busy loop.
 pub(crate) async fn serve(
     listener: TcpListener,
     expected: Arc<SecretString>,
@@ -114,8 +185,18 @@ pub(crate) async fn serve(
 ) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        while connections.try_join_next().is_some() {}
+        if connections.len() >= MAX_CONNECTIONS {
+            let _ = connections.join_next().await;
             continue;
+        }
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::debug!(error = %e, "accepting a redirect connection failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let expected = Arc::clone(&expected);
         let tx = tx.clone();
@@ -125,10 +206,10 @@ pub(crate) async fn serve(
                 async move { Ok::<_, Infallible>(reply) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .keep_alive(false)
                 .serve_connection(TokioIo::new(stream), service);
-            // A client that stalls cannot hold the flow: the caller's timeout
-            // aborts this task with everything else.
             let _ = conn.await;
         });
     }

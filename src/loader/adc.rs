@@ -60,9 +60,16 @@ impl CredentialLoader<ApplicationDefault> {
                 first_token(Arc::new(source), settings).await
             }
             #[cfg(feature = "service-account")]
-            Found::ServiceAccount(sa) => {
+            Found::ServiceAccount(key) => {
                 let settings = self.settings(None)?;
-                first_token(Arc::new(*sa), settings).await
+                let source = crate::source::service_account::ServiceAccount::new(
+                    *key,
+                    &self.common.scopes,
+                    self.common.token_uri.clone(),
+                    Arc::clone(&settings.http),
+                    crate::token_endpoint::Retry::default(),
+                );
+                first_token(Arc::new(source), settings).await
             }
         }
     }

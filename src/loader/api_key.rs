@@ -18,7 +18,9 @@ impl CredentialLoader<ApiKey> {
         })
     }
 
-    /// An API key from the environment: `GEMINI_API_KEY`, then `GOOGLE_API_KEY`.
+    /// An API key from the environment: `GOOGLE_API_KEY`, then
+    /// `GEMINI_API_KEY`, as Google's Gemini SDKs read them (with a warning
+    /// when both are set).
     pub fn api_key_from_env() -> Self {
         Self::of_kind(ApiKey { key: None })
     }
@@ -41,18 +43,30 @@ impl CredentialLoader<ApiKey> {
     pub fn build(self) -> Result<Credentials> {
         let key = match &self.kind.key {
             Some(key) => key.expose_secret().to_owned(),
-            None => env::API_KEYS
-                .iter()
-                .find_map(|k| env::nonempty(k))
-                .ok_or_else(|| Error::NoCredentials {
-                    tried: env::API_KEYS
-                        .iter()
-                        .map(|k| format!("{k} (not set)"))
-                        .collect(),
-                })?,
+            None => key_from_env()?,
         };
         let header = api_key_header(&key)?;
         Ok(Credentials::new(Kind::ApiKey(header), self.settings(None)?))
+    }
+}
+
+/// The first of [`env::API_KEYS`] that is set.
+fn key_from_env() -> Result<String> {
+    let [first, second] = env::API_KEYS;
+    match (env::nonempty(first), env::nonempty(second)) {
+        (Some(key), other) => {
+            if other.is_some() {
+                tracing::warn!("both {first} and {second} are set; using {first}");
+            }
+            Ok(key)
+        }
+        (None, Some(key)) => Ok(key),
+        (None, None) => Err(Error::NoCredentials {
+            tried: env::API_KEYS
+                .iter()
+                .map(|k| format!("{k} (not set)"))
+                .collect(),
+        }),
     }
 }
 
@@ -73,7 +87,7 @@ impl Credentials {
         CredentialLoader::api_key(key).build()
     }
 
-    /// Credentials with the API key from `GEMINI_API_KEY`, then `GOOGLE_API_KEY`.
+    /// Credentials with the API key from `GOOGLE_API_KEY`, then `GEMINI_API_KEY`.
     ///
     /// # Errors
     /// [`Error::NoCredentials`] when neither is set.

@@ -77,14 +77,18 @@ impl CredentialLoader<UserFlow> {
         self
     }
 
-    /// Host and port of the loopback listener (default `127.0.0.1:0`, an ephemeral port).
+    /// Host and port of the loopback listener (default `127.0.0.1:0`, an
+    /// ephemeral port). It must be a loopback address: `load()` refuses
+    /// others with [`Error::ConsentFlow`](crate::Error::ConsentFlow), since
+    /// the redirect carries the authorization code.
     pub fn redirect_addr(mut self, addr: std::net::SocketAddr) -> Self {
         self.kind.flow.bind = addr;
         self
     }
 
-    /// Where the consent URL goes instead of stderr (for GUIs, chat bots and tests).
-    /// With [`Consent::OpenBrowser`] it is called too, after the browser opened.
+    /// Where the consent URL goes instead of stderr (for GUIs, chat bots and
+    /// tests). Called in every consent mode; with [`Consent::OpenBrowser`]
+    /// the browser is opened too.
     pub fn on_consent_url(mut self, callback: impl Fn(&str) + Send + Sync + 'static) -> Self {
         self.kind.flow.on_url = Some(Arc::new(callback));
         self

@@ -17,7 +17,9 @@ use crate::http::HttpClient;
 use crate::token_cache::{BoxFuture, Fetched, TokenSource};
 use crate::token_endpoint::{MAX_TOKEN_RESPONSE, TokenResponse, parse_response};
 
-const DEFAULT_HOST: &str = "metadata.google.internal";
+/// The link-local address, not `metadata.google.internal`: a spoofed DNS
+/// answer must not choose the identity (Go's metadata client does the same).
+const DEFAULT_HOST: &str = "169.254.169.254";
 /// A laptop has no metadata server: do not keep its user waiting.
 pub(crate) const PING_TIMEOUT: Duration = Duration::from_millis(1500);
 const FLAVOR: &str = "metadata-flavor";
@@ -29,8 +31,15 @@ pub(crate) struct MetadataServer {
     scopes: Vec<String>,
 }
 
+/// `GCE_METADATA_HOST`, else `GCE_METADATA_IP`, else the link-local address.
 pub(crate) fn host() -> String {
-    env::nonempty(env::GCE_METADATA_HOST).unwrap_or_else(|| DEFAULT_HOST.to_owned())
+    env::nonempty(env::GCE_METADATA_HOST)
+        .or_else(|| env::nonempty(env::GCE_METADATA_IP))
+        .unwrap_or_else(|| DEFAULT_HOST.to_owned())
+}
+
+fn is_flavored<B>(resp: &http::Response<B>) -> bool {
+    resp.headers().get(FLAVOR).is_some_and(|v| v == "Google")
 }
 
 fn request(url: &str) -> Result<Request<Full<Bytes>>> {
@@ -38,7 +47,7 @@ fn request(url: &str) -> Result<Request<Full<Bytes>>> {
         .header(FLAVOR, HeaderValue::from_static("Google"))
         .body(Full::new(Bytes::new()))
         .map_err(|_| Error::InvalidUrl {
-            url: url.to_owned(),
+            url: crate::url::redact(url),
             reason: "GCE_METADATA_HOST is not a valid host[:port]",
         })
 }
@@ -49,8 +58,7 @@ impl MetadataServer {
         let http = HttpClient::new(PING_TIMEOUT, PING_TIMEOUT);
         let req = request(&format!("http://{host}/")).ok()?;
         let resp = http.send(req, MAX_TOKEN_RESPONSE).await.ok()?;
-        let flavored = resp.headers().get(FLAVOR).is_some_and(|v| v == "Google");
-        flavored.then(|| MetadataServer {
+        is_flavored(&resp).then(|| MetadataServer {
             host: host.to_owned(),
             scopes: scopes.to_vec(),
         })
@@ -69,6 +77,14 @@ impl MetadataServer {
             url = format!("{url}?{scopes}");
         }
         let resp = http.send(request(&url)?, MAX_TOKEN_RESPONSE).await?;
+        // Whatever answers without the header is not the metadata server.
+        if !is_flavored(&resp) {
+            return Err(Error::TokenResponse {
+                endpoint: crate::url::redact(&url),
+                status: resp.status().as_u16(),
+                problem: "the answer lacks the Metadata-Flavor: Google header".into(),
+            });
+        }
         parse_response(&url, resp.status().as_u16(), resp.body())
     }
 

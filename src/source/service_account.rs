@@ -1,81 +1,189 @@
-//! Service-account keys, signed and exchanged by yup-oauth2 (JWT bearer grant).
+//! Service-account keys: the JWT bearer grant (RFC 7523), signed RS256 with
+//! `ring` and sent through the crate's own token endpoint client, so it has
+//! the same timeouts, body cap, TLS roots and retries as every other token
+//! request.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hyper_util::client::legacy::connect::HttpConnector;
-use yup_oauth2::authenticator::Authenticator;
-use yup_oauth2::hyper_rustls::HttpsConnector;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::rand::SystemRandom;
+use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+use rustls_pki_types::PrivatePkcs8KeyDer;
+use rustls_pki_types::pem::PemObject;
+use secrecy::SecretString;
+use serde_json::{Value, json};
 
+use crate::endpoints::GOOGLE_TOKEN_URI;
 use crate::error::{Error, Result};
+use crate::http::HttpClient;
 use crate::token::TokenFileProblem;
 use crate::token_cache::{BoxFuture, Fetched, TokenSource};
-use crate::token_endpoint::TokenResponse;
+use crate::token_endpoint::{self, Retry};
 
-/// A service account key and yup-oauth2's authenticator for it.
+/// The assertion's lifetime; Google accepts at most an hour.
+const ASSERTION_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// A parsed service-account key file (the JSON google-auth reads).
+pub(crate) struct ServiceAccountKey {
+    email: String,
+    key_id: Option<String>,
+    key: RsaKeyPair,
+    token_uri: String,
+}
+
+impl ServiceAccountKey {
+    /// Parses the key file's JSON; problems name `path` and the field.
+    pub(crate) fn from_json(json: &[u8], path: &Path) -> Result<Self> {
+        let bad = |problem| Error::TokenFile {
+            path: path.to_owned(),
+            problem,
+        };
+        let value: Value = serde_json::from_slice(json).map_err(|e| {
+            bad(TokenFileProblem::NotJson {
+                line: e.line(),
+                column: e.column(),
+            })
+        })?;
+        let text = |field: &'static str| match value.get(field) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+            None | Some(Value::Null) => Ok(None),
+            Some(_) => Err(bad(TokenFileProblem::WrongType(field))),
+        };
+        let required = |field: &'static str| {
+            text(field)?.ok_or_else(|| bad(TokenFileProblem::MissingField(field)))
+        };
+        let pem = required("private_key")?;
+        let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
+            .map_err(|_| bad(TokenFileProblem::BadPrivateKey))?;
+        let key = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der())
+            .map_err(|_| bad(TokenFileProblem::BadPrivateKey))?;
+        Ok(ServiceAccountKey {
+            email: required("client_email")?,
+            key_id: text("private_key_id")?,
+            key,
+            token_uri: text("token_uri")?.unwrap_or_else(|| GOOGLE_TOKEN_URI.to_owned()),
+        })
+    }
+
+    /// The signed assertion for `scopes` at `token_uri`, issued `now`.
+    fn assertion(&self, scopes: &[String], token_uri: &str, now: SystemTime) -> Result<String> {
+        let iat = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let mut header = json!({"alg": "RS256", "typ": "JWT"});
+        if let Some(kid) = &self.key_id {
+            header["kid"] = json!(kid);
+        }
+        let claims = json!({
+            "iss": self.email,
+            "scope": scopes.join(" "),
+            "aud": token_uri,
+            "iat": iat,
+            "exp": iat + ASSERTION_LIFETIME.as_secs(),
+        });
+        let signed = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let mut signature = vec![0; self.key.public().modulus_len()];
+        self.key
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                signed.as_bytes(),
+                &mut signature,
+            )
+            .map_err(|_| Error::ServiceAccount {
+                account: self.email.clone(),
+                source: Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(
+                    "the key could not sign the assertion",
+                )),
+            })?;
+        Ok(format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature)))
+    }
+}
+
+/// A service account as a token source.
 pub(crate) struct ServiceAccount {
-    auth: Authenticator<HttpsConnector<HttpConnector>>,
+    key: ServiceAccountKey,
     scopes: Vec<String>,
-    name: String,
+    /// The key file's endpoint, unless the loader overrides it for this run.
+    token_uri: String,
+    http: Arc<HttpClient>,
+    retry: Retry,
 }
 
 impl ServiceAccount {
-    /// Parses the key (the same JSON google-auth reads) and prepares the flow.
-    pub(crate) async fn from_json(json: &[u8], path: &Path, scopes: &[String]) -> Result<Self> {
-        let key = yup_oauth2::parse_service_account_key(json).map_err(|e| Error::TokenFile {
-            path: path.to_owned(),
-            problem: TokenFileProblem::UnsupportedType(format!(
-                "service_account (the key cannot be read: {})",
-                e.kind()
-            )),
-        })?;
-        let name = key.client_email.clone();
-        let auth = yup_oauth2::ServiceAccountAuthenticator::builder(key)
-            .build()
-            .await
-            .map_err(|e| Error::io("prepare the service account flow for", path, e))?;
-        Ok(ServiceAccount {
-            auth,
+    pub(crate) fn new(
+        key: ServiceAccountKey,
+        scopes: &[String],
+        token_uri: Option<String>,
+        http: Arc<HttpClient>,
+        retry: Retry,
+    ) -> Self {
+        ServiceAccount {
+            token_uri: token_uri.unwrap_or_else(|| key.token_uri.clone()),
+            key,
             scopes: scopes.to_vec(),
-            name,
-        })
-    }
-
-    pub(crate) async fn token(&self) -> Result<TokenResponse> {
-        let token = self
-            .auth
-            .force_refreshed_token(&self.scopes)
-            .await
-            .map_err(|e| Error::ServiceAccount {
-                account: self.name.clone(),
-                source: Arc::new(e),
-            })?;
-        let access = token.token().unwrap_or_default().to_owned();
-        let expires_in = token.expiration_time().map(|at| {
-            (at - time::OffsetDateTime::now_utc())
-                .whole_seconds()
-                .max(0) as u64
-        });
-        Ok(TokenResponse {
-            access_token: access.into(),
-            expires_in,
-            scope: None,
-            refresh_token: None,
-            id_token: None,
-        })
-    }
-
-    pub(crate) fn describe(&self) -> String {
-        format!("service account {}", self.name)
+            http,
+            retry,
+        }
     }
 }
 
 impl TokenSource for ServiceAccount {
     fn fetch(&self) -> BoxFuture<'_, Result<Fetched>> {
-        Box::pin(async move { Ok(self.token().await?.into()) })
+        Box::pin(async move {
+            let assertion = self
+                .key
+                .assertion(&self.scopes, &self.token_uri, SystemTime::now())?;
+            let resp = token_endpoint::jwt_bearer(
+                &self.http,
+                self.retry,
+                &self.token_uri,
+                &SecretString::from(assertion),
+            )
+            .await?;
+            Ok(resp.into())
+        })
     }
 
     fn describe(&self) -> String {
-        ServiceAccount::describe(self)
+        format!("service account {}", self.key.email)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_keys_are_errors_naming_the_field_never_the_key() {
+        let path = Path::new("sa.json");
+        let problem = |json: &str| match ServiceAccountKey::from_json(json.as_bytes(), path) {
+            Err(Error::TokenFile {
+                problem, path: p, ..
+            }) => {
+                assert_eq!(p, path);
+                problem
+            }
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("accepted {json}"),
+        };
+        assert_eq!(
+            problem(r#"{"type": "service_account", "client_email": "a@b"}"#),
+            TokenFileProblem::MissingField("private_key")
+        );
+        assert_eq!(
+            problem(r#"{"private_key": 5}"#),
+            TokenFileProblem::WrongType("private_key")
+        );
+        let garbage = r#"{"private_key": "-----BEGIN PRIVATE KEY-----\nSECRETKEYMARKER\n-----END PRIVATE KEY-----\n", "client_email": "a@b"}"#;
+        let p = problem(garbage);
+        assert_eq!(p, TokenFileProblem::BadPrivateKey);
+        assert!(!p.to_string().contains("SECRETKEYMARKER"));
+        assert!(matches!(problem("{"), TokenFileProblem::NotJson { .. }));
     }
 }
