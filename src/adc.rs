@@ -70,9 +70,7 @@ pub(crate) async fn find(scopes: &[String]) -> Result<Found> {
 }
 
 async fn from_file(path: &Path) -> Result<Found> {
-    let bytes = tokio::fs::read(path)
-        .await
-        .map_err(|e| Error::io("read credentials file", path, e))?;
+    let bytes = crate::store::file::read_capped(path).await?;
     let bad = |problem| Error::TokenFile {
         path: path.to_owned(),
         problem,

@@ -9,18 +9,40 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch.
-#[cfg(any(target_os = "linux", target_os = "android"))]
 #[inline]
 pub(crate) fn now_ms() -> u64 {
+    #[cfg(test)]
+    return system_ms() + test_clock::OFFSET_MS.with(std::cell::Cell::get);
+    #[cfg(not(test))]
+    system_ms()
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[inline]
+fn system_ms() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
     (t.tv_sec as u64) * 1000 + (t.tv_nsec as u64) / 1_000_000
 }
 
-/// Milliseconds since the Unix epoch.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 #[inline]
-pub(crate) fn now_ms() -> u64 {
+fn system_ms() -> u64 {
     to_ms(SystemTime::now())
+}
+
+/// Unit tests move the crate's clock forward on their own thread (tokio's
+/// paused time moves only tokio's clock, and the cache reads the wall clock).
+#[cfg(test)]
+mod test_clock {
+    thread_local! {
+        pub(super) static OFFSET_MS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+}
+
+/// Moves this thread's view of the crate's clock forward by `by`.
+#[cfg(test)]
+pub(crate) fn advance(by: std::time::Duration) {
+    test_clock::OFFSET_MS.with(|o| o.set(o.get() + by.as_millis() as u64));
 }
 
 pub(crate) fn to_ms(t: SystemTime) -> u64 {

@@ -150,13 +150,14 @@ impl Credentials {
 
     /// The scopes the stored token was granted, when known.
     pub fn granted_scopes(&self) -> Option<Vec<String>> {
-        self.user().and_then(|u| u.record().scopes)
+        self.stored_token().and_then(|r| r.scopes)
     }
 
     /// The user credentials behind these credentials (what a token store
-    /// holds), or `None` for other kinds. Holds secrets: never log it.
+    /// holds), or `None` for other kinds and after [`revoke`](Self::revoke).
+    /// Holds secrets: never log it.
     pub fn stored_token(&self) -> Option<StoredToken> {
-        self.user().map(|u| u.record())
+        self.user().and_then(UserSource::signed_in_record)
     }
 
     /// Where the credentials came from: a token file path, a service
@@ -170,16 +171,25 @@ impl Credentials {
 
     /// Signs out: revokes the refresh token (or the access token when there
     /// is none) at Google's revocation endpoint, as `gcloud auth
-    /// application-default revoke` does, then clears the token store.
-    /// A token the server no longer knows counts as revoked.
+    /// application-default revoke` does, then clears the token store (under
+    /// its lock). A token the server no longer knows counts as revoked.
+    ///
+    /// Afterwards these credentials (and their clones) hold no token:
+    /// `access_token()` and `headers()` are [`Error::Revoked`],
+    /// `stored_token()` is `None`, and a refresh that was in flight is
+    /// neither used nor saved.
     ///
     /// # Errors
     /// [`Error::NotUserCredentials`] for credentials other than a user's,
-    /// the endpoint's errors, and the store's.
+    /// the endpoint's errors (the credentials then stay usable), and the
+    /// store's.
     pub async fn revoke(&self) -> Result<()> {
-        match self.user() {
-            Some(user) => user.revoke().await,
-            None => Err(Error::NotUserCredentials {
+        match &self.inner.kind {
+            Kind::Token {
+                cache,
+                user: Some(user),
+            } => user.revoke(|| cache.close()).await,
+            _ => Err(Error::NotUserCredentials {
                 what: "revoking",
                 source_name: self.source(),
             }),

@@ -297,6 +297,17 @@ pub enum Error {
         source_name: String,
     },
 
+    /// These credentials were signed out ([`Credentials::revoke`](crate::Credentials::revoke)).
+    #[error(
+        "the credentials from {source_name} were revoked (signed out); load credentials again \
+         to sign in"
+    )]
+    #[non_exhaustive]
+    Revoked {
+        /// Where the credentials came from.
+        source_name: String,
+    },
+
     /// A Gemini (Google API) call failed.
     #[error(transparent)]
     Api(#[from] ApiError),

@@ -306,6 +306,11 @@ pub enum TokenFileProblem {
     MissingField(&'static str),
     /// A service-account key's `private_key` is not an RSA key in PKCS#8 PEM.
     BadPrivateKey,
+    /// The file is larger than any token or credentials file.
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
 }
 
 impl fmt::Display for TokenFileProblem {
@@ -325,6 +330,11 @@ impl fmt::Display for TokenFileProblem {
                 write!(f, "credential type {t:?} is not supported here")
             }
             TokenFileProblem::MissingField(field) => write!(f, "\"{field}\" is missing"),
+            TokenFileProblem::TooLarge { limit } => write!(
+                f,
+                "the file is larger than {limit} bytes, which no token or credentials file is; \
+                 check the path"
+            ),
             TokenFileProblem::BadPrivateKey => f.write_str(
                 "\"private_key\" is not an RSA private key in PKCS#8 PEM; create a new key for \
                  the service account and download it again",

@@ -8,8 +8,11 @@
 //!   one background refresh starts while callers keep the valid token.
 //! - **Expired**: callers wait for the one refresh in flight and share its
 //!   result, error included ([`Error`] is `Clone`).
-//! - **Failures**: a failed background refresh is not retried sooner than
-//!   1 s, doubling up to 30 s.
+//! - **Failures**: after a failed refresh, no new one starts sooner than
+//!   1 s, doubling up to 30 s; meanwhile callers that need a token get the
+//!   last error at once instead of sending one token request each.
+//! - **Closed** (signed out): every call is [`Error::Revoked`], the
+//!   per-thread copies are stale, and a refresh in flight is not published.
 //!
 //! A flight always ends: [`FlightGuard`] publishes an error if the refresh
 //! task panics or is cancelled, so waiters never hang.
@@ -67,9 +70,13 @@ struct Inner {
     refreshing: AtomicBool,
     source: Arc<dyn TokenSource>,
     flight: Mutex<Option<Flight>>,
-    /// Unix millis before which no background refresh starts (after failures).
+    /// Unix millis before which no refresh starts (after failures).
     quiet_until_ms: AtomicU64,
     failures: AtomicU64,
+    /// The last refresh's error, served while `quiet_until_ms` lasts.
+    last_error: Mutex<Option<Error>>,
+    /// Set by `close`: no token is served or published any more.
+    closed: AtomicBool,
 }
 
 type Flight = watch::Receiver<Option<Result<()>>>;
@@ -87,6 +94,8 @@ impl TokenCache {
                 flight: Mutex::new(None),
                 quiet_until_ms: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
+                last_error: Mutex::new(None),
+                closed: AtomicBool::new(false),
             }),
         })
     }
@@ -118,6 +127,23 @@ impl TokenCache {
     /// (after a 401: the server no longer accepts `stale`).
     pub(crate) async fn refresh_after(&self, stale: &AccessToken) -> Result<AccessToken> {
         self.inner.refresh_and_wait(stale.0.generation).await
+    }
+
+    /// Ends the session (after a sign-out): every later call is
+    /// [`Error::Revoked`] naming `source`, and this thread's and every other
+    /// thread's copy stops matching, since a new generation is published.
+    pub(crate) fn close(&self) -> Result<()> {
+        let inner = &self.inner;
+        inner.closed.store(true, Ordering::SeqCst);
+        let dead = Published::new(
+            SecretString::from(String::new()),
+            SystemTime::UNIX_EPOCH,
+            None,
+        )?;
+        let generation = dead.generation;
+        inner.current.store(Arc::new(dead));
+        inner.generation.store(generation, Ordering::Release);
+        Ok(())
     }
 
     /// When the current token expires.
@@ -164,7 +190,24 @@ impl Drop for FlightGuard {
 }
 
 impl Inner {
+    fn closed_error(&self) -> Error {
+        Error::Revoked {
+            source_name: self.source.describe(),
+        }
+    }
+
+    /// The last refresh's error while the backoff after it lasts.
+    fn backing_off(&self) -> Option<Error> {
+        if now_ms() >= self.quiet_until_ms.load(Ordering::Relaxed) {
+            return None;
+        }
+        lock(&self.last_error).clone()
+    }
+
     async fn token_slow(self: &Arc<Self>) -> Result<AccessToken> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(self.closed_error());
+        }
         let current = self.current.load_full();
         let now = now_ms();
         if now < current.refresh_at_ms {
@@ -188,6 +231,14 @@ impl Inner {
     }
 
     async fn refresh_and_wait(self: &Arc<Self>, seen: u64) -> Result<AccessToken> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(self.closed_error());
+        }
+        if let Some(e) = self.backing_off()
+            && self.generation.load(Ordering::Acquire) == seen
+        {
+            return Err(e);
+        }
         let Some(mut flight) = self.join_flight(seen) else {
             return Ok(AccessToken(self.current.load_full()));
         };
@@ -237,11 +288,13 @@ impl Inner {
                 Ok(()) => {
                     inner.failures.store(0, Ordering::Relaxed);
                     inner.quiet_until_ms.store(0, Ordering::Relaxed);
+                    *lock(&inner.last_error) = None;
                 }
                 Err(e) => {
                     let n = inner.failures.fetch_add(1, Ordering::Relaxed).min(16) as u32;
                     let backoff =
                         (BACKGROUND_BACKOFF * 2u32.saturating_pow(n)).min(BACKGROUND_BACKOFF_MAX);
+                    *lock(&inner.last_error) = Some(e.clone());
                     inner
                         .quiet_until_ms
                         .store(now_ms() + backoff.as_millis() as u64, Ordering::Relaxed);
@@ -256,6 +309,10 @@ impl Inner {
     #[tracing::instrument(skip_all, name = "gemini_oauth::refresh")]
     async fn refresh(&self) -> Result<()> {
         let fetched = self.source.fetch().await?;
+        // Signed out while the refresh was in flight: the token dies here.
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(self.closed_error());
+        }
         let lifetime = fetched.expires_at.duration_since(SystemTime::now()).ok();
         let published = Published::new(fetched.token, fetched.expires_at, lifetime)?;
         let generation = published.generation;
@@ -271,6 +328,7 @@ mod tests {
     //! time for the source's delays, the test clock for expiry.
 
     use super::*;
+    use crate::clock;
     use secrecy::ExposeSecret;
     use std::sync::atomic::AtomicUsize;
 
@@ -399,7 +457,36 @@ mod tests {
         }
         assert_eq!(source.calls(), 1);
         source.fail.store(false, Ordering::SeqCst);
+        // During the backoff, callers get the last error without a fetch.
+        for _ in 0..50 {
+            assert!(matches!(cache.token().await, Err(Error::Transport { .. })));
+        }
+        assert_eq!(source.calls(), 1);
+        // After it, the next caller refreshes.
+        clock::advance(BACKGROUND_BACKOFF);
         assert_eq!(cache.token().await.unwrap().secret(), "token-2");
+        assert_eq!(source.calls(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn closed_cache_serves_nothing_and_publishes_no_late_refresh() {
+        let source = Fake::new(HOUR, Duration::from_secs(5));
+        let cache = cache(&source, Duration::from_secs(60));
+        // Warm this thread's copy, and start a background refresh.
+        assert_eq!(cache.token().await.unwrap().secret(), "token-0");
+        tokio::task::yield_now().await;
+        cache.close().unwrap();
+        for _ in 0..3 {
+            assert!(matches!(cache.token().await, Err(Error::Revoked { .. })));
+        }
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(source.calls(), 1);
+        assert!(matches!(cache.token().await, Err(Error::Revoked { .. })));
+        let stale = AccessToken(cache.inner.current.load_full());
+        assert!(matches!(
+            cache.refresh_after(&stale).await,
+            Err(Error::Revoked { .. })
+        ));
     }
 
     #[tokio::test(start_paused = true)]

@@ -72,6 +72,8 @@ pub(crate) struct UserSource {
     retry: Retry,
     revoke_uri: String,
     save_warned: AtomicBool,
+    /// Signed out: nothing is saved or handed out any more.
+    revoked: AtomicBool,
 }
 
 /// How a [`UserSource`] reaches its endpoints.
@@ -100,12 +102,18 @@ impl UserSource {
             retry: endpoints.retry,
             revoke_uri: endpoints.revoke_uri,
             save_warned: AtomicBool::new(false),
+            revoked: AtomicBool::new(false),
         }
     }
 
     /// A copy of the current record. Holds secrets: never log it.
     pub(crate) fn record(&self) -> StoredToken {
         lock(&self.record).clone()
+    }
+
+    /// The current record, unless signed out.
+    pub(crate) fn signed_in_record(&self) -> Option<StoredToken> {
+        (!self.revoked.load(Ordering::SeqCst)).then(|| self.record())
     }
 
     pub(crate) fn set_record(&self, record: StoredToken) {
@@ -146,6 +154,12 @@ impl UserSource {
                 Outcome::Token(record)
             }
             Decision::Refresh(record) => match self.refresh_grant(record).await {
+                // Signed out while refreshing: the new token is neither saved nor used.
+                Ok(_) if self.revoked.load(Ordering::SeqCst) => {
+                    return Err(Error::Revoked {
+                        source_name: self.name.clone(),
+                    });
+                }
                 Ok(fresh) => {
                     self.save_refreshed(&fresh).await;
                     Outcome::Token(fresh)
@@ -252,8 +266,11 @@ impl UserSource {
     }
 
     /// Revokes the refresh token (or the access token when there is none)
-    /// and clears the store.
-    pub(crate) async fn revoke(&self) -> Result<()> {
+    /// at the endpoint, then forgets it: from here on nothing is saved or
+    /// handed out. `then` runs right after (the cache closes there), and the
+    /// store is cleared last, under its lock, so a refresh that held the lock
+    /// cannot write the token back after it.
+    pub(crate) async fn revoke(&self, then: impl FnOnce() -> Result<()>) -> Result<()> {
         let token: Option<SecretString> = {
             let r = lock(&self.record);
             r.refresh_token.clone().or_else(|| r.token.clone())
@@ -261,7 +278,11 @@ impl UserSource {
         if let Some(token) = token {
             token_endpoint::revoke(&self.http, self.retry, &self.revoke_uri, &token).await?;
         }
+        self.revoked.store(true, Ordering::SeqCst);
+        self.set_record(StoredToken::default());
+        then()?;
         if let Some(store) = &self.store {
+            let _lock = store.lock(REFRESH_LOCK_WAIT).await?;
             store.clear().await?;
         }
         tracing::info!("credentials revoked");

@@ -1,10 +1,18 @@
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::{StoreLock, TokenStore};
 use crate::error::{Error, Result};
-use crate::token::StoredToken;
+use crate::token::{StoredToken, TokenFileProblem};
+
+/// Token and credentials files are a few KiB; anything this large is not one.
+pub(crate) const MAX_FILE_SIZE: u64 = 1024 * 1024;
+
+/// A temporary file this old was left by a writer that died mid-save.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(60);
 
 /// Keeps the token in a JSON file in google-auth's `token.json` format, so a
 /// Python program and a Rust program can share it.
@@ -17,10 +25,16 @@ use crate::token::StoredToken;
 ///
 /// Processes sharing the file coordinate through an advisory lock on a
 /// sidecar file `<name>.lock` (see [`TokenStore::lock`]).
+///
+/// On a read-only file system (a Kubernetes Secret, a `:ro` volume) the file
+/// is still read and refreshed tokens are used from memory: the lock is
+/// skipped and the failed save is reported once as a warning.
 #[derive(Debug, Clone)]
 pub struct FileTokenStore {
     path: PathBuf,
     replace_corrupt: bool,
+    /// The read-only warning is logged once per store (and its clones).
+    warned_read_only: Arc<AtomicBool>,
 }
 
 impl FileTokenStore {
@@ -29,6 +43,7 @@ impl FileTokenStore {
         FileTokenStore {
             path: path.into(),
             replace_corrupt: false,
+            warned_read_only: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -54,10 +69,12 @@ impl FileTokenStore {
 
 impl TokenStore for FileTokenStore {
     async fn load(&self) -> Result<Option<StoredToken>> {
-        let bytes = match tokio::fs::read(&self.path).await {
+        let bytes = match read_capped(&self.path).await {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("read token file", &self.path, e)),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
         };
         warn_if_readable_by_others(&self.path);
         match StoredToken::from_json(&bytes) {
@@ -87,12 +104,28 @@ impl TokenStore for FileTokenStore {
 
     async fn lock(&self, wait: Duration) -> Result<Option<StoreLock>> {
         let path = self.lock_path();
-        let file = tokio::task::spawn_blocking({
+        let opened = tokio::task::spawn_blocking({
             let path = path.clone();
             move || open_lock_file(&path)
         })
         .await
-        .map_err(|e| Error::io("open lock file", &path, std::io::Error::other(e)))??;
+        .map_err(|e| Error::io("open lock file", &path, std::io::Error::other(e)))?;
+        let file = match opened {
+            Ok(file) => file,
+            // Nothing can be written there, so no other process can write
+            // either: the token is refreshed in memory, without a lock.
+            Err(Error::Io { source, .. }) if is_read_only(&source) => {
+                if !self.warned_read_only.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        path = %self.path.display(),
+                        "the token file's directory is read-only; refreshed tokens are kept in \
+                         memory and not saved"
+                    );
+                }
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         let deadline = Instant::now() + wait;
         loop {
             match file.try_lock() {
@@ -128,6 +161,39 @@ impl TokenStore for FileTokenStore {
     }
 }
 
+/// Errors that mean "this place cannot be written", not "something broke".
+fn is_read_only(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied
+    ) || e.raw_os_error() == Some(1) // EPERM
+}
+
+/// Reads a token or credentials file of at most [`MAX_FILE_SIZE`] bytes.
+pub(crate) async fn read_capped(path: &Path) -> Result<Vec<u8>> {
+    let owned = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let path = owned;
+        let file = std::fs::File::open(&path).map_err(|e| Error::io("read", &path, e))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_FILE_SIZE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io("read", &path, e))?;
+        if bytes.len() as u64 > MAX_FILE_SIZE {
+            return Err(Error::TokenFile {
+                path,
+                problem: TokenFileProblem::TooLarge {
+                    limit: MAX_FILE_SIZE,
+                },
+            });
+        }
+        Ok(bytes)
+    })
+    .await
+    .map_err(|e| Error::io("read", path, std::io::Error::other(e)))?
+}
+
 fn open_lock_file(path: &Path) -> Result<std::fs::File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
@@ -159,9 +225,11 @@ pub(crate) async fn write_atomically(path: PathBuf, contents: Vec<u8>) -> Result
                 std::io::Error::other("the path is a directory"),
             ));
         }
+        let prefix = temp_prefix(&path);
+        remove_stale_temp_files(&dir, &prefix);
         // tempfile creates the file with mode 0600 on Unix.
         let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
+            .prefix(&prefix)
             .tempfile_in(&dir)
             .map_err(|e| Error::io("create temporary file in", &dir, e))?;
         tmp.write_all(&contents)
@@ -178,6 +246,38 @@ pub(crate) async fn write_atomically(path: PathBuf, contents: Vec<u8>) -> Result
     })
     .await
     .map_err(|e| Error::io("write", &path, std::io::Error::other(e)))?
+}
+
+/// `.token.json.tmp-`: names this file's temporary copies, and only them.
+fn temp_prefix(path: &Path) -> String {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    format!(".{name}.tmp-")
+}
+
+/// A writer killed mid-save leaves its temporary file, which holds secrets:
+/// remove those old enough that no live writer can own them.
+fn remove_stale_temp_files(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let now = SystemTime::now();
+    for entry in entries.flatten() {
+        let is_ours = entry.file_name().to_string_lossy().starts_with(prefix);
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age > STALE_TEMP_AGE));
+        if is_ours && stale {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::debug!(file = %entry.path().display(), "removed a stale temporary token file")
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not remove a stale temporary token file")
+                }
+            }
+        }
+    }
 }
 
 fn warn_if_readable_by_others(path: &Path) {
@@ -202,7 +302,6 @@ fn warn_if_readable_by_others(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::TokenFileProblem;
 
     #[tokio::test]
     async fn missing_file_is_none_and_save_creates_parents() {
@@ -337,6 +436,68 @@ mod tests {
         assert!(matches!(
             store.save(&StoredToken::default()).await,
             Err(Error::Io { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn stale_temporary_files_of_this_file_are_removed_on_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileTokenStore::new(dir.path().join("token.json"));
+        let stale = dir.path().join(".token.json.tmp-dead1");
+        let fresh = dir.path().join(".token.json.tmp-live1");
+        let other = dir.path().join(".other.json.tmp-dead2");
+        for f in [&stale, &fresh, &other] {
+            std::fs::write(f, "SECRET").unwrap();
+        }
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        for f in [&stale, &other] {
+            std::fs::File::options()
+                .write(true)
+                .open(f)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        store.save(&StoredToken::default()).await.unwrap();
+        assert!(
+            !stale.exists(),
+            "a stale temp file of token.json is removed"
+        );
+        assert!(fresh.exists(), "a live writer's temp file is left alone");
+        assert!(other.exists(), "another file's temp file is left alone");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".token.json.tmp-") && !n.ends_with("live1"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.json");
+        std::fs::write(&path, vec![b' '; MAX_FILE_SIZE as usize + 1]).unwrap();
+        match FileTokenStore::new(&path).load().await {
+            Err(Error::TokenFile { path: p, problem }) => {
+                assert_eq!(p, path);
+                assert_eq!(
+                    problem,
+                    TokenFileProblem::TooLarge {
+                        limit: MAX_FILE_SIZE
+                    }
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Exactly at the limit is read (and then judged as JSON).
+        std::fs::write(&path, vec![b' '; MAX_FILE_SIZE as usize]).unwrap();
+        assert!(matches!(
+            FileTokenStore::new(&path).load().await,
+            Err(Error::TokenFile {
+                problem: TokenFileProblem::Empty | TokenFileProblem::NotJson { .. },
+                ..
+            })
         ));
     }
 }
