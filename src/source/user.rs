@@ -141,11 +141,27 @@ impl UserSource {
         wait: Duration,
     ) -> Result<(Outcome, Option<StoreLock>)> {
         let held = match &self.store {
-            Some(store) => store.lock(wait).await?,
+            Some(store) => match store.lock(wait).await {
+                Ok(held) => held,
+                // A store that is down (Redis unreachable) must not stop a
+                // refresh with the refresh token already in memory.
+                Err(e @ Error::Store { .. }) if current.is_some() => {
+                    tracing::warn!(error = %e, "the token store cannot be locked; refreshing with the token in memory");
+                    None
+                }
+                Err(e) => return Err(e),
+            },
             None => None,
         };
         let stored = match (&held, &self.store) {
-            (Some(_), Some(store)) => store.load().await?,
+            (Some(_), Some(store)) => match store.load().await {
+                Ok(stored) => stored,
+                Err(e @ Error::Store { .. }) if current.is_some() => {
+                    tracing::warn!(error = %e, "the token store cannot be read; refreshing with the token in memory");
+                    current
+                }
+                Err(e) => return Err(e),
+            },
             _ => current,
         };
         let outcome = match decide(stored, scopes, newer_than) {

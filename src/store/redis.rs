@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use ::redis::aio::MultiplexedConnection;
@@ -21,6 +22,9 @@ const RENEW: &str = "if redis.call('get',KEYS[1])==ARGV[1] then return redis.cal
 const RELEASE: &str =
     "if redis.call('get',KEYS[1])==ARGV[1] then return redis.call('del',KEYS[1]) else return 0 end";
 
+/// Saves the token only while the lock (KEYS[2]) still holds our owner id.
+const SAVE_IF_OWNER: &str = "if redis.call('get',KEYS[2])==ARGV[2] then redis.call('set',KEYS[1],ARGV[1]) return 1 else return 0 end";
+
 /// Keeps the token in Redis, so workers on many machines share one refresh
 /// token and make one refresh when it expires (feature `redis`).
 ///
@@ -40,6 +44,11 @@ const RELEASE: &str =
 /// third of the TTL, so a long refresh or a consent flow waiting minutes for
 /// a human keeps it; only a holder that stops running (crash, partition)
 /// lets it expire.
+///
+/// A holder that lost its lock anyway (its renewal found another owner) is
+/// told so: the renewal logs a warning, and its save fails with
+/// [`Error::Store`] instead of writing over the token that the new holder
+/// may have saved.
 ///
 /// The lock is released when the [`StoreLock`] is dropped, by a task spawned
 /// on the current tokio runtime; dropped outside a runtime (or when the
@@ -63,6 +72,8 @@ pub struct RedisTokenStore {
     key: String,
     lock_key: String,
     lock_ttl: Duration,
+    /// The owner id of the lock this store (and its clones) holds, if any.
+    holding: Arc<Mutex<Option<String>>>,
 }
 
 impl RedisTokenStore {
@@ -78,6 +89,7 @@ impl RedisTokenStore {
             lock_key: format!("{key}:lock"),
             key,
             lock_ttl: Self::DEFAULT_LOCK_TTL,
+            holding: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -164,13 +176,39 @@ impl TokenStore for RedisTokenStore {
     }
 
     async fn save(&self, token: &StoredToken) -> Result<()> {
+        let owner = self
+            .holding
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let mut con = self.connect("save").await?;
-        ::redis::cmd("SET")
+        let Some(owner) = owner else {
+            return ::redis::cmd("SET")
+                .arg(&self.key)
+                .arg(token.to_json())
+                .query_async::<()>(&mut con)
+                .await
+                .map_err(|e| self.error("save", e));
+        };
+        let saved: i64 = ::redis::cmd("EVAL")
+            .arg(SAVE_IF_OWNER)
+            .arg(2)
             .arg(&self.key)
+            .arg(&self.lock_key)
             .arg(token.to_json())
-            .query_async::<()>(&mut con)
+            .arg(&owner)
+            .query_async(&mut con)
             .await
-            .map_err(|e| self.error("save", e))
+            .map_err(|e| self.error("save", e))?;
+        if saved == 1 {
+            return Ok(());
+        }
+        Err(Error::store(
+            TokenStore::name(self),
+            "save",
+            "the refresh lock expired and another holder took it, so it may have saved a newer \
+             token; this one was not saved (consider a longer lock_ttl)",
+        ))
     }
 
     async fn clear(&self) -> Result<()> {
@@ -211,11 +249,13 @@ impl TokenStore for RedisTokenStore {
                         ttl_ms,
                     ))
                 });
+                *self.holding.lock().unwrap_or_else(PoisonError::into_inner) = Some(owner.clone());
                 return Ok(Some(StoreLock::new(RedisLockGuard {
                     client: self.client.clone(),
                     lock_key: self.lock_key.clone(),
                     owner,
                     renewal,
+                    holding: Arc::clone(&self.holding),
                 })));
             }
             if Instant::now() >= deadline {
@@ -256,7 +296,11 @@ async fn renew(client: Client, key: String, owner: String, ttl_ms: u64) {
         match renewed.await {
             Ok(1) => {}
             Ok(_) => {
-                tracing::warn!(%key, "the Redis lock was lost before it could be renewed");
+                tracing::warn!(
+                    %key,
+                    "the Redis lock expired and was taken by another holder; this holder will \
+                     not save its token over theirs"
+                );
                 return;
             }
             Err(e) => tracing::warn!(%key, error = %e, "cannot renew the Redis lock; retrying"),
@@ -270,12 +314,19 @@ struct RedisLockGuard {
     lock_key: String,
     owner: String,
     renewal: Option<tokio::task::JoinHandle<()>>,
+    holding: Arc<Mutex<Option<String>>>,
 }
 
 impl Drop for RedisLockGuard {
     fn drop(&mut self) {
         if let Some(renewal) = self.renewal.take() {
             renewal.abort();
+        }
+        {
+            let mut holding = self.holding.lock().unwrap_or_else(PoisonError::into_inner);
+            if holding.as_deref() == Some(self.owner.as_str()) {
+                *holding = None;
+            }
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::debug!(key = %self.lock_key, "no tokio runtime to release the Redis lock; it expires by its TTL");
