@@ -58,9 +58,11 @@
 //!
 //! # Security
 //!
-//! - Tokens, refresh tokens, client secrets and authorization codes never
-//!   appear in `Debug`, `Display`, errors or `tracing` events; secret strings
-//!   are zeroed on drop (`secrecy`).
+//! - Tokens, refresh tokens, client secrets, API keys and authorization codes
+//!   never appear in `Debug`, `Display`, errors or `tracing` events, nor do
+//!   URL queries and userinfo. The `secrecy` strings holding them are zeroed
+//!   on drop; the ready-made `Authorization` header values, hyper's buffers
+//!   and the JSON text of `token.json` while it is read or written are not.
 //! - The consent flow uses PKCE (S256) and a random `state`, listens on
 //!   `127.0.0.1` only, never echoes query values into its pages, and times out.
 //! - `token.json` is written atomically (temporary file, fsync, rename) with
