@@ -3,13 +3,11 @@
 //! the real user's files): lookup order, file types, the metadata server,
 //! quota precedence, API keys, login/logout, and Python's google.auth.default().
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::examples::example;
-use common::*;
+use crate::common::examples::example;
+use crate::common::*;
 use serde_json::json;
 use wiremock::matchers::{header, header_exists, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};

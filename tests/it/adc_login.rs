@@ -2,14 +2,12 @@
 //! OAuth server, then the file it wrote used by our resolver and by Python's
 //! `google.auth.default()`.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use common::browser;
-use common::examples::example;
-use common::oidc::{self, OidcServer};
+use crate::common::browser;
+use crate::common::examples::example;
+use crate::common::oidc::{self, OidcServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_writes_gcloud_adc_that_rust_and_python_both_use() {
@@ -100,7 +98,7 @@ async fn login_writes_gcloud_adc_that_rust_and_python_both_use() {
     assert!(!String::from_utf8(out.stdout).unwrap().trim().is_empty());
 
     // Python's google.auth.default() accepts it and refreshes it too.
-    let out = common::python()
+    let out = crate::common::python()
         .args(["adc-default", &server.token])
         .env("CLOUDSDK_CONFIG", &config)
         .env_remove("GOOGLE_APPLICATION_CREDENTIALS")

@@ -1,14 +1,12 @@
 //! HTTPS to a local TLS server: HTTP/2 negotiated by ALPN, one multiplexed
 //! connection, extra trusted roots, and an untrusted certificate refused.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::*;
+use crate::common::*;
 use gemini_oauth::{Consent, CredentialLoader, Error, FileTokenStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};

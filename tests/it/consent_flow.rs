@@ -2,14 +2,12 @@
 //! requests, timeout, port release, PKCE and granted scopes. The test plays
 //! the browser by calling the redirect URI itself.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::common::browser::{self, query_param};
+use crate::common::*;
 use base64::Engine;
-use common::browser::{self, query_param};
-use common::*;
 use gemini_oauth::{ClientSecret, Consent, CredentialLoader, Error, MemoryTokenStore};
 use serde_json::json;
 use sha2::Digest;

@@ -1,18 +1,16 @@
 //! token.json shared with Python's real google-auth (installed from PyPI into
 //! .venv by .ci/test), in both directions, against a token endpoint on 127.0.0.1.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use gemini_oauth::{Consent, CredentialLoader, FileTokenStore, StoredToken};
 use serde_json::json;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn python(args: &[&str]) -> String {
-    let out = common::python().args(args).output().unwrap();
+    let out = crate::common::python().args(args).output().unwrap();
     assert!(
         out.status.success(),
         "python {args:?} failed: {}",

@@ -1,11 +1,9 @@
 //! One refresh for many callers, early refresh without waiting, and recovery
 //! after a failed refresh, against a counting token endpoint on 127.0.0.1.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use gemini_oauth::{Consent, CredentialLoader, Credentials, FileTokenStore};
 use serde_json::json;
 use wiremock::matchers::method;

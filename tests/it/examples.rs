@@ -1,14 +1,12 @@
 //! The examples' command lines, run as processes: what users and tools see.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 
-use common::browser::{self, query_param};
-use common::examples::example;
-use common::oidc::{self, OidcServer};
-use common::*;
+use crate::common::browser::{self, query_param};
+use crate::common::examples::example;
+use crate::common::oidc::{self, OidcServer};
+use crate::common::*;
 use serde_json::json;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

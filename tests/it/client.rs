@@ -1,8 +1,6 @@
 //! The authorized client and the Gemini helpers against local servers.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use gemini_oauth::{Consent, CredentialLoader, Credentials, Error, FileTokenStore};
 use serde_json::json;
 use wiremock::matchers::{header, method, path, query_param};

@@ -5,14 +5,12 @@
 //! exactly one), that the token file is left as it was, and that no fault
 //! ever starts a consent flow.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use gemini_oauth::{Consent, CredentialLoader, Credentials, Error, FileTokenStore, OAuthError};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -2,16 +2,14 @@
 //! token.json make exactly one refresh; two loaders needing consent open one
 //! consent screen.
 
-mod common;
-
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::browser::{self, query_param};
-use common::examples::example;
-use common::*;
+use crate::common::browser::{self, query_param};
+use crate::common::examples::example;
+use crate::common::*;
 use gemini_oauth::{ClientSecret, Consent, CredentialLoader, FileTokenStore, StoredToken};
 use serde_json::json;
 use wiremock::matchers::{body_string_contains, method};

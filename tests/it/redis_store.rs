@@ -3,12 +3,10 @@
 //! one refresh for workers that share a token only through Redis.
 #![cfg(feature = "redis")]
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use gemini_oauth::{
     Consent, CredentialLoader, Error, RedisTokenStore, StoreLock, StoredToken, TokenStore,
 };

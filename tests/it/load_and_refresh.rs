@@ -1,9 +1,7 @@
 //! The load_creds decision against a real token endpoint on 127.0.0.1 and
 //! real files: cached → refresh → (consent), with request counts.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use gemini_oauth::{Consent, ConsentReason, CredentialLoader, Error, FileTokenStore, OAuthError};
 use serde_json::json;
 use wiremock::matchers::{body_string_contains, method, path};
@@ -38,7 +36,7 @@ async fn valid_cached_token_is_served_without_any_request() {
 async fn expired_token_is_refreshed_once_and_saved() {
     let server = token_endpoint().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut original = common::read_json(&write_token(
+    let mut original = crate::common::read_json(&write_token(
         dir.path(),
         &token_json(&token_uri(&server), -60),
     ));

@@ -11,14 +11,12 @@
 //! `Display`, `Debug` and source chain, the `Debug` of every value handed
 //! out, and the whole log are then searched for each secret.
 
-mod common;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use common::browser::{self, query_param};
-use common::*;
+use crate::common::browser::{self, query_param};
+use crate::common::*;
 use gemini_oauth::{
     ClientSecret, Consent, CredentialLoader, Error, FileTokenStore, MemoryTokenStore,
 };
