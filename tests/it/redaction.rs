@@ -2,14 +2,15 @@
 //!
 //! A process-wide `tracing` subscriber at TRACE writes every event and span
 //! (with their fields, and `log` records from dependencies) into a buffer.
-//! One test then walks through every path that handles a secret: a cached
-//! load, a refresh that rotates the refresh token, `invalid_grant`,
-//! `invalid_client`, a transient failure, the authorized client's 401 retry
-//! (and a refresh failing there), a Gemini 403, a corrupt token file, the
-//! consent flow through the loopback listener (a forged redirect, the real
-//! one, and a code the server rejects), and sign-out. Every error's
-//! `Display`, `Debug` and source chain, the `Debug` of every value handed
-//! out, and the whole log are then searched for each secret.
+//! One test, run in a process of its own so that nothing but its own paths
+//! reach that subscriber, then walks through every path that handles a
+//! secret: a cached load, a refresh that rotates the refresh token,
+//! `invalid_grant`, `invalid_client`, a transient failure, the authorized
+//! client's 401 retry (and a refresh failing there), a Gemini 403, a corrupt
+//! token file, the consent flow through the loopback listener (a forged
+//! redirect, the real one, and a code the server rejects), and sign-out.
+//! Every error's `Display`, `Debug` and source chain, the `Debug` of every
+//! value handed out, and the whole log are then searched for each secret.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -436,6 +437,11 @@ async fn sign_out(seen: &mut Seen) {
 
 #[tokio::test]
 async fn no_secret_reaches_logs_or_errors() {
+    // The subscriber is process-wide and the whole log is searched: no other
+    // test may run beside this one.
+    if !alone_in_this_process("redaction::no_secret_reaches_logs_or_errors") {
+        return;
+    }
     let logs = log_buffer();
     let mut seen = Seen::default();
     cached_load(&mut seen).await;

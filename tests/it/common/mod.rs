@@ -107,6 +107,36 @@ pub fn python() -> std::process::Command {
     cmd
 }
 
+/// Set, to the test's name, in a child process that runs one test alone.
+const ALONE: &str = "GEMINI_OAUTH_IT_ALONE";
+
+/// For a test that needs this process to itself: one that installs something
+/// process-wide (a global `tracing` subscriber) and then reads what every
+/// thread did. Call it first in the test named `name` (its path as
+/// `cargo test -- --list` shows it). In the shared test process it runs this
+/// binary again with only that test selected, fails if that run did not pass
+/// exactly one test, and returns false: the caller returns. In that child
+/// process it returns true: the caller goes on with the test.
+pub fn alone_in_this_process(name: &str) -> bool {
+    if std::env::var_os(ALONE).is_some_and(|v| v == name) {
+        return true;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--test-threads=1"])
+        .env(ALONE, name)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("test result: ok. 1 passed;"),
+        "{name} in a process of its own: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}
+
 /// Fails the test if `text` contains any secret used by the tests.
 pub fn assert_no_secrets(text: &str) {
     for marker in [
