@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
 use crate::common::browser;
-use crate::common::examples::example;
+use crate::common::examples::{example, stdout};
 use crate::common::oidc::{self, OidcServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,12 +90,7 @@ async fn login_writes_gcloud_adc_that_rust_and_python_both_use() {
         .args(["--adc", "--token-uri", &server.token])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!String::from_utf8(out.stdout).unwrap().trim().is_empty());
+    assert!(!stdout(&out).trim().is_empty());
 
     // Python's google.auth.default() accepts it and refreshes it too.
     let out = crate::common::python()
@@ -105,12 +100,7 @@ async fn login_writes_gcloud_adc_that_rust_and_python_both_use() {
         .env("NO_GCE_CHECK", "true")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(report["class"], "google.oauth2.credentials.Credentials");
     assert_eq!(report["refresh_token"], v["refresh_token"]);
     assert_eq!(report["client_id"], oidc::CLIENT_ID);

@@ -1,5 +1,5 @@
-//! Helpers shared by the integration tests: a counting token endpoint on
-//! 127.0.0.1 (wiremock) and token files on disk.
+//! Helpers shared by the integration tests: counting token endpoints on
+//! 127.0.0.1 (wiremock), token files on disk and loaders that use them.
 #![allow(dead_code, unreachable_pub)]
 
 pub mod browser;
@@ -7,10 +7,13 @@ pub mod examples;
 pub mod oidc;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use wiremock::matchers::{body_string_contains, method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use gemini_oauth::{ClientSecret, Consent, CredentialLoader, FileTokenStore};
+use serde_json::{Value, json};
+use wiremock::matchers::{HeaderExactMatcher, body_string_contains, header, method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 pub const CLIENT_ID: &str = "test-client.apps.googleusercontent.com";
 pub const CLIENT_SECRET: &str = "GOCSPX-CLIENTSECRETMARKER";
@@ -21,12 +24,88 @@ pub const RETRIEVER: &str = "https://www.googleapis.com/auth/generative-language
 
 /// A token endpoint that answers every refresh with `NEW_ACCESS`.
 pub async fn token_endpoint() -> MockServer {
+    token_server_answering(&[(
+        200,
+        json!({
+            "access_token": NEW_ACCESS, "expires_in": 3599, "scope": RETRIEVER, "token_type": "Bearer"
+        }),
+    )])
+    .await
+}
+
+/// A token endpoint (`POST /token` with a refresh grant; anything else gets
+/// wiremock's 404) that gives `answers` in order, then repeats the last one.
+/// [`token_requests`] counts the requests that reached it.
+pub async fn token_server(answers: impl IntoIterator<Item = ResponseTemplate>) -> MockServer {
+    let answers: Vec<ResponseTemplate> = answers.into_iter().collect();
+    assert!(!answers.is_empty(), "a token server needs an answer");
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/token"))
         .and(body_string_contains("grant_type=refresh_token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
-            "access_token": NEW_ACCESS, "expires_in": 3599, "scope": RETRIEVER, "token_type": "Bearer"
+        .respond_with(InOrder {
+            answers,
+            served: AtomicUsize::new(0),
+        })
+        .mount(&server)
+        .await;
+    server
+}
+
+/// [`token_server`] for answers that are a status and a JSON body.
+pub async fn token_server_answering(answers: &[(u16, Value)]) -> MockServer {
+    token_server(
+        answers
+            .iter()
+            .map(|(status, body)| ResponseTemplate::new(*status).set_body_json(body)),
+    )
+    .await
+}
+
+struct InOrder {
+    answers: Vec<ResponseTemplate>,
+    served: AtomicUsize,
+}
+
+impl Respond for InOrder {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let n = self.served.fetch_add(1, Ordering::SeqCst);
+        self.answers[n.min(self.answers.len() - 1)].clone()
+    }
+}
+
+/// Matches requests that carry `Authorization: Bearer <token>`.
+pub fn bearer(token: &str) -> HeaderExactMatcher {
+    header("authorization", format!("Bearer {token}").as_str())
+}
+
+/// An API server that answers every GET with `response`.
+pub async fn api_answering(response: ResponseTemplate) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(response)
+        .mount(&server)
+        .await;
+    server
+}
+
+/// The test OAuth client, with `tokens` as its token endpoint: what a
+/// consent flow signs in with.
+pub fn consent_client(tokens: &MockServer) -> ClientSecret {
+    ClientSecret::new(CLIENT_ID, CLIENT_SECRET)
+        .auth_uri("https://accounts.example.com/o/oauth2/auth")
+        .token_uri(token_uri(tokens))
+}
+
+/// A token endpoint that grants an authorization code (the consent flow's
+/// exchange) with `NEW_ACCESS`, `REFRESH_TOKEN` and `scope`.
+pub async fn code_endpoint(scope: &str) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("grant_type=authorization_code"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer",
+            "refresh_token": REFRESH_TOKEN, "scope": scope
         })))
         .mount(&server)
         .await;
@@ -85,6 +164,54 @@ pub fn write_token(dir: &Path, json: &str) -> PathBuf {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     path
+}
+
+/// A loader on `dir`: token.json there in a `FileTokenStore`, and
+/// client_secret.json there (which no test writes: a consent would fail with
+/// `ClientSecretNotFound`), with `Consent::Never`.
+pub fn temp_loader(dir: &Path) -> CredentialLoader {
+    CredentialLoader::new()
+        .client_secret_file(dir.join("client_secret.json"))
+        .token_store(FileTokenStore::new(dir.join("token.json")))
+        .consent(Consent::Never)
+}
+
+/// A temp dir, removed on drop, with [`temp_loader`]s on it.
+pub struct TempLoader {
+    dir: tempfile::TempDir,
+}
+
+impl TempLoader {
+    /// With no token.json yet.
+    pub fn empty() -> Self {
+        TempLoader {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// With the token.json of [`token_json`]`(token_uri, in_secs)`.
+    pub fn with_token(token_uri: &str, in_secs: i64) -> Self {
+        let t = Self::empty();
+        t.write_token(&token_json(token_uri, in_secs));
+        t
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn token_file(&self) -> PathBuf {
+        self.path().join("token.json")
+    }
+
+    /// Replaces token.json; returns its path.
+    pub fn write_token(&self, json: &str) -> PathBuf {
+        write_token(self.path(), json)
+    }
+
+    pub fn loader(&self) -> CredentialLoader {
+        temp_loader(self.path())
+    }
 }
 
 pub fn read_json(path: &Path) -> serde_json::Value {
