@@ -3,18 +3,15 @@
 //! one refresh for workers that share a token only through Redis.
 #![cfg(feature = "redis")]
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use gemini_oauth::{
     Consent, CredentialLoader, Error, RedisTokenStore, StoreLock, StoredToken, TokenStore,
 };
 use serde_json::json;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::ResponseTemplate;
 
 const KEY: &str = "gemini-oauth:test";
 const PASSWORD: &str = "s3cretREDISPASS";
@@ -312,18 +309,12 @@ async fn only_the_owner_releases_the_lock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_machines_sharing_an_expired_token_make_one_refresh() {
     let redis = RedisServer::start().await;
-    let endpoint = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({
-                    "access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer"
-                }))
-                .set_delay(Duration::from_millis(300)),
-        )
-        .mount(&endpoint)
-        .await;
+    let endpoint = token_server([ResponseTemplate::new(200)
+        .set_body_json(json!({
+            "access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer"
+        }))
+        .set_delay(Duration::from_millis(300))])
+    .await;
     let expired = token_json(&token_uri(&endpoint), -60);
     let seed = StoredToken::from_json(expired.as_bytes()).unwrap();
     redis.store().save(&seed).await.unwrap();

@@ -3,13 +3,11 @@
 //! the real user's files): lookup order, file types, the metadata server,
 //! quota precedence, API keys, login/logout, and Python's google.auth.default().
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::examples::example;
-use common::*;
+use crate::common::examples::{example, stdout};
+use crate::common::*;
 use serde_json::json;
 use wiremock::matchers::{header, header_exists, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -46,15 +44,6 @@ fn closed_port() -> String {
     l.local_addr().unwrap().to_string()
 }
 
-fn stdout(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
 /// gcloud's authorized_user file (sorted keys, indent 2, no token_uri).
 fn gcloud_adc(refresh_token: &str, quota: Option<&str>) -> String {
     let mut v = json!({
@@ -78,6 +67,17 @@ async fn sent_refresh_tokens(server: &MockServer) -> Vec<String> {
                 .find(|(k, _)| k == "refresh_token")
                 .map(|(_, v)| v.into_owned())
         })
+        .collect()
+}
+
+/// Header `name` of every request `server` received, in order (each must have it).
+async fn header_values(server: &MockServer, name: &str) -> Vec<String> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.headers.get(name).unwrap().to_str().unwrap().to_owned())
         .collect()
 }
 
@@ -247,13 +247,10 @@ fn other_credential_types_are_named_as_unsupported() {
 #[tokio::test]
 async fn quota_project_precedence_flag_then_env_then_file() {
     let tokens = token_endpoint().await;
-    let api = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"models": [{"name": "models/x"}]})),
-        )
-        .mount(&api)
-        .await;
+    let api = api_answering(
+        ResponseTemplate::new(200).set_body_json(json!({"models": [{"name": "models/x"}]})),
+    )
+    .await;
     let home = tempfile::tempdir().unwrap();
     let file = home.path().join("adc.json");
     std::fs::write(&file, gcloud_adc("1//Q", Some("file-proj"))).unwrap();
@@ -273,21 +270,10 @@ async fn quota_project_precedence_flag_then_env_then_file() {
     let mut with_flag = args.to_vec();
     with_flag.extend(["--quota-project", "flag-proj"]);
     stdout(&run("list_models", home.path(), &with_env, &with_flag));
-    let seen: Vec<String> = api
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.headers
-                .get("x-goog-user-project")
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    assert_eq!(seen, ["file-proj", "env-proj", "flag-proj"]);
+    assert_eq!(
+        header_values(&api, "x-goog-user-project").await,
+        ["file-proj", "env-proj", "flag-proj"]
+    );
 }
 
 #[tokio::test]
@@ -319,19 +305,11 @@ async fn api_keys_from_gemini_then_google_env_never_with_a_bearer() {
         &[("GOOGLE_API_KEY", "AIzaGOOGLEKEY")],
         &args,
     ));
+    assert_eq!(
+        header_values(&api, "x-goog-api-key").await,
+        ["AIzaGEMINIKEY", "AIzaGOOGLEKEY"]
+    );
     let reqs = api.received_requests().await.unwrap();
-    let keys: Vec<_> = reqs
-        .iter()
-        .map(|r| {
-            r.headers
-                .get("x-goog-api-key")
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    assert_eq!(keys, ["AIzaGEMINIKEY", "AIzaGOOGLEKEY"]);
     assert!(
         reqs.iter()
             .all(|r| r.headers.get("authorization").is_none())
@@ -382,11 +360,7 @@ async fn logout_revokes_the_refresh_token_and_deletes_the_file() {
             &format!("{}/revoke", revoke.uri()),
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stdout(&out);
     let body =
         String::from_utf8(revoke.received_requests().await.unwrap()[0].body.clone()).unwrap();
     assert_eq!(body, format!("token={}", REFRESH_TOKEN.replace('/', "%2F")));

@@ -1,19 +1,20 @@
 //! The examples' command lines, run as processes: what users and tools see.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 
-use common::browser::{self, query_param};
-use common::examples::example;
-use common::oidc::{self, OidcServer};
-use common::*;
+use crate::common::browser::{self, query_param};
+use crate::common::examples::{example, stdout};
+use crate::common::oidc::{self, OidcServer};
+use crate::common::*;
 use serde_json::json;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-fn assert_one_clear_line(stderr: &str) {
+/// The stderr of a run that failed (exit code 1) with one clear error line.
+fn one_clear_error_line(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr.clone()).unwrap();
     assert_eq!(
         stderr.trim_end().lines().count(),
         1,
@@ -24,6 +25,7 @@ fn assert_one_clear_line(stderr: &str) {
         !stderr.contains("panicked") && !stderr.contains("backtrace"),
         "{stderr}"
     );
+    stderr
 }
 
 #[test]
@@ -34,9 +36,7 @@ fn list_models_without_client_secret_says_how_to_get_one() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_one_clear_line(&stderr);
+    let stderr = one_clear_error_line(&out);
     assert!(stderr.contains("client_secret.json not found"), "{stderr}");
     assert!(
         stderr.contains("Create client") && stderr.contains("Desktop app"),
@@ -54,8 +54,7 @@ fn bad_flags_exit_with_usage() {
         .arg("--help")
         .output()
         .unwrap();
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("--no-consent"));
+    assert!(stdout(&out).contains("--no-consent"));
 }
 
 #[tokio::test]
@@ -77,13 +76,8 @@ async fn list_models_prints_one_name_per_line_using_gemini_api_base() {
         .args(["--quota-project", "from-flag", "--no-consent"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
+        stdout(&out),
         "models/gemini-2.5-flash\nmodels/gemini-2.5-pro\n"
     );
 }
@@ -96,9 +90,7 @@ fn no_consent_fails_with_the_reason() {
         .args(["--no-consent", "--token", "nested/tok.json"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_one_clear_line(&stderr);
+    let stderr = one_clear_error_line(&out);
     assert!(
         stderr.contains("no cached token") && stderr.contains("nested/tok.json"),
         "{stderr}"
@@ -145,8 +137,7 @@ async fn no_browser_prints_the_url_and_the_second_run_uses_the_cache() {
     let location = browser::get(&url).await.location.unwrap();
     assert_eq!(browser::get(&location).await.status, 200);
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let token = String::from_utf8(out.stdout).unwrap();
+    let token = stdout(&out);
     assert_eq!(token.trim_end().lines().count(), 1);
     let saved = read_json(&dir.path().join("token.json"));
     assert_eq!(saved["token"].as_str().unwrap(), token.trim_end());
@@ -156,8 +147,7 @@ async fn no_browser_prints_the_url_and_the_second_run_uses_the_cache() {
         .arg("--no-consent")
         .output()
         .unwrap();
-    assert!(again.status.success());
-    assert_eq!(String::from_utf8(again.stdout).unwrap(), token);
+    assert_eq!(stdout(&again), token);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,12 +163,9 @@ async fn headless_accepts_the_pasted_redirect_url() {
     writeln!(stdin, "not a url").unwrap();
     writeln!(stdin, "{location}").unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
+    let token = stdout(&out);
     let saved = read_json(&dir.path().join("token.json"));
-    assert_eq!(
-        saved["token"].as_str().unwrap(),
-        String::from_utf8(out.stdout).unwrap().trim_end()
-    );
+    assert_eq!(saved["token"].as_str().unwrap(), token.trim_end());
 }
 
 #[tokio::test]
@@ -206,16 +193,7 @@ async fn custom_store_example_keeps_tokens_through_a_credential_helper() {
         .args(["--helper", helper.to_str().unwrap(), "--no-consent"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .starts_with("access token valid for 35")
-    );
+    assert!(stdout(&out).starts_with("access token valid for 35"));
     assert_eq!(token_requests(&tokens).await, 1);
     assert_eq!(
         read_json(&vault)["token"],
@@ -243,10 +221,7 @@ async fn generate_content_posts_raw_json_through_the_authorized_client() {
     let (tokens, api) = (token_endpoint().await, MockServer::start().await);
     Mock::given(method("POST"))
         .and(path("/v1/models/gemini-test:generateContent"))
-        .and(header(
-            "authorization",
-            format!("Bearer {OLD_ACCESS}").as_str(),
-        ))
+        .and(bearer(OLD_ACCESS))
         .and(header("content-type", "application/json"))
         .and(body_json(
             json!({"contents": [{"parts": [{"text": "hi there"}]}]}),
@@ -272,12 +247,7 @@ async fn generate_content_posts_raw_json_through_the_authorized_client() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), "Hello, Rust!\n");
+    assert_eq!(stdout(&out), "Hello, Rust!\n");
 
     // An API error is one clear line naming the cause.
     let api_err = MockServer::start().await;
@@ -296,9 +266,7 @@ async fn generate_content_posts_raw_json_through_the_authorized_client() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_one_clear_line(&stderr);
+    let stderr = one_clear_error_line(&out);
     assert!(
         stderr.contains("gcloud services enable generativelanguage.googleapis.com"),
         "{stderr}"

@@ -1,18 +1,13 @@
 //! token.json shared with Python's real google-auth (installed from PyPI into
 //! .venv by .ci/test), in both directions, against a token endpoint on 127.0.0.1.
 
-mod common;
-
-use std::path::Path;
-
-use common::*;
-use gemini_oauth::{Consent, CredentialLoader, FileTokenStore, StoredToken};
+use crate::common::*;
+use gemini_oauth::StoredToken;
 use serde_json::json;
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
 fn python(args: &[&str]) -> String {
-    let out = common::python().args(args).output().unwrap();
+    let out = crate::common::python().args(args).output().unwrap();
     assert!(
         out.status.success(),
         "python {args:?} failed: {}",
@@ -21,40 +16,47 @@ fn python(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-async fn endpoint(access: &str) -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "access_token": access, "expires_in": 3599, "token_type": "Bearer", "scope": RETRIEVER
-        })))
-        .mount(&server)
-        .await;
-    server
+/// What Python's google-auth reports on loading and refreshing `path` (see
+/// tests/python/interop.py) against `server`.
+fn python_refresh(path: &std::path::Path, server: &MockServer) -> serde_json::Value {
+    serde_json::from_str(&python(&[
+        "refresh",
+        path.to_str().unwrap(),
+        &token_uri(server),
+    ]))
+    .unwrap()
 }
 
-fn loader(path: &Path) -> CredentialLoader {
-    CredentialLoader::new()
-        .token_store(FileTokenStore::new(path))
-        .consent(Consent::Never)
+/// What Rust writes for the content of `text` is `text`, byte for byte.
+fn assert_rust_writes_back(text: &str) {
+    assert_eq!(
+        StoredToken::from_json(text.as_bytes()).unwrap().to_json(),
+        text
+    );
+}
+
+async fn endpoint(access: &str) -> MockServer {
+    token_server_answering(&[(
+        200,
+        json!({
+            "access_token": access, "expires_in": 3599, "token_type": "Bearer", "scope": RETRIEVER
+        }),
+    )])
+    .await
 }
 
 #[tokio::test]
 async fn python_written_file_is_refreshed_by_rust_without_consent() {
     let server = endpoint("ya29.RUSTNEW").await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("token.json");
+    let dir = TempLoader::empty();
+    let path = dir.token_file();
     python(&["write-expired", path.to_str().unwrap(), &token_uri(&server)]);
     let python_bytes = std::fs::read_to_string(&path).unwrap();
 
     // Byte-for-byte: what Rust would write for this content is what Python wrote.
-    assert_eq!(
-        StoredToken::from_json(python_bytes.as_bytes())
-            .unwrap()
-            .to_json(),
-        python_bytes
-    );
+    assert_rust_writes_back(&python_bytes);
 
-    let creds = loader(&path).load().await.unwrap();
+    let creds = dir.loader().load().await.unwrap();
     assert_eq!(creds.access_token().await.unwrap().secret(), "ya29.RUSTNEW");
     assert_eq!(token_requests(&server).await, 1);
     let req = &server.received_requests().await.unwrap()[0];
@@ -69,12 +71,7 @@ async fn python_written_file_is_refreshed_by_rust_without_consent() {
     );
 
     // And Python reads back what Rust saved.
-    let report: serde_json::Value = serde_json::from_str(&python(&[
-        "refresh",
-        path.to_str().unwrap(),
-        &token_uri(&server),
-    ]))
-    .unwrap();
+    let report = python_refresh(&path, &server);
     assert_eq!(report["token_before"], "ya29.RUSTNEW");
     assert_eq!(report["valid_before"], true);
 }
@@ -82,8 +79,8 @@ async fn python_written_file_is_refreshed_by_rust_without_consent() {
 #[tokio::test]
 async fn python_refreshed_file_with_microseconds_is_served_from_cache() {
     let server = endpoint("ya29.PYTHONFRESH").await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("token.json");
+    let dir = TempLoader::empty();
+    let path = dir.token_file();
     python(&[
         "write-refreshed",
         path.to_str().unwrap(),
@@ -95,14 +92,9 @@ async fn python_refreshed_file_with_microseconds_is_served_from_cache() {
         python_bytes.contains(r#""token": "ya29.PYTHONFRESH""#),
         "{python_bytes}"
     );
-    assert_eq!(
-        StoredToken::from_json(python_bytes.as_bytes())
-            .unwrap()
-            .to_json(),
-        python_bytes
-    );
+    assert_rust_writes_back(&python_bytes);
 
-    let creds = loader(&path).load().await.unwrap();
+    let creds = dir.loader().load().await.unwrap();
     assert_eq!(
         creds.access_token().await.unwrap().secret(),
         "ya29.PYTHONFRESH"
@@ -117,19 +109,14 @@ async fn python_refreshed_file_with_microseconds_is_served_from_cache() {
 #[tokio::test]
 async fn rust_written_file_is_loaded_and_refreshed_by_python() {
     let server = endpoint(NEW_ACCESS).await;
-    let dir = tempfile::tempdir().unwrap();
     // Rust refreshes an expired token and writes token.json.
-    let path = write_token(dir.path(), &token_json(&token_uri(&server), -10));
-    loader(&path).load().await.unwrap();
+    let dir = TempLoader::with_token(&token_uri(&server), -10);
+    let path = dir.token_file();
+    dir.loader().load().await.unwrap();
     assert_eq!(token_requests(&server).await, 1);
     let rust_bytes = std::fs::read_to_string(&path).unwrap();
 
-    let report: serde_json::Value = serde_json::from_str(&python(&[
-        "refresh",
-        path.to_str().unwrap(),
-        &token_uri(&server),
-    ]))
-    .unwrap();
+    let report = python_refresh(&path, &server);
     assert_eq!(report["token_before"], NEW_ACCESS);
     assert_eq!(report["refresh_token"], REFRESH_TOKEN);
     assert_eq!(report["client_id"], CLIENT_ID);
@@ -150,10 +137,9 @@ async fn rust_written_file_is_loaded_and_refreshed_by_python() {
     expected["token_uri"] = json!("https://oauth2.googleapis.com/token");
     let expiry = expected["expiry"].as_str().unwrap();
     expected["expiry"] = json!(format!("{}Z", &expiry[..19]));
-    let mut rust_side = StoredToken::from_json(expected.to_string().as_bytes()).unwrap();
+    let rust_side = StoredToken::from_json(expected.to_string().as_bytes()).unwrap();
     let python_bytes = python(&["roundtrip", path.to_str().unwrap()]);
     assert_eq!(python_bytes, rust_side.to_json());
     // Whole-second expiries survive exactly in both directions.
-    rust_side = StoredToken::from_json(python_bytes.as_bytes()).unwrap();
-    assert_eq!(rust_side.to_json(), python_bytes);
+    assert_rust_writes_back(&python_bytes);
 }

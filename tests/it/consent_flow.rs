@@ -2,44 +2,24 @@
 //! requests, timeout, port release, PKCE and granted scopes. The test plays
 //! the browser by calling the redirect URI itself.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::common::browser::{self, query_param};
+use crate::common::*;
 use base64::Engine;
-use common::browser::{self, query_param};
-use common::*;
-use gemini_oauth::{ClientSecret, Consent, CredentialLoader, Error, MemoryTokenStore};
-use serde_json::json;
+use gemini_oauth::{Consent, CredentialLoader, Error, MemoryTokenStore};
 use sha2::Digest;
 use tokio::sync::mpsc;
-use wiremock::matchers::{body_string_contains, method};
-use wiremock::{Mock, MockServer, ResponseTemplate};
-
-async fn code_endpoint(scope: &str) -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(body_string_contains("grant_type=authorization_code"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer",
-            "refresh_token": REFRESH_TOKEN, "scope": scope
-        })))
-        .mount(&server)
-        .await;
-    server
-}
+use wiremock::MockServer;
 
 fn loader(
     tokens: &MockServer,
     store: &MemoryTokenStore,
 ) -> (CredentialLoader, mpsc::UnboundedReceiver<String>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let secret = ClientSecret::new(CLIENT_ID, CLIENT_SECRET)
-        .auth_uri("https://accounts.example.com/o/oauth2/auth")
-        .token_uri(token_uri(tokens));
     let l = CredentialLoader::new()
-        .client_secret(secret)
+        .client_secret(consent_client(tokens))
         .token_store(store.clone())
         .consent(Consent::PrintUrl)
         .consent_timeout(Duration::from_secs(10))

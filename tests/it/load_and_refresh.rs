@@ -1,28 +1,26 @@
 //! The load_creds decision against a real token endpoint on 127.0.0.1 and
 //! real files: cached → refresh → (consent), with request counts.
 
-mod common;
-
-use common::*;
-use gemini_oauth::{Consent, ConsentReason, CredentialLoader, Error, FileTokenStore, OAuthError};
+use crate::common::*;
+use gemini_oauth::{Consent, ConsentReason, Error, OAuthError};
 use serde_json::json;
-use wiremock::matchers::{body_string_contains, method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{MockServer, ResponseTemplate};
 
-fn loader(dir: &std::path::Path) -> CredentialLoader {
-    CredentialLoader::new()
-        .client_secret_file(dir.join("client_secret.json"))
-        .token_store(FileTokenStore::new(dir.join("token.json")))
-        .consent(Consent::Never)
+/// A token.json that expired a second ago, in a temp dir, and its token
+/// endpoint, which gives `answers` (see `token_server_answering`).
+async fn expired_token_answered(answers: &[(u16, serde_json::Value)]) -> (MockServer, TempLoader) {
+    let server = token_server_answering(answers).await;
+    let dir = TempLoader::with_token(&token_uri(&server), -1);
+    (server, dir)
 }
 
 #[tokio::test]
 async fn valid_cached_token_is_served_without_any_request() {
     let server = token_endpoint().await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = write_token(dir.path(), &token_json(&token_uri(&server), 3000));
+    let dir = TempLoader::with_token(&token_uri(&server), 3000);
+    let file = dir.token_file();
     let before = std::fs::read(&file).unwrap();
-    let creds = loader(dir.path()).load().await.unwrap();
+    let creds = dir.loader().load().await.unwrap();
     for _ in 0..3 {
         assert_eq!(creds.access_token().await.unwrap().secret(), OLD_ACCESS);
     }
@@ -37,15 +35,12 @@ async fn valid_cached_token_is_served_without_any_request() {
 #[tokio::test]
 async fn expired_token_is_refreshed_once_and_saved() {
     let server = token_endpoint().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut original = common::read_json(&write_token(
-        dir.path(),
-        &token_json(&token_uri(&server), -60),
-    ));
+    let dir = TempLoader::with_token(&token_uri(&server), -60);
+    let mut original = read_json(&dir.token_file());
     original["quota_project_id"] = json!("kept-project");
-    let file = write_token(dir.path(), &original.to_string());
+    let file = dir.write_token(&original.to_string());
 
-    let creds = loader(dir.path()).load().await.unwrap();
+    let creds = dir.loader().load().await.unwrap();
     assert_eq!(creds.access_token().await.unwrap().secret(), NEW_ACCESS);
     assert_eq!(creds.quota_project(), Some("kept-project"));
     assert_eq!(token_requests(&server).await, 1);
@@ -81,7 +76,7 @@ async fn expired_token_is_refreshed_once_and_saved() {
     );
 
     // A second load uses what the first one saved.
-    let again = loader(dir.path()).load().await.unwrap();
+    let again = dir.loader().load().await.unwrap();
     assert_eq!(again.access_token().await.unwrap().secret(), NEW_ACCESS);
     assert_eq!(token_requests(&server).await, 1);
 }
@@ -89,51 +84,42 @@ async fn expired_token_is_refreshed_once_and_saved() {
 #[tokio::test]
 async fn missing_expiry_counts_as_expired_like_google_auth() {
     let server = token_endpoint().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut v = read_json(&write_token(
-        dir.path(),
-        &token_json(&token_uri(&server), 3000),
-    ));
+    let dir = TempLoader::with_token(&token_uri(&server), 3000);
+    let mut v = read_json(&dir.token_file());
     v.as_object_mut().unwrap().remove("expiry");
-    write_token(dir.path(), &v.to_string());
-    let creds = loader(dir.path()).load().await.unwrap();
+    dir.write_token(&v.to_string());
+    let creds = dir.loader().load().await.unwrap();
     assert_eq!(creds.access_token().await.unwrap().secret(), NEW_ACCESS);
     assert_eq!(token_requests(&server).await, 1);
 }
 
 #[tokio::test]
 async fn rotated_refresh_token_is_saved() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+    let (server, dir) = expired_token_answered(&[(
+        200,
+        json!({
             "access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer",
             "refresh_token": "1//ROTATEDMARKER", "scope": format!("{RETRIEVER} openid")
-        })))
-        .expect(1)
-        .mount(&server)
-        .await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = write_token(dir.path(), &token_json(&token_uri(&server), -1));
-    let creds = loader(dir.path()).load().await.unwrap();
-    let saved = read_json(&file);
+        }),
+    )])
+    .await;
+    let creds = dir.loader().load().await.unwrap();
+    let saved = read_json(&dir.token_file());
     assert_eq!(saved["refresh_token"], "1//ROTATEDMARKER");
     assert_eq!(saved["scopes"], json!([RETRIEVER, "openid"]));
     assert_eq!(
         creds.granted_scopes().unwrap(),
         vec![RETRIEVER.to_owned(), "openid".into()]
     );
+    assert_eq!(token_requests(&server).await, 1);
 }
 
 #[tokio::test]
 async fn token_uri_override_wins_over_the_file() {
     let server = token_endpoint().await;
-    let dir = tempfile::tempdir().unwrap();
-    write_token(
-        dir.path(),
-        &token_json("https://oauth2.googleapis.com/token", -1),
-    );
-    let creds = loader(dir.path())
+    let dir = TempLoader::with_token("https://oauth2.googleapis.com/token", -1);
+    let creds = dir
+        .loader()
         .token_uri(token_uri(&server))
         .load()
         .await
@@ -144,17 +130,14 @@ async fn token_uri_override_wins_over_the_file() {
 
 #[tokio::test]
 async fn invalid_grant_without_consent_explains_what_to_do() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+    let (server, dir) = expired_token_answered(&[(
+        400,
+        json!({
             "error": "invalid_grant", "error_description": "Token has been expired or revoked."
-        })))
-        .expect(1)
-        .mount(&server)
-        .await;
-    let dir = tempfile::tempdir().unwrap();
-    write_token(dir.path(), &token_json(&token_uri(&server), -1));
-    let err = loader(dir.path()).load().await.unwrap_err();
+        }),
+    )])
+    .await;
+    let err = dir.loader().load().await.unwrap_err();
     let Error::InvalidGrant { description, store } = &err else {
         panic!("{err:?}")
     };
@@ -169,23 +152,22 @@ async fn invalid_grant_without_consent_explains_what_to_do() {
         "{msg}"
     );
     assert_no_secrets(&format!("{msg} {err:?}"));
+    assert_eq!(token_requests(&server).await, 1);
 }
 
 #[tokio::test]
 async fn other_oauth_errors_are_typed_and_not_retried() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(json!({
+    let (server, dir) = expired_token_answered(&[(
+        401,
+        json!({
             "error": "invalid_client", "error_description": "The OAuth client was not found."
-        })))
-        .expect(1)
-        .mount(&server)
-        .await;
-    let dir = tempfile::tempdir().unwrap();
-    write_token(dir.path(), &token_json(&token_uri(&server), -1));
+        }),
+    )])
+    .await;
     // Consent is allowed here: a non-grant error must still not start it
     // (which would fail with ClientSecretNotFound in this empty directory).
-    let err = loader(dir.path())
+    let err = dir
+        .loader()
         .consent(Consent::PrintUrl)
         .load()
         .await
@@ -193,40 +175,29 @@ async fn other_oauth_errors_are_typed_and_not_retried() {
     assert_eq!(err.oauth_error(), Some(&OAuthError::InvalidClient));
     assert!(err.to_string().contains("client_secret.json"), "{err}");
     assert_no_secrets(&format!("{err} {err:?}"));
+    assert_eq!(token_requests(&server).await, 1);
 }
 
 #[tokio::test]
 async fn transient_failures_are_retried_then_succeed() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503).set_body_string("<html>busy</html>"))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(body_string_contains("grant_type=refresh_token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+    let server = token_server([
+        ResponseTemplate::new(503).set_body_string("<html>busy</html>"),
+        ResponseTemplate::new(200).set_body_json(json!({
             "access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer"
-        })))
-        .mount(&server)
-        .await;
-    let dir = tempfile::tempdir().unwrap();
-    write_token(dir.path(), &token_json(&token_uri(&server), -1));
-    let creds = loader(dir.path()).load().await.unwrap();
+        })),
+    ])
+    .await;
+    let dir = TempLoader::with_token(&token_uri(&server), -1);
+    let creds = dir.loader().load().await.unwrap();
     assert_eq!(creds.access_token().await.unwrap().secret(), NEW_ACCESS);
     assert_eq!(token_requests(&server).await, 2);
 }
 
 #[tokio::test]
 async fn persistent_transient_failure_never_starts_a_consent() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(500).set_body_json(json!({"error": "server_error"})))
-        .mount(&server)
-        .await;
-    let dir = tempfile::tempdir().unwrap();
-    write_token(dir.path(), &token_json(&token_uri(&server), -1));
-    let err = loader(dir.path())
+    let (server, dir) = expired_token_answered(&[(500, json!({"error": "server_error"}))]).await;
+    let err = dir
+        .loader()
         .consent(Consent::PrintUrl)
         .load()
         .await
@@ -241,17 +212,16 @@ async fn unreachable_endpoint_is_a_transport_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let uri = format!("http://{}/token", listener.local_addr().unwrap());
     drop(listener);
-    let dir = tempfile::tempdir().unwrap();
-    write_token(dir.path(), &token_json(&uri, -1));
-    let err = loader(dir.path()).load().await.unwrap_err();
+    let dir = TempLoader::with_token(&uri, -1);
+    let err = dir.loader().load().await.unwrap_err();
     assert!(matches!(err, Error::Transport { .. }), "{err:?}");
     assert!(err.to_string().contains("/token"), "{err}");
 }
 
 #[tokio::test]
 async fn no_token_and_no_consent_says_what_to_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let err = loader(dir.path()).load().await.unwrap_err();
+    let dir = TempLoader::empty();
+    let err = dir.loader().load().await.unwrap_err();
     let Error::ConsentRequired { reason, store } = &err else {
         panic!("{err:?}")
     };
@@ -263,9 +233,9 @@ async fn no_token_and_no_consent_says_what_to_run() {
 #[tokio::test]
 async fn scopes_not_covered_lead_to_consent() {
     let server = token_endpoint().await;
-    let dir = tempfile::tempdir().unwrap();
-    write_token(dir.path(), &token_json(&token_uri(&server), 3000));
-    let err = loader(dir.path())
+    let dir = TempLoader::with_token(&token_uri(&server), 3000);
+    let err = dir
+        .loader()
         .scopes([RETRIEVER, gemini_oauth::scopes::CLOUD_PLATFORM])
         .load()
         .await
@@ -279,12 +249,11 @@ async fn scopes_not_covered_lead_to_consent() {
 
 #[tokio::test]
 async fn expired_without_refresh_token_needs_consent() {
-    let dir = tempfile::tempdir().unwrap();
-    write_token(
-        dir.path(),
+    let dir = TempLoader::empty();
+    dir.write_token(
         r#"{"token": "ya29.x", "client_id": "c", "client_secret": "s", "expiry": "2001-01-01T00:00:00Z"}"#,
     );
-    let err = loader(dir.path()).load().await.unwrap_err();
+    let err = dir.loader().load().await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -299,9 +268,10 @@ async fn expired_without_refresh_token_needs_consent() {
 
 #[tokio::test]
 async fn corrupt_token_file_is_an_error_not_a_consent() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = write_token(dir.path(), r#"{"token": "ya29.TRUNCATEDMARKER", "refre"#);
-    let err = loader(dir.path())
+    let dir = TempLoader::empty();
+    let file = dir.write_token(r#"{"token": "ya29.TRUNCATEDMARKER", "refre"#);
+    let err = dir
+        .loader()
         .consent(Consent::PrintUrl)
         .load()
         .await
@@ -313,11 +283,7 @@ async fn corrupt_token_file_is_an_error_not_a_consent() {
 
 #[tokio::test]
 async fn plain_http_token_endpoint_off_loopback_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    write_token(
-        dir.path(),
-        &token_json("http://oauth.example.com/token", -1),
-    );
-    let err = loader(dir.path()).load().await.unwrap_err();
+    let dir = TempLoader::with_token("http://oauth.example.com/token", -1);
+    let err = dir.loader().load().await.unwrap_err();
     assert!(matches!(err, Error::InvalidUrl { .. }), "{err:?}");
 }

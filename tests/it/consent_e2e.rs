@@ -4,14 +4,12 @@
 //! browser: it requests the consent URL and delivers the redirect's
 //! `Location` to our loopback port.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::browser::{self, query_param};
-use common::oidc::{self, OidcServer};
+use crate::common::browser::{self, query_param};
+use crate::common::oidc::{self, OidcServer};
 use gemini_oauth::{
     ClientSecret, Consent, CredentialLoader, Error, FileTokenStore, OAuthError, scopes,
 };

@@ -2,36 +2,28 @@
 //! token.json make exactly one refresh; two loaders needing consent open one
 //! consent screen.
 
-mod common;
-
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::browser::{self, query_param};
-use common::examples::example;
-use common::*;
-use gemini_oauth::{ClientSecret, Consent, CredentialLoader, FileTokenStore, StoredToken};
+use crate::common::browser::{self, query_param};
+use crate::common::examples::{example, stdout};
+use crate::common::*;
+use gemini_oauth::{Consent, CredentialLoader, FileTokenStore, StoredToken};
 use serde_json::json;
-use wiremock::matchers::{body_string_contains, method};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::ResponseTemplate;
 
 const PROCESSES: usize = 6;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_sharing_an_expired_token_file_refresh_once() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(
-                    json!({"access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer"}),
-                )
-                .set_delay(Duration::from_millis(400)),
+    let server = token_server([ResponseTemplate::new(200)
+        .set_body_json(
+            json!({"access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer"}),
         )
-        .mount(&server)
-        .await;
+        .set_delay(Duration::from_millis(400))])
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let path = write_token(dir.path(), &token_json(&token_uri(&server), -120));
 
@@ -54,15 +46,7 @@ async fn processes_sharing_an_expired_token_file_refresh_once() {
     .await
     .unwrap();
     for out in &outputs {
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            format!("{NEW_ACCESS}\n")
-        );
+        assert_eq!(stdout(out), format!("{NEW_ACCESS}\n"));
     }
     assert_eq!(
         token_requests(&server).await,
@@ -75,23 +59,12 @@ async fn processes_sharing_an_expired_token_file_refresh_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_loader_waits_for_the_first_sign_in_instead_of_opening_another() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(body_string_contains("grant_type=authorization_code"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer",
-            "refresh_token": REFRESH_TOKEN, "scope": RETRIEVER
-        })))
-        .mount(&server)
-        .await;
+    let server = code_endpoint(RETRIEVER).await;
     let dir = tempfile::tempdir().unwrap();
     let shown = Arc::new(AtomicUsize::new(0));
     let make = |shown: Arc<AtomicUsize>| {
-        let secret = ClientSecret::new(CLIENT_ID, CLIENT_SECRET)
-            .auth_uri("https://accounts.example.com/auth")
-            .token_uri(token_uri(&server));
         CredentialLoader::new()
-            .client_secret(secret)
+            .client_secret(consent_client(&server))
             .token_store(FileTokenStore::new(dir.path().join("token.json")))
             .consent(Consent::PrintUrl)
             .consent_timeout(Duration::from_secs(20))

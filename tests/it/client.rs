@@ -1,28 +1,29 @@
 //! The authorized client and the Gemini helpers against local servers.
 
-mod common;
-
-use common::*;
-use gemini_oauth::{Consent, CredentialLoader, Credentials, Error, FileTokenStore};
+use crate::common::*;
+use gemini_oauth::{CredentialLoader, Credentials, Error};
 use serde_json::json;
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+/// Credentials from a valid token.json (refreshed at `token_server`) in a
+/// temp dir, for the API at `api`; the dir lives as long as the TempLoader.
 async fn creds(
-    dir: &std::path::Path,
     token_server: &MockServer,
     api: &MockServer,
     quota: Option<&str>,
-) -> Credentials {
-    write_token(dir, &token_json(&token_uri(token_server), 3000));
-    let mut l = CredentialLoader::new()
-        .token_store(FileTokenStore::new(dir.join("token.json")))
-        .consent(Consent::Never)
-        .api_base(format!("{}/v1", api.uri()));
+) -> (TempLoader, Credentials) {
+    let dir = TempLoader::with_token(&token_uri(token_server), 3000);
+    let mut l = dir.loader().api_base(format!("{}/v1", api.uri()));
     if let Some(q) = quota {
         l = l.quota_project(q);
     }
-    l.load().await.unwrap()
+    let c = l.load().await.unwrap();
+    (dir, c)
+}
+
+async fn list_models(c: &Credentials) -> gemini_oauth::Result<Vec<gemini_oauth::gemini::Model>> {
+    gemini_oauth::gemini::list_models(&c.authorized_client()).await
 }
 
 #[tokio::test]
@@ -30,10 +31,7 @@ async fn adds_bearer_and_quota_project_headers() {
     let (tokens, api) = (token_endpoint().await, MockServer::start().await);
     Mock::given(method("GET"))
         .and(path("/v1/models"))
-        .and(header(
-            "authorization",
-            format!("Bearer {OLD_ACCESS}").as_str(),
-        ))
+        .and(bearer(OLD_ACCESS))
         .and(header("x-goog-user-project", "billing-proj"))
         .respond_with(
             ResponseTemplate::new(200).set_body_json(json!({"models": [{"name": "models/a"}]})),
@@ -41,11 +39,8 @@ async fn adds_bearer_and_quota_project_headers() {
         .expect(1)
         .mount(&api)
         .await;
-    let dir = tempfile::tempdir().unwrap();
-    let c = creds(dir.path(), &tokens, &api, Some("billing-proj")).await;
-    let models = gemini_oauth::gemini::list_models(&c.authorized_client())
-        .await
-        .unwrap();
+    let (_dir, c) = creds(&tokens, &api, Some("billing-proj")).await;
+    let models = list_models(&c).await.unwrap();
     assert_eq!(models.len(), 1);
     assert_eq!(models[0].name, "models/a");
 
@@ -60,16 +55,10 @@ async fn adds_bearer_and_quota_project_headers() {
 
 #[tokio::test]
 async fn no_quota_header_without_quota_project() {
-    let (tokens, api) = (token_endpoint().await, MockServer::start().await);
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"models": []})))
-        .mount(&api)
-        .await;
-    let dir = tempfile::tempdir().unwrap();
-    let c = creds(dir.path(), &tokens, &api, None).await;
-    gemini_oauth::gemini::list_models(&c.authorized_client())
-        .await
-        .unwrap();
+    let tokens = token_endpoint().await;
+    let api = api_answering(ResponseTemplate::new(200).set_body_json(json!({"models": []}))).await;
+    let (_dir, c) = creds(&tokens, &api, None).await;
+    list_models(&c).await.unwrap();
     let reqs = api.received_requests().await.unwrap();
     assert!(reqs[0].headers.get("x-goog-user-project").is_none());
     assert!(
@@ -98,11 +87,8 @@ async fn list_models_follows_page_tokens() {
         })))
         .mount(&api)
         .await;
-    let dir = tempfile::tempdir().unwrap();
-    let c = creds(dir.path(), &tokens, &api, None).await;
-    let models = gemini_oauth::gemini::list_models(&c.authorized_client())
-        .await
-        .unwrap();
+    let (_dir, c) = creds(&tokens, &api, None).await;
+    let models = list_models(&c).await.unwrap();
     let names: Vec<_> = models.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, ["models/a", "models/b", "models/c"]);
     assert_eq!(models[2].display_name.as_deref(), Some("C"));
@@ -112,21 +98,16 @@ async fn list_models_follows_page_tokens() {
 
 #[tokio::test]
 async fn google_errors_become_typed_api_errors_with_hints() {
-    let (tokens, api) = (token_endpoint().await, MockServer::start().await);
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(403).set_body_json(json!({"error": {
-            "code": 403, "message": "Request had insufficient authentication scopes.",
-            "status": "PERMISSION_DENIED",
-            "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                         "reason": "ACCESS_TOKEN_SCOPE_INSUFFICIENT", "domain": "googleapis.com"}]
-        }})))
-        .mount(&api)
-        .await;
-    let dir = tempfile::tempdir().unwrap();
-    let c = creds(dir.path(), &tokens, &api, None).await;
-    let err = gemini_oauth::gemini::list_models(&c.authorized_client())
-        .await
-        .unwrap_err();
+    let tokens = token_endpoint().await;
+    let api = api_answering(ResponseTemplate::new(403).set_body_json(json!({"error": {
+        "code": 403, "message": "Request had insufficient authentication scopes.",
+        "status": "PERMISSION_DENIED",
+        "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                     "reason": "ACCESS_TOKEN_SCOPE_INSUFFICIENT", "domain": "googleapis.com"}]
+    }})))
+    .await;
+    let (_dir, c) = creds(&tokens, &api, None).await;
+    let err = list_models(&c).await.unwrap_err();
     let Error::Api(api_err) = &err else {
         panic!("{err:?}")
     };
@@ -140,54 +121,37 @@ async fn google_errors_become_typed_api_errors_with_hints() {
 async fn a_401_forces_one_refresh_and_one_retry() {
     let (tokens, api) = (token_endpoint().await, MockServer::start().await);
     Mock::given(method("GET"))
-        .and(header(
-            "authorization",
-            format!("Bearer {OLD_ACCESS}").as_str(),
-        ))
+        .and(bearer(OLD_ACCESS))
         .respond_with(ResponseTemplate::new(401).set_body_json(
             json!({"error": {"code": 401, "message": "revoked", "status": "UNAUTHENTICATED"}}),
         ))
         .mount(&api)
         .await;
     Mock::given(method("GET"))
-        .and(header(
-            "authorization",
-            format!("Bearer {NEW_ACCESS}").as_str(),
-        ))
+        .and(bearer(NEW_ACCESS))
         .respond_with(
             ResponseTemplate::new(200).set_body_json(json!({"models": [{"name": "models/ok"}]})),
         )
         .mount(&api)
         .await;
-    let dir = tempfile::tempdir().unwrap();
-    let c = creds(dir.path(), &tokens, &api, None).await;
-    let models = gemini_oauth::gemini::list_models(&c.authorized_client())
-        .await
-        .unwrap();
+    let (dir, c) = creds(&tokens, &api, None).await;
+    let models = list_models(&c).await.unwrap();
     assert_eq!(models[0].name, "models/ok");
     assert_eq!(token_requests(&tokens).await, 1);
     assert_eq!(api.received_requests().await.unwrap().len(), 2);
     // The refreshed token was saved for the next run.
-    assert_eq!(
-        read_json(&dir.path().join("token.json"))["token"],
-        NEW_ACCESS
-    );
+    assert_eq!(read_json(&dir.token_file())["token"], NEW_ACCESS);
 }
 
 #[tokio::test]
 async fn a_401_that_persists_is_returned_after_one_retry() {
-    let (tokens, api) = (token_endpoint().await, MockServer::start().await);
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(
-            json!({"error": {"code": 401, "message": "no", "status": "UNAUTHENTICATED"}}),
-        ))
-        .mount(&api)
-        .await;
-    let dir = tempfile::tempdir().unwrap();
-    let c = creds(dir.path(), &tokens, &api, None).await;
-    let err = gemini_oauth::gemini::list_models(&c.authorized_client())
-        .await
-        .unwrap_err();
+    let tokens = token_endpoint().await;
+    let api = api_answering(ResponseTemplate::new(401).set_body_json(
+        json!({"error": {"code": 401, "message": "no", "status": "UNAUTHENTICATED"}}),
+    ))
+    .await;
+    let (_dir, c) = creds(&tokens, &api, None).await;
+    let err = list_models(&c).await.unwrap_err();
     assert!(matches!(&err, Error::Api(e) if e.status == 401), "{err:?}");
     assert_eq!(api.received_requests().await.unwrap().len(), 2);
     assert_eq!(token_requests(&tokens).await, 1);
@@ -195,16 +159,13 @@ async fn a_401_that_persists_is_returned_after_one_retry() {
 
 #[tokio::test]
 async fn request_timeout_is_a_timeout_error() {
-    let (tokens, api) = (token_endpoint().await, MockServer::start().await);
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(5)))
-        .mount(&api)
-        .await;
-    let dir = tempfile::tempdir().unwrap();
-    write_token(dir.path(), &token_json(&token_uri(&tokens), 3000));
-    let c = CredentialLoader::new()
-        .token_store(FileTokenStore::new(dir.path().join("token.json")))
-        .consent(Consent::Never)
+    let tokens = token_endpoint().await;
+    let api =
+        api_answering(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(5)))
+            .await;
+    let dir = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let c = dir
+        .loader()
         .api_base(format!("{}/v1", api.uri()))
         .timeout(std::time::Duration::from_millis(200))
         .load()
@@ -222,8 +183,7 @@ async fn request_timeout_is_a_timeout_error() {
 #[tokio::test]
 async fn debug_output_of_every_public_type_hides_secrets() {
     let (tokens, api) = (token_endpoint().await, MockServer::start().await);
-    let dir = tempfile::tempdir().unwrap();
-    let c = creds(dir.path(), &tokens, &api, Some("p")).await;
+    let (_dir, c) = creds(&tokens, &api, Some("p")).await;
     let token = c.access_token().await.unwrap();
     let stored =
         gemini_oauth::StoredToken::from_json(token_json("https://x/token", 5).as_bytes()).unwrap();
@@ -270,15 +230,8 @@ async fn counting_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicU
 async fn one_pooled_connection_serves_many_requests() {
     let tokens = token_endpoint().await;
     let (api_base, connections) = counting_server().await;
-    let dir = tempfile::tempdir().unwrap();
-    write_token(dir.path(), &token_json(&token_uri(&tokens), 3000));
-    let c = CredentialLoader::new()
-        .token_store(FileTokenStore::new(dir.path().join("token.json")))
-        .consent(Consent::Never)
-        .api_base(&api_base)
-        .load()
-        .await
-        .unwrap();
+    let dir = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let c = dir.loader().api_base(&api_base).load().await.unwrap();
     let client = c.authorized_client();
     for _ in 0..10 {
         gemini_oauth::gemini::list_models(&client).await.unwrap();

@@ -1,44 +1,30 @@
 //! One refresh for many callers, early refresh without waiting, and recovery
 //! after a failed refresh, against a counting token endpoint on 127.0.0.1.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
-use gemini_oauth::{Consent, CredentialLoader, Credentials, FileTokenStore};
+use crate::common::*;
+use gemini_oauth::{Consent, CredentialLoader, Credentials};
 use serde_json::json;
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{MockServer, ResponseTemplate};
 
 async fn endpoint(delay: Duration) -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(
-                    json!({"access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer"}),
-                )
-                .set_delay(delay),
+    token_server([ResponseTemplate::new(200)
+        .set_body_json(
+            json!({"access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer"}),
         )
-        .mount(&server)
-        .await;
-    server
+        .set_delay(delay)])
+    .await
 }
 
-async fn load(dir: &std::path::Path, server: &MockServer, expires_in: i64) -> Credentials {
-    write_token(dir, &token_json(&token_uri(server), expires_in));
-    CredentialLoader::new()
-        .token_store(FileTokenStore::new(dir.join("token.json")))
-        .consent(Consent::Never)
-        .load()
-        .await
-        .unwrap()
+async fn load(dir: &TempLoader, server: &MockServer, expires_in: i64) -> Credentials {
+    dir.write_token(&token_json(&token_uri(server), expires_in));
+    dir.loader().load().await.unwrap()
 }
 
 /// Loads a token that is still usable, then waits until it is inside the
 /// expiry skew, where callers must wait for a refresh.
-async fn load_nearly_expired(dir: &std::path::Path, server: &MockServer) -> Credentials {
+async fn load_nearly_expired(dir: &TempLoader, server: &MockServer) -> Credentials {
     let creds = load(dir, server, 11).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
     creds
@@ -47,8 +33,8 @@ async fn load_nearly_expired(dir: &std::path::Path, server: &MockServer) -> Cred
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_callers_at_expiry_share_one_refresh() {
     let server = endpoint(Duration::from_millis(300)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let creds = load_nearly_expired(dir.path(), &server).await;
+    let dir = TempLoader::empty();
+    let creds = load_nearly_expired(&dir, &server).await;
     assert_eq!(token_requests(&server).await, 0);
 
     let tasks: Vec<_> = (0..1000)
@@ -61,18 +47,15 @@ async fn a_thousand_callers_at_expiry_share_one_refresh() {
         assert_eq!(t.await.unwrap().unwrap(), NEW_ACCESS);
     }
     assert_eq!(token_requests(&server).await, 1);
-    assert_eq!(
-        read_json(&dir.path().join("token.json"))["token"],
-        NEW_ACCESS
-    );
+    assert_eq!(read_json(&dir.token_file())["token"], NEW_ACCESS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn callers_in_the_refresh_window_get_the_old_token_while_one_refresh_runs() {
     // The endpoint takes a minute: anyone waiting on it would hit the guard below.
     let slow = endpoint(Duration::from_secs(60)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let creds = load(dir.path(), &slow, 120).await;
+    let dir = TempLoader::empty();
+    let creds = load(&dir, &slow, 120).await;
     let calls = async {
         for _ in 0..200 {
             assert_eq!(creds.access_token().await.unwrap().secret(), OLD_ACCESS);
@@ -94,8 +77,8 @@ async fn callers_in_the_refresh_window_get_the_old_token_while_one_refresh_runs(
 #[tokio::test]
 async fn the_background_refresh_result_replaces_the_old_token() {
     let server = endpoint(Duration::ZERO).await;
-    let dir = tempfile::tempdir().unwrap();
-    let creds = load(dir.path(), &server, 120).await;
+    let dir = TempLoader::empty();
+    let creds = load(&dir, &server, 120).await;
     assert_eq!(creds.access_token().await.unwrap().secret(), OLD_ACCESS);
     let mut seen = String::new();
     for _ in 0..200 {
@@ -116,27 +99,16 @@ async fn the_background_refresh_result_replaces_the_old_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failed_refresh_reaches_every_waiter_once_and_does_not_poison_the_next() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(400)
-                .set_body_json(
-                    json!({"error": "invalid_request", "error_description": "try later"}),
-                )
-                .set_delay(Duration::from_millis(200)),
-        )
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"access_token": NEW_ACCESS, "expires_in": 3599})),
-        )
-        .mount(&server)
-        .await;
-    let dir = tempfile::tempdir().unwrap();
-    let creds = load_nearly_expired(dir.path(), &server).await;
+    let server = token_server([
+        ResponseTemplate::new(400)
+            .set_body_json(json!({"error": "invalid_request", "error_description": "try later"}))
+            .set_delay(Duration::from_millis(200)),
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"access_token": NEW_ACCESS, "expires_in": 3599})),
+    ])
+    .await;
+    let dir = TempLoader::empty();
+    let creds = load_nearly_expired(&dir, &server).await;
 
     let tasks: Vec<_> = (0..100)
         .map(|_| {

@@ -2,14 +2,12 @@
 //! OAuth server, then the file it wrote used by our resolver and by Python's
 //! `google.auth.default()`.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use common::browser;
-use common::examples::example;
-use common::oidc::{self, OidcServer};
+use crate::common::browser;
+use crate::common::examples::{example, stdout};
+use crate::common::oidc::{self, OidcServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_writes_gcloud_adc_that_rust_and_python_both_use() {
@@ -92,27 +90,17 @@ async fn login_writes_gcloud_adc_that_rust_and_python_both_use() {
         .args(["--adc", "--token-uri", &server.token])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!String::from_utf8(out.stdout).unwrap().trim().is_empty());
+    assert!(!stdout(&out).trim().is_empty());
 
     // Python's google.auth.default() accepts it and refreshes it too.
-    let out = common::python()
+    let out = crate::common::python()
         .args(["adc-default", &server.token])
         .env("CLOUDSDK_CONFIG", &config)
         .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
         .env("NO_GCE_CHECK", "true")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(report["class"], "google.oauth2.credentials.Credentials");
     assert_eq!(report["refresh_token"], v["refresh_token"]);
     assert_eq!(report["client_id"], oidc::CLIENT_ID);

@@ -1,15 +1,13 @@
 //! HTTPS to a local TLS server: HTTP/2 negotiated by ALPN, one multiplexed
 //! connection, extra trusted roots, and an untrusted certificate refused.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::*;
-use gemini_oauth::{Consent, CredentialLoader, Error, FileTokenStore};
+use crate::common::*;
+use gemini_oauth::{CredentialLoader, Error};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -134,10 +132,7 @@ async fn h2_server(leaf: &str, key: &str) -> (String, Arc<AtomicUsize>, Arc<Atom
 
 fn loader(dir: &Path, api_base: &str, token_uri: &str) -> CredentialLoader {
     write_token(dir, &token_json(token_uri, 3000));
-    CredentialLoader::new()
-        .token_store(FileTokenStore::new(dir.join("token.json")))
-        .consent(Consent::Never)
-        .api_base(api_base)
+    temp_loader(dir).api_base(api_base)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,19 +5,16 @@
 //! exactly one), that the token file is left as it was, and that no fault
 //! ever starts a consent flow.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::*;
-use gemini_oauth::{Consent, CredentialLoader, Credentials, Error, FileTokenStore, OAuthError};
+use crate::common::*;
+use gemini_oauth::{Consent, CredentialLoader, Credentials, Error, OAuthError};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{MockServer, ResponseTemplate};
 
 /// Attempts the token endpoint gets for a refresh that keeps failing transiently.
 const ATTEMPTS: usize = 3;
@@ -29,9 +26,7 @@ const HANG_GUARD: Duration = Duration::from_secs(20);
 /// records whether a consent URL was ever produced.
 fn loader(dir: &Path, consent: Consent, consent_started: &Arc<AtomicBool>) -> CredentialLoader {
     let flag = Arc::clone(consent_started);
-    CredentialLoader::new()
-        .client_secret_file(dir.join("client_secret.json"))
-        .token_store(FileTokenStore::new(dir.join("token.json")))
+    temp_loader(dir)
         .consent(consent)
         .on_consent_url(move |_| flag.store(true, Ordering::SeqCst))
 }
@@ -49,8 +44,8 @@ async fn load_expired(
     consent: Consent,
     configure: impl FnOnce(CredentialLoader) -> CredentialLoader,
 ) -> (gemini_oauth::Result<Credentials>, bool) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = write_token(dir.path(), &token_json(uri, -60));
+    let dir = TempLoader::with_token(uri, -60);
+    let file = dir.token_file();
     let before = std::fs::read(&file).unwrap();
     let consent_started = Arc::new(AtomicBool::new(false));
     let result = guarded(configure(loader(dir.path(), consent, &consent_started)).load()).await;
@@ -88,16 +83,6 @@ async fn raw_endpoint(reply: &'static [u8]) -> (String, Arc<AtomicUsize>) {
         }
     });
     (format!("http://{addr}/token"), accepted)
-}
-
-async fn mock(server: &MockServer, response: ResponseTemplate, times: Option<u64>) {
-    let m = Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(response);
-    match times {
-        Some(n) => m.up_to_n_times(n).mount(server).await,
-        None => m.mount(server).await,
-    }
 }
 
 fn ok_body() -> ResponseTemplate {
@@ -141,14 +126,11 @@ async fn an_answer_cut_off_mid_body_is_transient_and_retried() {
 
 #[tokio::test]
 async fn rate_limited_then_ok_succeeds_on_the_second_request() {
-    let server = MockServer::start().await;
-    mock(
-        &server,
+    let server = token_server([
         ResponseTemplate::new(429).insert_header("retry-after", "0"),
-        Some(1),
-    )
+        ok_body(),
+    ])
     .await;
-    mock(&server, ok_body(), None).await;
     let (result, unchanged) = load_expired(&token_uri(&server), Consent::Never, |l| l).await;
     let creds = result.unwrap();
     assert_eq!(creds.access_token().await.unwrap().secret(), NEW_ACCESS);
@@ -158,14 +140,11 @@ async fn rate_limited_then_ok_succeeds_on_the_second_request() {
 
 #[tokio::test]
 async fn temporarily_unavailable_then_ok_succeeds_on_the_second_request() {
-    let server = MockServer::start().await;
-    mock(
-        &server,
+    let server = token_server([
         ResponseTemplate::new(503).set_body_json(json!({"error": "temporarily_unavailable"})),
-        Some(1),
-    )
+        ok_body(),
+    ])
     .await;
-    mock(&server, ok_body(), None).await;
     let (result, _) = load_expired(&token_uri(&server), Consent::PrintUrl, |l| l).await;
     let creds = result.unwrap();
     assert_eq!(creds.access_token().await.unwrap().secret(), NEW_ACCESS);
@@ -174,13 +153,8 @@ async fn temporarily_unavailable_then_ok_succeeds_on_the_second_request() {
 
 #[tokio::test]
 async fn persistent_rate_limit_gives_up_after_bounded_attempts() {
-    let server = MockServer::start().await;
-    mock(
-        &server,
-        ResponseTemplate::new(429).set_body_string("<html>Too Many Requests</html>"),
-        None,
-    )
-    .await;
+    let too_many = ResponseTemplate::new(429).set_body_string("<html>Too Many Requests</html>");
+    let server = token_server([too_many]).await;
     let (result, unchanged) = load_expired(&token_uri(&server), Consent::PrintUrl, |l| l).await;
     let err = result.unwrap_err();
     assert!(
@@ -195,8 +169,7 @@ async fn persistent_rate_limit_gives_up_after_bounded_attempts() {
 #[tokio::test]
 async fn an_endpoint_slower_than_the_timeout_is_a_timeout_retried_a_bounded_number_of_times() {
     for consent in [Consent::Never, Consent::PrintUrl] {
-        let server = MockServer::start().await;
-        mock(&server, ok_body().set_delay(Duration::from_secs(10)), None).await;
+        let server = token_server([ok_body().set_delay(Duration::from_secs(10))]).await;
         let (result, unchanged) = load_expired(&token_uri(&server), consent, |l| {
             l.timeout(Duration::from_millis(300))
         })
@@ -215,15 +188,11 @@ async fn an_endpoint_slower_than_the_timeout_is_a_timeout_retried_a_bounded_numb
 #[tokio::test]
 async fn a_401_whose_refresh_hits_a_dead_endpoint_returns_the_transport_error() {
     let (uri, accepted) = raw_endpoint(b"").await;
-    let api = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(
-            json!({"error": {"code": 401, "message": "revoked", "status": "UNAUTHENTICATED"}}),
-        ))
-        .mount(&api)
-        .await;
-    let dir = tempfile::tempdir().unwrap();
-    write_token(dir.path(), &token_json(&uri, 3000));
+    let api = api_answering(ResponseTemplate::new(401).set_body_json(
+        json!({"error": {"code": 401, "message": "revoked", "status": "UNAUTHENTICATED"}}),
+    ))
+    .await;
+    let dir = TempLoader::with_token(&uri, 3000);
     let consent_started = Arc::new(AtomicBool::new(false));
     let creds = guarded(
         loader(dir.path(), Consent::PrintUrl, &consent_started)
@@ -277,13 +246,8 @@ async fn garbage_with_200_is_a_token_response_error_after_one_request() {
         ),
     ];
     for (content_type, body, problem) in cases {
-        let server = MockServer::start().await;
-        mock(
-            &server,
-            ResponseTemplate::new(200).set_body_raw(body, content_type),
-            None,
-        )
-        .await;
+        let server =
+            token_server([ResponseTemplate::new(200).set_body_raw(body, content_type)]).await;
         for consent in [Consent::Never, Consent::PrintUrl] {
             let (result, unchanged) = load_expired(&token_uri(&server), consent, |l| l).await;
             let err = result.unwrap_err();
@@ -299,18 +263,11 @@ async fn garbage_with_200_is_a_token_response_error_after_one_request() {
 }
 
 async fn huge_body_endpoint() -> MockServer {
-    let server = MockServer::start().await;
     let body = format!(
         r#"{{"access_token": "ya29.HUGEMARKER", "padding": "{}"}}"#,
         "x".repeat(5 * 1024 * 1024)
     );
-    mock(
-        &server,
-        ResponseTemplate::new(200).set_body_raw(body, "application/json"),
-        None,
-    )
-    .await;
-    server
+    token_server([ResponseTemplate::new(200).set_body_raw(body, "application/json")]).await
 }
 
 /// A 5 MB answer is cut off at the token-response limit (64 KiB), never read
@@ -342,14 +299,12 @@ async fn a_huge_200_body_is_not_retried() {
 #[tokio::test]
 async fn invalid_client_is_one_request_and_no_retry() {
     for consent in [Consent::Never, Consent::PrintUrl] {
-        let server = MockServer::start().await;
-        mock(
-            &server,
-            ResponseTemplate::new(400).set_body_json(json!({
+        let server = token_server_answering(&[(
+            400,
+            json!({
                 "error": "invalid_client", "error_description": "The OAuth client was not found."
-            })),
-            None,
-        )
+            }),
+        )])
         .await;
         let (result, unchanged) = load_expired(&token_uri(&server), consent, |l| l).await;
         let err = result.unwrap_err();
@@ -382,19 +337,15 @@ async fn invalid_client_is_one_request_and_no_retry() {
 #[tokio::test]
 async fn an_absurd_expires_in_never_panics() {
     for expires_in in ["18446744073709551615", "1e300", "1000000000000"] {
-        let server = MockServer::start().await;
-        mock(
-            &server,
+        let server = token_server([
             ResponseTemplate::new(200).set_body_raw(
                 format!(r#"{{"access_token": "ya29.x", "expires_in": {expires_in}}}"#),
                 "application/json",
             ),
-            Some(1),
-        )
+            ok_body(),
+        ])
         .await;
-        mock(&server, ok_body(), None).await;
-        let dir = tempfile::tempdir().unwrap();
-        write_token(dir.path(), &token_json(&token_uri(&server), -60));
+        let dir = TempLoader::with_token(&token_uri(&server), -60);
         let consent_started = Arc::new(AtomicBool::new(false));
         let load = loader(dir.path(), Consent::Never, &consent_started).load();
         let joined = guarded(tokio::spawn(load)).await;
@@ -407,24 +358,16 @@ async fn an_absurd_expires_in_never_panics() {
 
     // Through Credentials: a 401 forces a refresh that meets the absurd
     // answer; a later 401 must reach the (now sane) endpoint again.
-    let server = MockServer::start().await;
-    mock(
-        &server,
+    let server = token_server([
         ResponseTemplate::new(200).set_body_raw(
             r#"{"access_token": "ya29.x", "expires_in": 1000000000000}"#,
             "application/json",
         ),
-        Some(1),
-    )
+        ok_body(),
+    ])
     .await;
-    mock(&server, ok_body(), None).await;
-    let api = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(401))
-        .mount(&api)
-        .await;
-    let dir = tempfile::tempdir().unwrap();
-    write_token(dir.path(), &token_json(&token_uri(&server), 3000));
+    let api = api_answering(ResponseTemplate::new(401)).await;
+    let dir = TempLoader::with_token(&token_uri(&server), 3000);
     let consent_started = Arc::new(AtomicBool::new(false));
     let creds = guarded(
         loader(dir.path(), Consent::Never, &consent_started)

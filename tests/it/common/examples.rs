@@ -3,7 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Output};
 
 pub fn example(name: &str) -> Command {
     let target = std::env::var("CARGO_TARGET_DIR")
@@ -20,4 +20,14 @@ pub fn example(name: &str) -> Command {
         .env_remove("GOOGLE_CLOUD_QUOTA_PROJECT")
         .env("RUST_LOG", "warn");
     cmd
+}
+
+/// The stdout of a process that must have succeeded (else its stderr fails the test).
+pub fn stdout(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
 }

@@ -2,29 +2,26 @@
 //!
 //! A process-wide `tracing` subscriber at TRACE writes every event and span
 //! (with their fields, and `log` records from dependencies) into a buffer.
-//! One test then walks through every path that handles a secret: a cached
-//! load, a refresh that rotates the refresh token, `invalid_grant`,
-//! `invalid_client`, a transient failure, the authorized client's 401 retry
-//! (and a refresh failing there), a Gemini 403, a corrupt token file, the
-//! consent flow through the loopback listener (a forged redirect, the real
-//! one, and a code the server rejects), and sign-out. Every error's
-//! `Display`, `Debug` and source chain, the `Debug` of every value handed
-//! out, and the whole log are then searched for each secret.
-
-mod common;
+//! One test, run in a process of its own so that nothing but its own paths
+//! reach that subscriber, then walks through every path that handles a
+//! secret: a cached load, a refresh that rotates the refresh token,
+//! `invalid_grant`, `invalid_client`, a transient failure, the authorized
+//! client's 401 retry (and a refresh failing there), a Gemini 403, a corrupt
+//! token file, the consent flow through the loopback listener (a forged
+//! redirect, the real one, and a code the server rejects), and sign-out.
+//! Every error's `Display`, `Debug` and source chain, the `Debug` of every
+//! value handed out, and the whole log are then searched for each secret.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use common::browser::{self, query_param};
-use common::*;
-use gemini_oauth::{
-    ClientSecret, Consent, CredentialLoader, Error, FileTokenStore, MemoryTokenStore,
-};
+use crate::common::browser::{self, query_param};
+use crate::common::*;
+use gemini_oauth::{Consent, CredentialLoader, Error, FileTokenStore, MemoryTokenStore};
 use serde_json::json;
 use tracing_subscriber::fmt::format::FmtSpan;
-use wiremock::matchers::{body_string_contains, header, method, path};
+use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const ROTATED_REFRESH: &str = "1//ROTATEDREFRESHMARKER";
@@ -96,34 +93,30 @@ async fn guarded<T>(work: impl Future<Output = T>) -> T {
         .expect("finished before the hang guard")
 }
 
-fn file_loader(dir: &std::path::Path) -> CredentialLoader {
-    CredentialLoader::new()
-        .client_secret_file(dir.join("client_secret.json"))
-        .token_store(FileTokenStore::new(dir.join("token.json")))
-        .consent(Consent::Never)
-}
-
-async fn token_answer(status: u16, body: serde_json::Value) -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(status).set_body_json(body))
-        .mount(&server)
-        .await;
-    server
-}
-
 async fn expect_load_error(seen: &mut Seen, scenario: &str, loader: CredentialLoader) -> Error {
     let err = guarded(loader.load()).await.unwrap_err();
     seen.error(scenario, &err);
     err
 }
 
+/// Loads an expired token from a token endpoint that answers `status` and
+/// `body`; returns the error and the endpoint.
+async fn refresh_error(
+    seen: &mut Seen,
+    scenario: &str,
+    status: u16,
+    body: serde_json::Value,
+) -> (Error, MockServer) {
+    let server = token_server_answering(&[(status, body)]).await;
+    let dir = TempLoader::with_token(&token_uri(&server), -60);
+    let err = expect_load_error(seen, scenario, dir.loader()).await;
+    (err, server)
+}
+
 async fn cached_load(seen: &mut Seen) {
     let server = token_endpoint().await;
-    let dir = tempfile::tempdir().unwrap();
-    write_token(dir.path(), &token_json(&token_uri(&server), 3000));
-    let creds = guarded(file_loader(dir.path()).load()).await.unwrap();
+    let dir = TempLoader::with_token(&token_uri(&server), 3000);
+    let creds = guarded(dir.loader().load()).await.unwrap();
     let token = creds.access_token().await.unwrap();
     assert_eq!(token.secret(), OLD_ACCESS);
     let headers = creds.headers().await.unwrap();
@@ -133,25 +126,27 @@ async fn cached_load(seen: &mut Seen) {
             "{creds:?} {token:?} {headers:?} {:?} {:?} {:?}",
             creds.authorized_client(),
             creds.stored_token(),
-            file_loader(dir.path())
+            dir.loader()
         ),
     );
 }
 
 async fn refresh_with_rotation(seen: &mut Seen) {
-    let server = token_answer(
+    let server = token_server_answering(&[(
         200,
         json!({
             "access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer",
             "refresh_token": ROTATED_REFRESH, "scope": RETRIEVER, "id_token": "eyJIDTOKENMARKER"
         }),
-    )
+    )])
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = write_token(dir.path(), &token_json(&token_uri(&server), -60));
-    let creds = guarded(file_loader(dir.path()).load()).await.unwrap();
+    let dir = TempLoader::with_token(&token_uri(&server), -60);
+    let creds = guarded(dir.loader().load()).await.unwrap();
     assert_eq!(creds.access_token().await.unwrap().secret(), NEW_ACCESS);
-    assert_eq!(read_json(&file)["refresh_token"], ROTATED_REFRESH);
+    assert_eq!(
+        read_json(&dir.token_file())["refresh_token"],
+        ROTATED_REFRESH
+    );
     seen.text(
         "refresh with rotation",
         format!("{creds:?} {:?}", creds.stored_token()),
@@ -159,34 +154,35 @@ async fn refresh_with_rotation(seen: &mut Seen) {
 }
 
 async fn invalid_grant(seen: &mut Seen) {
-    let server = token_answer(
+    let (err, _) = refresh_error(
+        seen,
+        "invalid_grant",
         400,
         json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."}),
     )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    write_token(dir.path(), &token_json(&token_uri(&server), -60));
-    let err = expect_load_error(seen, "invalid_grant", file_loader(dir.path())).await;
     assert!(matches!(err, Error::InvalidGrant { .. }), "{err:?}");
 }
 
 async fn invalid_client(seen: &mut Seen) {
-    let server = token_answer(
+    let (err, _) = refresh_error(
+        seen,
+        "invalid_client",
         401,
         json!({"error": "invalid_client", "error_description": "The OAuth client was not found."}),
     )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    write_token(dir.path(), &token_json(&token_uri(&server), -60));
-    let err = expect_load_error(seen, "invalid_client", file_loader(dir.path())).await;
     assert!(matches!(err, Error::OAuth { .. }), "{err:?}");
 }
 
 async fn transient_failure(seen: &mut Seen) {
-    let server = token_answer(503, json!({"error": "temporarily_unavailable"})).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_token(dir.path(), &token_json(&token_uri(&server), -60));
-    let err = expect_load_error(seen, "transient", file_loader(dir.path())).await;
+    let (err, server) = refresh_error(
+        seen,
+        "transient",
+        503,
+        json!({"error": "temporarily_unavailable"}),
+    )
+    .await;
     assert!(err.is_transient(), "{err:?}");
     assert_eq!(token_requests(&server).await, 3);
 }
@@ -195,22 +191,18 @@ async fn transient_failure(seen: &mut Seen) {
 /// token) and one retry; a 403 from Gemini; then a 401 whose forced
 /// refresh is rejected with invalid_grant.
 async fn authorized_client(seen: &mut Seen) {
-    let tokens = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+    let tokens = token_server_answering(&[(
+        200,
+        json!({
             "access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer",
             "refresh_token": ROTATED_REFRESH, "scope": RETRIEVER
-        })))
-        .mount(&tokens)
-        .await;
+        }),
+    )])
+    .await;
     let api = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/v1/models"))
-        .and(header(
-            "authorization",
-            format!("Bearer {OLD_ACCESS}").as_str(),
-        ))
+        .and(bearer(OLD_ACCESS))
         .respond_with(ResponseTemplate::new(401).set_body_json(
             json!({"error": {"code": 401, "message": "Request had invalid authentication credentials.", "status": "UNAUTHENTICATED"}}),
         ))
@@ -233,15 +225,10 @@ async fn authorized_client(seen: &mut Seen) {
         }})))
         .mount(&api)
         .await;
-    let dir = tempfile::tempdir().unwrap();
-    write_token(dir.path(), &token_json(&token_uri(&tokens), 3000));
-    let creds = guarded(
-        file_loader(dir.path())
-            .api_base(format!("{}/v1", api.uri()))
-            .load(),
-    )
-    .await
-    .unwrap();
+    let dir = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let creds = guarded(dir.loader().api_base(format!("{}/v1", api.uri())).load())
+        .await
+        .unwrap();
     let client = creds.authorized_client();
     let models = guarded(gemini_oauth::gemini::list_models(&client))
         .await
@@ -264,25 +251,16 @@ async fn authorized_client(seen: &mut Seen) {
     seen.text("authorized client", format!("{client:?} {creds:?}"));
 
     // A 401 whose forced refresh is refused.
-    let rejecting = token_answer(
+    let rejecting = token_server_answering(&[(
         400,
         json!({"error": "invalid_grant", "error_description": "Bad Request"}),
-    )
+    )])
     .await;
-    let api = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(401))
-        .mount(&api)
-        .await;
-    let dir = tempfile::tempdir().unwrap();
-    write_token(dir.path(), &token_json(&token_uri(&rejecting), 3000));
-    let creds = guarded(
-        file_loader(dir.path())
-            .api_base(format!("{}/v1", api.uri()))
-            .load(),
-    )
-    .await
-    .unwrap();
+    let api = api_answering(ResponseTemplate::new(401)).await;
+    let dir = TempLoader::with_token(&token_uri(&rejecting), 3000);
+    let creds = guarded(dir.loader().api_base(format!("{}/v1", api.uri())).load())
+        .await
+        .unwrap();
     let client = creds.authorized_client();
     let err = guarded(client.get(&client.api_url("models")))
         .await
@@ -295,28 +273,25 @@ async fn corrupt_token_file(seen: &mut Seen) {
     let truncated = format!(
         r#"{{"token": "{OLD_ACCESS}", "refresh_token": "{REFRESH_TOKEN}", "client_secret": "{CLIENT_SECRET}", "expi"#
     );
-    let dir = tempfile::tempdir().unwrap();
-    write_token(dir.path(), &truncated);
-    let err = expect_load_error(seen, "corrupt token file", file_loader(dir.path())).await;
+    let dir = TempLoader::empty();
+    dir.write_token(&truncated);
+    let err = expect_load_error(seen, "corrupt token file", dir.loader()).await;
     assert!(matches!(err, Error::TokenFile { .. }), "{err:?}");
 
     // Wrong types and a bad expiry, around real secrets.
-    write_token(
-        dir.path(),
-        &format!(
-            r#"{{"token": "{OLD_ACCESS}", "refresh_token": "{REFRESH_TOKEN}", "expiry": "{CLIENT_SECRET}"}}"#
-        ),
-    );
-    let err = expect_load_error(seen, "bad expiry", file_loader(dir.path())).await;
+    dir.write_token(&format!(
+        r#"{{"token": "{OLD_ACCESS}", "refresh_token": "{REFRESH_TOKEN}", "expiry": "{CLIENT_SECRET}"}}"#
+    ));
+    let err = expect_load_error(seen, "bad expiry", dir.loader()).await;
     assert!(matches!(err, Error::TokenFile { .. }), "{err:?}");
 
     // Opted in to replacing it: a warning (logged) and no token.
-    write_token(dir.path(), &truncated);
+    dir.write_token(&truncated);
     let err = expect_load_error(
         seen,
         "corrupt token file replaced",
-        file_loader(dir.path())
-            .token_store(FileTokenStore::new(dir.path().join("token.json")).replace_corrupt(true)),
+        dir.loader()
+            .token_store(FileTokenStore::new(dir.token_file()).replace_corrupt(true)),
     )
     .await;
     assert!(matches!(err, Error::ConsentRequired { .. }), "{err:?}");
@@ -346,9 +321,7 @@ async fn consent_flow(seen: &mut Seen) {
 
     for (code, succeeds) in [(CODE, true), (REJECTED_CODE, false)] {
         let (tx, mut urls) = tokio::sync::mpsc::unbounded_channel();
-        let secret = ClientSecret::new(CLIENT_ID, CLIENT_SECRET)
-            .auth_uri("https://accounts.example.com/o/oauth2/auth")
-            .token_uri(token_uri(&tokens));
+        let secret = consent_client(&tokens);
         let store = MemoryTokenStore::new();
         let loader = CredentialLoader::new()
             .client_secret(secret.clone())
@@ -418,10 +391,9 @@ async fn sign_out(seen: &mut Seen) {
         )
         .mount(&revoke)
         .await;
-    let dir = tempfile::tempdir().unwrap();
-    write_token(dir.path(), &token_json(&token_uri(&server), 3000));
+    let dir = TempLoader::with_token(&token_uri(&server), 3000);
     let creds = guarded(
-        file_loader(dir.path())
+        dir.loader()
             .revoke_uri(format!("{}/revoke", revoke.uri()))
             .load(),
     )
@@ -438,6 +410,11 @@ async fn sign_out(seen: &mut Seen) {
 
 #[tokio::test]
 async fn no_secret_reaches_logs_or_errors() {
+    // The subscriber is process-wide and the whole log is searched: no other
+    // test may run beside this one.
+    if !alone_in_this_process("redaction::no_secret_reaches_logs_or_errors") {
+        return;
+    }
     let logs = log_buffer();
     let mut seen = Seen::default();
     cached_load(&mut seen).await;

@@ -1,0 +1,27 @@
+//! The integration tests, one binary so the suite links once: a module per
+//! topic, with the helpers they share in `common` (a local token endpoint,
+//! token files, loaders on temp dirs, the example programs, a stand-in
+//! browser, oidc-provider). `tests/kill_during_write.rs` stays a binary of
+//! its own: it has its own harness and runs itself as the writer.
+//!
+//! Everything here shares one process: no test sets environment variables
+//! or changes the current directory of this process (examples, Python and
+//! servers run as child processes with their own environment).
+
+mod common;
+
+mod adc;
+mod adc_login;
+mod bad_input;
+mod client;
+mod consent_e2e;
+mod consent_flow;
+mod examples;
+mod faults;
+mod load_and_refresh;
+mod multi_process;
+mod python_interop;
+mod redaction;
+mod redis_store;
+mod single_flight;
+mod tls;
