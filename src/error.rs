@@ -199,8 +199,8 @@ pub enum Error {
     /// No usable cached token, and interactive consent is not allowed.
     #[error(
         "{reason}; interactive sign-in is needed but was not allowed (Consent::Never): run the \
-         program once with Consent::OpenBrowser (or Consent::PrintUrl to get a URL) to sign in \
-         and fill {store}"
+         program once interactively, with Consent::OpenBrowser (or Consent::PrintUrl to get a \
+         URL), to sign in and fill {store}"
     )]
     #[non_exhaustive]
     ConsentRequired {

@@ -136,9 +136,10 @@ fn stdin_lines(stop: &std::sync::atomic::AtomicBool, lines: &mpsc::Sender<String
         if !stdin_ready(std::time::Duration::from_millis(100)) {
             continue;
         }
-        // One byte at a time, so nothing past this line is taken from stdin.
+        // One byte at a time, straight from the descriptor (std's Stdin
+        // buffers), so nothing past this line is taken from stdin.
         let mut byte = [0u8; 1];
-        match std::io::Read::read(&mut std::io::stdin().lock(), &mut byte) {
+        match read_stdin_byte(&mut byte) {
             Ok(0) | Err(_) => return,
             Ok(_) if byte[0] == b'\n' => {
                 let text = String::from_utf8_lossy(&line).into_owned();
@@ -166,6 +167,17 @@ fn stdin_ready(wait: std::time::Duration) -> bool {
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn stdin_ready(_wait: std::time::Duration) -> bool {
     true
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn read_stdin_byte(byte: &mut [u8; 1]) -> std::io::Result<usize> {
+    use std::os::fd::AsFd;
+    Ok(rustix::io::read(std::io::stdin().as_fd(), byte)?)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn read_stdin_byte(byte: &mut [u8; 1]) -> std::io::Result<usize> {
+    std::io::Read::read(&mut std::io::stdin().lock(), byte)
 }
 
 /// At most this many redirect connections are served at once; more wait

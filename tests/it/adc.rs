@@ -12,10 +12,11 @@ use serde_json::json;
 use wiremock::matchers::{header, header_exists, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-const ADC_ENV: [&str; 8] = [
+const ADC_ENV: [&str; 9] = [
     "GOOGLE_APPLICATION_CREDENTIALS",
     "CLOUDSDK_CONFIG",
     "GCE_METADATA_HOST",
+    "GCE_METADATA_IP",
     "NO_GCE_CHECK",
     "GOOGLE_CLOUD_QUOTA_PROJECT",
     "GEMINI_API_KEY",
@@ -156,6 +157,68 @@ async fn lookup_order_env_var_then_cloudsdk_config_then_home() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/key.json"));
 }
 
+/// A metadata server: the ping answers with `Metadata-Flavor: Google`, the
+/// token endpoint with `token_answer`.
+async fn metadata_server(token_answer: ResponseTemplate) -> MockServer {
+    let metadata = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/"))
+        .and(header("metadata-flavor", "Google"))
+        .respond_with(ResponseTemplate::new(200).insert_header("Metadata-Flavor", "Google"))
+        .mount(&metadata)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(
+            "/computeMetadata/v1/instance/service-accounts/default/token",
+        ))
+        .and(header("metadata-flavor", "Google"))
+        .respond_with(token_answer)
+        .mount(&metadata)
+        .await;
+    metadata
+}
+
+#[tokio::test]
+async fn metadata_server_by_its_ip_variable_and_only_with_the_flavor_header() {
+    let token =
+        json!({"access_token": "ya29.METADATA", "expires_in": 3599, "token_type": "Bearer"});
+    // GCE_METADATA_IP is used when GCE_METADATA_HOST is not set.
+    let flavored = metadata_server(
+        ResponseTemplate::new(200)
+            .insert_header("Metadata-Flavor", "Google")
+            .set_body_json(&token),
+    )
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = example("print_access_token");
+    for k in ADC_ENV {
+        cmd.env_remove(k);
+    }
+    let out = cmd
+        .env("HOME", home.path())
+        .env("GCE_METADATA_IP", flavored.address().to_string())
+        .current_dir(home.path())
+        .arg("--adc")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "ya29.METADATA\n");
+
+    // A token answer without the header is not the metadata server's.
+    let impostor = metadata_server(ResponseTemplate::new(200).set_body_json(&token)).await;
+    let host = impostor.address().to_string();
+    let out = run(
+        "print_access_token",
+        home.path(),
+        &[("GCE_METADATA_HOST", &host)],
+        &["--adc"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("Metadata-Flavor"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
 #[tokio::test]
 async fn metadata_server_is_the_last_resort() {
     let metadata = MockServer::start().await;
@@ -174,9 +237,13 @@ async fn metadata_server_is_the_last_resort() {
             "scopes",
             format!("{RETRIEVER},{}", gemini_oauth::scopes::CLOUD_PLATFORM).as_str(),
         ))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "access_token": "ya29.METADATA", "expires_in": 3599, "token_type": "Bearer"
-        })))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("Metadata-Flavor", "Google")
+                .set_body_json(json!({
+                    "access_token": "ya29.METADATA", "expires_in": 3599, "token_type": "Bearer"
+                })),
+        )
         .expect(1)
         .mount(&metadata)
         .await;
@@ -212,7 +279,7 @@ fn nothing_found_lists_every_place_tried_and_what_to_run() {
         ),
         "the metadata server at 127.0.0.1:",
         "gcloud auth application-default login",
-        "GEMINI_API_KEY",
+        "GOOGLE_API_KEY",
     ] {
         assert!(err.contains(needle), "missing {needle:?} in: {err}");
     }
@@ -277,7 +344,7 @@ async fn quota_project_precedence_flag_then_env_then_file() {
 }
 
 #[tokio::test]
-async fn api_keys_from_gemini_then_google_env_never_with_a_bearer() {
+async fn api_keys_from_google_then_gemini_env_never_with_a_bearer() {
     let api = MockServer::start().await;
     Mock::given(method("GET"))
         .and(header_exists("x-goog-api-key"))
@@ -299,15 +366,24 @@ async fn api_keys_from_gemini_then_google_env_never_with_a_bearer() {
         &args,
     );
     assert_eq!(stdout(&out), "models/k\n");
-    stdout(&run(
+    // Both set: GOOGLE_API_KEY wins, as in Google's SDKs, with a warning.
+    let warned = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        warned.contains("both GOOGLE_API_KEY and GEMINI_API_KEY are set"),
+        "{warned}"
+    );
+    assert!(!warned.contains("AIza"), "{warned}");
+    let out = run(
         "list_models",
         home.path(),
-        &[("GOOGLE_API_KEY", "AIzaGOOGLEKEY")],
+        &[("GEMINI_API_KEY", "AIzaGEMINIKEY")],
         &args,
-    ));
+    );
+    assert_eq!(stdout(&out), "models/k\n");
+    assert!(out.stderr.is_empty(), "one key: no warning");
     assert_eq!(
         header_values(&api, "x-goog-api-key").await,
-        ["AIzaGEMINIKEY", "AIzaGOOGLEKEY"]
+        ["AIzaGOOGLEKEY", "AIzaGEMINIKEY"]
     );
     let reqs = api.received_requests().await.unwrap();
     assert!(

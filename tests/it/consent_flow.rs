@@ -179,7 +179,7 @@ async fn fewer_granted_scopes_than_requested_is_an_error_naming_them() {
     browser::get(&format!("{redirect}?state={state}&code=c")).await;
     let err = flow.await.unwrap().unwrap_err();
     match &err {
-        Error::ScopesNotGranted { missing } => {
+        Error::ScopesNotGranted { missing, .. } => {
             assert_eq!(missing, &[gemini_oauth::scopes::CLOUD_PLATFORM])
         }
         other => panic!("{other:?}"),

@@ -138,7 +138,10 @@ async fn invalid_grant_without_consent_explains_what_to_do() {
     )])
     .await;
     let err = dir.loader().load().await.unwrap_err();
-    let Error::InvalidGrant { description, store } = &err else {
+    let Error::InvalidGrant {
+        description, store, ..
+    } = &err
+    else {
         panic!("{err:?}")
     };
     assert_eq!(
@@ -222,7 +225,7 @@ async fn unreachable_endpoint_is_a_transport_error() {
 async fn no_token_and_no_consent_says_what_to_run() {
     let dir = TempLoader::empty();
     let err = dir.loader().load().await.unwrap_err();
-    let Error::ConsentRequired { reason, store } = &err else {
+    let Error::ConsentRequired { reason, store, .. } = &err else {
         panic!("{err:?}")
     };
     assert_eq!(reason, &ConsentReason::NoToken);

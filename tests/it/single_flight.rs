@@ -98,7 +98,7 @@ async fn the_background_refresh_result_replaces_the_old_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_failed_refresh_reaches_every_waiter_once_and_does_not_poison_the_next() {
+async fn a_failed_refresh_reaches_every_waiter_once_backs_off_and_does_not_poison_the_next() {
     let server = token_server([
         ResponseTemplate::new(400)
             .set_body_json(json!({"error": "invalid_request", "error_description": "try later"}))
@@ -124,6 +124,17 @@ async fn a_failed_refresh_reaches_every_waiter_once_and_does_not_poison_the_next
         );
     }
     assert_eq!(token_requests(&server).await, 1, "one shared failure");
+    // During the backoff that follows (1 s), callers get the same error
+    // without sending a request each.
+    for _ in 0..50 {
+        let err = creds.access_token().await.unwrap_err();
+        assert_eq!(
+            err.oauth_error(),
+            Some(&gemini_oauth::OAuthError::InvalidRequest)
+        );
+    }
+    assert_eq!(token_requests(&server).await, 1, "no request per caller");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(creds.access_token().await.unwrap().secret(), NEW_ACCESS);
     assert_eq!(token_requests(&server).await, 2);
 }
