@@ -35,9 +35,14 @@ pub(crate) fn is_loopback(host: &str) -> bool {
 /// userinfo, which can hold an API key (`?key=`) or a password (`user:pass@`).
 pub(crate) fn redact(url: &str) -> String {
     let base = url.split(['?', '#']).next().unwrap_or(url);
+    let is_scheme = |s: &str| {
+        s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    };
     let (scheme, rest) = match base.split_once("://") {
-        Some((scheme, rest)) => (Some(scheme), rest),
-        None => (None, base),
+        Some((scheme, rest)) if is_scheme(scheme) => (Some(scheme), rest),
+        _ => (None, base),
     };
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let host = authority
@@ -83,6 +88,7 @@ mod tests {
         );
         assert_eq!(redact("user:pass@host/p"), "host/p");
         assert_eq!(redact("not a url"), "not a url");
+        assert_eq!(redact("USER:PASS@://x"), "://x");
         assert_eq!(join("https://a/v1/", "/models"), "https://a/v1/models");
         assert_eq!(join("https://a/v1", "models"), "https://a/v1/models");
     }

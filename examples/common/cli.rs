@@ -18,6 +18,7 @@ pub const CREDENTIAL_FLAGS: &str = "Flags:
   --no-browser           print the sign-in URL instead of opening a browser
   --headless             print the URL and read the redirected address from stdin
   --no-consent           never start a sign-in; fail if one would be needed
+  --consent-timeout SECS how long a sign-in waits for the browser (default 300)
   --adc                  use Application Default Credentials (gcloud's file,
                          GOOGLE_APPLICATION_CREDENTIALS, or the metadata server)
   --api-key              use an API key from GOOGLE_API_KEY or GEMINI_API_KEY
@@ -35,6 +36,7 @@ pub struct Args {
     pub token_uri: Option<String>,
     pub auth_uri: Option<String>,
     pub consent: Option<Consent>,
+    pub consent_timeout: Option<std::time::Duration>,
     pub adc: bool,
     pub api_key: bool,
     pub revoke_uri: Option<String>,
@@ -77,6 +79,13 @@ impl Args {
                 "--no-browser" => a.consent = Some(Consent::PrintUrl),
                 "--headless" => a.consent = Some(Consent::PasteCode),
                 "--no-consent" => a.consent = Some(Consent::Never),
+                "--consent-timeout" => {
+                    let secs = value(&flag)?;
+                    let secs: u64 = secs.parse().map_err(|_| {
+                        format!("--consent-timeout takes whole seconds, not {secs:?}")
+                    })?;
+                    a.consent_timeout = Some(std::time::Duration::from_secs(secs));
+                }
                 "--adc" => a.adc = true,
                 "--api-key" => a.api_key = true,
                 "--revoke-uri" => a.revoke_uri = Some(value(&flag)?),
@@ -126,6 +135,9 @@ impl Args {
         }
         if let Some(c) = self.consent {
             l = l.consent(c);
+        }
+        if let Some(t) = self.consent_timeout {
+            l = l.consent_timeout(t);
         }
         if let Some(u) = &self.revoke_uri {
             l = l.revoke_uri(u);

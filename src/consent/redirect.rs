@@ -133,7 +133,9 @@ fn stdin_lines(stop: &std::sync::atomic::AtomicBool, lines: &mpsc::Sender<String
     use std::sync::atomic::Ordering;
     let mut line = Vec::new();
     while !stop.load(Ordering::Relaxed) {
-        if !stdin_ready(std::time::Duration::from_millis(100)) {
+        // Checked again once input is there: after the flow ended, the
+        // user's next line is left for whoever reads stdin next.
+        if !stdin_ready(std::time::Duration::from_millis(100)) || stop.load(Ordering::Relaxed) {
             continue;
         }
         // One byte at a time, straight from the descriptor (std's Stdin

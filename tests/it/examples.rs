@@ -104,14 +104,25 @@ fn start_sign_in(
     dir: &std::path::Path,
     mode: &str,
 ) -> (std::process::Child, String) {
+    let mut cmd = example("print_access_token");
+    cmd.arg(mode);
+    start_sign_in_with(server, dir, cmd)
+}
+
+/// Starts `cmd` (a sign-in against oidc-provider, in `dir`) and returns the
+/// child and the consent URL: the prompt line, then the URL alone on the next.
+fn start_sign_in_with(
+    server: &OidcServer,
+    dir: &std::path::Path,
+    mut cmd: std::process::Command,
+) -> (std::process::Child, String) {
     std::fs::write(
         dir.join("client_secret.json"),
         server.client_secret_json(oidc::CLIENT_ID, oidc::CLIENT_SECRET),
     )
     .unwrap();
-    let mut child = example("print_access_token")
+    let mut child = cmd
         .current_dir(dir)
-        .arg(mode)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -127,6 +138,150 @@ fn start_sign_in(
     );
     std::thread::spawn(move || lines.for_each(drop));
     (child, url)
+}
+
+/// Plays the user's browser: consent at oidc-provider, then the redirect
+/// to the program's loopback port.
+async fn consent_in_browser(url: &str) {
+    let location = browser::get(url).await.location.unwrap();
+    let page = browser::get(&location).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("Authorization complete"),
+        "{}",
+        page.body
+    );
+}
+
+/// A `BROWSER` program that "opens" the URL and says nothing: success, with
+/// nothing on screen (WSL, SSH, a text browser elsewhere). With `block`, it
+/// keeps running as a text browser does until the user quits it; its pid is
+/// written to `pid` so the test can end it.
+fn fake_browser(dir: &std::path::Path, block: bool) -> (String, std::path::PathBuf) {
+    let script = dir.join("browser.sh");
+    let pid = dir.join("browser.pid");
+    let body = if block {
+        format!(
+            "#!/bin/sh\necho $$ > '{}'\nexec sleep 120 </dev/null >/dev/null 2>&1\n",
+            pid.display()
+        )
+    } else {
+        "#!/bin/sh\nexit 0\n".to_owned()
+    };
+    std::fs::write(&script, body).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    (script.display().to_string(), pid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_url_is_printed_even_when_the_browser_opened() {
+    let server = OidcServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (browser_cmd, _) = fake_browser(dir.path(), false);
+    let mut cmd = example("print_access_token");
+    cmd.env("BROWSER", &browser_cmd)
+        .args(["--consent-timeout", "60"]);
+    let (child, url) = start_sign_in_with(&server, dir.path(), cmd);
+    consent_in_browser(&url).await;
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let saved = read_json(&dir.path().join("token.json"));
+    assert_eq!(
+        saved["token"].as_str().unwrap(),
+        String::from_utf8(out.stdout).unwrap().trim_end()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_that_blocks_holds_neither_the_redirect_nor_the_exit() {
+    let server = OidcServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (browser_cmd, pid_file) = fake_browser(dir.path(), true);
+    let mut cmd = example("print_access_token");
+    cmd.env("BROWSER", &browser_cmd)
+        .args(["--consent-timeout", "60"]);
+    let (child, url) = start_sign_in_with(&server, dir.path(), cmd);
+    consent_in_browser(&url).await;
+    let out = child.wait_with_output().unwrap();
+    if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+        let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+    }
+    assert!(out.status.success());
+    assert!(dir.path().join("token.json").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headless_finished_by_the_redirect_leaves_the_next_stdin_line_alone() {
+    let server = OidcServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = crate::common::examples::example_path("print_access_token");
+    // The example, then whoever reads stdin next in the same terminal.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args([
+        "-c",
+        "\"$0\" --headless --consent-timeout 60 && read next && echo \"after:$next\"",
+        exe.to_str().unwrap(),
+    ])
+    .env("RUST_LOG", "warn");
+    let (mut child, url) = start_sign_in_with(&server, dir.path(), cmd);
+    consent_in_browser(&url).await;
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let token = out.next().unwrap().unwrap();
+    assert!(!token.is_empty());
+    // The sign-in is over: this line belongs to the shell, not to it.
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "NEXT").unwrap();
+    drop(stdin);
+    assert_eq!(out.next().unwrap().unwrap(), "after:NEXT");
+    assert!(child.wait().unwrap().success());
+}
+
+#[tokio::test]
+async fn a_token_file_on_a_read_only_mount_still_refreshes_in_memory() {
+    let tokens = token_endpoint().await;
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("token.json");
+    std::fs::write(&source, token_json(&token_uri(&tokens), -60)).unwrap();
+    let mount = dir.path().join("secret-volume");
+    std::fs::create_dir(&mount).unwrap();
+    let exe = crate::common::examples::example_path("print_access_token");
+    // A private mount namespace: a read-only tmpfs holding token.json, as a
+    // Kubernetes Secret or a `:ro` volume does.
+    let out = std::process::Command::new("unshare")
+        .args([
+            "-m",
+            "sh",
+            "-c",
+            "mount -t tmpfs tmpfs \"$1\" && cp \"$2\" \"$1/token.json\" && \
+             mount -o remount,ro \"$1\" && exec \"$3\" --no-consent --token \"$1/token.json\"",
+            "sh",
+            mount.to_str().unwrap(),
+            source.to_str().unwrap(),
+            exe.to_str().unwrap(),
+        ])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect(
+            "unshare (util-linux) runs the example in its own mount namespace; tests run as root",
+        );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("{NEW_ACCESS}\n")
+    );
+    assert!(stderr.contains("read-only"), "{stderr}");
+    assert_eq!(
+        stderr.matches("read-only").count(),
+        1,
+        "warned once: {stderr}"
+    );
+    assert_eq!(token_requests(&tokens).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

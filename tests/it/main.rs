@@ -18,6 +18,7 @@ mod consent_e2e;
 mod consent_flow;
 mod examples;
 mod faults;
+mod hardening;
 mod load_and_refresh;
 mod multi_process;
 mod python_interop;

@@ -13,11 +13,21 @@ pub struct Page {
 }
 
 pub async fn get(url: &str) -> Page {
+    send(http::Method::GET, url).await
+}
+
+/// A request with any method and no body.
+pub async fn send(method: http::Method, url: &str) -> Page {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let req = http::Request::builder()
+        .method(method.clone())
+        .uri(url)
+        .body(Empty::new())
+        .expect("a valid request");
     let resp = client
-        .get(url.parse().expect("a valid URL"))
+        .request(req)
         .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let status = resp.status().as_u16();
     let location = resp
         .headers()

@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-pub fn example(name: &str) -> Command {
+/// The path of the built example `name`.
+pub fn example_path(name: &str) -> PathBuf {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
@@ -15,7 +16,11 @@ pub fn example(name: &str) -> Command {
         "{} is missing: run `cargo build --examples` (bash .ci/test does)",
         exe.display()
     );
-    let mut cmd = Command::new(exe);
+    exe
+}
+
+pub fn example(name: &str) -> Command {
+    let mut cmd = Command::new(example_path(name));
     cmd.env_remove("GEMINI_API_BASE")
         .env_remove("GOOGLE_CLOUD_QUOTA_PROJECT")
         .env("RUST_LOG", "warn");

@@ -1,0 +1,238 @@
+//! What breaks outside the happy path, in process: a caller that gives up on
+//! a consent, a redirect address that is not loopback, other methods on the
+//! redirect, a one-off token endpoint, signing out while a refresh runs, and
+//! many callers after a refresh failed.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::common::browser::{self, query_param};
+use crate::common::*;
+use gemini_oauth::{Consent, CredentialLoader, Error, MemoryTokenStore};
+use serde_json::json;
+use tokio::sync::mpsc;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A sign-in loader whose consent URLs arrive on the receiver.
+fn consent_loader(tokens: &MockServer) -> (CredentialLoader, mpsc::UnboundedReceiver<String>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let loader = CredentialLoader::new()
+        .client_secret(consent_client(tokens))
+        .token_store(MemoryTokenStore::new())
+        .consent(Consent::PrintUrl)
+        .consent_timeout(Duration::from_secs(30))
+        .on_consent_url(move |url| tx.send(url.to_owned()).unwrap());
+    (loader, rx)
+}
+
+#[tokio::test]
+async fn dropping_load_during_consent_releases_the_port_at_once() {
+    let tokens = code_endpoint(RETRIEVER).await;
+    let port = free_port();
+    let (loader, mut urls) = consent_loader(&tokens);
+    // The caller's own deadline, far shorter than the consent timeout.
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(300),
+        loader.redirect_addr(port).load(),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the flow was still waiting for the user");
+    assert!(urls.try_recv().is_ok(), "the URL was shown");
+    std::net::TcpListener::bind(port).expect("the port is free once load() is dropped");
+}
+
+#[tokio::test]
+async fn the_redirect_address_must_be_loopback() {
+    let tokens = code_endpoint(RETRIEVER).await;
+    let (loader, mut urls) = consent_loader(&tokens);
+    let err = loader
+        .redirect_addr("0.0.0.0:0".parse().unwrap())
+        .consent_timeout(Duration::from_millis(500))
+        .load()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ConsentFlow(_)), "{err:?}");
+    assert!(err.to_string().contains("loopback"), "{err}");
+    assert!(urls.try_recv().is_err(), "no URL was shown");
+}
+
+#[tokio::test]
+async fn methods_other_than_get_are_refused_and_the_flow_keeps_waiting() {
+    let tokens = code_endpoint(RETRIEVER).await;
+    let (loader, mut urls) = consent_loader(&tokens);
+    let flow = tokio::spawn(loader.load());
+    let url = urls.recv().await.unwrap();
+    let state = query_param(&url, "state").unwrap();
+    let redirect = query_param(&url, "redirect_uri").unwrap();
+    let answer = format!("{redirect}?state={state}&code=4%2FCODE");
+    for m in [http::Method::POST, http::Method::PUT, http::Method::DELETE] {
+        let page = browser::send(m.clone(), &answer).await;
+        assert_eq!(page.status, 405, "{m}");
+    }
+    assert!(!flow.is_finished());
+    assert!(tokens.received_requests().await.unwrap().is_empty());
+    assert_eq!(browser::get(&answer).await.status, 200);
+    let creds = flow.await.unwrap().unwrap();
+    assert_eq!(creds.access_token().await.unwrap().secret(), NEW_ACCESS);
+}
+
+#[tokio::test]
+async fn a_one_off_token_uri_is_used_but_never_saved() {
+    // Refresh: the file keeps its own endpoint.
+    let files_own = token_endpoint().await;
+    let one_off = token_endpoint().await;
+    let dir = TempLoader::with_token(&token_uri(&files_own), -60);
+    let creds = dir
+        .loader()
+        .token_uri(token_uri(&one_off))
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(creds.access_token().await.unwrap().secret(), NEW_ACCESS);
+    assert_eq!(token_requests(&one_off).await, 1);
+    assert_eq!(token_requests(&files_own).await, 0);
+    let saved = read_json(&dir.token_file());
+    assert_eq!(saved["token"], NEW_ACCESS);
+    assert_eq!(saved["token_uri"], token_uri(&files_own).as_str());
+
+    // Sign-in: the file gets the client's endpoint, not the override.
+    let clients_own = MockServer::start().await;
+    let exchange = code_endpoint(RETRIEVER).await;
+    let store = MemoryTokenStore::new();
+    let (tx, mut urls) = mpsc::unbounded_channel();
+    let flow = tokio::spawn(
+        CredentialLoader::new()
+            .client_secret(consent_client(&clients_own))
+            .token_store(store.clone())
+            .token_uri(token_uri(&exchange))
+            .consent(Consent::PrintUrl)
+            .on_consent_url(move |u| tx.send(u.to_owned()).unwrap())
+            .load(),
+    );
+    let url = urls.recv().await.unwrap();
+    let state = query_param(&url, "state").unwrap();
+    let redirect = query_param(&url, "redirect_uri").unwrap();
+    browser::get(&format!("{redirect}?state={state}&code=c")).await;
+    flow.await.unwrap().unwrap();
+    assert_eq!(exchange.received_requests().await.unwrap().len(), 1);
+    assert!(clients_own.received_requests().await.unwrap().is_empty());
+    assert_eq!(
+        store.get().unwrap().token_uri(),
+        Some(token_uri(&clients_own).as_str())
+    );
+}
+
+async fn revoke_endpoint() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/revoke"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_ends_the_session_in_memory_for_every_clone_and_thread() {
+    let tokens = token_endpoint().await;
+    let revoke = revoke_endpoint().await;
+    let dir = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let creds = dir
+        .loader()
+        .revoke_uri(format!("{}/revoke", revoke.uri()))
+        .load()
+        .await
+        .unwrap();
+    let clone = creds.clone();
+    // Warm the per-thread copies, here and on the workers.
+    assert_eq!(creds.access_token().await.unwrap().secret(), OLD_ACCESS);
+    for _ in 0..4 {
+        let c = clone.clone();
+        tokio::spawn(async move { c.access_token().await.unwrap() })
+            .await
+            .unwrap();
+    }
+    creds.revoke().await.unwrap();
+
+    for c in [&creds, &clone] {
+        let err = c.access_token().await.unwrap_err();
+        assert!(matches!(err, Error::Revoked { .. }), "{err:?}");
+        assert!(err.to_string().contains("revoked"), "{err}");
+        assert!(matches!(c.headers().await, Err(Error::Revoked { .. })));
+        assert!(c.stored_token().is_none());
+        assert!(c.granted_scopes().is_none());
+        assert_no_secrets(&format!("{err} {err:?} {c:?}"));
+    }
+    for _ in 0..4 {
+        let c = clone.clone();
+        let on_worker = tokio::spawn(async move { c.access_token().await })
+            .await
+            .unwrap();
+        assert!(matches!(on_worker, Err(Error::Revoked { .. })));
+    }
+    assert!(!dir.token_file().exists());
+    assert_eq!(token_requests(&tokens).await, 0);
+    assert_eq!(revoke.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_refresh_in_flight_at_sign_out_writes_nothing_back() {
+    let tokens = token_server([ResponseTemplate::new(200)
+        .set_body_json(json!({"access_token": NEW_ACCESS, "expires_in": 3599}))
+        .set_delay(Duration::from_millis(800))])
+    .await;
+    let revoke = revoke_endpoint().await;
+    // 100 s left: inside the refresh window, still served.
+    let dir = TempLoader::with_token(&token_uri(&tokens), 100);
+    let creds = dir
+        .loader()
+        .revoke_uri(format!("{}/revoke", revoke.uri()))
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(creds.access_token().await.unwrap().secret(), OLD_ACCESS);
+    while token_requests(&tokens).await == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The background refresh holds the store's lock and waits for its answer.
+    creds.revoke().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        !dir.token_file().exists(),
+        "the refreshed token was not written back"
+    );
+    assert!(matches!(
+        creds.access_token().await,
+        Err(Error::Revoked { .. })
+    ));
+}
+
+#[tokio::test]
+async fn callers_past_expiry_share_the_backoff_after_a_rejected_refresh() {
+    let tokens = token_server_answering(&[(
+        400,
+        json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."}),
+    )])
+    .await;
+    // Served at load (14 s left > the 10 s skew), unusable a few seconds later.
+    let dir = TempLoader::with_token(&token_uri(&tokens), 14);
+    let creds = dir.loader().load().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    for _ in 0..50 {
+        let err = creds.access_token().await.unwrap_err();
+        assert!(matches!(err, Error::InvalidGrant { .. }), "{err:?}");
+    }
+    assert_eq!(
+        token_requests(&tokens).await,
+        1,
+        "50 callers, 1 token request"
+    );
+}
