@@ -344,3 +344,64 @@ async fn eight_machines_sharing_an_expired_token_make_one_refresh() {
     assert_eq!(stored["refresh_token"], REFRESH_TOKEN);
     wait_for(&redis, &format!("{KEY}:lock"), None).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_that_lost_its_lock_does_not_save_over_the_new_holders_token() {
+    let server = RedisServer::start().await;
+    let lock_key = format!("{KEY}:lock");
+    let a = server.store();
+    let held = lock(&a, Duration::from_secs(1)).await;
+    // A's lock is lost (partitioned past its TTL); B takes it and saves.
+    server.del(&lock_key).await;
+    let b = server.store();
+    let b_lock = lock(&b, Duration::from_secs(1)).await;
+    let newer = StoredToken::from_json(token_json("https://t/token", 3000).as_bytes()).unwrap();
+    b.save(&newer).await.unwrap();
+    let saved_by_b = server.get(KEY).await.unwrap();
+
+    let older = StoredToken::from_json(token_json("https://t/token", 10).as_bytes()).unwrap();
+    let err = a.save(&older).await.unwrap_err();
+    assert!(matches!(err, Error::Store { .. }), "{err:?}");
+    assert!(
+        error_chain(&err).contains("another holder"),
+        "{}",
+        error_chain(&err)
+    );
+    assert_eq!(server.get(KEY).await.unwrap(), saved_by_b, "B's token stays");
+
+    // Without a lock held, a save is a plain write.
+    drop(held);
+    drop(b_lock);
+    wait_for(&server, &lock_key, None).await;
+    a.save(&older).await.unwrap();
+    assert_eq!(server.get(KEY).await.unwrap(), older.to_json());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_does_not_stop_a_refresh_with_the_token_in_memory() {
+    let mut server = RedisServer::start().await;
+    let endpoint = token_endpoint().await;
+    // 100 s left: loaded from Redis, then refreshed in the background window.
+    let seed = StoredToken::from_json(token_json(&token_uri(&endpoint), 100).as_bytes()).unwrap();
+    server.store().save(&seed).await.unwrap();
+    let creds = CredentialLoader::new()
+        .token_store(server.store())
+        .consent(Consent::Never)
+        .load()
+        .await
+        .unwrap();
+    // Redis goes away.
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    assert_eq!(creds.access_token().await.unwrap().secret(), OLD_ACCESS);
+    let mut token = String::new();
+    for _ in 0..200 {
+        token = creds.access_token().await.unwrap().secret().to_owned();
+        if token == NEW_ACCESS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(token, NEW_ACCESS, "refreshed with the token in memory");
+    assert_eq!(token_requests(&endpoint).await, 1);
+}
