@@ -137,3 +137,11 @@ impl AuthorizedClient {
         self.creds.settings().http.send(req, MAX_RESPONSE).await
     }
 }
+
+/// The client's futures can be spawned on multi-threaded runtimes.
+#[allow(dead_code)]
+fn futures_are_send(client: &AuthorizedClient) {
+    fn send<T: Send>(_: &T) {}
+    send(&client.get(""));
+    send(&client.post_json("", Bytes::new()));
+}

@@ -211,3 +211,12 @@ impl Credentials {
         &self.inner.settings
     }
 }
+
+/// Every future these credentials return can be spawned on a multi-threaded runtime.
+#[allow(dead_code)]
+fn futures_are_send(creds: &Credentials) {
+    fn send<T: Send>(_: &T) {}
+    send(&creds.access_token());
+    send(&creds.headers());
+    send(&creds.revoke());
+}

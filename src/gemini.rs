@@ -76,6 +76,8 @@ struct ModelPage {
 /// # Ok(()) }
 /// ```
 ///
+/// The future is `Send`: it can be spawned on a multi-threaded runtime.
+///
 /// # Errors
 /// [`Error::Api`] with a hint for Google's error reasons (missing scope,
 /// API not enabled, quota project denied…), and the errors of
@@ -84,12 +86,17 @@ pub async fn list_models(client: &AuthorizedClient) -> Result<Vec<Model>> {
     let mut models = Vec::new();
     let mut page_token: Option<String> = None;
     for _ in 0..MAX_PAGES {
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        query.append_pair("pageSize", "1000");
-        if let Some(t) = &page_token {
-            query.append_pair("pageToken", t);
-        }
-        let url = format!("{}?{}", client.api_url("models"), query.finish());
+        // Built in a block: the serializer is not Sync, and holding it across
+        // the await below would make this future impossible to spawn.
+        let query = {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            query.append_pair("pageSize", "1000");
+            if let Some(t) = &page_token {
+                query.append_pair("pageToken", t);
+            }
+            query.finish()
+        };
+        let url = format!("{}?{query}", client.api_url("models"));
         let page: ModelPage = get_json(client, &url).await?;
         models.extend(page.models);
         match page.next_page_token.filter(|t| !t.is_empty()) {
@@ -152,4 +159,12 @@ mod tests {
             Err(Error::Api(_))
         ));
     }
+}
+
+/// The helpers' futures can be spawned on multi-threaded runtimes.
+#[allow(dead_code)]
+fn futures_are_send(client: &AuthorizedClient) {
+    fn send<T: Send>(_: &T) {}
+    send(&list_models(client));
+    send(&get_json::<serde_json::Value>(client, ""));
 }

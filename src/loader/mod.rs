@@ -244,3 +244,13 @@ fn parse_pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
     }
     Ok(certs)
 }
+
+/// `load()` can be spawned on a multi-threaded runtime, for every kind.
+#[allow(dead_code)]
+fn futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    send(&CredentialLoader::new().load());
+    send(&CredentialLoader::application_default().load());
+    send(&CredentialLoader::api_key("k").load());
+    send(&crate::load_creds());
+}

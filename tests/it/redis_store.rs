@@ -367,7 +367,11 @@ async fn a_holder_that_lost_its_lock_does_not_save_over_the_new_holders_token() 
         "{}",
         error_chain(&err)
     );
-    assert_eq!(server.get(KEY).await.unwrap(), saved_by_b, "B's token stays");
+    assert_eq!(
+        server.get(KEY).await.unwrap(),
+        saved_by_b,
+        "B's token stays"
+    );
 
     // Without a lock held, a save is a plain write.
     drop(held);

@@ -77,9 +77,18 @@ fn make_certs(dir: &Path) -> (String, String, String) {
     (read("ca.pem"), read("leaf.pem"), read("leaf.key"))
 }
 
-/// An HTTPS server on 127.0.0.1 that speaks only HTTP/2 (ALPN "h2").
-/// Returns its base URL and counters of connections and HTTP/2 requests.
-async fn h2_server(leaf: &str, key: &str) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+/// Counters kept by [`h2_server`].
+#[derive(Clone, Default)]
+struct H2Counts {
+    connections: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+    in_flight: Arc<AtomicUsize>,
+    most_in_flight: Arc<AtomicUsize>,
+}
+
+/// An HTTPS server on 127.0.0.1 that speaks only HTTP/2 (ALPN "h2") and
+/// takes 100 ms per answer. Returns its base URL and its counters.
+async fn h2_server(leaf: &str, key: &str) -> (String, H2Counts) {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(leaf.as_bytes())
         .map(Result::unwrap)
         .collect();
@@ -96,8 +105,8 @@ async fn h2_server(leaf: &str, key: &str) -> (String, Arc<AtomicUsize>, Arc<Atom
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (connections, h2_requests) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let (c, r) = (connections.clone(), h2_requests.clone());
+    let counts = H2Counts::default();
+    let (c, r) = (counts.connections.clone(), counts.clone());
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let Ok(tls) = acceptor.accept(tcp).await else {
@@ -109,9 +118,14 @@ async fn h2_server(leaf: &str, key: &str) -> (String, Arc<AtomicUsize>, Arc<Atom
                 let svc = hyper::service::service_fn(
                     move |req: hyper::Request<hyper::body::Incoming>| {
                         if req.version() == http::Version::HTTP_2 {
-                            r.fetch_add(1, Ordering::SeqCst);
+                            r.requests.fetch_add(1, Ordering::SeqCst);
                         }
-                        async {
+                        let r = r.clone();
+                        async move {
+                            let now = r.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                            r.most_in_flight.fetch_max(now, Ordering::SeqCst);
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            r.in_flight.fetch_sub(1, Ordering::SeqCst);
                             Ok::<_, std::convert::Infallible>(hyper::Response::new(
                                 http_body_util::Full::new(bytes::Bytes::from_static(
                                     br#"{"models": [{"name": "models/h2"}]}"#,
@@ -127,7 +141,7 @@ async fn h2_server(leaf: &str, key: &str) -> (String, Arc<AtomicUsize>, Arc<Atom
             });
         }
     });
-    (format!("https://{addr}/v1"), connections, h2_requests)
+    (format!("https://{addr}/v1"), counts)
 }
 
 fn loader(dir: &Path, api_base: &str, token_uri: &str) -> CredentialLoader {
@@ -139,7 +153,7 @@ fn loader(dir: &Path, api_base: &str, token_uri: &str) -> CredentialLoader {
 async fn http2_is_negotiated_by_alpn_and_multiplexed_over_one_connection() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, leaf, key) = make_certs(dir.path());
-    let (base, connections, h2_requests) = h2_server(&leaf, &key).await;
+    let (base, counts) = h2_server(&leaf, &key).await;
     let tokens = token_endpoint().await;
     let creds = loader(dir.path(), &base, &token_uri(&tokens))
         .root_certificates_pem(&ca)
@@ -153,9 +167,24 @@ async fn http2_is_negotiated_by_alpn_and_multiplexed_over_one_connection() {
         let models = gemini_oauth::gemini::list_models(&client).await.unwrap();
         assert_eq!(models[0].name, "models/h2");
     }
-    assert_eq!(h2_requests.load(Ordering::SeqCst), 11);
+    assert_eq!(counts.requests.load(Ordering::SeqCst), 11);
+    // Concurrent requests are in flight together, on the same connection.
+    let concurrent: Vec<_> = (0..8)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { gemini_oauth::gemini::list_models(&client).await })
+        })
+        .collect();
+    for call in concurrent {
+        assert_eq!(call.await.unwrap().unwrap()[0].name, "models/h2");
+    }
+    assert_eq!(counts.requests.load(Ordering::SeqCst), 19);
+    assert!(
+        counts.most_in_flight.load(Ordering::SeqCst) >= 2,
+        "requests were multiplexed, not queued"
+    );
     assert_eq!(
-        connections.load(Ordering::SeqCst),
+        counts.connections.load(Ordering::SeqCst),
         1,
         "HTTP/2 multiplexes one connection"
     );
@@ -165,7 +194,7 @@ async fn http2_is_negotiated_by_alpn_and_multiplexed_over_one_connection() {
 async fn an_untrusted_certificate_is_refused_and_bad_pem_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let (_, leaf, key) = make_certs(dir.path());
-    let (base, _, h2_requests) = h2_server(&leaf, &key).await;
+    let (base, counts) = h2_server(&leaf, &key).await;
     let tokens = token_endpoint().await;
     let creds = loader(dir.path(), &base, &token_uri(&tokens))
         .load()
@@ -174,7 +203,7 @@ async fn an_untrusted_certificate_is_refused_and_bad_pem_is_reported() {
     let client = creds.authorized_client();
     let err = client.get(&client.api_url("models")).await.unwrap_err();
     assert!(matches!(err, Error::Transport { .. }), "{err:?}");
-    assert_eq!(h2_requests.load(Ordering::SeqCst), 0);
+    assert_eq!(counts.requests.load(Ordering::SeqCst), 0);
 
     let err = loader(dir.path(), &base, &token_uri(&tokens))
         .root_certificates_pem(
