@@ -469,6 +469,32 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn backoff_doubles_from_1_s_to_30_s_and_resets_on_success() {
+        let source = Fake::new(HOUR, Duration::ZERO);
+        source.fail.store(true, Ordering::SeqCst);
+        let cache = cache(&source, Duration::ZERO);
+        for (n, want_secs) in [1u64, 2, 4, 8, 16, 30, 30].into_iter().enumerate() {
+            assert!(cache.token().await.is_err());
+            assert_eq!(source.calls(), n + 1, "one fetch per backoff period");
+            let quiet = cache.inner.quiet_until_ms.load(Ordering::Relaxed);
+            let wait = quiet.saturating_sub(now_ms());
+            let want = want_secs * 1000;
+            assert!(
+                wait <= want && wait + 100 >= want,
+                "{wait} ms, want {want} ms"
+            );
+            // Inside the period: the same error, no fetch.
+            assert!(cache.token().await.is_err());
+            assert_eq!(source.calls(), n + 1);
+            clock::advance(Duration::from_millis(wait + 1));
+        }
+        source.fail.store(false, Ordering::SeqCst);
+        assert!(cache.token().await.is_ok());
+        assert_eq!(cache.inner.failures.load(Ordering::Relaxed), 0);
+        assert_eq!(cache.inner.quiet_until_ms.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn closed_cache_serves_nothing_and_publishes_no_late_refresh() {
         let source = Fake::new(HOUR, Duration::from_secs(5));
         let cache = cache(&source, Duration::from_secs(60));

@@ -92,6 +92,7 @@ impl<K: fmt::Debug> fmt::Debug for CredentialLoader<K> {
             .field("api_base", &c.api_base)
             .field("token_uri", &c.token_uri)
             .field("timeout", &c.timeout)
+            .field("connect_timeout", &c.connect_timeout)
             .finish_non_exhaustive()
     }
 }

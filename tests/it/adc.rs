@@ -220,6 +220,35 @@ async fn metadata_server_by_its_ip_variable_and_only_with_the_flavor_header() {
 }
 
 #[tokio::test]
+async fn a_slow_metadata_server_is_given_up_on_after_its_short_limit() {
+    // Answers the ping, but only after 5 s: longer than the 1.5 s a laptop
+    // without a metadata server is kept waiting.
+    let slow = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("Metadata-Flavor", "Google")
+                .set_delay(std::time::Duration::from_secs(5)),
+        )
+        .mount(&slow)
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let host = slow.address().to_string();
+    let out = run(
+        "print_access_token",
+        home.path(),
+        &[("GCE_METADATA_HOST", &host)],
+        &["--adc"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(&format!("the metadata server at {host} (no answer)")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn metadata_server_is_the_last_resort() {
     let metadata = MockServer::start().await;
     Mock::given(method("GET"))

@@ -242,3 +242,46 @@ async fn one_pooled_connection_serves_many_requests() {
     }
     assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn gemini_bodies_are_capped_at_32_mib() {
+    const LIMIT: usize = 32 * 1024 * 1024;
+    let tokens = token_endpoint().await;
+    let api = api_answering(ResponseTemplate::new(200).set_body_bytes(vec![b' '; LIMIT + 1])).await;
+    let (_dir, c) = creds(&tokens, &api, None).await;
+    let client = c.authorized_client();
+    let err = client.get(&client.api_url("models")).await.unwrap_err();
+    match &err {
+        Error::ResponseTooLarge { limit, .. } => assert_eq!(*limit, LIMIT),
+        other => panic!("{other:?}"),
+    }
+    assert!(!err.is_transient(), "an oversized answer is not retried");
+
+    let api = api_answering(ResponseTemplate::new(200).set_body_bytes(vec![b' '; LIMIT])).await;
+    let (_dir, c) = creds(&tokens, &api, None).await;
+    let client = c.authorized_client();
+    let resp = client.get(&client.api_url("models")).await.unwrap();
+    assert_eq!(resp.body().len(), LIMIT, "exactly the cap is read whole");
+}
+
+#[test]
+fn default_timeouts_are_10_s_to_connect_and_30_s_per_request() {
+    assert_eq!(
+        gemini_oauth::DEFAULT_CONNECT_TIMEOUT,
+        std::time::Duration::from_secs(10)
+    );
+    assert_eq!(
+        gemini_oauth::DEFAULT_TIMEOUT,
+        std::time::Duration::from_secs(30)
+    );
+    // The loaders start from them.
+    for debug in [
+        format!("{:?}", CredentialLoader::new()),
+        format!("{:?}", CredentialLoader::application_default()),
+        format!("{:?}", CredentialLoader::api_key("AIzaKEYMARKER")),
+    ] {
+        assert!(debug.contains("timeout: 30s"), "{debug}");
+        assert!(debug.contains("connect_timeout: 10s"), "{debug}");
+        assert_no_secrets(&debug);
+    }
+}

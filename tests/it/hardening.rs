@@ -236,3 +236,26 @@ async fn callers_past_expiry_share_the_backoff_after_a_rejected_refresh() {
         "50 callers, 1 token request"
     );
 }
+
+#[tokio::test]
+async fn an_authorization_code_is_never_retried() {
+    // A transient answer (503) would be retried for a refresh; a code is
+    // single-use, so its exchange makes exactly one attempt.
+    let tokens = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(503).set_body_json(json!({"error": "temporarily_unavailable"})),
+        )
+        .mount(&tokens)
+        .await;
+    let (loader, mut urls) = consent_loader(&tokens);
+    let flow = tokio::spawn(loader.load());
+    let url = urls.recv().await.unwrap();
+    let state = query_param(&url, "state").unwrap();
+    let redirect = query_param(&url, "redirect_uri").unwrap();
+    browser::get(&format!("{redirect}?state={state}&code=4%2FCODEMARKER")).await;
+    let err = flow.await.unwrap().unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert_eq!(tokens.received_requests().await.unwrap().len(), 1);
+    assert_no_secrets(&format!("{err} {err:?}"));
+}
