@@ -19,6 +19,7 @@ pub const CREDENTIAL_FLAGS: &str = "Flags:
   --headless             print the URL and read the redirected address from stdin
   --no-consent           never start a sign-in; fail if one would be needed
   --consent-timeout SECS how long a sign-in waits for the browser (default 300)
+  --timeout SECS         limit for each HTTP request (default 30)
   --adc                  use Application Default Credentials (gcloud's file,
                          GOOGLE_APPLICATION_CREDENTIALS, or the metadata server)
   --api-key              use an API key from GOOGLE_API_KEY or GEMINI_API_KEY
@@ -37,6 +38,7 @@ pub struct Args {
     pub auth_uri: Option<String>,
     pub consent: Option<Consent>,
     pub consent_timeout: Option<std::time::Duration>,
+    pub timeout: Option<std::time::Duration>,
     pub adc: bool,
     pub api_key: bool,
     pub revoke_uri: Option<String>,
@@ -79,13 +81,8 @@ impl Args {
                 "--no-browser" => a.consent = Some(Consent::PrintUrl),
                 "--headless" => a.consent = Some(Consent::PasteCode),
                 "--no-consent" => a.consent = Some(Consent::Never),
-                "--consent-timeout" => {
-                    let secs = value(&flag)?;
-                    let secs: u64 = secs.parse().map_err(|_| {
-                        format!("--consent-timeout takes whole seconds, not {secs:?}")
-                    })?;
-                    a.consent_timeout = Some(std::time::Duration::from_secs(secs));
-                }
+                "--consent-timeout" => a.consent_timeout = Some(seconds(&flag, value(&flag)?)?),
+                "--timeout" => a.timeout = Some(seconds(&flag, value(&flag)?)?),
                 "--adc" => a.adc = true,
                 "--api-key" => a.api_key = true,
                 "--revoke-uri" => a.revoke_uri = Some(value(&flag)?),
@@ -127,6 +124,9 @@ impl Args {
         if let Some(u) = &self.api_base {
             l = l.api_base(u);
         }
+        if let Some(t) = self.timeout {
+            l = l.timeout(t);
+        }
         if let Some(u) = &self.token_uri {
             l = l.token_uri(u);
         }
@@ -163,6 +163,9 @@ impl Args {
             if let Some(u) = &self.api_base {
                 l = l.api_base(u);
             }
+            if let Some(t) = self.timeout {
+                l = l.timeout(t);
+            }
             if let Some(u) = &self.token_uri {
                 l = l.token_uri(u);
             }
@@ -186,6 +189,9 @@ impl Args {
             }
             if let Some(u) = &self.api_base {
                 l = l.api_base(u);
+            }
+            if let Some(t) = self.timeout {
+                l = l.timeout(t);
             }
             return l.load().await;
         }
@@ -212,6 +218,14 @@ impl Args {
             eprintln!("warning: {flag} has no effect with {mode}");
         }
     }
+}
+
+/// A flag's value as whole seconds.
+fn seconds(flag: &str, value: String) -> Result<std::time::Duration, String> {
+    value
+        .parse()
+        .map(std::time::Duration::from_secs)
+        .map_err(|_| format!("{flag} takes whole seconds, not {value:?}"))
 }
 
 /// The start every example shares: parse the flags (printing usage and

@@ -531,11 +531,10 @@ impl Respond for JwtChecker {
     }
 }
 
-#[tokio::test]
-async fn service_account_key_signs_a_jwt_the_endpoint_verifies() {
-    let home = tempfile::tempdir().unwrap();
-    let pem = home.path().join("key.pem");
-    let der = home.path().join("pub.der");
+/// A fresh RSA key made with openssl: the PKCS#8 PEM and the public key (DER).
+fn rsa_key(dir: &Path) -> (String, Vec<u8>) {
+    let pem = dir.join("key.pem");
+    let der = dir.join("pub.der");
     let openssl = |args: &[&str]| {
         let st = Command::new("openssl")
             .args(args)
@@ -563,28 +562,69 @@ async fn service_account_key_signs_a_jwt_the_endpoint_verifies() {
         "-out",
         der.to_str().unwrap(),
     ]);
-    let email = "bench@test-project.iam.gserviceaccount.com";
+    (
+        std::fs::read_to_string(&pem).unwrap(),
+        std::fs::read(&der).unwrap(),
+    )
+}
+
+const SA_EMAIL: &str = "bench@test-project.iam.gserviceaccount.com";
+
+/// A service-account key file in `dir` whose token endpoint is `tokens`.
+fn service_account_file(dir: &Path, private_key: &str, tokens: &MockServer) -> String {
+    let key = json!({
+        "type": "service_account", "project_id": "test-project", "private_key_id": "k1",
+        "private_key": private_key, "client_email": SA_EMAIL,
+        "client_id": "1", "token_uri": token_uri(tokens),
+    });
+    let key_file = dir.join("sa.json");
+    std::fs::write(&key_file, key.to_string()).unwrap();
+    key_file.to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn service_account_key_signs_a_jwt_the_endpoint_verifies() {
+    let home = tempfile::tempdir().unwrap();
+    let (private_key, public_key_der) = rsa_key(home.path());
     let tokens = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(JwtChecker {
-            public_key_der: std::fs::read(&der).unwrap(),
-            email: email.into(),
+            public_key_der,
+            email: SA_EMAIL.into(),
         })
         .mount(&tokens)
         .await;
-    let key = json!({
-        "type": "service_account", "project_id": "test-project", "private_key_id": "k1",
-        "private_key": std::fs::read_to_string(&pem).unwrap(), "client_email": email,
-        "client_id": "1", "token_uri": token_uri(&tokens),
-    });
-    let key_file = home.path().join("sa.json");
-    std::fs::write(&key_file, key.to_string()).unwrap();
+    let key_file = service_account_file(home.path(), &private_key, &tokens);
     let out = run(
         "print_access_token",
         home.path(),
-        &[("GOOGLE_APPLICATION_CREDENTIALS", key_file.to_str().unwrap())],
+        &[("GOOGLE_APPLICATION_CREDENTIALS", &key_file)],
         &["--adc"],
     );
     assert_eq!(stdout(&out), "ya29.SERVICEACCOUNT\n");
     assert_eq!(tokens.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_stalled_service_account_token_endpoint_times_out() {
+    let home = tempfile::tempdir().unwrap();
+    let (private_key, _) = rsa_key(home.path());
+    let tokens = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(30)))
+        .mount(&tokens)
+        .await;
+    let key_file = service_account_file(home.path(), &private_key, &tokens);
+    let out = run(
+        "print_access_token",
+        home.path(),
+        &[("GOOGLE_APPLICATION_CREDENTIALS", &key_file)],
+        &["--adc", "--timeout", "1"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("timed out"), "{err}");
+    assert!(!err.contains("BEGIN PRIVATE KEY"), "{err}");
+    // A transient failure: the same retries as every token request.
+    assert_eq!(tokens.received_requests().await.unwrap().len(), 3);
 }
