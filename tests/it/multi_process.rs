@@ -1,6 +1,6 @@
 //! Several processes (the `print_access_token` example) sharing one expired
-//! token.json make exactly one refresh; two loaders needing consent open one
-//! consent screen.
+//! token.json make exactly one refresh; two loaders (in one process, and in
+//! two processes) needing consent open one consent screen.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -91,4 +91,73 @@ async fn a_second_loader_waits_for_the_first_sign_in_instead_of_opening_another(
         "one consent screen for two loaders"
     );
     assert_eq!(token_requests(&server).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_needing_consent_show_one_consent_screen() {
+    use std::io::BufRead;
+    let server = code_endpoint(RETRIEVER).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("client_secret.json"),
+        json!({"installed": {
+            "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+            "auth_uri": "https://accounts.example.com/o/oauth2/auth",
+            "token_uri": token_uri(&server),
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            let mut child = example("print_access_token")
+                .current_dir(dir.path())
+                .args(["--no-browser", "--consent-timeout", "60"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+            let tx = lines_tx.clone();
+            std::thread::spawn(move || {
+                for line in stderr.lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+            child
+        })
+        .collect();
+    drop(lines_tx);
+    let url = lines
+        .iter()
+        .find(|l| l.starts_with("https://accounts.example.com/"))
+        .expect("one process shows the consent URL");
+    // The user approves in the browser; the redirect reaches that process.
+    let redirect = query_param(&url, "redirect_uri").unwrap();
+    let state = query_param(&url, "state").unwrap();
+    let page = browser::get(&format!("{redirect}?state={state}&code=4%2Fcode123")).await;
+    assert_eq!(page.status, 200);
+    let tokens: Vec<String> = children
+        .into_iter()
+        .map(|c| stdout(&c.wait_with_output().unwrap()))
+        .collect();
+    assert_eq!(
+        tokens,
+        [format!("{NEW_ACCESS}\n"), format!("{NEW_ACCESS}\n")]
+    );
+    let more_urls = lines
+        .iter()
+        .filter(|l| l.starts_with("https://accounts.example.com/"))
+        .count();
+    assert_eq!(
+        more_urls, 0,
+        "the other process never showed a consent screen"
+    );
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        1,
+        "one code exchange"
+    );
 }
