@@ -8,7 +8,10 @@
 //! `invalid_grant`, `invalid_client`, a transient failure, the authorized
 //! client's 401 retry (and a refresh failing there), a Gemini 403, a corrupt
 //! token file, the consent flow through the loopback listener (a forged
-//! redirect, the real one, and a code the server rejects), and sign-out.
+//! redirect, the real one, and a code the server rejects), sign-out, a
+//! dropped connection, API keys, a Redis store that cannot be reached, and
+//! the examples at `RUST_LOG=trace` on ADC files (authorized_user and
+//! service_account), the metadata server and API keys.
 //! Every error's `Display`, `Debug` and source chain, the `Debug` of every
 //! value handed out, and the whole log are then searched for each secret.
 
@@ -408,6 +411,196 @@ async fn sign_out(seen: &mut Seen) {
     );
 }
 
+const API_KEY: &str = "AIzaAPIKEYMARKER";
+const REDIS_PASSWORD: &str = "REDISPASSMARKER";
+const METADATA_ACCESS: &str = "ya29.METADATAMARKER";
+const SA_ACCESS: &str = "ya29.SERVICEACCOUNTMARKER";
+
+async fn dropped_connection(seen: &mut Seen) {
+    // Accepts, then hangs up without a word: every attempt fails.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            drop(socket);
+        }
+    });
+    let dir = TempLoader::with_token(&format!("http://{addr}/token?key=QUERYMARKER"), -60);
+    expect_load_error(seen, "dropped connection", dir.loader()).await;
+}
+
+async fn api_key(seen: &mut Seen) {
+    let api = api_answering(ResponseTemplate::new(403).set_body_json(json!({"error": {
+        "code": 403, "message": "API key not valid.", "status": "PERMISSION_DENIED"
+    }})))
+    .await;
+    let creds = CredentialLoader::api_key(API_KEY)
+        .api_base(format!("{}/v1", api.uri()))
+        .load()
+        .await
+        .unwrap();
+    let client = creds.authorized_client();
+    let headers = creds.headers().await.unwrap();
+    seen.text(
+        "api key",
+        format!(
+            "{creds:?} {client:?} {headers:?} {:?}",
+            CredentialLoader::api_key(API_KEY)
+        ),
+    );
+    let err = gemini_oauth::gemini::list_models(&client)
+        .await
+        .unwrap_err();
+    seen.error("api key rejected", &err);
+    let err = creds.access_token().await.unwrap_err();
+    seen.error("api key has no token", &err);
+}
+
+#[cfg(feature = "redis")]
+async fn unreachable_redis(seen: &mut Seen) {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let store =
+        gemini_oauth::RedisTokenStore::open(&format!("redis://:{REDIS_PASSWORD}@{closed}/0"), "k")
+            .unwrap();
+    seen.text("redis store", format!("{store:?}"));
+    let err = expect_load_error(
+        seen,
+        "redis unreachable",
+        CredentialLoader::new()
+            .token_store(store)
+            .consent(Consent::Never),
+    )
+    .await;
+    assert!(matches!(err, Error::Store { .. }), "{err:?}");
+}
+
+/// Runs an example at `RUST_LOG=trace` with `env` and records its stderr
+/// (its stdout is the token it was asked to print).
+fn example_at_trace(seen: &mut Seen, scenario: &str, env: &[(&str, &str)], args: &[&str]) {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = crate::common::examples::example(args[0]);
+    for k in [
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "CLOUDSDK_CONFIG",
+        "GCE_METADATA_HOST",
+        "GCE_METADATA_IP",
+        "GOOGLE_API_KEY",
+        "GEMINI_API_KEY",
+    ] {
+        cmd.env_remove(k);
+    }
+    let out = cmd
+        .env("HOME", home.path())
+        .env("RUST_LOG", "trace")
+        .envs(env.iter().copied())
+        .args(&args[1..])
+        .current_dir(home.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("TRACE") || stderr.contains("DEBUG"),
+        "{scenario}: the example logged at trace level: {stderr}"
+    );
+    seen.text(scenario, stderr);
+}
+
+async fn examples_on_adc_and_api_keys(seen: &mut Seen) {
+    let tokens = token_endpoint().await;
+    let dir = tempfile::tempdir().unwrap();
+    // gcloud's authorized_user file.
+    let adc = dir.path().join("adc.json");
+    std::fs::write(
+        &adc,
+        json!({"type": "authorized_user", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+               "refresh_token": REFRESH_TOKEN, "token_uri": token_uri(&tokens)})
+        .to_string(),
+    )
+    .unwrap();
+    example_at_trace(
+        seen,
+        "adc authorized_user",
+        &[("GOOGLE_APPLICATION_CREDENTIALS", adc.to_str().unwrap())],
+        &["print_access_token", "--adc"],
+    );
+    // A service-account key (a real one, so that it signs).
+    let pem = dir.path().join("sa.pem");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&pem)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl (bash .ci/test installs it)");
+    assert!(made.success());
+    let private_key = std::fs::read_to_string(&pem).unwrap();
+    let sa_tokens = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("jwt-bearer"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"access_token": SA_ACCESS, "expires_in": 3599, "token_type": "Bearer"}),
+        ))
+        .mount(&sa_tokens)
+        .await;
+    let sa = dir.path().join("sa.json");
+    std::fs::write(
+        &sa,
+        json!({"type": "service_account", "client_email": "sa@p.iam.gserviceaccount.com",
+               "private_key_id": "k1", "private_key": private_key,
+               "token_uri": token_uri(&sa_tokens)})
+        .to_string(),
+    )
+    .unwrap();
+    example_at_trace(
+        seen,
+        "adc service_account",
+        &[("GOOGLE_APPLICATION_CREDENTIALS", sa.to_str().unwrap())],
+        &["print_access_token", "--adc"],
+    );
+    assert_eq!(sa_tokens.received_requests().await.unwrap().len(), 1);
+    // The key itself must not show either.
+    let body_line = private_key.lines().nth(1).unwrap().to_owned();
+    seen.runtime_secrets.push(body_line);
+    // The metadata server.
+    let metadata = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("Metadata-Flavor", "Google")
+                .set_body_json(json!({"access_token": METADATA_ACCESS, "expires_in": 3599})),
+        )
+        .mount(&metadata)
+        .await;
+    example_at_trace(
+        seen,
+        "metadata server",
+        &[("GCE_METADATA_HOST", &metadata.address().to_string())],
+        &["print_access_token", "--adc"],
+    );
+    // An API key the API rejects.
+    let api = api_answering(ResponseTemplate::new(400).set_body_json(json!({"error": {
+        "code": 400, "message": "API key not valid.", "status": "INVALID_ARGUMENT"
+    }})))
+    .await;
+    let base = format!("{}/v1", api.uri());
+    example_at_trace(
+        seen,
+        "api key example",
+        &[("GOOGLE_API_KEY", API_KEY), ("GEMINI_API_KEY", API_KEY)],
+        &["list_models", "--api-key", "--api-base", &base],
+    );
+}
+
 #[tokio::test]
 async fn no_secret_reaches_logs_or_errors() {
     // The subscriber is process-wide and the whole log is searched: no other
@@ -426,6 +619,11 @@ async fn no_secret_reaches_logs_or_errors() {
     corrupt_token_file(&mut seen).await;
     consent_flow(&mut seen).await;
     sign_out(&mut seen).await;
+    dropped_connection(&mut seen).await;
+    api_key(&mut seen).await;
+    #[cfg(feature = "redis")]
+    unreachable_redis(&mut seen).await;
+    examples_on_adc_and_api_keys(&mut seen).await;
 
     let log = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
     // The log is real, and covers the paths that handle secrets.
@@ -451,8 +649,12 @@ async fn no_secret_reaches_logs_or_errors() {
             "the log has no {expected:?}:\n{log}"
         );
     }
-    assert!(seen.texts.len() >= 15, "{}", seen.texts.len());
-    assert_eq!(seen.runtime_secrets.len(), 4, "2 states, 2 verifiers");
+    assert!(seen.texts.len() >= 25, "{}", seen.texts.len());
+    assert_eq!(
+        seen.runtime_secrets.len(),
+        5,
+        "2 states, 2 verifiers, 1 private key"
+    );
 
     let mut secrets: Vec<String> = [
         CLIENT_SECRET,
@@ -466,6 +668,12 @@ async fn no_secret_reaches_logs_or_errors() {
         FORGED_CODE,
         REJECTED_CODE,
         "IDTOKENMARKER",
+        API_KEY,
+        REDIS_PASSWORD,
+        METADATA_ACCESS,
+        SA_ACCESS,
+        "QUERYMARKER",
+        "PRIVATE KEY",
         // Every secret above, in any encoding (percent-encoded, JSON-escaped).
         "MARKER",
     ]
