@@ -71,11 +71,16 @@ pub(crate) async fn find(scopes: &[String]) -> Result<Found> {
 
 async fn from_file(path: &Path) -> Result<Found> {
     let bytes = crate::store::file::read_capped(path).await?;
+    parse(&bytes, path)
+}
+
+/// Dispatches on the file's `type`; problems name `path` and the field.
+fn parse(bytes: &[u8], path: &Path) -> Result<Found> {
     let bad = |problem| Error::TokenFile {
         path: path.to_owned(),
         problem,
     };
-    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         bad(TokenFileProblem::NotJson {
             line: e.line(),
             column: e.column(),
@@ -84,7 +89,7 @@ async fn from_file(path: &Path) -> Result<Found> {
     let kind = value.get("type").and_then(Value::as_str).unwrap_or("");
     match kind {
         "authorized_user" => {
-            let record = StoredToken::from_json(&bytes).map_err(bad)?;
+            let record = StoredToken::from_json(bytes).map_err(bad)?;
             for (field, present) in [
                 ("refresh_token", record.refresh_token.is_some()),
                 ("client_id", record.client_id.is_some()),
@@ -101,7 +106,7 @@ async fn from_file(path: &Path) -> Result<Found> {
         }
         #[cfg(feature = "service-account")]
         "service_account" => Ok(Found::ServiceAccount(Box::new(
-            crate::source::service_account::ServiceAccountKey::from_json(&bytes, path)?,
+            crate::source::service_account::ServiceAccountKey::from_json(bytes, path)?,
         ))),
         #[cfg(not(feature = "service-account"))]
         "service_account" => Err(Error::UnsupportedCredential {
@@ -189,5 +194,113 @@ mod tests {
         let no_refresh =
             StoredToken::from_json(br#"{"client_id": "c", "client_secret": "s"}"#).unwrap();
         assert!(authorized_user_json(&no_refresh, None).is_none());
+    }
+
+    mod properties {
+        //! The file-type dispatch on whatever a credentials file might hold.
+
+        use super::*;
+        use proptest::prelude::*;
+        use serde_json::json;
+
+        fn field() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                4 => "[a-z0-9._/-]{0,12}".prop_map(|s| json!(format!("SECRETMARKER{s}"))),
+                1 => Just(Value::Null),
+                1 => any::<i64>().prop_map(Value::from),
+                1 => Just(json!([])),
+                1 => Just(json!({})),
+            ]
+        }
+
+        fn kind() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(json!("authorized_user")),
+                Just(json!("service_account")),
+                Just(json!("external_account")),
+                Just(json!("impersonated_service_account")),
+                Just(json!("")),
+                Just(json!(7)),
+                Just(Value::Null),
+                "[a-z_]{1,20}".prop_map(Value::from),
+            ]
+        }
+
+        fn file() -> impl Strategy<Value = Vec<u8>> {
+            let keys = [
+                "refresh_token",
+                "client_id",
+                "client_secret",
+                "token_uri",
+                "private_key",
+                "client_email",
+                "private_key_id",
+                "quota_project_id",
+            ];
+            let object = (
+                prop::option::of(kind()),
+                prop::collection::vec(prop::option::of(field()), keys.len()),
+            )
+                .prop_map(move |(kind, values)| {
+                    let mut map = Map::new();
+                    if let Some(kind) = kind {
+                        map.insert("type".into(), kind);
+                    }
+                    for (key, value) in keys.iter().zip(values) {
+                        if let Some(v) = value {
+                            map.insert((*key).into(), v);
+                        }
+                    }
+                    serde_json::to_vec(&Value::Object(map)).unwrap()
+                });
+            prop_oneof![
+                4 => object,
+                1 => prop::collection::vec(any::<u8>(), 0..64),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Never panics; an `authorized_user` file with the three
+            /// strings it needs is a user's credentials, other types are
+            /// named; every error names the file and shows no field value.
+            #[test]
+            fn any_credentials_file(bytes in file()) {
+                let path = Path::new("/creds/adc.json");
+                let value: Option<Value> = serde_json::from_slice(&bytes).ok();
+                let get = |k: &str| value.as_ref().and_then(|v| v.get(k));
+                let is_str = |k: &str| get(k).is_some_and(Value::is_string);
+                let complete_user = get("type").and_then(Value::as_str) == Some("authorized_user")
+                    && ["refresh_token", "client_id", "client_secret"].iter().all(|k| is_str(k))
+                    && (get("token_uri").is_none() || is_str("token_uri"));
+                let result = parse(&bytes, path);
+                if complete_user {
+                    prop_assert!(matches!(result, Ok(Found::User { .. })), "{:?}", result.as_ref().err());
+                }
+                match result {
+                    Ok(Found::User { record, path: p }) => {
+                        prop_assert_eq!(get("type").and_then(Value::as_str), Some("authorized_user"));
+                        prop_assert_eq!(p.as_path(), path);
+                        prop_assert!(record.refresh_token().is_some());
+                    }
+                    #[cfg(feature = "service-account")]
+                    Ok(Found::ServiceAccount(_)) => prop_assert!(false, "no valid key is generated"),
+                    Ok(Found::Metadata(_)) => prop_assert!(false, "a file is never the metadata server"),
+                    Err(e) => {
+                        let text = format!("{e} {e:?}");
+                        prop_assert!(!text.contains("SECRETMARKER"), "{}", text);
+                        prop_assert!(text.contains("/creds/adc.json"), "{}", text);
+                        if let Some(kind) = get("type").and_then(Value::as_str) {
+                            let known = ["authorized_user", "service_account", ""].contains(&kind);
+                            if !known {
+                                let named = matches!(&e, Error::UnsupportedCredential { kind: k, .. } if k == kind);
+                                prop_assert!(named, "{:?}", e);
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }

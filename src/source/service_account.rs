@@ -186,4 +186,57 @@ mod tests {
         assert!(!p.to_string().contains("SECRETKEYMARKER"));
         assert!(matches!(problem("{"), TokenFileProblem::NotJson { .. }));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn value() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                3 => "[A-Za-z0-9+/=._@-]{0,40}".prop_map(|s| json!(format!("KEYMARKER{s}"))),
+                1 => "[A-Za-z0-9+/=]{0,200}".prop_map(|s| json!(format!(
+                    "-----BEGIN PRIVATE KEY-----\nKEYMARKER{s}\n-----END PRIVATE KEY-----\n"
+                ))),
+                1 => Just(Value::Null),
+                1 => any::<i64>().prop_map(Value::from),
+                1 => Just(json!({})),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Never panics, never accepts a key that is not one, and never
+            /// shows a field's value.
+            #[test]
+            fn any_service_account_file(
+                fields in prop::collection::vec(prop::option::of(value()), 4),
+                garbage in prop::collection::vec(any::<u8>(), 0..64),
+                raw in any::<bool>(),
+            ) {
+                let bytes = if raw {
+                    garbage
+                } else {
+                    let mut map = serde_json::Map::new();
+                    for (key, v) in ["private_key", "client_email", "private_key_id", "token_uri"]
+                        .iter()
+                        .zip(fields)
+                    {
+                        if let Some(v) = v {
+                            map.insert((*key).into(), v);
+                        }
+                    }
+                    serde_json::to_vec(&Value::Object(map)).unwrap()
+                };
+                match ServiceAccountKey::from_json(&bytes, Path::new("sa.json")) {
+                    Ok(_) => prop_assert!(false, "random bytes made an RSA key"),
+                    Err(e) => {
+                        let text = format!("{e} {e:?}");
+                        prop_assert!(!text.contains("KEYMARKER"), "{}", text);
+                        prop_assert!(matches!(e, Error::TokenFile { .. }), "{:?}", e);
+                    }
+                }
+            }
+        }
+    }
 }
