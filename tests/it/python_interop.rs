@@ -143,3 +143,36 @@ async fn rust_written_file_is_loaded_and_refreshed_by_python() {
     // Whole-second expiries survive exactly in both directions.
     assert_rust_writes_back(&python_bytes);
 }
+
+#[test]
+fn non_ascii_values_round_trip_byte_for_byte_through_google_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token.json");
+    // Accents, an emoji (a surrogate pair in JSON), DEL, quotes, a backslash,
+    // and a control character, in every field google-auth writes back.
+    let odd = "jos\u{e9} \u{1F600} \u{7f} \"q\" \\ \u{1}";
+    let source = json!({
+        "token": format!("ya29.{odd}"),
+        "refresh_token": format!("1//{odd}"),
+        "token_uri": "https://oauth2.googleapis.com/token",
+        "client_id": format!("{odd}.apps.googleusercontent.com"),
+        "client_secret": format!("GOCSPX-{odd}"),
+        "scopes": [RETRIEVER, format!("https://example.com/{odd}")],
+        "universe_domain": "googleapis.com",
+        "account": odd,
+        "expiry": "2030-01-02T03:04:05Z",
+    });
+    let rust_bytes = StoredToken::from_json(source.to_string().as_bytes())
+        .unwrap()
+        .to_json();
+    assert!(rust_bytes.is_ascii(), "escaped as json.dumps does");
+    std::fs::write(&path, &rust_bytes).unwrap();
+    let python_bytes = python(&["roundtrip", path.to_str().unwrap()]);
+    assert_eq!(
+        python_bytes, rust_bytes,
+        "google-auth writes the same bytes"
+    );
+    assert_rust_writes_back(&python_bytes);
+    let parsed = StoredToken::from_json(python_bytes.as_bytes()).unwrap();
+    assert_eq!(parsed.refresh_token(), Some(format!("1//{odd}").as_str()));
+}
