@@ -259,3 +259,26 @@ async fn an_authorization_code_is_never_retried() {
     assert_eq!(tokens.received_requests().await.unwrap().len(), 1);
     assert_no_secrets(&format!("{err} {err:?}"));
 }
+
+#[tokio::test]
+async fn a_silent_connection_to_the_redirect_port_is_closed_by_the_listener() {
+    use tokio::io::AsyncReadExt;
+    let tokens = code_endpoint(RETRIEVER).await;
+    let (loader, mut urls) = consent_loader(&tokens);
+    let flow = tokio::spawn(loader.load());
+    let url = urls.recv().await.unwrap();
+    let addr = query_param(&url, "redirect_uri").unwrap();
+    let addr = addr.trim_start_matches("http://").trim_end_matches('/');
+    // Connects and never sends a request line: the header-read timeout (10 s)
+    // ends it, instead of holding a connection slot for the whole flow.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 256];
+    // A hang guard, not a timing assertion: without the timeout it never ends.
+    let closed = tokio::time::timeout(Duration::from_secs(60), idle.read(&mut buf)).await;
+    assert!(closed.is_ok(), "the listener closed the silent connection");
+    assert!(
+        !flow.is_finished(),
+        "the flow still waits for the real redirect"
+    );
+    flow.abort();
+}
