@@ -45,7 +45,7 @@
 //! - `browser` (default): open the consent URL with the `webbrowser` crate.
 //!   Without it the URL is printed.
 //! - `service-account`: `service_account` key files in Application Default
-//!   Credentials (JWT signing by yup-oauth2).
+//!   Credentials (the JWT bearer grant, signed RS256 with `ring`).
 //! - `redis`: [`RedisTokenStore`], one token and one refresh shared by
 //!   workers on many machines.
 //!
