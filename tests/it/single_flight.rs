@@ -22,11 +22,18 @@ async fn load(dir: &TempLoader, server: &MockServer, expires_in: i64) -> Credent
     dir.loader().load().await.unwrap()
 }
 
+/// Expiry of a token that is usable when loaded and inside the expiry skew
+/// (10 s) after `NEARLY_EXPIRED_WAIT`. token.json keeps whole seconds, so
+/// "12 s from now" is 11 to 12 s away when written: a second of margin at
+/// the load, and at most 9.9 s left after the wait.
+const NEARLY_EXPIRED_SECS: i64 = 12;
+const NEARLY_EXPIRED_WAIT: Duration = Duration::from_millis(2100);
+
 /// Loads a token that is still usable, then waits until it is inside the
 /// expiry skew, where callers must wait for a refresh.
 async fn load_nearly_expired(dir: &TempLoader, server: &MockServer) -> Credentials {
-    let creds = load(dir, server, 11).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let creds = load(dir, server, NEARLY_EXPIRED_SECS).await;
+    tokio::time::sleep(NEARLY_EXPIRED_WAIT).await;
     creds
 }
 
@@ -170,9 +177,10 @@ impl gemini_oauth::TokenStore for PanicsOnce {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refresh_task_that_dies_does_not_wedge_the_credentials() {
     let server = endpoint(Duration::ZERO).await;
-    let record =
-        gemini_oauth::StoredToken::from_json(token_json(&token_uri(&server), 11).as_bytes())
-            .unwrap();
+    let record = gemini_oauth::StoredToken::from_json(
+        token_json(&token_uri(&server), NEARLY_EXPIRED_SECS).as_bytes(),
+    )
+    .unwrap();
     let store = PanicsOnce {
         inner: gemini_oauth::MemoryTokenStore::with_token(record),
         panicked: std::sync::atomic::AtomicBool::new(false),
@@ -183,7 +191,7 @@ async fn a_refresh_task_that_dies_does_not_wedge_the_credentials() {
         .load()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(NEARLY_EXPIRED_WAIT).await;
     // The first refresh's task panics: its waiters get an error, not a hang…
     let first = creds.access_token().await.unwrap_err();
     assert!(first.to_string().contains("token refresh"), "{first}");
