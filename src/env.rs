@@ -14,6 +14,9 @@ pub const NO_GCE_CHECK: &str = "NO_GCE_CHECK";
 pub const GEMINI_API_BASE: &str = "GEMINI_API_BASE";
 /// Sets the quota project (below an explicit builder value).
 pub const GOOGLE_CLOUD_QUOTA_PROJECT: &str = "GOOGLE_CLOUD_QUOTA_PROJECT";
+/// The browser command for the consent URL (feature `browser`): a
+/// `:`-separated list, `%s` for the URL, as Python's `webbrowser` reads it.
+pub const BROWSER: &str = "BROWSER";
 /// Read for an API key, in this order (as Google's Gemini SDKs read them;
 /// a warning is logged when both are set).
 pub const API_KEYS: [&str; 2] = ["GOOGLE_API_KEY", "GEMINI_API_KEY"];

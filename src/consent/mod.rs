@@ -2,6 +2,8 @@
 //! loopback listener on an ephemeral port, as google-auth-oauthlib's
 //! `run_local_server(port=0)` but with a timeout and a clear answer to "Deny".
 
+#[cfg(feature = "browser")]
+mod browser;
 mod pkce;
 mod redirect;
 
@@ -218,22 +220,9 @@ fn present(url: &str, options: &FlowOptions) {
     }
 }
 
-/// Opens the browser on a thread of its own: `webbrowser::open` can block
-/// until a text browser exits, which must hold neither the runtime nor the
-/// listener that waits for the redirect.
 #[cfg(feature = "browser")]
 fn open_browser(url: &str) {
-    let url = url.to_owned();
-    let spawned = std::thread::Builder::new()
-        .name("gemini-oauth-browser".into())
-        .spawn(move || {
-            if let Err(e) = webbrowser::open(&url) {
-                tracing::debug!(error = %e, "could not open a browser; the URL was printed");
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::debug!(error = %e, "could not start the browser thread; the URL was printed");
-    }
+    browser::open(url);
 }
 
 #[cfg(not(feature = "browser"))]

@@ -16,6 +16,7 @@ mod bad_input;
 mod client;
 mod consent_e2e;
 mod consent_flow;
+mod dependency_tree;
 mod examples;
 mod faults;
 mod hardening;
