@@ -30,6 +30,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// Parses a Google error body; anything else becomes a generic error.
+    #[must_use]
     pub fn from_body(url: &str, status: u16, body: &[u8]) -> Self {
         let error = serde_json::from_slice::<Value>(body)
             .ok()
@@ -67,11 +68,13 @@ impl ApiError {
     }
 
     /// Whether Google named this `reason`.
+    #[must_use]
     pub fn has_reason(&self, reason: &str) -> bool {
         self.reasons.iter().any(|r| r == reason)
     }
 
     /// What the user can do about it, when known.
+    #[must_use]
     pub fn hint(&self) -> Option<&'static str> {
         let api_disabled = self.has_reason("SERVICE_DISABLED")
             || self.has_reason("API_DISABLED")

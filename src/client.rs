@@ -19,6 +19,7 @@ const MAX_RESPONSE: usize = 32 * 1024 * 1024;
 
 impl Credentials {
     /// An HTTP client that adds this credential's headers to every request.
+    #[must_use]
     pub fn authorized_client(&self) -> AuthorizedClient {
         AuthorizedClient::new(self.clone())
     }
@@ -52,22 +53,26 @@ impl fmt::Debug for AuthorizedClient {
 
 impl AuthorizedClient {
     /// The client for `creds` (same as [`Credentials::authorized_client`]).
+    #[must_use]
     pub fn new(creds: Credentials) -> Self {
         AuthorizedClient { creds }
     }
 
     /// The Gemini API base URL (default
     /// [`endpoints::GEMINI_API_BASE`](crate::endpoints::GEMINI_API_BASE)).
+    #[must_use]
     pub fn api_base(&self) -> &str {
         &self.creds.settings().api_base
     }
 
     /// `api_base` joined with `path`, e.g. `api_url("models")`.
+    #[must_use]
     pub fn api_url(&self, path: &str) -> String {
         join(self.api_base(), path)
     }
 
     /// The credentials behind this client.
+    #[must_use]
     pub fn credentials(&self) -> &Credentials {
         &self.creds
     }

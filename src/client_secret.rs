@@ -58,6 +58,7 @@ impl fmt::Debug for ClientSecret {
 
 impl ClientSecret {
     /// A Desktop-app client from its id and secret, with Google's endpoints.
+    #[must_use]
     pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
         ClientSecret {
             kind: ClientKind::Installed,
@@ -152,48 +153,57 @@ impl ClientSecret {
     }
 
     /// Replaces the token endpoint (tests, proxies, other OAuth servers).
+    #[must_use]
     pub fn token_uri(mut self, uri: impl Into<String>) -> Self {
         self.token_uri = uri.into();
         self
     }
 
     /// Replaces the authorization endpoint.
+    #[must_use]
     pub fn auth_uri(mut self, uri: impl Into<String>) -> Self {
         self.auth_uri = uri.into();
         self
     }
 
     /// `installed` or `web`.
+    #[must_use]
     pub fn kind(&self) -> ClientKind {
         self.kind
     }
 
     /// The OAuth client id.
+    #[must_use]
     pub fn client_id(&self) -> &str {
         &self.client_id
     }
 
     /// The OAuth client secret. Handle with care: never log it.
+    #[must_use]
     pub fn client_secret(&self) -> &str {
         self.client_secret.expose_secret()
     }
 
     /// The authorization endpoint.
+    #[must_use]
     pub fn auth_endpoint(&self) -> &str {
         &self.auth_uri
     }
 
     /// The token endpoint.
+    #[must_use]
     pub fn token_endpoint(&self) -> &str {
         &self.token_uri
     }
 
     /// The redirect URIs registered for the client.
+    #[must_use]
     pub fn redirect_uris(&self) -> &[String] {
         &self.redirect_uris
     }
 
     /// The Google Cloud project the client belongs to.
+    #[must_use]
     pub fn project_id(&self) -> Option<&str> {
         self.project_id.as_deref()
     }

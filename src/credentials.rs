@@ -3,10 +3,11 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use http::HeaderValue;
 
-use crate::access_token::AccessToken;
+use crate::access_token::{AccessToken, EXPIRY_SKEW};
 use crate::error::{Error, Result};
 use crate::headers::Auth;
 use crate::http::HttpClient;
@@ -70,12 +71,6 @@ impl fmt::Debug for Credentials {
     }
 }
 
-const _: () = {
-    const fn assert_send_sync_clone<T: Send + Sync + Clone>() {}
-    assert_send_sync_clone::<Credentials>();
-    assert_send_sync_clone::<AccessToken>();
-};
-
 impl Credentials {
     pub(crate) fn new(kind: Kind, settings: Settings) -> Self {
         Credentials {
@@ -98,6 +93,47 @@ impl Credentials {
             },
             Kind::ApiKey(_) => Err(Error::NoAccessToken),
         }
+    }
+
+    /// A new access token now, even if the cached one is still valid: for
+    /// callers with their own HTTP client whose request was answered `401`
+    /// (the token was revoked or rotated elsewhere). The same mechanism as
+    /// the authorized client's retry after a `401`: concurrent callers share
+    /// one refresh, and a caller that arrives after a refresh completed gets
+    /// its token without another one. While refreshes back off after a
+    /// failure (1 s doubling to 30 s), the last failure is returned at once.
+    ///
+    /// ```no_run
+    /// # async fn f(creds: gemini_oauth::Credentials) -> gemini_oauth::Result<()> {
+    /// let token = creds.force_refresh().await?;
+    /// # let _ = token; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::CannotRefresh`] for API keys and fixed tokens
+    /// ([`Credentials::from_access_token`]); [`Error::Revoked`] after a
+    /// sign-out; otherwise the refresh's errors, as for
+    /// [`Credentials::access_token`].
+    pub async fn force_refresh(&self) -> Result<AccessToken> {
+        let cache = match &self.inner.kind {
+            Kind::Token { cache, .. } => cache,
+            Kind::ApiKey(_) => {
+                return Err(Error::CannotRefresh {
+                    source_name: self.source(),
+                    reason: "an API key has no token to refresh; it is sent as it is, as \
+                             x-goog-api-key",
+                });
+            }
+        };
+        let current = match cache.fresh() {
+            Some(token) => token,
+            // Expired: the shared refresh this starts (or joins) is the new token.
+            None if cache.expires_at() <= SystemTime::now() + EXPIRY_SKEW => {
+                return cache.token_slow().await;
+            }
+            None => cache.token_slow().await?,
+        };
+        cache.refresh_after(&current).await
     }
 
     /// What to authenticate the next request with.
@@ -144,11 +180,13 @@ impl Credentials {
     }
 
     /// The project billed for API calls (`x-goog-user-project`), if any.
+    #[must_use]
     pub fn quota_project(&self) -> Option<&str> {
         self.inner.settings.quota_project.as_deref()
     }
 
     /// The scopes the stored token was granted, when known.
+    #[must_use]
     pub fn granted_scopes(&self) -> Option<Vec<String>> {
         self.stored_token().and_then(|r| r.scopes)
     }
@@ -156,12 +194,14 @@ impl Credentials {
     /// The user credentials behind these credentials (what a token store
     /// holds), or `None` for other kinds and after [`revoke`](Self::revoke).
     /// Holds secrets: never log it.
+    #[must_use]
     pub fn stored_token(&self) -> Option<StoredToken> {
         self.user().and_then(UserSource::signed_in_record)
     }
 
     /// Where the credentials came from: a token file path, a service
     /// account, the metadata server, or an API key.
+    #[must_use]
     pub fn source(&self) -> String {
         match &self.inner.kind {
             Kind::Token { cache, .. } => cache.describe(),
@@ -219,4 +259,5 @@ fn futures_are_send(creds: &Credentials) {
     send(&creds.access_token());
     send(&creds.headers());
     send(&creds.revoke());
+    send(&creds.force_refresh());
 }

@@ -284,6 +284,19 @@ pub enum Error {
     )]
     NoAccessToken,
 
+    /// These credentials cannot get a new access token: an API key (which has
+    /// none), or a fixed token from
+    /// [`Credentials::from_access_token`](crate::Credentials::from_access_token)
+    /// (a test double) that expired or was asked to refresh.
+    #[error("{source_name} cannot be refreshed: {reason}")]
+    #[non_exhaustive]
+    CannotRefresh {
+        /// Where the credentials came from.
+        source_name: String,
+        /// Why, and what to do instead.
+        reason: &'static str,
+    },
+
     /// These credentials hold no user sign-in (a refresh token), which the
     /// operation needs: revoking, or writing an `authorized_user` file.
     #[error(
@@ -315,6 +328,7 @@ pub enum Error {
 
 impl Error {
     /// Wraps a custom [`TokenStore`](crate::TokenStore)'s error.
+    #[must_use]
     pub fn store(
         store: impl Into<String>,
         action: &'static str,
@@ -329,6 +343,7 @@ impl Error {
 
     /// Whether retrying the same operation later may succeed (network trouble,
     /// timeouts, 5xx/429 answers, `server_error`, `temporarily_unavailable`).
+    #[must_use]
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Transport { .. } | Error::Timeout { .. } => true,
@@ -346,6 +361,7 @@ impl Error {
     }
 
     /// The OAuth error code, for errors that carry one.
+    #[must_use]
     pub fn oauth_error(&self) -> Option<&OAuthError> {
         match self {
             Error::OAuth { error, .. } | Error::AuthorizationDenied { error, .. } => Some(error),

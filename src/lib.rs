@@ -42,8 +42,9 @@
 //!
 //! # Features
 //!
-//! - `browser` (default): open the consent URL with the `webbrowser` crate.
-//!   Without it the URL is printed.
+//! - `browser` (default): open the consent URL with `$BROWSER` when it is
+//!   set, else with the `open` crate (which knows WSL). Without it the URL
+//!   is printed (it is printed in every case).
 //! - `service-account`: `service_account` key files in Application Default
 //!   Credentials (the JWT bearer grant, signed RS256 with `ring`).
 //! - `redis`: [`RedisTokenStore`], one token and one refresh shared by
@@ -77,6 +78,7 @@
 mod access_token;
 pub mod adc;
 mod api_error;
+mod audit;
 mod client;
 mod client_secret;
 mod clock;

@@ -131,6 +131,7 @@ impl StoredToken {
     /// Serializes exactly as google-auth's `Credentials.to_json()` does:
     /// `json.dumps` separators, its key order, absent values left out,
     /// unknown keys kept (before `expiry`, which is always last).
+    #[must_use]
     pub fn to_json(&self) -> String {
         let mut map = Map::new();
         let mut put = |key: &str, value: Option<Value>| {
@@ -181,46 +182,55 @@ impl StoredToken {
     }
 
     /// The access token, if one is stored. Handle with care: never log it.
+    #[must_use]
     pub fn access_token(&self) -> Option<&str> {
         self.token.as_ref().map(|s| s.expose_secret())
     }
 
     /// The refresh token, if one is stored. Handle with care: never log it.
+    #[must_use]
     pub fn refresh_token(&self) -> Option<&str> {
         self.refresh_token.as_ref().map(|s| s.expose_secret())
     }
 
     /// The OAuth client secret recorded with the tokens. Never log it.
+    #[must_use]
     pub fn client_secret(&self) -> Option<&str> {
         self.client_secret.as_ref().map(|s| s.expose_secret())
     }
 
     /// The OAuth client id the tokens were issued to.
+    #[must_use]
     pub fn client_id(&self) -> Option<&str> {
         self.client_id.as_deref()
     }
 
     /// The token endpoint recorded in the file.
+    #[must_use]
     pub fn token_uri(&self) -> Option<&str> {
         self.token_uri.as_deref()
     }
 
     /// The granted scopes recorded in the file.
+    #[must_use]
     pub fn scopes(&self) -> Option<&[String]> {
         self.scopes.as_deref()
     }
 
     /// When the access token expires, if known.
+    #[must_use]
     pub fn expiry(&self) -> Option<SystemTime> {
         self.expiry.map(SystemTime::from)
     }
 
     /// The `quota_project_id` key of gcloud's ADC files, if present.
+    #[must_use]
     pub fn quota_project_id(&self) -> Option<&str> {
         self.extra.get("quota_project_id").and_then(Value::as_str)
     }
 
     /// A value of a key this crate does not interpret (kept on write).
+    #[must_use]
     pub fn extra(&self, key: &str) -> Option<&Value> {
         self.extra.get(key)
     }

@@ -21,6 +21,7 @@ use crate::store::DynTokenStore;
 /// A user's sign-in, as `load_creds.py` does it: `client_secret.json`, a
 /// token store, and the consent flow when nothing stored can serve.
 /// [`CredentialLoader::new`](crate::CredentialLoader::new).
+#[derive(Clone)]
 pub struct UserFlow {
     pub(super) secret: SecretSource,
     pub(super) store: Option<Arc<dyn DynTokenStore>>,
@@ -30,18 +31,28 @@ pub struct UserFlow {
 
 /// Application Default Credentials, found as google-auth finds them.
 /// [`CredentialLoader::application_default`](crate::CredentialLoader::application_default).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ApplicationDefault {
     _private: (),
 }
 
 /// An API key, sent as `x-goog-api-key`.
 /// [`CredentialLoader::api_key`](crate::CredentialLoader::api_key).
+#[derive(Clone)]
 pub struct ApiKey {
     /// `None`: read from the environment at load.
     pub(super) key: Option<SecretString>,
 }
 
+/// A fixed access token and its expiry, never refreshed: a test double.
+/// [`CredentialLoader::fixed_token`](crate::CredentialLoader::fixed_token).
+#[derive(Clone)]
+pub struct FixedToken {
+    pub(super) token: SecretString,
+    pub(super) expires_at: std::time::SystemTime,
+}
+
+#[derive(Clone)]
 pub(super) enum SecretSource {
     File(PathBuf),
     Given(Box<ClientSecret>),
@@ -69,6 +80,15 @@ impl fmt::Debug for UserFlow {
             .field("store", &self.store.as_ref().map(|s| s.name()))
             .field("auth_uri", &self.auth_uri)
             .field("flow", &self.flow)
+            .finish()
+    }
+}
+
+impl fmt::Debug for FixedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FixedToken")
+            .field("token", &"[redacted]")
+            .field("expires_at", &self.expires_at)
             .finish()
     }
 }

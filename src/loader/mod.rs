@@ -5,6 +5,7 @@
 
 mod adc;
 mod api_key;
+mod fixed;
 pub mod kind;
 mod user;
 
@@ -35,6 +36,8 @@ use crate::url::check_endpoint;
 ///   Credentials, as google-auth finds them.
 /// - [`CredentialLoader::api_key`] and [`CredentialLoader::api_key_from_env`]:
 ///   an API key.
+/// - [`CredentialLoader::fixed_token`]: a fixed access token, a test double
+///   for your own tests.
 ///
 /// Each kind accepts only the options that apply to it (see [`kind`]).
 ///
@@ -50,12 +53,18 @@ use crate::url::check_endpoint;
 ///     .await?;
 /// # Ok(()) }
 /// ```
+///
+/// A loader is `Clone`: `load()` consumes it, so clone a configured one to
+/// load again.
+#[derive(Clone)]
+#[must_use = "a CredentialLoader does nothing until `.load()` is awaited"]
 pub struct CredentialLoader<K = kind::UserFlow> {
     common: Common,
     kind: K,
 }
 
 /// Options more than one kind shares.
+#[derive(Clone)]
 struct Common {
     extra_roots_pem: Vec<u8>,
     scopes: Vec<String>,
@@ -253,5 +262,6 @@ fn futures_are_send() {
     send(&CredentialLoader::new().load());
     send(&CredentialLoader::application_default().load());
     send(&CredentialLoader::api_key("k").load());
+    send(&CredentialLoader::fixed_token("t", std::time::SystemTime::UNIX_EPOCH).load());
     send(&crate::load_creds());
 }

@@ -39,6 +39,7 @@ pub struct FileTokenStore {
 
 impl FileTokenStore {
     /// A store backed by `path` (created on first save, parent directories too).
+    #[must_use]
     pub fn new(path: impl Into<PathBuf>) -> Self {
         FileTokenStore {
             path: path.into(),
@@ -50,6 +51,7 @@ impl FileTokenStore {
     /// Treat a corrupt file as empty (with a warning) instead of failing, so
     /// the next save replaces it. Off by default: a corrupt file may hold the
     /// only copy of a refresh token worth rescuing by hand.
+    #[must_use]
     pub fn replace_corrupt(mut self, replace: bool) -> Self {
         self.replace_corrupt = replace;
         self
@@ -62,6 +64,7 @@ impl FileTokenStore {
     }
 
     /// The file's path.
+    #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
     }

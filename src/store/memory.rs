@@ -13,11 +13,13 @@ pub struct MemoryTokenStore {
 
 impl MemoryTokenStore {
     /// An empty store.
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
     /// A store that already holds `token`.
+    #[must_use]
     pub fn with_token(token: StoredToken) -> Self {
         let store = Self::default();
         *store.lock() = Some(token);
@@ -25,6 +27,7 @@ impl MemoryTokenStore {
     }
 
     /// What the store holds now.
+    #[must_use]
     pub fn get(&self) -> Option<StoredToken> {
         self.lock().clone()
     }

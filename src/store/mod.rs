@@ -87,6 +87,7 @@ pub trait TokenStore: Send + Sync + 'static {
 }
 
 /// A held [`TokenStore::lock`]; dropping it releases the lock.
+#[must_use = "the lock is released as soon as the StoreLock is dropped"]
 pub struct StoreLock {
     _guard: Box<dyn Send + Sync>,
 }

@@ -82,6 +82,7 @@ impl RedisTokenStore {
 
     /// A store keeping the token at `key` (and its lock at `{key}:lock`) in
     /// the Redis server that `client` connects to. Nothing is connected yet.
+    #[must_use]
     pub fn new(client: Client, key: impl Into<String>) -> Self {
         let key = key.into();
         RedisTokenStore {
@@ -108,17 +109,20 @@ impl RedisTokenStore {
 
     /// How long the lock lives if its holder never releases it (crash, lost
     /// network, a drop outside a tokio runtime). At least 1 ms.
+    #[must_use]
     pub fn lock_ttl(mut self, ttl: Duration) -> Self {
         self.lock_ttl = ttl.max(Duration::from_millis(1));
         self
     }
 
     /// The key holding the token JSON.
+    #[must_use]
     pub fn key(&self) -> &str {
         &self.key
     }
 
     /// The key holding the lock: `{key}:lock`.
+    #[must_use]
     pub fn lock_key(&self) -> &str {
         &self.lock_key
     }

@@ -26,4 +26,5 @@ mod python_interop;
 mod redaction;
 mod redis_store;
 mod single_flight;
+mod test_doubles;
 mod tls;

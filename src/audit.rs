@@ -1,0 +1,55 @@
+//! Compile-time checks of what every public type promises (issue 14's
+//! audit). A type that loses one of these traits fails the build here, not
+//! in a user's program.
+//!
+//! | promise | types |
+//! |---|---|
+//! | `Debug` (secrets redacted) + `Send` + `Sync` | every public type |
+//! | `Clone` | all but [`StoreLock`] (a held lock is not copied) |
+//! | `#[must_use]` | [`CredentialLoader`] (does nothing until `load()`), the adapters' layer and middleware, getters without side effects |
+//!
+//! `Credentials`, `AccessToken`, `AuthorizedClient` and the stores are cheap
+//! to clone (an `Arc` inside); clones share one token cache.
+
+use std::fmt::Debug;
+
+use crate::loader::kind::{ApiKey, ApplicationDefault, FixedToken, UserFlow};
+use crate::{
+    AccessToken, ApiError, AuthorizedClient, ClientKind, ClientSecret, ClientSecretProblem,
+    Consent, ConsentReason, CredentialLoader, Credentials, Error, FileTokenStore, MemoryTokenStore,
+    OAuthError, StoreLock, StoredToken, TokenFileProblem, gemini::Model,
+};
+
+const fn shared<T: Debug + Send + Sync + Clone + 'static>() {}
+const fn owned<T: Debug + Send + Sync + 'static>() {}
+
+const _: () = {
+    shared::<Credentials>();
+    shared::<AccessToken>();
+    shared::<AuthorizedClient>();
+    shared::<CredentialLoader<UserFlow>>();
+    shared::<CredentialLoader<ApplicationDefault>>();
+    shared::<CredentialLoader<ApiKey>>();
+    shared::<CredentialLoader<FixedToken>>();
+    shared::<UserFlow>();
+    shared::<ApplicationDefault>();
+    shared::<ApiKey>();
+    shared::<FixedToken>();
+    shared::<ClientSecret>();
+    shared::<ClientKind>();
+    shared::<StoredToken>();
+    shared::<FileTokenStore>();
+    shared::<MemoryTokenStore>();
+    shared::<Consent>();
+    shared::<Model>();
+    // Errors are Clone so one failed refresh reaches every waiter.
+    shared::<Error>();
+    shared::<ApiError>();
+    shared::<ConsentReason>();
+    shared::<OAuthError>();
+    shared::<ClientSecretProblem>();
+    shared::<TokenFileProblem>();
+    owned::<StoreLock>();
+    #[cfg(feature = "redis")]
+    shared::<crate::RedisTokenStore>();
+};
