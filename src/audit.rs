@@ -52,4 +52,6 @@ const _: () = {
     owned::<StoreLock>();
     #[cfg(feature = "redis")]
     shared::<crate::RedisTokenStore>();
+    #[cfg(feature = "blocking")]
+    shared::<crate::blocking::Credentials>();
 };

@@ -321,6 +321,31 @@ pub enum Error {
         source_name: String,
     },
 
+    /// A blocking function (feature `blocking`) was called from inside a
+    /// tokio runtime, where blocking would stall it (or deadlock it).
+    #[error(
+        "{what} blocks, and was called from inside a tokio runtime (an async task, block_on or \
+         spawn_blocking); there, await the async API instead (CredentialLoader::load, \
+         Credentials::access_token), or call it from a thread outside the runtime"
+    )]
+    #[non_exhaustive]
+    BlockingInAsync {
+        /// The function that was called.
+        what: &'static str,
+    },
+
+    /// The blocking API's runtime thread (feature `blocking`) could not be
+    /// started, or stopped during a call.
+    #[error(
+        "the blocking API's background runtime {problem}; the process may be out of threads or \
+         memory: retry, or use the async API"
+    )]
+    #[non_exhaustive]
+    BlockingRuntime {
+        /// What went wrong.
+        problem: String,
+    },
+
     /// A Gemini (Google API) call failed.
     #[error(transparent)]
     Api(#[from] ApiError),

@@ -79,6 +79,8 @@ mod access_token;
 pub mod adc;
 mod api_error;
 mod audit;
+#[cfg(feature = "blocking")]
+pub mod blocking;
 mod client;
 mod client_secret;
 mod clock;

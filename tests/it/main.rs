@@ -13,6 +13,8 @@ mod common;
 mod adc;
 mod adc_login;
 mod bad_input;
+#[cfg(feature = "blocking")]
+mod blocking;
 mod client;
 mod consent_e2e;
 mod consent_flow;
