@@ -52,6 +52,8 @@ const _: () = {
     owned::<StoreLock>();
     #[cfg(feature = "redis")]
     shared::<crate::RedisTokenStore>();
+    #[cfg(feature = "reqwest")]
+    shared::<crate::reqwest::AuthMiddleware>();
     #[cfg(feature = "blocking")]
     shared::<crate::blocking::Credentials>();
 };

@@ -94,6 +94,8 @@ mod headers;
 mod http;
 mod json;
 mod loader;
+#[cfg(feature = "reqwest")]
+pub mod reqwest;
 pub mod scopes;
 mod source;
 mod store;

@@ -27,6 +27,8 @@ mod multi_process;
 mod python_interop;
 mod redaction;
 mod redis_store;
+#[cfg(feature = "reqwest")]
+mod reqwest_middleware;
 mod single_flight;
 mod test_doubles;
 mod tls;
