@@ -54,6 +54,11 @@ const _: () = {
     shared::<crate::RedisTokenStore>();
     #[cfg(feature = "reqwest")]
     shared::<crate::reqwest::AuthMiddleware>();
+    #[cfg(feature = "tower")]
+    shared::<crate::tower::AuthLayer>();
+    // Clone + Send + Sync whenever the wrapped service is.
+    #[cfg(feature = "tower")]
+    shared::<crate::tower::AuthService<MemoryTokenStore>>();
     #[cfg(feature = "blocking")]
     shared::<crate::blocking::Credentials>();
 };

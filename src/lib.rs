@@ -102,6 +102,8 @@ mod store;
 mod token;
 mod token_cache;
 mod token_endpoint;
+#[cfg(feature = "tower")]
+pub mod tower;
 mod url;
 
 pub use access_token::{AccessToken, EXPIRY_SKEW, REFRESH_WINDOW};

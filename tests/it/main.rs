@@ -32,3 +32,5 @@ mod reqwest_middleware;
 mod single_flight;
 mod test_doubles;
 mod tls;
+#[cfg(feature = "tower")]
+mod tower_layer;
