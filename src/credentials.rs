@@ -34,6 +34,10 @@ pub struct Credentials {
 struct Inner {
     kind: Kind,
     settings: Settings,
+    /// The entity tag of the headers last given to google-cloud-auth, and
+    /// the token generation it stands for (0: an API key).
+    #[cfg(feature = "google-cloud-auth")]
+    entity_tag: std::sync::Mutex<Option<(u64, google_cloud_auth::credentials::EntityTag)>>,
 }
 
 /// What authenticates the requests.
@@ -74,7 +78,12 @@ impl fmt::Debug for Credentials {
 impl Credentials {
     pub(crate) fn new(kind: Kind, settings: Settings) -> Self {
         Credentials {
-            inner: Arc::new(Inner { kind, settings }),
+            inner: Arc::new(Inner {
+                kind,
+                settings,
+                #[cfg(feature = "google-cloud-auth")]
+                entity_tag: std::sync::Mutex::new(None),
+            }),
         }
     }
 
@@ -249,6 +258,13 @@ impl Credentials {
 
     pub(crate) fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    #[cfg(feature = "google-cloud-auth")]
+    pub(crate) fn entity_tag_slot(
+        &self,
+    ) -> &std::sync::Mutex<Option<(u64, google_cloud_auth::credentials::EntityTag)>> {
+        &self.inner.entity_tag
     }
 }
 

@@ -90,6 +90,8 @@ pub mod endpoints;
 pub mod env;
 mod error;
 pub mod gemini;
+#[cfg(feature = "google-cloud-auth")]
+mod google_cloud;
 mod headers;
 mod http;
 mod json;

@@ -21,6 +21,8 @@ mod consent_flow;
 mod dependency_tree;
 mod examples;
 mod faults;
+#[cfg(feature = "google-cloud-auth")]
+mod google_cloud;
 mod hardening;
 mod load_and_refresh;
 mod multi_process;
