@@ -38,7 +38,9 @@
 //! # let _ = token; Ok(()) }
 //! ```
 //!
-//! Other HTTP clients take the headers from [`Credentials::headers`].
+//! Other HTTP clients take the headers from [`Credentials::headers`] (and a
+//! new token after a `401` from [`Credentials::force_refresh`]), or use the
+//! reqwest, tower or google-cloud-auth integrations (see Features).
 //!
 //! # Features
 //!
@@ -49,6 +51,20 @@
 //!   Credentials (the JWT bearer grant, signed RS256 with `ring`).
 //! - `redis`: [`RedisTokenStore`], one token and one refresh shared by
 //!   workers on many machines.
+//! - `reqwest`: `reqwest::AuthMiddleware`, a reqwest-middleware middleware
+//!   that adds the headers and retries once after a `401`.
+//! - `tower`: `tower::AuthLayer`, a tower layer that adds the headers to any
+//!   `http::Request` (hyper-util, axum, tonic channels).
+//! - `google-cloud-auth`: google-cloud-auth's `CredentialsProvider` for
+//!   [`Credentials`], so `google_cloud_auth::credentials::Credentials::from(creds)`
+//!   drives the google-cloud-rust clients.
+//! - `blocking`: `blocking::load_creds`, `CredentialLoader::load_blocking`
+//!   and `blocking::Credentials`, for synchronous code.
+//!
+//! # Testing your code
+//!
+//! [`Credentials::from_access_token`] is a test double: a fixed token and
+//! expiry, no files, no server, never refreshed.
 //!
 //! # Application Default Credentials and API keys
 //!

@@ -66,7 +66,9 @@ fn errors_come_back_through_the_runtime_thread() {
     let dir = TempLoader::with_token(&token_uri(&tokens), -60);
     let err = dir.loader().load_blocking().unwrap_err();
     assert!(matches!(err, Error::InvalidGrant { .. }), "{err:?}");
-    let key = CredentialLoader::api_key("AIzaKEY").load_blocking().unwrap();
+    let key = CredentialLoader::api_key("AIzaKEY")
+        .load_blocking()
+        .unwrap();
     assert!(matches!(key.access_token(), Err(Error::NoAccessToken)));
     assert_eq!(key.headers().unwrap()["x-goog-api-key"], "AIzaKEY");
 }

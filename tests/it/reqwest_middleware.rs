@@ -69,7 +69,10 @@ async fn a_rejected_token_is_refreshed_once_and_the_request_repeated() {
     let seen = api.received_requests().await.unwrap();
     assert_eq!(
         bearers(&seen),
-        [format!("Bearer {OLD_ACCESS}"), format!("Bearer {NEW_ACCESS}")]
+        [
+            format!("Bearer {OLD_ACCESS}"),
+            format!("Bearer {NEW_ACCESS}")
+        ]
     );
     assert_eq!(seen[0].headers["x-goog-user-project"], "mw-proj");
 
@@ -82,8 +85,7 @@ async fn a_rejected_token_is_refreshed_once_and_the_request_repeated() {
 
 #[tokio::test]
 async fn a_failed_refresh_after_a_401_is_the_error() {
-    let tokens =
-        token_server_answering(&[(400, json!({"error": "invalid_grant"}))]).await;
+    let tokens = token_server_answering(&[(400, json!({"error": "invalid_grant"}))]).await;
     let api = api_rejecting_the_old_token().await;
     let dir = TempLoader::with_token(&token_uri(&tokens), 3000);
     let client = client(dir.loader().load().await.unwrap());

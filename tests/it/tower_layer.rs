@@ -26,7 +26,10 @@ fn echo_headers() -> impl tower::Service<
     tower::service_fn(|req: http::Request<String>| async move { Ok(req.headers().clone()) })
 }
 
-async fn call(creds: Credentials, req: http::Request<String>) -> Result<http::HeaderMap, tower::BoxError> {
+async fn call(
+    creds: Credentials,
+    req: http::Request<String>,
+) -> Result<http::HeaderMap, tower::BoxError> {
     ServiceBuilder::new()
         .layer(AuthLayer::new(creds))
         .service(echo_headers())
@@ -38,7 +41,12 @@ async fn call(creds: Credentials, req: http::Request<String>) -> Result<http::He
 async fn the_service_adds_bearer_and_quota_project_to_any_request() {
     let tokens = token_endpoint().await;
     let dir = TempLoader::with_token(&token_uri(&tokens), 3000);
-    let creds = dir.loader().quota_project("tower-proj").load().await.unwrap();
+    let creds = dir
+        .loader()
+        .quota_project("tower-proj")
+        .load()
+        .await
+        .unwrap();
     let req = http::Request::builder()
         .uri("https://generativelanguage.googleapis.com/v1/models")
         .header("authorization", "Bearer caller-token")
@@ -54,7 +62,9 @@ async fn the_service_adds_bearer_and_quota_project_to_any_request() {
 #[tokio::test]
 async fn an_api_key_goes_in_x_goog_api_key() {
     let creds = Credentials::from_api_key("AIzaKEY").unwrap();
-    let headers = call(creds, http::Request::new(String::new())).await.unwrap();
+    let headers = call(creds, http::Request::new(String::new()))
+        .await
+        .unwrap();
     assert_eq!(headers["x-goog-api-key"], "AIzaKEY");
     assert!(headers.get("authorization").is_none());
 }
@@ -85,7 +95,12 @@ async fn no_token_means_an_error_and_no_call() {
 async fn a_tonic_server_sees_the_bearer_and_the_quota_project_in_its_metadata() {
     let tokens = token_endpoint().await;
     let dir = TempLoader::with_token(&token_uri(&tokens), 3000);
-    let creds = dir.loader().quota_project("grpc-proj").load().await.unwrap();
+    let creds = dir
+        .loader()
+        .quota_project("grpc-proj")
+        .load()
+        .await
+        .unwrap();
 
     let (_reporter, health) = tonic_health::server::health_reporter();
     let seen: Arc<Mutex<Vec<tonic::metadata::MetadataMap>>> = Arc::default();
