@@ -277,3 +277,73 @@ fn futures_are_send(creds: &Credentials) {
     send(&creds.revoke());
     send(&creds.force_refresh());
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::token_cache::{BoxFuture, Fetched, TokenSource};
+
+    /// Hands out `token-N`, living an hour, and counts the calls.
+    struct Counting(AtomicUsize);
+
+    impl TokenSource for Counting {
+        fn fetch(&self) -> BoxFuture<'_, Result<Fetched>> {
+            let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+            Box::pin(std::future::ready(Ok(Fetched {
+                token: SecretString::from(format!("token-{n}")),
+                expires_at: SystemTime::now() + Duration::from_secs(3600),
+            })))
+        }
+        fn describe(&self) -> String {
+            "counting".into()
+        }
+    }
+
+    fn creds(first_expires_at: SystemTime) -> (Credentials, Arc<Counting>) {
+        let source = Arc::new(Counting(AtomicUsize::new(0)));
+        let first = Fetched {
+            token: SecretString::from("token-0"),
+            expires_at: first_expires_at,
+        };
+        let cache = TokenCache::new(Arc::clone(&source) as Arc<dyn TokenSource>, first).unwrap();
+        let settings = Settings {
+            quota_project: None,
+            quota_header: None,
+            api_base: crate::endpoints::GEMINI_API_BASE.to_owned(),
+            http: Arc::new(HttpClient::new(
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+            )),
+        };
+        (
+            Credentials::new(Kind::Token { cache, user: None }, settings),
+            source,
+        )
+    }
+
+    #[tokio::test]
+    async fn force_refresh_of_an_expired_token_makes_one_refresh_not_two() {
+        let (creds, source) = creds(SystemTime::now() - Duration::from_secs(1));
+        assert_eq!(creds.force_refresh().await.unwrap().secret(), "token-1");
+        assert_eq!(source.0.load(Ordering::SeqCst), 1);
+        // Now fresh: forcing refreshes anyway, once.
+        assert_eq!(creds.force_refresh().await.unwrap().secret(), "token-2");
+        assert_eq!(source.0.load(Ordering::SeqCst), 2);
+        assert_eq!(creds.access_token().await.unwrap().secret(), "token-2");
+    }
+
+    #[tokio::test]
+    async fn force_refresh_of_a_fresh_token_on_a_warm_thread_refreshes() {
+        let (creds, source) = creds(SystemTime::now() + Duration::from_secs(3600));
+        // Warm this thread's copy, so the hot path is the one force_refresh reads.
+        assert_eq!(creds.access_token().await.unwrap().secret(), "token-0");
+        assert_eq!(creds.access_token().await.unwrap().secret(), "token-0");
+        assert_eq!(creds.force_refresh().await.unwrap().secret(), "token-1");
+        assert_eq!(source.0.load(Ordering::SeqCst), 1);
+    }
+}
