@@ -139,6 +139,14 @@ pub fn decode<T: for<'de> Deserialize<'de>>(url: &str, status: u16, body: &[u8])
     })
 }
 
+/// The helpers' futures can be spawned on multi-threaded runtimes.
+#[allow(dead_code)]
+fn futures_are_send(client: &AuthorizedClient) {
+    fn send<T: Send>(_: &T) {}
+    send(&list_models(client));
+    send(&get_json::<serde_json::Value>(client, ""));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,12 +167,4 @@ mod tests {
             Err(Error::Api(_))
         ));
     }
-}
-
-/// The helpers' futures can be spawned on multi-threaded runtimes.
-#[allow(dead_code)]
-fn futures_are_send(client: &AuthorizedClient) {
-    fn send<T: Send>(_: &T) {}
-    send(&list_models(client));
-    send(&get_json::<serde_json::Value>(client, ""));
 }
