@@ -5,7 +5,6 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -332,19 +331,21 @@ fn token_many_credentials(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let (ours_all, yup_all) = many::<16>(&rt, dir.path());
-    let next = AtomicUsize::new(0);
+    // block_on polls on this thread: a plain counter is enough.
+    let next = std::cell::Cell::new(0usize);
+    let pick = || {
+        let i = next.get();
+        next.set((i + 1) % 16);
+        i
+    };
     let mut g = c.benchmark_group("token_many_credentials");
     g.bench_function("gemini_oauth", |b| {
-        b.to_async(&rt).iter(|| async {
-            let i = next.fetch_add(1, Ordering::Relaxed) % 16;
-            black_box(ours_all[i].access_token().await.unwrap())
-        })
+        b.to_async(&rt)
+            .iter(|| async { black_box(ours_all[pick()].access_token().await.unwrap()) })
     });
     g.bench_function("yup_oauth2", |b| {
-        b.to_async(&rt).iter(|| async {
-            let i = next.fetch_add(1, Ordering::Relaxed) % 16;
-            black_box(yup_all[i].token(&[SCOPE]).await.unwrap())
-        })
+        b.to_async(&rt)
+            .iter(|| async { black_box(yup_all[pick()].token(&[SCOPE]).await.unwrap()) })
     });
     g.finish();
 }
@@ -397,6 +398,17 @@ fn token_multi_thread(c: &mut Criterion) {
                     let token = auth.token(&[SCOPE]).await.unwrap();
                     tokio::task::yield_now().await;
                     drop(black_box(token));
+                }
+            })
+        })
+    });
+    // The same loop without a token: what the scheduler costs both sides.
+    g.bench_function("floor_yield_only", |b| {
+        b.iter_custom(|iters| {
+            per_call_64_migrating(&rt, iters, &(), |(), n| async move {
+                for _ in 0..n {
+                    tokio::task::yield_now().await;
+                    black_box(());
                 }
             })
         })
