@@ -13,6 +13,7 @@ mod common;
 mod adc;
 mod adc_login;
 mod bad_input;
+mod browser_consent;
 mod client;
 mod consent_e2e;
 mod consent_flow;
