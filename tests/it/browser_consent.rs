@@ -329,7 +329,6 @@ fn sign_in_and_consent_on_the_servers_pages_in_headless_chromium() {
 /// page was written: Chromium then shows ERR_EMPTY_RESPONSE for 127.0.0.1.
 /// (A granted sign-in exchanges the code first, which leaves the page time.)
 #[test]
-#[ignore = "the refused page can be lost when the program exits right after a denial"]
 fn cancel_on_the_servers_consent_page_shows_refused_and_saves_nothing() {
     let run = sign_in_in_browser("cancel");
     let ctx = run.context();
