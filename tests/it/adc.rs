@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use crate::common::examples::{example, stdout};
 use crate::common::*;
 use serde_json::json;
-use wiremock::matchers::{header, header_exists, method, path, query_param};
+use wiremock::matchers::{header, header_exists, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const ADC_ENV: [&str; 9] = [
