@@ -306,6 +306,97 @@ fn authorized_get(c: &mut Criterion) {
     g.finish();
 }
 
+/// Size of the SSE body of `stream_throughput`.
+const STREAM_BYTES: usize = 16 * 1024 * 1024;
+
+/// A keep-alive HTTP/1.1 server on 127.0.0.1 answering with `STREAM_BYTES`
+/// of `text/event-stream` (Gemini's `alt=sse` chunks), sent in 16 KiB frames.
+async fn sse_server() -> String {
+    use hyper::server::conn::http1;
+    use hyper_util::rt::TokioIo;
+    let event = b"data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"lorem ipsum dolor sit amet\"}]}}]}\r\n\r\n";
+    let body: bytes::Bytes = event
+        .iter()
+        .copied()
+        .cycle()
+        .take(STREAM_BYTES)
+        .collect::<Vec<u8>>()
+        .into();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| {
+                    let frames: Vec<
+                        Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>,
+                    > = (0..body.len())
+                        .step_by(16 * 1024)
+                        .map(|i| {
+                            Ok(hyper::body::Frame::data(
+                                body.slice(i..(i + 16 * 1024).min(body.len())),
+                            ))
+                        })
+                        .collect();
+                    async move {
+                        let mut resp = hyper::Response::new(http_body_util::StreamBody::new(
+                            futures_util::stream::iter(frames),
+                        ));
+                        resp.headers_mut().insert(
+                            "content-type",
+                            http::HeaderValue::from_static("text/event-stream"),
+                        );
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}/v1/models/m:streamGenerateContent?alt=sse")
+}
+
+/// 16 MiB of SSE through our authorized client and through raw hyper. Our
+/// client reads a response whole today (a 32 MiB cap), so this measures that
+/// path; both sides read every byte.
+fn stream_throughput(c: &mut Criterion) {
+    use http_body_util::{BodyExt, Empty};
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let (ours_path, _) = token_files(dir.path());
+    let url = rt.block_on(sse_server());
+    let client = rt.block_on(ours(&ours_path)).authorized_client();
+    let raw = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<bytes::Bytes>>();
+    let uri: http::Uri = url.parse().unwrap();
+    let mut g = c.benchmark_group("stream_throughput");
+    g.throughput(criterion::Throughput::Bytes(STREAM_BYTES as u64));
+    g.sample_size(20);
+    g.bench_function("gemini_oauth", |b| {
+        b.to_async(&rt).iter(|| async {
+            let resp = client.get(&url).await.unwrap();
+            assert_eq!(resp.body().len(), STREAM_BYTES);
+            black_box(resp)
+        })
+    });
+    g.bench_function("raw_hyper", |b| {
+        b.to_async(&rt).iter(|| async {
+            let req = http::Request::get(uri.clone())
+                .header("authorization", "Bearer ya29.bench")
+                .body(Empty::new())
+                .unwrap();
+            let resp = raw.request(req).await.unwrap();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body.len(), STREAM_BYTES);
+            black_box(body)
+        })
+    });
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -560,6 +651,7 @@ criterion_group! {
     name = benches;
     config = config();
     targets = token_hot_path, token_contended_8, token_many_credentials, token_multi_thread,
-        token_refresh_window, cold_start, cold_start_same_roots, first_request, authorized_get
+        token_refresh_window, cold_start, cold_start_same_roots, first_request, authorized_get,
+        stream_throughput
 }
 criterion_main!(benches);
