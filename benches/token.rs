@@ -1,6 +1,7 @@
 //! gemini-oauth side by side with yup-oauth2 12.1.2 (and a naive floor), in
 //! one run: `cargo bench --bench token`. No network: token files on disk and
-//! a GET server on 127.0.0.1.
+//! servers on 127.0.0.1 (plain HTTP, and HTTPS with a throwaway CA made by
+//! openssl).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -12,6 +13,9 @@ use gemini_oauth::{Consent, CredentialLoader, Credentials, FileTokenStore};
 use tokio::runtime::Runtime;
 use yup_oauth2::authenticator::Authenticator;
 use yup_oauth2::{ApplicationSecret, InstalledFlowAuthenticator, InstalledFlowReturnMethod};
+
+#[path = "../tests/it/common/tls_certs.rs"]
+mod tls_certs;
 
 const SCOPE: &str = "https://www.googleapis.com/auth/generative-language.retriever";
 
@@ -25,13 +29,25 @@ fn runtime() -> Runtime {
 
 /// A valid token.json (ours) and yup-oauth2's token cache, both expiring in an hour.
 fn token_files(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let expiry = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    token_files_expiring(
+        dir,
+        time::Duration::hours(1),
+        "https://oauth2.googleapis.com/token",
+    )
+}
+
+fn token_files_expiring(
+    dir: &std::path::Path,
+    left: time::Duration,
+    token_uri: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let expiry = time::OffsetDateTime::now_utc() + left;
     let ours = dir.join("token.json");
     let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     std::fs::write(
         &ours,
         format!(
-            r#"{{"token": "ya29.bench", "refresh_token": "1//r", "token_uri": "https://oauth2.googleapis.com/token", "client_id": "c", "client_secret": "s", "scopes": ["{SCOPE}"], "expiry": "{}"}}"#,
+            r#"{{"token": "ya29.bench", "refresh_token": "1//r", "token_uri": "{token_uri}", "client_id": "c", "client_secret": "s", "scopes": ["{SCOPE}"], "expiry": "{}"}}"#,
             expiry.format(&fmt).unwrap()
         ),
     )
@@ -61,20 +77,70 @@ type Yup = Authenticator<
     yup_oauth2::hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
 >;
 
-async fn yup(path: &std::path::Path) -> Yup {
-    let secret = ApplicationSecret {
+fn yup_secret() -> ApplicationSecret {
+    ApplicationSecret {
         client_id: "c".into(),
         client_secret: "s".into(),
         token_uri: "https://oauth2.googleapis.com/token".into(),
         auth_uri: "https://accounts.google.com/o/oauth2/auth".into(),
         redirect_uris: vec!["http://localhost".into()],
         ..Default::default()
-    };
-    InstalledFlowAuthenticator::builder(secret, InstalledFlowReturnMethod::HTTPRedirect)
+    }
+}
+
+async fn yup(path: &std::path::Path) -> Yup {
+    InstalledFlowAuthenticator::builder(yup_secret(), InstalledFlowReturnMethod::HTTPRedirect)
         .persist_tokens_to_disk(path)
         .build()
         .await
         .unwrap()
+}
+
+type HttpsClient<B> = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    B,
+>;
+
+/// A hyper client trusting what ours trusts: the webpki roots, plus `extra_pem`.
+fn webpki_client<B>(extra_pem: &str) -> HttpsClient<B>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+{
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    roots.add_parsable_certificates(
+        rustls_pki_types::CertificateDer::pem_slice_iter(extra_pem.as_bytes()).map(Result::unwrap),
+    );
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https)
+}
+
+/// yup-oauth2 on a hyper client with the same roots as ours.
+async fn yup_same_roots(path: &std::path::Path, client: HttpsClient<String>) -> Yup {
+    InstalledFlowAuthenticator::with_client(
+        yup_secret(),
+        InstalledFlowReturnMethod::HTTPRedirect,
+        yup_oauth2::CustomHyperClientBuilder::from(client),
+    )
+    .persist_tokens_to_disk(path)
+    .build()
+    .await
+    .unwrap()
 }
 
 fn token_hot_path(c: &mut Criterion) {
@@ -240,6 +306,97 @@ fn authorized_get(c: &mut Criterion) {
     g.finish();
 }
 
+/// Size of the SSE body of `stream_throughput`.
+const STREAM_BYTES: usize = 16 * 1024 * 1024;
+
+/// A keep-alive HTTP/1.1 server on 127.0.0.1 answering with `STREAM_BYTES`
+/// of `text/event-stream` (Gemini's `alt=sse` chunks), sent in 16 KiB frames.
+async fn sse_server() -> String {
+    use hyper::server::conn::http1;
+    use hyper_util::rt::TokioIo;
+    let event = b"data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"lorem ipsum dolor sit amet\"}]}}]}\r\n\r\n";
+    let body: bytes::Bytes = event
+        .iter()
+        .copied()
+        .cycle()
+        .take(STREAM_BYTES)
+        .collect::<Vec<u8>>()
+        .into();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| {
+                    let frames: Vec<
+                        Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>,
+                    > = (0..body.len())
+                        .step_by(16 * 1024)
+                        .map(|i| {
+                            Ok(hyper::body::Frame::data(
+                                body.slice(i..(i + 16 * 1024).min(body.len())),
+                            ))
+                        })
+                        .collect();
+                    async move {
+                        let mut resp = hyper::Response::new(http_body_util::StreamBody::new(
+                            futures_util::stream::iter(frames),
+                        ));
+                        resp.headers_mut().insert(
+                            "content-type",
+                            http::HeaderValue::from_static("text/event-stream"),
+                        );
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}/v1/models/m:streamGenerateContent?alt=sse")
+}
+
+/// 16 MiB of SSE through our authorized client and through raw hyper. Our
+/// client reads a response whole today (a 32 MiB cap), so this measures that
+/// path; both sides read every byte.
+fn stream_throughput(c: &mut Criterion) {
+    use http_body_util::{BodyExt, Empty};
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let (ours_path, _) = token_files(dir.path());
+    let url = rt.block_on(sse_server());
+    let client = rt.block_on(ours(&ours_path)).authorized_client();
+    let raw = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<bytes::Bytes>>();
+    let uri: http::Uri = url.parse().unwrap();
+    let mut g = c.benchmark_group("stream_throughput");
+    g.throughput(criterion::Throughput::Bytes(STREAM_BYTES as u64));
+    g.sample_size(20);
+    g.bench_function("gemini_oauth", |b| {
+        b.to_async(&rt).iter(|| async {
+            let resp = client.get(&url).await.unwrap();
+            assert_eq!(resp.body().len(), STREAM_BYTES);
+            black_box(resp)
+        })
+    });
+    g.bench_function("raw_hyper", |b| {
+        b.to_async(&rt).iter(|| async {
+            let req = http::Request::get(uri.clone())
+                .header("authorization", "Bearer ya29.bench")
+                .body(Empty::new())
+                .unwrap();
+            let resp = raw.request(req).await.unwrap();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body.len(), STREAM_BYTES);
+            black_box(body)
+        })
+    });
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -247,9 +404,254 @@ fn config() -> Criterion {
         .sample_size(50)
 }
 
+/// `N` credentials (ours and yup's), each from its own token files.
+fn many<const N: usize>(rt: &Runtime, dir: &std::path::Path) -> (Vec<Credentials>, Vec<Arc<Yup>>) {
+    let mut ours_all = Vec::new();
+    let mut yup_all = Vec::new();
+    for i in 0..N {
+        let sub = dir.join(i.to_string());
+        std::fs::create_dir_all(&sub).unwrap();
+        let (o, y) = token_files(&sub);
+        ours_all.push(rt.block_on(ours(&o)));
+        yup_all.push(Arc::new(rt.block_on(yup(&y))));
+    }
+    (ours_all, yup_all)
+}
+
+fn token_many_credentials(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let (ours_all, yup_all) = many::<16>(&rt, dir.path());
+    // block_on polls on this thread: a plain counter is enough.
+    let next = std::cell::Cell::new(0usize);
+    let pick = || {
+        let i = next.get();
+        next.set((i + 1) % 16);
+        i
+    };
+    let mut g = c.benchmark_group("token_many_credentials");
+    g.bench_function("gemini_oauth", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(ours_all[pick()].access_token().await.unwrap()) })
+    });
+    g.bench_function("yup_oauth2", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(yup_all[pick()].token(&[SCOPE]).await.unwrap()) })
+    });
+    g.finish();
+}
+
+/// Wall time per call with 64 tasks on the 2-worker runtime, each holding
+/// its token across a yield (so tasks migrate between workers) before
+/// dropping it.
+fn per_call_64_migrating<T, F, Fut>(rt: &Runtime, iters: u64, handle: &T, call: F) -> Duration
+where
+    T: Clone + Send + 'static,
+    F: Fn(T, u64) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let per_task = iters.div_ceil(64).max(1);
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..64).map(|_| call(handle.clone(), per_task)).collect();
+        let start = Instant::now();
+        let tasks: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        start
+            .elapsed()
+            .mul_f64(iters as f64 / (per_task * 64) as f64)
+    })
+}
+
+fn token_multi_thread(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let (ours_path, yup_path) = token_files(dir.path());
+    let creds = rt.block_on(ours(&ours_path));
+    let auth = Arc::new(rt.block_on(yup(&yup_path)));
+    let mut g = c.benchmark_group("token_multi_thread");
+    g.bench_function("gemini_oauth", |b| {
+        b.iter_custom(|iters| {
+            per_call_64_migrating(&rt, iters, &creds, |creds, n| async move {
+                for _ in 0..n {
+                    let token = creds.access_token().await.unwrap();
+                    tokio::task::yield_now().await;
+                    drop(black_box(token));
+                }
+            })
+        })
+    });
+    g.bench_function("yup_oauth2", |b| {
+        b.iter_custom(|iters| {
+            per_call_64_migrating(&rt, iters, &auth, |auth, n| async move {
+                for _ in 0..n {
+                    let token = auth.token(&[SCOPE]).await.unwrap();
+                    tokio::task::yield_now().await;
+                    drop(black_box(token));
+                }
+            })
+        })
+    });
+    // The same loop without a token: what the scheduler costs both sides.
+    g.bench_function("floor_yield_only", |b| {
+        b.iter_custom(|iters| {
+            per_call_64_migrating(&rt, iters, &(), |(), n| async move {
+                for _ in 0..n {
+                    tokio::task::yield_now().await;
+                    black_box(());
+                }
+            })
+        })
+    });
+    g.finish();
+}
+
+/// A token endpoint on 127.0.0.1 that never answers within the benchmark.
+async fn stalled_endpoint() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    format!("http://{addr}/token")
+}
+
+fn token_refresh_window(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    // 100 s left: inside the 3 min 45 s window, with the refresh in flight.
+    let endpoint = rt.block_on(stalled_endpoint());
+    let (path, _) = token_files_expiring(dir.path(), time::Duration::seconds(100), &endpoint);
+    let creds = rt.block_on(ours(&path));
+    rt.block_on(async {
+        creds.access_token().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    });
+    let mut g = c.benchmark_group("token_refresh_window");
+    g.bench_function("gemini_oauth", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(creds.access_token().await.unwrap()) })
+    });
+    g.finish();
+}
+
+fn cold_start_same_roots(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let (ours_path, yup_path) = token_files(dir.path());
+    let mut g = c.benchmark_group("cold_start_same_roots");
+    g.bench_function("gemini_oauth", |b| {
+        b.to_async(&rt).iter(|| async {
+            let creds = ours(&ours_path).await;
+            black_box(creds.access_token().await.unwrap())
+        })
+    });
+    g.bench_function("yup_oauth2", |b| {
+        b.to_async(&rt).iter(|| async {
+            let auth = yup_same_roots(&yup_path, webpki_client("")).await;
+            black_box(auth.token(&[SCOPE]).await.unwrap())
+        })
+    });
+    g.finish();
+}
+
+/// An HTTPS server on 127.0.0.1 (h2 and http/1.1 by ALPN) answering every
+/// request with a small JSON body. Returns its `models` URL and the CA.
+async fn tls_server(dir: &std::path::Path) -> (String, String) {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let (ca, leaf, key) = tls_certs::make_certs(dir);
+    let certs = CertificateDer::pem_slice_iter(leaf.as_bytes())
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(br#"{"models": []}"#)),
+                    ))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                .await;
+            });
+        }
+    });
+    (format!("https://127.0.0.1:{}/v1/models", addr.port()), ca)
+}
+
+fn first_request(c: &mut Criterion) {
+    use http_body_util::BodyExt;
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let (ours_path, yup_path) = token_files(dir.path());
+    let (url, ca) = rt.block_on(tls_server(dir.path()));
+    let uri: http::Uri = url.parse().unwrap();
+    let mut g = c.benchmark_group("first_request");
+    g.bench_function("gemini_oauth", |b| {
+        b.to_async(&rt).iter(|| async {
+            let creds = CredentialLoader::new()
+                .token_store(FileTokenStore::new(&ours_path))
+                .consent(Consent::Never)
+                .root_certificates_pem(&ca)
+                .load()
+                .await
+                .unwrap();
+            let resp = creds.authorized_client().get(&url).await.unwrap();
+            assert!(resp.status().is_success());
+            black_box(resp)
+        })
+    });
+    g.bench_function("yup_oauth2", |b| {
+        b.to_async(&rt).iter(|| async {
+            // One client with the same roots, for the token and the call, as ours.
+            let client = webpki_client::<String>(&ca);
+            let auth = yup_same_roots(&yup_path, client.clone()).await;
+            let token = auth.token(&[SCOPE]).await.unwrap();
+            let req = http::Request::get(uri.clone())
+                .header(
+                    "authorization",
+                    format!("Bearer {}", token.token().unwrap()),
+                )
+                .body(String::new())
+                .unwrap();
+            let resp = client.request(req).await.unwrap();
+            assert!(resp.status().is_success());
+            black_box(resp.into_body().collect().await.unwrap().to_bytes())
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = token_hot_path, token_contended_8, cold_start, authorized_get
+    targets = token_hot_path, token_contended_8, token_many_credentials, token_multi_thread,
+        token_refresh_window, cold_start, cold_start_same_roots, first_request, authorized_get,
+        stream_throughput
 }
 criterion_main!(benches);

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use http::HeaderValue;
@@ -37,12 +37,22 @@ pub(crate) struct Published {
 
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 
-const LOCAL_SLOTS: usize = 4;
+/// Per-thread slots: each token cache has one, so up to this many live
+/// credentials keep their copies without evicting each other.
+pub(crate) const LOCAL_SLOTS: usize = 64;
+
+static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+
+/// A slot for a new token cache (credentials past [`LOCAL_SLOTS`] share slots).
+pub(crate) fn next_slot() -> usize {
+    NEXT_SLOT.fetch_add(1, Ordering::Relaxed) % LOCAL_SLOTS
+}
 
 thread_local! {
-    /// Each thread keeps its own copy of the current token, so the hot path
-    /// touches no cache line that another core writes: no shared reference
-    /// count, no lock. Slots are picked by generation.
+    /// Each thread keeps its own copy of each cache's current token, so the
+    /// hot path touches no cache line that another core writes: no shared
+    /// reference count, no lock. A cache always uses the same slot; the
+    /// generation in the copy says whether it is still current.
     static LOCAL: RefCell<[Option<Arc<Published>>; LOCAL_SLOTS]> =
         const { RefCell::new([const { None }; LOCAL_SLOTS]) };
 }
@@ -124,28 +134,38 @@ fn bearer(secret: &SecretString) -> Result<HeaderValue> {
     Ok(header)
 }
 
-/// This thread's copy of the token of `generation`, if it is still fresh.
+/// This thread's copy (in `slot`) of the token of `generation`, if it is
+/// still fresh.
+///
+/// `servable(now)` decides for a copy past its refresh point (the cache knows
+/// whether a background refresh already runs).
 #[inline]
-pub(crate) fn local_fresh(generation: u64) -> Option<Arc<Published>> {
+pub(crate) fn local_fresh(
+    slot: usize,
+    generation: u64,
+    servable: impl FnOnce(u64) -> bool,
+) -> Option<Arc<Published>> {
     LOCAL.with(|slots| {
         let slots = slots.borrow();
-        match &slots[generation as usize % LOCAL_SLOTS] {
-            Some(t) if t.generation == generation && now_ms() < t.refresh_at_ms => {
-                Some(Arc::clone(t))
+        match &slots[slot % LOCAL_SLOTS] {
+            Some(t) if t.generation == generation => {
+                let now = now_ms();
+                (now < t.refresh_at_ms || (now < t.usable_until_ms && servable(now)))
+                    .then(|| Arc::clone(t))
             }
             _ => None,
         }
     })
 }
 
-/// Keeps a private copy of `current` for this thread and returns it.
-pub(crate) fn cache_locally(current: &Arc<Published>) -> Arc<Published> {
+/// Keeps a private copy of `current` in this thread's `slot` and returns it.
+pub(crate) fn cache_locally(slot: usize, current: &Arc<Published>) -> Arc<Published> {
     let Ok(copy) = current.local_copy() else {
         return Arc::clone(current);
     };
     let copy = Arc::new(copy);
     LOCAL.with(|slots| {
-        slots.borrow_mut()[current.generation as usize % LOCAL_SLOTS] = Some(Arc::clone(&copy));
+        slots.borrow_mut()[slot % LOCAL_SLOTS] = Some(Arc::clone(&copy));
     });
     copy
 }

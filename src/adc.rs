@@ -70,7 +70,7 @@ pub(crate) async fn find(scopes: &[String]) -> Result<Found> {
 }
 
 async fn from_file(path: &Path) -> Result<Found> {
-    let bytes = crate::store::file::read_capped(path).await?;
+    let bytes = crate::store::file::read_capped(path, false)?;
     parse(&bytes, path)
 }
 

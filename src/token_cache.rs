@@ -64,6 +64,8 @@ pub(crate) struct TokenCache {
 }
 
 struct Inner {
+    /// This cache's slot in every thread's copies.
+    slot: usize,
     current: ArcSwap<Published>,
     /// The generation of `current`, published after it.
     generation: AtomicU64,
@@ -87,6 +89,7 @@ impl TokenCache {
         let published = Published::new(first.token, first.expires_at, None)?;
         Ok(TokenCache {
             inner: Arc::new(Inner {
+                slot: access_token::next_slot(),
                 generation: AtomicU64::new(published.generation),
                 current: ArcSwap::from_pointee(published),
                 refreshing: AtomicBool::new(false),
@@ -111,10 +114,21 @@ impl TokenCache {
         }
     }
 
-    /// The hot path: this thread's copy of the current token, if fresh.
+    /// The hot path: this thread's copy of the current token, if fresh, or
+    /// inside the refresh window while a background refresh already runs (or
+    /// backs off): nothing to start, so nothing to do but hand it out.
     #[inline]
     pub(crate) fn fresh(&self) -> Option<AccessToken> {
-        access_token::local_fresh(self.inner.generation.load(Ordering::Acquire)).map(AccessToken)
+        let inner = &*self.inner;
+        access_token::local_fresh(
+            inner.slot,
+            inner.generation.load(Ordering::Acquire),
+            |now| {
+                inner.refreshing.load(Ordering::Relaxed)
+                    || now < inner.quiet_until_ms.load(Ordering::Relaxed)
+            },
+        )
+        .map(AccessToken)
     }
 
     /// Everything but the hot path: a shared copy, a background refresh, or
@@ -211,11 +225,16 @@ impl Inner {
         let current = self.current.load_full();
         let now = now_ms();
         if now < current.refresh_at_ms {
-            return Ok(AccessToken(access_token::cache_locally(&current)));
+            return Ok(AccessToken(access_token::cache_locally(
+                self.slot, &current,
+            )));
         }
         if now < current.usable_until_ms {
             self.start_background_refresh(current.generation);
-            return Ok(AccessToken(current));
+            // Later calls on this thread take the hot path while it runs.
+            return Ok(AccessToken(access_token::cache_locally(
+                self.slot, &current,
+            )));
         }
         self.refresh_and_wait(current.generation).await
     }
@@ -420,6 +439,37 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(31)).await;
         assert_eq!(cache.token().await.unwrap().secret(), "token-1");
         assert_eq!(source.calls(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_hot_path_serves_the_window_once_a_refresh_runs() {
+        let source = Fake::new(HOUR, Duration::from_secs(30));
+        let cache = cache(&source, Duration::from_secs(60));
+        // Past the refresh point with nothing running: the slow path must
+        // start the refresh.
+        assert!(cache.fresh().is_none());
+        assert_eq!(cache.token().await.unwrap().secret(), "token-0");
+        tokio::task::yield_now().await;
+        assert_eq!(source.calls(), 1);
+        // While it runs, this thread's copy is handed out without a lock.
+        for _ in 0..10 {
+            assert_eq!(cache.fresh().unwrap().secret(), "token-0");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn many_caches_keep_their_own_copies_on_one_thread() {
+        let source = Fake::new(HOUR, Duration::ZERO);
+        let caches: Vec<_> = (0..16).map(|_| cache(&source, HOUR)).collect();
+        for c in &caches {
+            c.token().await.unwrap();
+        }
+        // Round-robin over all sixteen: every one still has its copy.
+        for _ in 0..3 {
+            for c in &caches {
+                assert!(c.fresh().is_some());
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -215,8 +215,15 @@ pub(crate) async fn serve(
         let expected = Arc::clone(&expected);
         let tx = tx.clone();
         connections.spawn(async move {
+            let carried = Arc::new(std::sync::Mutex::new(None));
+            let slot = Arc::clone(&carried);
             let service = hyper::service::service_fn(move |req| {
-                let reply = answer(&req, expected.expose_secret(), &tx);
+                let (reply, callback) = answer(&req, expected.expose_secret());
+                if callback.is_some() {
+                    *slot
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = callback;
+                }
                 async move { Ok::<_, Infallible>(reply) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
@@ -225,44 +232,57 @@ pub(crate) async fn serve(
                 .keep_alive(false)
                 .serve_connection(TokioIo::new(stream), service);
             let _ = conn.await;
+            // Only now that the page is written (one request per connection)
+            // may the flow end: a program that exits at once after a denial
+            // would otherwise cut the page off.
+            let callback = carried
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            if let Some(callback) = callback {
+                let _ = tx.try_send(callback);
+            }
         });
     }
 }
 
-fn answer(
-    req: &Request<Incoming>,
-    expected: &str,
-    tx: &mpsc::Sender<Callback>,
-) -> Response<Full<Bytes>> {
+/// The page for `req`, and the callback it carries, if it answers this sign-in.
+fn answer(req: &Request<Incoming>, expected: &str) -> (Response<Full<Bytes>>, Option<Callback>) {
     if req.method() != Method::GET {
-        return page(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", "");
+        return (
+            page(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", ""),
+            None,
+        );
     }
     if req.uri().path() != "/" {
-        return page(StatusCode::NOT_FOUND, "Not found", "");
+        return (page(StatusCode::NOT_FOUND, "Not found", ""), None);
     }
     // Query values are never echoed into the page.
     match parse_callback(req.uri().query().unwrap_or(""), expected) {
-        None => page(
-            StatusCode::BAD_REQUEST,
-            "Not a response to this sign-in",
-            "This address does not belong to the sign-in that is waiting. Start the sign-in again from the application.",
+        None => (
+            page(
+                StatusCode::BAD_REQUEST,
+                "Not a response to this sign-in",
+                "This address does not belong to the sign-in that is waiting. Start the sign-in again from the application.",
+            ),
+            None,
         ),
-        Some(Callback::Denied(e)) => {
-            let _ = tx.try_send(Callback::Denied(e));
+        Some(Callback::Denied(e)) => (
             page(
                 StatusCode::OK,
                 "Authorization refused",
                 "The application was not authorized. You may close this window and return to the application.",
-            )
-        }
-        Some(cb) => {
-            let _ = tx.try_send(cb);
+            ),
+            Some(Callback::Denied(e)),
+        ),
+        Some(cb) => (
             page(
                 StatusCode::OK,
                 "Authorization complete",
                 "The authentication flow has completed. You may close this window.",
-            )
-        }
+            ),
+            Some(cb),
+        ),
     }
 }
 

@@ -124,18 +124,20 @@ impl CredentialLoader<UserFlow> {
             .and_then(|s| s.quota_project_id().map(str::to_owned));
         let settings = self.settings(file_quota)?;
         let endpoints = self.endpoints(&settings.http);
+        let scopes = &self.common.scopes;
+        if decide(stored.as_ref(), scopes, None) == Decision::Use
+            && let Some(record) = stored
+        {
+            tracing::debug!(store = %name, "using the cached token");
+            let user = Arc::new(UserSource::new(Some(store), name, record, endpoints));
+            return user_credentials(user, settings);
+        }
         let user = Arc::new(UserSource::new(
             Some(store),
             name,
             stored.clone().unwrap_or_default(),
             endpoints,
         ));
-        let scopes = &self.common.scopes;
-        if let Decision::Use(record) = decide(stored.clone(), scopes, None) {
-            tracing::debug!(store = %user.name(), "using the cached token");
-            user.set_record(record);
-            return user_credentials(user, settings);
-        }
         // Work to do, under the store's lock: another process may have
         // refreshed or signed in while we waited for it.
         let wait = self.kind.flow.timeout + LOCK_MARGIN;

@@ -21,10 +21,10 @@ use crate::token_endpoint::{self, OAuthError, Retry};
 const REFRESH_LOCK_WAIT: Duration = Duration::from_secs(60);
 
 /// What a stored record allows.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) enum Decision {
-    Use(StoredToken),
-    Refresh(StoredToken),
+    Use,
+    Refresh,
     Consent(ConsentReason),
 }
 
@@ -32,7 +32,7 @@ pub(crate) enum Decision {
 /// token is taken only when it expires later than that (a background
 /// refresh must not settle for the token it is replacing).
 pub(crate) fn decide(
-    stored: Option<StoredToken>,
+    stored: Option<&StoredToken>,
     scopes: &[String],
     newer_than: Option<SystemTime>,
 ) -> Decision {
@@ -44,9 +44,9 @@ pub(crate) fn decide(
     if !missing.is_empty() {
         Decision::Consent(ConsentReason::ScopesNotCovered(missing))
     } else if record.is_usable() && newer {
-        Decision::Use(record)
+        Decision::Use
     } else if record.refresh_token.is_some() {
-        Decision::Refresh(record)
+        Decision::Refresh
     } else {
         Decision::Consent(ConsentReason::NoRefreshToken)
     }
@@ -120,10 +120,6 @@ impl UserSource {
         *lock(&self.record) = record;
     }
 
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The one locked-refresh path. Takes the store's cross-process lock
     /// (when it has one), re-reads the store under it (another process may
     /// have refreshed or signed in meanwhile), then uses the stored token,
@@ -164,12 +160,13 @@ impl UserSource {
             },
             _ => current,
         };
-        let outcome = match decide(stored, scopes, newer_than) {
-            Decision::Use(record) => {
+        let decision = decide(stored.as_ref(), scopes, newer_than);
+        let outcome = match (decision, stored) {
+            (Decision::Use, Some(record)) => {
                 tracing::debug!(store = %self.name, "using the stored token");
                 Outcome::Token(record)
             }
-            Decision::Refresh(record) => match self.refresh_grant(record).await {
+            (Decision::Refresh, Some(record)) => match self.refresh_grant(record).await {
                 // Signed out while refreshing: the new token is neither saved nor used.
                 Ok(_) if self.revoked.load(Ordering::SeqCst) => {
                     return Err(Error::Revoked {
@@ -185,7 +182,9 @@ impl UserSource {
                 }
                 Err(e) => return Err(e),
             },
-            Decision::Consent(reason) => Outcome::Consent(reason),
+            (Decision::Consent(reason), _) => Outcome::Consent(reason),
+            // decide() says Use or Refresh only for a stored record.
+            (_, None) => Outcome::Consent(ConsentReason::NoToken),
         };
         if let Outcome::Token(record) = &outcome {
             self.set_record(record.clone());
@@ -370,20 +369,20 @@ mod tests {
     fn valid_token_is_used_expired_one_refreshed() {
         let s = scopes();
         assert!(matches!(
-            decide(Some(record(3000, true, Some(&[SCOPE]))), &s, None),
-            Decision::Use(_)
+            decide(Some(&record(3000, true, Some(&[SCOPE]))), &s, None),
+            Decision::Use
         ));
         assert!(matches!(
-            decide(Some(record(-10, true, Some(&[SCOPE]))), &s, None),
-            Decision::Refresh(_)
+            decide(Some(&record(-10, true, Some(&[SCOPE]))), &s, None),
+            Decision::Refresh
         ));
         // Inside the 10 s skew counts as expired.
         assert!(matches!(
-            decide(Some(record(5, true, Some(&[SCOPE]))), &s, None),
-            Decision::Refresh(_)
+            decide(Some(&record(5, true, Some(&[SCOPE]))), &s, None),
+            Decision::Refresh
         ));
         assert!(matches!(
-            decide(Some(record(-10, false, Some(&[SCOPE]))), &s, None),
+            decide(Some(&record(-10, false, Some(&[SCOPE]))), &s, None),
             Decision::Consent(ConsentReason::NoRefreshToken)
         ));
     }
@@ -391,7 +390,7 @@ mod tests {
     #[test]
     fn missing_scopes_need_consent_even_with_a_valid_token() {
         let wanted = vec![SCOPE.to_owned(), "https://extra".to_owned()];
-        match decide(Some(record(3000, true, Some(&[SCOPE]))), &wanted, None) {
+        match decide(Some(&record(3000, true, Some(&[SCOPE]))), &wanted, None) {
             Decision::Consent(ConsentReason::ScopesNotCovered(missing)) => {
                 assert_eq!(missing, ["https://extra"]);
             }
@@ -399,8 +398,8 @@ mod tests {
         }
         // gcloud's ADC file records no scopes: taken to cover all.
         assert!(matches!(
-            decide(Some(record(3000, true, None)), &wanted, None),
-            Decision::Use(_)
+            decide(Some(&record(3000, true, None)), &wanted, None),
+            Decision::Use
         ));
     }
 
@@ -410,10 +409,10 @@ mod tests {
         let ours = record(100, true, Some(&[SCOPE]));
         let have = ours.expiry();
         assert!(matches!(
-            decide(Some(ours.clone()), &s, have),
-            Decision::Refresh(_)
+            decide(Some(&ours.clone()), &s, have),
+            Decision::Refresh
         ));
         let theirs = record(3000, true, Some(&[SCOPE]));
-        assert!(matches!(decide(Some(theirs), &s, have), Decision::Use(_)));
+        assert!(matches!(decide(Some(&theirs), &s, have), Decision::Use));
     }
 }

@@ -72,14 +72,13 @@ impl FileTokenStore {
 
 impl TokenStore for FileTokenStore {
     async fn load(&self) -> Result<Option<StoredToken>> {
-        let bytes = match read_capped(&self.path).await {
+        let bytes = match read_capped(&self.path, true) {
             Ok(bytes) => bytes,
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(None);
             }
             Err(e) => return Err(e),
         };
-        warn_if_readable_by_others(&self.path);
         match StoredToken::from_json(&bytes) {
             Ok(token) => Ok(Some(token)),
             Err(problem) if self.replace_corrupt => {
@@ -173,28 +172,37 @@ fn is_read_only(e: &std::io::Error) -> bool {
     ) || e.raw_os_error() == Some(1) // EPERM
 }
 
-/// Reads a token or credentials file of at most [`MAX_FILE_SIZE`] bytes.
-pub(crate) async fn read_capped(path: &Path) -> Result<Vec<u8>> {
-    let owned = path.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let path = owned;
-        let file = std::fs::File::open(&path).map_err(|e| Error::io("read", &path, e))?;
-        let mut bytes = Vec::new();
-        file.take(MAX_FILE_SIZE + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::io("read", &path, e))?;
-        if bytes.len() as u64 > MAX_FILE_SIZE {
-            return Err(Error::TokenFile {
-                path,
-                problem: TokenFileProblem::TooLarge {
-                    limit: MAX_FILE_SIZE,
-                },
-            });
-        }
-        Ok(bytes)
-    })
-    .await
-    .map_err(|e| Error::io("read", path, std::io::Error::other(e)))?
+/// Reads a token or credentials file of at most [`MAX_FILE_SIZE`] bytes;
+/// with `warn_if_shared`, warns when others may read it.
+///
+/// The read is direct, not on tokio's blocking pool: these files are a few
+/// KiB and read once per process, and the hop to the pool would cost more
+/// than the read (the start of every program that prints a token).
+pub(crate) fn read_capped(path: &Path, warn_if_shared: bool) -> Result<Vec<u8>> {
+    let too_large = || Error::TokenFile {
+        path: path.to_owned(),
+        problem: TokenFileProblem::TooLarge {
+            limit: MAX_FILE_SIZE,
+        },
+    };
+    let file = std::fs::File::open(path).map_err(|e| Error::io("read", path, e))?;
+    // One fstat serves the size check, the buffer size and the mode warning.
+    let meta = file.metadata().map_err(|e| Error::io("read", path, e))?;
+    if meta.len() > MAX_FILE_SIZE {
+        return Err(too_large());
+    }
+    if warn_if_shared {
+        warn_if_readable_by_others(path, &meta);
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
+    file.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("read", path, e))?;
+    // The file may have grown since the fstat.
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(too_large());
+    }
+    Ok(bytes)
 }
 
 fn open_lock_file(path: &Path) -> Result<std::fs::File> {
@@ -283,23 +291,21 @@ fn remove_stale_temp_files(dir: &Path, prefix: &str) {
     }
 }
 
-fn warn_if_readable_by_others(path: &Path) {
+fn warn_if_readable_by_others(path: &Path, meta: &std::fs::Metadata) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(path) {
-            let mode = meta.permissions().mode();
-            if mode & 0o077 != 0 {
-                tracing::warn!(
-                    path = %path.display(),
-                    mode = format_args!("{:o}", mode & 0o777),
-                    "token file is readable by other users; it will be rewritten with mode 0600 on the next save"
-                );
-            }
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format_args!("{:o}", mode & 0o777),
+                "token file is readable by other users; it will be rewritten with mode 0600 on the next save"
+            );
         }
     }
     #[cfg(not(unix))]
-    let _ = path;
+    let _ = (path, meta);
 }
 
 #[cfg(test)]

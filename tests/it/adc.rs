@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use crate::common::examples::{example, stdout};
 use crate::common::*;
 use serde_json::json;
-use wiremock::matchers::{header, header_exists, method, path, query_param};
+use wiremock::matchers::{header, header_exists, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const ADC_ENV: [&str; 9] = [
@@ -250,32 +250,14 @@ async fn a_slow_metadata_server_is_given_up_on_after_its_short_limit() {
 
 #[tokio::test]
 async fn metadata_server_is_the_last_resort() {
-    let metadata = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/"))
-        .and(header("metadata-flavor", "Google"))
-        .respond_with(ResponseTemplate::new(200).insert_header("Metadata-Flavor", "Google"))
-        .mount(&metadata)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(
-            "/computeMetadata/v1/instance/service-accounts/default/token",
-        ))
-        .and(header("metadata-flavor", "Google"))
-        .and(query_param(
-            "scopes",
-            format!("{RETRIEVER},{}", gemini_oauth::scopes::CLOUD_PLATFORM).as_str(),
-        ))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("Metadata-Flavor", "Google")
-                .set_body_json(json!({
-                    "access_token": "ya29.METADATA", "expires_in": 3599, "token_type": "Bearer"
-                })),
-        )
-        .expect(1)
-        .mount(&metadata)
-        .await;
+    let metadata = metadata_server(
+        ResponseTemplate::new(200)
+            .insert_header("Metadata-Flavor", "Google")
+            .set_body_json(json!({
+                "access_token": "ya29.METADATA", "expires_in": 3599, "token_type": "Bearer"
+            })),
+    )
+    .await;
     let home = tempfile::tempdir().unwrap();
     let host = metadata.address().to_string();
     let out = run(
@@ -291,6 +273,27 @@ async fn metadata_server_is_the_last_resort() {
         ],
     );
     assert_eq!(stdout(&out), "ya29.METADATA\n");
+    // One token request, for exactly the requested scopes.
+    let asked: Vec<_> = metadata
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path().ends_with("/default/token"))
+        .map(|r| {
+            r.url
+                .query_pairs()
+                .find(|(k, _)| k == "scopes")
+                .map(|(_, v)| v.into_owned())
+        })
+        .collect();
+    assert_eq!(
+        asked,
+        [Some(format!(
+            "{RETRIEVER},{}",
+            gemini_oauth::scopes::CLOUD_PLATFORM
+        ))]
+    );
 }
 
 #[test]

@@ -177,17 +177,27 @@ fn fake_browser(dir: &std::path::Path, block: bool) -> (String, std::path::PathB
     (script.display().to_string(), pid)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_url_is_printed_even_when_the_browser_opened() {
+/// Signs in with the default `Consent::OpenBrowser` and a fake `BROWSER`
+/// (see [`fake_browser`]); the user consents through the printed URL.
+async fn sign_in_with_fake_browser(block: bool) -> (std::process::Output, tempfile::TempDir) {
     let server = OidcServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let (browser_cmd, _) = fake_browser(dir.path(), false);
+    let (browser_cmd, pid_file) = fake_browser(dir.path(), block);
     let mut cmd = example("print_access_token");
     cmd.env("BROWSER", &browser_cmd)
         .args(["--consent-timeout", "60"]);
     let (child, url) = start_sign_in_with(&server, dir.path(), cmd);
     consent_in_browser(&url).await;
     let out = child.wait_with_output().unwrap();
+    if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+        let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+    }
+    (out, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_url_is_printed_even_when_the_browser_opened() {
+    let (out, dir) = sign_in_with_fake_browser(false).await;
     assert!(out.status.success());
     let saved = read_json(&dir.path().join("token.json"));
     assert_eq!(
@@ -198,18 +208,7 @@ async fn the_url_is_printed_even_when_the_browser_opened() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_that_blocks_holds_neither_the_redirect_nor_the_exit() {
-    let server = OidcServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let (browser_cmd, pid_file) = fake_browser(dir.path(), true);
-    let mut cmd = example("print_access_token");
-    cmd.env("BROWSER", &browser_cmd)
-        .args(["--consent-timeout", "60"]);
-    let (child, url) = start_sign_in_with(&server, dir.path(), cmd);
-    consent_in_browser(&url).await;
-    let out = child.wait_with_output().unwrap();
-    if let Ok(pid) = std::fs::read_to_string(&pid_file) {
-        let _ = std::process::Command::new("kill").arg(pid.trim()).status();
-    }
+    let (out, dir) = sign_in_with_fake_browser(true).await;
     assert!(out.status.success());
     assert!(dir.path().join("token.json").exists());
 }

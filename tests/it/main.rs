@@ -15,6 +15,7 @@ mod adc_login;
 mod bad_input;
 #[cfg(feature = "blocking")]
 mod blocking;
+mod browser_consent;
 mod client;
 mod consent_e2e;
 mod consent_flow;

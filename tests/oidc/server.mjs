@@ -36,6 +36,9 @@ function intEnv(name, dflt) {
 const ACCESS_TOKEN_TTL = intEnv('OIDC_ACCESS_TOKEN_TTL', 3600);
 const MAX_LIFETIME_SECS = intEnv('OIDC_MAX_LIFETIME_SECS', 600);
 const ROTATE_REFRESH = process.env.OIDC_ROTATE_REFRESH === '1';
+// Interactive mode: oidc-provider's own development login and consent pages
+// (HTML forms a browser must fill and submit) instead of the automatic user.
+const INTERACTIVE = process.env.OIDC_INTERACTIVE === '1';
 
 // --- lifetime: die with the parent's stdin pipe, or after the max lifetime ---
 function shutdown(why) {
@@ -65,11 +68,15 @@ const signingKey = {
 
 // Interaction policy: the standard one minus the checks that would force a
 // browser round trip although the automatic user has already "logged in" and
-// "consented" (see Session.get / loadExistingGrant below).
+// "consented" (see Session.get / loadExistingGrant below). Interactive mode
+// keeps the standard policy: a new session must log in, and a native client
+// (or prompt=consent) always gets the consent page.
 const policy = interactionPolicy.base();
-policy.get('login').checks.remove('login_prompt'); // prompt=login is accepted but needs no UI
-policy.get('consent').checks.remove('consent_prompt'); // prompt=consent likewise
-policy.get('consent').checks.remove('native_client_prompt'); // native clients always prompt otherwise
+if (!INTERACTIVE) {
+  policy.get('login').checks.remove('login_prompt'); // prompt=login is accepted but needs no UI
+  policy.get('consent').checks.remove('consent_prompt'); // prompt=consent likewise
+  policy.get('consent').checks.remove('native_client_prompt'); // native clients always prompt otherwise
+}
 
 const client = (clientId, secret) => ({
   client_id: clientId,
@@ -101,7 +108,9 @@ const provider = new Provider(issuer, {
     revocation: '/token/revocation',
   },
   features: {
-    devInteractions: { enabled: false },
+    // In interactive mode: GET/POST /interaction/:uid, a login form (any
+    // login name and password) and then a consent form with a Continue button.
+    devInteractions: { enabled: INTERACTIVE },
     revocation: {
       enabled: true,
       allowedPolicy: async (ctx, c, token) => token.clientId === c.clientId,
@@ -113,11 +122,17 @@ const provider = new Provider(issuer, {
     claims: async () => ({ sub }),
   }),
   // The automatic user: always consents for the test client (grants every
-  // requested, known scope), always denies for the deny client.
+  // requested, known scope), always denies for the deny client. In
+  // interactive mode the test client gets oidc-provider's default: the grant
+  // that the consent page just made, or none (so the consent page is shown).
   loadExistingGrant: async (ctx) => {
     const { client: c, session } = ctx.oidc;
     if (c.clientId === DENY_CLIENT) {
       throw new errors.AccessDenied('the automatic test user denied the request');
+    }
+    if (INTERACTIVE) {
+      const grantId = ctx.oidc.result?.consent?.grantId || session.grantIdFor(c.clientId);
+      return grantId ? ctx.oidc.provider.Grant.find(grantId) : undefined;
     }
     const grant = new ctx.oidc.provider.Grant({ accountId: session.accountId, clientId: c.clientId });
     const scope = [...ctx.oidc.requestParamOIDCScopes].join(' ');
@@ -147,14 +162,27 @@ const provider = new Provider(issuer, {
 // Automatic login without any HTML or cookie round trip: every authorization
 // request gets a session that is already authenticated as `test-user`.
 // (Session.get is what the authorization endpoint uses to load the session.)
-const originalSessionGet = provider.Session.get;
-provider.Session.get = async function autoLoginSessionGet(ctx) {
-  const session = await originalSessionGet.call(this, ctx);
-  if (ctx.oidc?.route === 'authorization' && !session.accountId) {
-    session.loginAccount({ accountId: ACCOUNT_ID });
-  }
-  return session;
-};
+// Not in interactive mode: there the login page does it.
+if (!INTERACTIVE) {
+  const originalSessionGet = provider.Session.get;
+  provider.Session.get = async function autoLoginSessionGet(ctx) {
+    const session = await originalSessionGet.call(this, ctx);
+    if (ctx.oidc?.route === 'authorization' && !session.accountId) {
+      session.loginAccount({ accountId: ACCOUNT_ID });
+    }
+    return session;
+  };
+}
+
+// One stderr line per interaction page shown and per interaction finished
+// (only interactive mode has any).
+provider.on('interaction.started', (ctx, prompt) => {
+  console.error(`oidc interaction.started: ${prompt.name} (${prompt.reasons.join(', ')})`);
+});
+provider.on('interaction.ended', (ctx) => {
+  const r = ctx.oidc.result ?? {};
+  console.error(`oidc interaction.ended: ${Object.keys(r).join(', ')}${r.login ? ` account ${r.login.accountId}` : ''}`);
+});
 
 for (const ev of ['server_error', 'authorization.error', 'grant.error', 'revocation.error']) {
   provider.on(ev, (ctx, err) => {
@@ -172,4 +200,4 @@ process.stdout.write([
   `OIDC_ISSUER=${issuer}`,
   '',
 ].join('\n'));
-console.error(`oidc test server ready on ${issuer} (max lifetime ${MAX_LIFETIME_SECS}s, access token ttl ${ACCESS_TOKEN_TTL}s, rotate refresh ${ROTATE_REFRESH})`);
+console.error(`oidc test server ready on ${issuer} (max lifetime ${MAX_LIFETIME_SECS}s, access token ttl ${ACCESS_TOKEN_TTL}s, rotate refresh ${ROTATE_REFRESH}, interactive ${INTERACTIVE})`);

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod examples;
 pub mod oidc;
+pub mod tls_certs;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

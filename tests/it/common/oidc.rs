@@ -24,6 +24,18 @@ impl OidcServer {
     }
 
     pub fn start_with(env: &[(&str, &str)]) -> Self {
+        Self::spawn(env, Stdio::null())
+    }
+
+    /// [`OidcServer::start_with`], with the server's stderr in the file `log`:
+    /// one line per rejected request and, with `OIDC_INTERACTIVE=1`, per
+    /// interaction page started and ended (see tests/oidc/README.md).
+    pub fn start_logging_to(env: &[(&str, &str)], log: &std::path::Path) -> Self {
+        let file = std::fs::File::create(log).unwrap();
+        Self::spawn(env, Stdio::from(file))
+    }
+
+    fn spawn(env: &[(&str, &str)], stderr: Stdio) -> Self {
         let script = std::env::var("GEMINI_OAUTH_OIDC_SERVER")
             .unwrap_or_else(|_| format!("{}/tests/oidc/server.mjs", env!("CARGO_MANIFEST_DIR")));
         let modules = std::path::Path::new(&script)
@@ -39,7 +51,7 @@ impl OidcServer {
             .env("OIDC_MAX_LIFETIME_SECS", "300")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(stderr);
         for (k, v) in env {
             cmd.env(k, v);
         }
