@@ -583,6 +583,9 @@ async fn tls_server(dir: &std::path::Path) -> (String, String) {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
+            // Without it, Nagle and delayed ACKs stall the handshake by tens
+            // of milliseconds, for both clients alike, and hide their work.
+            let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
