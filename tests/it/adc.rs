@@ -631,3 +631,23 @@ async fn a_stalled_service_account_token_endpoint_times_out() {
     // A transient failure: the same retries as every token request.
     assert_eq!(tokens.received_requests().await.unwrap().len(), 3);
 }
+
+#[test]
+fn sign_in_flags_say_they_have_no_effect_with_adc() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run(
+        "print_access_token",
+        home.path(),
+        &[("NO_GCE_CHECK", "true")],
+        &["--adc", "--token", "elsewhere.json", "--no-browser"],
+    );
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("warning: --token has no effect with --adc"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: --no-browser/--headless/--no-consent has no effect with --adc"),
+        "{err}"
+    );
+}
