@@ -90,10 +90,11 @@ impl Published {
         secret: SecretString,
         expires_at: SystemTime,
         lifetime: Option<Duration>,
+        margin: Duration,
     ) -> Result<Self> {
         let window = match lifetime {
-            Some(l) => REFRESH_WINDOW.min(l / 2),
-            None => REFRESH_WINDOW,
+            Some(l) => margin.min(l / 2),
+            None => margin,
         };
         let usable_until_ms = to_ms(expires_at).saturating_sub(EXPIRY_SKEW.as_millis() as u64);
         Ok(Published {
@@ -182,6 +183,7 @@ mod tests {
             SecretString::from("t"),
             expires_at,
             Some(Duration::from_secs(12)),
+            REFRESH_WINDOW,
         )
         .unwrap();
         assert!(p.refresh_at_ms <= p.usable_until_ms);
@@ -193,6 +195,7 @@ mod tests {
             SecretString::from("t"),
             SystemTime::now() + Duration::from_secs(3600),
             Some(Duration::from_secs(3600)),
+            REFRESH_WINDOW,
         )
         .unwrap();
         assert_eq!(
@@ -203,9 +206,14 @@ mod tests {
 
     #[test]
     fn a_token_that_cannot_be_a_header_is_a_clear_error() {
-        let e = Published::new(SecretString::from("bad\nSECRET"), SystemTime::now(), None)
-            .err()
-            .unwrap();
+        let e = Published::new(
+            SecretString::from("bad\nSECRET"),
+            SystemTime::now(),
+            None,
+            REFRESH_WINDOW,
+        )
+        .err()
+        .unwrap();
         assert!(matches!(e, Error::InvalidHeaderValue { .. }));
         assert!(!format!("{e} {e:?}").contains("SECRET"));
     }

@@ -42,6 +42,7 @@ const _: () = {
     shared::<MemoryTokenStore>();
     shared::<Consent>();
     shared::<Model>();
+    shared::<crate::RefreshEvent>();
     // Errors are Clone so one failed refresh reaches every waiter.
     shared::<Error>();
     shared::<ApiError>();

@@ -297,6 +297,7 @@ mod tests {
             Box::pin(std::future::ready(Ok(Fetched {
                 token: SecretString::from(format!("token-{n}")),
                 expires_at: SystemTime::now() + Duration::from_secs(3600),
+                refresh_token_rotated: false,
             })))
         }
         fn describe(&self) -> String {
@@ -309,8 +310,14 @@ mod tests {
         let first = Fetched {
             token: SecretString::from("token-0"),
             expires_at: first_expires_at,
+            refresh_token_rotated: false,
         };
-        let cache = TokenCache::new(Arc::clone(&source) as Arc<dyn TokenSource>, first).unwrap();
+        let cache = TokenCache::new(
+            Arc::clone(&source) as Arc<dyn TokenSource>,
+            first,
+            crate::token_cache::CacheOptions::default(),
+        )
+        .unwrap();
         let settings = Settings {
             quota_project: None,
             quota_header: None,

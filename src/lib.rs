@@ -137,6 +137,7 @@ pub use loader::{CredentialLoader, kind};
 pub use store::RedisTokenStore;
 pub use store::{FileTokenStore, MemoryTokenStore, StoreLock, TokenStore};
 pub use token::{StoredToken, TokenFileProblem};
+pub use token_cache::RefreshEvent;
 pub use token_endpoint::OAuthError;
 
 /// Loads credentials with the quickstart's defaults: `./client_secret.json`,

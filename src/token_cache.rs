@@ -45,6 +45,56 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub(crate) struct Fetched {
     pub(crate) token: SecretString,
     pub(crate) expires_at: SystemTime,
+    /// The server sent a new refresh token with it.
+    pub(crate) refresh_token_rotated: bool,
+}
+
+/// What a refresh observer is told after each successful refresh: never a
+/// token, only when the new one expires and whether the server rotated the
+/// refresh token (see [`CredentialLoader::on_refresh`](crate::CredentialLoader::on_refresh)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RefreshEvent {
+    /// When the new access token expires.
+    pub expires_at: SystemTime,
+    /// Whether the token endpoint sent a new refresh token (which was kept,
+    /// and saved when the store allows).
+    pub refresh_token_rotated: bool,
+    /// Where the credentials come from (a file path, a store's name).
+    pub source: String,
+}
+
+/// A callback for [`RefreshEvent`]s.
+pub(crate) type RefreshObserver = Arc<dyn Fn(&RefreshEvent) + Send + Sync>;
+
+/// How a cache refreshes: how early, and whom it tells.
+#[derive(Clone)]
+pub(crate) struct CacheOptions {
+    /// How long before expiry a background refresh starts.
+    pub(crate) refresh_margin: Duration,
+    pub(crate) on_refresh: Option<RefreshObserver>,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        CacheOptions {
+            refresh_margin: crate::access_token::REFRESH_WINDOW,
+            on_refresh: None,
+        }
+    }
+}
+
+impl CacheOptions {
+    /// Tells the observer, if any, about a new token from `source`.
+    pub(crate) fn tell(&self, fetched: &Fetched, source: impl FnOnce() -> String) {
+        if let Some(observe) = &self.on_refresh {
+            observe(&RefreshEvent {
+                expires_at: fetched.expires_at,
+                refresh_token_rotated: fetched.refresh_token_rotated,
+                source: source(),
+            });
+        }
+    }
 }
 
 /// Where new access tokens come from: one implementation per credential kind
@@ -79,14 +129,20 @@ struct Inner {
     last_error: Mutex<Option<Error>>,
     /// Set by `close`: no token is served or published any more.
     closed: AtomicBool,
+    options: CacheOptions,
 }
 
 type Flight = watch::Receiver<Option<Result<()>>>;
 
 impl TokenCache {
     /// A cache whose first token is `first` (from a file, or fetched by the loader).
-    pub(crate) fn new(source: Arc<dyn TokenSource>, first: Fetched) -> Result<Self> {
-        let published = Published::new(first.token, first.expires_at, None)?;
+    pub(crate) fn new(
+        source: Arc<dyn TokenSource>,
+        first: Fetched,
+        options: CacheOptions,
+    ) -> Result<Self> {
+        let published =
+            Published::new(first.token, first.expires_at, None, options.refresh_margin)?;
         Ok(TokenCache {
             inner: Arc::new(Inner {
                 slot: access_token::next_slot(),
@@ -99,6 +155,7 @@ impl TokenCache {
                 failures: AtomicU64::new(0),
                 last_error: Mutex::new(None),
                 closed: AtomicBool::new(false),
+                options,
             }),
         })
     }
@@ -153,6 +210,7 @@ impl TokenCache {
             SecretString::from(String::new()),
             SystemTime::UNIX_EPOCH,
             None,
+            inner.options.refresh_margin,
         )?;
         let generation = dead.generation;
         inner.current.store(Arc::new(dead));
@@ -333,7 +391,13 @@ impl Inner {
             return Err(self.closed_error());
         }
         let lifetime = fetched.expires_at.duration_since(SystemTime::now()).ok();
-        let published = Published::new(fetched.token, fetched.expires_at, lifetime)?;
+        self.options.tell(&fetched, || self.source.describe());
+        let published = Published::new(
+            fetched.token,
+            fetched.expires_at,
+            lifetime,
+            self.options.refresh_margin,
+        )?;
         let generation = published.generation;
         self.current.store(Arc::new(published));
         self.generation.store(generation, Ordering::Release);
@@ -384,6 +448,7 @@ mod tests {
                 Ok(Fetched {
                     token: SecretString::from(format!("token-{n}")),
                     expires_at: SystemTime::now() + self.lifetime,
+                    refresh_token_rotated: false,
                 })
             })
         }
@@ -396,8 +461,14 @@ mod tests {
         let first = Fetched {
             token: SecretString::from("token-0"),
             expires_at: SystemTime::now() + first_expires_in,
+            refresh_token_rotated: false,
         };
-        TokenCache::new(Arc::clone(source) as Arc<dyn TokenSource>, first).unwrap()
+        TokenCache::new(
+            Arc::clone(source) as Arc<dyn TokenSource>,
+            first,
+            CacheOptions::default(),
+        )
+        .unwrap()
     }
 
     const HOUR: Duration = Duration::from_secs(3600);
@@ -470,6 +541,66 @@ mod tests {
                 assert!(c.fresh().is_some());
             }
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_refresh_margin_is_configurable() {
+        // Five minutes left: outside the default 3 min 45 s window...
+        let source = Fake::new(HOUR, Duration::ZERO);
+        let default = cache(&source, Duration::from_secs(300));
+        default.token().await.unwrap();
+        tokio::task::yield_now().await;
+        assert!(default.fresh().is_some());
+        assert_eq!(source.calls(), 0);
+        // ...but inside a 10 minute margin: the first call starts a refresh.
+        let wide = TokenCache::new(
+            Arc::clone(&source) as Arc<dyn TokenSource>,
+            Fetched {
+                token: SecretString::from("token-0"),
+                expires_at: SystemTime::now() + Duration::from_secs(300),
+                refresh_token_rotated: false,
+            },
+            CacheOptions {
+                refresh_margin: Duration::from_secs(600),
+                on_refresh: None,
+            },
+        )
+        .unwrap();
+        assert!(wide.fresh().is_none());
+        assert_eq!(wide.token().await.unwrap().secret(), "token-0");
+        tokio::task::yield_now().await;
+        assert_eq!(source.calls(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_observer_hears_every_successful_refresh_and_no_failure() {
+        let source = Fake::new(HOUR, Duration::ZERO);
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&events);
+        let cache = TokenCache::new(
+            Arc::clone(&source) as Arc<dyn TokenSource>,
+            Fetched {
+                token: SecretString::from("token-0"),
+                expires_at: SystemTime::now(),
+                refresh_token_rotated: false,
+            },
+            CacheOptions {
+                refresh_margin: crate::access_token::REFRESH_WINDOW,
+                on_refresh: Some(Arc::new(move |e: &RefreshEvent| {
+                    seen.lock().unwrap().push(e.clone())
+                })),
+            },
+        )
+        .unwrap();
+        assert_eq!(cache.token().await.unwrap().secret(), "token-1");
+        let stale = cache.token().await.unwrap();
+        source.fail.store(true, Ordering::SeqCst);
+        assert!(cache.refresh_after(&stale).await.is_err());
+        let events = events.lock().unwrap();
+        assert_eq!(events.len(), 1, "one success, the failure is not reported");
+        assert_eq!(events[0].source, "fake");
+        assert!(!events[0].refresh_token_rotated);
+        assert!(events[0].expires_at > SystemTime::now() + Duration::from_secs(3000));
     }
 
     #[tokio::test(start_paused = true)]
@@ -600,6 +731,7 @@ mod tests {
                     Ok(Fetched {
                         token: SecretString::from("after-panic"),
                         expires_at: SystemTime::now() + HOUR,
+                        refresh_token_rotated: false,
                     })
                 })
             }
@@ -610,8 +742,14 @@ mod tests {
         let first = Fetched {
             token: SecretString::from("old"),
             expires_at: SystemTime::now(),
+            refresh_token_rotated: false,
         };
-        let cache = TokenCache::new(Arc::new(Panics(AtomicUsize::new(0))), first).unwrap();
+        let cache = TokenCache::new(
+            Arc::new(Panics(AtomicUsize::new(0))),
+            first,
+            CacheOptions::default(),
+        )
+        .unwrap();
         assert!(cache.token().await.is_err());
         assert_eq!(cache.token().await.unwrap().secret(), "after-panic");
     }

@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use super::CredentialLoader;
 use super::kind::ApplicationDefault;
-use super::user::user_credentials;
+use super::user::{refreshed_credentials, user_credentials};
 use crate::adc::{self, Found};
 use crate::credentials::{Credentials, Kind, Settings};
 use crate::error::Result;
 use crate::source::metadata::MetadataSource;
 use crate::source::user::{Outcome, UserSource};
-use crate::token_cache::{TokenCache, TokenSource};
+use crate::token_cache::{CacheOptions, TokenCache, TokenSource};
 
 impl CredentialLoader<ApplicationDefault> {
     /// Application Default Credentials instead of `client_secret.json` and a
@@ -47,7 +47,10 @@ impl CredentialLoader<ApplicationDefault> {
                     .resolve(Some(user.record()), &[], None, Default::default())
                     .await?;
                 match outcome {
-                    Outcome::Token(_) => user_credentials(user, settings),
+                    Outcome::Token(_) => user_credentials(user, settings, &self.common.cache),
+                    Outcome::Refreshed { rotated, .. } => {
+                        refreshed_credentials(user, settings, &self.common.cache, rotated)
+                    }
                     Outcome::Consent(reason) => Err(user.consent_error(reason)),
                 }
             }
@@ -57,7 +60,7 @@ impl CredentialLoader<ApplicationDefault> {
                     server,
                     http: Arc::clone(&settings.http),
                 };
-                first_token(Arc::new(source), settings).await
+                first_token(Arc::new(source), settings, &self.common.cache).await
             }
             #[cfg(feature = "service-account")]
             Found::ServiceAccount(key) => {
@@ -69,16 +72,20 @@ impl CredentialLoader<ApplicationDefault> {
                     Arc::clone(&settings.http),
                     crate::token_endpoint::Retry::default(),
                 );
-                first_token(Arc::new(source), settings).await
+                first_token(Arc::new(source), settings, &self.common.cache).await
             }
         }
     }
 }
 
 /// Credentials over `source`, whose first token is fetched now.
-async fn first_token(source: Arc<dyn TokenSource>, settings: Settings) -> Result<Credentials> {
+async fn first_token(
+    source: Arc<dyn TokenSource>,
+    settings: Settings,
+    options: &CacheOptions,
+) -> Result<Credentials> {
     let first = source.fetch().await?;
-    let cache = TokenCache::new(source, first)?;
+    let cache = TokenCache::new(source, first, options.clone())?;
     Ok(Credentials::new(
         Kind::Token { cache, user: None },
         settings,

@@ -11,7 +11,7 @@ use super::kind::FixedToken;
 use crate::credentials::{Credentials, Kind};
 use crate::error::Result;
 use crate::source::fixed::FixedSource;
-use crate::token_cache::{Fetched, TokenCache};
+use crate::token_cache::{CacheOptions, Fetched, TokenCache};
 
 impl CredentialLoader<FixedToken> {
     /// Credentials that hand out `token` until `expires_at`, and then fail
@@ -46,8 +46,9 @@ impl CredentialLoader<FixedToken> {
         let first = Fetched {
             token: self.kind.token,
             expires_at: self.kind.expires_at,
+            refresh_token_rotated: false,
         };
-        let cache = TokenCache::new(Arc::new(FixedSource), first)?;
+        let cache = TokenCache::new(Arc::new(FixedSource), first, CacheOptions::default())?;
         Ok(Credentials::new(
             Kind::Token { cache, user: None },
             settings,

@@ -23,6 +23,7 @@ use crate::headers::sensitive;
 use crate::http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HttpClient};
 use crate::scopes;
 use crate::source::user::Endpoints;
+use crate::token_cache::{CacheOptions, RefreshEvent};
 use crate::token_endpoint::Retry;
 use crate::url::check_endpoint;
 
@@ -74,6 +75,7 @@ struct Common {
     revoke_uri: Option<String>,
     timeout: Duration,
     connect_timeout: Duration,
+    cache: CacheOptions,
 }
 
 impl Default for Common {
@@ -87,6 +89,7 @@ impl Default for Common {
             revoke_uri: None,
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            cache: CacheOptions::default(),
         }
     }
 }
@@ -102,6 +105,8 @@ impl<K: fmt::Debug> fmt::Debug for CredentialLoader<K> {
             .field("token_uri", &c.token_uri)
             .field("timeout", &c.timeout)
             .field("connect_timeout", &c.connect_timeout)
+            .field("refresh_margin", &c.cache.refresh_margin)
+            .field("on_refresh", &c.cache.on_refresh.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -212,6 +217,28 @@ impl<K: kind::OAuthKind> CredentialLoader<K> {
     /// [`endpoints::GOOGLE_REVOKE_URI`](crate::endpoints::GOOGLE_REVOKE_URI)).
     pub fn revoke_uri(mut self, url: impl Into<String>) -> Self {
         self.common.revoke_uri = Some(url.into());
+        self
+    }
+
+    /// How long before expiry a background refresh starts (default
+    /// [`REFRESH_WINDOW`](crate::REFRESH_WINDOW), google-auth's 3 min 45 s).
+    /// Callers keep the still-valid token meanwhile. A token that lives less
+    /// than twice the margin refreshes at half its life; none is handed out
+    /// in its last [`EXPIRY_SKEW`](crate::EXPIRY_SKEW).
+    pub fn refresh_margin(mut self, margin: Duration) -> Self {
+        self.common.cache.refresh_margin = margin;
+        self
+    }
+
+    /// Calls `observer` after every successful refresh: the new expiry and
+    /// whether the refresh token was rotated, never a secret
+    /// ([`RefreshEvent`](crate::RefreshEvent)). Covers the background and
+    /// waited-for refreshes of the credentials, and a refresh `load()` itself
+    /// makes for an expired cached token; not a sign-in, nor the first token
+    /// of a service account or the metadata server. It runs on the task that
+    /// refreshed: keep it short, and do not panic in it.
+    pub fn on_refresh(mut self, observer: impl Fn(&RefreshEvent) + Send + Sync + 'static) -> Self {
+        self.common.cache.on_refresh = Some(Arc::new(observer));
         self
     }
 

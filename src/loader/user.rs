@@ -15,7 +15,7 @@ use crate::source::fetched_from_record;
 use crate::source::user::{Decision, Outcome, UserSource, decide};
 use crate::store::{DynTokenStore, FileTokenStore, TokenStore};
 use crate::token::StoredToken;
-use crate::token_cache::{TokenCache, TokenSource};
+use crate::token_cache::{CacheOptions, Fetched, TokenCache, TokenSource};
 use crate::token_endpoint::Retry;
 
 /// How much longer than the consent timeout a process waits for another
@@ -130,7 +130,7 @@ impl CredentialLoader<UserFlow> {
         {
             tracing::debug!(store = %name, "using the cached token");
             let user = Arc::new(UserSource::new(Some(store), name, record, endpoints));
-            return user_credentials(user, settings);
+            return user_credentials(user, settings, &self.common.cache);
         }
         let user = Arc::new(UserSource::new(
             Some(store),
@@ -143,16 +143,20 @@ impl CredentialLoader<UserFlow> {
         let wait = self.kind.flow.timeout + LOCK_MARGIN;
         let (outcome, _lock) = user.resolve(stored, scopes, None, wait).await?;
         let reason = match outcome {
-            Outcome::Token(_) => return user_credentials(user, settings),
+            Outcome::Token(_) => return user_credentials(user, settings, &self.common.cache),
+            Outcome::Refreshed { rotated, .. } => {
+                return refreshed_credentials(user, settings, &self.common.cache, rotated);
+            }
             Outcome::Consent(reason) => reason,
         };
         if self.kind.flow.consent == Consent::Never {
             return Err(user.consent_error(reason));
         }
         tracing::info!(%reason, "starting the consent flow");
+        let cache = self.common.cache.clone();
         let record = self.sign_in(&reason, &settings).await?;
         user.save_signed_in(record).await?;
-        user_credentials(user, settings)
+        user_credentials(user, settings, &cache)
     }
 
     /// Runs the consent flow and returns the record to store.
@@ -186,9 +190,13 @@ impl CredentialLoader<UserFlow> {
 }
 
 /// Credentials over a user's refresh token, starting from its current record.
-pub(super) fn user_credentials(user: Arc<UserSource>, settings: Settings) -> Result<Credentials> {
+pub(super) fn user_credentials(
+    user: Arc<UserSource>,
+    settings: Settings,
+    options: &CacheOptions,
+) -> Result<Credentials> {
     let source: Arc<dyn TokenSource> = Arc::clone(&user) as Arc<dyn TokenSource>;
-    let cache = TokenCache::new(source, fetched_from_record(&user.record()))?;
+    let cache = TokenCache::new(source, fetched_from_record(&user.record()), options.clone())?;
     Ok(Credentials::new(
         Kind::Token {
             cache,
@@ -196,4 +204,19 @@ pub(super) fn user_credentials(user: Arc<UserSource>, settings: Settings) -> Res
         },
         settings,
     ))
+}
+
+/// As [`user_credentials`], after `load()` itself refreshed: the observer hears of it.
+pub(super) fn refreshed_credentials(
+    user: Arc<UserSource>,
+    settings: Settings,
+    options: &CacheOptions,
+    rotated: bool,
+) -> Result<Credentials> {
+    let fetched = Fetched {
+        refresh_token_rotated: rotated,
+        ..fetched_from_record(&user.record())
+    };
+    options.tell(&fetched, || user.describe());
+    user_credentials(user, settings, options)
 }

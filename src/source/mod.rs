@@ -17,6 +17,7 @@ impl From<TokenResponse> for Fetched {
         Fetched {
             expires_at: resp.expires_at(),
             token: resp.access_token,
+            refresh_token_rotated: false,
         }
     }
 }
@@ -30,5 +31,6 @@ pub(crate) fn fetched_from_record(record: &crate::token::StoredToken) -> Fetched
             .clone()
             .unwrap_or_else(|| SecretString::from(String::new())),
         expires_at: record.expiry().unwrap_or_else(std::time::SystemTime::now),
+        refresh_token_rotated: false,
     }
 }

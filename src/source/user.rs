@@ -55,8 +55,14 @@ pub(crate) fn decide(
 /// The outcome of [`UserSource::resolve`].
 #[allow(clippy::large_enum_variant)] // short-lived, returned once per resolve
 pub(crate) enum Outcome {
-    /// A usable token (stored by someone else, or just refreshed and saved).
+    /// A usable stored token (saved by this or another process).
     Token(StoredToken),
+    /// A token this call just refreshed (and saved, when it could).
+    Refreshed {
+        record: StoredToken,
+        /// The server sent a new refresh token.
+        rotated: bool,
+    },
     /// Only a new consent can help.
     Consent(ConsentReason),
 }
@@ -166,7 +172,7 @@ impl UserSource {
                 tracing::debug!(store = %self.name, "using the stored token");
                 Outcome::Token(record)
             }
-            (Decision::Refresh, Some(record)) => match self.refresh_grant(record).await {
+            (Decision::Refresh, Some(record)) => match self.refresh_grant(record.clone()).await {
                 // Signed out while refreshing: the new token is neither saved nor used.
                 Ok(_) if self.revoked.load(Ordering::SeqCst) => {
                     return Err(Error::Revoked {
@@ -175,7 +181,11 @@ impl UserSource {
                 }
                 Ok(fresh) => {
                     self.save_refreshed(&fresh).await;
-                    Outcome::Token(fresh)
+                    let rotated = fresh.refresh_token() != record.refresh_token();
+                    Outcome::Refreshed {
+                        record: fresh,
+                        rotated,
+                    }
                 }
                 Err(Error::InvalidGrant { description, .. }) => {
                     Outcome::Consent(ConsentReason::RefreshTokenRejected(description))
@@ -186,7 +196,7 @@ impl UserSource {
             // decide() says Use or Refresh only for a stored record.
             (_, None) => Outcome::Consent(ConsentReason::NoToken),
         };
-        if let Outcome::Token(record) = &outcome {
+        if let Outcome::Token(record) | Outcome::Refreshed { record, .. } = &outcome {
             self.set_record(record.clone());
         }
         Ok((outcome, held))
@@ -315,6 +325,10 @@ impl TokenSource for UserSource {
                 .await?;
             match outcome {
                 Outcome::Token(record) => Ok(super::fetched_from_record(&record)),
+                Outcome::Refreshed { record, rotated } => Ok(Fetched {
+                    refresh_token_rotated: rotated,
+                    ..super::fetched_from_record(&record)
+                }),
                 Outcome::Consent(reason) => Err(self.consent_error(reason)),
             }
         })

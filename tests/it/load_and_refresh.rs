@@ -290,3 +290,61 @@ async fn plain_http_token_endpoint_off_loopback_is_refused() {
     let err = dir.loader().load().await.unwrap_err();
     assert!(matches!(err, Error::InvalidUrl { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn on_refresh_hears_refreshes_and_rotations_but_no_secret() {
+    let server = token_server_answering(&[(
+        200,
+        json!({"access_token": NEW_ACCESS, "expires_in": 3599, "refresh_token": "1//ROTATEDMARKER"}),
+    )])
+    .await;
+    // Expired: load() itself refreshes, and the server rotates the refresh token.
+    let dir = TempLoader::with_token(&token_uri(&server), -60);
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&events);
+    let creds = dir
+        .loader()
+        .on_refresh(move |e: &gemini_oauth::RefreshEvent| seen.lock().unwrap().push(e.clone()))
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(creds.access_token().await.unwrap().secret(), NEW_ACCESS);
+    let events = events.lock().unwrap().clone();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(events[0].refresh_token_rotated);
+    assert!(events[0].source.ends_with("token.json"));
+    let left = events[0]
+        .expires_at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap();
+    assert!(left > std::time::Duration::from_secs(3000), "{left:?}");
+    assert_no_secrets(&format!("{events:?}"));
+}
+
+#[tokio::test]
+async fn a_wider_refresh_margin_refreshes_earlier() {
+    let server = token_endpoint().await;
+    // Five minutes left: outside the default window, inside a 10 minute margin.
+    let dir = TempLoader::with_token(&token_uri(&server), 300);
+    let default = dir.loader().load().await.unwrap();
+    assert_eq!(default.access_token().await.unwrap().secret(), OLD_ACCESS);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(token_requests(&server).await, 0);
+
+    let wide = dir
+        .loader()
+        .refresh_margin(std::time::Duration::from_secs(600))
+        .load()
+        .await
+        .unwrap();
+    // The still-valid token is served while one background refresh runs.
+    assert_eq!(wide.access_token().await.unwrap().secret(), OLD_ACCESS);
+    for _ in 0..100 {
+        if wide.access_token().await.unwrap().secret() == NEW_ACCESS {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(wide.access_token().await.unwrap().secret(), NEW_ACCESS);
+    assert_eq!(token_requests(&server).await, 1);
+}
