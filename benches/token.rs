@@ -181,25 +181,31 @@ fn token_hot_path(c: &mut Criterion) {
     g.finish();
 }
 
-/// Wall time per call with 8 tasks calling concurrently on the 2-thread
-/// runtime; each task owns its handle, so the harness shares nothing.
-fn per_call_8_tasks<T, F, Fut>(rt: &Runtime, iters: u64, handle: &T, call: F) -> Duration
+/// Wall time per call with `tasks` tasks calling concurrently on the
+/// 2-worker runtime; each task owns its handle, so the harness shares nothing.
+fn per_call_n_tasks<T, F, Fut>(
+    rt: &Runtime,
+    tasks: u64,
+    iters: u64,
+    handle: &T,
+    call: F,
+) -> Duration
 where
     T: Clone + Send + 'static,
     F: Fn(T, u64) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let per_task = iters.div_ceil(8);
+    let per_task = iters.div_ceil(tasks).max(1);
     rt.block_on(async {
-        let tasks: Vec<_> = (0..8).map(|_| call(handle.clone(), per_task)).collect();
+        let work: Vec<_> = (0..tasks).map(|_| call(handle.clone(), per_task)).collect();
         let start = Instant::now();
-        let tasks: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
-        for t in tasks {
+        let work: Vec<_> = work.into_iter().map(tokio::spawn).collect();
+        for t in work {
             t.await.unwrap();
         }
         start
             .elapsed()
-            .mul_f64(iters as f64 / (per_task * 8) as f64)
+            .mul_f64(iters as f64 / (per_task * tasks) as f64)
     })
 }
 
@@ -212,7 +218,7 @@ fn token_contended_8(c: &mut Criterion) {
     let mut g = c.benchmark_group("token_contended_8");
     g.bench_function("gemini_oauth", |b| {
         b.iter_custom(|iters| {
-            per_call_8_tasks(&rt, iters, &creds, |creds, n| async move {
+            per_call_n_tasks(&rt, 8, iters, &creds, |creds, n| async move {
                 for _ in 0..n {
                     black_box(creds.access_token().await.unwrap());
                 }
@@ -221,7 +227,7 @@ fn token_contended_8(c: &mut Criterion) {
     });
     g.bench_function("yup_oauth2", |b| {
         b.iter_custom(|iters| {
-            per_call_8_tasks(&rt, iters, &auth, |auth, n| async move {
+            per_call_n_tasks(&rt, 8, iters, &auth, |auth, n| async move {
                 for _ in 0..n {
                     black_box(auth.token(&[SCOPE]).await.unwrap());
                 }
@@ -441,29 +447,6 @@ fn token_many_credentials(c: &mut Criterion) {
     g.finish();
 }
 
-/// Wall time per call with 64 tasks on the 2-worker runtime, each holding
-/// its token across a yield (so tasks migrate between workers) before
-/// dropping it.
-fn per_call_64_migrating<T, F, Fut>(rt: &Runtime, iters: u64, handle: &T, call: F) -> Duration
-where
-    T: Clone + Send + 'static,
-    F: Fn(T, u64) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let per_task = iters.div_ceil(64).max(1);
-    rt.block_on(async {
-        let tasks: Vec<_> = (0..64).map(|_| call(handle.clone(), per_task)).collect();
-        let start = Instant::now();
-        let tasks: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
-        start
-            .elapsed()
-            .mul_f64(iters as f64 / (per_task * 64) as f64)
-    })
-}
-
 fn token_multi_thread(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
@@ -473,7 +456,7 @@ fn token_multi_thread(c: &mut Criterion) {
     let mut g = c.benchmark_group("token_multi_thread");
     g.bench_function("gemini_oauth", |b| {
         b.iter_custom(|iters| {
-            per_call_64_migrating(&rt, iters, &creds, |creds, n| async move {
+            per_call_n_tasks(&rt, 64, iters, &creds, |creds, n| async move {
                 for _ in 0..n {
                     let token = creds.access_token().await.unwrap();
                     tokio::task::yield_now().await;
@@ -484,7 +467,7 @@ fn token_multi_thread(c: &mut Criterion) {
     });
     g.bench_function("yup_oauth2", |b| {
         b.iter_custom(|iters| {
-            per_call_64_migrating(&rt, iters, &auth, |auth, n| async move {
+            per_call_n_tasks(&rt, 64, iters, &auth, |auth, n| async move {
                 for _ in 0..n {
                     let token = auth.token(&[SCOPE]).await.unwrap();
                     tokio::task::yield_now().await;
@@ -496,7 +479,7 @@ fn token_multi_thread(c: &mut Criterion) {
     // The same loop without a token: what the scheduler costs both sides.
     g.bench_function("floor_yield_only", |b| {
         b.iter_custom(|iters| {
-            per_call_64_migrating(&rt, iters, &(), |(), n| async move {
+            per_call_n_tasks(&rt, 64, iters, &(), |(), n| async move {
                 for _ in 0..n {
                     tokio::task::yield_now().await;
                     black_box(());
@@ -562,23 +545,8 @@ fn cold_start_same_roots(c: &mut Criterion) {
 /// An HTTPS server on 127.0.0.1 (h2 and http/1.1 by ALPN) answering every
 /// request with a small JSON body. Returns its `models` URL and the CA.
 async fn tls_server(dir: &std::path::Path) -> (String, String) {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let (ca, leaf, key) = tls_certs::make_certs(dir);
-    let certs = CertificateDer::pem_slice_iter(leaf.as_bytes())
-        .map(Result::unwrap)
-        .collect();
-    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-    let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
-        tokio_rustls::rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = tls_certs::acceptor(&leaf, &key, &[b"h2", b"http/1.1"]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

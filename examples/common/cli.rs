@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use gemini_oauth::kind::OAuthKind;
 use gemini_oauth::{Consent, CredentialLoader, Credentials, FileTokenStore};
 
 pub const CREDENTIAL_FLAGS: &str = "Flags:
@@ -109,26 +110,11 @@ impl Args {
 
     /// A loader for the user's sign-in, configured from the flags.
     pub fn loader(&self) -> CredentialLoader {
-        let mut l = CredentialLoader::new().token_store(FileTokenStore::new(
+        let mut l = self.oauth(CredentialLoader::new().token_store(FileTokenStore::new(
             self.token.as_deref().unwrap_or("token.json"),
-        ));
+        )));
         if let Some(s) = &self.client_secret {
             l = l.client_secret_file(s);
-        }
-        if !self.scopes.is_empty() {
-            l = l.scopes(self.scopes.clone());
-        }
-        if let Some(p) = &self.quota_project {
-            l = l.quota_project(p);
-        }
-        if let Some(u) = &self.api_base {
-            l = l.api_base(u);
-        }
-        if let Some(t) = self.timeout {
-            l = l.timeout(t);
-        }
-        if let Some(u) = &self.token_uri {
-            l = l.token_uri(u);
         }
         if let Some(u) = &self.auth_uri {
             l = l.auth_uri(u);
@@ -138,6 +124,32 @@ impl Args {
         }
         if let Some(t) = self.consent_timeout {
             l = l.consent_timeout(t);
+        }
+        l
+    }
+
+    /// The flags every kind of credentials takes.
+    fn common<K>(&self, mut l: CredentialLoader<K>) -> CredentialLoader<K> {
+        if let Some(p) = &self.quota_project {
+            l = l.quota_project(p);
+        }
+        if let Some(u) = &self.api_base {
+            l = l.api_base(u);
+        }
+        if let Some(t) = self.timeout {
+            l = l.timeout(t);
+        }
+        l
+    }
+
+    /// The flags of the kinds that get OAuth tokens.
+    fn oauth<K: OAuthKind>(&self, l: CredentialLoader<K>) -> CredentialLoader<K> {
+        let mut l = self.common(l);
+        if !self.scopes.is_empty() {
+            l = l.scopes(self.scopes.clone());
+        }
+        if let Some(u) = &self.token_uri {
+            l = l.token_uri(u);
         }
         if let Some(u) = &self.revoke_uri {
             l = l.revoke_uri(u);
@@ -153,26 +165,10 @@ impl Args {
     ) -> gemini_oauth::Result<Credentials> {
         if self.adc {
             self.warn_unused("--adc", &[("--api-key", self.api_key)]);
-            let mut l = CredentialLoader::application_default();
-            if !self.scopes.is_empty() {
-                l = l.scopes(self.scopes.clone());
-            }
-            if let Some(p) = &self.quota_project {
-                l = l.quota_project(p);
-            }
-            if let Some(u) = &self.api_base {
-                l = l.api_base(u);
-            }
-            if let Some(t) = self.timeout {
-                l = l.timeout(t);
-            }
-            if let Some(u) = &self.token_uri {
-                l = l.token_uri(u);
-            }
-            if let Some(u) = &self.revoke_uri {
-                l = l.revoke_uri(u);
-            }
-            return l.load().await;
+            return self
+                .oauth(CredentialLoader::application_default())
+                .load()
+                .await;
         }
         if self.api_key {
             self.warn_unused(
@@ -183,17 +179,10 @@ impl Args {
                     ("--revoke-uri", self.revoke_uri.is_some()),
                 ],
             );
-            let mut l = CredentialLoader::api_key_from_env();
-            if let Some(p) = &self.quota_project {
-                l = l.quota_project(p);
-            }
-            if let Some(u) = &self.api_base {
-                l = l.api_base(u);
-            }
-            if let Some(t) = self.timeout {
-                l = l.timeout(t);
-            }
-            return l.load().await;
+            return self
+                .common(CredentialLoader::api_key_from_env())
+                .load()
+                .await;
         }
         customize(self.loader()).load().await
     }

@@ -8,8 +8,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::common::tls_certs::make_certs;
 use crate::common::*;
 use gemini_oauth::{CredentialLoader, Error};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Counters kept by [`h2_server`].
 #[derive(Clone, Default)]
@@ -23,20 +21,7 @@ struct H2Counts {
 /// An HTTPS server on 127.0.0.1 that speaks only HTTP/2 (ALPN "h2") and
 /// takes 100 ms per answer. Returns its base URL and its counters.
 async fn h2_server(leaf: &str, key: &str) -> (String, H2Counts) {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(leaf.as_bytes())
-        .map(Result::unwrap)
-        .collect();
-    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-    let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
-        tokio_rustls::rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = crate::common::tls_certs::acceptor(leaf, key, &[b"h2"]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let counts = H2Counts::default();

@@ -1,9 +1,14 @@
-//! A throwaway CA and a leaf certificate for 127.0.0.1, made with openssl
-//! (shared by the TLS tests and `benches/token.rs`).
+//! A throwaway CA and a leaf certificate for 127.0.0.1, made with openssl,
+//! and a TLS acceptor serving them (shared by the TLS tests and
+//! `benches/token.rs`).
 #![allow(dead_code, unreachable_pub)]
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// A CA and a leaf certificate for 127.0.0.1 signed by it, made with openssl.
 pub fn make_certs(dir: &Path) -> (String, String, String) {
@@ -69,4 +74,22 @@ pub fn make_certs(dir: &Path) -> (String, String, String) {
     ]);
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
     (read("ca.pem"), read("leaf.pem"), read("leaf.key"))
+}
+
+/// A TLS acceptor for the PEM `leaf` and `key`, offering `alpn` protocols.
+pub fn acceptor(leaf: &str, key: &str, alpn: &[&[u8]]) -> tokio_rustls::TlsAcceptor {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(leaf.as_bytes())
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
