@@ -1,21 +1,23 @@
 //! [`AuthorizedClient`]: an HTTP client that signs every request.
 
 use std::fmt;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use tokio::time::Instant;
 
 use crate::credentials::Credentials;
-#[cfg(doc)]
-use crate::error::Error;
-use crate::error::Result;
-use crate::headers::Auth;
-use crate::url::{check_endpoint, join};
+use crate::error::{Error, Result};
+use crate::http::DEFAULT_IDLE_TIMEOUT;
+use crate::request_body::RequestBody;
+use crate::response_body::ResponseBody;
+use crate::url::{check_endpoint, join, redact};
 
-/// Largest response body read into memory (Gemini answers are JSON).
-const MAX_RESPONSE: usize = 32 * 1024 * 1024;
+/// Largest response body the buffered helpers read into memory.
+pub const MAX_BUFFERED_RESPONSE: usize = 32 * 1024 * 1024;
 
 impl Credentials {
     /// An HTTP client that adds this credential's headers to every request.
@@ -26,9 +28,25 @@ impl Credentials {
 }
 
 /// An HTTP client (hyper 1 + rustls, pooled, HTTP/2 when offered) that adds
-/// `Authorization: Bearer …` and, when set, `x-goog-user-project` to every
-/// request, with the credential's timeout. After a `401` it refreshes the
-/// token once and repeats the request. Cheap to clone.
+/// `Authorization: Bearer …` (or `x-goog-api-key`) and, when set,
+/// `x-goog-user-project` to every request. After a `401` it refreshes the
+/// token once and repeats the request, when the body can be sent again.
+/// Cheap to clone; clones share the connection pool.
+///
+/// [`request`](Self::request) sends any `http::Request` and returns a
+/// streaming [`ResponseBody`]; [`get`](Self::get), [`post_json`](Self::post_json)
+/// and [`send`](Self::send) read the answer whole (at most
+/// [`MAX_BUFFERED_RESPONSE`] bytes).
+///
+/// # Timeouts
+///
+/// Connecting is limited by the loader's
+/// [`connect_timeout`](crate::CredentialLoader::connect_timeout) (10 s). An
+/// API call has no whole-request limit unless [`timeout`](Self::timeout) sets
+/// one (a generation can take minutes); a response body that sends nothing
+/// for [`idle_timeout`](Self::idle_timeout) (default 5 minutes) fails. The
+/// token endpoint keeps its own whole-request limit
+/// ([`CredentialLoader::timeout`](crate::CredentialLoader::timeout), 30 s).
 ///
 /// ```no_run
 /// # async fn f() -> gemini_oauth::Result<()> {
@@ -41,12 +59,16 @@ impl Credentials {
 #[derive(Clone)]
 pub struct AuthorizedClient {
     creds: Credentials,
+    timeout: Option<Duration>,
+    idle_timeout: Duration,
 }
 
 impl fmt::Debug for AuthorizedClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthorizedClient")
             .field("api_base", &self.api_base())
+            .field("timeout", &self.timeout)
+            .field("idle_timeout", &self.idle_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -55,7 +77,28 @@ impl AuthorizedClient {
     /// The client for `creds` (same as [`Credentials::authorized_client`]).
     #[must_use]
     pub fn new(creds: Credentials) -> Self {
-        AuthorizedClient { creds }
+        AuthorizedClient {
+            creds,
+            timeout: None,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
+
+    /// Limits each request, from sending it to the last byte of the answer
+    /// (token refresh and the repeat after a `401` included). Default: none.
+    /// For one request, set it on a clone: `client.clone().timeout(d)`.
+    #[must_use]
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// Limits the wait for each next piece of a response body (default
+    /// [`DEFAULT_IDLE_TIMEOUT`](crate::DEFAULT_IDLE_TIMEOUT), 5 minutes).
+    #[must_use]
+    pub fn idle_timeout(mut self, limit: Duration) -> Self {
+        self.idle_timeout = limit;
+        self
     }
 
     /// The Gemini API base URL (default
@@ -77,17 +120,112 @@ impl AuthorizedClient {
         &self.creds
     }
 
-    /// `GET url`.
+    /// Sends any request and returns the answer as it arrives: its head,
+    /// and a [`ResponseBody`] that streams. The caller's headers are kept;
+    /// ours (`Authorization` or `x-goog-api-key`, `x-goog-user-project`)
+    /// replace any of the same name. A body with a known length that is a
+    /// stream gets `Content-Length` unless the caller set one.
+    ///
+    /// After a `401` the token is refreshed and the request sent once more
+    /// when the body is bytes. A streamed body cannot be sent twice: the
+    /// first `401` is returned as it is.
+    ///
+    /// ```no_run
+    /// # async fn f(client: gemini_oauth::AuthorizedClient) -> gemini_oauth::Result<()> {
+    /// let req = http::Request::post(client.api_url("models/gemini-2.5-flash:countTokens"))
+    ///     .header("content-type", "application/json")
+    ///     .body(r#"{"contents": [{"parts": [{"text": "hi"}]}]}"#)
+    ///     .expect("a valid request");
+    /// let resp = client.request(req).await?;
+    /// let json = resp.into_body().collect_bytes(1 << 20).await?;
+    /// # let _ = json; Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// Token errors as [`Credentials::access_token`], [`Error::Transport`],
     /// [`Error::Timeout`], [`Error::InvalidUrl`]. HTTP error statuses are not
     /// errors here: check `status()` (or use the [`gemini`](crate::gemini) helpers).
+    pub fn request<B: Into<RequestBody>>(
+        &self,
+        req: Request<B>,
+    ) -> impl Future<Output = Result<Response<ResponseBody>>> + Send + '_ {
+        self.request_body(req.map(Into::into))
+    }
+
+    async fn request_body(&self, req: Request<RequestBody>) -> Result<Response<ResponseBody>> {
+        let deadline = self.timeout.map(|limit| (Instant::now() + limit, limit));
+        let uri = req.uri().clone();
+        let head = self.head(req);
+        let resp = match deadline {
+            None => head.await?,
+            Some((at, limit)) => tokio::time::timeout_at(at, head)
+                .await
+                .map_err(|_| Error::Timeout {
+                    what: format!("the request to {}", redact(&uri.to_string())),
+                    after: limit,
+                })??,
+        };
+        let (parts, body) = resp.into_parts();
+        let body = ResponseBody::new(body, uri, self.idle_timeout, deadline);
+        Ok(Response::from_parts(parts, body))
+    }
+
+    /// Sends the request (and its repeat after a `401`) up to the answer's head.
+    async fn head(&self, req: Request<RequestBody>) -> Result<Response<Incoming>> {
+        let (mut parts, body) = req.into_parts();
+        check_endpoint(&parts.uri.to_string())?;
+        if let Some(len) = body.len()
+            && !body.is_replayable()
+            && !parts.headers.contains_key(header::CONTENT_LENGTH)
+        {
+            parts.headers.insert(header::CONTENT_LENGTH, len.into());
+        }
+        let auth = self.creds.auth().await?;
+        let replay = body.try_clone().map(|body| Replay {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
+            headers: parts.headers.clone(),
+            body,
+        });
+        let quota = self.creds.quota_project_header();
+        auth.apply(&mut parts.headers, quota);
+        let http = &self.creds.settings().http;
+        let resp = http
+            .start(Request::from_parts(parts, body.into_hyper()))
+            .await?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        let Some(replay) = replay else {
+            tracing::debug!("401 from the API for a streamed body, which cannot be sent again");
+            return Ok(resp);
+        };
+        // The token may have been revoked or rotated elsewhere: one retry with a fresh one.
+        let Some(fresh) = self.creds.refresh_after(&auth).await else {
+            return Ok(resp); // an API key: nothing to refresh
+        };
+        let fresh = fresh?;
+        tracing::debug!("401 from the API, refreshed the token, retrying once");
+        let mut req = Request::new(replay.body.into_hyper());
+        *req.method_mut() = replay.method;
+        *req.uri_mut() = replay.uri;
+        *req.version_mut() = replay.version;
+        *req.headers_mut() = replay.headers;
+        fresh.apply(req.headers_mut(), quota);
+        http.start(req).await
+    }
+
+    /// `GET url`, the answer read whole.
+    ///
+    /// # Errors
+    /// As [`AuthorizedClient::request`], and [`Error::ResponseTooLarge`]
+    /// past [`MAX_BUFFERED_RESPONSE`].
     pub async fn get(&self, url: &str) -> Result<Response<Bytes>> {
         self.send(Method::GET, url, None).await
     }
 
-    /// `POST url` with a JSON body.
+    /// `POST url` with a JSON body, the answer read whole.
     ///
     /// # Errors
     /// As [`AuthorizedClient::get`].
@@ -95,7 +233,8 @@ impl AuthorizedClient {
         self.send(Method::POST, url, Some(body.into())).await
     }
 
-    /// Sends a request with any method and an optional JSON body.
+    /// Sends a request with any method and an optional JSON body; the
+    /// answer is read whole.
     ///
     /// # Errors
     /// As [`AuthorizedClient::get`].
@@ -106,41 +245,29 @@ impl AuthorizedClient {
         json_body: Option<Bytes>,
     ) -> Result<Response<Bytes>> {
         let uri = check_endpoint(url)?;
-        let auth = self.creds.auth().await?;
-        let resp = self
-            .send_once(&method, uri.clone(), json_body.clone(), &auth)
-            .await?;
-        if resp.status() != StatusCode::UNAUTHORIZED {
-            return Ok(resp);
-        }
-        // The token may have been revoked or rotated elsewhere: one retry with
-        // a fresh one. Bodies are Bytes, so they can always be replayed.
-        let Some(fresh) = self.creds.refresh_after(&auth).await else {
-            return Ok(resp); // an API key: nothing to refresh
-        };
-        tracing::debug!("401 from the API, refreshing the token and retrying once");
-        self.send_once(&method, uri, json_body, &fresh?).await
-    }
-
-    async fn send_once(
-        &self,
-        method: &Method,
-        uri: http::Uri,
-        json_body: Option<Bytes>,
-        auth: &Auth,
-    ) -> Result<Response<Bytes>> {
-        let mut req = Request::new(Full::new(json_body.clone().unwrap_or_default()));
-        *req.method_mut() = method.clone();
+        let is_json = json_body.is_some();
+        let mut req = Request::new(RequestBody::from(json_body.unwrap_or_default()));
+        *req.method_mut() = method;
         *req.uri_mut() = uri;
-        if json_body.is_some() {
+        if is_json {
             req.headers_mut().insert(
                 header::CONTENT_TYPE,
                 http::HeaderValue::from_static("application/json"),
             );
         }
-        auth.apply(req.headers_mut(), self.creds.quota_project_header());
-        self.creds.settings().http.send(req, MAX_RESPONSE).await
+        let (parts, body) = self.request(req).await?.into_parts();
+        let body = body.collect_bytes(MAX_BUFFERED_RESPONSE).await?;
+        Ok(Response::from_parts(parts, body))
     }
+}
+
+/// What is needed to send a request again.
+struct Replay {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    body: RequestBody,
 }
 
 /// The client's futures can be spawned on multi-threaded runtimes.
@@ -149,4 +276,5 @@ fn futures_are_send(client: &AuthorizedClient) {
     fn send<T: Send>(_: &T) {}
     send(&client.get(""));
     send(&client.post_json("", Bytes::new()));
+    send(&client.request(Request::new(RequestBody::empty())));
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -16,12 +18,19 @@ use rustls_pki_types::CertificateDer;
 use crate::error::{Error, Result};
 use crate::url::redact;
 
-/// Default limit for a whole request (connect, send, read the body).
+/// Default limit for a whole request to the token endpoint (connect, send,
+/// read the body). API calls have no whole-request limit by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default limit for establishing a TCP connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default limit between two pieces of a response body from the API.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
-type Hyper = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// The one request body type hyper sees: token requests and API calls (bytes
+/// or streams) share one pool.
+pub(crate) type ReqBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+type Hyper = Client<HttpsConnector<HttpConnector>, ReqBody>;
 
 /// One pooled client; the TLS roots are loaded on the first request, so a
 /// program whose cached token is valid pays nothing for them.
@@ -94,21 +103,28 @@ impl HttpClient {
         .with_no_client_auth()
     }
 
+    /// Sends `req` and returns the answer's head; the body streams. No
+    /// timeout but the connect timeout: callers set their own limits.
+    pub(crate) async fn start(&self, req: Request<ReqBody>) -> Result<Response<Incoming>> {
+        let uri = req.uri().clone();
+        self.hyper()
+            .request(req)
+            .await
+            // Formatted only on failure: the success path allocates nothing for it.
+            .map_err(|e| Error::transport(&redact(&uri.to_string()), e))
+    }
+
     /// Sends `req` and reads at most `limit` bytes of the answer, all within the timeout.
     pub(crate) async fn send(
         &self,
         req: Request<Full<Bytes>>,
         limit: usize,
     ) -> Result<Response<Bytes>> {
-        // Formatted only on failure: the success path allocates nothing for it.
         let uri = req.uri().clone();
         let endpoint = || redact(&uri.to_string());
+        let req = req.map(|body| body.map_err(|never| match never {}).boxed_unsync());
         let work = async {
-            let resp = self
-                .hyper()
-                .request(req)
-                .await
-                .map_err(|e| Error::transport(&endpoint(), e))?;
+            let resp = self.start(req).await?;
             let (parts, body) = resp.into_parts();
             let body = match Limited::new(body, limit).collect().await {
                 Ok(body) => body.to_bytes(),

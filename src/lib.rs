@@ -119,6 +119,8 @@ mod source;
 mod store;
 mod token;
 mod token_cache;
+mod request_body;
+mod response_body;
 mod token_endpoint;
 #[cfg(feature = "tower")]
 pub mod tower;
@@ -126,12 +128,14 @@ mod url;
 
 pub use access_token::{AccessToken, EXPIRY_SKEW, REFRESH_WINDOW};
 pub use api_error::ApiError;
-pub use client::AuthorizedClient;
+pub use client::{AuthorizedClient, MAX_BUFFERED_RESPONSE};
 pub use client_secret::{ClientKind, ClientSecret, ClientSecretProblem};
 pub use consent::{Consent, VISIT_PROMPT};
 pub use credentials::Credentials;
 pub use error::{BoxError, ConsentReason, Error, Result};
-pub use http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
+pub use http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT};
+pub use request_body::RequestBody;
+pub use response_body::ResponseBody;
 pub use loader::{CredentialLoader, kind};
 #[cfg(feature = "redis")]
 pub use store::RedisTokenStore;

@@ -163,20 +163,19 @@ async fn request_timeout_is_a_timeout_error() {
     let api =
         api_answering(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(5)))
             .await;
-    let dir = TempLoader::with_token(&token_uri(&tokens), 3000);
-    let c = dir
-        .loader()
-        .api_base(format!("{}/v1", api.uri()))
-        .timeout(std::time::Duration::from_millis(200))
-        .load()
-        .await
-        .unwrap();
+    let (_dir, c) = creds(&tokens, &api, None).await;
     let err = c
         .authorized_client()
-        .get(&format!("{}/v1/models", api.uri()))
+        .timeout(std::time::Duration::from_millis(200))
+        .get(&format!("{}/v1/models?key=SECRETQUERY", api.uri()))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    let Error::Timeout { what, after } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(*after, std::time::Duration::from_millis(200));
+    assert_eq!(what, &format!("the request to {}/v1/models", api.uri()));
+    assert!(!format!("{err} {err:?}").contains("SECRETQUERY"));
     assert!(err.is_transient());
 }
 

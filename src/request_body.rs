@@ -1,0 +1,202 @@
+//! [`RequestBody`]: what [`AuthorizedClient::request`](crate::AuthorizedClient::request)
+//! sends: bytes (which can be sent again after a `401`) or a stream (sent once).
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use futures_core::Stream;
+use futures_util::TryStreamExt;
+use http_body::Frame;
+use http_body_util::{BodyExt, Full, StreamBody};
+
+use crate::error::{Error, Result};
+use crate::http::ReqBody;
+
+/// Size of the pieces a file is read in.
+const FILE_CHUNK: usize = 64 * 1024;
+
+type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// The body of a request: bytes, or a stream of bytes read as it is sent.
+///
+/// Bytes can be replayed, so the client repeats such a request once with a
+/// new token after a `401`. A stream is read once: the first `401` is
+/// returned as it is.
+///
+/// ```
+/// use gemini_oauth::RequestBody;
+/// let json = RequestBody::from(r#"{"contents": []}"#);
+/// assert!(json.is_replayable());
+/// let stream = RequestBody::from_stream(
+///     futures_util::stream::iter([Ok(bytes::Bytes::from_static(b"abc"))]),
+///     Some(3),
+/// );
+/// assert_eq!(stream.len(), Some(3));
+/// assert!(!stream.is_replayable());
+/// ```
+pub struct RequestBody {
+    kind: Kind,
+}
+
+enum Kind {
+    Bytes(Bytes),
+    // A Mutex only to make the body Sync: it is reached through `get_mut`, never locked.
+    Stream {
+        stream: Mutex<ByteStream>,
+        len: Option<u64>,
+    },
+}
+
+impl fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the content: it can be anything the caller sends.
+        let mut d = f.debug_struct("RequestBody");
+        match &self.kind {
+            Kind::Bytes(b) => d.field("bytes", &b.len()),
+            Kind::Stream { len, .. } => d.field("stream_len", len),
+        };
+        d.finish()
+    }
+}
+
+impl Default for RequestBody {
+    fn default() -> Self {
+        RequestBody::empty()
+    }
+}
+
+impl RequestBody {
+    /// No body.
+    #[must_use]
+    pub fn empty() -> Self {
+        Bytes::new().into()
+    }
+
+    /// A body read from `stream` while it is sent. With `len`, the request
+    /// carries `Content-Length: len` (unless the caller set one) and the
+    /// stream must yield exactly that many bytes; without it, HTTP/1.1 sends
+    /// it chunked.
+    #[must_use]
+    pub fn from_stream<S>(stream: S, len: Option<u64>) -> Self
+    where
+        S: Stream<Item = io::Result<Bytes>> + Send + 'static,
+    {
+        RequestBody {
+            kind: Kind::Stream {
+                stream: Mutex::new(Box::pin(stream)),
+                len,
+            },
+        }
+    }
+
+    /// A body streamed from an open file, from its current position, in
+    /// 64 KiB pieces; never read whole into memory. `len` as in
+    /// [`RequestBody::from_stream`].
+    #[must_use]
+    pub fn from_file(file: tokio::fs::File, len: Option<u64>) -> Self {
+        Self::from_stream(
+            tokio_util::io::ReaderStream::with_capacity(file, FILE_CHUNK),
+            len,
+        )
+    }
+
+    /// The file at `path`, streamed, with its size as `Content-Length`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be opened or its size read.
+    pub async fn from_path(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| Error::io("open", path, e))?;
+        let len = file
+            .metadata()
+            .await
+            .map_err(|e| Error::io("read the size of", path, e))?
+            .len();
+        Ok(Self::from_file(file, Some(len)))
+    }
+
+    /// The length in bytes, when known.
+    #[must_use]
+    pub fn len(&self) -> Option<u64> {
+        match &self.kind {
+            Kind::Bytes(b) => Some(b.len() as u64),
+            Kind::Stream { len, .. } => *len,
+        }
+    }
+
+    /// Whether the body is known to be empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == Some(0)
+    }
+
+    /// Whether the body can be sent again (bytes can, streams cannot).
+    #[must_use]
+    pub fn is_replayable(&self) -> bool {
+        matches!(self.kind, Kind::Bytes(_))
+    }
+
+    /// A copy that can be sent again, for bytes; `None` for a stream.
+    pub(crate) fn try_clone(&self) -> Option<Self> {
+        match &self.kind {
+            Kind::Bytes(b) => Some(b.clone().into()),
+            Kind::Stream { .. } => None,
+        }
+    }
+
+    /// The body as hyper sends it.
+    pub(crate) fn into_hyper(self) -> ReqBody {
+        match self.kind {
+            Kind::Bytes(b) => Full::new(b).map_err(|never| match never {}).boxed_unsync(),
+            Kind::Stream { stream, .. } => {
+                // A poisoned lock still holds the stream: nothing panics while it is held.
+                let stream = stream.into_inner().unwrap_or_else(|p| p.into_inner());
+                StreamBody::new(stream.map_ok(Frame::data).map_err(Into::into)).boxed_unsync()
+            }
+        }
+    }
+}
+
+impl From<Bytes> for RequestBody {
+    fn from(bytes: Bytes) -> Self {
+        RequestBody {
+            kind: Kind::Bytes(bytes),
+        }
+    }
+}
+
+impl From<Vec<u8>> for RequestBody {
+    fn from(bytes: Vec<u8>) -> Self {
+        Bytes::from(bytes).into()
+    }
+}
+
+impl From<String> for RequestBody {
+    fn from(text: String) -> Self {
+        Bytes::from(text).into()
+    }
+}
+
+impl From<&'static str> for RequestBody {
+    fn from(text: &'static str) -> Self {
+        Bytes::from_static(text.as_bytes()).into()
+    }
+}
+
+impl From<&'static [u8]> for RequestBody {
+    fn from(bytes: &'static [u8]) -> Self {
+        Bytes::from_static(bytes).into()
+    }
+}
+
+impl From<()> for RequestBody {
+    fn from((): ()) -> Self {
+        RequestBody::empty()
+    }
+}
