@@ -170,7 +170,7 @@ async fn request_timeout_is_a_timeout_error() {
         .get(&format!("{}/v1/models?key=SECRETQUERY", api.uri()))
         .await
         .unwrap_err();
-    let Error::Timeout { what, after } = &err else {
+    let Error::Timeout { what, after, .. } = &err else {
         panic!("{err:?}")
     };
     assert_eq!(*after, std::time::Duration::from_millis(200));
