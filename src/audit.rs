@@ -5,7 +5,7 @@
 //! | promise | types |
 //! |---|---|
 //! | `Debug` (secrets redacted) + `Send` + `Sync` | every public type |
-//! | `Clone` | all but [`StoreLock`] (a held lock is not copied) |
+//! | `Clone` | all but [`StoreLock`] (a held lock is not copied) and the bodies and streams, read once ([`RequestBody`](crate::RequestBody), [`ResponseBody`](crate::ResponseBody), [`ContentStream`](crate::gemini::ContentStream)) |
 //! | `#[must_use]` | [`CredentialLoader`] (does nothing until `load()`), the adapters' layer and middleware, getters without side effects |
 //!
 //! `Credentials`, `AccessToken`, `AuthorizedClient` and the stores are cheap
@@ -51,6 +51,12 @@ const _: () = {
     shared::<ClientSecretProblem>();
     shared::<TokenFileProblem>();
     owned::<StoreLock>();
+    // Bodies and streams are read once: not Clone.
+    owned::<crate::RequestBody>();
+    owned::<crate::ResponseBody>();
+    owned::<crate::gemini::ContentStream>();
+    shared::<crate::gemini::File>();
+    shared::<crate::UploadProblem>();
     #[cfg(feature = "redis")]
     shared::<crate::RedisTokenStore>();
     #[cfg(feature = "reqwest")]

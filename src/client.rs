@@ -158,12 +158,14 @@ impl AuthorizedClient {
         let head = self.head(req);
         let resp = match deadline {
             None => head.await?,
-            Some((at, limit)) => tokio::time::timeout_at(at, head)
-                .await
-                .map_err(|_| Error::Timeout {
-                    what: format!("the request to {}", redact(&uri.to_string())),
-                    after: limit,
-                })??,
+            Some((at, limit)) => {
+                tokio::time::timeout_at(at, head)
+                    .await
+                    .map_err(|_| Error::Timeout {
+                        what: format!("the request to {}", redact(&uri.to_string())),
+                        after: limit,
+                    })??
+            }
         };
         let (parts, body) = resp.into_parts();
         let body = ResponseBody::new(body, uri, self.idle_timeout, deadline);

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{ApiError, ClientSecretProblem, OAuthError, TokenFileProblem};
+use crate::{ApiError, ClientSecretProblem, OAuthError, TokenFileProblem, UploadProblem};
 
 /// A boxed, shareable error from a lower layer (I/O, HTTP, a user's store).
 pub type BoxError = Arc<dyn std::error::Error + Send + Sync>;
@@ -349,6 +349,30 @@ pub enum Error {
     /// A Gemini (Google API) call failed.
     #[error(transparent)]
     Api(#[from] ApiError),
+
+    /// A streamed answer (server-sent events) holds something that is not
+    /// a JSON event, or ended in the middle of one.
+    #[error(
+        "the event stream from {endpoint} is malformed: {problem}; the answer is incomplete, \
+         send the request again"
+    )]
+    #[non_exhaustive]
+    EventStream {
+        /// The endpoint (without query or userinfo).
+        endpoint: String,
+        /// What is wrong (never the event's content).
+        problem: String,
+    },
+
+    /// Uploading a file (the Files API's resumable protocol) failed.
+    #[error("uploading {}: {problem}", path.display())]
+    #[non_exhaustive]
+    Upload {
+        /// The file being uploaded.
+        path: PathBuf,
+        /// What went wrong.
+        problem: UploadProblem,
+    },
 }
 
 impl Error {

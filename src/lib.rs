@@ -112,15 +112,15 @@ mod headers;
 mod http;
 mod json;
 mod loader;
+mod request_body;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
+mod response_body;
 pub mod scopes;
 mod source;
 mod store;
 mod token;
 mod token_cache;
-mod request_body;
-mod response_body;
 mod token_endpoint;
 #[cfg(feature = "tower")]
 pub mod tower;
@@ -133,10 +133,11 @@ pub use client_secret::{ClientKind, ClientSecret, ClientSecretProblem};
 pub use consent::{Consent, VISIT_PROMPT};
 pub use credentials::Credentials;
 pub use error::{BoxError, ConsentReason, Error, Result};
+pub use gemini::UploadProblem;
 pub use http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT};
+pub use loader::{CredentialLoader, kind};
 pub use request_body::RequestBody;
 pub use response_body::ResponseBody;
-pub use loader::{CredentialLoader, kind};
 #[cfg(feature = "redis")]
 pub use store::RedisTokenStore;
 pub use store::{FileTokenStore, MemoryTokenStore, StoreLock, TokenStore};

@@ -129,9 +129,11 @@ impl Body for ResponseBody {
                 if frame.is_none() {
                     this.done = true;
                 }
-                return Poll::Ready(frame.map(|f| {
-                    f.map_err(|e| Error::transport(&redact(&this.uri.to_string()), e))
-                }));
+                return Poll::Ready(
+                    frame.map(|f| {
+                        f.map_err(|e| Error::transport(&redact(&this.uri.to_string()), e))
+                    }),
+                );
             }
             Poll::Pending => {}
         }

@@ -1,4 +1,11 @@
-//! Thin typed helpers for Gemini API endpoints.
+//! Helpers for Gemini API endpoints, raw JSON in and out (typed request
+//! models are the SDKs' job): [`list_models`], [`generate_content`],
+//! [`stream_generate_content`] (server-sent events) and [`upload_file`]
+//! (the Files API's resumable upload).
+
+mod events;
+mod generate;
+mod upload;
 
 use serde::Deserialize;
 
@@ -6,6 +13,9 @@ pub use crate::api_error::ApiError;
 use crate::client::AuthorizedClient;
 use crate::error::{Error, Result};
 use crate::url::redact;
+pub use events::ContentStream;
+pub use generate::{generate_content, stream_generate_content};
+pub use upload::{File, UploadProblem, upload_file};
 
 /// Guards against a server that keeps sending page tokens.
 const MAX_PAGES: usize = 100;
@@ -145,6 +155,10 @@ fn futures_are_send(client: &AuthorizedClient) {
     fn send<T: Send>(_: &T) {}
     send(&list_models(client));
     send(&get_json::<serde_json::Value>(client, ""));
+    let v = serde_json::Value::Null;
+    send(&generate_content(client, "", &v));
+    send(&stream_generate_content(client, "", &v));
+    send(&upload_file(client, "", "", ""));
 }
 
 #[cfg(test)]

@@ -1,0 +1,136 @@
+//! `generateContent` and `streamGenerateContent`, raw JSON in and out.
+
+use http::{HeaderValue, Request, header};
+use serde_json::Value;
+
+use super::decode;
+use super::events::ContentStream;
+use crate::api_error::ApiError;
+use crate::client::AuthorizedClient;
+use crate::error::{Error, Result};
+use crate::request_body::RequestBody;
+use crate::response_body::ResponseBody;
+use crate::url::redact;
+
+/// Largest error body read before it becomes an [`ApiError`].
+const MAX_ERROR_BODY: usize = 1024 * 1024;
+
+/// `models/{model}` for `gemini-2.5-flash` or `models/gemini-2.5-flash`;
+/// other resource names (`tunedModels/…`) as given.
+pub(crate) fn model_path(model: &str) -> String {
+    if model.contains('/') {
+        model.to_owned()
+    } else {
+        format!("models/{model}")
+    }
+}
+
+/// Sends `body` to `{api_base}/models/{model}:generateContent` and returns
+/// the answer as JSON. `model` is `gemini-2.5-flash` or `models/gemini-2.5-flash`.
+///
+/// The call has no time limit unless the client sets one
+/// ([`AuthorizedClient::timeout`]): generations with thinking take minutes.
+///
+/// ```no_run
+/// # async fn f() -> gemini_oauth::Result<()> {
+/// let client = gemini_oauth::load_creds().await?.authorized_client();
+/// let body = serde_json::json!({"contents": [{"parts": [{"text": "Hello"}]}]});
+/// let answer = gemini_oauth::gemini::generate_content(&client, "gemini-2.5-flash", &body).await?;
+/// println!("{}", answer["candidates"][0]["content"]["parts"][0]["text"]);
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// [`Error::Api`] (Google's error, with a hint) for an error status, and the
+/// errors of [`AuthorizedClient::post_json`].
+pub async fn generate_content(
+    client: &AuthorizedClient,
+    model: &str,
+    body: &Value,
+) -> Result<Value> {
+    let url = client.api_url(&format!("{}:generateContent", model_path(model)));
+    let resp = client.post_json(&url, body.to_string()).await?;
+    decode(&url, resp.status().as_u16(), resp.body())
+}
+
+/// Sends `body` to `{api_base}/models/{model}:streamGenerateContent?alt=sse`
+/// and returns the answer's chunks as they arrive: a [`ContentStream`] of
+/// JSON values, one per server-sent event. Memory stays flat however long
+/// the answer.
+///
+/// ```no_run
+/// use futures_util::StreamExt;
+/// # async fn f() -> gemini_oauth::Result<()> {
+/// let client = gemini_oauth::load_creds().await?.authorized_client();
+/// let body = serde_json::json!({"contents": [{"parts": [{"text": "A long story"}]}]});
+/// let mut chunks =
+///     gemini_oauth::gemini::stream_generate_content(&client, "gemini-2.5-flash", &body).await?;
+/// while let Some(chunk) = chunks.next().await {
+///     print!("{}", chunk?["candidates"][0]["content"]["parts"][0]["text"]);
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// [`Error::Api`] for an error status (here) or an error event (from the
+/// stream); [`Error::EventStream`] from the stream for an event that is not
+/// JSON or a stream cut in the middle of one; [`Error::Timeout`] from the
+/// stream when nothing arrives for the client's idle limit; and the errors
+/// of [`AuthorizedClient::request`].
+pub async fn stream_generate_content(
+    client: &AuthorizedClient,
+    model: &str,
+    body: &Value,
+) -> Result<ContentStream> {
+    let url = format!(
+        "{}?alt=sse",
+        client.api_url(&format!("{}:streamGenerateContent", model_path(model)))
+    );
+    let req = json_request(&url, body.to_string())?;
+    let resp = client.request(req).await?;
+    let resp = success_or_api_error(&url, resp).await?;
+    Ok(ContentStream::new(resp.into_body(), &url))
+}
+
+/// A `POST url` with a JSON body.
+pub(crate) fn json_request(url: &str, json: String) -> Result<Request<RequestBody>> {
+    let mut req = Request::new(RequestBody::from(json));
+    *req.method_mut() = http::Method::POST;
+    *req.uri_mut() = url.parse().map_err(|_| Error::InvalidUrl {
+        url: redact(url),
+        reason: "not a valid URL",
+    })?;
+    req.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(req)
+}
+
+/// The response when its status is 2xx; otherwise its body (capped) as an [`ApiError`].
+pub(crate) async fn success_or_api_error(
+    url: &str,
+    resp: http::Response<ResponseBody>,
+) -> Result<http::Response<ResponseBody>> {
+    if resp.status().is_success() {
+        return Ok(resp);
+    }
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect_bytes(MAX_ERROR_BODY).await?;
+    Err(Error::Api(ApiError::from_body(url, status, &body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_names_with_and_without_prefix() {
+        assert_eq!(model_path("gemini-2.5-flash"), "models/gemini-2.5-flash");
+        assert_eq!(
+            model_path("models/gemini-2.5-flash"),
+            "models/gemini-2.5-flash"
+        );
+        assert_eq!(model_path("tunedModels/mine"), "tunedModels/mine");
+    }
+}
