@@ -3,7 +3,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use http::{HeaderName, HeaderValue, Request, Uri, header};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -51,7 +51,7 @@ pub enum UploadProblem {
     SizeChanged {
         /// The size announced in the `start` request.
         announced: u64,
-        /// The bytes read from the file (or its size after the upload).
+        /// The bytes read from the file when the change was seen.
         sent: u64,
     },
 }
@@ -158,8 +158,8 @@ pub async fn upload_file(
     // Read what little the start answer holds, so its connection is reused.
     let _ = answer.into_body().collect_bytes(MAX_ANSWER).await;
 
-    let sent = Arc::new(AtomicU64::new(0));
-    let mut req = Request::new(counted(file, size, Arc::clone(&sent)));
+    let progress = Arc::new(Progress::default());
+    let mut req = Request::new(counted(file, size, Arc::clone(&progress)));
     *req.method_mut() = http::Method::POST;
     *req.uri_mut() = upload_url.parse::<Uri>().map_err(|_| Error::InvalidUrl {
         url: redact(&upload_url),
@@ -170,35 +170,16 @@ pub async fn upload_file(
     h.insert(UPLOAD_OFFSET, HeaderValue::from_static("0"));
     h.insert(UPLOAD_COMMAND, HeaderValue::from_static("upload, finalize"));
     let result = client.request(req).await;
-    let changed = |sent: u64| {
-        upload_error(
-            path,
-            UploadProblem::SizeChanged {
-                announced: size,
-                sent,
-            },
-        )
-    };
-    let read = sent.load(Ordering::Relaxed);
-    if read > size {
-        return Err(changed(read));
+    if progress.changed.load(Ordering::Relaxed) {
+        let problem = UploadProblem::SizeChanged {
+            announced: size,
+            sent: progress.read.load(Ordering::Relaxed),
+        };
+        return Err(upload_error(path, problem));
     }
-    let resp = match result {
-        Ok(resp) => resp,
-        // Hyper's own error for a body shorter than announced; ours says why.
-        Err(_) if read < size && current_size(path).await != Some(size) => {
-            return Err(changed(read));
-        }
-        Err(e) => return Err(e),
-    };
+    let resp = result?;
     let status = resp.status().as_u16();
     let body = resp.into_body().collect_bytes(MAX_ANSWER).await?;
-    // The bytes sent matched; the file may still have grown after the last read.
-    if let Some(now) = current_size(path).await
-        && now != size
-    {
-        return Err(changed(now));
-    }
     let answer: Value = decode(&upload_url, status, &body)?;
     let file = answer.get("file").cloned().unwrap_or(answer);
     serde_json::from_value(file).map_err(|_| {
@@ -210,29 +191,56 @@ pub async fn upload_file(
     })
 }
 
-/// The file streamed from disk, counting what is read into `sent` and
-/// failing (rather than sending a different file) when it is not `size` bytes.
-fn counted(file: tokio::fs::File, size: u64, sent: Arc<AtomicU64>) -> RequestBody {
-    use futures_util::StreamExt;
-    let at_end = Arc::clone(&sent);
-    let chunks = tokio_util::io::ReaderStream::with_capacity(file, CHUNK).map(move |chunk| {
-        let chunk = chunk?;
-        let total = sent.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
-        if total > size {
-            return Err(io::Error::other("the file grew while it was uploaded"));
-        }
-        Ok(chunk)
-    });
-    let short = futures_util::stream::once(async move {
-        (at_end.load(Ordering::Relaxed) < size)
-            .then(|| Err(io::Error::other("the file shrank while it was uploaded")))
-    })
-    .filter_map(std::future::ready);
-    RequestBody::from_stream(chunks.chain(short), Some(size))
+/// How far the upload read the file, and whether its size changed.
+#[derive(Default)]
+struct Progress {
+    read: AtomicU64,
+    changed: AtomicBool,
 }
 
-async fn current_size(path: &Path) -> Option<u64> {
-    tokio::fs::metadata(path).await.ok().map(|m| m.len())
+/// The file streamed from disk, failing (rather than sending a different
+/// file) when it is not `size` bytes. Each piece is handed on only once the
+/// next one (or the end) was read, so a file that grew fails before its last
+/// announced byte is sent and the server never finalizes it.
+fn counted(file: tokio::fs::File, size: u64, progress: Arc<Progress>) -> RequestBody {
+    use futures_util::StreamExt;
+    let chunks = tokio_util::io::ReaderStream::with_capacity(file, CHUNK);
+    let state = (chunks, None::<bytes::Bytes>, false);
+    let stream = futures_util::stream::unfold(state, move |(mut chunks, mut held, done)| {
+        let progress = Arc::clone(&progress);
+        async move {
+            if done {
+                return None;
+            }
+            let changed = |what: &str| {
+                progress.changed.store(true, Ordering::Relaxed);
+                Err(io::Error::other(format!(
+                    "the file {what} while it was uploaded"
+                )))
+            };
+            loop {
+                let item = match chunks.next().await {
+                    Some(Ok(chunk)) => {
+                        let n = chunk.len() as u64;
+                        let read = progress.read.fetch_add(n, Ordering::Relaxed) + n;
+                        if read > size {
+                            changed("grew")
+                        } else if let Some(previous) = held.replace(chunk) {
+                            Ok(previous)
+                        } else {
+                            continue;
+                        }
+                    }
+                    Some(Err(e)) => Err(e),
+                    None if progress.read.load(Ordering::Relaxed) < size => changed("shrank"),
+                    None => return held.take().map(|last| (Ok(last), (chunks, None, true))),
+                };
+                let done = item.is_err();
+                return Some((item, (chunks, held, done)));
+            }
+        }
+    });
+    RequestBody::from_stream(stream, Some(size))
 }
 
 fn missing_url(start_url: &str) -> UploadProblem {

@@ -22,6 +22,9 @@ mod consent_flow;
 mod dependency_tree;
 mod examples;
 mod faults;
+mod gemini_stream;
+mod gemini_timeouts;
+mod gemini_upload;
 #[cfg(feature = "google-cloud-auth")]
 mod google_cloud;
 mod hardening;

@@ -1,0 +1,430 @@
+//! `generate_content`, `stream_generate_content` and the general request
+//! against a local server speaking Gemini's formats: SSE in awkward pieces,
+//! error bodies and error events, cut and malformed streams.
+
+use std::sync::{Arc, Mutex};
+
+use crate::common::gemini_server::*;
+use crate::common::*;
+use futures_util::StreamExt;
+use gemini_oauth::gemini::{generate_content, stream_generate_content};
+use gemini_oauth::{AuthorizedClient, Error, RequestBody};
+use serde_json::{Value, json};
+use wiremock::MockServer;
+
+/// A client for the API at `base` (its `/v1`), with a valid token.json
+/// refreshed at the returned token endpoint.
+pub(crate) async fn client_for(base: &str) -> (TempLoader, MockServer, AuthorizedClient) {
+    let tokens = token_endpoint().await;
+    let dir = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let creds = dir
+        .loader()
+        .api_base(format!("{base}/v1"))
+        .load()
+        .await
+        .unwrap();
+    (dir, tokens, creds.authorized_client())
+}
+
+/// Every chunk of a stream, errors included, in order.
+async fn drain(
+    mut s: gemini_oauth::gemini::ContentStream,
+) -> Vec<Result<Value, gemini_oauth::Error>> {
+    let mut out = Vec::new();
+    while let Some(item) = s.next().await {
+        out.push(item);
+    }
+    out
+}
+
+async fn sse_server(steps: Vec<Step>) -> String {
+    serve(move |_req| {
+        let steps = steps.clone();
+        async move { scripted(steps) }
+    })
+    .await
+}
+
+const BODY: &str = r#"{"contents": [{"parts": [{"text": "hi"}]}]}"#;
+
+fn body() -> Value {
+    serde_json::from_str(BODY).unwrap()
+}
+
+#[tokio::test]
+async fn sse_events_split_across_pieces_crlf_lf_multiline_comments_and_no_final_blank_line() {
+    let one = event(&text_chunk("one"));
+    let mut steps = Vec::new();
+    // The first event a byte at a time.
+    for b in one.as_bytes() {
+        steps.push(send([*b]));
+    }
+    steps.extend([
+        send(": keep-alive comment\r\n\r\n"),
+        pause_ms(50),
+        // CRLF line ends, the CR and LF in different pieces.
+        send("data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"two\"}]}}]}\r"),
+        pause_ms(20),
+        send("\n\r\n"),
+        // Multi-line data: the lines are joined with LF, still one JSON value.
+        send("data: {\"candidates\": [{\"content\":\ndata:  {\"parts\": [{\"text\": \"three\"}]}}]}\n"),
+        send("\nid: 4\nevent: message\n"),
+        send("data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"four\"}]}}]}\n\n"),
+        // The last event has no blank line after it.
+        send("data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"five\"}]}}]}"),
+    ]);
+    let base = sse_server(steps).await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let chunks = drain(
+        stream_generate_content(&client, "gemini-test", &body())
+            .await
+            .unwrap(),
+    )
+    .await;
+    let texts: Vec<String> = chunks
+        .into_iter()
+        .map(|c| {
+            c.unwrap()["candidates"][0]["content"]["parts"][0]["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(texts, ["one", "two", "three", "four", "five"]);
+}
+
+#[tokio::test]
+async fn stream_and_generate_use_the_model_path_and_send_the_body() {
+    let seen = Arc::new(Mutex::new(Vec::<(String, String, Value)>::new()));
+    let log = Arc::clone(&seen);
+    let base = serve(move |req| {
+        let log = Arc::clone(&log);
+        async move {
+            use http_body_util::BodyExt;
+            let path_and_query = req.uri().to_string();
+            let accept = req
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            let json: Value = serde_json::from_slice(&body).unwrap();
+            log.lock()
+                .unwrap()
+                .push((path_and_query.clone(), accept, json));
+            if path_and_query.contains("stream") {
+                scripted(vec![send(event(&text_chunk("s")))])
+            } else {
+                json_resp(200, &text_chunk("g"))
+            }
+        }
+    })
+    .await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let answer = generate_content(&client, "models/gemini-x", &body())
+        .await
+        .unwrap();
+    assert_eq!(answer, text_chunk("g"));
+    let answer = generate_content(&client, "gemini-x", &body())
+        .await
+        .unwrap();
+    assert_eq!(answer, text_chunk("g"));
+    let streamed = drain(
+        stream_generate_content(&client, "gemini-x", &body())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(streamed.len(), 1);
+    assert_eq!(streamed[0].as_ref().unwrap(), &text_chunk("s"));
+    let seen = seen.lock().unwrap();
+    let paths: Vec<&str> = seen.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1/models/gemini-x:generateContent",
+            "/v1/models/gemini-x:generateContent",
+            "/v1/models/gemini-x:streamGenerateContent?alt=sse"
+        ]
+    );
+    for (_, content_type, json) in seen.iter() {
+        assert_eq!(content_type, "application/json");
+        assert_eq!(json, &body());
+    }
+}
+
+#[tokio::test]
+async fn google_error_statuses_become_typed_api_errors() {
+    for (status, text) in [
+        (400, "INVALID_ARGUMENT"),
+        (429, "RESOURCE_EXHAUSTED"),
+        (500, "INTERNAL"),
+    ] {
+        let base =
+            serve(move |_req| async move { google_error(status, text, "the server says no") })
+                .await;
+        let (_dir, _tokens, client) = client_for(&base).await;
+        for err in [
+            generate_content(&client, "m", &body()).await.unwrap_err(),
+            stream_generate_content(&client, "m", &body())
+                .await
+                .unwrap_err(),
+        ] {
+            let Error::Api(api) = &err else {
+                panic!("{err:?}")
+            };
+            assert_eq!(api.status, status);
+            assert_eq!(api.status_text.as_deref(), Some(text));
+            assert_eq!(api.message, "the server says no");
+            assert_eq!(err.is_transient(), status != 400, "{err}");
+            assert_no_secrets(&format!("{err} {err:?}"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_error_event_mid_stream_is_a_typed_api_error_and_ends_the_stream() {
+    let base = sse_server(vec![
+        send(event(&text_chunk("partial"))),
+        send(event(&json!({"error": {
+            "code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"
+        }}))),
+        send(event(&text_chunk("never handed on"))),
+    ])
+    .await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let chunks = drain(
+        stream_generate_content(&client, "m", &body())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(chunks.len(), 2, "{chunks:?}");
+    assert_eq!(chunks[0].as_ref().unwrap(), &text_chunk("partial"));
+    let Err(Error::Api(api)) = &chunks[1] else {
+        panic!("{:?}", chunks[1])
+    };
+    assert_eq!(api.status, 503);
+    assert_eq!(api.status_text.as_deref(), Some("UNAVAILABLE"));
+    assert!(chunks[1].as_ref().unwrap_err().is_transient());
+}
+
+#[tokio::test]
+async fn a_malformed_event_is_a_typed_error_without_its_content() {
+    let base = sse_server(vec![
+        send(event(&text_chunk("ok"))),
+        send("data: {\"candidates\": SECRETCONTENT}\n\n"),
+        send(event(&text_chunk("never handed on"))),
+    ])
+    .await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let chunks = drain(
+        stream_generate_content(&client, "m", &body())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(chunks.len(), 2, "{chunks:?}");
+    let err = chunks[1].as_ref().unwrap_err();
+    assert!(
+        matches!(err, Error::EventStream { problem, .. } if problem.contains("not JSON")),
+        "{err:?}"
+    );
+    assert!(!format!("{err} {err:?}").contains("SECRETCONTENT"));
+
+    // Invalid UTF-8 in an event is typed too.
+    let base = sse_server(vec![send(b"data: \xff\xfe\n\n")]).await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let chunks = drain(
+        stream_generate_content(&client, "m", &body())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        matches!(&chunks[..], [Err(Error::EventStream { problem, .. })] if problem.contains("UTF-8")),
+        "{chunks:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_cut_mid_event_is_a_typed_error() {
+    // The body ends (cleanly) in the middle of an event's JSON.
+    let base = sse_server(vec![
+        send(event(&text_chunk("ok"))),
+        send("data: {\"candidates\": [{\"content\""),
+    ])
+    .await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let chunks = drain(
+        stream_generate_content(&client, "m", &body())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(chunks.len(), 2, "{chunks:?}");
+    assert!(
+        matches!(&chunks[1], Err(Error::EventStream { problem, .. }) if problem.contains("ended in the middle")),
+        "{chunks:?}"
+    );
+
+    // The connection drops in the middle of an event.
+    let base = sse_server(vec![
+        send(event(&text_chunk("ok"))),
+        send("data: {\"candi"),
+        pause_ms(50),
+        Step::Cut,
+    ])
+    .await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let chunks = drain(
+        stream_generate_content(&client, "m", &body())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(chunks.len(), 2, "{chunks:?}");
+    let err = chunks[1].as_ref().unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+    assert!(err.is_transient());
+}
+
+#[tokio::test]
+async fn caller_headers_are_kept_and_ours_replace_theirs() {
+    let seen = Arc::new(Mutex::new(None::<http::HeaderMap>));
+    let log = Arc::clone(&seen);
+    let base = serve(move |req| {
+        let log = Arc::clone(&log);
+        async move {
+            *log.lock().unwrap() = Some(req.headers().clone());
+            json_resp(200, &json!({}))
+        }
+    })
+    .await;
+    let tokens = token_endpoint().await;
+    let dir = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let client = dir
+        .loader()
+        .api_base(format!("{base}/v1"))
+        .quota_project("ours-project")
+        .load()
+        .await
+        .unwrap()
+        .authorized_client();
+    let req = http::Request::post(client.api_url("models/m:countTokens"))
+        .header("x-custom", "kept")
+        .header("authorization", "Bearer CALLERTOKEN")
+        .header("x-goog-user-project", "caller-project")
+        .header("x-goog-user-project", "caller-project-2")
+        .header("content-type", "application/json")
+        .body(BODY)
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let headers = seen.lock().unwrap().clone().unwrap();
+    assert_eq!(headers["x-custom"], "kept");
+    let auth: Vec<_> = headers.get_all("authorization").iter().collect();
+    assert_eq!(auth, [format!("Bearer {OLD_ACCESS}").as_str()]);
+    let projects: Vec<_> = headers.get_all("x-goog-user-project").iter().collect();
+    assert_eq!(projects, ["ours-project"]);
+    assert_eq!(headers["content-length"], BODY.len().to_string().as_str());
+}
+
+/// A server answering 401 to the old token and 200 to the new one,
+/// counting requests.
+async fn rejecting_old_token() -> (String, Arc<Mutex<usize>>) {
+    let count = Arc::new(Mutex::new(0));
+    let c = Arc::clone(&count);
+    let base = serve(move |req| {
+        let c = Arc::clone(&c);
+        async move {
+            *c.lock().unwrap() += 1;
+            let auth = req.headers()["authorization"].to_str().unwrap().to_owned();
+            // Read the body so a streamed one is consumed.
+            let _ = http_body_util::BodyExt::collect(req.into_body()).await;
+            if auth.contains(OLD_ACCESS) {
+                google_error(401, "UNAUTHENTICATED", "revoked")
+            } else {
+                json_resp(200, &json!({"ok": true}))
+            }
+        }
+    })
+    .await;
+    (base, count)
+}
+
+#[tokio::test]
+async fn a_401_is_retried_for_bytes_and_returned_as_is_for_a_streamed_body() {
+    let (base, count) = rejecting_old_token().await;
+    let (_dir, tokens, client) = client_for(&base).await;
+    let url = client.api_url("models/m:generateContent");
+    // A streamed body cannot be sent twice: the first 401 comes back.
+    let stream = futures_util::stream::iter([Ok(bytes::Bytes::from_static(BODY.as_bytes()))]);
+    let req = http::Request::post(&url)
+        .body(RequestBody::from_stream(stream, None))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(*count.lock().unwrap(), 1);
+    assert_eq!(token_requests(&tokens).await, 0);
+    // Bytes are sent again with a new token.
+    let req = http::Request::post(&url).body(BODY).unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect_bytes(1024).await.unwrap();
+    assert_eq!(&body[..], br#"{"ok":true}"#);
+    assert_eq!(*count.lock().unwrap(), 3);
+    assert_eq!(token_requests(&tokens).await, 1);
+}
+
+#[tokio::test]
+async fn a_streamed_file_body_arrives_whole_with_its_length() {
+    let seen = Arc::new(Mutex::new(None::<(String, String)>));
+    let log = Arc::clone(&seen);
+    let base = serve(move |req| {
+        let log = Arc::clone(&log);
+        async move {
+            let len = req.headers()["content-length"].to_str().unwrap().to_owned();
+            let body = http_body_util::BodyExt::collect(req.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            *log.lock().unwrap() = Some((len, sha256_hex(&body)));
+            json_resp(200, &json!({}))
+        }
+    })
+    .await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.bin");
+    let content: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&path, &content).unwrap();
+    let req = http::Request::put(client.api_url("anything"))
+        .body(RequestBody::from_path(&path).await.unwrap())
+        .unwrap();
+    assert_eq!(client.request(req).await.unwrap().status(), 200);
+    let (len, sha) = seen.lock().unwrap().clone().unwrap();
+    assert_eq!(len, content.len().to_string());
+    assert_eq!(sha, sha256_hex(&content));
+    let missing = RequestBody::from_path(dir.path().join("missing")).await;
+    assert!(matches!(missing, Err(Error::Io { .. })), "{missing:?}");
+}
+
+#[tokio::test]
+async fn collect_bytes_refuses_more_than_its_cap() {
+    let base = serve(|_req| async { json_resp(200, &json!({"padding": "x".repeat(5000)})) }).await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let resp = client
+        .request(
+            http::Request::get(client.api_url("models"))
+                .body(())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let err = resp.into_body().collect_bytes(1000).await.unwrap_err();
+    assert!(
+        matches!(err, Error::ResponseTooLarge { limit: 1000, .. }),
+        "{err:?}"
+    );
+}

@@ -1,0 +1,215 @@
+//! `upload_file` against a local server speaking the Files API's resumable
+//! protocol, every header checked and the body hashed as it arrives.
+
+use std::sync::{Arc, Mutex};
+
+use crate::common::assert_no_secrets;
+use crate::common::gemini_server::*;
+use crate::gemini_stream::client_for;
+use gemini_oauth::gemini::upload_file;
+use gemini_oauth::{Error, UploadProblem};
+use serde_json::json;
+
+/// An upload server at its own base, with `configure` applied.
+async fn upload_server(configure: impl FnOnce(&mut UploadServer)) -> (String, UploadServer) {
+    let slot = Arc::new(Mutex::new(None::<UploadServer>));
+    let out = Arc::clone(&slot);
+    let base = serve_with_base(move |base| {
+        let mut server = UploadServer {
+            log: Arc::default(),
+            base,
+            omit_upload_url: false,
+            mime: "text/plain".into(),
+            after_first_piece: None,
+        };
+        configure(&mut server);
+        *out.lock().unwrap() = Some(server.clone());
+        move |req| {
+            let server = server.clone();
+            async move {
+                match server.handle(req).await {
+                    Some(resp) => resp,
+                    None => google_error(404, "NOT_FOUND", "no such endpoint"),
+                }
+            }
+        }
+    })
+    .await;
+    let server = slot.lock().unwrap().clone().unwrap();
+    (base, server)
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 253) as u8).collect()
+}
+
+#[tokio::test]
+async fn upload_file_speaks_the_resumable_protocol() {
+    let (base, server) = upload_server(|_| {}).await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    let content = pattern(1_500_000);
+    std::fs::write(&path, &content).unwrap();
+    let file = upload_file(&client, &path, "text/plain", "my notes")
+        .await
+        .unwrap();
+    let log = server.log.lock().unwrap().clone();
+    assert!(log.problems.is_empty(), "{:?}", log.problems);
+    assert_eq!(
+        log.start_body,
+        Some(json!({"file": {"display_name": "my notes"}}))
+    );
+    assert_eq!(log.bytes, content.len() as u64);
+    assert_eq!(log.sha256.as_deref(), Some(sha256_hex(&content).as_str()));
+    assert_eq!(log.finalized, 1);
+    assert_eq!(file.name, "files/abc-123");
+    assert_eq!(file.uri, format!("{base}/v1beta/files/abc-123"));
+    assert_eq!(file.mime_type.as_deref(), Some("text/plain"));
+    assert_eq!(file.size_bytes, Some(content.len() as u64));
+    assert_eq!(file.state.as_deref(), Some("ACTIVE"));
+    assert_eq!(file.other["sha256Hash"], sha256_hex(&content));
+}
+
+#[tokio::test]
+async fn a_start_answer_without_upload_url_is_a_typed_error() {
+    let (base, server) = upload_server(|s| s.omit_upload_url = true).await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.txt");
+    std::fs::write(&path, b"hello").unwrap();
+    let err = upload_file(&client, &path, "text/plain", "a")
+        .await
+        .unwrap_err();
+    let Error::Upload {
+        path: p, problem, ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(p, &path);
+    assert!(
+        matches!(problem, UploadProblem::MissingUploadUrl { endpoint, .. }
+            if endpoint == &format!("{base}/upload/v1beta/files")),
+        "{problem:?}"
+    );
+    assert!(err.to_string().contains("x-goog-upload-url"), "{err}");
+    assert_eq!(server.log.lock().unwrap().finalized, 0);
+}
+
+/// Changes the file once the first piece of its upload reached the server.
+async fn upload_while(change: fn(&std::path::Path)) -> (Error, UploadServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.bin");
+    // Larger than what the socket buffers hold, so most is read after the change.
+    std::fs::write(&path, pattern(64 * 1024 * 1024)).unwrap();
+    let changed = path.clone();
+    let (base, server) = upload_server(move |s| {
+        s.mime = "application/octet-stream".into();
+        s.after_first_piece = Some(Arc::new(move || change(&changed)));
+    })
+    .await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let err = upload_file(&client, &path, "application/octet-stream", "big")
+        .await
+        .unwrap_err();
+    (err, server)
+}
+
+#[tokio::test]
+async fn a_file_that_grows_or_shrinks_during_upload_is_a_typed_error_and_not_finalized() {
+    let grow: fn(&std::path::Path) = |p| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
+        f.write_all(&[1u8; 1024 * 1024]).unwrap();
+    };
+    let shrink: fn(&std::path::Path) = |p| {
+        let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+        f.set_len(40 * 1024 * 1024).unwrap();
+    };
+    for change in [grow, shrink] {
+        let (err, server) = upload_while(change).await;
+        let Error::Upload {
+            problem: UploadProblem::SizeChanged {
+                announced, sent, ..
+            },
+            ..
+        } = &err
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!(*announced, 64 * 1024 * 1024);
+        assert_ne!(sent, announced);
+        assert_eq!(server.log.lock().unwrap().finalized, 0, "{err}");
+    }
+}
+
+#[tokio::test]
+async fn error_statuses_of_both_steps_are_typed_api_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.txt");
+    std::fs::write(&path, b"hello").unwrap();
+    // The start request refused.
+    let base =
+        serve(|_req| async { google_error(403, "PERMISSION_DENIED", "Files API not allowed") })
+            .await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let err = upload_file(&client, &path, "text/plain", "a")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Api(e) if e.status == 403 && e.message == "Files API not allowed"),
+        "{err:?}"
+    );
+    // The upload itself fails on the server.
+    let base = serve_with_base(|base| {
+        move |req: hyper::Request<hyper::body::Incoming>| {
+            let base = base.clone();
+            async move {
+                if req.uri().path().starts_with("/upload-session/") {
+                    return google_error(500, "INTERNAL", "storage failed");
+                }
+                let mut r = json_resp(200, &json!({}));
+                r.headers_mut().insert(
+                    "x-goog-upload-url",
+                    format!("{base}/upload-session/x?upload_id=UPLOADIDMARKER")
+                        .parse()
+                        .unwrap(),
+                );
+                r
+            }
+        }
+    })
+    .await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let err = upload_file(&client, &path, "text/plain", "a")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Api(e) if e.status == 500 && e.status_text.as_deref() == Some("INTERNAL")),
+        "{err:?}"
+    );
+    assert!(err.is_transient());
+    // The upload URL's query (an upload id) never shows.
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("UPLOADIDMARKER"), "{text}");
+    assert_no_secrets(&text);
+}
+
+#[tokio::test]
+async fn a_missing_file_or_bad_mime_type_fails_before_any_request() {
+    let (base, server) = upload_server(|_| {}).await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let dir = tempfile::tempdir().unwrap();
+    let err = upload_file(&client, dir.path().join("missing"), "text/plain", "x")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Io { action: "open", .. }), "{err:?}");
+    let path = dir.path().join("a.txt");
+    std::fs::write(&path, b"x").unwrap();
+    let err = upload_file(&client, &path, "text/plain\n", "x")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidHeaderValue { .. }), "{err:?}");
+    assert_eq!(server.log.lock().unwrap().start_requests, 0);
+}
