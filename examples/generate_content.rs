@@ -1,48 +1,77 @@
-//! Sends a prompt to `generateContent` through `authorized_client()` as raw
-//! JSON: the way other crates can call any Gemini endpoint.
+//! Sends a prompt to `generateContent` (or, with `--stream`,
+//! `streamGenerateContent`) through `authorized_client()` as raw JSON: the
+//! way other crates can call any Gemini endpoint. `--file` uploads a file
+//! through the Files API first and asks about it.
 //!
 //! ```sh
-//! cargo run --example generate_content -- --prompt "Write a haiku about Rust"
+//! cargo run --example generate_content -- --prompt "Write a haiku about Rust" --stream
+//! cargo run --example generate_content -- --file report.pdf --prompt "Summarize this"
 //! ```
 
 #[path = "common/cli.rs"]
 mod cli;
+#[path = "common/mime.rs"]
+mod mime;
 
+use std::io::Write;
 use std::process::ExitCode;
 
-use gemini_oauth::gemini::ApiError;
+use futures_util::StreamExt;
+use gemini_oauth::gemini;
+use serde_json::{Value, json};
 
-const USAGE: &str = "Usage: generate_content [FLAGS] [--model NAME] [--prompt TEXT]\n\n\
-Prints the model's answer (default model: gemini-2.5-flash).";
+const USAGE: &str =
+    "Usage: generate_content [FLAGS] [--model NAME] [--prompt TEXT] [--stream] [--file PATH]
+
+Prints the model's answer (default model: gemini-2.5-flash).
+  --stream     print each piece of the answer as it arrives
+  --file PATH  upload PATH (Files API) and send it with the prompt; its MIME
+               type comes from its extension";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let (args, creds) = cli::start(USAGE, &["--model", "--prompt"]).await;
+    let (args, creds) = cli::start(USAGE, &["--model", "--prompt", "--file"]).await;
     let model = args.extra("--model").unwrap_or("gemini-2.5-flash");
     let prompt = args
         .extra("--prompt")
         .unwrap_or("Say hello in one short sentence.");
-    let client = creds.authorized_client();
-    let url = client.api_url(&format!("models/{model}:generateContent"));
-    let body = serde_json::json!({ "contents": [{ "parts": [{ "text": prompt }] }] });
-    let resp = cli::or_exit(client.post_json(&url, body.to_string()).await);
-    if !resp.status().is_success() {
-        return cli::fail(&ApiError::from_body(
-            &url,
-            resp.status().as_u16(),
-            resp.body(),
-        ));
+    let client = args.client(&creds);
+    let mut parts = Vec::new();
+    if let Some(path) = args.extra("--file") {
+        let mime_type = mime::guess(path);
+        let file = cli::or_exit(
+            gemini::upload_file(&client, path, mime_type, mime::file_name(path)).await,
+        );
+        parts.push(json!({"file_data": {"mime_type": mime_type, "file_uri": file.uri}}));
     }
-    let answer: serde_json::Value = serde_json::from_slice(resp.body()).unwrap_or_default();
-    let parts = answer["candidates"][0]["content"]["parts"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    for part in parts {
-        if let Some(text) = part["text"].as_str() {
-            print!("{text}");
+    parts.push(json!({ "text": prompt }));
+    let body = json!({ "contents": [{ "parts": parts }] });
+    let mut out = std::io::stdout().lock();
+    if args.has("--stream") {
+        let mut chunks = cli::or_exit(gemini::stream_generate_content(&client, model, &body).await);
+        while let Some(chunk) = chunks.next().await {
+            let chunk = cli::or_exit(chunk);
+            for text in texts(&chunk) {
+                let _ = out.write_all(text.as_bytes());
+                let _ = out.flush();
+            }
+        }
+    } else {
+        let answer = cli::or_exit(gemini::generate_content(&client, model, &body).await);
+        for text in texts(&answer) {
+            let _ = out.write_all(text.as_bytes());
         }
     }
-    println!();
+    let _ = writeln!(out);
     ExitCode::SUCCESS
+}
+
+/// The answer's text parts (thought summaries left out).
+fn texts(answer: &Value) -> impl Iterator<Item = &str> {
+    answer["candidates"][0]["content"]["parts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|part| part["thought"] != true)
+        .filter_map(|part| part["text"].as_str())
 }

@@ -20,7 +20,9 @@ pub const CREDENTIAL_FLAGS: &str = "Flags:
   --headless             print the URL and read the redirected address from stdin
   --no-consent           never start a sign-in; fail if one would be needed
   --consent-timeout SECS how long a sign-in waits for the browser (default 300)
-  --timeout SECS         limit for each HTTP request (default 30)
+  --timeout SECS         limit for each HTTP request (default: 30 for the token
+                         endpoint, none for API calls)
+  --idle-timeout SECS    limit between pieces of an API answer (default 300)
   --adc                  use Application Default Credentials (gcloud's file,
                          GOOGLE_APPLICATION_CREDENTIALS, or the metadata server)
   --api-key              use an API key from GOOGLE_API_KEY or GEMINI_API_KEY
@@ -40,6 +42,7 @@ pub struct Args {
     pub consent: Option<Consent>,
     pub consent_timeout: Option<std::time::Duration>,
     pub timeout: Option<std::time::Duration>,
+    pub idle_timeout: Option<std::time::Duration>,
     pub adc: bool,
     pub api_key: bool,
     pub revoke_uri: Option<String>,
@@ -84,6 +87,7 @@ impl Args {
                 "--no-consent" => a.consent = Some(Consent::Never),
                 "--consent-timeout" => a.consent_timeout = Some(seconds(&flag, value(&flag)?)?),
                 "--timeout" => a.timeout = Some(seconds(&flag, value(&flag)?)?),
+                "--idle-timeout" => a.idle_timeout = Some(seconds(&flag, value(&flag)?)?),
                 "--adc" => a.adc = true,
                 "--api-key" => a.api_key = true,
                 "--revoke-uri" => a.revoke_uri = Some(value(&flag)?),
@@ -106,6 +110,24 @@ impl Args {
             .position(|f| f == flag)
             .and_then(|i| self.rest.get(i + 1))
             .map(String::as_str)
+    }
+
+    /// Whether the example-specific switch `flag` (one without a value) was given.
+    pub fn has(&self, flag: &str) -> bool {
+        self.rest.iter().any(|f| f == flag)
+    }
+
+    /// The authorized client for `creds`, with `--timeout` as its
+    /// per-request limit and `--idle-timeout` as its idle limit.
+    pub fn client(&self, creds: &Credentials) -> gemini_oauth::AuthorizedClient {
+        let mut client = creds.authorized_client();
+        if let Some(t) = self.timeout {
+            client = client.timeout(t);
+        }
+        if let Some(t) = self.idle_timeout {
+            client = client.idle_timeout(t);
+        }
+        client
     }
 
     /// A loader for the user's sign-in, configured from the flags.
