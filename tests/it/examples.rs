@@ -12,7 +12,7 @@ use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// The stderr of a run that failed (exit code 1) with one clear error line.
-fn one_clear_error_line(out: &Output) -> String {
+pub(crate) fn one_clear_error_line(out: &Output) -> String {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8(out.stderr.clone()).unwrap();
     assert_eq!(

@@ -22,6 +22,7 @@ mod consent_flow;
 mod dependency_tree;
 mod examples;
 mod faults;
+mod gemini_examples;
 mod gemini_stream;
 mod gemini_timeouts;
 mod gemini_upload;
