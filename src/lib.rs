@@ -38,6 +38,33 @@
 //! # let _ = token; Ok(()) }
 //! ```
 //!
+//! # Calling Gemini
+//!
+//! [`AuthorizedClient::request`] sends any `http::Request` (a bytes or
+//! streamed [`RequestBody`]) and returns a streaming [`ResponseBody`]. The
+//! [`gemini`] helpers speak raw JSON: [`gemini::generate_content`],
+//! [`gemini::stream_generate_content`] (server-sent events as a `Stream` of
+//! JSON chunks) and [`gemini::upload_file`] (the Files API's resumable
+//! upload, streamed from disk).
+//!
+//! Timeouts fit model calls: 10 s to connect, 30 s for a token request, and
+//! for API calls no whole-request limit unless [`AuthorizedClient::timeout`]
+//! sets one, plus an idle limit between pieces of a response body
+//! ([`AuthorizedClient::idle_timeout`], default 5 minutes).
+//!
+//! ```no_run
+//! use futures_util::StreamExt;
+//! # async fn run() -> gemini_oauth::Result<()> {
+//! let client = gemini_oauth::load_creds().await?.authorized_client();
+//! let body = serde_json::json!({"contents": [{"parts": [{"text": "Tell a story"}]}]});
+//! let mut chunks =
+//!     gemini_oauth::gemini::stream_generate_content(&client, "gemini-2.5-flash", &body).await?;
+//! while let Some(chunk) = chunks.next().await {
+//!     print!("{}", chunk?["candidates"][0]["content"]["parts"][0]["text"]);
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! Other HTTP clients take the headers from [`Credentials::headers`] (and a
 //! new token after a `401` from [`Credentials::force_refresh`]), or use the
 //! reqwest, tower or google-cloud-auth integrations (see Features).

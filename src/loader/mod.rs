@@ -142,7 +142,9 @@ impl<K> CredentialLoader<K> {
         self
     }
 
-    /// Limit for each HTTP request, connect to last byte (default 30 s).
+    /// Limit for each request to the token endpoint (and revocation, the
+    /// metadata server's token), connect to last byte (default 30 s). API
+    /// calls have none by default: see [`AuthorizedClient::timeout`](crate::AuthorizedClient::timeout).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.common.timeout = timeout;
         self
