@@ -428,3 +428,27 @@ async fn collect_bytes_refuses_more_than_its_cap() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn bodies_and_streams_never_show_url_queries_or_content() {
+    let base = sse_server(vec![send(event(&text_chunk("SECRETCONTENT")))]).await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let req = http::Request::get(format!("{base}/v1/models?key=KEYSECRET"))
+        .body(RequestBody::from("SECRETCONTENT"))
+        .unwrap();
+    let debug_req = format!("{:?}", req.body());
+    let resp = client.request(req).await.unwrap();
+    let debug_resp = format!("{:?} {client:?}", resp.body());
+    assert!(
+        debug_resp.contains(&format!("{base}/v1/models")),
+        "{debug_resp}"
+    );
+    let stream = stream_generate_content(&client, "m", &body())
+        .await
+        .unwrap();
+    let debug_stream = format!("{stream:?}");
+    for text in [debug_req, debug_resp, debug_stream] {
+        assert!(!text.contains("SECRET"), "{text}");
+        assert_no_secrets(&text);
+    }
+}
