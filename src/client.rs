@@ -153,7 +153,10 @@ impl AuthorizedClient {
     }
 
     async fn request_body(&self, req: Request<RequestBody>) -> Result<Response<ResponseBody>> {
-        let deadline = self.timeout.map(|limit| (Instant::now() + limit, limit));
+        // A limit too large to add to now is no limit (and no panic).
+        let deadline = self
+            .timeout
+            .and_then(|limit| Some((Instant::now().checked_add(limit)?, limit)));
         let uri = req.uri().clone();
         let head = self.head(req);
         let resp = match deadline {

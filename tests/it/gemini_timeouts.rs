@@ -26,6 +26,15 @@ async fn a_35_s_generation_succeeds_with_the_default_limits() {
     let (_dir, _tokens, client) = client_for(&base).await;
     let answer = generate_content(&client, "m", &body()).await.unwrap();
     assert_eq!(answer, text_chunk("done thinking"));
+    // Limits too large to add to the clock mean none, not a panic.
+    let answer = generate_content(
+        &client.timeout(Duration::MAX).idle_timeout(Duration::MAX),
+        "m",
+        &body(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer, text_chunk("done thinking"));
 }
 
 #[tokio::test]
