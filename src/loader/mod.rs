@@ -6,6 +6,7 @@
 mod adc;
 mod api_key;
 mod fixed;
+mod impersonate;
 pub mod kind;
 mod user;
 
@@ -73,6 +74,10 @@ struct Common {
     api_base: Option<String>,
     token_uri: Option<String>,
     revoke_uri: Option<String>,
+    /// The IAM Credentials API's base URL, for impersonation.
+    iam_endpoint: Option<String>,
+    /// A service account to impersonate with the loaded credentials.
+    impersonate: Option<impersonate::Impersonation>,
     timeout: Duration,
     connect_timeout: Duration,
     cache: CacheOptions,
@@ -87,6 +92,8 @@ impl Default for Common {
             api_base: None,
             token_uri: None,
             revoke_uri: None,
+            iam_endpoint: None,
+            impersonate: None,
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             cache: CacheOptions::default(),
@@ -103,6 +110,8 @@ impl<K: fmt::Debug> fmt::Debug for CredentialLoader<K> {
             .field("quota_project", &c.quota_project)
             .field("api_base", &c.api_base)
             .field("token_uri", &c.token_uri)
+            .field("iam_endpoint", &c.iam_endpoint)
+            .field("impersonate", &c.impersonate)
             .field("timeout", &c.timeout)
             .field("connect_timeout", &c.connect_timeout)
             .field("refresh_margin", &c.cache.refresh_margin)

@@ -111,8 +111,17 @@ impl CredentialLoader<UserFlow> {
     /// [`Error::Timeout`](crate::Error::Timeout), …) and
     /// [`Error::ClientSecretNotFound`](crate::Error::ClientSecretNotFound)
     /// when there is no client secret file.
+    /// With [`impersonate_service_account`](Self::impersonate_service_account),
+    /// also the IAM Credentials API's
+    /// ([`Error::Impersonation`](crate::Error::Impersonation)).
     #[tracing::instrument(skip_all, name = "gemini_oauth::load")]
     pub async fn load(self) -> Result<Credentials> {
+        let common = self.common.clone();
+        let creds = self.load_user().await?;
+        Self::impersonate_if_asked(&common, creds).await
+    }
+
+    async fn load_user(self) -> Result<Credentials> {
         let store: Arc<dyn DynTokenStore> = match &self.kind.store {
             Some(s) => Arc::clone(s),
             None => Arc::new(FileTokenStore::new("token.json")),
