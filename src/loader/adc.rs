@@ -36,7 +36,7 @@ impl CredentialLoader<ApplicationDefault> {
     /// the first token request's errors.
     #[tracing::instrument(skip_all, name = "gemini_oauth::load_adc")]
     pub async fn load(self) -> Result<Credentials> {
-        match adc::find(&self.common.scopes).await? {
+        match adc::find(&self.common.scopes()).await? {
             Found::User { record, path } => {
                 let settings = self.settings(record.quota_project_id().map(str::to_owned))?;
                 let endpoints = self.endpoints(&settings.http);
@@ -67,7 +67,7 @@ impl CredentialLoader<ApplicationDefault> {
                 let settings = self.settings(None)?;
                 let source = crate::source::service_account::ServiceAccount::new(
                     *key,
-                    &self.common.scopes,
+                    &self.common.scopes(),
                     self.common.token_uri.clone(),
                     Arc::clone(&settings.http),
                     crate::token_endpoint::Retry::default(),
