@@ -17,7 +17,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{ApiError, ClientSecretProblem, ImpersonationProblem, OAuthError, TokenFileProblem};
+use crate::{
+    ApiError, ClientSecretProblem, ImpersonationProblem, OAuthError, TokenFileProblem, VertexProblem,
+};
 
 /// A boxed, shareable error from a lower layer (I/O, HTTP, a user's store).
 pub type BoxError = Arc<dyn std::error::Error + Send + Sync>;
@@ -367,6 +369,11 @@ pub enum Error {
     /// A Gemini (Google API) call failed.
     #[error(transparent)]
     Api(#[from] ApiError),
+
+    /// The Vertex AI project or location cannot be used, or conflicts with
+    /// an explicit API base.
+    #[error("{0}")]
+    VertexAi(VertexProblem),
 }
 
 impl Error {

@@ -123,6 +123,7 @@ mod token_endpoint;
 #[cfg(feature = "tower")]
 pub mod tower;
 mod url;
+mod vertex;
 
 pub use access_token::{AccessToken, EXPIRY_SKEW, REFRESH_WINDOW};
 pub use api_error::ApiError;
@@ -140,6 +141,7 @@ pub use store::{FileTokenStore, MemoryTokenStore, StoreLock, TokenStore};
 pub use token::{StoredToken, TokenFileProblem};
 pub use token_cache::RefreshEvent;
 pub use token_endpoint::OAuthError;
+pub use vertex::VertexProblem;
 
 /// Loads credentials with the quickstart's defaults: `./client_secret.json`,
 /// `./token.json`, scope [`scopes::GENERATIVE_LANGUAGE_RETRIEVER`], and the

@@ -46,14 +46,14 @@ impl CredentialLoader<ApplicationDefault> {
         let mut plain = self;
         if common.impersonate.is_some() {
             // What google-auth asks a service account for as a source.
-            plain.common.scopes = vec![crate::scopes::IAM.to_owned()];
+            plain.common.scopes = Some(vec![crate::scopes::IAM.to_owned()]);
         }
         let creds = plain.load_found().await?;
         Self::impersonate_if_asked(&common, creds).await
     }
 
     async fn load_found(self) -> Result<Credentials> {
-        match adc::find(&self.common.scopes).await? {
+        match adc::find(&self.common.scopes()).await? {
             Found::User { record, path } => {
                 let settings = self.settings(record.quota_project_id().map(str::to_owned))?;
                 let endpoints = self.endpoints(&settings.http);
@@ -84,7 +84,7 @@ impl CredentialLoader<ApplicationDefault> {
                 let settings = self.settings(None)?;
                 let source = crate::source::service_account::ServiceAccount::new(
                     *key,
-                    &self.common.scopes,
+                    &self.common.scopes(),
                     self.common.token_uri.clone(),
                     Arc::clone(&settings.http),
                     crate::token_endpoint::Retry::default(),
@@ -141,7 +141,7 @@ impl CredentialLoader<ApplicationDefault> {
         let target = Target::from_url(
             &file.url,
             file.delegates,
-            self.common.scopes.clone(),
+            self.common.scopes(),
             self.common.iam_endpoint.as_deref(),
         )
         .ok_or_else(|| Error::TokenFile {

@@ -83,7 +83,7 @@ impl<K: kind::OAuthKind> CredentialLoader<K> {
         let target = Target::new(
             &imp.account,
             imp.delegates.clone(),
-            common.scopes.clone(),
+            common.scopes(),
             common.iam_endpoint.as_deref(),
         );
         impersonated(source, target, creds.settings().clone(), &common.cache).await

@@ -133,7 +133,7 @@ impl CredentialLoader<UserFlow> {
             .and_then(|s| s.quota_project_id().map(str::to_owned));
         let settings = self.settings(file_quota)?;
         let endpoints = self.endpoints(&settings.http);
-        let scopes = &self.common.scopes;
+        let scopes = &self.common.scopes();
         if decide(stored.as_ref(), scopes, None) == Decision::Use
             && let Some(record) = stored
         {
@@ -170,6 +170,7 @@ impl CredentialLoader<UserFlow> {
 
     /// Runs the consent flow and returns the record to store.
     async fn sign_in(self, reason: &ConsentReason, settings: &Settings) -> Result<StoredToken> {
+        let scopes = self.common.scopes();
         let mut secret = match self.kind.secret {
             SecretSource::File(path) => ClientSecret::from_file(path).await?,
             SecretSource::Given(secret) => *secret,
@@ -185,14 +186,8 @@ impl CredentialLoader<UserFlow> {
         // A refresh token must be issued again when the old one is gone or rejected.
         let mut flow = self.kind.flow;
         flow.force_consent = !matches!(reason, ConsentReason::NoToken);
-        let mut record = consent::run(
-            &secret,
-            &self.common.scopes,
-            &flow,
-            &settings.http,
-            Retry::default(),
-        )
-        .await?;
+        let mut record =
+            consent::run(&secret, &scopes, &flow, &settings.http, Retry::default()).await?;
         record.token_uri = Some(stored_token_uri);
         Ok(record)
     }
