@@ -112,6 +112,7 @@ mod headers;
 mod http;
 mod json;
 mod loader;
+mod proxy;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
 pub mod scopes;
@@ -134,6 +135,7 @@ pub use credentials::Credentials;
 pub use error::{BoxError, ConsentReason, Error, Result};
 pub use http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
 pub use loader::{CredentialLoader, kind};
+pub use proxy::ProxyProblem;
 #[cfg(feature = "redis")]
 pub use store::RedisTokenStore;
 pub use store::{FileTokenStore, MemoryTokenStore, StoreLock, TokenStore};
