@@ -1,5 +1,5 @@
 //! Proxies, through a real one (tinyproxy): HTTPS tunnelled with `CONNECT`
-//! for the token endpoint and the API, plain http in absolute form, proxy
+//! for the token endpoint, revocation and the API, plain http in absolute form, proxy
 //! credentials, `NO_PROXY`, `--no-proxy`, a proxy that refuses, and the
 //! metadata server never proxied. Environment variables are set only for
 //! example processes, never in this process.
@@ -153,13 +153,26 @@ fn assert_no_password(text: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn token_refresh_and_api_calls_go_through_the_proxy_tunnel() {
+async fn token_refresh_api_calls_and_revocation_go_through_the_proxy_tunnel() {
     let s = Setup::new().await;
     let proxy = Tinyproxy::start(&[s.server.port], None);
-    let models = list(s.loader().proxy(proxy.url(None))).await.unwrap();
+    let creds = s
+        .loader()
+        .proxy(proxy.url(None))
+        .revoke_uri(format!("{}/revoke", s.server.base()))
+        .load()
+        .await
+        .unwrap();
+    let models = gemini_oauth::gemini::list_models(&creds.authorized_client())
+        .await
+        .unwrap();
     assert_eq!(models[0].name, "models/via-proxy");
-    // The load's refresh and the call both reached the server...
-    assert_eq!(s.server.seen(), ["POST /token", "GET /v1/models"]);
+    creds.revoke().await.unwrap();
+    // The load's refresh, the call and the revocation reached the server...
+    assert_eq!(
+        s.server.seen(),
+        ["POST /token", "GET /v1/models", "POST /revoke"]
+    );
     // ...through tunnels the proxy opened (TLS inside: it saw no path).
     let requests = proxy.requests();
     assert!(!requests.is_empty(), "{}", proxy.log());
@@ -196,6 +209,11 @@ async fn https_proxy_from_the_environment_tunnels_and_no_proxy_bypasses_it() {
         .await;
     assert_eq!(stdout(&out), "models/via-proxy\n");
     assert_eq!(proxy.requests().len(), before, "{}", proxy.log());
+    // --proxy does not read NO_PROXY.
+    let env = [("NO_PROXY", "127.0.0.1".to_owned())];
+    let out = s.list_models(&env, &["--proxy", &proxy.url(None)]).await;
+    assert_eq!(stdout(&out), "models/via-proxy\n");
+    assert_eq!(proxy.requests().len(), before + 1, "{}", proxy.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
