@@ -32,8 +32,9 @@ type TunnelError = <Tunnel<HttpConnector> as Service<Uri>>::Error;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProxyProblem {
-    /// No connection to the proxy could be made (nothing listens there, or
-    /// the connection was refused or timed out).
+    /// No connection to the proxy could be made (nothing listens there, the
+    /// connection was refused), or the proxy did not answer the `CONNECT`
+    /// within the connect timeout.
     Unreachable,
     /// The proxy answered `407 Proxy Authentication Required`: the user
     /// name or password in the proxy URL is missing or wrong.

@@ -357,6 +357,35 @@ async fn a_proxy_that_refuses_is_a_typed_error_naming_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_that_never_answers_the_connect_is_given_up_on_after_the_connect_timeout() {
+    let s = Setup::new().await;
+    // Accepts and keeps the connection, silent.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let loader = s
+        .loader()
+        .proxy(&silent)
+        .connect_timeout(std::time::Duration::from_millis(300));
+    let err = tokio::time::timeout(std::time::Duration::from_secs(20), list(loader))
+        .await
+        .expect("given up on before the test's guard")
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Proxy { problem: ProxyProblem::Unreachable, proxy, .. } if *proxy == format!("{silent}/")
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_goes_to_the_proxy_in_absolute_form_with_its_credentials() {
     let tokens = token_endpoint().await;
     let api = api_answering(
