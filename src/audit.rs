@@ -17,7 +17,8 @@ use crate::loader::kind::{ApiKey, ApplicationDefault, FixedToken, UserFlow};
 use crate::{
     AccessToken, ApiError, AuthorizedClient, ClientKind, ClientSecret, ClientSecretProblem,
     Consent, ConsentReason, CredentialLoader, Credentials, Error, FileTokenStore, MemoryTokenStore,
-    OAuthError, StoreLock, StoredToken, TokenFileProblem, VertexProblem, gemini::Model,
+    OAuthError, ProxyProblem, StoreLock, StoredToken, TokenFileProblem, VertexProblem,
+    gemini::Model,
 };
 
 const fn shared<T: Debug + Send + Sync + Clone + 'static>() {}
@@ -51,6 +52,7 @@ const _: () = {
     shared::<ClientSecretProblem>();
     shared::<TokenFileProblem>();
     shared::<VertexProblem>();
+    shared::<ProxyProblem>();
     owned::<StoreLock>();
     #[cfg(feature = "redis")]
     shared::<crate::RedisTokenStore>();

@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{
-    ApiError, ClientSecretProblem, ImpersonationProblem, OAuthError, TokenFileProblem, VertexProblem,
+    ApiError, ClientSecretProblem, ImpersonationProblem, OAuthError, ProxyProblem, TokenFileProblem,
+    VertexProblem,
 };
 
 /// A boxed, shareable error from a lower layer (I/O, HTTP, a user's store).
@@ -370,6 +371,21 @@ pub enum Error {
     #[error(transparent)]
     Api(#[from] ApiError),
 
+    /// A proxy could not carry the request.
+    #[error(
+        "proxy {proxy} {problem}; check the proxy URL (the loader's proxy option, HTTPS_PROXY, HTTP_PROXY, ALL_PROXY) or bypass it with NO_PROXY"
+    )]
+    #[non_exhaustive]
+    Proxy {
+        /// The proxy's URL, without its user name and password.
+        proxy: String,
+        /// What went wrong.
+        problem: ProxyProblem,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
+
     /// The Vertex AI project or location cannot be used, or conflicts with
     /// an explicit API base.
     #[error("{0}")]
@@ -397,6 +413,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Transport { .. } | Error::Timeout { .. } => true,
+            Error::Proxy { problem, .. } => *problem == ProxyProblem::Unreachable,
             Error::OAuth { error, status, .. } => {
                 matches!(
                     error,
@@ -434,13 +451,23 @@ impl Error {
         }
     }
 
+    /// A failed request; a proxy's failure, found anywhere in the chain of
+    /// causes (the connector under hyper reports it), is kept as it is.
     pub(crate) fn transport(
         endpoint: &str,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
+        let source = source.into();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*source);
+        while let Some(e) = cause {
+            if let Some(proxy @ Error::Proxy { .. }) = e.downcast_ref::<Error>() {
+                return proxy.clone();
+            }
+            cause = e.source();
+        }
         Error::Transport {
             endpoint: endpoint.to_owned(),
-            source: Arc::from(source.into()),
+            source: Arc::from(source),
         }
     }
 }

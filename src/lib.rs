@@ -73,11 +73,19 @@
 //! [`CredentialLoader::api_key`]) uses an API key. All give the same
 //! [`Credentials`] and [`AuthorizedClient`].
 //!
+//! # Proxies and Vertex AI
+//!
+//! Requests go through the proxies `HTTPS_PROXY`, `HTTP_PROXY` and
+//! `ALL_PROXY` name, except for the hosts in `NO_PROXY`, as curl and reqwest
+//! choose them; [`CredentialLoader::proxy`] and [`CredentialLoader::no_proxy`]
+//! override them. The metadata server is never proxied.
+//! [`CredentialLoader::vertex_ai`] calls the same models through Vertex AI.
+//!
 //! # Security
 //!
 //! - Tokens, refresh tokens, client secrets, API keys and authorization codes
 //!   never appear in `Debug`, `Display`, errors or `tracing` events, nor do
-//!   URL queries and userinfo. The `secrecy` strings holding them are zeroed
+//!   URL queries and userinfo (proxy passwords included). The `secrecy` strings holding them are zeroed
 //!   on drop; the ready-made `Authorization` header values, hyper's buffers
 //!   and the JSON text of `token.json` while it is read or written are not.
 //! - The consent flow uses PKCE (S256) and a random `state`, listens on
@@ -112,6 +120,7 @@ mod headers;
 mod http;
 mod json;
 mod loader;
+mod proxy;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
 pub mod scopes;
@@ -134,6 +143,7 @@ pub use credentials::Credentials;
 pub use error::{BoxError, ConsentReason, Error, Result};
 pub use http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
 pub use loader::{CredentialLoader, kind};
+pub use proxy::ProxyProblem;
 pub use source::impersonated::ImpersonationProblem;
 #[cfg(feature = "redis")]
 pub use store::RedisTokenStore;

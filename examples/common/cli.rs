@@ -25,6 +25,11 @@ pub const CREDENTIAL_FLAGS: &str = "Flags:
                          GOOGLE_APPLICATION_CREDENTIALS, or the metadata server)
   --api-key              use an API key from GOOGLE_API_KEY or GEMINI_API_KEY
   --revoke-uri URL       token revocation endpoint override
+  --proxy URL            send requests through this http:// proxy (default:
+                         HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY)
+  --no-proxy             connect directly, ignoring the proxy variables
+  --root-certificates FILE  also trust these PEM root certificates (a
+                         TLS-inspecting proxy, a private endpoint)
   --vertex-project ID    call Gemini through Vertex AI in this project
                          (with --vertex-location; scope default: cloud-platform)
   --vertex-location LOC  the Vertex AI location, e.g. us-central1 or global
@@ -48,6 +53,10 @@ pub struct Args {
     pub adc: bool,
     pub api_key: bool,
     pub revoke_uri: Option<String>,
+    pub proxy: Option<String>,
+    pub no_proxy: bool,
+    /// The PEM text of `--root-certificates`.
+    pub root_certificates: Option<Vec<u8>>,
     pub vertex_project: Option<String>,
     pub vertex_location: Option<String>,
     pub vertex_origin: Option<String>,
@@ -95,6 +104,14 @@ impl Args {
                 "--adc" => a.adc = true,
                 "--api-key" => a.api_key = true,
                 "--revoke-uri" => a.revoke_uri = Some(value(&flag)?),
+                "--proxy" => a.proxy = Some(value(&flag)?),
+                "--no-proxy" => a.no_proxy = true,
+                "--root-certificates" => {
+                    let path = value(&flag)?;
+                    let pem = std::fs::read(&path)
+                        .map_err(|e| format!("--root-certificates {path:?}: {e}"))?;
+                    a.root_certificates = Some(pem);
+                }
                 "--vertex-project" => a.vertex_project = Some(value(&flag)?),
                 "--vertex-location" => a.vertex_location = Some(value(&flag)?),
                 "--vertex-origin" => a.vertex_origin = Some(value(&flag)?),
@@ -106,6 +123,9 @@ impl Args {
                 f if f.starts_with("--") && !extra_flags_with_value.is_empty() => a.rest.push(flag),
                 other => return Err(format!("unknown argument {other:?}")),
             }
+        }
+        if a.proxy.is_some() && a.no_proxy {
+            return Err("--proxy and --no-proxy exclude each other".into());
         }
         match (&a.vertex_project, &a.vertex_location) {
             (Some(_), None) => return Err("--vertex-project needs --vertex-location".into()),
@@ -157,6 +177,15 @@ impl Args {
         }
         if let Some(t) = self.timeout {
             l = l.timeout(t);
+        }
+        if let Some(p) = &self.proxy {
+            l = l.proxy(p);
+        }
+        if self.no_proxy {
+            l = l.no_proxy();
+        }
+        if let Some(pem) = &self.root_certificates {
+            l = l.root_certificates_pem(pem);
         }
         l
     }

@@ -75,7 +75,8 @@ impl CredentialLoader<ApplicationDefault> {
                 let settings = self.settings(None)?;
                 let source = MetadataSource {
                     server,
-                    http: Arc::clone(&settings.http),
+                    // Never through a proxy: the server is on this machine's link.
+                    http: Arc::new(settings.http.direct()),
                 };
                 first_token(Arc::new(source), settings, &self.common.cache).await
             }

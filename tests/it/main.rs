@@ -27,6 +27,7 @@ mod google_cloud;
 mod hardening;
 mod load_and_refresh;
 mod multi_process;
+mod proxy;
 mod python_interop;
 mod redaction;
 mod redis_store;
