@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{
-    ApiError, ClientSecretProblem, ImpersonationProblem, OAuthError, ProxyProblem, TokenFileProblem,
-    VertexProblem,
+    ApiError, ClientSecretProblem, ImpersonationProblem, OAuthError, ProxyProblem,
+    TokenFileProblem, VertexProblem,
 };
 
 /// A boxed, shareable error from a lower layer (I/O, HTTP, a user's store).
