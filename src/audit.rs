@@ -53,6 +53,10 @@ const _: () = {
     owned::<StoreLock>();
     #[cfg(feature = "redis")]
     shared::<crate::RedisTokenStore>();
+    #[cfg(feature = "keyring")]
+    shared::<crate::KeyringTokenStore>();
+    #[cfg(feature = "keyring")]
+    shared::<crate::Migration>();
     #[cfg(feature = "reqwest")]
     shared::<crate::reqwest::AuthMiddleware>();
     #[cfg(feature = "tower")]
