@@ -41,6 +41,7 @@ const _: () = {
     shared::<FileTokenStore>();
     shared::<MemoryTokenStore>();
     shared::<Consent>();
+    shared::<crate::universe::Universe>();
     shared::<Model>();
     shared::<crate::RefreshEvent>();
     // Errors are Clone so one failed refresh reaches every waiter.

@@ -125,6 +125,7 @@ mod token_cache;
 mod token_endpoint;
 #[cfg(feature = "tower")]
 pub mod tower;
+pub mod universe;
 mod url;
 
 pub use access_token::{AccessToken, EXPIRY_SKEW, REFRESH_WINDOW};

@@ -16,7 +16,6 @@ use std::time::Duration;
 use rustls_pki_types::CertificateDer;
 
 use crate::credentials::Settings;
-use crate::endpoints::{GEMINI_API_BASE, GOOGLE_REVOKE_URI};
 use crate::env;
 use crate::error::{Error, Result};
 use crate::headers::sensitive;
@@ -25,6 +24,7 @@ use crate::scopes;
 use crate::source::user::Endpoints;
 use crate::token_cache::{CacheOptions, RefreshEvent};
 use crate::token_endpoint::Retry;
+use crate::universe::Universe;
 use crate::url::check_endpoint;
 
 /// Builds [`Credentials`](crate::Credentials). Building is cheap and does no
@@ -158,12 +158,18 @@ impl<K> CredentialLoader<K> {
     /// project is the explicit one, else `GOOGLE_CLOUD_QUOTA_PROJECT`, else
     /// the file's.
     fn settings(&self, file_quota: Option<String>) -> Result<Settings> {
+        self.settings_in(file_quota, &Universe::default())
+    }
+
+    /// [`settings`](Self::settings) for credentials of `universe`, whose
+    /// Gemini endpoint is the default API base.
+    fn settings_in(&self, file_quota: Option<String>, universe: &Universe) -> Result<Settings> {
         let c = &self.common;
         let api_base = c
             .api_base
             .clone()
             .or_else(|| env::nonempty(env::GEMINI_API_BASE))
-            .unwrap_or_else(|| GEMINI_API_BASE.to_owned());
+            .unwrap_or_else(|| universe.gemini_api_base());
         check_endpoint(&api_base)?;
         let quota_project = c
             .quota_project
@@ -179,6 +185,7 @@ impl<K> CredentialLoader<K> {
             })
             .transpose()?;
         Ok(Settings {
+            universe_domain: universe.domain().to_owned(),
             quota_project,
             quota_header,
             api_base,
@@ -252,7 +259,7 @@ impl<K: kind::OAuthKind> CredentialLoader<K> {
                 .common
                 .revoke_uri
                 .clone()
-                .unwrap_or_else(|| GOOGLE_REVOKE_URI.to_owned()),
+                .unwrap_or_else(|| Universe::default().revoke_uri()),
         }
     }
 }

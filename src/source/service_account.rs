@@ -16,12 +16,12 @@ use rustls_pki_types::pem::PemObject;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::endpoints::GOOGLE_TOKEN_URI;
 use crate::error::{Error, Result};
 use crate::http::HttpClient;
 use crate::token::TokenFileProblem;
 use crate::token_cache::{BoxFuture, Fetched, TokenSource};
 use crate::token_endpoint::{self, Retry};
+use crate::universe::Universe;
 
 /// The assertion's lifetime; Google accepts at most an hour.
 const ASSERTION_LIFETIME: Duration = Duration::from_secs(3600);
@@ -32,6 +32,7 @@ pub(crate) struct ServiceAccountKey {
     key_id: Option<String>,
     key: RsaKeyPair,
     token_uri: String,
+    universe: Universe,
 }
 
 impl ServiceAccountKey {
@@ -60,12 +61,27 @@ impl ServiceAccountKey {
             .map_err(|_| bad(TokenFileProblem::BadPrivateKey))?;
         let key = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der())
             .map_err(|_| bad(TokenFileProblem::BadPrivateKey))?;
+        let universe = match text("universe_domain")? {
+            Some(d) => Universe::from_origin(&d, &path.display().to_string())?,
+            None => Universe::default(),
+        };
         Ok(ServiceAccountKey {
             email: required("client_email")?,
             key_id: text("private_key_id")?,
             key,
-            token_uri: text("token_uri")?.unwrap_or_else(|| GOOGLE_TOKEN_URI.to_owned()),
+            token_uri: text("token_uri")?.unwrap_or_else(|| universe.token_uri()),
+            universe,
         })
+    }
+
+    /// The key as messages name it.
+    pub(crate) fn path_name(&self) -> String {
+        format!("service account {}", self.email)
+    }
+
+    /// The key's `universe_domain` (default `googleapis.com`).
+    pub(crate) fn universe(&self) -> &Universe {
+        &self.universe
     }
 
     /// The signed assertion for `scopes` at `token_uri`, issued `now`.

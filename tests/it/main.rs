@@ -39,3 +39,4 @@ mod test_doubles;
 mod tls;
 #[cfg(feature = "tower")]
 mod tower_layer;
+mod universe;
