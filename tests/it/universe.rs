@@ -15,6 +15,7 @@ use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const UNIVERSE: &str = "example.test";
+const SA: &str = "sa@p.iam.gserviceaccount.com";
 
 /// Variables that choose credentials or endpoints, cleared in every child.
 const ENV: [&str; 11] = [
@@ -66,12 +67,13 @@ fn closed_port() -> String {
     l.local_addr().unwrap().to_string()
 }
 
-/// A service-account key file of `universe` whose token endpoint is `tokens`.
+/// A service-account key file of `universe` whose token endpoint is
+/// `tokens`; its public key is in `dir`/pub.der.
 fn service_account_file(dir: &Path, universe: &str, tokens: &MockServer) -> std::path::PathBuf {
     let (private_key, _) = rsa_key(dir);
     let key = json!({
         "type": "service_account", "project_id": "p", "private_key_id": "k1",
-        "private_key": private_key, "client_email": "sa@p.iam.gserviceaccount.com",
+        "private_key": private_key, "client_email": SA,
         "client_id": "1", "token_uri": token_uri(tokens), "universe_domain": universe,
     });
     let file = dir.join("sa.json");
@@ -89,6 +91,26 @@ fn authorized_user_file(dir: &Path, universe: &str, tokens: &MockServer) -> std:
     });
     std::fs::write(&file, serde_json::to_string_pretty(&adc).unwrap()).unwrap();
     file
+}
+
+fn public_key_der(dir: &Path) -> Vec<u8> {
+    std::fs::read(dir.join("pub.der")).unwrap()
+}
+
+/// The header and claims of a JWT whose RS256 signature `public_key_der` verifies.
+fn verified_jwt(jwt: &str, public_key_der: &[u8]) -> (serde_json::Value, serde_json::Value) {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (signed, signature) = jwt.rsplit_once('.').expect("a JWT");
+    ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        public_key_der,
+    )
+    .verify(signed.as_bytes(), &b64.decode(signature).unwrap())
+    .expect("the key's signature");
+    let (header, claims) = signed.split_once('.').unwrap();
+    let part = |p: &str| serde_json::from_slice(&b64.decode(p).unwrap()).unwrap();
+    (part(header), part(claims))
 }
 
 async fn service_account_tokens() -> MockServer {
@@ -139,11 +161,20 @@ async fn service_account_universe_builds_the_endpoints_and_a_mismatch_is_refused
         creds.authorized_client().api_base(),
         "https://generativelanguage.example.test/v1"
     );
+    // Outside googleapis.com the key signs its own token, as google-auth:
+    // no token request.
+    let token = creds.access_token().await.unwrap();
+    let (header, claims) = verified_jwt(token.secret(), &public_key_der(named.parent().unwrap()));
+    assert_eq!(header, json!({"alg": "RS256", "typ": "JWT", "kid": "k1"}));
+    assert_eq!(claims["iss"], SA);
+    assert_eq!(claims["sub"], SA);
+    assert_eq!(claims["scope"], RETRIEVER);
+    assert!(claims.get("aud").is_none(), "{claims}");
     assert_eq!(
-        creds.access_token().await.unwrap().secret(),
-        "ya29.UNIVERSE"
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        3600
     );
-    assert_eq!(requests(&tokens).await, 1);
+    assert_eq!(requests(&tokens).await, 0);
 
     // An explicit API base wins over the universe's.
     let creds = CredentialLoader::application_default()
@@ -184,7 +215,7 @@ async fn service_account_universe_builds_the_endpoints_and_a_mismatch_is_refused
     assert_eq!(credentials, UNIVERSE);
     assert_eq!(api, "googleapis.com");
     assert_eq!(api_origin, "CredentialLoader::universe_domain");
-    assert_eq!(source_name, "service account sa@p.iam.gserviceaccount.com");
+    assert_eq!(source_name, &format!("service account {SA}"));
     assert_eq!(requests(&tokens).await, before);
 
     // A value that is not a domain is refused as such.
@@ -216,20 +247,14 @@ fn run_adc(home: &Path, env: &[(&str, &str)]) -> Output {
         .unwrap()
 }
 
-/// google-auth's `universe_domain` for `google.auth.default()` with `env`
-/// (`compute` asks the metadata server directly, as google-auth's
-/// `compute_engine.Credentials`).
-fn python_universe(env: &[(&str, &str)], compute: bool) -> String {
+/// What Python (the venv with google-auth) prints for `code`, run with `env`.
+fn python_prints(code: &str, env: &[(&str, &str)]) -> String {
     let exe = std::env::var("GEMINI_OAUTH_PYTHON")
         .unwrap_or_else(|_| format!("{}/.venv/bin/python", env!("CARGO_MANIFEST_DIR")));
     assert!(
         Path::new(&exe).exists(),
         "{exe} is missing: run `bash .ci/test`"
     );
-    let code = match compute {
-        true => "import google.auth.compute_engine as c; print(c.Credentials().universe_domain)",
-        false => "import google.auth; print(google.auth.default()[0].universe_domain)",
-    };
     let mut cmd = Command::new(exe);
     for k in ENV {
         cmd.env_remove(k);
@@ -241,6 +266,17 @@ fn python_universe(env: &[(&str, &str)], compute: bool) -> String {
         .output()
         .unwrap();
     stdout(&out).trim().to_owned()
+}
+
+/// google-auth's `universe_domain` for `google.auth.default()` with `env`
+/// (`compute` asks the metadata server directly, as google-auth's
+/// `compute_engine.Credentials`).
+fn python_universe(env: &[(&str, &str)], compute: bool) -> String {
+    let code = match compute {
+        true => "import google.auth.compute_engine as c; print(c.Credentials().universe_domain)",
+        false => "import google.auth; print(google.auth.default()[0].universe_domain)",
+    };
+    python_prints(code, env)
 }
 
 #[tokio::test]
@@ -288,15 +324,43 @@ async fn env_universe_refuses_a_file_of_another_universe_as_python_reads_it() {
 }
 
 #[tokio::test]
-async fn service_account_file_universe_matches_python() {
+async fn service_account_file_universe_and_self_signed_token_match_python() {
     let home = tempfile::tempdir().unwrap();
     let tokens = service_account_tokens().await;
     let file = service_account_file(home.path(), UNIVERSE, &tokens);
     let file = file.to_str().unwrap();
-    assert_eq!(
-        python_universe(&[("GOOGLE_APPLICATION_CREDENTIALS", file)], false),
-        UNIVERSE
+    let env = [("GOOGLE_APPLICATION_CREDENTIALS", file)];
+    assert_eq!(python_universe(&env, false), UNIVERSE);
+
+    // Both sign their own token for the same file: compare them.
+    let code = format!(
+        "import google.auth, google.auth.transport.requests as r\n\
+         c = google.auth.default(scopes=['{RETRIEVER}'])[0]\n\
+         c.refresh(r.Request())\nprint(c.token)"
     );
+    let python_jwt = python_prints(&code, &env);
+    let ours = stdout(&run_adc(home.path(), &env));
+    let public_key = public_key_der(home.path());
+    let (py_header, py_claims) = verified_jwt(&python_jwt, &public_key);
+    let (header, claims) = verified_jwt(ours.trim(), &public_key);
+    assert_eq!(header, py_header);
+    // The same claims; iat is the moment of signing, exp its lifetime.
+    let fixed = |c: &serde_json::Value| {
+        let mut c = c.clone();
+        let o = c.as_object_mut().unwrap();
+        let life = o["exp"].as_u64().unwrap() - o["iat"].as_u64().unwrap();
+        o.remove("iat");
+        o.insert("exp".into(), life.into());
+        c
+    };
+    assert_eq!(fixed(&claims), fixed(&py_claims));
+    assert_eq!(claims["scope"], RETRIEVER);
+    assert_eq!(
+        requests(&tokens).await,
+        0,
+        "neither asked the token endpoint"
+    );
+
     let out = run_adc(
         home.path(),
         &[
