@@ -42,6 +42,7 @@ const _: () = {
     shared::<FileTokenStore>();
     shared::<MemoryTokenStore>();
     shared::<Consent>();
+    shared::<crate::universe::Universe>();
     shared::<Model>();
     shared::<crate::RefreshEvent>();
     // Errors are Clone so one failed refresh reaches every waiter.
@@ -56,6 +57,10 @@ const _: () = {
     owned::<StoreLock>();
     #[cfg(feature = "redis")]
     shared::<crate::RedisTokenStore>();
+    #[cfg(feature = "keyring")]
+    shared::<crate::KeyringTokenStore>();
+    #[cfg(feature = "keyring")]
+    shared::<crate::Migration>();
     #[cfg(feature = "reqwest")]
     shared::<crate::reqwest::AuthMiddleware>();
     #[cfg(feature = "tower")]

@@ -331,6 +331,35 @@ pub enum Error {
         source_name: String,
     },
 
+    /// The credentials belong to another universe domain than the API they
+    /// would be sent to: their tokens would be rejected there (or reach the
+    /// wrong cloud). Found at load, before any token request.
+    #[error(
+        "the credentials from {source_name} belong to the universe domain {credentials}, but the \
+         API's universe domain is {api} (set by {api_origin}); use credentials of {api}, or set \
+         the universe domain to {credentials}"
+    )]
+    #[non_exhaustive]
+    UniverseMismatch {
+        /// Where the credentials came from.
+        source_name: String,
+        /// The credentials' universe domain.
+        credentials: String,
+        /// The universe domain configured for the API.
+        api: String,
+        /// What configured it (`.universe_domain()`, `GOOGLE_CLOUD_UNIVERSE_DOMAIN`).
+        api_origin: String,
+    },
+
+    /// A universe domain is not a DNS name. The value is not shown: it may
+    /// be whatever a server answered.
+    #[error("{origin}: the universe domain is not a DNS name (such as googleapis.com); fix it")]
+    #[non_exhaustive]
+    InvalidUniverseDomain {
+        /// Where it came from (a file, the metadata server, a setting).
+        origin: String,
+    },
+
     /// These credentials were signed out ([`Credentials::revoke`](crate::Credentials::revoke)).
     #[error(
         "the credentials from {source_name} were revoked (signed out); load credentials again \

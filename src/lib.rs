@@ -51,6 +51,9 @@
 //!   Credentials (the JWT bearer grant, signed RS256 with `ring`).
 //! - `redis`: [`RedisTokenStore`], one token and one refresh shared by
 //!   workers on many machines.
+//! - `keyring`: [`KeyringTokenStore`], the token in the OS credential store
+//!   (macOS Keychain, Windows Credential Manager, the Linux kernel keyring)
+//!   instead of a file, with a migration from `token.json`.
 //! - `reqwest`: `reqwest::AuthMiddleware`, a reqwest-middleware middleware
 //!   that adds the headers and retries once after a `401`.
 //! - `tower`: `tower::AuthLayer`, a tower layer that adds the headers to any
@@ -131,6 +134,7 @@ mod token_cache;
 mod token_endpoint;
 #[cfg(feature = "tower")]
 pub mod tower;
+pub mod universe;
 mod url;
 mod vertex;
 
@@ -148,6 +152,8 @@ pub use source::impersonated::ImpersonationProblem;
 #[cfg(feature = "redis")]
 pub use store::RedisTokenStore;
 pub use store::{FileTokenStore, MemoryTokenStore, StoreLock, TokenStore};
+#[cfg(feature = "keyring")]
+pub use store::{KeyringTokenStore, Migration};
 pub use token::{StoredToken, TokenFileProblem};
 pub use token_cache::RefreshEvent;
 pub use token_endpoint::OAuthError;

@@ -35,6 +35,9 @@ pub const CREDENTIAL_FLAGS: &str = "Flags:
   --vertex-location LOC  the Vertex AI location, e.g. us-central1 or global
   --vertex-origin URL    Vertex AI host override (default:
                          https://LOC-aiplatform.googleapis.com)
+  --keyring NAME         keep the token in the OS keyring entry gemini-oauth/NAME
+                         instead of a file (feature keyring); with --token FILE,
+                         that file is moved into the keyring first
   -h, --help             show this help";
 
 /// Credential flags, plus whatever the example itself takes.
@@ -60,6 +63,7 @@ pub struct Args {
     pub vertex_project: Option<String>,
     pub vertex_location: Option<String>,
     pub vertex_origin: Option<String>,
+    pub keyring: Option<String>,
     /// Flags the example handles itself, in order.
     pub rest: Vec<String>,
 }
@@ -115,6 +119,8 @@ impl Args {
                 "--vertex-project" => a.vertex_project = Some(value(&flag)?),
                 "--vertex-location" => a.vertex_location = Some(value(&flag)?),
                 "--vertex-origin" => a.vertex_origin = Some(value(&flag)?),
+                "--keyring" if cfg!(feature = "keyring") => a.keyring = Some(value(&flag)?),
+                "--keyring" => return Err("--keyring needs the `keyring` feature".into()),
                 f if extra_flags_with_value.contains(&f) => {
                     let v = value(f)?;
                     a.rest.push(flag);
@@ -149,9 +155,14 @@ impl Args {
 
     /// A loader for the user's sign-in, configured from the flags.
     pub fn loader(&self) -> CredentialLoader {
-        let mut l = self.oauth(CredentialLoader::new().token_store(FileTokenStore::new(
-            self.token.as_deref().unwrap_or("token.json"),
-        )));
+        let l = CredentialLoader::new();
+        let l = match self.keyring_store() {
+            Some(store) => l.token_store(store),
+            None => l.token_store(FileTokenStore::new(
+                self.token.as_deref().unwrap_or("token.json"),
+            )),
+        };
+        let mut l = self.oauth(l);
         if let Some(s) = &self.client_secret {
             l = l.client_secret_file(s);
         }
@@ -165,6 +176,32 @@ impl Args {
             l = l.consent_timeout(t);
         }
         l
+    }
+
+    #[cfg(feature = "keyring")]
+    fn keyring_store(&self) -> Option<gemini_oauth::KeyringTokenStore> {
+        self.keyring
+            .as_ref()
+            .map(gemini_oauth::KeyringTokenStore::new)
+    }
+
+    #[cfg(not(feature = "keyring"))]
+    fn keyring_store(&self) -> Option<FileTokenStore> {
+        None
+    }
+
+    /// With `--keyring NAME --token FILE`: moves FILE into the keyring.
+    async fn migrate(&self) -> gemini_oauth::Result<()> {
+        #[cfg(feature = "keyring")]
+        if let (Some(store), Some(file)) = (self.keyring_store(), &self.token)
+            && store.migrate_from_file(file).await? == gemini_oauth::Migration::Moved
+        {
+            eprintln!(
+                "moved {file} into the keyring entry gemini-oauth/{}",
+                store.account()
+            );
+        }
+        Ok(())
     }
 
     /// The flags every kind of credentials takes.
@@ -239,6 +276,7 @@ impl Args {
                 .load()
                 .await;
         }
+        self.migrate().await?;
         customize(self.loader()).load().await
     }
 
@@ -252,6 +290,7 @@ impl Args {
         let user_only = [
             ("--client-secret", self.client_secret.is_some()),
             ("--token", self.token.is_some()),
+            ("--keyring", self.keyring.is_some()),
             ("--auth-uri", self.auth_uri.is_some()),
             (
                 "--no-browser/--headless/--no-consent",

@@ -9,6 +9,7 @@ use super::kind::ApplicationDefault;
 use super::user::{refreshed_credentials, user_credentials};
 use crate::adc::{self, Found, ImpersonatedFile, SourceFile};
 use crate::credentials::{Credentials, Kind, Settings};
+use crate::env;
 use crate::error::{Error, Result};
 use crate::source::external_user::ExternalUser;
 use crate::source::impersonated::Target;
@@ -16,6 +17,7 @@ use crate::source::metadata::MetadataSource;
 use crate::source::user::{Outcome, UserSource};
 use crate::token::TokenFileProblem;
 use crate::token_cache::{CacheOptions, TokenCache, TokenSource};
+use crate::universe::Universe;
 
 impl CredentialLoader<ApplicationDefault> {
     /// Application Default Credentials instead of `client_secret.json` and a
@@ -30,12 +32,67 @@ impl CredentialLoader<ApplicationDefault> {
         Self::of_kind(ApplicationDefault::default())
     }
 
+    /// The universe domain of the API these credentials will call (default:
+    /// `GOOGLE_CLOUD_UNIVERSE_DOMAIN`, else the credentials' own, read from
+    /// the file's `universe_domain` or the metadata server). `load()` refuses
+    /// credentials of another universe with
+    /// [`Error::UniverseMismatch`](crate::Error::UniverseMismatch), before
+    /// any token request, as Google's Cloud client libraries do.
+    pub fn universe_domain(mut self, domain: impl Into<String>) -> Self {
+        self.kind.universe_domain = Some(domain.into());
+        self
+    }
+
+    /// The configured universe and what configured it, if any.
+    fn configured_universe(&self) -> Result<Option<(Universe, String)>> {
+        let (domain, origin) = match (
+            &self.kind.universe_domain,
+            env::nonempty(env::GOOGLE_CLOUD_UNIVERSE_DOMAIN),
+        ) {
+            (Some(d), _) => (d.clone(), "CredentialLoader::universe_domain".to_owned()),
+            (None, Some(d)) => (d, env::GOOGLE_CLOUD_UNIVERSE_DOMAIN.to_owned()),
+            (None, None) => return Ok(None),
+        };
+        Universe::from_origin(&domain, &origin).map(|u| Some((u, origin)))
+    }
+
+    /// The credentials' universe, checked against the configured one.
+    async fn universe(&self, found: &Found) -> Result<Universe> {
+        let (universe, source_name) = match found {
+            Found::User { record, path } => {
+                let origin = path.display().to_string();
+                let universe = match record.universe_domain.as_deref() {
+                    Some(d) if !d.is_empty() => Universe::from_origin(d, &origin)?,
+                    _ => Universe::default(),
+                };
+                (universe, origin)
+            }
+            #[cfg(feature = "service-account")]
+            Found::ServiceAccount(key) => (key.universe().clone(), key.path_name()),
+            Found::Metadata(server) => (server.universe_domain().await?, server.describe()),
+            // Neither file names a universe of its own: Google's.
+            Found::Impersonated(file) => (Universe::default(), file.path.display().to_string()),
+            Found::ExternalUser(file) => (Universe::default(), file.path.display().to_string()),
+        };
+        match self.configured_universe()? {
+            Some((api, origin)) if api != universe => Err(Error::UniverseMismatch {
+                source_name,
+                credentials: universe.domain().to_owned(),
+                api: api.domain().to_owned(),
+                api_origin: origin,
+            }),
+            _ => Ok(universe),
+        }
+    }
+
     /// Finds the credentials and gets a first access token. A user's file is
     /// never rewritten, as with google-auth.
     ///
     /// # Errors
     /// [`Error::NoCredentials`](crate::Error::NoCredentials) listing every
-    /// place tried; the file's problems
+    /// place tried; [`Error::UniverseMismatch`](crate::Error::UniverseMismatch)
+    /// and [`Error::InvalidUniverseDomain`](crate::Error::InvalidUniverseDomain);
+    /// the file's problems
     /// ([`Error::TokenFile`](crate::Error::TokenFile),
     /// [`Error::UnsupportedCredential`](crate::Error::UnsupportedCredential));
     /// the first token request's errors, the IAM Credentials API's for
@@ -53,10 +110,23 @@ impl CredentialLoader<ApplicationDefault> {
     }
 
     async fn load_found(self) -> Result<Credentials> {
-        match adc::find(&self.common.scopes()).await? {
+        let found = adc::find(&self.common.scopes()).await?;
+        let universe = self.universe(&found).await?;
+        match found {
             Found::User { record, path } => {
-                let settings = self.settings(record.quota_project_id().map(str::to_owned))?;
-                let endpoints = self.endpoints(&settings.http);
+                let quota = record.quota_project_id().map(str::to_owned);
+                let settings = self.settings_in(quota, &universe)?;
+                let mut endpoints = self.endpoints(&settings.http);
+                if !universe.is_default() {
+                    if record.token_uri.is_none() {
+                        endpoints
+                            .token_uri
+                            .get_or_insert_with(|| universe.token_uri());
+                    }
+                    if self.common.revoke_uri.is_none() {
+                        endpoints.revoke_uri = universe.revoke_uri();
+                    }
+                }
                 let name = path.display().to_string();
                 let user = Arc::new(UserSource::new(None, name, *record, endpoints));
                 // gcloud's file holds no access token: get one now.
@@ -72,7 +142,7 @@ impl CredentialLoader<ApplicationDefault> {
                 }
             }
             Found::Metadata(server) => {
-                let settings = self.settings(None)?;
+                let settings = self.settings_in(None, &universe)?;
                 let source = MetadataSource {
                     server,
                     // Never through a proxy: the server is on this machine's link.
@@ -82,7 +152,7 @@ impl CredentialLoader<ApplicationDefault> {
             }
             #[cfg(feature = "service-account")]
             Found::ServiceAccount(key) => {
-                let settings = self.settings(None)?;
+                let settings = self.settings_in(None, &universe)?;
                 let source = crate::source::service_account::ServiceAccount::new(
                     *key,
                     &self.common.scopes(),

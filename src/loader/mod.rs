@@ -18,7 +18,6 @@ use rustls_pki_types::CertificateDer;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::credentials::Settings;
-use crate::endpoints::{GEMINI_API_BASE, GOOGLE_REVOKE_URI};
 use crate::env;
 use crate::error::{Error, Result};
 use crate::headers::sensitive;
@@ -28,6 +27,7 @@ use crate::scopes;
 use crate::source::user::Endpoints;
 use crate::token_cache::{CacheOptions, RefreshEvent};
 use crate::token_endpoint::Retry;
+use crate::universe::Universe;
 use crate::url::{check_endpoint, redact};
 use crate::vertex::{VertexAi, VertexProblem};
 
@@ -230,6 +230,12 @@ impl<K> CredentialLoader<K> {
     /// project is the explicit one, else `GOOGLE_CLOUD_QUOTA_PROJECT`, else
     /// the file's.
     fn settings(&self, file_quota: Option<String>) -> Result<Settings> {
+        self.settings_in(file_quota, &Universe::default())
+    }
+
+    /// [`settings`](Self::settings) for credentials of `universe`, whose
+    /// Gemini endpoint is the default API base.
+    fn settings_in(&self, file_quota: Option<String>, universe: &Universe) -> Result<Settings> {
         let c = &self.common;
         let api_base = match (&c.vertex, &c.api_base) {
             (Some(_), Some(_)) => return Err(Error::VertexAi(VertexProblem::ConflictsWithApiBase)),
@@ -239,7 +245,7 @@ impl<K> CredentialLoader<K> {
                 .map_err(Error::VertexAi)?,
             (None, Some(base)) => base.clone(),
             (None, None) => {
-                env::nonempty(env::GEMINI_API_BASE).unwrap_or_else(|| GEMINI_API_BASE.to_owned())
+                env::nonempty(env::GEMINI_API_BASE).unwrap_or_else(|| universe.gemini_api_base())
             }
         };
         check_endpoint(&api_base)?;
@@ -262,6 +268,7 @@ impl<K> CredentialLoader<K> {
             })
             .transpose()?;
         Ok(Settings {
+            universe_domain: universe.domain().to_owned(),
             quota_project,
             quota_header,
             api_base,
@@ -366,7 +373,7 @@ impl<K: kind::OAuthKind> CredentialLoader<K> {
                 .common
                 .revoke_uri
                 .clone()
-                .unwrap_or_else(|| GOOGLE_REVOKE_URI.to_owned()),
+                .unwrap_or_else(|| Universe::default().revoke_uri()),
         }
     }
 }

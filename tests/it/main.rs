@@ -25,6 +25,8 @@ mod faults;
 #[cfg(feature = "google-cloud-auth")]
 mod google_cloud;
 mod hardening;
+#[cfg(feature = "keyring")]
+mod keyring_store;
 mod load_and_refresh;
 mod multi_process;
 mod proxy;
@@ -38,4 +40,5 @@ mod test_doubles;
 mod tls;
 #[cfg(feature = "tower")]
 mod tower_layer;
+mod universe;
 mod vertex_ai;

@@ -622,6 +622,21 @@ async fn examples_on_adc_and_api_keys(seen: &mut Seen) {
         )
         .mount(&metadata)
         .await;
+    // Its answer to the universe request is a token, not a domain.
+    example_at_trace(
+        seen,
+        "metadata server with a bad universe answer",
+        &[("GCE_METADATA_HOST", &metadata.address().to_string())],
+        &["print_access_token", "--adc"],
+    );
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path(
+            "/computeMetadata/v1/universe/universe-domain",
+        ))
+        .respond_with(ResponseTemplate::new(404))
+        .with_priority(1)
+        .mount(&metadata)
+        .await;
     example_at_trace(
         seen,
         "metadata server",
