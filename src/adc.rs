@@ -76,7 +76,8 @@ pub(crate) async fn find(scopes: &[String]) -> Result<Found> {
     Err(Error::NoCredentials { tried })
 }
 
-async fn from_file(path: &Path) -> Result<Found> {
+/// Reads the credentials file at `path`, whatever its type.
+pub(crate) async fn from_file(path: &Path) -> Result<Found> {
     let bytes = crate::store::file::read_capped(path, false)?;
     parse(&bytes, path)
 }

@@ -30,6 +30,14 @@ impl CredentialLoader<ApplicationDefault> {
         Self::of_kind(ApplicationDefault::default())
     }
 
+    /// Uses the credentials file at `path` (any type the lookup accepts)
+    /// instead of looking: google-auth's `load_credentials_from_file`. A
+    /// missing file is an error, as for `GOOGLE_APPLICATION_CREDENTIALS`.
+    pub fn credentials_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.kind.file = Some(path.into());
+        self
+    }
+
     /// Finds the credentials and gets a first access token. A user's file is
     /// never rewritten, as with google-auth.
     ///
@@ -53,7 +61,11 @@ impl CredentialLoader<ApplicationDefault> {
     }
 
     async fn load_found(self) -> Result<Credentials> {
-        match adc::find(&self.common.scopes).await? {
+        let found = match &self.kind.file {
+            Some(path) => adc::from_file(path).await?,
+            None => adc::find(&self.common.scopes).await?,
+        };
+        match found {
             Found::User { record, path } => {
                 let settings = self.settings(record.quota_project_id().map(str::to_owned))?;
                 let endpoints = self.endpoints(&settings.http);

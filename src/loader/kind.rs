@@ -33,7 +33,8 @@ pub struct UserFlow {
 /// [`CredentialLoader::application_default`](crate::CredentialLoader::application_default).
 #[derive(Debug, Default, Clone)]
 pub struct ApplicationDefault {
-    _private: (),
+    /// A credentials file instead of the lookup.
+    pub(super) file: Option<PathBuf>,
 }
 
 /// An API key, sent as `x-goog-api-key`.

@@ -25,6 +25,7 @@ mod faults;
 #[cfg(feature = "google-cloud-auth")]
 mod google_cloud;
 mod hardening;
+mod impersonation;
 mod load_and_refresh;
 mod multi_process;
 mod python_interop;
