@@ -25,6 +25,11 @@ pub const CREDENTIAL_FLAGS: &str = "Flags:
                          GOOGLE_APPLICATION_CREDENTIALS, or the metadata server)
   --api-key              use an API key from GOOGLE_API_KEY or GEMINI_API_KEY
   --revoke-uri URL       token revocation endpoint override
+  --impersonate-service-account [DELEGATE,...,]SA
+                         use the credentials only to get tokens for service
+                         account SA (through the delegates, if any), as
+                         gcloud's flag of the same name
+  --iam-endpoint URL     IAM Credentials API override (impersonation)
   -h, --help             show this help";
 
 /// Credential flags, plus whatever the example itself takes.
@@ -43,6 +48,9 @@ pub struct Args {
     pub adc: bool,
     pub api_key: bool,
     pub revoke_uri: Option<String>,
+    /// `--impersonate-service-account`: delegates, then the target, comma-separated.
+    pub impersonate: Option<String>,
+    pub iam_endpoint: Option<String>,
     /// Flags the example handles itself, in order.
     pub rest: Vec<String>,
 }
@@ -87,6 +95,8 @@ impl Args {
                 "--adc" => a.adc = true,
                 "--api-key" => a.api_key = true,
                 "--revoke-uri" => a.revoke_uri = Some(value(&flag)?),
+                "--impersonate-service-account" => a.impersonate = Some(value(&flag)?),
+                "--iam-endpoint" => a.iam_endpoint = Some(value(&flag)?),
                 f if extra_flags_with_value.contains(&f) => {
                     let v = value(f)?;
                     a.rest.push(flag);
@@ -154,6 +164,15 @@ impl Args {
         if let Some(u) = &self.revoke_uri {
             l = l.revoke_uri(u);
         }
+        if let Some(u) = &self.iam_endpoint {
+            l = l.iam_endpoint(u);
+        }
+        if let Some(list) = &self.impersonate {
+            // As gcloud reads it: the last account is the target.
+            let mut accounts: Vec<&str> = list.split(',').map(str::trim).collect();
+            let target = accounts.pop().unwrap_or_default();
+            l = l.impersonate_service_account(target, accounts);
+        }
         l
     }
 
@@ -177,6 +196,8 @@ impl Args {
                     ("--scope", !self.scopes.is_empty()),
                     ("--token-uri", self.token_uri.is_some()),
                     ("--revoke-uri", self.revoke_uri.is_some()),
+                    ("--impersonate-service-account", self.impersonate.is_some()),
+                    ("--iam-endpoint", self.iam_endpoint.is_some()),
                 ],
             );
             return self

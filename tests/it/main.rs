@@ -22,6 +22,7 @@ mod consent_flow;
 mod dependency_tree;
 mod examples;
 mod faults;
+mod gcloud;
 #[cfg(feature = "google-cloud-auth")]
 mod google_cloud;
 mod hardening;
