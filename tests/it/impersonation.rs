@@ -683,3 +683,147 @@ async fn bad_files_are_errors_naming_the_file_and_field() {
         TokenFileProblem::MissingField("token_url")
     );
 }
+
+/// `print_access_token` with a clean ADC environment and `env`.
+fn print_access_token(dir: &Path, env: &[(&str, &Path)], args: &[&str]) -> String {
+    let mut cmd = crate::common::examples::example("print_access_token");
+    for k in [
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "CLOUDSDK_CONFIG",
+        "GCE_METADATA_HOST",
+        "GOOGLE_API_KEY",
+        "GEMINI_API_KEY",
+    ] {
+        cmd.env_remove(k);
+    }
+    cmd.env("HOME", dir).env("NO_GCE_CHECK", "true");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    crate::common::examples::stdout(&out).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_examples_take_the_new_files_and_impersonate_flag() {
+    let server = google().await;
+    let dir = tempfile::tempdir().unwrap();
+    // --adc picks an impersonated_service_account file up with no new flag.
+    let file = impersonated(dir.path(), user_source(&server), &server);
+    let printed = tokio::task::spawn_blocking({
+        let (dir, file) = (dir.path().to_owned(), file.clone());
+        move || {
+            print_access_token(
+                &dir,
+                &[("GOOGLE_APPLICATION_CREDENTIALS", &file)],
+                &["--adc"],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(printed, "ya29.IMPERSONATED-1");
+
+    // --impersonate-service-account DELEGATE,SA over an authorized_user file,
+    // as gcloud's flag reads it; --iam-endpoint aims IAM at the server.
+    let adc = dir.path().join("user.json");
+    std::fs::write(&adc, user_source(&server).to_string()).unwrap();
+    let accounts = format!("{DELEGATE},{SA}");
+    let printed = tokio::task::spawn_blocking({
+        let (dir, adc, iam) = (dir.path().to_owned(), adc.clone(), server.uri());
+        move || {
+            print_access_token(
+                &dir,
+                &[("GOOGLE_APPLICATION_CREDENTIALS", &adc)],
+                &[
+                    "--adc",
+                    "--impersonate-service-account",
+                    &accounts,
+                    "--iam-endpoint",
+                    &iam,
+                ],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(printed, "ya29.IMPERSONATED-2");
+    let calls = requests_to(&server, &iam_path()).await;
+    assert_eq!(
+        iam_body(&calls[1])["delegates"],
+        json!([format!("projects/-/serviceAccounts/{DELEGATE}")])
+    );
+}
+
+/// The JSON of one part (0: header, 1: claims) of a JWT.
+#[cfg(feature = "service-account")]
+fn jwt_part(jwt: &str, n: usize) -> Value {
+    let part = jwt.split('.').nth(n).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[cfg(feature = "service-account")]
+#[tokio::test]
+async fn impersonated_file_with_a_service_account_source_matches_google_auth() {
+    let server = google().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (private_key, _) = crate::adc::rsa_key(dir.path());
+    let source = json!({
+        "type": "service_account", "project_id": "test-project", "private_key_id": "k1",
+        "private_key": private_key, "client_email": "source@test-project.iam.gserviceaccount.com",
+        "client_id": "1", "token_uri": token_uri(&server), "universe_domain": "googleapis.com"
+    });
+    let file = impersonated(dir.path(), source, &server);
+    let creds = CredentialLoader::application_default()
+        .credentials_file(&file)
+        .scopes([scopes::CLOUD_PLATFORM])
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(
+        creds.access_token().await.unwrap().secret(),
+        "ya29.IMPERSONATED-1"
+    );
+    let report = python_adc(&file, &[scopes::CLOUD_PLATFORM], false);
+    assert_eq!(report["token"], "ya29.IMPERSONATED-2");
+
+    let grants = requests_to(&server, "/token").await;
+    assert_eq!(grants.len(), 2);
+    let (ours, theirs) = (form(&grants[0]), form(&grants[1]));
+    assert_eq!(ours["grant_type"], theirs["grant_type"]);
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        theirs.keys().collect::<Vec<_>>()
+    );
+    let (ours, theirs) = (&ours["assertion"], &theirs["assertion"]);
+    let header = |jwt| {
+        let mut h = jwt_part(jwt, 0);
+        h.as_object_mut().unwrap().remove("typ");
+        h
+    };
+    assert_eq!(header(ours), header(theirs));
+    let (ours, theirs) = (jwt_part(ours, 1), jwt_part(theirs, 1));
+    for claim in ["iss", "scope"] {
+        assert_eq!(ours[claim], theirs[claim], "{claim}");
+    }
+    // The one difference: google-auth's audience is always Google's token
+    // endpoint, ours the key file's token_uri (as Go's); the same for a real key.
+    assert_eq!(theirs["aud"], gemini_oauth::endpoints::GOOGLE_TOKEN_URI);
+    assert_eq!(ours["aud"], token_uri(&server));
+    assert_eq!(
+        ours["scope"],
+        scopes::IAM,
+        "the source asks for the IAM scope"
+    );
+    let lifetime = |c: &Value| c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap();
+    assert_eq!(lifetime(&ours), lifetime(&theirs));
+    let iam = requests_to(&server, &iam_path()).await;
+    assert_same_iam_call(&iam[0], &iam[1]);
+}
