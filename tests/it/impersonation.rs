@@ -19,8 +19,8 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::common::*;
 
-const SA: &str = "gemini@test-project.iam.gserviceaccount.com";
-const DELEGATE: &str = "middle@test-project.iam.gserviceaccount.com";
+pub(crate) const SA: &str = "gemini@test-project.iam.gserviceaccount.com";
+pub(crate) const DELEGATE: &str = "middle@test-project.iam.gserviceaccount.com";
 const SOURCE_ACCESS: &str = "ya29.SOURCEACCESSMARKER";
 const EAAU_ACCESS: &str = "ya29.WORKFORCEACCESSMARKER";
 const EAAU_REFRESH: &str = "WORKFORCEREFRESHMARKER";
@@ -28,7 +28,7 @@ const EAAU_CLIENT: &str = "workforce-client";
 const EAAU_SECRET: &str = "WORKFORCESECRETMARKER";
 
 /// The IAM path of `generateAccessToken` for [`SA`].
-fn iam_path() -> String {
+pub(crate) fn iam_path() -> String {
     format!("/v1/projects/-/serviceAccounts/{SA}:generateAccessToken")
 }
 
@@ -54,7 +54,7 @@ impl Respond for Iam {
 /// One server for every endpoint: `/token` (refresh grant →
 /// [`SOURCE_ACCESS`]), the IAM path of [`SA`], `/sts/token` (→
 /// [`EAAU_ACCESS`]) and `/sts/revoke`.
-async fn google() -> MockServer {
+pub(crate) async fn google() -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/token"))
@@ -85,7 +85,7 @@ async fn google() -> MockServer {
 }
 
 /// The requests `server` received at `at`, in order.
-async fn requests_to(server: &MockServer, at: &str) -> Vec<Request> {
+pub(crate) async fn requests_to(server: &MockServer, at: &str) -> Vec<Request> {
     server
         .received_requests()
         .await
@@ -107,7 +107,7 @@ fn header(req: &Request, name: &str) -> String {
 }
 
 /// gcloud's `authorized_user` source (with `token_uri` aimed at `server`).
-fn user_source(server: &MockServer) -> Value {
+pub(crate) fn user_source(server: &MockServer) -> Value {
     json!({
         "account": "", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
         "refresh_token": REFRESH_TOKEN, "type": "authorized_user",
@@ -115,7 +115,7 @@ fn user_source(server: &MockServer) -> Value {
     })
 }
 
-fn eaau(server: &MockServer) -> Value {
+pub(crate) fn eaau(server: &MockServer) -> Value {
     json!({
         "type": "external_account_authorized_user",
         "audience": "//iam.googleapis.com/locations/global/workforcePools/pool/providers/idp",
@@ -129,7 +129,7 @@ fn eaau(server: &MockServer) -> Value {
 
 /// An `impersonated_service_account` file as gcloud writes it, with the
 /// impersonation URL aimed at `server`.
-fn impersonated(dir: &Path, source: Value, server: &MockServer) -> PathBuf {
+pub(crate) fn impersonated(dir: &Path, source: Value, server: &MockServer) -> PathBuf {
     let file = json!({
         "delegates": [DELEGATE],
         "quota_project_id": "billed-project",
@@ -464,7 +464,7 @@ async fn the_iam_endpoint_option_replaces_the_files_host() {
 }
 
 /// An IAM server answering every call with `status` and `body`.
-async fn iam_answering(status: u16, body: Value) -> MockServer {
+pub(crate) async fn iam_answering(status: u16, body: Value) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/token"))
