@@ -16,8 +16,9 @@ use std::fmt::Debug;
 use crate::loader::kind::{ApiKey, ApplicationDefault, FixedToken, UserFlow};
 use crate::{
     AccessToken, ApiError, AuthorizedClient, ClientKind, ClientSecret, ClientSecretProblem,
-    Consent, ConsentReason, CredentialLoader, Credentials, Error, FileTokenStore, MemoryTokenStore,
-    OAuthError, StoreLock, StoredToken, TokenFileProblem, gemini::Model,
+    Consent, ConsentReason, CredentialLoader, Credentials, Error, FileTokenStore,
+    ImpersonationProblem, MemoryTokenStore, OAuthError, StoreLock, StoredToken, TokenFileProblem,
+    gemini::Model,
 };
 
 const fn shared<T: Debug + Send + Sync + Clone + 'static>() {}
@@ -50,6 +51,7 @@ const _: () = {
     shared::<OAuthError>();
     shared::<ClientSecretProblem>();
     shared::<TokenFileProblem>();
+    shared::<ImpersonationProblem>();
     owned::<StoreLock>();
     #[cfg(feature = "redis")]
     shared::<crate::RedisTokenStore>();

@@ -121,3 +121,107 @@ fn source_file(source: &Value, path: &Path) -> Result<SourceFile> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The file reader on whatever an impersonation file might hold.
+
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    const URL: &str = "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/sa@p.iam.gserviceaccount.com:generateAccessToken";
+
+    fn text() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            3 => "[a-z0-9._/-]{0,12}".prop_map(|s| json!(format!("SECRETMARKER{s}"))),
+            1 => Just(Value::Null),
+            1 => any::<i64>().prop_map(Value::from),
+            1 => Just(json!([])),
+        ]
+    }
+
+    fn url() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            2 => Just(json!(URL)),
+            1 => "[a-z:/.-]{0,30}".prop_map(Value::from),
+            1 => Just(Value::Null),
+            1 => Just(json!(7)),
+        ]
+    }
+
+    fn delegates() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            2 => prop::collection::vec("[a-z@.]{1,10}", 0..3).prop_map(|d| json!(d)),
+            1 => Just(json!([1, 2])),
+            1 => Just(json!("d@p")),
+            1 => Just(Value::Null),
+        ]
+    }
+
+    fn source() -> impl Strategy<Value = Value> {
+        let kind = prop_oneof![
+            Just(json!("authorized_user")),
+            Just(json!("external_account_authorized_user")),
+            Just(json!("external_account")),
+            Just(Value::Null),
+            Just(json!(3)),
+        ];
+        let fields = ["refresh_token", "client_id", "client_secret", "token_url"];
+        (
+            kind,
+            prop::collection::vec(prop::option::of(text()), fields.len()),
+        )
+            .prop_map(move |(kind, values)| {
+                let mut map = serde_json::Map::new();
+                map.insert("type".into(), kind);
+                for (k, v) in fields.iter().zip(values) {
+                    if let Some(v) = v {
+                        map.insert((*k).into(), v);
+                    }
+                }
+                Value::Object(map)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Never panics; accepted only with a URL naming an account, a
+        /// string list of delegates and a source of a supported type with
+        /// what it needs; every error names the file and shows no value.
+        #[test]
+        fn any_impersonation_file(
+            url in prop::option::of(url()),
+            delegates in prop::option::of(delegates()),
+            source in prop::option::of(prop_oneof![4 => source(), 1 => text()]),
+        ) {
+            let mut map = serde_json::Map::new();
+            map.insert("type".into(), json!("impersonated_service_account"));
+            for (k, v) in [("service_account_impersonation_url", &url), ("delegates", &delegates), ("source_credentials", &source)] {
+                if let Some(v) = v {
+                    map.insert(k.into(), v.clone());
+                }
+            }
+            let path = Path::new("/creds/imp.json");
+            match parse(&Value::Object(map), path) {
+                Ok(file) => {
+                    prop_assert_eq!(url.as_ref(), Some(&json!(URL)));
+                    prop_assert!(delegates.as_ref().is_none_or(|d| d.is_null() || d.as_array().is_some_and(|a| a.iter().all(Value::is_string))));
+                    let kind = source.as_ref().and_then(|s| s.get("type")).and_then(Value::as_str);
+                    match file.source {
+                        SourceFile::User(_) => prop_assert_eq!(kind, Some("authorized_user")),
+                        SourceFile::ExternalUser(_) => prop_assert_eq!(kind, Some("external_account_authorized_user")),
+                        #[cfg(feature = "service-account")]
+                        SourceFile::ServiceAccount(_) => prop_assert!(false, "no key is generated"),
+                    }
+                }
+                Err(e) => {
+                    let text = format!("{e} {e:?}");
+                    prop_assert!(!text.contains("SECRETMARKER"), "{}", text);
+                    prop_assert!(text.contains("/creds/imp.json"), "{}", text);
+                }
+            }
+        }
+    }
+}

@@ -375,4 +375,40 @@ mod tests {
             }
         );
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Any bytes, any status: no panic, and a problem never shows the token.
+            #[test]
+            fn any_answer(
+                status in prop_oneof![Just(200u16), 100u16..600],
+                raw in prop::collection::vec(any::<u8>(), 0..64),
+                expire in prop_oneof![
+                    Just("2030-01-02T03:04:05Z".to_owned()),
+                    Just("2030-01-02T03:04:05.123456789+02:00".to_owned()),
+                    "[0-9TZ:.+-]{0,25}",
+                ],
+                json in any::<bool>(),
+            ) {
+                let body = if json {
+                    serde_json::to_vec(&json!({"accessToken": "ya29.TOKENMARKER", "expireTime": expire})).unwrap()
+                } else {
+                    raw
+                };
+                match parse_answer(status, &body) {
+                    Ok(f) => {
+                        prop_assert!((200..300).contains(&status) && json);
+                        prop_assert!(OffsetDateTime::parse(&expire, &Rfc3339).is_ok());
+                        prop_assert!(f.expires_at > SystemTime::UNIX_EPOCH);
+                    }
+                    Err(problem) => prop_assert!(!problem.to_string().contains("TOKENMARKER")),
+                }
+            }
+        }
+    }
 }
