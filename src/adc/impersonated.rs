@@ -6,11 +6,14 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 
+use crate::credentials::Credentials;
+use crate::endpoints::DEFAULT_UNIVERSE_DOMAIN;
 use crate::error::{Error, Result};
 use crate::source::external_user::ExternalUserFile;
 use crate::source::impersonated::principal_of;
+use crate::store::file::write_atomically;
 use crate::token::{StoredToken, TokenFileProblem};
 
 /// The source credentials of an impersonation file.
@@ -120,6 +123,57 @@ fn source_file(source: &Value, path: &Path) -> Result<SourceFile> {
                    external_account_authorized_user",
         }),
     }
+}
+
+/// Writes an `impersonated_service_account` ADC file exactly as `gcloud
+/// auth application-default login --impersonate-service-account` does
+/// (sorted keys, two-space indent): `creds` (a user's sign-in) as
+/// `source_credentials`, the IAM Credentials URL of `account` in the
+/// credentials' universe, and `delegates` (gcloud writes bare emails);
+/// `quota_project_id` when the credentials have one (gcloud writes none;
+/// google-auth reads it). Atomic, mode 0600. Returns the path written
+/// (`path`, else [`well_known_file`](super::well_known_file)).
+///
+/// # Errors
+/// As [`save_authorized_user`](super::save_authorized_user).
+pub async fn save_impersonated_service_account(
+    creds: &Credentials,
+    account: &str,
+    delegates: &[String],
+    path: Option<&Path>,
+) -> Result<PathBuf> {
+    let not_user = || Error::NotUserCredentials {
+        what: "writing an impersonated_service_account file",
+        source_name: creds.source(),
+    };
+    let record = creds.stored_token().ok_or_else(not_user)?;
+    let source = super::authorized_user_object(&record, None).ok_or_else(not_user)?;
+    let universe = record
+        .universe_domain
+        .as_deref()
+        .unwrap_or(DEFAULT_UNIVERSE_DOMAIN);
+    let mut file = Map::new();
+    file.insert("delegates".into(), json!(delegates));
+    if let Some(q) = creds.quota_project() {
+        file.insert("quota_project_id".into(), json!(q));
+    }
+    file.insert(
+        "service_account_impersonation_url".into(),
+        json!(format!(
+            "https://iamcredentials.{universe}/v1/projects/-/serviceAccounts/{account}:generateAccessToken"
+        )),
+    );
+    file.insert("source_credentials".into(), Value::Object(source));
+    file.insert("type".into(), json!("impersonated_service_account"));
+    let path = match path {
+        Some(p) => p.to_owned(),
+        None => super::well_known_file().ok_or_else(|| Error::NoCredentials {
+            tried: vec!["HOME, APPDATA and CLOUDSDK_CONFIG are all unset".into()],
+        })?,
+    };
+    let text = serde_json::to_string_pretty(&Value::Object(file)).map_err(|_| not_user())?;
+    write_atomically(path.clone(), text.into_bytes()).await?;
+    Ok(path)
 }
 
 #[cfg(test)]

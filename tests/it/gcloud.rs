@@ -297,17 +297,37 @@ async fn gcloud_impersonated_login_file_loads_with_us() {
         json!({"delegates": [format!("projects/-/serviceAccounts/{DELEGATE}")],
                "scope": [gemini_oauth::scopes::CLOUD_PLATFORM], "lifetime": "3600s"})
     );
+
+    // Our login with the same flag writes the same bytes.
+    let gcloud_bytes = std::fs::read(&adc).unwrap();
+    let ours = tempfile::tempdir().unwrap();
+    let accounts = format!("{DELEGATE},{SA}");
+    our_login(
+        ours.path(),
+        &server,
+        &["--impersonate-service-account", &accounts],
+    )
+    .await;
+    let our_bytes = std::fs::read(
+        ours.path()
+            .join("gcloud/application_default_credentials.json"),
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8(our_bytes).unwrap(),
+        String::from_utf8(gcloud_bytes).unwrap()
+    );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn our_login_file_serves_gcloud_print_access_token() {
-    let server = fake_google().await;
-    let dir = tempfile::tempdir().unwrap();
-    let client = client_file(dir.path(), &server);
+/// Runs our `login` example with `extra` args through the fake consent,
+/// writing into `dir`'s gcloud configuration directory.
+async fn our_login(dir: &Path, server: &MockServer, extra: &[&str]) {
+    let client = client_file(dir, server);
     let mut child = example("login")
-        .env("CLOUDSDK_CONFIG", dir.path().join("gcloud"))
-        .env("HOME", dir.path())
+        .env("CLOUDSDK_CONFIG", dir.join("gcloud"))
+        .env("HOME", dir)
         .args(["--client-id-file", client.to_str().unwrap(), "--no-browser"])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -319,6 +339,13 @@ async fn our_login_file_serves_gcloud_print_access_token() {
         .await
         .unwrap();
     assert!(status.success(), "login: {:?}", rest.join().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_login_file_serves_gcloud_print_access_token() {
+    let server = fake_google().await;
+    let dir = tempfile::tempdir().unwrap();
+    our_login(dir.path(), &server, &[]).await;
 
     let out = tokio::task::spawn_blocking({
         let mut cmd = gcloud_in(dir.path(), &server);
