@@ -105,12 +105,21 @@ impl CredentialLoader<ApplicationDefault> {
             }
             Found::ExternalUser(file) => {
                 let settings = self.settings(file.quota_project_id.clone())?;
-                let source = ExternalUser::new(
+                let source = Arc::new(ExternalUser::new(
                     *file,
                     self.common.token_uri.clone(),
                     Arc::clone(&settings.http),
-                );
-                first_token(Arc::new(source), settings, &self.common.cache).await
+                ));
+                match source.cached_token() {
+                    Some(first) => {
+                        let cache = TokenCache::new(source, first, self.common.cache.clone())?;
+                        Ok(Credentials::new(
+                            Kind::Token { cache, user: None },
+                            settings,
+                        ))
+                    }
+                    None => first_token(source, settings, &self.common.cache).await,
+                }
             }
             Found::Impersonated(file) => self.impersonated_file(*file).await,
         }
@@ -121,6 +130,7 @@ impl CredentialLoader<ApplicationDefault> {
     async fn impersonated_file(self, file: ImpersonatedFile) -> Result<Credentials> {
         let settings = self.settings(file.quota_project.clone())?;
         let http = Arc::clone(&settings.http);
+        let mut first = None;
         let source: Arc<dyn TokenSource> = match file.source {
             SourceFile::User(record) => Arc::new(UserSource::new(
                 None,
@@ -138,18 +148,22 @@ impl CredentialLoader<ApplicationDefault> {
                     crate::token_endpoint::Retry::default(),
                 ))
             }
-            SourceFile::ExternalUser(eau) => Arc::new(ExternalUser::new(
-                *eau,
-                self.common.token_uri.clone(),
-                Arc::clone(&http),
-            )),
+            SourceFile::ExternalUser(eau) => {
+                let source =
+                    ExternalUser::new(*eau, self.common.token_uri.clone(), Arc::clone(&http));
+                first = source.cached_token();
+                Arc::new(source)
+            }
         };
         // Refresh events are the impersonated token's; the source's are not reported.
         let source_options = CacheOptions {
             on_refresh: None,
             ..self.common.cache.clone()
         };
-        let cache = TokenCache::lazy(source, source_options)?;
+        let cache = match first {
+            Some(first) => TokenCache::new(source, first, source_options)?,
+            None => TokenCache::lazy(source, source_options)?,
+        };
         let target = Target::from_url(
             &file.url,
             file.delegates,

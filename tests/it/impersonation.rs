@@ -827,3 +827,71 @@ async fn impersonated_file_with_a_service_account_source_matches_google_auth() {
     let iam = requests_to(&server, &iam_path()).await;
     assert_same_iam_call(&iam[0], &iam[1]);
 }
+
+#[tokio::test]
+async fn an_external_user_files_valid_token_is_used_and_an_expired_one_refreshed() {
+    let server = google().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("workforce.json");
+    let in_an_hour = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    let mut v = eaau(&server);
+    v["token"] = json!("ya29.FILETOKENMARKER");
+    v["expiry"] = json!(expiry(in_an_hour));
+    std::fs::write(&file, v.to_string()).unwrap();
+    let load = || {
+        CredentialLoader::application_default()
+            .credentials_file(&file)
+            .load()
+    };
+    let creds = load().await.unwrap();
+    assert_eq!(
+        creds.access_token().await.unwrap().secret(),
+        "ya29.FILETOKENMARKER"
+    );
+    assert!(requests_to(&server, "/sts/token").await.is_empty());
+
+    v["expiry"] = json!("2020-01-02T03:04:05Z");
+    std::fs::write(&file, v.to_string()).unwrap();
+    assert_eq!(
+        load().await.unwrap().access_token().await.unwrap().secret(),
+        EAAU_ACCESS
+    );
+    assert_eq!(requests_to(&server, "/sts/token").await.len(), 1);
+
+    v["expiry"] = json!("soon");
+    std::fs::write(&file, v.to_string()).unwrap();
+    match load().await {
+        Err(Error::TokenFile { path, problem, .. }) => {
+            assert_eq!(path, file);
+            assert_eq!(problem, TokenFileProblem::BadExpiry);
+        }
+        other => panic!("{:?}", other.err()),
+    }
+}
+
+#[tokio::test]
+async fn an_external_user_source_with_a_valid_token_buys_the_impersonated_one_with_it() {
+    let server = google().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut source = eaau(&server);
+    source["token"] = json!("ya29.FILETOKENMARKER");
+    source["expiry"] = json!(expiry(
+        std::time::SystemTime::now() + std::time::Duration::from_secs(3600)
+    ));
+    let file = impersonated(dir.path(), source, &server);
+    let creds = CredentialLoader::application_default()
+        .credentials_file(&file)
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(
+        creds.access_token().await.unwrap().secret(),
+        "ya29.IMPERSONATED-1"
+    );
+    let iam = requests_to(&server, &iam_path()).await;
+    assert_eq!(
+        header(&iam[0], "authorization"),
+        "Bearer ya29.FILETOKENMARKER"
+    );
+    assert!(requests_to(&server, "/sts/token").await.is_empty());
+}
