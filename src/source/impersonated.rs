@@ -61,12 +61,16 @@ impl fmt::Display for ImpersonationProblem {
                 if let Some(s) = status {
                     write!(f, "{s}: ")?;
                 }
-                write!(
-                    f,
-                    "{message}; the source credentials need the Service Account Token Creator \
-                     role (roles/iam.serviceAccountTokenCreator) on the account (and on each \
-                     delegate), and the project needs iamcredentials.googleapis.com enabled"
-                )
+                f.write_str(message)?;
+                f.write_str(match status.as_deref() {
+                    Some("NOT_FOUND") => "; check the service account's email",
+                    Some("INVALID_ARGUMENT") => "; check the scopes, delegates and lifetime",
+                    _ => {
+                        "; the source credentials need the Service Account Token Creator role \
+                         (roles/iam.serviceAccountTokenCreator) on the account (and on each \
+                         delegate), and the project needs iamcredentials.googleapis.com enabled"
+                    }
+                })
             }
             ImpersonationProblem::MissingField(field) => {
                 write!(f, "the answer has no \"{field}\"")
@@ -364,6 +368,16 @@ mod tests {
             ImpersonationProblem::MissingField("expireTime")
         );
         assert_eq!(bad(200, "<html>"), ImpersonationProblem::NotJson);
+        let missing = bad(
+            404,
+            r#"{"error": {"code": 404, "message": "Not found; Gaia id not found for email x@y", "status": "NOT_FOUND"}}"#,
+        )
+        .to_string();
+        assert!(
+            missing.contains("check the service account's email"),
+            "{missing}"
+        );
+        assert!(!missing.contains("Token Creator"), "{missing}");
         assert_eq!(
             bad(
                 403,
