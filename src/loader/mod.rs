@@ -154,7 +154,10 @@ impl<K: fmt::Debug> fmt::Debug for CredentialLoader<K> {
             .field("quota_project", &c.quota_project)
             .field("api_base", &c.api_base)
             .field("token_uri", &c.token_uri)
-            .field("iam_endpoint", &c.iam_endpoint)
+            .field(
+                "iam_endpoint",
+                &c.iam_endpoint.as_deref().map(crate::url::redact),
+            )
             .field("impersonate", &c.impersonate)
             .field("timeout", &c.timeout)
             .field("connect_timeout", &c.connect_timeout)

@@ -22,9 +22,11 @@ mod consent_flow;
 mod dependency_tree;
 mod examples;
 mod faults;
+mod gcloud;
 #[cfg(feature = "google-cloud-auth")]
 mod google_cloud;
 mod hardening;
+mod impersonation;
 #[cfg(feature = "keyring")]
 mod keyring_store;
 mod load_and_refresh;
