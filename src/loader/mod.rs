@@ -150,14 +150,11 @@ impl<K: fmt::Debug> fmt::Debug for CredentialLoader<K> {
             .field("kind", &self.kind)
             .field("scopes", &c.scopes())
             .field("vertex_ai", &c.vertex)
-            .field("vertex_ai_origin", &c.vertex_origin)
+            .field("vertex_ai_origin", &c.vertex_origin.as_deref().map(redact))
             .field("quota_project", &c.quota_project)
-            .field("api_base", &c.api_base)
-            .field("token_uri", &c.token_uri)
-            .field(
-                "iam_endpoint",
-                &c.iam_endpoint.as_deref().map(crate::url::redact),
-            )
+            .field("api_base", &c.api_base.as_deref().map(redact))
+            .field("token_uri", &c.token_uri.as_deref().map(redact))
+            .field("iam_endpoint", &c.iam_endpoint.as_deref().map(redact))
             .field("impersonate", &c.impersonate)
             .field("timeout", &c.timeout)
             .field("connect_timeout", &c.connect_timeout)

@@ -561,7 +561,9 @@ async fn impersonation(seen: &mut Seen) {
     let loader = CredentialLoader::application_default()
         .credentials_file(&file)
         .impersonate_service_account(imp::SA, [imp::DELEGATE])
-        .iam_endpoint(format!("{}/?key=QUERYMARKER", server.uri()));
+        .iam_endpoint(format!("{}/?key=QUERYMARKER", server.uri()))
+        .token_uri(format!("{}/token?key=QUERYMARKER", server.uri()))
+        .api_base(format!("{}/v1?key=QUERYMARKER", server.uri()));
     seen.text("impersonation loader", format!("{loader:?}"));
     let creds = guarded(
         CredentialLoader::application_default()
