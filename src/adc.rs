@@ -39,6 +39,7 @@ pub(crate) enum Found {
     #[cfg(feature = "service-account")]
     ServiceAccount(Box<crate::source::service_account::ServiceAccountKey>),
     Metadata(MetadataServer),
+    ExternalAccount(Box<crate::source::external_account::ExternalAccountConfig>),
 }
 
 /// Looks where google-auth looks, in its order; the error lists every place.
@@ -114,11 +115,14 @@ fn parse(bytes: &[u8], path: &Path) -> Result<Found> {
             kind: kind.to_owned(),
             hint: "; enable the crate feature `service-account`",
         }),
+        "external_account" => Ok(Found::ExternalAccount(Box::new(
+            crate::source::external_account::ExternalAccountConfig::from_json(&value, path)?,
+        ))),
         "" => Err(bad(TokenFileProblem::MissingField("type"))),
         other => Err(Error::UnsupportedCredential {
             path: path.to_owned(),
             kind: other.to_owned(),
-            hint: "; supported: authorized_user and service_account (use `gcloud auth \
+            hint: "; supported: authorized_user, service_account and external_account (use `gcloud auth \
                    application-default login` for user credentials)",
         }),
     }
@@ -287,12 +291,13 @@ mod tests {
                     #[cfg(feature = "service-account")]
                     Ok(Found::ServiceAccount(_)) => prop_assert!(false, "no valid key is generated"),
                     Ok(Found::Metadata(_)) => prop_assert!(false, "a file is never the metadata server"),
+                    Ok(Found::ExternalAccount(_)) => prop_assert!(false, "no file has an audience"),
                     Err(e) => {
                         let text = format!("{e} {e:?}");
                         prop_assert!(!text.contains("SECRETMARKER"), "{}", text);
                         prop_assert!(text.contains("/creds/adc.json"), "{}", text);
                         if let Some(kind) = get("type").and_then(Value::as_str) {
-                            let known = ["authorized_user", "service_account", ""].contains(&kind);
+                            let known = ["authorized_user", "service_account", "external_account", ""].contains(&kind);
                             if !known {
                                 let named = matches!(&e, Error::UnsupportedCredential { kind: k, .. } if k == kind);
                                 prop_assert!(named, "{:?}", e);

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{ApiError, ClientSecretProblem, OAuthError, TokenFileProblem};
+use crate::{ApiError, ClientSecretProblem, ExternalAccountProblem, OAuthError, TokenFileProblem};
 
 /// A boxed, shareable error from a lower layer (I/O, HTTP, a user's store).
 pub type BoxError = Arc<dyn std::error::Error + Send + Sync>;
@@ -265,6 +265,17 @@ pub enum Error {
         hint: &'static str,
     },
 
+    /// An `external_account` file (workload or workforce identity
+    /// federation) cannot be used, or its subject token cannot be had.
+    #[error("external account credentials {}: {problem}", path.display())]
+    #[non_exhaustive]
+    ExternalAccount {
+        /// The credentials file.
+        path: PathBuf,
+        /// What is wrong, naming the field.
+        problem: ExternalAccountProblem,
+    },
+
     /// A service-account token request failed.
     #[error(
         "could not get a token for service account {account}; check that the key is valid and not disabled"
@@ -381,6 +392,7 @@ impl Error {
             }
             Error::TokenResponse { status, .. } => *status >= 500 || *status == 429,
             Error::Api(api) => api.status >= 500 || api.status == 429,
+            Error::ExternalAccount { problem, .. } => problem.is_transient(),
             _ => false,
         }
     }

@@ -133,6 +133,7 @@ pub use credentials::Credentials;
 pub use error::{BoxError, ConsentReason, Error, Result};
 pub use http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
 pub use loader::{CredentialLoader, kind};
+pub use source::external_account::ExternalAccountProblem;
 #[cfg(feature = "redis")]
 pub use store::RedisTokenStore;
 pub use store::{FileTokenStore, MemoryTokenStore, StoreLock, TokenStore};

@@ -181,6 +181,19 @@ async fn post_form(
     token_uri: &str,
     form: &[(&str, &str)],
 ) -> Result<TokenResponse> {
+    post_form_authorized(http, retry, token_uri, form, None).await
+}
+
+/// A form POST to a token endpoint with an `Authorization` header (client
+/// authentication by HTTP Basic, as the STS token exchange takes it), retried
+/// as every token request is.
+pub(crate) async fn post_form_authorized(
+    http: &HttpClient,
+    retry: Retry,
+    token_uri: &str,
+    form: &[(&str, &str)],
+    authorization: Option<&http::HeaderValue>,
+) -> Result<TokenResponse> {
     check_endpoint(token_uri)?;
     let body: String = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form)
@@ -188,7 +201,7 @@ async fn post_form(
     let body = Bytes::from(body);
     let mut attempt = 0;
     loop {
-        let result = post_once(http, token_uri, body.clone()).await;
+        let result = post_once(http, token_uri, body.clone(), authorization).await;
         match result {
             Err(e) if e.is_transient() && attempt + 1 < retry.attempts => {
                 let delay = retry.delay(attempt);
@@ -201,17 +214,24 @@ async fn post_form(
     }
 }
 
-async fn post_once(http: &HttpClient, token_uri: &str, body: Bytes) -> Result<TokenResponse> {
-    let req = Request::builder()
+async fn post_once(
+    http: &HttpClient,
+    token_uri: &str,
+    body: Bytes,
+    authorization: Option<&http::HeaderValue>,
+) -> Result<TokenResponse> {
+    let mut req = Request::builder()
         .method(Method::POST)
         .uri(token_uri)
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(header::ACCEPT, "application/json")
-        .body(Full::new(body))
-        .map_err(|_| Error::InvalidUrl {
-            url: redact(token_uri),
-            reason: "not a valid request URI",
-        })?;
+        .header(header::ACCEPT, "application/json");
+    if let Some(value) = authorization {
+        req = req.header(header::AUTHORIZATION, value);
+    }
+    let req = req.body(Full::new(body)).map_err(|_| Error::InvalidUrl {
+        url: redact(token_uri),
+        reason: "not a valid request URI",
+    })?;
     let resp = http.send(req, MAX_TOKEN_RESPONSE).await?;
     parse_response(token_uri, resp.status().as_u16(), resp.body())
 }

@@ -62,6 +62,17 @@ impl CredentialLoader<ApplicationDefault> {
                 };
                 first_token(Arc::new(source), settings, &self.common.cache).await
             }
+            Found::ExternalAccount(config) => {
+                let settings = self.settings(config.quota_project_id.clone())?;
+                let source = crate::source::external_account::ExternalAccount::new(
+                    *config,
+                    &self.common.scopes,
+                    self.common.token_uri.clone(),
+                    Arc::clone(&settings.http),
+                    crate::token_endpoint::Retry::default(),
+                );
+                first_token(Arc::new(source), settings, &self.common.cache).await
+            }
             #[cfg(feature = "service-account")]
             Found::ServiceAccount(key) => {
                 let settings = self.settings(None)?;
