@@ -1,6 +1,8 @@
 //! Application Default Credentials: found as google-auth finds them, and
 //! written as gcloud writes them.
 
+mod impersonated;
+
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -9,9 +11,12 @@ use crate::credentials::Credentials;
 use crate::endpoints::DEFAULT_UNIVERSE_DOMAIN;
 use crate::env::{self, CLOUDSDK_CONFIG, GOOGLE_APPLICATION_CREDENTIALS, NO_GCE_CHECK};
 use crate::error::{Error, Result};
+use crate::source::external_user::ExternalUserFile;
 use crate::source::metadata::{self, MetadataServer};
 use crate::store::file::write_atomically;
 use crate::token::{StoredToken, TokenFileProblem};
+
+pub(crate) use impersonated::{ImpersonatedFile, SourceFile};
 
 /// The file name gcloud uses for Application Default Credentials.
 pub const ADC_FILE_NAME: &str = "application_default_credentials.json";
@@ -39,6 +44,8 @@ pub(crate) enum Found {
     #[cfg(feature = "service-account")]
     ServiceAccount(Box<crate::source::service_account::ServiceAccountKey>),
     Metadata(MetadataServer),
+    Impersonated(Box<ImpersonatedFile>),
+    ExternalUser(Box<ExternalUserFile>),
     ExternalAccount(Box<crate::source::external_account::ExternalAccountConfig>),
 }
 
@@ -91,15 +98,7 @@ fn parse(bytes: &[u8], path: &Path) -> Result<Found> {
     match kind {
         "authorized_user" => {
             let record = StoredToken::from_json(bytes).map_err(bad)?;
-            for (field, present) in [
-                ("refresh_token", record.refresh_token.is_some()),
-                ("client_id", record.client_id.is_some()),
-                ("client_secret", record.client_secret.is_some()),
-            ] {
-                if !present {
-                    return Err(bad(TokenFileProblem::MissingField(field)));
-                }
-            }
+            check_authorized_user(&record, false).map_err(bad)?;
             Ok(Found::User {
                 record: Box::new(record),
                 path: path.to_owned(),
@@ -115,6 +114,12 @@ fn parse(bytes: &[u8], path: &Path) -> Result<Found> {
             kind: kind.to_owned(),
             hint: "; enable the crate feature `service-account`",
         }),
+        "impersonated_service_account" => Ok(Found::Impersonated(Box::new(impersonated::parse(
+            &value, path,
+        )?))),
+        "external_account_authorized_user" => Ok(Found::ExternalUser(Box::new(
+            ExternalUserFile::from_value(&value, path, false)?,
+        ))),
         "external_account" => Ok(Found::ExternalAccount(Box::new(
             crate::source::external_account::ExternalAccountConfig::from_json(&value, path)?,
         ))),
@@ -122,10 +127,39 @@ fn parse(bytes: &[u8], path: &Path) -> Result<Found> {
         other => Err(Error::UnsupportedCredential {
             path: path.to_owned(),
             kind: other.to_owned(),
-            hint: "; supported: authorized_user, service_account and external_account (use `gcloud auth \
-                   application-default login` for user credentials)",
+            hint: "; supported: authorized_user, service_account, \
+                   impersonated_service_account, external_account and \
+                   external_account_authorized_user (use `gcloud auth application-default \
+                   login` for user credentials)",
         }),
     }
+}
+
+/// The fields a user's file needs to refresh (`source_credentials.…` when `nested`).
+fn check_authorized_user(record: &StoredToken, nested: bool) -> Result<(), TokenFileProblem> {
+    for (field, nested_field, present) in [
+        (
+            "refresh_token",
+            "source_credentials.refresh_token",
+            record.refresh_token.is_some(),
+        ),
+        (
+            "client_id",
+            "source_credentials.client_id",
+            record.client_id.is_some(),
+        ),
+        (
+            "client_secret",
+            "source_credentials.client_secret",
+            record.client_secret.is_some(),
+        ),
+    ] {
+        if !present {
+            let name = if nested { nested_field } else { field };
+            return Err(TokenFileProblem::MissingField(name));
+        }
+    }
+    Ok(())
 }
 
 /// Writes `creds` as an `authorized_user` ADC file exactly as gcloud does
@@ -223,6 +257,7 @@ mod tests {
                 Just(json!("service_account")),
                 Just(json!("external_account")),
                 Just(json!("impersonated_service_account")),
+                Just(json!("external_account_authorized_user")),
                 Just(json!("")),
                 Just(json!(7)),
                 Just(Value::Null),
@@ -291,13 +326,16 @@ mod tests {
                     #[cfg(feature = "service-account")]
                     Ok(Found::ServiceAccount(_)) => prop_assert!(false, "no valid key is generated"),
                     Ok(Found::Metadata(_)) => prop_assert!(false, "a file is never the metadata server"),
+                    Ok(Found::Impersonated(_)) => prop_assert!(false, "no source_credentials is generated"),
+                    Ok(Found::ExternalUser(_)) => prop_assert!(false, "no token_url is generated"),
                     Ok(Found::ExternalAccount(_)) => prop_assert!(false, "no file has an audience"),
                     Err(e) => {
                         let text = format!("{e} {e:?}");
                         prop_assert!(!text.contains("SECRETMARKER"), "{}", text);
                         prop_assert!(text.contains("/creds/adc.json"), "{}", text);
                         if let Some(kind) = get("type").and_then(Value::as_str) {
-                            let known = ["authorized_user", "service_account", "external_account", ""].contains(&kind);
+                            let known = ["authorized_user", "service_account", "impersonated_service_account",
+                                "external_account_authorized_user", "external_account", ""].contains(&kind);
                             if !known {
                                 let named = matches!(&e, Error::UnsupportedCredential { kind: k, .. } if k == kind);
                                 prop_assert!(named, "{:?}", e);

@@ -17,7 +17,7 @@ use crate::loader::kind::{ApiKey, ApplicationDefault, FixedToken, UserFlow};
 use crate::{
     AccessToken, ApiError, AuthorizedClient, ClientKind, ClientSecret, ClientSecretProblem,
     Consent, ConsentReason, CredentialLoader, Credentials, Error, FileTokenStore, MemoryTokenStore,
-    OAuthError, StoreLock, StoredToken, TokenFileProblem, gemini::Model,
+    OAuthError, StoreLock, StoredToken, TokenFileProblem, VertexProblem, gemini::Model,
 };
 
 const fn shared<T: Debug + Send + Sync + Clone + 'static>() {}
@@ -50,6 +50,7 @@ const _: () = {
     shared::<OAuthError>();
     shared::<ClientSecretProblem>();
     shared::<TokenFileProblem>();
+    shared::<VertexProblem>();
     owned::<StoreLock>();
     #[cfg(feature = "redis")]
     shared::<crate::RedisTokenStore>();

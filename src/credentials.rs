@@ -53,6 +53,7 @@ pub(crate) enum Kind {
 }
 
 /// What every kind of credentials carries for the calls it authorizes.
+#[derive(Clone)]
 pub(crate) struct Settings {
     pub(crate) quota_project: Option<String>,
     /// `x-goog-user-project`, built once.
@@ -221,7 +222,9 @@ impl Credentials {
     /// Signs out: revokes the refresh token (or the access token when there
     /// is none) at Google's revocation endpoint, as `gcloud auth
     /// application-default revoke` does, then clears the token store (under
-    /// its lock). A token the server no longer knows counts as revoked.
+    /// its lock). A token the server no longer knows counts as revoked. An
+    /// `external_account_authorized_user` file's refresh token is revoked at
+    /// its `revoke_url` (the file is left as it is).
     ///
     /// Afterwards these credentials (and their clones) hold no token:
     /// `access_token()` and `headers()` are [`Error::Revoked`],
@@ -238,10 +241,29 @@ impl Credentials {
                 cache,
                 user: Some(user),
             } => user.revoke(|| cache.close()).await,
-            _ => Err(Error::NotUserCredentials {
+            Kind::Token { cache, user: None } => match cache.revoke_source() {
+                Some(revoking) => {
+                    revoking.await?;
+                    cache.close()
+                }
+                None => Err(Error::NotUserCredentials {
+                    what: "revoking",
+                    source_name: self.source(),
+                }),
+            },
+            Kind::ApiKey(_) => Err(Error::NotUserCredentials {
                 what: "revoking",
                 source_name: self.source(),
             }),
+        }
+    }
+
+    /// The token cache, for credentials that get OAuth tokens (another
+    /// source can draw on it: impersonation).
+    pub(crate) fn token_cache(&self) -> Option<&TokenCache> {
+        match &self.inner.kind {
+            Kind::Token { cache, .. } => Some(cache),
+            Kind::ApiKey(_) => None,
         }
     }
 

@@ -17,7 +17,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{ApiError, ClientSecretProblem, ExternalAccountProblem, OAuthError, TokenFileProblem};
+use crate::{
+    ApiError, ClientSecretProblem, ExternalAccountProblem, ImpersonationProblem, OAuthError,
+    TokenFileProblem, VertexProblem,
+};
 
 /// A boxed, shareable error from a lower layer (I/O, HTTP, a user's store).
 pub type BoxError = Arc<dyn std::error::Error + Send + Sync>;
@@ -289,6 +292,24 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// The IAM Credentials API gave no token for the service account being
+    /// impersonated (`generateAccessToken`).
+    #[error(
+        "could not impersonate service account {target} at {endpoint} (HTTP {status}): {problem}"
+    )]
+    #[non_exhaustive]
+    Impersonation {
+        /// The service account to impersonate.
+        target: String,
+        /// The endpoint that answered (without query).
+        endpoint: String,
+        /// The HTTP status.
+        status: u16,
+        /// What was wrong: Google's refusal, or the field of the answer that
+        /// is missing or malformed.
+        problem: ImpersonationProblem,
+    },
+
     /// These credentials (an API key) have no OAuth access token.
     #[error(
         "API-key credentials have no OAuth access token; use headers() or authorized_client(), which send x-goog-api-key"
@@ -360,6 +381,11 @@ pub enum Error {
     /// A Gemini (Google API) call failed.
     #[error(transparent)]
     Api(#[from] ApiError),
+
+    /// The Vertex AI project or location cannot be used, or conflicts with
+    /// an explicit API base.
+    #[error("{0}")]
+    VertexAi(VertexProblem),
 }
 
 impl Error {
@@ -390,7 +416,9 @@ impl Error {
                 ) || *status >= 500
                     || *status == 429
             }
-            Error::TokenResponse { status, .. } => *status >= 500 || *status == 429,
+            Error::TokenResponse { status, .. } | Error::Impersonation { status, .. } => {
+                *status >= 500 || *status == 429
+            }
             Error::Api(api) => api.status >= 500 || api.status == 429,
             Error::ExternalAccount { problem, .. } => problem.is_transient(),
             _ => false,

@@ -123,6 +123,7 @@ mod token_endpoint;
 #[cfg(feature = "tower")]
 pub mod tower;
 mod url;
+mod vertex;
 
 pub use access_token::{AccessToken, EXPIRY_SKEW, REFRESH_WINDOW};
 pub use api_error::ApiError;
@@ -134,12 +135,14 @@ pub use error::{BoxError, ConsentReason, Error, Result};
 pub use http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
 pub use loader::{CredentialLoader, kind};
 pub use source::external_account::ExternalAccountProblem;
+pub use source::impersonated::ImpersonationProblem;
 #[cfg(feature = "redis")]
 pub use store::RedisTokenStore;
 pub use store::{FileTokenStore, MemoryTokenStore, StoreLock, TokenStore};
 pub use token::{StoredToken, TokenFileProblem};
 pub use token_cache::RefreshEvent;
 pub use token_endpoint::OAuthError;
+pub use vertex::VertexProblem;
 
 /// Loads credentials with the quickstart's defaults: `./client_secret.json`,
 /// `./token.json`, scope [`scopes::GENERATIVE_LANGUAGE_RETRIEVER`], and the

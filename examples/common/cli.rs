@@ -25,6 +25,11 @@ pub const CREDENTIAL_FLAGS: &str = "Flags:
                          GOOGLE_APPLICATION_CREDENTIALS, or the metadata server)
   --api-key              use an API key from GOOGLE_API_KEY or GEMINI_API_KEY
   --revoke-uri URL       token revocation endpoint override
+  --vertex-project ID    call Gemini through Vertex AI in this project
+                         (with --vertex-location; scope default: cloud-platform)
+  --vertex-location LOC  the Vertex AI location, e.g. us-central1 or global
+  --vertex-origin URL    Vertex AI host override (default:
+                         https://LOC-aiplatform.googleapis.com)
   -h, --help             show this help";
 
 /// Credential flags, plus whatever the example itself takes.
@@ -43,6 +48,9 @@ pub struct Args {
     pub adc: bool,
     pub api_key: bool,
     pub revoke_uri: Option<String>,
+    pub vertex_project: Option<String>,
+    pub vertex_location: Option<String>,
+    pub vertex_origin: Option<String>,
     /// Flags the example handles itself, in order.
     pub rest: Vec<String>,
 }
@@ -87,6 +95,9 @@ impl Args {
                 "--adc" => a.adc = true,
                 "--api-key" => a.api_key = true,
                 "--revoke-uri" => a.revoke_uri = Some(value(&flag)?),
+                "--vertex-project" => a.vertex_project = Some(value(&flag)?),
+                "--vertex-location" => a.vertex_location = Some(value(&flag)?),
+                "--vertex-origin" => a.vertex_origin = Some(value(&flag)?),
                 f if extra_flags_with_value.contains(&f) => {
                     let v = value(f)?;
                     a.rest.push(flag);
@@ -95,6 +106,14 @@ impl Args {
                 f if f.starts_with("--") && !extra_flags_with_value.is_empty() => a.rest.push(flag),
                 other => return Err(format!("unknown argument {other:?}")),
             }
+        }
+        match (&a.vertex_project, &a.vertex_location) {
+            (Some(_), None) => return Err("--vertex-project needs --vertex-location".into()),
+            (None, Some(_)) => return Err("--vertex-location needs --vertex-project".into()),
+            (None, None) if a.vertex_origin.is_some() => {
+                return Err("--vertex-origin needs --vertex-project and --vertex-location".into());
+            }
+            _ => {}
         }
         Ok(Some(a))
     }
@@ -154,6 +173,12 @@ impl Args {
         if let Some(u) = &self.revoke_uri {
             l = l.revoke_uri(u);
         }
+        if let (Some(p), Some(loc)) = (&self.vertex_project, &self.vertex_location) {
+            l = l.vertex_ai(p, loc);
+        }
+        if let Some(o) = &self.vertex_origin {
+            l = l.vertex_ai_origin(o);
+        }
         l
     }
 
@@ -177,6 +202,7 @@ impl Args {
                     ("--scope", !self.scopes.is_empty()),
                     ("--token-uri", self.token_uri.is_some()),
                     ("--revoke-uri", self.revoke_uri.is_some()),
+                    ("--vertex-project", self.vertex_project.is_some()),
                 ],
             );
             return self

@@ -4,13 +4,18 @@
 use std::sync::Arc;
 
 use super::CredentialLoader;
+use super::impersonate::impersonated;
 use super::kind::ApplicationDefault;
 use super::user::{refreshed_credentials, user_credentials};
-use crate::adc::{self, Found};
+use crate::adc::{self, Found, ImpersonatedFile, SourceFile};
 use crate::credentials::{Credentials, Kind, Settings};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::source::external_account::{ExternalAccount, ExternalAccountConfig};
+use crate::source::external_user::ExternalUser;
+use crate::source::impersonated::Target;
 use crate::source::metadata::MetadataSource;
 use crate::source::user::{Outcome, UserSource};
+use crate::token::TokenFileProblem;
 use crate::token_cache::{CacheOptions, TokenCache, TokenSource};
 
 impl CredentialLoader<ApplicationDefault> {
@@ -19,8 +24,9 @@ impl CredentialLoader<ApplicationDefault> {
     /// then gcloud's file (`$CLOUDSDK_CONFIG/application_default_credentials.json`,
     /// else `~/.config/gcloud/…`, `%APPDATA%\gcloud\…` on Windows), then the
     /// GCE metadata server (`GCE_METADATA_HOST`; skipped when `NO_GCE_CHECK=true`).
-    /// `authorized_user` and (feature `service-account`) `service_account`
-    /// files are supported.
+    /// `authorized_user`, `impersonated_service_account`,
+    /// `external_account_authorized_user` and (feature `service-account`)
+    /// `service_account` files are supported.
     pub fn application_default() -> Self {
         Self::of_kind(ApplicationDefault::default())
     }
@@ -33,10 +39,22 @@ impl CredentialLoader<ApplicationDefault> {
     /// place tried; the file's problems
     /// ([`Error::TokenFile`](crate::Error::TokenFile),
     /// [`Error::UnsupportedCredential`](crate::Error::UnsupportedCredential));
-    /// the first token request's errors.
+    /// the first token request's errors, the IAM Credentials API's for
+    /// impersonation ([`Error::Impersonation`](crate::Error::Impersonation)).
     #[tracing::instrument(skip_all, name = "gemini_oauth::load_adc")]
     pub async fn load(self) -> Result<Credentials> {
-        match adc::find(&self.common.scopes).await? {
+        let common = self.common.clone();
+        let mut plain = self;
+        if common.impersonate.is_some() {
+            // What google-auth asks a service account for as a source.
+            plain.common.scopes = Some(vec![crate::scopes::IAM.to_owned()]);
+        }
+        let creds = plain.load_found().await?;
+        Self::impersonate_if_asked(&common, creds).await
+    }
+
+    async fn load_found(self) -> Result<Credentials> {
+        match adc::find(&self.common.scopes()).await? {
             Found::User { record, path } => {
                 let settings = self.settings(record.quota_project_id().map(str::to_owned))?;
                 let endpoints = self.endpoints(&settings.http);
@@ -62,30 +80,127 @@ impl CredentialLoader<ApplicationDefault> {
                 };
                 first_token(Arc::new(source), settings, &self.common.cache).await
             }
-            Found::ExternalAccount(config) => {
-                let settings = self.settings(config.quota_project_id.clone())?;
-                let source = crate::source::external_account::ExternalAccount::new(
-                    *config,
-                    &self.common.scopes,
-                    self.common.token_uri.clone(),
-                    Arc::clone(&settings.http),
-                    crate::token_endpoint::Retry::default(),
-                );
-                first_token(Arc::new(source), settings, &self.common.cache).await
-            }
+            Found::ExternalAccount(config) => self.external_account(*config).await,
             #[cfg(feature = "service-account")]
             Found::ServiceAccount(key) => {
                 let settings = self.settings(None)?;
                 let source = crate::source::service_account::ServiceAccount::new(
                     *key,
-                    &self.common.scopes,
+                    &self.common.scopes(),
                     self.common.token_uri.clone(),
                     Arc::clone(&settings.http),
                     crate::token_endpoint::Retry::default(),
                 );
                 first_token(Arc::new(source), settings, &self.common.cache).await
             }
+            Found::ExternalUser(file) => {
+                let settings = self.settings(file.quota_project_id.clone())?;
+                let source = ExternalUser::new(
+                    *file,
+                    self.common.token_uri.clone(),
+                    Arc::clone(&settings.http),
+                );
+                first_token(Arc::new(source), settings, &self.common.cache).await
+            }
+            Found::Impersonated(file) => self.impersonated_file(*file).await,
         }
+    }
+
+    /// An `impersonated_service_account` file: its source credentials in a
+    /// cache of their own (tokens reused until they expire), then IAM.
+    async fn impersonated_file(self, file: ImpersonatedFile) -> Result<Credentials> {
+        let settings = self.settings(file.quota_project.clone())?;
+        let http = Arc::clone(&settings.http);
+        let source: Arc<dyn TokenSource> = match file.source {
+            SourceFile::User(record) => Arc::new(UserSource::new(
+                None,
+                file.path.display().to_string(),
+                *record,
+                self.endpoints(&http),
+            )),
+            #[cfg(feature = "service-account")]
+            SourceFile::ServiceAccount(key) => {
+                Arc::new(crate::source::service_account::ServiceAccount::new(
+                    *key,
+                    &[crate::scopes::IAM.to_owned()],
+                    self.common.token_uri.clone(),
+                    Arc::clone(&http),
+                    crate::token_endpoint::Retry::default(),
+                ))
+            }
+            SourceFile::ExternalUser(eau) => Arc::new(ExternalUser::new(
+                *eau,
+                self.common.token_uri.clone(),
+                Arc::clone(&http),
+            )),
+        };
+        // Refresh events are the impersonated token's; the source's are not reported.
+        let source_options = CacheOptions {
+            on_refresh: None,
+            ..self.common.cache.clone()
+        };
+        let cache = TokenCache::lazy(source, source_options)?;
+        let target = Target::from_url(
+            &file.url,
+            file.delegates,
+            self.common.scopes(),
+            self.common.iam_endpoint.as_deref(),
+        )
+        .ok_or_else(|| Error::TokenFile {
+            path: file.path.clone(),
+            problem: TokenFileProblem::InvalidValue("service_account_impersonation_url"),
+        })?;
+        impersonated(cache, target, settings, &self.common.cache).await
+    }
+}
+
+impl CredentialLoader<ApplicationDefault> {
+    /// An `external_account` file: the STS exchange, then, when the file
+    /// names `service_account_impersonation_url`, IAM over the STS tokens
+    /// (kept in a cache of their own), with the file's token lifetime.
+    async fn external_account(self, config: ExternalAccountConfig) -> Result<Credentials> {
+        let settings = self.settings(config.quota_project_id.clone())?;
+        let http = Arc::clone(&settings.http);
+        let Some(url) = config.impersonation_url.clone() else {
+            let source = ExternalAccount::new(
+                config,
+                &self.common.scopes(),
+                self.common.token_uri.clone(),
+                http,
+                crate::token_endpoint::Retry::default(),
+            );
+            return first_token(Arc::new(source), settings, &self.common.cache).await;
+        };
+        let path = config.path.clone();
+        let lifetime = config.impersonation_lifetime;
+        // What google-auth asks any scoped source of impersonation for.
+        let sts_scopes = [crate::scopes::IAM.to_owned()];
+        let source = ExternalAccount::new(
+            config,
+            &sts_scopes,
+            self.common.token_uri.clone(),
+            http,
+            crate::token_endpoint::Retry::default(),
+        );
+        let source_options = CacheOptions {
+            on_refresh: None,
+            ..self.common.cache.clone()
+        };
+        let cache = TokenCache::lazy(Arc::new(source), source_options)?;
+        let mut target = Target::from_url(
+            &url,
+            Vec::new(),
+            self.common.scopes(),
+            self.common.iam_endpoint.as_deref(),
+        )
+        .ok_or_else(|| Error::TokenFile {
+            path,
+            problem: TokenFileProblem::InvalidValue("service_account_impersonation_url"),
+        })?;
+        if let Some(lifetime) = lifetime {
+            target.lifetime = lifetime;
+        }
+        impersonated(cache, target, settings, &self.common.cache).await
     }
 }
 

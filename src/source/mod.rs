@@ -2,7 +2,9 @@
 //! one [`TokenSource`](crate::token_cache::TokenSource) each, under the token cache.
 
 pub(crate) mod external_account;
+pub(crate) mod external_user;
 pub(crate) mod fixed;
+pub(crate) mod impersonated;
 pub(crate) mod metadata;
 #[cfg(feature = "service-account")]
 pub(crate) mod service_account;

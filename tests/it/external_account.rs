@@ -122,20 +122,34 @@ impl Fed {
 
     /// `print_access_token --adc` on `config`.
     fn rust(&self, config: &Path, env: &[(&str, &str)]) -> Output {
+        self.rust_scoped(config, env, RETRIEVER)
+    }
+
+    fn rust_scoped(&self, config: &Path, env: &[(&str, &str)], scope: &str) -> Output {
         let mut cmd = example("print_access_token");
-        cmd.arg("--adc");
+        cmd.args(["--adc", "--scope", scope]);
         self.command(cmd, config, env)
     }
 
     /// google-auth's `default()` and `refresh()` on `config`; `fixed_now`
     /// fixes its clock (`YYYYmmddTHHMMSSZ`).
     fn python(&self, config: &Path, env: &[(&str, &str)], fixed_now: Option<&str>) -> Value {
+        self.python_scoped(config, env, fixed_now, RETRIEVER)
+    }
+
+    fn python_scoped(
+        &self,
+        config: &Path,
+        env: &[(&str, &str)],
+        fixed_now: Option<&str>,
+        scope: &str,
+    ) -> Value {
         let mut cmd = Command::new(python().get_program());
         cmd.arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/python/external_account.py"
         ))
-        .args(["refresh", RETRIEVER, &self.url("/v1/projects/")]);
+        .args(["refresh", scope, &self.url("/v1/projects/")]);
         if let Some(now) = fixed_now {
             cmd.arg(now);
         }
@@ -814,4 +828,83 @@ async fn aws_from_environment_variables_never_asks_the_metadata() {
     );
     let err = failure(&fed.rust(&config, &env));
     assert!(err.contains("credential_source.environment_id"), "{err}");
+}
+
+const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
+const SA: &str = "gemini-sa@my-project.iam.gserviceaccount.com";
+
+#[cfg(unix)]
+#[tokio::test]
+async fn impersonation_after_the_exchange_with_the_files_lifetime_as_google_auth_does_it() {
+    let fed = Fed::new().await;
+    let iam_path = format!("/v1/projects/-/serviceAccounts/{SA}:generateAccessToken");
+    Mock::given(method("POST"))
+        .and(path(iam_path.as_str()))
+        .and(bearer(STS_ACCESS))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "accessToken": "ya29.IMPERSONATEDMARKER", "expireTime": "2030-01-02T03:04:05Z"
+        })))
+        .mount(&fed.server)
+        .await;
+    let exe = script(&fed, "exe.sh", &format!("printf '%s' '{}'", response(3600)));
+    let config = fed.config(
+        JWT_TYPE,
+        json!({"executable": {"command": exe}}),
+        json!({"service_account_impersonation_url": fed.url(&iam_path),
+               "service_account_impersonation": {"token_lifetime_seconds": 600}}),
+    );
+    let out = fed.rust_scoped(&config, &[ALLOW], CLOUD_PLATFORM);
+    assert_eq!(stdout(&out), "ya29.IMPERSONATEDMARKER\n");
+    let ours = runs(&fed);
+    assert!(
+        ours[0].contains(&format!(
+            "GOOGLE_EXTERNAL_ACCOUNT_IMPERSONATED_EMAIL={SA}\n"
+        )) && ours[0].contains(&format!("GOOGLE_EXTERNAL_ACCOUNT_ID={SA}\n")),
+        "{ours:?}"
+    );
+    let mut sts = expected_form(WORKLOAD, SUBJECT, JWT_TYPE);
+    sts[2].1 = "https://www.googleapis.com/auth/iam".to_owned();
+    assert_eq!(fed.sts_forms().await, std::slice::from_ref(&sts));
+    let iam_body = |r: &Request| serde_json::from_slice::<Value>(&r.body).unwrap();
+    let iam = fed.requests(&iam_path).await;
+    assert_eq!(
+        iam_body(&iam[0]),
+        json!({"delegates": [], "scope": [CLOUD_PLATFORM], "lifetime": "600s"})
+    );
+
+    // google-auth asked for the same scope: the same requests and the same
+    // environment, except that it runs the program from source credentials
+    // that forgot the impersonation, so it leaves out the two variables its
+    // documentation promises when impersonating.
+    let report = fed.python_scoped(&config, &[ALLOW], None, CLOUD_PLATFORM);
+    assert_eq!(report["token"], "ya29.IMPERSONATEDMARKER");
+    let all = runs(&fed);
+    let python_view = ours[0]
+        .replace(
+            &format!("GOOGLE_EXTERNAL_ACCOUNT_ID={SA}\n"),
+            "GOOGLE_EXTERNAL_ACCOUNT_ID=\n",
+        )
+        .replace(
+            &format!("GOOGLE_EXTERNAL_ACCOUNT_IMPERSONATED_EMAIL={SA}\n"),
+            "",
+        );
+    assert!(
+        all.len() >= 2 && all[1..].iter().all(|r| *r == python_view),
+        "{all:#?}"
+    );
+    let forms = fed.sts_forms().await;
+    assert!(
+        forms.len() >= 2 && forms.iter().all(|f| *f == sts),
+        "{forms:?}"
+    );
+    let iam = fed.requests(&iam_path).await;
+    assert!(iam.len() >= 2);
+    for r in &iam {
+        let mut body = iam_body(r);
+        // google-auth sends `null` for no delegates, we send `[]`.
+        if body["delegates"].is_null() {
+            body["delegates"] = json!([]);
+        }
+        assert_eq!(body, iam_body(&iam[0]));
+    }
 }

@@ -38,3 +38,4 @@ mod test_doubles;
 mod tls;
 #[cfg(feature = "tower")]
 mod tower_layer;
+mod vertex_ai;

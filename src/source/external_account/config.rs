@@ -15,6 +15,7 @@ use super::file::FileSource;
 use super::url::UrlSource;
 use crate::endpoints::DEFAULT_UNIVERSE_DOMAIN;
 use crate::error::{Error, Result};
+use crate::source::impersonated::principal_of;
 use crate::token::TokenFileProblem;
 
 /// The subject token type of AWS credential sources.
@@ -31,7 +32,6 @@ pub(crate) struct ExternalAccountConfig {
     /// `service_account_impersonation_url`.
     pub(crate) impersonation_url: Option<String>,
     /// `service_account_impersonation.token_lifetime_seconds`.
-    #[allow(dead_code)] // for the impersonation step
     pub(crate) impersonation_lifetime: Option<Duration>,
     pub(crate) quota_project_id: Option<String>,
     pub(crate) workforce_pool_user_project: Option<String>,
@@ -240,11 +240,13 @@ impl ExternalAccountConfig {
             "service_account_impersonation_url",
             "service_account_impersonation_url",
         )?;
-        if impersonation_url.is_some() {
-            // Refused rather than ignored: ignoring would act as the wrong principal.
+        if impersonation_url
+            .as_deref()
+            .is_some_and(|u| principal_of(u).is_none())
+        {
             return Err(f.invalid(
                 "service_account_impersonation_url",
-                "(impersonating a service account after the exchange) is not supported yet",
+                "names no service account (…/serviceAccounts/EMAIL:generateAccessToken)",
             ));
         }
         let impersonation_lifetime = match f.object(
@@ -297,13 +299,9 @@ impl ExternalAccountConfig {
         })
     }
 
-    /// The service account named by `service_account_impersonation_url`
-    /// (`…/serviceAccounts/{email}:generateAccessToken`), as google-auth reads it.
+    /// The service account named by `service_account_impersonation_url`.
     pub(crate) fn impersonated_email(&self) -> Option<&str> {
-        let url = self.impersonation_url.as_deref()?;
-        let start = url.rfind('/')? + 1;
-        let end = url.find(":generateAccessToken")?;
-        (start < end).then(|| &url[start..end])
+        principal_of(self.impersonation_url.as_deref()?)
     }
 }
 

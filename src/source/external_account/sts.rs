@@ -1,17 +1,14 @@
 //! The OAuth 2.0 token exchange (RFC 8693) at Google's STS, with the form
 //! fields google-auth's `sts.py` sends, in its order.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use http::HeaderValue;
 use percent_encoding::utf8_percent_encode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use super::sigv4::{QUOTE_SAFE, ascii_json};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::http::HttpClient;
-use crate::token_endpoint::{Retry, TokenResponse, post_form_authorized};
+use crate::token_endpoint::{Client, Retry, TokenResponse, basic_auth, post_form_with};
 
 pub(super) const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 pub(super) const REQUESTED_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
@@ -53,15 +50,9 @@ impl Exchange<'_> {
             form.push(("options", o));
         }
         let authorization = match self.client {
-            Some((id, secret)) => {
-                let basic = STANDARD.encode(format!("{id}:{}", secret.expose_secret()));
-                let mut value = HeaderValue::from_str(&format!("Basic {basic}"))
-                    .map_err(|_| Error::InvalidHeaderValue { what: "client_id" })?;
-                value.set_sensitive(true);
-                Some(value)
-            }
+            Some((id, secret)) => Some(basic_auth(&Client { id, secret })?),
             None => None,
         };
-        post_form_authorized(http, retry, self.token_url, &form, authorization.as_ref()).await
+        post_form_with(http, retry, self.token_url, &form, authorization.as_ref()).await
     }
 }
