@@ -25,6 +25,7 @@ impl CredentialLoader<ApplicationDefault> {
     /// else `~/.config/gcloud/…`, `%APPDATA%\gcloud\…` on Windows), then the
     /// GCE metadata server (`GCE_METADATA_HOST`; skipped when `NO_GCE_CHECK=true`).
     /// `authorized_user`, `impersonated_service_account`,
+    /// `external_account` (workload and workforce identity federation),
     /// `external_account_authorized_user` and (feature `service-account`)
     /// `service_account` files are supported.
     pub fn application_default() -> Self {

@@ -328,7 +328,11 @@ fn nothing_found_lists_every_place_tried_and_what_to_run() {
 fn other_credential_types_are_named_as_unsupported() {
     let home = tempfile::tempdir().unwrap();
     let file = home.path().join("ext.json");
-    std::fs::write(&file, r#"{"type": "gdch_service_account", "audience": "x"}"#).unwrap();
+    std::fs::write(
+        &file,
+        r#"{"type": "gdch_service_account", "audience": "x"}"#,
+    )
+    .unwrap();
     let out = run(
         "print_access_token",
         home.path(),
