@@ -511,10 +511,20 @@ async fn executable_failures_are_typed_errors_naming_the_file_and_field() {
     let err = run("exec sleep 30", json!({"timeout_millis": 5000}), &[ALLOW]);
     assert!(err.contains("did not finish within 5000 ms"), "{err}");
 
-    let err = run(&ok, json!({"timeout_millis": 1000}), &[ALLOW]);
-    assert!(
-        err.contains("credential_source.executable.timeout_millis") && err.contains("5000"),
-        "{err}"
+    for millis in [1000, 120_001] {
+        let err = run(&ok, json!({"timeout_millis": millis}), &[ALLOW]);
+        assert!(
+            err.contains("credential_source.executable.timeout_millis") && err.contains("5000"),
+            "{err}"
+        );
+    }
+
+    // What the program writes to stderr is not part of its answer.
+    let exe = script(&fed, "noisy.sh", &format!("echo 'some noise' >&2; {ok}"));
+    let config = fed.config(JWT_TYPE, json!({"executable": {"command": exe}}), json!({}));
+    assert_eq!(
+        stdout(&fed.rust(&config, &[ALLOW])),
+        format!("{STS_ACCESS}\n")
     );
 }
 
@@ -567,6 +577,11 @@ async fn bad_sources_and_sts_errors_are_typed_errors_naming_the_file_and_field()
         &["credential_source.format.type"],
     );
     check(json!({}), json!({}), &["credential_source", "no file, url"]);
+    check(
+        json!({"certificate": {"use_default_certificate_config": true}}),
+        json!({}),
+        &["credential_source.certificate", "not supported"],
+    );
     check(
         json!({"file": subject}),
         json!({"workforce_pool_user_project": "1"}),

@@ -344,3 +344,127 @@ impl Format {
         Ok(token)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            4 => "[a-z0-9:/._{}-]{0,16}".prop_map(|s| json!(format!("SECRETMARKER{s}"))),
+            1 => Just(json!("")),
+            1 => Just(Value::Null),
+            1 => (-10i64..200_000).prop_map(Value::from),
+            1 => Just(json!({})),
+        ]
+    }
+
+    fn object(keys: &'static [&'static str], inner: BoxedStrategy<Value>) -> BoxedStrategy<Value> {
+        prop::collection::vec(prop::option::of(inner), keys.len())
+            .prop_map(move |values| {
+                let map: Map<String, Value> = keys
+                    .iter()
+                    .zip(values)
+                    .filter_map(|(k, v)| v.map(|v| ((*k).to_owned(), v)))
+                    .collect();
+                Value::Object(map)
+            })
+            .boxed()
+    }
+
+    fn config() -> impl Strategy<Value = Value> {
+        let exe = object(
+            &[
+                "command",
+                "timeout_millis",
+                "output_file",
+                "interactive_timeout_millis",
+            ],
+            scalar().boxed(),
+        );
+        let format = object(
+            &["type", "subject_token_field_name"],
+            prop_oneof![Just(json!("json")), Just(json!("text")), scalar()].boxed(),
+        );
+        let source_field = prop_oneof![
+            scalar(),
+            exe,
+            format,
+            Just(json!("aws1")),
+            Just(json!("https://sts.{region}.amazonaws.com"))
+        ]
+        .boxed();
+        let source = object(
+            &[
+                "file",
+                "url",
+                "executable",
+                "format",
+                "headers",
+                "environment_id",
+                "regional_cred_verification_url",
+                "region_url",
+                "certificate",
+            ],
+            source_field,
+        );
+        let top = prop_oneof![
+            3 => scalar(),
+            1 => Just(json!("urn:ietf:params:aws:token-type:aws4_request")),
+            1 => Just(json!("//iam.googleapis.com/locations/global/workforcePools/p/providers/x")),
+            2 => source,
+        ]
+        .boxed();
+        object(
+            &[
+                "audience",
+                "subject_token_type",
+                "token_url",
+                "credential_source",
+                "service_account_impersonation_url",
+                "service_account_impersonation",
+                "workforce_pool_user_project",
+                "client_id",
+                "client_secret",
+                "quota_project_id",
+            ],
+            top,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Never panics; an error names the file and shows no value of it.
+        #[test]
+        fn any_external_account_file(value in config()) {
+            let path = Path::new("/creds/ea.json");
+            match ExternalAccountConfig::from_json(&value, path) {
+                Ok(c) => {
+                    prop_assert!(!c.audience.is_empty());
+                    prop_assert!(!c.subject_token_type.is_empty());
+                }
+                Err(e) => {
+                    let text = format!("{e} {e:?}");
+                    prop_assert!(!text.contains("SECRETMARKER"), "{}", text);
+                    prop_assert!(text.contains("/creds/ea.json"), "{}", text);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn workforce_audiences_as_google_auth_matches_them() {
+        assert!(is_workforce_pool(
+            "//iam.googleapis.com/locations/global/workforcePools/p/providers/x"
+        ));
+        assert!(!is_workforce_pool(
+            "//iam.googleapis.com/locations//workforcePools/p"
+        ));
+        assert!(!is_workforce_pool(
+            "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p"
+        ));
+    }
+}

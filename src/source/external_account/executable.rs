@@ -321,6 +321,34 @@ mod tests {
     }
 
     #[test]
+    fn timeout_bounds_and_default_as_google_auth() {
+        let path = Path::new("ea.json");
+        let f = Fields { path };
+        let parse = |exe: Value| {
+            let source = json!({ "executable": exe });
+            ExecutableSource::from_json(source.as_object().unwrap(), &f)
+        };
+        let timeout =
+            |ms: Value| parse(json!({"command": "x", "timeout_millis": ms})).map(|e| e.timeout);
+        assert_eq!(
+            parse(json!({"command": "x"})).unwrap().timeout,
+            Duration::from_secs(30)
+        );
+        assert_eq!(timeout(json!(0)).unwrap(), Duration::from_secs(30));
+        assert_eq!(timeout(json!(5000)).unwrap(), Duration::from_secs(5));
+        assert_eq!(timeout(json!(120_000)).unwrap(), Duration::from_secs(120));
+        for bad in [json!(4999), json!(120_001), json!(-1), json!("5000")] {
+            assert!(matches!(timeout(bad), Err(Error::ExternalAccount { .. })));
+        }
+        let argv = parse(json!({"command": "/bin/tool --a 'b c' \"d\""}))
+            .unwrap()
+            .argv;
+        assert_eq!(argv, ["/bin/tool", "--a", "b c", "d"]);
+        assert!(parse(json!({"command": "tool 'open"})).is_err());
+        assert!(parse(json!({"command": ""})).is_err());
+    }
+
+    #[test]
     fn responses_as_google_auth_reads_them() {
         let jwt = "urn:ietf:params:oauth:token-type:jwt";
         assert_eq!(

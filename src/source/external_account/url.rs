@@ -133,3 +133,35 @@ fn is_link_local(host: &str) -> bool {
         Err(_) => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_to_loopback_and_link_local_metadata() {
+        let f = Fields {
+            path: Path::new("ea.json"),
+        };
+        let ok = |u: &str| check_source_url(u, "credential_source.url", &f).is_ok();
+        for u in [
+            "https://example.com/token",
+            "http://127.0.0.1:8080/token",
+            "http://localhost/t",
+            "http://169.254.169.254/metadata/identity/oauth2/token?api-version=1",
+            "http://[fd00:ec2::254]/latest/api/token",
+            "http://[fe80::1]/t",
+        ] {
+            assert!(ok(u), "{u}");
+        }
+        for u in [
+            "http://example.com/token",
+            "http://10.0.0.1/t",
+            "http://[fd00:ec2::253]/t",
+            "ftp://127.0.0.1/t",
+            "not a url",
+        ] {
+            assert!(!ok(u), "{u}");
+        }
+    }
+}
