@@ -238,6 +238,21 @@ async fn file_source_is_exchanged_at_sts_with_every_field_as_google_auth_sends_i
     std::fs::write(&subject, format!("{SUBJECT}\n")).unwrap();
     stdout(&fed.rust(&config, &[]));
     assert_eq!(fed.sts_forms().await[3], expected);
+
+    // API calls carry the STS token and the file's quota project.
+    Mock::given(method("GET"))
+        .and(path("/v1/models"))
+        .and(bearer(STS_ACCESS))
+        .and(header("x-goog-user-project", "quota-proj"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"models": [{"name": "models/x"}]})),
+        )
+        .mount(&fed.server)
+        .await;
+    let mut cmd = example("list_models");
+    cmd.args(["--adc", "--api-base", &fed.url("/v1")]);
+    let out = fed.command(cmd, &config, &[]);
+    assert!(stdout(&out).contains("models/x"));
 }
 
 #[tokio::test]
