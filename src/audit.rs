@@ -17,7 +17,8 @@ use crate::loader::kind::{ApiKey, ApplicationDefault, FixedToken, UserFlow};
 use crate::{
     AccessToken, ApiError, AuthorizedClient, ClientKind, ClientSecret, ClientSecretProblem,
     Consent, ConsentReason, CredentialLoader, Credentials, Error, FileTokenStore, MemoryTokenStore,
-    OAuthError, StoreLock, StoredToken, TokenFileProblem, VertexProblem, gemini::Model,
+    OAuthError, ProxyProblem, StoreLock, StoredToken, TokenFileProblem, VertexProblem,
+    gemini::Model,
 };
 
 const fn shared<T: Debug + Send + Sync + Clone + 'static>() {}
@@ -41,6 +42,7 @@ const _: () = {
     shared::<FileTokenStore>();
     shared::<MemoryTokenStore>();
     shared::<Consent>();
+    shared::<crate::universe::Universe>();
     shared::<Model>();
     shared::<crate::RefreshEvent>();
     // Errors are Clone so one failed refresh reaches every waiter.
@@ -51,9 +53,14 @@ const _: () = {
     shared::<ClientSecretProblem>();
     shared::<TokenFileProblem>();
     shared::<VertexProblem>();
+    shared::<ProxyProblem>();
     owned::<StoreLock>();
     #[cfg(feature = "redis")]
     shared::<crate::RedisTokenStore>();
+    #[cfg(feature = "keyring")]
+    shared::<crate::KeyringTokenStore>();
+    #[cfg(feature = "keyring")]
+    shared::<crate::Migration>();
     #[cfg(feature = "reqwest")]
     shared::<crate::reqwest::AuthMiddleware>();
     #[cfg(feature = "tower")]

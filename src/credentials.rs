@@ -55,6 +55,8 @@ pub(crate) enum Kind {
 /// What every kind of credentials carries for the calls it authorizes.
 #[derive(Clone)]
 pub(crate) struct Settings {
+    /// The universe domain of the credentials (and so of the API base).
+    pub(crate) universe_domain: String,
     pub(crate) quota_project: Option<String>,
     /// `x-goog-user-project`, built once.
     pub(crate) quota_header: Option<HeaderValue>,
@@ -193,6 +195,14 @@ impl Credentials {
     #[must_use]
     pub fn quota_project(&self) -> Option<&str> {
         self.inner.settings.quota_project.as_deref()
+    }
+
+    /// The universe domain these credentials belong to: the ADC file's
+    /// `universe_domain` or the metadata server's, else `googleapis.com`
+    /// (as google-auth's `credentials.universe_domain`).
+    #[must_use]
+    pub fn universe_domain(&self) -> &str {
+        &self.inner.settings.universe_domain
     }
 
     /// The scopes the stored token was granted, when known.
@@ -341,6 +351,7 @@ mod tests {
         )
         .unwrap();
         let settings = Settings {
+            universe_domain: crate::endpoints::DEFAULT_UNIVERSE_DOMAIN.to_owned(),
             quota_project: None,
             quota_header: None,
             api_base: crate::endpoints::GEMINI_API_BASE.to_owned(),

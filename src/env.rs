@@ -14,6 +14,9 @@ pub const NO_GCE_CHECK: &str = "NO_GCE_CHECK";
 pub const GEMINI_API_BASE: &str = "GEMINI_API_BASE";
 /// Sets the quota project (below an explicit builder value).
 pub const GOOGLE_CLOUD_QUOTA_PROJECT: &str = "GOOGLE_CLOUD_QUOTA_PROJECT";
+/// The universe domain of the APIs called, when not `googleapis.com` (below
+/// an explicit builder value), as Google's Cloud client libraries read it.
+pub const GOOGLE_CLOUD_UNIVERSE_DOMAIN: &str = "GOOGLE_CLOUD_UNIVERSE_DOMAIN";
 /// The browser command for the consent URL (feature `browser`): a
 /// `:`-separated list, `%s` for the URL, as Python's `webbrowser` reads it.
 pub const BROWSER: &str = "BROWSER";

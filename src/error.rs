@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::{
     ApiError, ClientSecretProblem, ExternalAccountProblem, ImpersonationProblem, OAuthError,
-    TokenFileProblem, VertexProblem,
+    ProxyProblem, TokenFileProblem, VertexProblem,
 };
 
 /// A boxed, shareable error from a lower layer (I/O, HTTP, a user's store).
@@ -342,6 +342,35 @@ pub enum Error {
         source_name: String,
     },
 
+    /// The credentials belong to another universe domain than the API they
+    /// would be sent to: their tokens would be rejected there (or reach the
+    /// wrong cloud). Found at load, before any token request.
+    #[error(
+        "the credentials from {source_name} belong to the universe domain {credentials}, but the \
+         API's universe domain is {api} (set by {api_origin}); use credentials of {api}, or set \
+         the universe domain to {credentials}"
+    )]
+    #[non_exhaustive]
+    UniverseMismatch {
+        /// Where the credentials came from.
+        source_name: String,
+        /// The credentials' universe domain.
+        credentials: String,
+        /// The universe domain configured for the API.
+        api: String,
+        /// What configured it (`.universe_domain()`, `GOOGLE_CLOUD_UNIVERSE_DOMAIN`).
+        api_origin: String,
+    },
+
+    /// A universe domain is not a DNS name. The value is not shown: it may
+    /// be whatever a server answered.
+    #[error("{origin}: the universe domain is not a DNS name (such as googleapis.com); fix it")]
+    #[non_exhaustive]
+    InvalidUniverseDomain {
+        /// Where it came from (a file, the metadata server, a setting).
+        origin: String,
+    },
+
     /// These credentials were signed out ([`Credentials::revoke`](crate::Credentials::revoke)).
     #[error(
         "the credentials from {source_name} were revoked (signed out); load credentials again \
@@ -382,6 +411,21 @@ pub enum Error {
     #[error(transparent)]
     Api(#[from] ApiError),
 
+    /// A proxy could not carry the request.
+    #[error(
+        "proxy {proxy} {problem}; check the proxy URL (the loader's proxy option, HTTPS_PROXY, HTTP_PROXY, ALL_PROXY) or bypass it with NO_PROXY"
+    )]
+    #[non_exhaustive]
+    Proxy {
+        /// The proxy's URL, without its user name and password.
+        proxy: String,
+        /// What went wrong.
+        problem: ProxyProblem,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
+
     /// The Vertex AI project or location cannot be used, or conflicts with
     /// an explicit API base.
     #[error("{0}")]
@@ -409,6 +453,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Transport { .. } | Error::Timeout { .. } => true,
+            Error::Proxy { problem, .. } => *problem == ProxyProblem::Unreachable,
             Error::OAuth { error, status, .. } => {
                 matches!(
                     error,
@@ -447,13 +492,23 @@ impl Error {
         }
     }
 
+    /// A failed request; a proxy's failure, found anywhere in the chain of
+    /// causes (the connector under hyper reports it), is kept as it is.
     pub(crate) fn transport(
         endpoint: &str,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
+        let source = source.into();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*source);
+        while let Some(e) = cause {
+            if let Some(proxy @ Error::Proxy { .. }) = e.downcast_ref::<Error>() {
+                return proxy.clone();
+            }
+            cause = e.source();
+        }
         Error::Transport {
             endpoint: endpoint.to_owned(),
-            source: Arc::from(source.into()),
+            source: Arc::from(source),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP transport shared by the token endpoint and the authorized client:
-//! hyper 1 + rustls, built on first use, pooled, HTTP/2 by ALPN.
+//! hyper 1 + rustls, built on first use, pooled, HTTP/2 by ALPN, through a
+//! proxy when one applies (`proxy.rs`).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -14,6 +15,7 @@ use hyper_util::rt::TokioExecutor;
 use rustls_pki_types::CertificateDer;
 
 use crate::error::{Error, Result};
+use crate::proxy::{Proxy, ProxyConnector};
 use crate::url::redact;
 
 /// Default limit for a whole request (connect, send, read the body).
@@ -21,7 +23,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default limit for establishing a TCP connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Hyper = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+type Hyper = Client<HttpsConnector<ProxyConnector>, Full<Bytes>>;
 
 /// One pooled client; the TLS roots are loaded on the first request, so a
 /// program whose cached token is valid pays nothing for them.
@@ -31,6 +33,7 @@ pub(crate) struct HttpClient {
     extra_roots: Vec<CertificateDer<'static>>,
     pub(crate) timeout: Duration,
     connect_timeout: Duration,
+    proxy: Proxy,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -38,6 +41,7 @@ impl std::fmt::Debug for HttpClient {
         f.debug_struct("HttpClient")
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("proxy", &self.proxy)
             .finish_non_exhaustive()
     }
 }
@@ -57,7 +61,19 @@ impl HttpClient {
             extra_roots,
             timeout,
             connect_timeout,
+            proxy: Proxy::none(),
         }
+    }
+
+    /// The same transport through `proxy` (none by default).
+    pub(crate) fn with_proxy(mut self, proxy: Proxy) -> Self {
+        self.proxy = proxy;
+        self
+    }
+
+    /// The same settings without a proxy, on connections of its own.
+    pub(crate) fn direct(&self) -> Self {
+        Self::with_roots(self.timeout, self.connect_timeout, self.extra_roots.clone())
     }
 
     fn hyper(&self) -> &Hyper {
@@ -71,7 +87,11 @@ impl HttpClient {
                 .https_or_http()
                 .enable_http1()
                 .enable_http2()
-                .wrap_connector(http);
+                .wrap_connector(ProxyConnector {
+                    http,
+                    proxy: self.proxy.clone(),
+                    connect_timeout: self.connect_timeout,
+                });
             Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(90))
                 .build(https)
@@ -97,9 +117,10 @@ impl HttpClient {
     /// Sends `req` and reads at most `limit` bytes of the answer, all within the timeout.
     pub(crate) async fn send(
         &self,
-        req: Request<Full<Bytes>>,
+        mut req: Request<Full<Bytes>>,
         limit: usize,
     ) -> Result<Response<Bytes>> {
+        self.proxy.authorize(&mut req);
         // Formatted only on failure: the success path allocates nothing for it.
         let uri = req.uri().clone();
         let endpoint = || redact(&uri.to_string());

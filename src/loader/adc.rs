@@ -9,6 +9,7 @@ use super::kind::ApplicationDefault;
 use super::user::{refreshed_credentials, user_credentials};
 use crate::adc::{self, Found, ImpersonatedFile, SourceFile};
 use crate::credentials::{Credentials, Kind, Settings};
+use crate::env;
 use crate::error::{Error, Result};
 use crate::source::external_account::{ExternalAccount, ExternalAccountConfig};
 use crate::source::external_user::ExternalUser;
@@ -17,6 +18,7 @@ use crate::source::metadata::MetadataSource;
 use crate::source::user::{Outcome, UserSource};
 use crate::token::TokenFileProblem;
 use crate::token_cache::{CacheOptions, TokenCache, TokenSource};
+use crate::universe::Universe;
 
 impl CredentialLoader<ApplicationDefault> {
     /// Application Default Credentials instead of `client_secret.json` and a
@@ -32,12 +34,74 @@ impl CredentialLoader<ApplicationDefault> {
         Self::of_kind(ApplicationDefault::default())
     }
 
+    /// The universe domain of the API these credentials will call (default:
+    /// `GOOGLE_CLOUD_UNIVERSE_DOMAIN`, else the credentials' own, read from
+    /// the file's `universe_domain` or the metadata server). `load()` refuses
+    /// credentials of another universe with
+    /// [`Error::UniverseMismatch`](crate::Error::UniverseMismatch), before
+    /// any token request, as Google's Cloud client libraries do.
+    pub fn universe_domain(mut self, domain: impl Into<String>) -> Self {
+        self.kind.universe_domain = Some(domain.into());
+        self
+    }
+
+    /// The configured universe and what configured it, if any.
+    fn configured_universe(&self) -> Result<Option<(Universe, String)>> {
+        let (domain, origin) = match (
+            &self.kind.universe_domain,
+            env::nonempty(env::GOOGLE_CLOUD_UNIVERSE_DOMAIN),
+        ) {
+            (Some(d), _) => (d.clone(), "CredentialLoader::universe_domain".to_owned()),
+            (None, Some(d)) => (d, env::GOOGLE_CLOUD_UNIVERSE_DOMAIN.to_owned()),
+            (None, None) => return Ok(None),
+        };
+        Universe::from_origin(&domain, &origin).map(|u| Some((u, origin)))
+    }
+
+    /// The credentials' universe, checked against the configured one.
+    async fn universe(&self, found: &Found) -> Result<Universe> {
+        let (universe, source_name) = match found {
+            Found::User { record, path } => {
+                let origin = path.display().to_string();
+                let universe = match record.universe_domain.as_deref() {
+                    Some(d) if !d.is_empty() => Universe::from_origin(d, &origin)?,
+                    _ => Universe::default(),
+                };
+                (universe, origin)
+            }
+            #[cfg(feature = "service-account")]
+            Found::ServiceAccount(key) => (key.universe().clone(), key.path_name()),
+            Found::Metadata(server) => (server.universe_domain().await?, server.describe()),
+            // Neither file names a universe of its own: Google's.
+            Found::Impersonated(file) => (Universe::default(), file.path.display().to_string()),
+            Found::ExternalUser(file) => (Universe::default(), file.path.display().to_string()),
+            Found::ExternalAccount(config) => {
+                let origin = config.path.display().to_string();
+                (
+                    Universe::from_origin(&config.universe_domain, &origin)?,
+                    origin,
+                )
+            }
+        };
+        match self.configured_universe()? {
+            Some((api, origin)) if api != universe => Err(Error::UniverseMismatch {
+                source_name,
+                credentials: universe.domain().to_owned(),
+                api: api.domain().to_owned(),
+                api_origin: origin,
+            }),
+            _ => Ok(universe),
+        }
+    }
+
     /// Finds the credentials and gets a first access token. A user's file is
     /// never rewritten, as with google-auth.
     ///
     /// # Errors
     /// [`Error::NoCredentials`](crate::Error::NoCredentials) listing every
-    /// place tried; the file's problems
+    /// place tried; [`Error::UniverseMismatch`](crate::Error::UniverseMismatch)
+    /// and [`Error::InvalidUniverseDomain`](crate::Error::InvalidUniverseDomain);
+    /// the file's problems
     /// ([`Error::TokenFile`](crate::Error::TokenFile),
     /// [`Error::UnsupportedCredential`](crate::Error::UnsupportedCredential));
     /// the first token request's errors, the IAM Credentials API's for
@@ -55,10 +119,23 @@ impl CredentialLoader<ApplicationDefault> {
     }
 
     async fn load_found(self) -> Result<Credentials> {
-        match adc::find(&self.common.scopes()).await? {
+        let found = adc::find(&self.common.scopes()).await?;
+        let universe = self.universe(&found).await?;
+        match found {
             Found::User { record, path } => {
-                let settings = self.settings(record.quota_project_id().map(str::to_owned))?;
-                let endpoints = self.endpoints(&settings.http);
+                let quota = record.quota_project_id().map(str::to_owned);
+                let settings = self.settings_in(quota, &universe)?;
+                let mut endpoints = self.endpoints(&settings.http);
+                if !universe.is_default() {
+                    if record.token_uri.is_none() {
+                        endpoints
+                            .token_uri
+                            .get_or_insert_with(|| universe.token_uri());
+                    }
+                    if self.common.revoke_uri.is_none() {
+                        endpoints.revoke_uri = universe.revoke_uri();
+                    }
+                }
                 let name = path.display().to_string();
                 let user = Arc::new(UserSource::new(None, name, *record, endpoints));
                 // gcloud's file holds no access token: get one now.
@@ -74,17 +151,18 @@ impl CredentialLoader<ApplicationDefault> {
                 }
             }
             Found::Metadata(server) => {
-                let settings = self.settings(None)?;
+                let settings = self.settings_in(None, &universe)?;
                 let source = MetadataSource {
                     server,
-                    http: Arc::clone(&settings.http),
+                    // Never through a proxy: the server is on this machine's link.
+                    http: Arc::new(settings.http.direct()),
                 };
                 first_token(Arc::new(source), settings, &self.common.cache).await
             }
-            Found::ExternalAccount(config) => self.external_account(*config).await,
+            Found::ExternalAccount(config) => self.external_account(*config, &universe).await,
             #[cfg(feature = "service-account")]
             Found::ServiceAccount(key) => {
-                let settings = self.settings(None)?;
+                let settings = self.settings_in(None, &universe)?;
                 let source = crate::source::service_account::ServiceAccount::new(
                     *key,
                     &self.common.scopes(),
@@ -159,8 +237,12 @@ impl CredentialLoader<ApplicationDefault> {
     /// An `external_account` file: the STS exchange, then, when the file
     /// names `service_account_impersonation_url`, IAM over the STS tokens
     /// (kept in a cache of their own), with the file's token lifetime.
-    async fn external_account(self, config: ExternalAccountConfig) -> Result<Credentials> {
-        let settings = self.settings(config.quota_project_id.clone())?;
+    async fn external_account(
+        self,
+        config: ExternalAccountConfig,
+        universe: &Universe,
+    ) -> Result<Credentials> {
+        let settings = self.settings_in(config.quota_project_id.clone(), universe)?;
         let http = Arc::clone(&settings.http);
         let Some(url) = config.impersonation_url.clone() else {
             let source = ExternalAccount::new(

@@ -15,18 +15,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::credentials::Settings;
-use crate::endpoints::{GEMINI_API_BASE, GOOGLE_REVOKE_URI};
 use crate::env;
 use crate::error::{Error, Result};
 use crate::headers::sensitive;
 use crate::http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HttpClient};
+use crate::proxy::Proxy;
 use crate::scopes;
 use crate::source::user::Endpoints;
 use crate::token_cache::{CacheOptions, RefreshEvent};
 use crate::token_endpoint::Retry;
-use crate::url::check_endpoint;
+use crate::universe::Universe;
+use crate::url::{check_endpoint, redact};
 use crate::vertex::{VertexAi, VertexProblem};
 
 /// Builds [`Credentials`](crate::Credentials). Building is cheap and does no
@@ -84,7 +86,28 @@ struct Common {
     impersonate: Option<impersonate::Impersonation>,
     timeout: Duration,
     connect_timeout: Duration,
+    proxy: ProxySetting,
     cache: CacheOptions,
+}
+
+/// Where the proxy comes from.
+#[derive(Clone)]
+enum ProxySetting {
+    /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, read at `load()`.
+    Env,
+    /// May hold a password.
+    Url(SecretString),
+    Off,
+}
+
+impl fmt::Debug for ProxySetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProxySetting::Env => f.write_str("(from the environment)"),
+            ProxySetting::Url(url) => f.write_str(&redact(url.expose_secret())),
+            ProxySetting::Off => f.write_str("(none)"),
+        }
+    }
 }
 
 impl Default for Common {
@@ -102,6 +125,7 @@ impl Default for Common {
             impersonate: None,
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            proxy: ProxySetting::Env,
             cache: CacheOptions::default(),
         }
     }
@@ -134,6 +158,7 @@ impl<K: fmt::Debug> fmt::Debug for CredentialLoader<K> {
             .field("impersonate", &c.impersonate)
             .field("timeout", &c.timeout)
             .field("connect_timeout", &c.connect_timeout)
+            .field("proxy", &c.proxy)
             .field("refresh_margin", &c.cache.refresh_margin)
             .field("on_refresh", &c.cache.on_refresh.is_some())
             .finish_non_exhaustive()
@@ -183,10 +208,34 @@ impl<K> CredentialLoader<K> {
         self
     }
 
+    /// Sends every request through this `http://` proxy (the token
+    /// endpoint, revocation and the API; never the metadata server), instead
+    /// of the proxies named by `HTTPS_PROXY`, `HTTP_PROXY` and `ALL_PROXY`;
+    /// `NO_PROXY` is not read then. A user name and password in the URL
+    /// (`http://user:pass@proxy:3128`) are sent as `Proxy-Authorization:
+    /// Basic` and never shown. Checked by `load()`
+    /// ([`Error::Proxy`](crate::Error::Proxy)).
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.common.proxy = ProxySetting::Url(SecretString::from(url.into()));
+        self
+    }
+
+    /// Connects directly, ignoring the proxy variables of the environment.
+    pub fn no_proxy(mut self) -> Self {
+        self.common.proxy = ProxySetting::Off;
+        self
+    }
+
     /// What every kind of credentials carries for its calls. The quota
     /// project is the explicit one, else `GOOGLE_CLOUD_QUOTA_PROJECT`, else
     /// the file's.
     fn settings(&self, file_quota: Option<String>) -> Result<Settings> {
+        self.settings_in(file_quota, &Universe::default())
+    }
+
+    /// [`settings`](Self::settings) for credentials of `universe`, whose
+    /// Gemini endpoint is the default API base.
+    fn settings_in(&self, file_quota: Option<String>, universe: &Universe) -> Result<Settings> {
         let c = &self.common;
         let api_base = match (&c.vertex, &c.api_base) {
             (Some(_), Some(_)) => return Err(Error::VertexAi(VertexProblem::ConflictsWithApiBase)),
@@ -196,10 +245,15 @@ impl<K> CredentialLoader<K> {
                 .map_err(Error::VertexAi)?,
             (None, Some(base)) => base.clone(),
             (None, None) => {
-                env::nonempty(env::GEMINI_API_BASE).unwrap_or_else(|| GEMINI_API_BASE.to_owned())
+                env::nonempty(env::GEMINI_API_BASE).unwrap_or_else(|| universe.gemini_api_base())
             }
         };
         check_endpoint(&api_base)?;
+        let proxy = match &c.proxy {
+            ProxySetting::Env => Proxy::from_env(),
+            ProxySetting::Url(url) => Proxy::from_url(url.expose_secret())?,
+            ProxySetting::Off => Proxy::none(),
+        };
         let quota_project = c
             .quota_project
             .clone()
@@ -214,14 +268,18 @@ impl<K> CredentialLoader<K> {
             })
             .transpose()?;
         Ok(Settings {
+            universe_domain: universe.domain().to_owned(),
             quota_project,
             quota_header,
             api_base,
-            http: Arc::new(HttpClient::with_roots(
-                c.timeout,
-                c.connect_timeout,
-                parse_pem_certificates(&c.extra_roots_pem)?,
-            )),
+            http: Arc::new(
+                HttpClient::with_roots(
+                    c.timeout,
+                    c.connect_timeout,
+                    parse_pem_certificates(&c.extra_roots_pem)?,
+                )
+                .with_proxy(proxy),
+            ),
         })
     }
 }
@@ -315,7 +373,7 @@ impl<K: kind::OAuthKind> CredentialLoader<K> {
                 .common
                 .revoke_uri
                 .clone()
-                .unwrap_or_else(|| GOOGLE_REVOKE_URI.to_owned()),
+                .unwrap_or_else(|| Universe::default().revoke_uri()),
         }
     }
 }

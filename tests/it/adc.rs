@@ -539,7 +539,7 @@ impl Respond for JwtChecker {
 }
 
 /// A fresh RSA key made with openssl: the PKCS#8 PEM and the public key (DER).
-fn rsa_key(dir: &Path) -> (String, Vec<u8>) {
+pub(crate) fn rsa_key(dir: &Path) -> (String, Vec<u8>) {
     let pem = dir.join("key.pem");
     let der = dir.join("pub.der");
     let openssl = |args: &[&str]| {

@@ -24,7 +24,8 @@ const WORKFORCE: &str =
     "//iam.googleapis.com/locations/global/workforcePools/wfpool/providers/prov";
 
 /// Variables that would change what a run does; removed from every child.
-const CLEARED_ENV: [&str; 17] = [
+const CLEARED_ENV: [&str; 18] = [
+    "GOOGLE_CLOUD_UNIVERSE_DOMAIN",
     "GOOGLE_APPLICATION_CREDENTIALS",
     "CLOUDSDK_CONFIG",
     "GCE_METADATA_HOST",
@@ -608,6 +609,23 @@ async fn bad_sources_and_sts_errors_are_typed_errors_naming_the_file_and_field()
         &["\"audience\" is missing"],
     );
 
+    // The file's universe is checked against the API's before any request.
+    let config = fed.config(
+        JWT_TYPE,
+        json!({"file": subject}),
+        json!({"universe_domain": "example.test"}),
+    );
+    let before = fed.sts_forms().await.len();
+    let err = failure(&fed.rust(
+        &config,
+        &[("GOOGLE_CLOUD_UNIVERSE_DOMAIN", "googleapis.com")],
+    ));
+    assert!(
+        err.contains("universe domain example.test") && err.contains(config.to_str().unwrap()),
+        "{err}"
+    );
+    assert_eq!(fed.sts_forms().await.len(), before);
+
     // The STS endpoint's OAuth error is reported with its code.
     let sts = Fed::answering(ResponseTemplate::new(400).set_body_json(json!({
         "error": "invalid_grant", "error_description": "The audience is invalid."
@@ -937,4 +955,24 @@ async fn impersonation_after_the_exchange_with_the_files_lifetime_as_google_auth
         }
         assert_eq!(body, iam_body(&iam[0]));
     }
+}
+
+#[tokio::test]
+async fn credential_sources_on_this_machine_never_go_through_a_proxy() {
+    let fed = Fed::new().await;
+    Mock::given(method("GET"))
+        .and(path("/subject"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(SUBJECT))
+        .mount(&fed.server)
+        .await;
+    let config = fed.config(JWT_TYPE, json!({"url": fed.url("/subject")}), json!({}));
+    // A proxy that is not there: whatever goes through it fails.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let err = failure(&fed.rust(&config, &[("HTTP_PROXY", proxy.as_str()), ("NO_PROXY", "")]));
+    // The subject token was fetched directly; STS, an ordinary endpoint, was asked through the proxy.
+    assert_eq!(fed.requests("/subject").await.len(), 1);
+    assert!(fed.sts_forms().await.is_empty());
+    assert!(err.contains(&format!("proxy {proxy}")), "{err}");
 }

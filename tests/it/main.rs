@@ -26,8 +26,11 @@ mod faults;
 #[cfg(feature = "google-cloud-auth")]
 mod google_cloud;
 mod hardening;
+#[cfg(feature = "keyring")]
+mod keyring_store;
 mod load_and_refresh;
 mod multi_process;
+mod proxy;
 mod python_interop;
 mod redaction;
 mod redis_store;
@@ -38,4 +41,5 @@ mod test_doubles;
 mod tls;
 #[cfg(feature = "tower")]
 mod tower_layer;
+mod universe;
 mod vertex_ai;

@@ -430,6 +430,47 @@ async fn dropped_connection(seen: &mut Seen) {
     expect_load_error(seen, "dropped connection", dir.loader()).await;
 }
 
+const PROXY_PASSWORD: &str = "PROXYPASSMARKER";
+
+/// A proxy URL with a password, unreachable: the loader, the client, the
+/// error, and an example at trace level with the same proxy in HTTPS_PROXY.
+async fn proxy_password(seen: &mut Seen) {
+    use base64::Engine;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let proxy = format!("http://user:{PROXY_PASSWORD}@{closed}");
+    seen.runtime_secrets
+        .push(base64::engine::general_purpose::STANDARD.encode(format!("user:{PROXY_PASSWORD}")));
+    let tokens = token_endpoint().await;
+    let dir = TempLoader::with_token(&token_uri(&tokens), -60);
+    seen.text("proxy loader", format!("{:?}", dir.loader().proxy(&proxy)));
+    let err = expect_load_error(seen, "proxy unreachable", dir.loader().proxy(&proxy)).await;
+    assert!(matches!(err, Error::Proxy { .. }), "{err:?}");
+    let fresh = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let creds = fresh.loader().proxy(&proxy).load().await.unwrap();
+    seen.text(
+        "proxied client",
+        format!("{creds:?} {:?}", creds.authorized_client()),
+    );
+    example_at_trace(
+        seen,
+        "example through an unreachable proxy",
+        &[
+            ("HTTPS_PROXY", &proxy),
+            ("HTTP_PROXY", &proxy),
+            ("GEMINI_API_KEY", API_KEY),
+        ],
+        &[
+            "list_models",
+            "--api-key",
+            "--api-base",
+            "https://127.0.0.1:9/v1",
+        ],
+    );
+}
+
 async fn api_key(seen: &mut Seen) {
     let api = api_answering(ResponseTemplate::new(403).set_body_json(json!({"error": {
         "code": 403, "message": "API key not valid.", "status": "PERMISSION_DENIED"
@@ -582,6 +623,21 @@ async fn examples_on_adc_and_api_keys(seen: &mut Seen) {
         )
         .mount(&metadata)
         .await;
+    // Its answer to the universe request is a token, not a domain.
+    example_at_trace(
+        seen,
+        "metadata server with a bad universe answer",
+        &[("GCE_METADATA_HOST", &metadata.address().to_string())],
+        &["print_access_token", "--adc"],
+    );
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path(
+            "/computeMetadata/v1/universe/universe-domain",
+        ))
+        .respond_with(ResponseTemplate::new(404))
+        .with_priority(1)
+        .mount(&metadata)
+        .await;
     example_at_trace(
         seen,
         "metadata server",
@@ -711,6 +767,7 @@ async fn no_secret_reaches_logs_or_errors() {
     sign_out(&mut seen).await;
     dropped_connection(&mut seen).await;
     api_key(&mut seen).await;
+    proxy_password(&mut seen).await;
     #[cfg(feature = "redis")]
     unreachable_redis(&mut seen).await;
     examples_on_adc_and_api_keys(&mut seen).await;
@@ -743,8 +800,8 @@ async fn no_secret_reaches_logs_or_errors() {
     assert!(seen.texts.len() >= 25, "{}", seen.texts.len());
     assert_eq!(
         seen.runtime_secrets.len(),
-        5,
-        "2 states, 2 verifiers, 1 private key"
+        6,
+        "2 states, 2 verifiers, 1 private key, 1 proxy credential"
     );
 
     let mut secrets: Vec<String> = [
@@ -761,6 +818,7 @@ async fn no_secret_reaches_logs_or_errors() {
         "IDTOKENMARKER",
         API_KEY,
         REDIS_PASSWORD,
+        PROXY_PASSWORD,
         METADATA_ACCESS,
         SA_ACCESS,
         "QUERYMARKER",

@@ -143,3 +143,18 @@ fn a_vertex_flag_without_its_partner_is_a_usage_error() {
         }
     }
 }
+
+#[test]
+fn vertex_flags_have_no_effect_with_an_api_key_and_say_so() {
+    let out = example("list_models")
+        .env("GEMINI_API_KEY", "AIzaTEST")
+        .args(["--api-key", "--api-base", "http://127.0.0.1:9/v1"])
+        .args(["--vertex-project", "p", "--vertex-location", "us"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: --vertex-project has no effect with --api-key"),
+        "{stderr}"
+    );
+}

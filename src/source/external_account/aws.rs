@@ -17,10 +17,9 @@ use tokio::sync::OnceCell;
 use super::ExternalAccountProblem;
 use super::config::Fields;
 use super::sigv4::{AwsKeys, signed_get_caller_identity};
-use super::url::{MAX_ANSWER, check_source_url};
+use super::url::{Clients, MAX_ANSWER, check_source_url};
 use crate::env;
 use crate::error::{Error, Result};
-use crate::http::HttpClient;
 use crate::url::redact;
 
 const SESSION_TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
@@ -76,12 +75,12 @@ impl AwsSource {
 
     pub(super) async fn subject_token(
         &self,
-        http: &HttpClient,
+        clients: &Clients<'_>,
         config_path: &Path,
         audience: &str,
     ) -> Result<String> {
         let meta = Metadata {
-            http,
+            clients,
             config_path,
             session: OnceCell::new(),
             session_url: self.session_token_url.as_deref(),
@@ -190,7 +189,7 @@ impl AwsSource {
 
 /// Requests to the instance metadata, with one IMDSv2 session token per refresh.
 struct Metadata<'a> {
-    http: &'a HttpClient,
+    clients: &'a Clients<'a>,
     config_path: &'a Path,
     session_url: Option<&'a str>,
     session: OnceCell<Option<SecretString>>,
@@ -246,7 +245,7 @@ impl Metadata<'_> {
                 url: redact(url),
                 reason: "not a valid request URI",
             })?;
-        let resp = self.http.send(req, MAX_ANSWER).await?;
+        let resp = self.clients.for_url(url).send(req, MAX_ANSWER).await?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
             return Err(Error::ExternalAccount {

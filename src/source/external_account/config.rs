@@ -40,8 +40,7 @@ pub(crate) struct ExternalAccountConfig {
     pub(crate) token_info_url: Option<String>,
     /// `client_id` and `client_secret`: HTTP Basic auth to the STS endpoint.
     pub(crate) client: Option<(String, SecretString)>,
-    /// Stored for the universe-domain checks.
-    #[allow(dead_code)]
+    /// `googleapis.com` unless the file names another.
     pub(crate) universe_domain: String,
 }
 

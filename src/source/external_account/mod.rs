@@ -31,6 +31,8 @@ pub(crate) struct ExternalAccount {
     scopes: Vec<String>,
     token_url: String,
     http: Arc<HttpClient>,
+    /// For credential sources on this machine's link (never proxied).
+    direct: HttpClient,
     retry: Retry,
 }
 
@@ -47,6 +49,7 @@ impl ExternalAccount {
             token_url: token_url.unwrap_or_else(|| config.token_url.clone()),
             scopes: scopes.to_vec(),
             config,
+            direct: http.direct(),
             http,
             retry,
         }
@@ -55,10 +58,14 @@ impl ExternalAccount {
     /// The subject token, fetched anew.
     async fn subject_token(&self) -> Result<String> {
         let c = &self.config;
+        let clients = url::Clients {
+            proxied: &self.http,
+            direct: &self.direct,
+        };
         match &c.source {
             CredentialSource::File(f) => f.subject_token(&c.path).await,
-            CredentialSource::Url(u) => u.subject_token(&self.http, &c.path).await,
-            CredentialSource::Aws(a) => a.subject_token(&self.http, &c.path, &c.audience).await,
+            CredentialSource::Url(u) => u.subject_token(&clients, &c.path).await,
+            CredentialSource::Aws(a) => a.subject_token(&clients, &c.path, &c.audience).await,
             CredentialSource::Executable(e) => {
                 let impersonated_email = c
                     .impersonation_url

@@ -59,9 +59,10 @@ impl UrlSource {
 
     pub(super) async fn subject_token(
         &self,
-        http: &HttpClient,
+        clients: &Clients<'_>,
         config_path: &Path,
     ) -> Result<String> {
+        let http = clients.for_url(&self.url);
         let mut req = Request::builder().method(Method::GET).uri(&self.url);
         for (name, value) in &self.headers {
             req = req.header(name, value);
@@ -94,6 +95,23 @@ impl UrlSource {
             path: config_path.to_owned(),
             problem,
         })
+    }
+}
+
+/// The transports of credential-source requests: metadata addresses on this
+/// machine's link never through a proxy (as the GCE metadata server).
+pub(super) struct Clients<'a> {
+    pub(super) proxied: &'a HttpClient,
+    pub(super) direct: &'a HttpClient,
+}
+
+impl Clients<'_> {
+    pub(super) fn for_url(&self, url: &str) -> &HttpClient {
+        let host = url.parse::<http::Uri>().ok();
+        match host.as_ref().and_then(http::Uri::host) {
+            Some(h) if is_loopback(h) || is_link_local(h) => self.direct,
+            _ => self.proxied,
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod examples;
 pub mod oidc;
+pub mod tinyproxy;
 pub mod tls_certs;
 
 use std::path::{Path, PathBuf};
