@@ -16,6 +16,7 @@ use crate::source::metadata::{self, MetadataServer};
 use crate::store::file::write_atomically;
 use crate::token::{StoredToken, TokenFileProblem};
 
+pub use impersonated::save_impersonated_service_account;
 pub(crate) use impersonated::{ImpersonatedFile, SourceFile};
 
 /// The file name gcloud uses for Application Default Credentials.
@@ -77,7 +78,8 @@ pub(crate) async fn find(scopes: &[String]) -> Result<Found> {
     Err(Error::NoCredentials { tried })
 }
 
-async fn from_file(path: &Path) -> Result<Found> {
+/// Reads the credentials file at `path`, whatever its type.
+pub(crate) async fn from_file(path: &Path) -> Result<Found> {
     let bytes = crate::store::file::read_capped(path, false)?;
     parse(&bytes, path)
 }
@@ -190,6 +192,18 @@ pub async fn save_authorized_user(creds: &Credentials, path: Option<&Path>) -> R
 }
 
 fn authorized_user_json(record: &StoredToken, quota_project: Option<&str>) -> Option<String> {
+    serde_json::to_string_pretty(&Value::Object(authorized_user_object(
+        record,
+        quota_project,
+    )?))
+    .ok()
+}
+
+/// gcloud's `authorized_user` object, keys sorted; `None` without a refresh token.
+fn authorized_user_object(
+    record: &StoredToken,
+    quota_project: Option<&str>,
+) -> Option<Map<String, Value>> {
     let mut fields = vec![
         ("account", record.account.clone().unwrap_or_default()),
         ("client_id", record.client_id.clone()?),
@@ -208,11 +222,12 @@ fn authorized_user_json(record: &StoredToken, quota_project: Option<&str>) -> Op
         fields.push(("quota_project_id", q.to_owned()));
     }
     fields.sort_by_key(|(k, _)| *k);
-    let map: Map<String, Value> = fields
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), Value::String(v)))
-        .collect();
-    serde_json::to_string_pretty(&Value::Object(map)).ok()
+    Some(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), Value::String(v)))
+            .collect(),
+    )
 }
 
 #[cfg(test)]

@@ -16,9 +16,9 @@ use std::fmt::Debug;
 use crate::loader::kind::{ApiKey, ApplicationDefault, FixedToken, UserFlow};
 use crate::{
     AccessToken, ApiError, AuthorizedClient, ClientKind, ClientSecret, ClientSecretProblem,
-    Consent, ConsentReason, CredentialLoader, Credentials, Error, FileTokenStore, MemoryTokenStore,
-    OAuthError, ProxyProblem, StoreLock, StoredToken, TokenFileProblem, VertexProblem,
-    gemini::Model,
+    Consent, ConsentReason, CredentialLoader, Credentials, Error, FileTokenStore,
+    ImpersonationProblem, MemoryTokenStore, OAuthError, ProxyProblem, StoreLock, StoredToken,
+    TokenFileProblem, VertexProblem, gemini::Model,
 };
 
 const fn shared<T: Debug + Send + Sync + Clone + 'static>() {}
@@ -54,6 +54,7 @@ const _: () = {
     shared::<TokenFileProblem>();
     shared::<VertexProblem>();
     shared::<ProxyProblem>();
+    shared::<ImpersonationProblem>();
     owned::<StoreLock>();
     #[cfg(feature = "redis")]
     shared::<crate::RedisTokenStore>();

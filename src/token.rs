@@ -279,7 +279,7 @@ impl StoredToken {
     }
 }
 
-fn parse_expiry(s: &str) -> Option<OffsetDateTime> {
+pub(crate) fn parse_expiry(s: &str) -> Option<OffsetDateTime> {
     // google-auth writes naive UTC with "Z"; accept a missing "Z" or "+00:00" too.
     let s = s.trim();
     let s = s

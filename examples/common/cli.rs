@@ -38,6 +38,11 @@ pub const CREDENTIAL_FLAGS: &str = "Flags:
   --keyring NAME         keep the token in the OS keyring entry gemini-oauth/NAME
                          instead of a file (feature keyring); with --token FILE,
                          that file is moved into the keyring first
+  --impersonate-service-account [DELEGATE,...,]SA
+                         use the credentials only to get tokens for service
+                         account SA (through the delegates, if any), as
+                         gcloud's flag of the same name
+  --iam-endpoint URL     IAM Credentials API override (impersonation)
   -h, --help             show this help";
 
 /// Credential flags, plus whatever the example itself takes.
@@ -64,6 +69,9 @@ pub struct Args {
     pub vertex_location: Option<String>,
     pub vertex_origin: Option<String>,
     pub keyring: Option<String>,
+    /// `--impersonate-service-account`: delegates, then the target, comma-separated.
+    pub impersonate: Option<String>,
+    pub iam_endpoint: Option<String>,
     /// Flags the example handles itself, in order.
     pub rest: Vec<String>,
 }
@@ -121,6 +129,8 @@ impl Args {
                 "--vertex-origin" => a.vertex_origin = Some(value(&flag)?),
                 "--keyring" if cfg!(feature = "keyring") => a.keyring = Some(value(&flag)?),
                 "--keyring" => return Err("--keyring needs the `keyring` feature".into()),
+                "--impersonate-service-account" => a.impersonate = Some(value(&flag)?),
+                "--iam-endpoint" => a.iam_endpoint = Some(value(&flag)?),
                 f if extra_flags_with_value.contains(&f) => {
                     let v = value(f)?;
                     a.rest.push(flag);
@@ -245,6 +255,15 @@ impl Args {
         if let Some(o) = &self.vertex_origin {
             l = l.vertex_ai_origin(o);
         }
+        if let Some(u) = &self.iam_endpoint {
+            l = l.iam_endpoint(u);
+        }
+        if let Some(list) = &self.impersonate {
+            // As gcloud reads it: the last account is the target.
+            let mut accounts: Vec<&str> = list.split(',').map(str::trim).collect();
+            let target = accounts.pop().unwrap_or_default();
+            l = l.impersonate_service_account(target, accounts);
+        }
         l
     }
 
@@ -269,6 +288,8 @@ impl Args {
                     ("--token-uri", self.token_uri.is_some()),
                     ("--revoke-uri", self.revoke_uri.is_some()),
                     ("--vertex-project", self.vertex_project.is_some()),
+                    ("--impersonate-service-account", self.impersonate.is_some()),
+                    ("--iam-endpoint", self.iam_endpoint.is_some()),
                 ],
             );
             return self

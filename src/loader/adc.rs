@@ -94,6 +94,14 @@ impl CredentialLoader<ApplicationDefault> {
         }
     }
 
+    /// Uses the credentials file at `path` (any type the lookup accepts)
+    /// instead of looking: google-auth's `load_credentials_from_file`. A
+    /// missing file is an error, as for `GOOGLE_APPLICATION_CREDENTIALS`.
+    pub fn credentials_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.kind.file = Some(path.into());
+        self
+    }
+
     /// Finds the credentials and gets a first access token. A user's file is
     /// never rewritten, as with google-auth.
     ///
@@ -119,7 +127,10 @@ impl CredentialLoader<ApplicationDefault> {
     }
 
     async fn load_found(self) -> Result<Credentials> {
-        let found = adc::find(&self.common.scopes()).await?;
+        let found = match &self.kind.file {
+            Some(path) => adc::from_file(path).await?,
+            None => adc::find(&self.common.scopes()).await?,
+        };
         let universe = self.universe(&found).await?;
         match found {
             Found::User { record, path } => {
@@ -174,12 +185,21 @@ impl CredentialLoader<ApplicationDefault> {
             }
             Found::ExternalUser(file) => {
                 let settings = self.settings(file.quota_project_id.clone())?;
-                let source = ExternalUser::new(
+                let source = Arc::new(ExternalUser::new(
                     *file,
                     self.common.token_uri.clone(),
                     Arc::clone(&settings.http),
-                );
-                first_token(Arc::new(source), settings, &self.common.cache).await
+                ));
+                match source.cached_token() {
+                    Some(first) => {
+                        let cache = TokenCache::new(source, first, self.common.cache.clone())?;
+                        Ok(Credentials::new(
+                            Kind::Token { cache, user: None },
+                            settings,
+                        ))
+                    }
+                    None => first_token(source, settings, &self.common.cache).await,
+                }
             }
             Found::Impersonated(file) => self.impersonated_file(*file).await,
         }
@@ -190,6 +210,7 @@ impl CredentialLoader<ApplicationDefault> {
     async fn impersonated_file(self, file: ImpersonatedFile) -> Result<Credentials> {
         let settings = self.settings(file.quota_project.clone())?;
         let http = Arc::clone(&settings.http);
+        let mut first = None;
         let source: Arc<dyn TokenSource> = match file.source {
             SourceFile::User(record) => Arc::new(UserSource::new(
                 None,
@@ -207,18 +228,22 @@ impl CredentialLoader<ApplicationDefault> {
                     crate::token_endpoint::Retry::default(),
                 ))
             }
-            SourceFile::ExternalUser(eau) => Arc::new(ExternalUser::new(
-                *eau,
-                self.common.token_uri.clone(),
-                Arc::clone(&http),
-            )),
+            SourceFile::ExternalUser(eau) => {
+                let source =
+                    ExternalUser::new(*eau, self.common.token_uri.clone(), Arc::clone(&http));
+                first = source.cached_token();
+                Arc::new(source)
+            }
         };
         // Refresh events are the impersonated token's; the source's are not reported.
         let source_options = CacheOptions {
             on_refresh: None,
             ..self.common.cache.clone()
         };
-        let cache = TokenCache::lazy(source, source_options)?;
+        let cache = match first {
+            Some(first) => TokenCache::new(source, first, source_options)?,
+            None => TokenCache::lazy(source, source_options)?,
+        };
         let target = Target::from_url(
             &file.url,
             file.delegates,

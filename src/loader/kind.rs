@@ -35,6 +35,8 @@ pub struct UserFlow {
 pub struct ApplicationDefault {
     /// The API's universe domain, when set by `.universe_domain()`.
     pub(super) universe_domain: Option<String>,
+    /// A credentials file instead of the lookup.
+    pub(super) file: Option<PathBuf>,
 }
 
 /// An API key, sent as `x-goog-api-key`.

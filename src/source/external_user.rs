@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
 
 use secrecy::SecretString;
 use serde_json::Value;
@@ -27,6 +28,8 @@ pub(crate) struct ExternalUserFile {
     /// The workforce pool provider (`//iam.googleapis.com/locations/…`).
     pub(crate) audience: Option<String>,
     pub(crate) quota_project_id: Option<String>,
+    /// The file's `token` and `expiry`, when it has both.
+    cached: Option<(SecretString, SystemTime)>,
     pub(crate) path: PathBuf,
 }
 
@@ -49,8 +52,17 @@ impl ExternalUserFile {
         let required = |field: &'static str| {
             text(field)?.ok_or_else(|| bad(TokenFileProblem::MissingField(name(field))))
         };
-        // google-auth can only refresh with all four, and a file holds no
-        // access token worth keeping: they are required here.
+        let expiry = match text("expiry")? {
+            Some(e) => Some(
+                crate::token::parse_expiry(&e).ok_or_else(|| bad(TokenFileProblem::BadExpiry))?,
+            ),
+            None => None,
+        };
+        let cached = text("token")?
+            .zip(expiry)
+            .map(|(t, e)| (SecretString::from(t), SystemTime::from(e)));
+        // google-auth can refresh only with all four; without them a file's
+        // token would be of use for an hour at most: they are required here.
         Ok(ExternalUserFile {
             refresh_token: SecretString::from(required("refresh_token")?),
             token_url: required("token_url")?,
@@ -59,6 +71,7 @@ impl ExternalUserFile {
             revoke_url: text("revoke_url")?,
             audience: text("audience")?,
             quota_project_id: text("quota_project_id")?,
+            cached,
             path: path.to_owned(),
         })
     }
@@ -102,6 +115,17 @@ impl ExternalUser {
             http,
             retry: Retry::default(),
         }
+    }
+
+    /// The file's own access token while it is still good for a while (as
+    /// google-auth, which refreshes only an invalid token).
+    pub(crate) fn cached_token(&self) -> Option<Fetched> {
+        let (token, expires_at) = self.file.cached.as_ref()?;
+        (*expires_at > SystemTime::now() + crate::access_token::EXPIRY_SKEW).then(|| Fetched {
+            token: token.clone(),
+            expires_at: *expires_at,
+            refresh_token_rotated: false,
+        })
     }
 
     fn current_refresh_token(&self) -> SecretString {

@@ -61,12 +61,16 @@ impl fmt::Display for ImpersonationProblem {
                 if let Some(s) = status {
                     write!(f, "{s}: ")?;
                 }
-                write!(
-                    f,
-                    "{message}; the source credentials need the Service Account Token Creator \
-                     role (roles/iam.serviceAccountTokenCreator) on the account (and on each \
-                     delegate), and the project needs iamcredentials.googleapis.com enabled"
-                )
+                f.write_str(message)?;
+                f.write_str(match status.as_deref() {
+                    Some("NOT_FOUND") => "; check the service account's email",
+                    Some("INVALID_ARGUMENT") => "; check the scopes, delegates and lifetime",
+                    _ => {
+                        "; the source credentials need the Service Account Token Creator role \
+                         (roles/iam.serviceAccountTokenCreator) on the account (and on each \
+                         delegate), and the project needs iamcredentials.googleapis.com enabled"
+                    }
+                })
             }
             ImpersonationProblem::MissingField(field) => {
                 write!(f, "the answer has no \"{field}\"")
@@ -364,6 +368,16 @@ mod tests {
             ImpersonationProblem::MissingField("expireTime")
         );
         assert_eq!(bad(200, "<html>"), ImpersonationProblem::NotJson);
+        let missing = bad(
+            404,
+            r#"{"error": {"code": 404, "message": "Not found; Gaia id not found for email x@y", "status": "NOT_FOUND"}}"#,
+        )
+        .to_string();
+        assert!(
+            missing.contains("check the service account's email"),
+            "{missing}"
+        );
+        assert!(!missing.contains("Token Creator"), "{missing}");
         assert_eq!(
             bad(
                 403,
@@ -374,5 +388,41 @@ mod tests {
                 message: "Permission 'iam.serviceAccounts.getAccessToken' denied".into()
             }
         );
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Any bytes, any status: no panic, and a problem never shows the token.
+            #[test]
+            fn any_answer(
+                status in prop_oneof![Just(200u16), 100u16..600],
+                raw in prop::collection::vec(any::<u8>(), 0..64),
+                expire in prop_oneof![
+                    Just("2030-01-02T03:04:05Z".to_owned()),
+                    Just("2030-01-02T03:04:05.123456789+02:00".to_owned()),
+                    "[0-9TZ:.+-]{0,25}",
+                ],
+                json in any::<bool>(),
+            ) {
+                let body = if json {
+                    serde_json::to_vec(&json!({"accessToken": "ya29.TOKENMARKER", "expireTime": expire})).unwrap()
+                } else {
+                    raw
+                };
+                match parse_answer(status, &body) {
+                    Ok(f) => {
+                        prop_assert!((200..300).contains(&status) && json);
+                        prop_assert!(OffsetDateTime::parse(&expire, &Rfc3339).is_ok());
+                        prop_assert!(f.expires_at > SystemTime::UNIX_EPOCH);
+                    }
+                    Err(problem) => prop_assert!(!problem.to_string().contains("TOKENMARKER")),
+                }
+            }
+        }
     }
 }

@@ -976,3 +976,40 @@ async fn credential_sources_on_this_machine_never_go_through_a_proxy() {
     assert!(fed.sts_forms().await.is_empty());
     assert!(err.contains(&format!("proxy {proxy}")), "{err}");
 }
+
+/// In this process, through `credentials_file`: each refresh reads the
+/// subject token file anew (platforms rotate it) and exchanges it again.
+#[tokio::test]
+async fn each_refresh_reads_the_subject_token_file_anew() {
+    let fed = Fed::new().await;
+    let subject = fed.path("rotating.jwt");
+    std::fs::write(&subject, "eyJFIRSTMARKER").unwrap();
+    let config = fed.config(JWT_TYPE, json!({"file": subject}), json!({}));
+    let creds = gemini_oauth::CredentialLoader::application_default()
+        .credentials_file(&config)
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(creds.access_token().await.unwrap().secret(), STS_ACCESS);
+    assert!(
+        creds.source().contains("external_account.json"),
+        "{}",
+        creds.source()
+    );
+    std::fs::write(&subject, "eyJSECONDMARKER").unwrap();
+    creds.force_refresh().await.unwrap();
+    let subjects: Vec<String> = fed
+        .sts_forms()
+        .await
+        .iter()
+        .map(|f| {
+            f.iter()
+                .find(|(k, _)| k == "subject_token")
+                .unwrap()
+                .1
+                .clone()
+        })
+        .collect();
+    assert_eq!(subjects, ["eyJFIRSTMARKER", "eyJSECONDMARKER"]);
+    assert!(!format!("{creds:?}").contains("MARKER"));
+}

@@ -23,9 +23,11 @@ mod dependency_tree;
 mod examples;
 mod external_account;
 mod faults;
+mod gcloud;
 #[cfg(feature = "google-cloud-auth")]
 mod google_cloud;
 mod hardening;
+mod impersonation;
 #[cfg(feature = "keyring")]
 mod keyring_store;
 mod load_and_refresh;

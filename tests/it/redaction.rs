@@ -12,7 +12,8 @@
 //! dropped connection, API keys, a Redis store that cannot be reached, and
 //! the examples at `RUST_LOG=trace` on ADC files (authorized_user,
 //! service_account, and external_account with AWS keys, a URL source's
-//! header and a failing executable), the metadata server and API keys.
+//! header and a failing executable), the metadata server and API keys,
+//! impersonation and an external account's user (`external_account_authorized_user`).
 //! Every error's `Display`, `Debug` and source chain, the `Debug` of every
 //! value handed out, and the whole log are then searched for each secret.
 
@@ -551,6 +552,60 @@ fn example_at_trace(seen: &mut Seen, scenario: &str, env: &[(&str, &str)], args:
     seen.text(scenario, stderr);
 }
 
+/// Impersonation (a file, IAM refusing) and an external account's user
+/// (refresh, revocation), with the loader's and the credentials' `Debug`.
+async fn impersonation(seen: &mut Seen) {
+    use crate::impersonation as imp;
+    let server = imp::google().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = imp::impersonated(dir.path(), imp::user_source(&server), &server);
+    let loader = CredentialLoader::application_default()
+        .credentials_file(&file)
+        .impersonate_service_account(imp::SA, [imp::DELEGATE])
+        .iam_endpoint(format!("{}/?key=QUERYMARKER", server.uri()))
+        .token_uri(format!("{}/token?key=QUERYMARKER", server.uri()))
+        .api_base(format!("{}/v1?key=QUERYMARKER", server.uri()));
+    seen.text("impersonation loader", format!("{loader:?}"));
+    let creds = guarded(
+        CredentialLoader::application_default()
+            .credentials_file(&file)
+            .load(),
+    )
+    .await
+    .unwrap();
+    let token = creds.access_token().await.unwrap();
+    seen.text("impersonation", format!("{creds:?} {token:?}"));
+    let refused = imp::iam_answering(
+        403,
+        json!({"error": {"code": 403, "status": "PERMISSION_DENIED", "message": "denied"}}),
+    )
+    .await;
+    let file = imp::impersonated(dir.path(), imp::user_source(&refused), &refused);
+    let err = guarded(
+        CredentialLoader::application_default()
+            .credentials_file(&file)
+            .load(),
+    )
+    .await
+    .unwrap_err();
+    seen.error("impersonation refused", &err);
+
+    let eaau = dir.path().join("workforce.json");
+    std::fs::write(&eaau, imp::eaau(&server).to_string()).unwrap();
+    let creds = guarded(
+        CredentialLoader::application_default()
+            .credentials_file(&eaau)
+            .load(),
+    )
+    .await
+    .unwrap();
+    let token = creds.access_token().await.unwrap();
+    seen.text("external account user", format!("{creds:?} {token:?}"));
+    guarded(creds.revoke()).await.unwrap();
+    let err = creds.access_token().await.unwrap_err();
+    seen.error("external account user revoked", &err);
+}
+
 async fn examples_on_adc_and_api_keys(seen: &mut Seen) {
     let tokens = token_endpoint().await;
     let dir = tempfile::tempdir().unwrap();
@@ -771,6 +826,7 @@ async fn no_secret_reaches_logs_or_errors() {
     #[cfg(feature = "redis")]
     unreachable_redis(&mut seen).await;
     examples_on_adc_and_api_keys(&mut seen).await;
+    impersonation(&mut seen).await;
     examples_on_external_accounts(&mut seen).await;
 
     let log = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
@@ -821,6 +877,8 @@ async fn no_secret_reaches_logs_or_errors() {
         PROXY_PASSWORD,
         METADATA_ACCESS,
         SA_ACCESS,
+        // The impersonated tokens the fake IAM hands out.
+        "IMPERSONATED-",
         "QUERYMARKER",
         "PRIVATE KEY",
         // Every secret above, in any encoding (percent-encoded, JSON-escaped).
