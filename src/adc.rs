@@ -47,6 +47,7 @@ pub(crate) enum Found {
     Metadata(MetadataServer),
     Impersonated(Box<ImpersonatedFile>),
     ExternalUser(Box<ExternalUserFile>),
+    ExternalAccount(Box<crate::source::external_account::ExternalAccountConfig>),
 }
 
 /// Looks where google-auth looks, in its order; the error lists every place.
@@ -121,13 +122,17 @@ fn parse(bytes: &[u8], path: &Path) -> Result<Found> {
         "external_account_authorized_user" => Ok(Found::ExternalUser(Box::new(
             ExternalUserFile::from_value(&value, path, false)?,
         ))),
+        "external_account" => Ok(Found::ExternalAccount(Box::new(
+            crate::source::external_account::ExternalAccountConfig::from_json(&value, path)?,
+        ))),
         "" => Err(bad(TokenFileProblem::MissingField("type"))),
         other => Err(Error::UnsupportedCredential {
             path: path.to_owned(),
             kind: other.to_owned(),
             hint: "; supported: authorized_user, service_account, \
-                   impersonated_service_account and external_account_authorized_user (use \
-                   `gcloud auth application-default login` for user credentials)",
+                   impersonated_service_account, external_account and \
+                   external_account_authorized_user (use `gcloud auth application-default \
+                   login` for user credentials)",
         }),
     }
 }
@@ -338,13 +343,14 @@ mod tests {
                     Ok(Found::Metadata(_)) => prop_assert!(false, "a file is never the metadata server"),
                     Ok(Found::Impersonated(_)) => prop_assert!(false, "no source_credentials is generated"),
                     Ok(Found::ExternalUser(_)) => prop_assert!(false, "no token_url is generated"),
+                    Ok(Found::ExternalAccount(_)) => prop_assert!(false, "no file has an audience"),
                     Err(e) => {
                         let text = format!("{e} {e:?}");
                         prop_assert!(!text.contains("SECRETMARKER"), "{}", text);
                         prop_assert!(text.contains("/creds/adc.json"), "{}", text);
                         if let Some(kind) = get("type").and_then(Value::as_str) {
                             let known = ["authorized_user", "service_account", "impersonated_service_account",
-                                "external_account_authorized_user", ""].contains(&kind);
+                                "external_account_authorized_user", "external_account", ""].contains(&kind);
                             if !known {
                                 let named = matches!(&e, Error::UnsupportedCredential { kind: k, .. } if k == kind);
                                 prop_assert!(named, "{:?}", e);

@@ -55,6 +55,7 @@ const _: () = {
     shared::<VertexProblem>();
     shared::<ProxyProblem>();
     shared::<ImpersonationProblem>();
+    shared::<crate::ExternalAccountProblem>();
     owned::<StoreLock>();
     #[cfg(feature = "redis")]
     shared::<crate::RedisTokenStore>();

@@ -28,3 +28,18 @@ pub const API_KEYS: [&str; 2] = ["GOOGLE_API_KEY", "GEMINI_API_KEY"];
 pub(crate) fn nonempty(key: &str) -> Option<String> {
     std::env::var(key).ok().filter(|s| !s.is_empty())
 }
+
+/// Must be `1` before an `external_account` file's `credential_source.executable`
+/// runs (as in google-auth).
+pub const GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES: &str =
+    "GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES";
+/// AWS credential sources of `external_account` files read the region from
+/// these, in this order, before the instance metadata.
+pub const AWS_REGION_VARS: [&str; 2] = ["AWS_REGION", "AWS_DEFAULT_REGION"];
+/// AWS credential sources read the keys from these (access key id, secret
+/// access key, optional session token) before the instance metadata.
+pub const AWS_KEY_VARS: [&str; 3] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];

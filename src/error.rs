@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{
-    ApiError, ClientSecretProblem, ImpersonationProblem, OAuthError, ProxyProblem,
-    TokenFileProblem, VertexProblem,
+    ApiError, ClientSecretProblem, ExternalAccountProblem, ImpersonationProblem, OAuthError,
+    ProxyProblem, TokenFileProblem, VertexProblem,
 };
 
 /// A boxed, shareable error from a lower layer (I/O, HTTP, a user's store).
@@ -268,6 +268,17 @@ pub enum Error {
         hint: &'static str,
     },
 
+    /// An `external_account` file (workload or workforce identity
+    /// federation) cannot be used, or its subject token cannot be had.
+    #[error("external account credentials {}: {problem}", path.display())]
+    #[non_exhaustive]
+    ExternalAccount {
+        /// The credentials file.
+        path: PathBuf,
+        /// What is wrong, naming the field.
+        problem: ExternalAccountProblem,
+    },
+
     /// A service-account token request failed.
     #[error(
         "could not get a token for service account {account}; check that the key is valid and not disabled"
@@ -454,6 +465,7 @@ impl Error {
                 *status >= 500 || *status == 429
             }
             Error::Api(api) => api.status >= 500 || api.status == 429,
+            Error::ExternalAccount { problem, .. } => problem.is_transient(),
             _ => false,
         }
     }

@@ -148,6 +148,7 @@ pub use error::{BoxError, ConsentReason, Error, Result};
 pub use http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
 pub use loader::{CredentialLoader, kind};
 pub use proxy::ProxyProblem;
+pub use source::external_account::ExternalAccountProblem;
 pub use source::impersonated::ImpersonationProblem;
 #[cfg(feature = "redis")]
 pub use store::RedisTokenStore;

@@ -239,7 +239,7 @@ pub(crate) async fn revoke_basic(
     }
 }
 
-async fn post_form_with(
+pub(crate) async fn post_form_with(
     http: &HttpClient,
     retry: Retry,
     token_uri: &str,

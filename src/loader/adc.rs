@@ -11,6 +11,7 @@ use crate::adc::{self, Found, ImpersonatedFile, SourceFile};
 use crate::credentials::{Credentials, Kind, Settings};
 use crate::env;
 use crate::error::{Error, Result};
+use crate::source::external_account::{ExternalAccount, ExternalAccountConfig};
 use crate::source::external_user::ExternalUser;
 use crate::source::impersonated::Target;
 use crate::source::metadata::MetadataSource;
@@ -26,6 +27,7 @@ impl CredentialLoader<ApplicationDefault> {
     /// else `~/.config/gcloud/…`, `%APPDATA%\gcloud\…` on Windows), then the
     /// GCE metadata server (`GCE_METADATA_HOST`; skipped when `NO_GCE_CHECK=true`).
     /// `authorized_user`, `impersonated_service_account`,
+    /// `external_account` (workload and workforce identity federation),
     /// `external_account_authorized_user` and (feature `service-account`)
     /// `service_account` files are supported.
     pub fn application_default() -> Self {
@@ -73,6 +75,13 @@ impl CredentialLoader<ApplicationDefault> {
             // Neither file names a universe of its own: Google's.
             Found::Impersonated(file) => (Universe::default(), file.path.display().to_string()),
             Found::ExternalUser(file) => (Universe::default(), file.path.display().to_string()),
+            Found::ExternalAccount(config) => {
+                let origin = config.path.display().to_string();
+                (
+                    Universe::from_origin(&config.universe_domain, &origin)?,
+                    origin,
+                )
+            }
         };
         match self.configured_universe()? {
             Some((api, origin)) if api != universe => Err(Error::UniverseMismatch {
@@ -161,6 +170,7 @@ impl CredentialLoader<ApplicationDefault> {
                 };
                 first_token(Arc::new(source), settings, &self.common.cache).await
             }
+            Found::ExternalAccount(config) => self.external_account(*config, &universe).await,
             #[cfg(feature = "service-account")]
             Found::ServiceAccount(key) => {
                 let settings = self.settings_in(None, &universe)?;
@@ -244,6 +254,60 @@ impl CredentialLoader<ApplicationDefault> {
             path: file.path.clone(),
             problem: TokenFileProblem::InvalidValue("service_account_impersonation_url"),
         })?;
+        impersonated(cache, target, settings, &self.common.cache).await
+    }
+}
+
+impl CredentialLoader<ApplicationDefault> {
+    /// An `external_account` file: the STS exchange, then, when the file
+    /// names `service_account_impersonation_url`, IAM over the STS tokens
+    /// (kept in a cache of their own), with the file's token lifetime.
+    async fn external_account(
+        self,
+        config: ExternalAccountConfig,
+        universe: &Universe,
+    ) -> Result<Credentials> {
+        let settings = self.settings_in(config.quota_project_id.clone(), universe)?;
+        let http = Arc::clone(&settings.http);
+        let Some(url) = config.impersonation_url.clone() else {
+            let source = ExternalAccount::new(
+                config,
+                &self.common.scopes(),
+                self.common.token_uri.clone(),
+                http,
+                crate::token_endpoint::Retry::default(),
+            );
+            return first_token(Arc::new(source), settings, &self.common.cache).await;
+        };
+        let path = config.path.clone();
+        let lifetime = config.impersonation_lifetime;
+        // What google-auth asks any scoped source of impersonation for.
+        let sts_scopes = [crate::scopes::IAM.to_owned()];
+        let source = ExternalAccount::new(
+            config,
+            &sts_scopes,
+            self.common.token_uri.clone(),
+            http,
+            crate::token_endpoint::Retry::default(),
+        );
+        let source_options = CacheOptions {
+            on_refresh: None,
+            ..self.common.cache.clone()
+        };
+        let cache = TokenCache::lazy(Arc::new(source), source_options)?;
+        let mut target = Target::from_url(
+            &url,
+            Vec::new(),
+            self.common.scopes(),
+            self.common.iam_endpoint.as_deref(),
+        )
+        .ok_or_else(|| Error::TokenFile {
+            path,
+            problem: TokenFileProblem::InvalidValue("service_account_impersonation_url"),
+        })?;
+        if let Some(lifetime) = lifetime {
+            target.lifetime = lifetime;
+        }
         impersonated(cache, target, settings, &self.common.cache).await
     }
 }

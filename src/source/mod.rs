@@ -1,6 +1,7 @@
 //! Token sources: where each kind of credentials gets new access tokens,
 //! one [`TokenSource`](crate::token_cache::TokenSource) each, under the token cache.
 
+pub(crate) mod external_account;
 pub(crate) mod external_user;
 pub(crate) mod fixed;
 pub(crate) mod impersonated;

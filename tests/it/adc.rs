@@ -328,7 +328,11 @@ fn nothing_found_lists_every_place_tried_and_what_to_run() {
 fn other_credential_types_are_named_as_unsupported() {
     let home = tempfile::tempdir().unwrap();
     let file = home.path().join("ext.json");
-    std::fs::write(&file, r#"{"type": "external_account", "audience": "x"}"#).unwrap();
+    std::fs::write(
+        &file,
+        r#"{"type": "gdch_service_account", "audience": "x"}"#,
+    )
+    .unwrap();
     let out = run(
         "print_access_token",
         home.path(),
@@ -338,7 +342,7 @@ fn other_credential_types_are_named_as_unsupported() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
-        err.contains("\"external_account\" is not supported yet") && err.contains("ext.json"),
+        err.contains("\"gdch_service_account\" is not supported yet") && err.contains("ext.json"),
         "{err}"
     );
 }

@@ -21,6 +21,7 @@ mod consent_e2e;
 mod consent_flow;
 mod dependency_tree;
 mod examples;
+mod external_account;
 mod faults;
 mod gcloud;
 #[cfg(feature = "google-cloud-auth")]

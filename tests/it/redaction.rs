@@ -10,9 +10,10 @@
 //! token file, the consent flow through the loopback listener (a forged
 //! redirect, the real one, and a code the server rejects), sign-out, a
 //! dropped connection, API keys, a Redis store that cannot be reached, and
-//! the examples at `RUST_LOG=trace` on ADC files (authorized_user and
-//! service_account), the metadata server and API keys, impersonation and an
-//! external account's user (`external_account_authorized_user`).
+//! the examples at `RUST_LOG=trace` on ADC files (authorized_user,
+//! service_account, and external_account with AWS keys, a URL source's
+//! header and a failing executable), the metadata server and API keys,
+//! impersonation and an external account's user (`external_account_authorized_user`).
 //! Every error's `Display`, `Debug` and source chain, the `Debug` of every
 //! value handed out, and the whole log are then searched for each secret.
 
@@ -712,6 +713,95 @@ async fn examples_on_adc_and_api_keys(seen: &mut Seen) {
     );
 }
 
+/// `external_account` files at trace: AWS keys from the environment (their
+/// signature and session token go into the subject token), a URL source
+/// with a credential in its headers, a client secret for STS, the STS token.
+async fn examples_on_external_accounts(seen: &mut Seen) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/sts"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"access_token": "ya29.STSACCESSMARKER", "expires_in": 3599, "token_type": "Bearer"}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/subject"))
+        .and(wiremock::matchers::header("x-api-key", "HEADERVALUEMARKER"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("eyJSUBJECTMARKER"))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, source: serde_json::Value, token_type: &str| {
+        let path = dir.path().join(name);
+        let audience = "//iam.googleapis.com/locations/global/workforcePools/p/providers/x";
+        std::fs::write(
+            &path,
+            json!({"type": "external_account", "audience": audience,
+                   "subject_token_type": token_type, "token_url": format!("{}/sts", server.uri()),
+                   "client_id": "c", "client_secret": "CLIENTSECRETSTSMARKER",
+                   "credential_source": source})
+            .to_string(),
+        )
+        .unwrap();
+        path
+    };
+    let aws = file(
+        "aws.json",
+        json!({"environment_id": "aws1",
+               "regional_cred_verification_url": "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15"}),
+        "urn:ietf:params:aws:token-type:aws4_request",
+    );
+    example_at_trace(
+        seen,
+        "external_account aws",
+        &[
+            ("GOOGLE_APPLICATION_CREDENTIALS", aws.to_str().unwrap()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIDMARKER"),
+            ("AWS_SECRET_ACCESS_KEY", "AWSSECRETMARKER"),
+            ("AWS_SESSION_TOKEN", "AWSSESSIONMARKER"),
+        ],
+        &["print_access_token", "--adc"],
+    );
+    let url = file(
+        "url.json",
+        json!({"url": format!("{}/subject?sig=QUERYMARKER", server.uri()),
+               "headers": {"x-api-key": "HEADERVALUEMARKER"}}),
+        "urn:ietf:params:oauth:token-type:jwt",
+    );
+    example_at_trace(
+        seen,
+        "external_account url",
+        &[("GOOGLE_APPLICATION_CREDENTIALS", url.to_str().unwrap())],
+        &["print_access_token", "--adc"],
+    );
+    let sts: Vec<_> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == "/sts")
+        .collect();
+    assert_eq!(sts.len(), 2, "both runs reached STS");
+    assert!(String::from_utf8_lossy(&sts[0].body).contains("AWSSESSIONMARKER"));
+    // A failing executable's error, at trace too.
+    let exe = file(
+        "exe.json",
+        json!({"executable": {"command": "/nonexistent/get-token --password=ARGMARKER"}}),
+        "urn:ietf:params:oauth:token-type:jwt",
+    );
+    example_at_trace(
+        seen,
+        "external_account executable",
+        &[
+            ("GOOGLE_APPLICATION_CREDENTIALS", exe.to_str().unwrap()),
+            ("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES", "1"),
+        ],
+        &["print_access_token", "--adc"],
+    );
+}
+
 #[tokio::test]
 async fn no_secret_reaches_logs_or_errors() {
     // The subscriber is process-wide and the whole log is searched: no other
@@ -737,6 +827,7 @@ async fn no_secret_reaches_logs_or_errors() {
     unreachable_redis(&mut seen).await;
     examples_on_adc_and_api_keys(&mut seen).await;
     impersonation(&mut seen).await;
+    examples_on_external_accounts(&mut seen).await;
 
     let log = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
     // The log is real, and covers the paths that handle secrets.
