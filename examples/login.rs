@@ -18,11 +18,15 @@ use gemini_oauth::{MemoryTokenStore, scopes};
 
 const USAGE: &str = "Usage: login --client-id-file FILE [--scopes A,B] [--out FILE] [FLAGS]\n\n\
 Signs in and writes Application Default Credentials (default scopes: cloud-platform,\n\
-generative-language.retriever; default file: gcloud's application_default_credentials.json).";
+generative-language.retriever; default file: gcloud's application_default_credentials.json).\n\
+With --impersonate-service-account [DELEGATE,...,]SA the file is an\n\
+impersonated_service_account file with the sign-in as its source, as gcloud's.";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = cli::Args::parse(USAGE, &["--client-id-file", "--scopes", "--out"]);
+    let mut args = cli::Args::parse(USAGE, &["--client-id-file", "--scopes", "--out"]);
+    // As gcloud: sign in as the user, then write an impersonated_service_account file.
+    let impersonate = args.impersonate.take();
     cli::init_logging();
     let Some(client_file) = args
         .extra("--client-id-file")
@@ -53,7 +57,15 @@ async fn main() -> ExitCode {
         .await,
     );
     let out = args.extra("--out").map(std::path::Path::new);
-    let path = cli::or_exit(gemini_oauth::adc::save_authorized_user(&creds, out).await);
+    let path = cli::or_exit(match impersonate {
+        Some(list) => {
+            let mut accounts: Vec<String> = list.split(',').map(|a| a.trim().to_owned()).collect();
+            let target = accounts.pop().unwrap_or_default();
+            gemini_oauth::adc::save_impersonated_service_account(&creds, &target, &accounts, out)
+                .await
+        }
+        None => gemini_oauth::adc::save_authorized_user(&creds, out).await,
+    });
     eprintln!("Credentials saved to file: [{}]", path.display());
     ExitCode::SUCCESS
 }

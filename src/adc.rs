@@ -1,6 +1,8 @@
 //! Application Default Credentials: found as google-auth finds them, and
 //! written as gcloud writes them.
 
+mod impersonated;
+
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -9,9 +11,13 @@ use crate::credentials::Credentials;
 use crate::endpoints::DEFAULT_UNIVERSE_DOMAIN;
 use crate::env::{self, CLOUDSDK_CONFIG, GOOGLE_APPLICATION_CREDENTIALS, NO_GCE_CHECK};
 use crate::error::{Error, Result};
+use crate::source::external_user::ExternalUserFile;
 use crate::source::metadata::{self, MetadataServer};
 use crate::store::file::write_atomically;
 use crate::token::{StoredToken, TokenFileProblem};
+
+pub use impersonated::save_impersonated_service_account;
+pub(crate) use impersonated::{ImpersonatedFile, SourceFile};
 
 /// The file name gcloud uses for Application Default Credentials.
 pub const ADC_FILE_NAME: &str = "application_default_credentials.json";
@@ -39,6 +45,9 @@ pub(crate) enum Found {
     #[cfg(feature = "service-account")]
     ServiceAccount(Box<crate::source::service_account::ServiceAccountKey>),
     Metadata(MetadataServer),
+    Impersonated(Box<ImpersonatedFile>),
+    ExternalUser(Box<ExternalUserFile>),
+    ExternalAccount(Box<crate::source::external_account::ExternalAccountConfig>),
 }
 
 /// Looks where google-auth looks, in its order; the error lists every place.
@@ -69,7 +78,8 @@ pub(crate) async fn find(scopes: &[String]) -> Result<Found> {
     Err(Error::NoCredentials { tried })
 }
 
-async fn from_file(path: &Path) -> Result<Found> {
+/// Reads the credentials file at `path`, whatever its type.
+pub(crate) async fn from_file(path: &Path) -> Result<Found> {
     let bytes = crate::store::file::read_capped(path, false)?;
     parse(&bytes, path)
 }
@@ -90,15 +100,7 @@ fn parse(bytes: &[u8], path: &Path) -> Result<Found> {
     match kind {
         "authorized_user" => {
             let record = StoredToken::from_json(bytes).map_err(bad)?;
-            for (field, present) in [
-                ("refresh_token", record.refresh_token.is_some()),
-                ("client_id", record.client_id.is_some()),
-                ("client_secret", record.client_secret.is_some()),
-            ] {
-                if !present {
-                    return Err(bad(TokenFileProblem::MissingField(field)));
-                }
-            }
+            check_authorized_user(&record, false).map_err(bad)?;
             Ok(Found::User {
                 record: Box::new(record),
                 path: path.to_owned(),
@@ -114,14 +116,52 @@ fn parse(bytes: &[u8], path: &Path) -> Result<Found> {
             kind: kind.to_owned(),
             hint: "; enable the crate feature `service-account`",
         }),
+        "impersonated_service_account" => Ok(Found::Impersonated(Box::new(impersonated::parse(
+            &value, path,
+        )?))),
+        "external_account_authorized_user" => Ok(Found::ExternalUser(Box::new(
+            ExternalUserFile::from_value(&value, path, false)?,
+        ))),
+        "external_account" => Ok(Found::ExternalAccount(Box::new(
+            crate::source::external_account::ExternalAccountConfig::from_json(&value, path)?,
+        ))),
         "" => Err(bad(TokenFileProblem::MissingField("type"))),
         other => Err(Error::UnsupportedCredential {
             path: path.to_owned(),
             kind: other.to_owned(),
-            hint: "; supported: authorized_user and service_account (use `gcloud auth \
-                   application-default login` for user credentials)",
+            hint: "; supported: authorized_user, service_account, \
+                   impersonated_service_account, external_account and \
+                   external_account_authorized_user (use `gcloud auth application-default \
+                   login` for user credentials)",
         }),
     }
+}
+
+/// The fields a user's file needs to refresh (`source_credentials.…` when `nested`).
+fn check_authorized_user(record: &StoredToken, nested: bool) -> Result<(), TokenFileProblem> {
+    for (field, nested_field, present) in [
+        (
+            "refresh_token",
+            "source_credentials.refresh_token",
+            record.refresh_token.is_some(),
+        ),
+        (
+            "client_id",
+            "source_credentials.client_id",
+            record.client_id.is_some(),
+        ),
+        (
+            "client_secret",
+            "source_credentials.client_secret",
+            record.client_secret.is_some(),
+        ),
+    ] {
+        if !present {
+            let name = if nested { nested_field } else { field };
+            return Err(TokenFileProblem::MissingField(name));
+        }
+    }
+    Ok(())
 }
 
 /// Writes `creds` as an `authorized_user` ADC file exactly as gcloud does
@@ -152,6 +192,18 @@ pub async fn save_authorized_user(creds: &Credentials, path: Option<&Path>) -> R
 }
 
 fn authorized_user_json(record: &StoredToken, quota_project: Option<&str>) -> Option<String> {
+    serde_json::to_string_pretty(&Value::Object(authorized_user_object(
+        record,
+        quota_project,
+    )?))
+    .ok()
+}
+
+/// gcloud's `authorized_user` object, keys sorted; `None` without a refresh token.
+fn authorized_user_object(
+    record: &StoredToken,
+    quota_project: Option<&str>,
+) -> Option<Map<String, Value>> {
     let mut fields = vec![
         ("account", record.account.clone().unwrap_or_default()),
         ("client_id", record.client_id.clone()?),
@@ -170,11 +222,12 @@ fn authorized_user_json(record: &StoredToken, quota_project: Option<&str>) -> Op
         fields.push(("quota_project_id", q.to_owned()));
     }
     fields.sort_by_key(|(k, _)| *k);
-    let map: Map<String, Value> = fields
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), Value::String(v)))
-        .collect();
-    serde_json::to_string_pretty(&Value::Object(map)).ok()
+    Some(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), Value::String(v)))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -219,6 +272,7 @@ mod tests {
                 Just(json!("service_account")),
                 Just(json!("external_account")),
                 Just(json!("impersonated_service_account")),
+                Just(json!("external_account_authorized_user")),
                 Just(json!("")),
                 Just(json!(7)),
                 Just(Value::Null),
@@ -287,12 +341,16 @@ mod tests {
                     #[cfg(feature = "service-account")]
                     Ok(Found::ServiceAccount(_)) => prop_assert!(false, "no valid key is generated"),
                     Ok(Found::Metadata(_)) => prop_assert!(false, "a file is never the metadata server"),
+                    Ok(Found::Impersonated(_)) => prop_assert!(false, "no source_credentials is generated"),
+                    Ok(Found::ExternalUser(_)) => prop_assert!(false, "no token_url is generated"),
+                    Ok(Found::ExternalAccount(_)) => prop_assert!(false, "no file has an audience"),
                     Err(e) => {
                         let text = format!("{e} {e:?}");
                         prop_assert!(!text.contains("SECRETMARKER"), "{}", text);
                         prop_assert!(text.contains("/creds/adc.json"), "{}", text);
                         if let Some(kind) = get("type").and_then(Value::as_str) {
-                            let known = ["authorized_user", "service_account", ""].contains(&kind);
+                            let known = ["authorized_user", "service_account", "impersonated_service_account",
+                                "external_account_authorized_user", "external_account", ""].contains(&kind);
                             if !known {
                                 let named = matches!(&e, Error::UnsupportedCredential { kind: k, .. } if k == kind);
                                 prop_assert!(named, "{:?}", e);

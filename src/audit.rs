@@ -16,8 +16,9 @@ use std::fmt::Debug;
 use crate::loader::kind::{ApiKey, ApplicationDefault, FixedToken, UserFlow};
 use crate::{
     AccessToken, ApiError, AuthorizedClient, ClientKind, ClientSecret, ClientSecretProblem,
-    Consent, ConsentReason, CredentialLoader, Credentials, Error, FileTokenStore, MemoryTokenStore,
-    OAuthError, StoreLock, StoredToken, TokenFileProblem, gemini::Model,
+    Consent, ConsentReason, CredentialLoader, Credentials, Error, FileTokenStore,
+    ImpersonationProblem, MemoryTokenStore, OAuthError, ProxyProblem, StoreLock, StoredToken,
+    TokenFileProblem, VertexProblem, gemini::Model,
 };
 
 const fn shared<T: Debug + Send + Sync + Clone + 'static>() {}
@@ -41,6 +42,7 @@ const _: () = {
     shared::<FileTokenStore>();
     shared::<MemoryTokenStore>();
     shared::<Consent>();
+    shared::<crate::universe::Universe>();
     shared::<Model>();
     shared::<crate::RefreshEvent>();
     // Errors are Clone so one failed refresh reaches every waiter.
@@ -50,6 +52,10 @@ const _: () = {
     shared::<OAuthError>();
     shared::<ClientSecretProblem>();
     shared::<TokenFileProblem>();
+    shared::<VertexProblem>();
+    shared::<ProxyProblem>();
+    shared::<ImpersonationProblem>();
+    shared::<crate::ExternalAccountProblem>();
     owned::<StoreLock>();
     // Bodies and streams are read once: not Clone.
     owned::<crate::RequestBody>();
@@ -59,6 +65,10 @@ const _: () = {
     shared::<crate::UploadProblem>();
     #[cfg(feature = "redis")]
     shared::<crate::RedisTokenStore>();
+    #[cfg(feature = "keyring")]
+    shared::<crate::KeyringTokenStore>();
+    #[cfg(feature = "keyring")]
+    shared::<crate::Migration>();
     #[cfg(feature = "reqwest")]
     shared::<crate::reqwest::AuthMiddleware>();
     #[cfg(feature = "tower")]

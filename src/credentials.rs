@@ -53,7 +53,10 @@ pub(crate) enum Kind {
 }
 
 /// What every kind of credentials carries for the calls it authorizes.
+#[derive(Clone)]
 pub(crate) struct Settings {
+    /// The universe domain of the credentials (and so of the API base).
+    pub(crate) universe_domain: String,
     pub(crate) quota_project: Option<String>,
     /// `x-goog-user-project`, built once.
     pub(crate) quota_header: Option<HeaderValue>,
@@ -194,6 +197,14 @@ impl Credentials {
         self.inner.settings.quota_project.as_deref()
     }
 
+    /// The universe domain these credentials belong to: the ADC file's
+    /// `universe_domain` or the metadata server's, else `googleapis.com`
+    /// (as google-auth's `credentials.universe_domain`).
+    #[must_use]
+    pub fn universe_domain(&self) -> &str {
+        &self.inner.settings.universe_domain
+    }
+
     /// The scopes the stored token was granted, when known.
     #[must_use]
     pub fn granted_scopes(&self) -> Option<Vec<String>> {
@@ -221,7 +232,9 @@ impl Credentials {
     /// Signs out: revokes the refresh token (or the access token when there
     /// is none) at Google's revocation endpoint, as `gcloud auth
     /// application-default revoke` does, then clears the token store (under
-    /// its lock). A token the server no longer knows counts as revoked.
+    /// its lock). A token the server no longer knows counts as revoked. An
+    /// `external_account_authorized_user` file's refresh token is revoked at
+    /// its `revoke_url` (the file is left as it is).
     ///
     /// Afterwards these credentials (and their clones) hold no token:
     /// `access_token()` and `headers()` are [`Error::Revoked`],
@@ -238,10 +251,29 @@ impl Credentials {
                 cache,
                 user: Some(user),
             } => user.revoke(|| cache.close()).await,
-            _ => Err(Error::NotUserCredentials {
+            Kind::Token { cache, user: None } => match cache.revoke_source() {
+                Some(revoking) => {
+                    revoking.await?;
+                    cache.close()
+                }
+                None => Err(Error::NotUserCredentials {
+                    what: "revoking",
+                    source_name: self.source(),
+                }),
+            },
+            Kind::ApiKey(_) => Err(Error::NotUserCredentials {
                 what: "revoking",
                 source_name: self.source(),
             }),
+        }
+    }
+
+    /// The token cache, for credentials that get OAuth tokens (another
+    /// source can draw on it: impersonation).
+    pub(crate) fn token_cache(&self) -> Option<&TokenCache> {
+        match &self.inner.kind {
+            Kind::Token { cache, .. } => Some(cache),
+            Kind::ApiKey(_) => None,
         }
     }
 
@@ -319,6 +351,7 @@ mod tests {
         )
         .unwrap();
         let settings = Settings {
+            universe_domain: crate::endpoints::DEFAULT_UNIVERSE_DOMAIN.to_owned(),
             quota_project: None,
             quota_header: None,
             api_base: crate::endpoints::GEMINI_API_BASE.to_owned(),

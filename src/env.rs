@@ -14,6 +14,9 @@ pub const NO_GCE_CHECK: &str = "NO_GCE_CHECK";
 pub const GEMINI_API_BASE: &str = "GEMINI_API_BASE";
 /// Sets the quota project (below an explicit builder value).
 pub const GOOGLE_CLOUD_QUOTA_PROJECT: &str = "GOOGLE_CLOUD_QUOTA_PROJECT";
+/// The universe domain of the APIs called, when not `googleapis.com` (below
+/// an explicit builder value), as Google's Cloud client libraries read it.
+pub const GOOGLE_CLOUD_UNIVERSE_DOMAIN: &str = "GOOGLE_CLOUD_UNIVERSE_DOMAIN";
 /// The browser command for the consent URL (feature `browser`): a
 /// `:`-separated list, `%s` for the URL, as Python's `webbrowser` reads it.
 pub const BROWSER: &str = "BROWSER";
@@ -25,3 +28,18 @@ pub const API_KEYS: [&str; 2] = ["GOOGLE_API_KEY", "GEMINI_API_KEY"];
 pub(crate) fn nonempty(key: &str) -> Option<String> {
     std::env::var(key).ok().filter(|s| !s.is_empty())
 }
+
+/// Must be `1` before an `external_account` file's `credential_source.executable`
+/// runs (as in google-auth).
+pub const GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES: &str =
+    "GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES";
+/// AWS credential sources of `external_account` files read the region from
+/// these, in this order, before the instance metadata.
+pub const AWS_REGION_VARS: [&str; 2] = ["AWS_REGION", "AWS_DEFAULT_REGION"];
+/// AWS credential sources read the keys from these (access key id, secret
+/// access key, optional session token) before the instance metadata.
+pub const AWS_KEY_VARS: [&str; 3] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];

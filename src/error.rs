@@ -17,7 +17,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{ApiError, ClientSecretProblem, OAuthError, TokenFileProblem, UploadProblem};
+use crate::{
+    ApiError, ClientSecretProblem, ExternalAccountProblem, ImpersonationProblem, OAuthError,
+    ProxyProblem, TokenFileProblem, UploadProblem, VertexProblem,
+};
 
 /// A boxed, shareable error from a lower layer (I/O, HTTP, a user's store).
 pub type BoxError = Arc<dyn std::error::Error + Send + Sync>;
@@ -265,6 +268,17 @@ pub enum Error {
         hint: &'static str,
     },
 
+    /// An `external_account` file (workload or workforce identity
+    /// federation) cannot be used, or its subject token cannot be had.
+    #[error("external account credentials {}: {problem}", path.display())]
+    #[non_exhaustive]
+    ExternalAccount {
+        /// The credentials file.
+        path: PathBuf,
+        /// What is wrong, naming the field.
+        problem: ExternalAccountProblem,
+    },
+
     /// A service-account token request failed.
     #[error(
         "could not get a token for service account {account}; check that the key is valid and not disabled"
@@ -276,6 +290,24 @@ pub enum Error {
         /// yup-oauth2's error.
         #[source]
         source: BoxError,
+    },
+
+    /// The IAM Credentials API gave no token for the service account being
+    /// impersonated (`generateAccessToken`).
+    #[error(
+        "could not impersonate service account {target} at {endpoint} (HTTP {status}): {problem}"
+    )]
+    #[non_exhaustive]
+    Impersonation {
+        /// The service account to impersonate.
+        target: String,
+        /// The endpoint that answered (without query).
+        endpoint: String,
+        /// The HTTP status.
+        status: u16,
+        /// What was wrong: Google's refusal, or the field of the answer that
+        /// is missing or malformed.
+        problem: ImpersonationProblem,
     },
 
     /// These credentials (an API key) have no OAuth access token.
@@ -308,6 +340,35 @@ pub enum Error {
         what: &'static str,
         /// Where these credentials came from.
         source_name: String,
+    },
+
+    /// The credentials belong to another universe domain than the API they
+    /// would be sent to: their tokens would be rejected there (or reach the
+    /// wrong cloud). Found at load, before any token request.
+    #[error(
+        "the credentials from {source_name} belong to the universe domain {credentials}, but the \
+         API's universe domain is {api} (set by {api_origin}); use credentials of {api}, or set \
+         the universe domain to {credentials}"
+    )]
+    #[non_exhaustive]
+    UniverseMismatch {
+        /// Where the credentials came from.
+        source_name: String,
+        /// The credentials' universe domain.
+        credentials: String,
+        /// The universe domain configured for the API.
+        api: String,
+        /// What configured it (`.universe_domain()`, `GOOGLE_CLOUD_UNIVERSE_DOMAIN`).
+        api_origin: String,
+    },
+
+    /// A universe domain is not a DNS name. The value is not shown: it may
+    /// be whatever a server answered.
+    #[error("{origin}: the universe domain is not a DNS name (such as googleapis.com); fix it")]
+    #[non_exhaustive]
+    InvalidUniverseDomain {
+        /// Where it came from (a file, the metadata server, a setting).
+        origin: String,
     },
 
     /// These credentials were signed out ([`Credentials::revoke`](crate::Credentials::revoke)).
@@ -373,6 +434,25 @@ pub enum Error {
         /// What went wrong.
         problem: UploadProblem,
     },
+    /// A proxy could not carry the request.
+    #[error(
+        "proxy {proxy} {problem}; check the proxy URL (the loader's proxy option, HTTPS_PROXY, HTTP_PROXY, ALL_PROXY) or bypass it with NO_PROXY"
+    )]
+    #[non_exhaustive]
+    Proxy {
+        /// The proxy's URL, without its user name and password.
+        proxy: String,
+        /// What went wrong.
+        problem: ProxyProblem,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// The Vertex AI project or location cannot be used, or conflicts with
+    /// an explicit API base.
+    #[error("{0}")]
+    VertexAi(VertexProblem),
 }
 
 impl Error {
@@ -396,6 +476,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Transport { .. } | Error::Timeout { .. } => true,
+            Error::Proxy { problem, .. } => *problem == ProxyProblem::Unreachable,
             Error::OAuth { error, status, .. } => {
                 matches!(
                     error,
@@ -403,8 +484,11 @@ impl Error {
                 ) || *status >= 500
                     || *status == 429
             }
-            Error::TokenResponse { status, .. } => *status >= 500 || *status == 429,
+            Error::TokenResponse { status, .. } | Error::Impersonation { status, .. } => {
+                *status >= 500 || *status == 429
+            }
             Error::Api(api) => api.status >= 500 || api.status == 429,
+            Error::ExternalAccount { problem, .. } => problem.is_transient(),
             _ => false,
         }
     }
@@ -431,13 +515,23 @@ impl Error {
         }
     }
 
+    /// A failed request; a proxy's failure, found anywhere in the chain of
+    /// causes (the connector under hyper reports it), is kept as it is.
     pub(crate) fn transport(
         endpoint: &str,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
+        let source = source.into();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*source);
+        while let Some(e) = cause {
+            if let Some(proxy @ Error::Proxy { .. }) = e.downcast_ref::<Error>() {
+                return proxy.clone();
+            }
+            cause = e.source();
+        }
         Error::Transport {
             endpoint: endpoint.to_owned(),
-            source: Arc::from(source.into()),
+            source: Arc::from(source),
         }
     }
 }

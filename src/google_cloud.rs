@@ -15,7 +15,6 @@ use ::google_cloud_auth::errors::CredentialsError;
 use http::{Extensions, HeaderMap};
 
 use crate::credentials::Credentials;
-use crate::endpoints::DEFAULT_UNIVERSE_DOMAIN;
 use crate::error::Error;
 use crate::headers::Auth;
 
@@ -37,10 +36,11 @@ impl CredentialsProvider for Credentials {
         Ok(CacheableResource::New { entity_tag, data })
     }
 
-    /// The stored token's universe domain, else `googleapis.com`.
+    /// The stored token's universe domain, else the credentials' (the ADC
+    /// file's or the metadata server's, else `googleapis.com`).
     async fn universe_domain(&self) -> Option<String> {
         let stored = self.stored_token().and_then(|t| t.universe_domain);
-        Some(stored.unwrap_or_else(|| DEFAULT_UNIVERSE_DOMAIN.to_owned()))
+        Some(stored.unwrap_or_else(|| Credentials::universe_domain(self).to_owned()))
     }
 }
 

@@ -1,5 +1,6 @@
 //! The HTTP transport shared by the token endpoint and the authorized client:
-//! hyper 1 + rustls, built on first use, pooled, HTTP/2 by ALPN.
+//! hyper 1 + rustls, built on first use, pooled, HTTP/2 by ALPN, through a
+//! proxy when one applies (`proxy.rs`).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -16,6 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use rustls_pki_types::CertificateDer;
 
 use crate::error::{Error, Result};
+use crate::proxy::{Proxy, ProxyConnector};
 use crate::url::redact;
 
 /// Default limit for a whole request to the token endpoint (connect, send,
@@ -30,7 +32,7 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// or streams) share one pool.
 pub(crate) type ReqBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
-type Hyper = Client<HttpsConnector<HttpConnector>, ReqBody>;
+type Hyper = Client<HttpsConnector<ProxyConnector>, ReqBody>;
 
 /// One pooled client; the TLS roots are loaded on the first request, so a
 /// program whose cached token is valid pays nothing for them.
@@ -40,6 +42,7 @@ pub(crate) struct HttpClient {
     extra_roots: Vec<CertificateDer<'static>>,
     pub(crate) timeout: Duration,
     connect_timeout: Duration,
+    proxy: Proxy,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -47,6 +50,7 @@ impl std::fmt::Debug for HttpClient {
         f.debug_struct("HttpClient")
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("proxy", &self.proxy)
             .finish_non_exhaustive()
     }
 }
@@ -66,7 +70,19 @@ impl HttpClient {
             extra_roots,
             timeout,
             connect_timeout,
+            proxy: Proxy::none(),
         }
+    }
+
+    /// The same transport through `proxy` (none by default).
+    pub(crate) fn with_proxy(mut self, proxy: Proxy) -> Self {
+        self.proxy = proxy;
+        self
+    }
+
+    /// The same settings without a proxy, on connections of its own.
+    pub(crate) fn direct(&self) -> Self {
+        Self::with_roots(self.timeout, self.connect_timeout, self.extra_roots.clone())
     }
 
     fn hyper(&self) -> &Hyper {
@@ -80,7 +96,11 @@ impl HttpClient {
                 .https_or_http()
                 .enable_http1()
                 .enable_http2()
-                .wrap_connector(http);
+                .wrap_connector(ProxyConnector {
+                    http,
+                    proxy: self.proxy.clone(),
+                    connect_timeout: self.connect_timeout,
+                });
             Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(90))
                 .build(https)
@@ -105,7 +125,8 @@ impl HttpClient {
 
     /// Sends `req` and returns the answer's head; the body streams. No
     /// timeout but the connect timeout: callers set their own limits.
-    pub(crate) async fn start(&self, req: Request<ReqBody>) -> Result<Response<Incoming>> {
+    pub(crate) async fn start(&self, mut req: Request<ReqBody>) -> Result<Response<Incoming>> {
+        self.proxy.authorize(&mut req);
         let uri = req.uri().clone();
         self.hyper()
             .request(req)

@@ -78,6 +78,9 @@
 //!   Credentials (the JWT bearer grant, signed RS256 with `ring`).
 //! - `redis`: [`RedisTokenStore`], one token and one refresh shared by
 //!   workers on many machines.
+//! - `keyring`: [`KeyringTokenStore`], the token in the OS credential store
+//!   (macOS Keychain, Windows Credential Manager, the Linux kernel keyring)
+//!   instead of a file, with a migration from `token.json`.
 //! - `reqwest`: `reqwest::AuthMiddleware`, a reqwest-middleware middleware
 //!   that adds the headers and retries once after a `401`.
 //! - `tower`: `tower::AuthLayer`, a tower layer that adds the headers to any
@@ -100,11 +103,19 @@
 //! [`CredentialLoader::api_key`]) uses an API key. All give the same
 //! [`Credentials`] and [`AuthorizedClient`].
 //!
+//! # Proxies and Vertex AI
+//!
+//! Requests go through the proxies `HTTPS_PROXY`, `HTTP_PROXY` and
+//! `ALL_PROXY` name, except for the hosts in `NO_PROXY`, as curl and reqwest
+//! choose them; [`CredentialLoader::proxy`] and [`CredentialLoader::no_proxy`]
+//! override them. The metadata server is never proxied.
+//! [`CredentialLoader::vertex_ai`] calls the same models through Vertex AI.
+//!
 //! # Security
 //!
 //! - Tokens, refresh tokens, client secrets, API keys and authorization codes
 //!   never appear in `Debug`, `Display`, errors or `tracing` events, nor do
-//!   URL queries and userinfo. The `secrecy` strings holding them are zeroed
+//!   URL queries and userinfo (proxy passwords included). The `secrecy` strings holding them are zeroed
 //!   on drop; the ready-made `Authorization` header values, hyper's buffers
 //!   and the JSON text of `token.json` while it is read or written are not.
 //! - The consent flow uses PKCE (S256) and a random `state`, listens on
@@ -139,6 +150,7 @@ mod headers;
 mod http;
 mod json;
 mod loader;
+mod proxy;
 mod request_body;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
@@ -151,7 +163,9 @@ mod token_cache;
 mod token_endpoint;
 #[cfg(feature = "tower")]
 pub mod tower;
+pub mod universe;
 mod url;
+mod vertex;
 
 pub use access_token::{AccessToken, EXPIRY_SKEW, REFRESH_WINDOW};
 pub use api_error::ApiError;
@@ -163,14 +177,20 @@ pub use error::{BoxError, ConsentReason, Error, Result};
 pub use gemini::UploadProblem;
 pub use http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT};
 pub use loader::{CredentialLoader, kind};
+pub use proxy::ProxyProblem;
 pub use request_body::RequestBody;
 pub use response_body::ResponseBody;
+pub use source::external_account::ExternalAccountProblem;
+pub use source::impersonated::ImpersonationProblem;
 #[cfg(feature = "redis")]
 pub use store::RedisTokenStore;
 pub use store::{FileTokenStore, MemoryTokenStore, StoreLock, TokenStore};
+#[cfg(feature = "keyring")]
+pub use store::{KeyringTokenStore, Migration};
 pub use token::{StoredToken, TokenFileProblem};
 pub use token_cache::RefreshEvent;
 pub use token_endpoint::OAuthError;
+pub use vertex::VertexProblem;
 
 /// Loads credentials with the quickstart's defaults: `./client_secret.json`,
 /// `./token.json`, scope [`scopes::GENERATIVE_LANGUAGE_RETRIEVER`], and the

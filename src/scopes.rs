@@ -7,3 +7,7 @@ pub const GENERATIVE_LANGUAGE_RETRIEVER: &str =
 
 /// Full Google Cloud access, what `gcloud auth application-default login` adds.
 pub const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
+
+/// The IAM scope: what google-auth asks a service account for when it is
+/// the source of an impersonation (enough to call `generateAccessToken`).
+pub const IAM: &str = "https://www.googleapis.com/auth/iam";

@@ -279,7 +279,7 @@ impl StoredToken {
     }
 }
 
-fn parse_expiry(s: &str) -> Option<OffsetDateTime> {
+pub(crate) fn parse_expiry(s: &str) -> Option<OffsetDateTime> {
     // google-auth writes naive UTC with "Z"; accept a missing "Z" or "+00:00" too.
     let s = s.trim();
     let s = s
@@ -314,6 +314,9 @@ pub enum TokenFileProblem {
     UnsupportedType(String),
     /// The file is missing a field needed to refresh.
     MissingField(&'static str),
+    /// A field holds a value that cannot be used (a URL that names no
+    /// service account, …).
+    InvalidValue(&'static str),
     /// A service-account key's `private_key` is not an RSA key in PKCS#8 PEM.
     BadPrivateKey,
     /// The file is larger than any token or credentials file.
@@ -340,6 +343,11 @@ impl fmt::Display for TokenFileProblem {
                 write!(f, "credential type {t:?} is not supported here")
             }
             TokenFileProblem::MissingField(field) => write!(f, "\"{field}\" is missing"),
+            TokenFileProblem::InvalidValue(field) => write!(
+                f,
+                "\"{field}\" has a value that cannot be used (for a URL: one ending in \
+                 /projects/-/serviceAccounts/EMAIL:generateAccessToken)"
+            ),
             TokenFileProblem::TooLarge { limit } => write!(
                 f,
                 "the file is larger than {limit} bytes, which no token or credentials file is; \

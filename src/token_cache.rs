@@ -105,6 +105,12 @@ pub(crate) trait TokenSource: Send + Sync + 'static {
 
     /// Where the tokens come from, for messages: a file path, an account.
     fn describe(&self) -> String;
+
+    /// Revokes what the source refreshes with, when it can revoke anything
+    /// itself (a user's refresh token at a revocation endpoint).
+    fn revoke(&self) -> Option<BoxFuture<'_, Result<()>>> {
+        None
+    }
 }
 
 /// The cache; cheap to clone (an `Arc` inside).
@@ -160,10 +166,21 @@ impl TokenCache {
         })
     }
 
+    /// A cache that holds no token yet: the first call fetches one. For a
+    /// source that another source draws on (impersonation's source
+    /// credentials), so its token is fetched when first needed and reused.
+    pub(crate) fn lazy(source: Arc<dyn TokenSource>, options: CacheOptions) -> Result<Self> {
+        let none = Fetched {
+            token: SecretString::from(String::new()),
+            expires_at: SystemTime::UNIX_EPOCH,
+            refresh_token_rotated: false,
+        };
+        Self::new(source, none, options)
+    }
+
     /// A valid token: this thread's fresh copy (no I/O, no lock), otherwise
     /// the result of the one shared refresh. (`Credentials` inlines the two
     /// steps itself, so its hot path holds no nested future.)
-    #[cfg(test)]
     pub(crate) async fn token(&self) -> Result<AccessToken> {
         match self.fresh() {
             Some(token) => Ok(token),
@@ -221,6 +238,11 @@ impl TokenCache {
     /// When the current token expires.
     pub(crate) fn expires_at(&self) -> SystemTime {
         self.inner.current.load().expires_at
+    }
+
+    /// Revokes the source's own credentials, if it can (see [`TokenSource::revoke`]).
+    pub(crate) fn revoke_source(&self) -> Option<BoxFuture<'_, Result<()>>> {
+        self.inner.source.revoke()
     }
 
     /// Where the tokens come from.

@@ -181,6 +181,71 @@ async fn post_form(
     token_uri: &str,
     form: &[(&str, &str)],
 ) -> Result<TokenResponse> {
+    post_form_with(http, retry, token_uri, form, None).await
+}
+
+/// The client's id and secret as an HTTP Basic `Authorization` value, as
+/// google-auth's STS client sends them (`id:secret`, not form-encoded).
+pub(crate) fn basic_auth(client: &Client<'_>) -> Result<http::HeaderValue> {
+    use base64::Engine;
+    let pair = format!("{}:{}", client.id, client.secret.expose_secret());
+    let mut value = http::HeaderValue::from_str(&format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    ))
+    .map_err(|_| Error::InvalidHeaderValue {
+        what: "the client id and secret",
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// `grant_type=refresh_token` with the client in a Basic `Authorization`
+/// header (`external_account_authorized_user` files at Google's STS).
+pub(crate) async fn refresh_basic(
+    http: &HttpClient,
+    retry: Retry,
+    token_url: &str,
+    client: &Client<'_>,
+    refresh_token: &SecretString,
+) -> Result<TokenResponse> {
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token.expose_secret()),
+    ];
+    let auth = basic_auth(client)?;
+    post_form_with(http, retry, token_url, &form, Some(&auth)).await
+}
+
+/// Revokes a refresh token at an STS endpoint, the client in a Basic
+/// `Authorization` header (`token_type_hint=refresh_token`, as google-auth).
+pub(crate) async fn revoke_basic(
+    http: &HttpClient,
+    retry: Retry,
+    revoke_url: &str,
+    client: &Client<'_>,
+    refresh_token: &SecretString,
+) -> Result<()> {
+    let form = [
+        ("token", refresh_token.expose_secret()),
+        ("token_type_hint", "refresh_token"),
+    ];
+    let auth = basic_auth(client)?;
+    match post_form_with(http, retry, revoke_url, &form, Some(&auth)).await {
+        Ok(_) => Ok(()),
+        // A successful revocation answers with an empty body.
+        Err(Error::TokenResponse { status, .. }) if (200..300).contains(&status) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+pub(crate) async fn post_form_with(
+    http: &HttpClient,
+    retry: Retry,
+    token_uri: &str,
+    form: &[(&str, &str)],
+    auth: Option<&http::HeaderValue>,
+) -> Result<TokenResponse> {
     check_endpoint(token_uri)?;
     let body: String = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form)
@@ -188,7 +253,7 @@ async fn post_form(
     let body = Bytes::from(body);
     let mut attempt = 0;
     loop {
-        let result = post_once(http, token_uri, body.clone()).await;
+        let result = post_once(http, token_uri, body.clone(), auth).await;
         match result {
             Err(e) if e.is_transient() && attempt + 1 < retry.attempts => {
                 let delay = retry.delay(attempt);
@@ -201,17 +266,24 @@ async fn post_form(
     }
 }
 
-async fn post_once(http: &HttpClient, token_uri: &str, body: Bytes) -> Result<TokenResponse> {
-    let req = Request::builder()
+async fn post_once(
+    http: &HttpClient,
+    token_uri: &str,
+    body: Bytes,
+    auth: Option<&http::HeaderValue>,
+) -> Result<TokenResponse> {
+    let mut req = Request::builder()
         .method(Method::POST)
         .uri(token_uri)
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(header::ACCEPT, "application/json")
-        .body(Full::new(body))
-        .map_err(|_| Error::InvalidUrl {
-            url: redact(token_uri),
-            reason: "not a valid request URI",
-        })?;
+        .header(header::ACCEPT, "application/json");
+    if let Some(auth) = auth {
+        req = req.header(header::AUTHORIZATION, auth.clone());
+    }
+    let req = req.body(Full::new(body)).map_err(|_| Error::InvalidUrl {
+        url: redact(token_uri),
+        reason: "not a valid request URI",
+    })?;
     let resp = http.send(req, MAX_TOKEN_RESPONSE).await?;
     parse_response(token_uri, resp.status().as_u16(), resp.body())
 }

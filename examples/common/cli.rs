@@ -27,6 +27,24 @@ pub const CREDENTIAL_FLAGS: &str = "Flags:
                          GOOGLE_APPLICATION_CREDENTIALS, or the metadata server)
   --api-key              use an API key from GOOGLE_API_KEY or GEMINI_API_KEY
   --revoke-uri URL       token revocation endpoint override
+  --proxy URL            send requests through this http:// proxy (default:
+                         HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY)
+  --no-proxy             connect directly, ignoring the proxy variables
+  --root-certificates FILE  also trust these PEM root certificates (a
+                         TLS-inspecting proxy, a private endpoint)
+  --vertex-project ID    call Gemini through Vertex AI in this project
+                         (with --vertex-location; scope default: cloud-platform)
+  --vertex-location LOC  the Vertex AI location, e.g. us-central1 or global
+  --vertex-origin URL    Vertex AI host override (default:
+                         https://LOC-aiplatform.googleapis.com)
+  --keyring NAME         keep the token in the OS keyring entry gemini-oauth/NAME
+                         instead of a file (feature keyring); with --token FILE,
+                         that file is moved into the keyring first
+  --impersonate-service-account [DELEGATE,...,]SA
+                         use the credentials only to get tokens for service
+                         account SA (through the delegates, if any), as
+                         gcloud's flag of the same name
+  --iam-endpoint URL     IAM Credentials API override (impersonation)
   -h, --help             show this help";
 
 /// Credential flags, plus whatever the example itself takes.
@@ -46,6 +64,17 @@ pub struct Args {
     pub adc: bool,
     pub api_key: bool,
     pub revoke_uri: Option<String>,
+    pub proxy: Option<String>,
+    pub no_proxy: bool,
+    /// The PEM text of `--root-certificates`.
+    pub root_certificates: Option<Vec<u8>>,
+    pub vertex_project: Option<String>,
+    pub vertex_location: Option<String>,
+    pub vertex_origin: Option<String>,
+    pub keyring: Option<String>,
+    /// `--impersonate-service-account`: delegates, then the target, comma-separated.
+    pub impersonate: Option<String>,
+    pub iam_endpoint: Option<String>,
     /// Flags the example handles itself, in order.
     pub rest: Vec<String>,
 }
@@ -91,6 +120,21 @@ impl Args {
                 "--adc" => a.adc = true,
                 "--api-key" => a.api_key = true,
                 "--revoke-uri" => a.revoke_uri = Some(value(&flag)?),
+                "--proxy" => a.proxy = Some(value(&flag)?),
+                "--no-proxy" => a.no_proxy = true,
+                "--root-certificates" => {
+                    let path = value(&flag)?;
+                    let pem = std::fs::read(&path)
+                        .map_err(|e| format!("--root-certificates {path:?}: {e}"))?;
+                    a.root_certificates = Some(pem);
+                }
+                "--vertex-project" => a.vertex_project = Some(value(&flag)?),
+                "--vertex-location" => a.vertex_location = Some(value(&flag)?),
+                "--vertex-origin" => a.vertex_origin = Some(value(&flag)?),
+                "--keyring" if cfg!(feature = "keyring") => a.keyring = Some(value(&flag)?),
+                "--keyring" => return Err("--keyring needs the `keyring` feature".into()),
+                "--impersonate-service-account" => a.impersonate = Some(value(&flag)?),
+                "--iam-endpoint" => a.iam_endpoint = Some(value(&flag)?),
                 f if extra_flags_with_value.contains(&f) => {
                     let v = value(f)?;
                     a.rest.push(flag);
@@ -99,6 +143,17 @@ impl Args {
                 f if f.starts_with("--") && !extra_flags_with_value.is_empty() => a.rest.push(flag),
                 other => return Err(format!("unknown argument {other:?}")),
             }
+        }
+        if a.proxy.is_some() && a.no_proxy {
+            return Err("--proxy and --no-proxy exclude each other".into());
+        }
+        match (&a.vertex_project, &a.vertex_location) {
+            (Some(_), None) => return Err("--vertex-project needs --vertex-location".into()),
+            (None, Some(_)) => return Err("--vertex-location needs --vertex-project".into()),
+            (None, None) if a.vertex_origin.is_some() => {
+                return Err("--vertex-origin needs --vertex-project and --vertex-location".into());
+            }
+            _ => {}
         }
         Ok(Some(a))
     }
@@ -132,9 +187,14 @@ impl Args {
 
     /// A loader for the user's sign-in, configured from the flags.
     pub fn loader(&self) -> CredentialLoader {
-        let mut l = self.oauth(CredentialLoader::new().token_store(FileTokenStore::new(
-            self.token.as_deref().unwrap_or("token.json"),
-        )));
+        let l = CredentialLoader::new();
+        let l = match self.keyring_store() {
+            Some(store) => l.token_store(store),
+            None => l.token_store(FileTokenStore::new(
+                self.token.as_deref().unwrap_or("token.json"),
+            )),
+        };
+        let mut l = self.oauth(l);
         if let Some(s) = &self.client_secret {
             l = l.client_secret_file(s);
         }
@@ -150,6 +210,32 @@ impl Args {
         l
     }
 
+    #[cfg(feature = "keyring")]
+    fn keyring_store(&self) -> Option<gemini_oauth::KeyringTokenStore> {
+        self.keyring
+            .as_ref()
+            .map(gemini_oauth::KeyringTokenStore::new)
+    }
+
+    #[cfg(not(feature = "keyring"))]
+    fn keyring_store(&self) -> Option<FileTokenStore> {
+        None
+    }
+
+    /// With `--keyring NAME --token FILE`: moves FILE into the keyring.
+    async fn migrate(&self) -> gemini_oauth::Result<()> {
+        #[cfg(feature = "keyring")]
+        if let (Some(store), Some(file)) = (self.keyring_store(), &self.token)
+            && store.migrate_from_file(file).await? == gemini_oauth::Migration::Moved
+        {
+            eprintln!(
+                "moved {file} into the keyring entry gemini-oauth/{}",
+                store.account()
+            );
+        }
+        Ok(())
+    }
+
     /// The flags every kind of credentials takes.
     fn common<K>(&self, mut l: CredentialLoader<K>) -> CredentialLoader<K> {
         if let Some(p) = &self.quota_project {
@@ -160,6 +246,15 @@ impl Args {
         }
         if let Some(t) = self.timeout {
             l = l.timeout(t);
+        }
+        if let Some(p) = &self.proxy {
+            l = l.proxy(p);
+        }
+        if self.no_proxy {
+            l = l.no_proxy();
+        }
+        if let Some(pem) = &self.root_certificates {
+            l = l.root_certificates_pem(pem);
         }
         l
     }
@@ -175,6 +270,21 @@ impl Args {
         }
         if let Some(u) = &self.revoke_uri {
             l = l.revoke_uri(u);
+        }
+        if let (Some(p), Some(loc)) = (&self.vertex_project, &self.vertex_location) {
+            l = l.vertex_ai(p, loc);
+        }
+        if let Some(o) = &self.vertex_origin {
+            l = l.vertex_ai_origin(o);
+        }
+        if let Some(u) = &self.iam_endpoint {
+            l = l.iam_endpoint(u);
+        }
+        if let Some(list) = &self.impersonate {
+            // As gcloud reads it: the last account is the target.
+            let mut accounts: Vec<&str> = list.split(',').map(str::trim).collect();
+            let target = accounts.pop().unwrap_or_default();
+            l = l.impersonate_service_account(target, accounts);
         }
         l
     }
@@ -199,6 +309,9 @@ impl Args {
                     ("--scope", !self.scopes.is_empty()),
                     ("--token-uri", self.token_uri.is_some()),
                     ("--revoke-uri", self.revoke_uri.is_some()),
+                    ("--vertex-project", self.vertex_project.is_some()),
+                    ("--impersonate-service-account", self.impersonate.is_some()),
+                    ("--iam-endpoint", self.iam_endpoint.is_some()),
                 ],
             );
             return self
@@ -206,6 +319,7 @@ impl Args {
                 .load()
                 .await;
         }
+        self.migrate().await?;
         customize(self.loader()).load().await
     }
 
@@ -219,6 +333,7 @@ impl Args {
         let user_only = [
             ("--client-secret", self.client_secret.is_some()),
             ("--token", self.token.is_some()),
+            ("--keyring", self.keyring.is_some()),
             ("--auth-uri", self.auth_uri.is_some()),
             (
                 "--no-browser/--headless/--no-consent",

@@ -4,14 +4,21 @@
 use std::sync::Arc;
 
 use super::CredentialLoader;
+use super::impersonate::impersonated;
 use super::kind::ApplicationDefault;
 use super::user::{refreshed_credentials, user_credentials};
-use crate::adc::{self, Found};
+use crate::adc::{self, Found, ImpersonatedFile, SourceFile};
 use crate::credentials::{Credentials, Kind, Settings};
-use crate::error::Result;
+use crate::env;
+use crate::error::{Error, Result};
+use crate::source::external_account::{ExternalAccount, ExternalAccountConfig};
+use crate::source::external_user::ExternalUser;
+use crate::source::impersonated::Target;
 use crate::source::metadata::MetadataSource;
 use crate::source::user::{Outcome, UserSource};
+use crate::token::TokenFileProblem;
 use crate::token_cache::{CacheOptions, TokenCache, TokenSource};
+use crate::universe::Universe;
 
 impl CredentialLoader<ApplicationDefault> {
     /// Application Default Credentials instead of `client_secret.json` and a
@@ -19,10 +26,80 @@ impl CredentialLoader<ApplicationDefault> {
     /// then gcloud's file (`$CLOUDSDK_CONFIG/application_default_credentials.json`,
     /// else `~/.config/gcloud/…`, `%APPDATA%\gcloud\…` on Windows), then the
     /// GCE metadata server (`GCE_METADATA_HOST`; skipped when `NO_GCE_CHECK=true`).
-    /// `authorized_user` and (feature `service-account`) `service_account`
-    /// files are supported.
+    /// `authorized_user`, `impersonated_service_account`,
+    /// `external_account` (workload and workforce identity federation),
+    /// `external_account_authorized_user` and (feature `service-account`)
+    /// `service_account` files are supported.
     pub fn application_default() -> Self {
         Self::of_kind(ApplicationDefault::default())
+    }
+
+    /// The universe domain of the API these credentials will call (default:
+    /// `GOOGLE_CLOUD_UNIVERSE_DOMAIN`, else the credentials' own, read from
+    /// the file's `universe_domain` or the metadata server). `load()` refuses
+    /// credentials of another universe with
+    /// [`Error::UniverseMismatch`](crate::Error::UniverseMismatch), before
+    /// any token request, as Google's Cloud client libraries do.
+    pub fn universe_domain(mut self, domain: impl Into<String>) -> Self {
+        self.kind.universe_domain = Some(domain.into());
+        self
+    }
+
+    /// The configured universe and what configured it, if any.
+    fn configured_universe(&self) -> Result<Option<(Universe, String)>> {
+        let (domain, origin) = match (
+            &self.kind.universe_domain,
+            env::nonempty(env::GOOGLE_CLOUD_UNIVERSE_DOMAIN),
+        ) {
+            (Some(d), _) => (d.clone(), "CredentialLoader::universe_domain".to_owned()),
+            (None, Some(d)) => (d, env::GOOGLE_CLOUD_UNIVERSE_DOMAIN.to_owned()),
+            (None, None) => return Ok(None),
+        };
+        Universe::from_origin(&domain, &origin).map(|u| Some((u, origin)))
+    }
+
+    /// The credentials' universe, checked against the configured one.
+    async fn universe(&self, found: &Found) -> Result<Universe> {
+        let (universe, source_name) = match found {
+            Found::User { record, path } => {
+                let origin = path.display().to_string();
+                let universe = match record.universe_domain.as_deref() {
+                    Some(d) if !d.is_empty() => Universe::from_origin(d, &origin)?,
+                    _ => Universe::default(),
+                };
+                (universe, origin)
+            }
+            #[cfg(feature = "service-account")]
+            Found::ServiceAccount(key) => (key.universe().clone(), key.path_name()),
+            Found::Metadata(server) => (server.universe_domain().await?, server.describe()),
+            // Neither file names a universe of its own: Google's.
+            Found::Impersonated(file) => (Universe::default(), file.path.display().to_string()),
+            Found::ExternalUser(file) => (Universe::default(), file.path.display().to_string()),
+            Found::ExternalAccount(config) => {
+                let origin = config.path.display().to_string();
+                (
+                    Universe::from_origin(&config.universe_domain, &origin)?,
+                    origin,
+                )
+            }
+        };
+        match self.configured_universe()? {
+            Some((api, origin)) if api != universe => Err(Error::UniverseMismatch {
+                source_name,
+                credentials: universe.domain().to_owned(),
+                api: api.domain().to_owned(),
+                api_origin: origin,
+            }),
+            _ => Ok(universe),
+        }
+    }
+
+    /// Uses the credentials file at `path` (any type the lookup accepts)
+    /// instead of looking: google-auth's `load_credentials_from_file`. A
+    /// missing file is an error, as for `GOOGLE_APPLICATION_CREDENTIALS`.
+    pub fn credentials_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.kind.file = Some(path.into());
+        self
     }
 
     /// Finds the credentials and gets a first access token. A user's file is
@@ -30,16 +107,46 @@ impl CredentialLoader<ApplicationDefault> {
     ///
     /// # Errors
     /// [`Error::NoCredentials`](crate::Error::NoCredentials) listing every
-    /// place tried; the file's problems
+    /// place tried; [`Error::UniverseMismatch`](crate::Error::UniverseMismatch)
+    /// and [`Error::InvalidUniverseDomain`](crate::Error::InvalidUniverseDomain);
+    /// the file's problems
     /// ([`Error::TokenFile`](crate::Error::TokenFile),
     /// [`Error::UnsupportedCredential`](crate::Error::UnsupportedCredential));
-    /// the first token request's errors.
+    /// the first token request's errors, the IAM Credentials API's for
+    /// impersonation ([`Error::Impersonation`](crate::Error::Impersonation)).
     #[tracing::instrument(skip_all, name = "gemini_oauth::load_adc")]
     pub async fn load(self) -> Result<Credentials> {
-        match adc::find(&self.common.scopes).await? {
+        let common = self.common.clone();
+        let mut plain = self;
+        if common.impersonate.is_some() {
+            // What google-auth asks a service account for as a source.
+            plain.common.scopes = Some(vec![crate::scopes::IAM.to_owned()]);
+        }
+        let creds = plain.load_found().await?;
+        Self::impersonate_if_asked(&common, creds).await
+    }
+
+    async fn load_found(self) -> Result<Credentials> {
+        let found = match &self.kind.file {
+            Some(path) => adc::from_file(path).await?,
+            None => adc::find(&self.common.scopes()).await?,
+        };
+        let universe = self.universe(&found).await?;
+        match found {
             Found::User { record, path } => {
-                let settings = self.settings(record.quota_project_id().map(str::to_owned))?;
-                let endpoints = self.endpoints(&settings.http);
+                let quota = record.quota_project_id().map(str::to_owned);
+                let settings = self.settings_in(quota, &universe)?;
+                let mut endpoints = self.endpoints(&settings.http);
+                if !universe.is_default() {
+                    if record.token_uri.is_none() {
+                        endpoints
+                            .token_uri
+                            .get_or_insert_with(|| universe.token_uri());
+                    }
+                    if self.common.revoke_uri.is_none() {
+                        endpoints.revoke_uri = universe.revoke_uri();
+                    }
+                }
                 let name = path.display().to_string();
                 let user = Arc::new(UserSource::new(None, name, *record, endpoints));
                 // gcloud's file holds no access token: get one now.
@@ -55,26 +162,153 @@ impl CredentialLoader<ApplicationDefault> {
                 }
             }
             Found::Metadata(server) => {
-                let settings = self.settings(None)?;
+                let settings = self.settings_in(None, &universe)?;
                 let source = MetadataSource {
                     server,
-                    http: Arc::clone(&settings.http),
+                    // Never through a proxy: the server is on this machine's link.
+                    http: Arc::new(settings.http.direct()),
                 };
                 first_token(Arc::new(source), settings, &self.common.cache).await
             }
+            Found::ExternalAccount(config) => self.external_account(*config, &universe).await,
             #[cfg(feature = "service-account")]
             Found::ServiceAccount(key) => {
-                let settings = self.settings(None)?;
+                let settings = self.settings_in(None, &universe)?;
                 let source = crate::source::service_account::ServiceAccount::new(
                     *key,
-                    &self.common.scopes,
+                    &self.common.scopes(),
                     self.common.token_uri.clone(),
                     Arc::clone(&settings.http),
                     crate::token_endpoint::Retry::default(),
                 );
                 first_token(Arc::new(source), settings, &self.common.cache).await
             }
+            Found::ExternalUser(file) => {
+                let settings = self.settings(file.quota_project_id.clone())?;
+                let source = Arc::new(ExternalUser::new(
+                    *file,
+                    self.common.token_uri.clone(),
+                    Arc::clone(&settings.http),
+                ));
+                match source.cached_token() {
+                    Some(first) => {
+                        let cache = TokenCache::new(source, first, self.common.cache.clone())?;
+                        Ok(Credentials::new(
+                            Kind::Token { cache, user: None },
+                            settings,
+                        ))
+                    }
+                    None => first_token(source, settings, &self.common.cache).await,
+                }
+            }
+            Found::Impersonated(file) => self.impersonated_file(*file).await,
         }
+    }
+
+    /// An `impersonated_service_account` file: its source credentials in a
+    /// cache of their own (tokens reused until they expire), then IAM.
+    async fn impersonated_file(self, file: ImpersonatedFile) -> Result<Credentials> {
+        let settings = self.settings(file.quota_project.clone())?;
+        let http = Arc::clone(&settings.http);
+        let mut first = None;
+        let source: Arc<dyn TokenSource> = match file.source {
+            SourceFile::User(record) => Arc::new(UserSource::new(
+                None,
+                file.path.display().to_string(),
+                *record,
+                self.endpoints(&http),
+            )),
+            #[cfg(feature = "service-account")]
+            SourceFile::ServiceAccount(key) => {
+                Arc::new(crate::source::service_account::ServiceAccount::new(
+                    *key,
+                    &[crate::scopes::IAM.to_owned()],
+                    self.common.token_uri.clone(),
+                    Arc::clone(&http),
+                    crate::token_endpoint::Retry::default(),
+                ))
+            }
+            SourceFile::ExternalUser(eau) => {
+                let source =
+                    ExternalUser::new(*eau, self.common.token_uri.clone(), Arc::clone(&http));
+                first = source.cached_token();
+                Arc::new(source)
+            }
+        };
+        // Refresh events are the impersonated token's; the source's are not reported.
+        let source_options = CacheOptions {
+            on_refresh: None,
+            ..self.common.cache.clone()
+        };
+        let cache = match first {
+            Some(first) => TokenCache::new(source, first, source_options)?,
+            None => TokenCache::lazy(source, source_options)?,
+        };
+        let target = Target::from_url(
+            &file.url,
+            file.delegates,
+            self.common.scopes(),
+            self.common.iam_endpoint.as_deref(),
+        )
+        .ok_or_else(|| Error::TokenFile {
+            path: file.path.clone(),
+            problem: TokenFileProblem::InvalidValue("service_account_impersonation_url"),
+        })?;
+        impersonated(cache, target, settings, &self.common.cache).await
+    }
+}
+
+impl CredentialLoader<ApplicationDefault> {
+    /// An `external_account` file: the STS exchange, then, when the file
+    /// names `service_account_impersonation_url`, IAM over the STS tokens
+    /// (kept in a cache of their own), with the file's token lifetime.
+    async fn external_account(
+        self,
+        config: ExternalAccountConfig,
+        universe: &Universe,
+    ) -> Result<Credentials> {
+        let settings = self.settings_in(config.quota_project_id.clone(), universe)?;
+        let http = Arc::clone(&settings.http);
+        let Some(url) = config.impersonation_url.clone() else {
+            let source = ExternalAccount::new(
+                config,
+                &self.common.scopes(),
+                self.common.token_uri.clone(),
+                http,
+                crate::token_endpoint::Retry::default(),
+            );
+            return first_token(Arc::new(source), settings, &self.common.cache).await;
+        };
+        let path = config.path.clone();
+        let lifetime = config.impersonation_lifetime;
+        // What google-auth asks any scoped source of impersonation for.
+        let sts_scopes = [crate::scopes::IAM.to_owned()];
+        let source = ExternalAccount::new(
+            config,
+            &sts_scopes,
+            self.common.token_uri.clone(),
+            http,
+            crate::token_endpoint::Retry::default(),
+        );
+        let source_options = CacheOptions {
+            on_refresh: None,
+            ..self.common.cache.clone()
+        };
+        let cache = TokenCache::lazy(Arc::new(source), source_options)?;
+        let mut target = Target::from_url(
+            &url,
+            Vec::new(),
+            self.common.scopes(),
+            self.common.iam_endpoint.as_deref(),
+        )
+        .ok_or_else(|| Error::TokenFile {
+            path,
+            problem: TokenFileProblem::InvalidValue("service_account_impersonation_url"),
+        })?;
+        if let Some(lifetime) = lifetime {
+            target.lifetime = lifetime;
+        }
+        impersonated(cache, target, settings, &self.common.cache).await
     }
 }
 

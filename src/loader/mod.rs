@@ -6,6 +6,7 @@
 mod adc;
 mod api_key;
 mod fixed;
+mod impersonate;
 pub mod kind;
 mod user;
 
@@ -14,18 +15,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::credentials::Settings;
-use crate::endpoints::{GEMINI_API_BASE, GOOGLE_REVOKE_URI};
 use crate::env;
 use crate::error::{Error, Result};
 use crate::headers::sensitive;
 use crate::http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HttpClient};
+use crate::proxy::Proxy;
 use crate::scopes;
 use crate::source::user::Endpoints;
 use crate::token_cache::{CacheOptions, RefreshEvent};
 use crate::token_endpoint::Retry;
-use crate::url::check_endpoint;
+use crate::universe::Universe;
+use crate::url::{check_endpoint, redact};
+use crate::vertex::{VertexAi, VertexProblem};
 
 /// Builds [`Credentials`](crate::Credentials). Building is cheap and does no
 /// I/O; everything happens in `load()`.
@@ -68,28 +72,73 @@ pub struct CredentialLoader<K = kind::UserFlow> {
 #[derive(Clone)]
 struct Common {
     extra_roots_pem: Vec<u8>,
-    scopes: Vec<String>,
+    /// `None`: the default for the service (cloud-platform for Vertex AI).
+    scopes: Option<Vec<String>>,
+    vertex: Option<VertexAi>,
+    vertex_origin: Option<String>,
     quota_project: Option<String>,
     api_base: Option<String>,
     token_uri: Option<String>,
     revoke_uri: Option<String>,
+    /// The IAM Credentials API's base URL, for impersonation.
+    iam_endpoint: Option<String>,
+    /// A service account to impersonate with the loaded credentials.
+    impersonate: Option<impersonate::Impersonation>,
     timeout: Duration,
     connect_timeout: Duration,
+    proxy: ProxySetting,
     cache: CacheOptions,
+}
+
+/// Where the proxy comes from.
+#[derive(Clone)]
+enum ProxySetting {
+    /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, read at `load()`.
+    Env,
+    /// May hold a password.
+    Url(SecretString),
+    Off,
+}
+
+impl fmt::Debug for ProxySetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProxySetting::Env => f.write_str("(from the environment)"),
+            ProxySetting::Url(url) => f.write_str(&redact(url.expose_secret())),
+            ProxySetting::Off => f.write_str("(none)"),
+        }
+    }
 }
 
 impl Default for Common {
     fn default() -> Self {
         Common {
             extra_roots_pem: Vec::new(),
-            scopes: vec![scopes::GENERATIVE_LANGUAGE_RETRIEVER.to_owned()],
+            scopes: None,
+            vertex: None,
+            vertex_origin: None,
             quota_project: None,
             api_base: None,
             token_uri: None,
             revoke_uri: None,
+            iam_endpoint: None,
+            impersonate: None,
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            proxy: ProxySetting::Env,
             cache: CacheOptions::default(),
+        }
+    }
+}
+
+impl Common {
+    /// The scopes set, else cloud-platform for Vertex AI (which accepts no
+    /// narrower scope), else the quickstart's generative-language.retriever.
+    fn scopes(&self) -> Vec<String> {
+        match (&self.scopes, &self.vertex) {
+            (Some(s), _) => s.clone(),
+            (None, Some(_)) => vec![scopes::CLOUD_PLATFORM.to_owned()],
+            (None, None) => vec![scopes::GENERATIVE_LANGUAGE_RETRIEVER.to_owned()],
         }
     }
 }
@@ -99,12 +148,17 @@ impl<K: fmt::Debug> fmt::Debug for CredentialLoader<K> {
         let c = &self.common;
         f.debug_struct("CredentialLoader")
             .field("kind", &self.kind)
-            .field("scopes", &c.scopes)
+            .field("scopes", &c.scopes())
+            .field("vertex_ai", &c.vertex)
+            .field("vertex_ai_origin", &c.vertex_origin.as_deref().map(redact))
             .field("quota_project", &c.quota_project)
-            .field("api_base", &c.api_base)
-            .field("token_uri", &c.token_uri)
+            .field("api_base", &c.api_base.as_deref().map(redact))
+            .field("token_uri", &c.token_uri.as_deref().map(redact))
+            .field("iam_endpoint", &c.iam_endpoint.as_deref().map(redact))
+            .field("impersonate", &c.impersonate)
             .field("timeout", &c.timeout)
             .field("connect_timeout", &c.connect_timeout)
+            .field("proxy", &c.proxy)
             .field("refresh_margin", &c.cache.refresh_margin)
             .field("on_refresh", &c.cache.on_refresh.is_some())
             .finish_non_exhaustive()
@@ -156,17 +210,52 @@ impl<K> CredentialLoader<K> {
         self
     }
 
+    /// Sends every request through this `http://` proxy (the token
+    /// endpoint, revocation and the API; never the metadata server), instead
+    /// of the proxies named by `HTTPS_PROXY`, `HTTP_PROXY` and `ALL_PROXY`;
+    /// `NO_PROXY` is not read then. A user name and password in the URL
+    /// (`http://user:pass@proxy:3128`) are sent as `Proxy-Authorization:
+    /// Basic` and never shown. Checked by `load()`
+    /// ([`Error::Proxy`](crate::Error::Proxy)).
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.common.proxy = ProxySetting::Url(SecretString::from(url.into()));
+        self
+    }
+
+    /// Connects directly, ignoring the proxy variables of the environment.
+    pub fn no_proxy(mut self) -> Self {
+        self.common.proxy = ProxySetting::Off;
+        self
+    }
+
     /// What every kind of credentials carries for its calls. The quota
     /// project is the explicit one, else `GOOGLE_CLOUD_QUOTA_PROJECT`, else
     /// the file's.
     fn settings(&self, file_quota: Option<String>) -> Result<Settings> {
+        self.settings_in(file_quota, &Universe::default())
+    }
+
+    /// [`settings`](Self::settings) for credentials of `universe`, whose
+    /// Gemini endpoint is the default API base.
+    fn settings_in(&self, file_quota: Option<String>, universe: &Universe) -> Result<Settings> {
         let c = &self.common;
-        let api_base = c
-            .api_base
-            .clone()
-            .or_else(|| env::nonempty(env::GEMINI_API_BASE))
-            .unwrap_or_else(|| GEMINI_API_BASE.to_owned());
+        let api_base = match (&c.vertex, &c.api_base) {
+            (Some(_), Some(_)) => return Err(Error::VertexAi(VertexProblem::ConflictsWithApiBase)),
+            // GEMINI_API_BASE names the Gemini API, not Vertex AI: not read here.
+            (Some(vertex), None) => vertex
+                .api_base(c.vertex_origin.as_deref())
+                .map_err(Error::VertexAi)?,
+            (None, Some(base)) => base.clone(),
+            (None, None) => {
+                env::nonempty(env::GEMINI_API_BASE).unwrap_or_else(|| universe.gemini_api_base())
+            }
+        };
         check_endpoint(&api_base)?;
+        let proxy = match &c.proxy {
+            ProxySetting::Env => Proxy::from_env(),
+            ProxySetting::Url(url) => Proxy::from_url(url.expose_secret())?,
+            ProxySetting::Off => Proxy::none(),
+        };
         let quota_project = c
             .quota_project
             .clone()
@@ -181,14 +270,18 @@ impl<K> CredentialLoader<K> {
             })
             .transpose()?;
         Ok(Settings {
+            universe_domain: universe.domain().to_owned(),
             quota_project,
             quota_header,
             api_base,
-            http: Arc::new(HttpClient::with_roots(
-                c.timeout,
-                c.connect_timeout,
-                parse_pem_certificates(&c.extra_roots_pem)?,
-            )),
+            http: Arc::new(
+                HttpClient::with_roots(
+                    c.timeout,
+                    c.connect_timeout,
+                    parse_pem_certificates(&c.extra_roots_pem)?,
+                )
+                .with_proxy(proxy),
+            ),
         })
     }
 }
@@ -202,7 +295,35 @@ impl<K: kind::OAuthKind> CredentialLoader<K> {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.common.scopes = scopes.into_iter().map(Into::into).collect();
+        self.common.scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Calls Gemini models through Vertex AI instead of the Gemini API: the
+    /// API base becomes
+    /// `https://{location}-aiplatform.googleapis.com/v1/projects/{project}/locations/{location}/publishers/google`
+    /// (`https://aiplatform.googleapis.com/…` for `global`), and the scopes,
+    /// unless set, become [`scopes::CLOUD_PLATFORM`](crate::scopes::CLOUD_PLATFORM).
+    /// `GEMINI_API_BASE` is not read then, and an explicit
+    /// [`api_base`](Self::api_base) is an error at `load()`
+    /// ([`VertexProblem::ConflictsWithApiBase`](crate::VertexProblem::ConflictsWithApiBase)):
+    /// use [`vertex_ai_origin`](Self::vertex_ai_origin) to aim at another host.
+    /// The project and location are checked by `load()`
+    /// ([`Error::VertexAi`](crate::Error::VertexAi)).
+    pub fn vertex_ai(mut self, project: impl Into<String>, location: impl Into<String>) -> Self {
+        self.common.vertex = Some(VertexAi {
+            project: project.into(),
+            location: location.into(),
+        });
+        self
+    }
+
+    /// The scheme and host Vertex AI is reached at, instead of
+    /// `https://{location}-aiplatform.googleapis.com` (a private endpoint, a
+    /// local test server); the `/v1/projects/…` path is kept. Has effect only
+    /// with [`vertex_ai`](Self::vertex_ai), in either order.
+    pub fn vertex_ai_origin(mut self, origin: impl Into<String>) -> Self {
+        self.common.vertex_origin = Some(origin.into());
         self
     }
 
@@ -254,7 +375,7 @@ impl<K: kind::OAuthKind> CredentialLoader<K> {
                 .common
                 .revoke_uri
                 .clone()
-                .unwrap_or_else(|| GOOGLE_REVOKE_URI.to_owned()),
+                .unwrap_or_else(|| Universe::default().revoke_uri()),
         }
     }
 }

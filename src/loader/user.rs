@@ -111,8 +111,17 @@ impl CredentialLoader<UserFlow> {
     /// [`Error::Timeout`](crate::Error::Timeout), …) and
     /// [`Error::ClientSecretNotFound`](crate::Error::ClientSecretNotFound)
     /// when there is no client secret file.
+    /// With [`impersonate_service_account`](Self::impersonate_service_account),
+    /// also the IAM Credentials API's
+    /// ([`Error::Impersonation`](crate::Error::Impersonation)).
     #[tracing::instrument(skip_all, name = "gemini_oauth::load")]
     pub async fn load(self) -> Result<Credentials> {
+        let common = self.common.clone();
+        let creds = self.load_user().await?;
+        Self::impersonate_if_asked(&common, creds).await
+    }
+
+    async fn load_user(self) -> Result<Credentials> {
         let store: Arc<dyn DynTokenStore> = match &self.kind.store {
             Some(s) => Arc::clone(s),
             None => Arc::new(FileTokenStore::new("token.json")),
@@ -124,7 +133,7 @@ impl CredentialLoader<UserFlow> {
             .and_then(|s| s.quota_project_id().map(str::to_owned));
         let settings = self.settings(file_quota)?;
         let endpoints = self.endpoints(&settings.http);
-        let scopes = &self.common.scopes;
+        let scopes = &self.common.scopes();
         if decide(stored.as_ref(), scopes, None) == Decision::Use
             && let Some(record) = stored
         {
@@ -161,6 +170,7 @@ impl CredentialLoader<UserFlow> {
 
     /// Runs the consent flow and returns the record to store.
     async fn sign_in(self, reason: &ConsentReason, settings: &Settings) -> Result<StoredToken> {
+        let scopes = self.common.scopes();
         let mut secret = match self.kind.secret {
             SecretSource::File(path) => ClientSecret::from_file(path).await?,
             SecretSource::Given(secret) => *secret,
@@ -176,14 +186,8 @@ impl CredentialLoader<UserFlow> {
         // A refresh token must be issued again when the old one is gone or rejected.
         let mut flow = self.kind.flow;
         flow.force_consent = !matches!(reason, ConsentReason::NoToken);
-        let mut record = consent::run(
-            &secret,
-            &self.common.scopes,
-            &flow,
-            &settings.http,
-            Retry::default(),
-        )
-        .await?;
+        let mut record =
+            consent::run(&secret, &scopes, &flow, &settings.http, Retry::default()).await?;
         record.token_uri = Some(stored_token_uri);
         Ok(record)
     }

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::http::HttpClient;
 use crate::token_cache::{BoxFuture, Fetched, TokenSource};
 use crate::token_endpoint::{MAX_TOKEN_RESPONSE, TokenResponse, parse_response};
+use crate::universe::Universe;
 
 /// The link-local address, not `metadata.google.internal`: a spoofed DNS
 /// answer must not choose the identity (Go's metadata client does the same).
@@ -23,6 +24,9 @@ const DEFAULT_HOST: &str = "169.254.169.254";
 /// A laptop has no metadata server: do not keep its user waiting.
 pub(crate) const PING_TIMEOUT: Duration = Duration::from_millis(1500);
 const FLAVOR: &str = "metadata-flavor";
+/// The universe request is one small answer from a local server, as
+/// google-auth's 3 s metadata timeout.
+const UNIVERSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A metadata server that answered the ping.
 #[derive(Debug, Clone)]
@@ -90,6 +94,39 @@ impl MetadataServer {
 
     pub(crate) fn describe(&self) -> String {
         format!("the metadata server at {}", self.host)
+    }
+
+    /// The instance's universe domain, as google-auth's
+    /// `_metadata.get_universe_domain`: `universe/universe-domain`, where a
+    /// 404 or an empty answer means `googleapis.com`.
+    pub(crate) async fn universe_domain(&self) -> Result<Universe> {
+        let url = format!(
+            "http://{}/computeMetadata/v1/universe/universe-domain",
+            self.host
+        );
+        let http = HttpClient::new(UNIVERSE_TIMEOUT, UNIVERSE_TIMEOUT);
+        let resp = http.send(request(&url)?, MAX_TOKEN_RESPONSE).await?;
+        let status = resp.status().as_u16();
+        if status == 404 {
+            return Ok(Universe::default());
+        }
+        let problem = match (status, is_flavored(&resp)) {
+            (200, true) => None,
+            (200, false) => Some("the answer lacks the Metadata-Flavor: Google header"),
+            _ => Some("the universe domain could not be read"),
+        };
+        if let Some(problem) = problem {
+            return Err(Error::TokenResponse {
+                endpoint: url,
+                status,
+                problem: problem.into(),
+            });
+        }
+        let domain = String::from_utf8_lossy(resp.body());
+        match domain.trim() {
+            "" => Ok(Universe::default()),
+            d => Universe::from_origin(d, &self.describe()),
+        }
     }
 }
 

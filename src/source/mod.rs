@@ -1,7 +1,10 @@
 //! Token sources: where each kind of credentials gets new access tokens,
 //! one [`TokenSource`](crate::token_cache::TokenSource) each, under the token cache.
 
+pub(crate) mod external_account;
+pub(crate) mod external_user;
 pub(crate) mod fixed;
+pub(crate) mod impersonated;
 pub(crate) mod metadata;
 #[cfg(feature = "service-account")]
 pub(crate) mod service_account;

@@ -16,12 +16,12 @@ use rustls_pki_types::pem::PemObject;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::endpoints::GOOGLE_TOKEN_URI;
 use crate::error::{Error, Result};
 use crate::http::HttpClient;
 use crate::token::TokenFileProblem;
 use crate::token_cache::{BoxFuture, Fetched, TokenSource};
 use crate::token_endpoint::{self, Retry};
+use crate::universe::Universe;
 
 /// The assertion's lifetime; Google accepts at most an hour.
 const ASSERTION_LIFETIME: Duration = Duration::from_secs(3600);
@@ -32,6 +32,7 @@ pub(crate) struct ServiceAccountKey {
     key_id: Option<String>,
     key: RsaKeyPair,
     token_uri: String,
+    universe: Universe,
 }
 
 impl ServiceAccountKey {
@@ -60,28 +61,68 @@ impl ServiceAccountKey {
             .map_err(|_| bad(TokenFileProblem::BadPrivateKey))?;
         let key = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der())
             .map_err(|_| bad(TokenFileProblem::BadPrivateKey))?;
+        let universe = match text("universe_domain")? {
+            Some(d) => Universe::from_origin(&d, &path.display().to_string())?,
+            None => Universe::default(),
+        };
         Ok(ServiceAccountKey {
             email: required("client_email")?,
             key_id: text("private_key_id")?,
             key,
-            token_uri: text("token_uri")?.unwrap_or_else(|| GOOGLE_TOKEN_URI.to_owned()),
+            token_uri: text("token_uri")?.unwrap_or_else(|| universe.token_uri()),
+            universe,
         })
+    }
+
+    /// The key as messages name it.
+    pub(crate) fn path_name(&self) -> String {
+        format!("service account {}", self.email)
+    }
+
+    /// The key's `universe_domain` (default `googleapis.com`).
+    pub(crate) fn universe(&self) -> &Universe {
+        &self.universe
     }
 
     /// The signed assertion for `scopes` at `token_uri`, issued `now`.
     fn assertion(&self, scopes: &[String], token_uri: &str, now: SystemTime) -> Result<String> {
         let iat = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        let mut header = json!({"alg": "RS256", "typ": "JWT"});
-        if let Some(kid) = &self.key_id {
-            header["kid"] = json!(kid);
-        }
-        let claims = json!({
+        self.sign(&json!({
             "iss": self.email,
             "scope": scopes.join(" "),
             "aud": token_uri,
             "iat": iat,
             "exp": iat + ASSERTION_LIFETIME.as_secs(),
+        }))
+    }
+
+    /// A self-signed JWT used as the access token itself, as google-auth
+    /// does outside `googleapis.com` (AIP-4111: `iss` and `sub` the
+    /// account, the scopes in `scope`, no audience, an hour's life).
+    fn self_signed(&self, scopes: &[String], now: SystemTime) -> Result<Fetched> {
+        let iat = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let mut claims = json!({
+            "iss": self.email,
+            "sub": self.email,
+            "iat": iat,
+            "exp": iat + ASSERTION_LIFETIME.as_secs(),
         });
+        if !scopes.is_empty() {
+            claims["scope"] = json!(scopes.join(" "));
+        }
+        Ok(Fetched {
+            token: SecretString::from(self.sign(&claims)?),
+            expires_at: UNIX_EPOCH + Duration::from_secs(iat) + ASSERTION_LIFETIME,
+            refresh_token_rotated: false,
+        })
+    }
+
+    /// `claims` as a JWT signed RS256 with the key (`kid`: its id).
+    fn sign(&self, claims: &Value) -> Result<String> {
+        let mut header = json!({"alg": "RS256", "typ": "JWT"});
+        if let Some(kid) = &self.key_id {
+            header["kid"] = json!(kid);
+        }
         let signed = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),
@@ -136,6 +177,12 @@ impl ServiceAccount {
 impl TokenSource for ServiceAccount {
     fn fetch(&self) -> BoxFuture<'_, Result<Fetched>> {
         Box::pin(async move {
+            // Outside Google's public universe there is no token exchange
+            // for keys: the signed JWT is the token (google-auth's
+            // always_use_jwt_access).
+            if !self.key.universe.is_default() {
+                return self.key.self_signed(&self.scopes, SystemTime::now());
+            }
             let assertion = self
                 .key
                 .assertion(&self.scopes, &self.token_uri, SystemTime::now())?;

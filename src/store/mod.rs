@@ -1,7 +1,10 @@
 //! Where tokens live between runs: the [`TokenStore`] trait and its
-//! file, memory and (feature `redis`) Redis implementations.
+//! file, memory, (feature `redis`) Redis and (feature `keyring`) OS keyring
+//! implementations.
 
 pub(crate) mod file;
+#[cfg(feature = "keyring")]
+mod keyring;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
@@ -11,6 +14,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+#[cfg(feature = "keyring")]
+pub use self::keyring::{KeyringTokenStore, Migration};
 #[cfg(feature = "redis")]
 pub use self::redis::RedisTokenStore;
 pub use file::FileTokenStore;

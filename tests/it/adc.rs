@@ -328,7 +328,11 @@ fn nothing_found_lists_every_place_tried_and_what_to_run() {
 fn other_credential_types_are_named_as_unsupported() {
     let home = tempfile::tempdir().unwrap();
     let file = home.path().join("ext.json");
-    std::fs::write(&file, r#"{"type": "external_account", "audience": "x"}"#).unwrap();
+    std::fs::write(
+        &file,
+        r#"{"type": "gdch_service_account", "audience": "x"}"#,
+    )
+    .unwrap();
     let out = run(
         "print_access_token",
         home.path(),
@@ -338,7 +342,7 @@ fn other_credential_types_are_named_as_unsupported() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
-        err.contains("\"external_account\" is not supported yet") && err.contains("ext.json"),
+        err.contains("\"gdch_service_account\" is not supported yet") && err.contains("ext.json"),
         "{err}"
     );
 }
@@ -535,7 +539,7 @@ impl Respond for JwtChecker {
 }
 
 /// A fresh RSA key made with openssl: the PKCS#8 PEM and the public key (DER).
-fn rsa_key(dir: &Path) -> (String, Vec<u8>) {
+pub(crate) fn rsa_key(dir: &Path) -> (String, Vec<u8>) {
     let pem = dir.join("key.pem");
     let der = dir.join("pub.der");
     let openssl = |args: &[&str]| {

@@ -21,7 +21,9 @@ mod consent_e2e;
 mod consent_flow;
 mod dependency_tree;
 mod examples;
+mod external_account;
 mod faults;
+mod gcloud;
 mod gemini_examples;
 mod gemini_stream;
 mod gemini_timeouts;
@@ -29,8 +31,12 @@ mod gemini_upload;
 #[cfg(feature = "google-cloud-auth")]
 mod google_cloud;
 mod hardening;
+mod impersonation;
+#[cfg(feature = "keyring")]
+mod keyring_store;
 mod load_and_refresh;
 mod multi_process;
+mod proxy;
 mod python_interop;
 mod redaction;
 mod redis_store;
@@ -41,3 +47,5 @@ mod test_doubles;
 mod tls;
 #[cfg(feature = "tower")]
 mod tower_layer;
+mod universe;
+mod vertex_ai;

@@ -10,8 +10,10 @@
 //! token file, the consent flow through the loopback listener (a forged
 //! redirect, the real one, and a code the server rejects), sign-out, a
 //! dropped connection, API keys, a Redis store that cannot be reached, and
-//! the examples at `RUST_LOG=trace` on ADC files (authorized_user and
-//! service_account), the metadata server and API keys.
+//! the examples at `RUST_LOG=trace` on ADC files (authorized_user,
+//! service_account, and external_account with AWS keys, a URL source's
+//! header and a failing executable), the metadata server and API keys,
+//! impersonation and an external account's user (`external_account_authorized_user`).
 //! Every error's `Display`, `Debug` and source chain, the `Debug` of every
 //! value handed out, and the whole log are then searched for each secret.
 
@@ -429,6 +431,47 @@ async fn dropped_connection(seen: &mut Seen) {
     expect_load_error(seen, "dropped connection", dir.loader()).await;
 }
 
+const PROXY_PASSWORD: &str = "PROXYPASSMARKER";
+
+/// A proxy URL with a password, unreachable: the loader, the client, the
+/// error, and an example at trace level with the same proxy in HTTPS_PROXY.
+async fn proxy_password(seen: &mut Seen) {
+    use base64::Engine;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let proxy = format!("http://user:{PROXY_PASSWORD}@{closed}");
+    seen.runtime_secrets
+        .push(base64::engine::general_purpose::STANDARD.encode(format!("user:{PROXY_PASSWORD}")));
+    let tokens = token_endpoint().await;
+    let dir = TempLoader::with_token(&token_uri(&tokens), -60);
+    seen.text("proxy loader", format!("{:?}", dir.loader().proxy(&proxy)));
+    let err = expect_load_error(seen, "proxy unreachable", dir.loader().proxy(&proxy)).await;
+    assert!(matches!(err, Error::Proxy { .. }), "{err:?}");
+    let fresh = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let creds = fresh.loader().proxy(&proxy).load().await.unwrap();
+    seen.text(
+        "proxied client",
+        format!("{creds:?} {:?}", creds.authorized_client()),
+    );
+    example_at_trace(
+        seen,
+        "example through an unreachable proxy",
+        &[
+            ("HTTPS_PROXY", &proxy),
+            ("HTTP_PROXY", &proxy),
+            ("GEMINI_API_KEY", API_KEY),
+        ],
+        &[
+            "list_models",
+            "--api-key",
+            "--api-base",
+            "https://127.0.0.1:9/v1",
+        ],
+    );
+}
+
 async fn api_key(seen: &mut Seen) {
     let api = api_answering(ResponseTemplate::new(403).set_body_json(json!({"error": {
         "code": 403, "message": "API key not valid.", "status": "PERMISSION_DENIED"
@@ -509,6 +552,60 @@ fn example_at_trace(seen: &mut Seen, scenario: &str, env: &[(&str, &str)], args:
     seen.text(scenario, stderr);
 }
 
+/// Impersonation (a file, IAM refusing) and an external account's user
+/// (refresh, revocation), with the loader's and the credentials' `Debug`.
+async fn impersonation(seen: &mut Seen) {
+    use crate::impersonation as imp;
+    let server = imp::google().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = imp::impersonated(dir.path(), imp::user_source(&server), &server);
+    let loader = CredentialLoader::application_default()
+        .credentials_file(&file)
+        .impersonate_service_account(imp::SA, [imp::DELEGATE])
+        .iam_endpoint(format!("{}/?key=QUERYMARKER", server.uri()))
+        .token_uri(format!("{}/token?key=QUERYMARKER", server.uri()))
+        .api_base(format!("{}/v1?key=QUERYMARKER", server.uri()));
+    seen.text("impersonation loader", format!("{loader:?}"));
+    let creds = guarded(
+        CredentialLoader::application_default()
+            .credentials_file(&file)
+            .load(),
+    )
+    .await
+    .unwrap();
+    let token = creds.access_token().await.unwrap();
+    seen.text("impersonation", format!("{creds:?} {token:?}"));
+    let refused = imp::iam_answering(
+        403,
+        json!({"error": {"code": 403, "status": "PERMISSION_DENIED", "message": "denied"}}),
+    )
+    .await;
+    let file = imp::impersonated(dir.path(), imp::user_source(&refused), &refused);
+    let err = guarded(
+        CredentialLoader::application_default()
+            .credentials_file(&file)
+            .load(),
+    )
+    .await
+    .unwrap_err();
+    seen.error("impersonation refused", &err);
+
+    let eaau = dir.path().join("workforce.json");
+    std::fs::write(&eaau, imp::eaau(&server).to_string()).unwrap();
+    let creds = guarded(
+        CredentialLoader::application_default()
+            .credentials_file(&eaau)
+            .load(),
+    )
+    .await
+    .unwrap();
+    let token = creds.access_token().await.unwrap();
+    seen.text("external account user", format!("{creds:?} {token:?}"));
+    guarded(creds.revoke()).await.unwrap();
+    let err = creds.access_token().await.unwrap_err();
+    seen.error("external account user revoked", &err);
+}
+
 async fn examples_on_adc_and_api_keys(seen: &mut Seen) {
     let tokens = token_endpoint().await;
     let dir = tempfile::tempdir().unwrap();
@@ -581,6 +678,21 @@ async fn examples_on_adc_and_api_keys(seen: &mut Seen) {
         )
         .mount(&metadata)
         .await;
+    // Its answer to the universe request is a token, not a domain.
+    example_at_trace(
+        seen,
+        "metadata server with a bad universe answer",
+        &[("GCE_METADATA_HOST", &metadata.address().to_string())],
+        &["print_access_token", "--adc"],
+    );
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path(
+            "/computeMetadata/v1/universe/universe-domain",
+        ))
+        .respond_with(ResponseTemplate::new(404))
+        .with_priority(1)
+        .mount(&metadata)
+        .await;
     example_at_trace(
         seen,
         "metadata server",
@@ -598,6 +710,95 @@ async fn examples_on_adc_and_api_keys(seen: &mut Seen) {
         "api key example",
         &[("GOOGLE_API_KEY", API_KEY), ("GEMINI_API_KEY", API_KEY)],
         &["list_models", "--api-key", "--api-base", &base],
+    );
+}
+
+/// `external_account` files at trace: AWS keys from the environment (their
+/// signature and session token go into the subject token), a URL source
+/// with a credential in its headers, a client secret for STS, the STS token.
+async fn examples_on_external_accounts(seen: &mut Seen) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/sts"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"access_token": "ya29.STSACCESSMARKER", "expires_in": 3599, "token_type": "Bearer"}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/subject"))
+        .and(wiremock::matchers::header("x-api-key", "HEADERVALUEMARKER"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("eyJSUBJECTMARKER"))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, source: serde_json::Value, token_type: &str| {
+        let path = dir.path().join(name);
+        let audience = "//iam.googleapis.com/locations/global/workforcePools/p/providers/x";
+        std::fs::write(
+            &path,
+            json!({"type": "external_account", "audience": audience,
+                   "subject_token_type": token_type, "token_url": format!("{}/sts", server.uri()),
+                   "client_id": "c", "client_secret": "CLIENTSECRETSTSMARKER",
+                   "credential_source": source})
+            .to_string(),
+        )
+        .unwrap();
+        path
+    };
+    let aws = file(
+        "aws.json",
+        json!({"environment_id": "aws1",
+               "regional_cred_verification_url": "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15"}),
+        "urn:ietf:params:aws:token-type:aws4_request",
+    );
+    example_at_trace(
+        seen,
+        "external_account aws",
+        &[
+            ("GOOGLE_APPLICATION_CREDENTIALS", aws.to_str().unwrap()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIDMARKER"),
+            ("AWS_SECRET_ACCESS_KEY", "AWSSECRETMARKER"),
+            ("AWS_SESSION_TOKEN", "AWSSESSIONMARKER"),
+        ],
+        &["print_access_token", "--adc"],
+    );
+    let url = file(
+        "url.json",
+        json!({"url": format!("{}/subject?sig=QUERYMARKER", server.uri()),
+               "headers": {"x-api-key": "HEADERVALUEMARKER"}}),
+        "urn:ietf:params:oauth:token-type:jwt",
+    );
+    example_at_trace(
+        seen,
+        "external_account url",
+        &[("GOOGLE_APPLICATION_CREDENTIALS", url.to_str().unwrap())],
+        &["print_access_token", "--adc"],
+    );
+    let sts: Vec<_> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == "/sts")
+        .collect();
+    assert_eq!(sts.len(), 2, "both runs reached STS");
+    assert!(String::from_utf8_lossy(&sts[0].body).contains("AWSSESSIONMARKER"));
+    // A failing executable's error, at trace too.
+    let exe = file(
+        "exe.json",
+        json!({"executable": {"command": "/nonexistent/get-token --password=ARGMARKER"}}),
+        "urn:ietf:params:oauth:token-type:jwt",
+    );
+    example_at_trace(
+        seen,
+        "external_account executable",
+        &[
+            ("GOOGLE_APPLICATION_CREDENTIALS", exe.to_str().unwrap()),
+            ("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES", "1"),
+        ],
+        &["print_access_token", "--adc"],
     );
 }
 
@@ -621,9 +822,12 @@ async fn no_secret_reaches_logs_or_errors() {
     sign_out(&mut seen).await;
     dropped_connection(&mut seen).await;
     api_key(&mut seen).await;
+    proxy_password(&mut seen).await;
     #[cfg(feature = "redis")]
     unreachable_redis(&mut seen).await;
     examples_on_adc_and_api_keys(&mut seen).await;
+    impersonation(&mut seen).await;
+    examples_on_external_accounts(&mut seen).await;
 
     let log = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
     // The log is real, and covers the paths that handle secrets.
@@ -652,8 +856,8 @@ async fn no_secret_reaches_logs_or_errors() {
     assert!(seen.texts.len() >= 25, "{}", seen.texts.len());
     assert_eq!(
         seen.runtime_secrets.len(),
-        5,
-        "2 states, 2 verifiers, 1 private key"
+        6,
+        "2 states, 2 verifiers, 1 private key, 1 proxy credential"
     );
 
     let mut secrets: Vec<String> = [
@@ -670,8 +874,11 @@ async fn no_secret_reaches_logs_or_errors() {
         "IDTOKENMARKER",
         API_KEY,
         REDIS_PASSWORD,
+        PROXY_PASSWORD,
         METADATA_ACCESS,
         SA_ACCESS,
+        // The impersonated tokens the fake IAM hands out.
+        "IMPERSONATED-",
         "QUERYMARKER",
         "PRIVATE KEY",
         // Every secret above, in any encoding (percent-encoded, JSON-escaped).

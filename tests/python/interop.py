@@ -7,9 +7,13 @@
                                   against TOKEN_URI, print a JSON report
   adc-default TOKEN_URI           google.auth.default() (CLOUDSDK_CONFIG from the
                                   environment), refresh against TOKEN_URI, report
+  adc-file SCOPES_JSON [revoke]   google.auth.default(scopes) on the file named by
+                                  GOOGLE_APPLICATION_CREDENTIALS, refresh with the
+                                  endpoints the file names, report (then revoke)
 """
 import datetime
 import json
+import os
 import sys
 
 import google.auth
@@ -66,6 +70,28 @@ def main(cmd, *args):
         creds._token_uri = token_uri
         creds.refresh(google.auth.transport.requests.Request())
         report.update(valid_after=creds.valid, token_after=creds.token)
+        print(json.dumps(report))
+    elif cmd == "adc-file":
+        scopes = json.loads(args[0])
+        creds, _ = google.auth.default(scopes=scopes)
+        with open(os.environ["GOOGLE_APPLICATION_CREDENTIALS"]) as f:
+            info = json.load(f)
+        if info.get("type") == "impersonated_service_account":
+            # google-auth takes only the account from the file's URL and asks
+            # Google's host; aim it at the file's URL, as gemini-oauth does.
+            creds._iam_endpoint_override = info["service_account_impersonation_url"]
+            # google-auth always puts Google's token_uri on a user's source
+            # credentials; aim them at the file's, as gemini-oauth does.
+            source = info["source_credentials"]
+            if source.get("type") == "authorized_user" and "token_uri" in source:
+                creds._source_credentials._token_uri = source["token_uri"]
+        creds.refresh(google.auth.transport.requests.Request())
+        report = {"class": type(creds).__module__ + "." + type(creds).__name__,
+                  "token": creds.token, "quota_project_id": creds.quota_project_id,
+                  "valid": creds.valid}
+        if args[1:] == ("revoke",):
+            creds.revoke(google.auth.transport.requests.Request())
+            report["revoked"] = True
         print(json.dumps(report))
     else:
         raise SystemExit("unknown command " + cmd)

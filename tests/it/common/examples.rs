@@ -19,11 +19,27 @@ pub fn example_path(name: &str) -> PathBuf {
     exe
 }
 
+/// The proxy variables, both cases.
+pub const PROXY_VARS: [&str; 8] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
 pub fn example(name: &str) -> Command {
     let mut cmd = Command::new(example_path(name));
     cmd.env_remove("GEMINI_API_BASE")
-        .env_remove("GOOGLE_CLOUD_QUOTA_PROJECT")
-        .env("RUST_LOG", "warn");
+        .env_remove("GOOGLE_CLOUD_QUOTA_PROJECT");
+    // A proxy of the machine running the tests must not carry the loopback traffic.
+    for var in PROXY_VARS {
+        cmd.env_remove(var);
+    }
+    cmd.env("RUST_LOG", "warn");
     cmd
 }
 

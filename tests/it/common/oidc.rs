@@ -4,6 +4,8 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
 
 pub const CLIENT_ID: &str = "gemini-oauth-test";
 pub const CLIENT_SECRET: &str = "test-client-secret";
@@ -24,18 +26,30 @@ impl OidcServer {
     }
 
     pub fn start_with(env: &[(&str, &str)]) -> Self {
-        Self::spawn(env, Stdio::null())
+        Self::spawn(env, Stdio::null)
     }
 
     /// [`OidcServer::start_with`], with the server's stderr in the file `log`:
     /// one line per rejected request and, with `OIDC_INTERACTIVE=1`, per
     /// interaction page started and ended (see tests/oidc/README.md).
     pub fn start_logging_to(env: &[(&str, &str)], log: &std::path::Path) -> Self {
-        let file = std::fs::File::create(log).unwrap();
-        Self::spawn(env, Stdio::from(file))
+        Self::spawn(env, || Stdio::from(std::fs::File::create(log).unwrap()))
     }
 
-    fn spawn(env: &[(&str, &str)], stderr: Stdio) -> Self {
+    /// Starts the server; a start that hangs (node has been seen to deadlock
+    /// at start-up on a loaded machine, printing nothing) is killed and tried
+    /// again, up to 3 attempts.
+    fn spawn(env: &[(&str, &str)], stderr: impl Fn() -> Stdio) -> Self {
+        for attempt in 1..=3 {
+            match Self::spawn_once(env, stderr()) {
+                Ok(server) => return server,
+                Err(why) => eprintln!("oidc-provider start {attempt} of 3: {why}"),
+            }
+        }
+        panic!("oidc-provider did not start in 3 attempts");
+    }
+
+    fn spawn_once(env: &[(&str, &str)], stderr: Stdio) -> Result<Self, String> {
         let script = std::env::var("GEMINI_OAUTH_OIDC_SERVER")
             .unwrap_or_else(|_| format!("{}/tests/oidc/server.mjs", env!("CARGO_MANIFEST_DIR")));
         let modules = std::path::Path::new(&script)
@@ -58,13 +72,30 @@ impl OidcServer {
         let mut child = cmd
             .spawn()
             .expect("node must be installed (bash .ci/test installs it)");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
         let (mut auth, mut token, mut revoke) = (String::new(), String::new(), String::new());
+        let deadline = Instant::now() + Duration::from_secs(60);
         let issuer = loop {
-            let line = lines
-                .next()
-                .expect("oidc-provider exited before it was ready")
-                .unwrap();
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(wait) {
+                Ok(line) => line.unwrap(),
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err("not ready after 60 s".into());
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("oidc-provider exited before it was ready")
+                }
+            };
             if let Some(v) = line.strip_prefix("OIDC_AUTH=") {
                 auth = v.to_owned();
             } else if let Some(v) = line.strip_prefix("OIDC_TOKEN=") {
@@ -75,13 +106,13 @@ impl OidcServer {
                 break v.to_owned();
             }
         };
-        OidcServer {
+        Ok(OidcServer {
             child,
             auth,
             token,
             revoke,
             issuer,
-        }
+        })
     }
 
     /// The client_secret.json of a Desktop-app client registered on this server.

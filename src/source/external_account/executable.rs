@@ -1,0 +1,390 @@
+//! `credential_source.executable`: a program the user trusts prints the
+//! subject token, as google-auth's `pluggable.py` runs it (only when
+//! `GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1`; its timeout bounds, its
+//! environment variables, its cached `output_file`, its response schema).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+use tokio::io::AsyncReadExt;
+
+use super::ExternalAccountProblem;
+use super::config::Fields;
+use crate::env::GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES;
+use crate::error::{Error, Result};
+
+const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+const TIMEOUT_BOUNDS_MS: (u64, u64) = (5_000, 120_000);
+const INTERACTIVE_BOUNDS_MS: (u64, u64) = (30_000, 30 * 60_000);
+/// The response versions this code understands.
+const MAX_VERSION: u64 = 1;
+/// A response is a few KiB; anything far larger is not one.
+const MAX_OUTPUT: u64 = 1024 * 1024;
+
+pub(crate) struct ExecutableSource {
+    /// The command split as a POSIX shell would (google-auth: `shlex.split`).
+    argv: Vec<String>,
+    timeout: Duration,
+    output_file: Option<PathBuf>,
+}
+
+/// What the executable is told about the credentials (its environment).
+pub(super) struct Context<'a> {
+    pub(super) config_path: &'a Path,
+    pub(super) audience: &'a str,
+    pub(super) token_type: &'a str,
+    /// `Some` when the file impersonates a service account (its email, or
+    /// empty when the URL names none).
+    pub(super) impersonated_email: Option<&'a str>,
+}
+
+/// Why a response gives no token: a malformed one is an error even when
+/// cached; any other reason for a cached one means "run the program".
+enum Rejected {
+    Malformed(String),
+    Unusable(String),
+}
+
+impl ExecutableSource {
+    pub(super) fn from_json(source: &Map<String, Value>, f: &Fields<'_>) -> Result<Self> {
+        let exe = f
+            .object(source, "executable", "credential_source.executable")?
+            .ok_or_else(|| f.invalid("credential_source.executable", "is missing"))?;
+        let command = f.required(exe, "command", "credential_source.executable.command")?;
+        let argv = shlex::split(&command)
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| {
+                f.invalid(
+                    "credential_source.executable.command",
+                    "is not a command line (unbalanced quotes?)",
+                )
+            })?;
+        let millis = match f.number(
+            exe,
+            "timeout_millis",
+            "credential_source.executable.timeout_millis",
+        )? {
+            None | Some(0) => DEFAULT_TIMEOUT_MS,
+            Some(ms) if (TIMEOUT_BOUNDS_MS.0..=TIMEOUT_BOUNDS_MS.1).contains(&ms) => ms,
+            Some(_) => {
+                return Err(f.invalid(
+                    "credential_source.executable.timeout_millis",
+                    "must be between 5000 and 120000 (5 seconds to 2 minutes)",
+                ));
+            }
+        };
+        let field = "credential_source.executable.interactive_timeout_millis";
+        if let Some(ms) = f
+            .number(exe, "interactive_timeout_millis", field)?
+            .filter(|ms| *ms > 0)
+            && !(INTERACTIVE_BOUNDS_MS.0..=INTERACTIVE_BOUNDS_MS.1).contains(&ms)
+        {
+            return Err(f.invalid(
+                field,
+                "must be between 30000 and 1800000 (30 seconds to 30 minutes)",
+            ));
+        }
+        Ok(ExecutableSource {
+            argv,
+            timeout: Duration::from_millis(millis),
+            output_file: f
+                .text(
+                    exe,
+                    "output_file",
+                    "credential_source.executable.output_file",
+                )?
+                .map(PathBuf::from),
+        })
+    }
+
+    fn program(&self) -> String {
+        self.argv[0].clone()
+    }
+
+    fn fail(&self, ctx: &Context<'_>, reason: String) -> Error {
+        Error::ExternalAccount {
+            path: ctx.config_path.to_owned(),
+            problem: ExternalAccountProblem::Executable {
+                program: self.program(),
+                reason,
+            },
+        }
+    }
+
+    pub(super) async fn subject_token(&self, ctx: &Context<'_>) -> Result<String> {
+        if std::env::var(GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES).as_deref() != Ok("1") {
+            return Err(Error::ExternalAccount {
+                path: ctx.config_path.to_owned(),
+                problem: ExternalAccountProblem::ExecutablesNotAllowed,
+            });
+        }
+        // A still valid response cached by an earlier run is used as is.
+        if let Some(cached) = self.read_output_file().await {
+            match parse_response(&cached, SystemTime::now()) {
+                Ok((token, true)) => return Ok(token),
+                Err(Rejected::Malformed(reason)) => {
+                    return Err(self.fail(
+                        ctx,
+                        format!("cached a malformed response in output_file: {reason}"),
+                    ));
+                }
+                Ok((_, false)) | Err(Rejected::Unusable(_)) => {}
+            }
+        }
+        let stdout = self.run(ctx).await?;
+        let response = if stdout.iter().all(u8::is_ascii_whitespace) {
+            match self.read_output_file().await {
+                Some(v) => v,
+                None => {
+                    return Err(self.fail(ctx, "printed nothing and wrote no output_file".into()));
+                }
+            }
+        } else {
+            serde_json::from_slice(&stdout).map_err(|e| {
+                self.fail(
+                    ctx,
+                    format!(
+                        "printed something that is not JSON (at line {}, column {})",
+                        e.line(),
+                        e.column()
+                    ),
+                )
+            })?
+        };
+        match parse_response(&response, SystemTime::now()) {
+            Ok((token, _)) => Ok(token),
+            Err(Rejected::Malformed(reason) | Rejected::Unusable(reason)) => {
+                Err(self.fail(ctx, reason))
+            }
+        }
+    }
+
+    /// The output file's JSON, if it exists and is JSON (anything else: run the program).
+    async fn read_output_file(&self) -> Option<Value> {
+        let bytes = tokio::fs::read(self.output_file.as_ref()?).await.ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Runs the program with google-auth's variables; its stdout, or why not.
+    async fn run(&self, ctx: &Context<'_>) -> Result<Vec<u8>> {
+        let mut cmd = tokio::process::Command::new(&self.argv[0]);
+        cmd.args(&self.argv[1..])
+            .env("GOOGLE_EXTERNAL_ACCOUNT_AUDIENCE", ctx.audience)
+            .env("GOOGLE_EXTERNAL_ACCOUNT_TOKEN_TYPE", ctx.token_type)
+            .env(
+                "GOOGLE_EXTERNAL_ACCOUNT_ID",
+                ctx.impersonated_email.unwrap_or(""),
+            )
+            .env("GOOGLE_EXTERNAL_ACCOUNT_INTERACTIVE", "0")
+            .env("GOOGLE_EXTERNAL_ACCOUNT_REVOKE", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        if let Some(email) = ctx.impersonated_email {
+            cmd.env("GOOGLE_EXTERNAL_ACCOUNT_IMPERSONATED_EMAIL", email);
+        }
+        if let Some(out) = &self.output_file {
+            cmd.env("GOOGLE_EXTERNAL_ACCOUNT_OUTPUT_FILE", out);
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| self.fail(ctx, format!("could not be started ({})", e.kind())))?;
+        let mut stdout = child.stdout.take();
+        let work = async {
+            let mut buf = Vec::new();
+            if let Some(out) = stdout.as_mut() {
+                out.take(MAX_OUTPUT + 1)
+                    .read_to_end(&mut buf)
+                    .await
+                    .map_err(|e| {
+                        self.fail(ctx, format!("output could not be read ({})", e.kind()))
+                    })?;
+            }
+            if buf.len() as u64 > MAX_OUTPUT {
+                return Err(self.fail(ctx, format!("printed more than {MAX_OUTPUT} bytes")));
+            }
+            let status = child
+                .wait()
+                .await
+                .map_err(|e| self.fail(ctx, format!("could not be waited for ({})", e.kind())))?;
+            if !status.success() {
+                return Err(self.fail(ctx, format!("failed ({status})")));
+            }
+            Ok(buf)
+        };
+        // On timeout the child is dropped, which kills it.
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| {
+                self.fail(
+                    ctx,
+                    format!(
+                        "did not finish within {} ms (credential_source.executable.timeout_millis)",
+                        self.timeout.as_millis()
+                    ),
+                )
+            })?
+    }
+}
+
+/// The token of a response, and whether it says when it expires (a cached
+/// response without `expiration_time` is not trusted, as in google-auth).
+fn parse_response(value: &Value, now: SystemTime) -> std::result::Result<(String, bool), Rejected> {
+    let malformed = |s: &str| Rejected::Malformed(s.to_owned());
+    let map = value
+        .as_object()
+        .ok_or_else(|| malformed("the response is not a JSON object"))?;
+    let version = match map.get("version") {
+        None => return Err(malformed("the response has no \"version\"")),
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| malformed("\"version\" is not a whole number"))?,
+    };
+    if version > MAX_VERSION {
+        return Err(Rejected::Unusable(format!(
+            "answered with response version {version}; version {MAX_VERSION} is supported"
+        )));
+    }
+    let success = match map.get("success") {
+        None => return Err(malformed("the response has no \"success\"")),
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| malformed("\"success\" is not true or false"))?,
+    };
+    if !success {
+        let (Some(code), Some(message)) = (map.get("code"), map.get("message")) else {
+            return Err(malformed(
+                "an unsuccessful response needs \"code\" and \"message\"",
+            ));
+        };
+        let show = |v: &Value| {
+            let s = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            s.chars().take(200).collect::<String>()
+        };
+        return Err(Rejected::Unusable(format!(
+            "reported failure (code {}: {})",
+            show(code),
+            show(message)
+        )));
+    }
+    let expires = match map.get("expiration_time") {
+        None => None,
+        Some(v) => Some(
+            v.as_i64()
+                .ok_or_else(|| malformed("\"expiration_time\" is not a whole number of seconds"))?,
+        ),
+    };
+    let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if let Some(at) = expires
+        && at < i64::try_from(now_secs).unwrap_or(i64::MAX)
+    {
+        return Err(Rejected::Unusable(format!(
+            "returned a token that expired {} seconds ago (expiration_time)",
+            i64::try_from(now_secs).unwrap_or(i64::MAX) - at
+        )));
+    }
+    let token_field = match map.get("token_type").and_then(Value::as_str) {
+        None => return Err(malformed("the response has no \"token_type\" string")),
+        Some(
+            "urn:ietf:params:oauth:token-type:jwt" | "urn:ietf:params:oauth:token-type:id_token",
+        ) => "id_token",
+        Some("urn:ietf:params:oauth:token-type:saml2") => "saml_response",
+        Some(_) => {
+            return Err(Rejected::Unusable(
+                "returned an unsupported token_type".to_owned(),
+            ));
+        }
+    };
+    match map.get(token_field).and_then(Value::as_str) {
+        Some(t) if !t.is_empty() => Ok((t.to_owned(), expires.is_some())),
+        _ => Err(malformed(if token_field == "id_token" {
+            "the response has no \"id_token\" string"
+        } else {
+            "the response has no \"saml_response\" string"
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> std::result::Result<(String, bool), String> {
+        parse_response(&v, UNIX_EPOCH + Duration::from_secs(1_000)).map_err(|r| match r {
+            Rejected::Malformed(s) => format!("malformed: {s}"),
+            Rejected::Unusable(s) => format!("unusable: {s}"),
+        })
+    }
+
+    #[test]
+    fn timeout_bounds_and_default_as_google_auth() {
+        let path = Path::new("ea.json");
+        let f = Fields { path };
+        let parse = |exe: Value| {
+            let source = json!({ "executable": exe });
+            ExecutableSource::from_json(source.as_object().unwrap(), &f)
+        };
+        let timeout =
+            |ms: Value| parse(json!({"command": "x", "timeout_millis": ms})).map(|e| e.timeout);
+        assert_eq!(
+            parse(json!({"command": "x"})).unwrap().timeout,
+            Duration::from_secs(30)
+        );
+        assert_eq!(timeout(json!(0)).unwrap(), Duration::from_secs(30));
+        assert_eq!(timeout(json!(5000)).unwrap(), Duration::from_secs(5));
+        assert_eq!(timeout(json!(120_000)).unwrap(), Duration::from_secs(120));
+        for bad in [json!(4999), json!(120_001), json!(-1), json!("5000")] {
+            assert!(matches!(timeout(bad), Err(Error::ExternalAccount { .. })));
+        }
+        let argv = parse(json!({"command": "/bin/tool --a 'b c' \"d\""}))
+            .unwrap()
+            .argv;
+        assert_eq!(argv, ["/bin/tool", "--a", "b c", "d"]);
+        assert!(parse(json!({"command": "tool 'open"})).is_err());
+        assert!(parse(json!({"command": ""})).is_err());
+    }
+
+    #[test]
+    fn responses_as_google_auth_reads_them() {
+        let jwt = "urn:ietf:params:oauth:token-type:jwt";
+        assert_eq!(
+            parse(
+                json!({"version": 1, "success": true, "token_type": jwt, "id_token": "T", "expiration_time": 2000})
+            ),
+            Ok(("T".into(), true))
+        );
+        assert_eq!(
+            parse(
+                json!({"version": 1, "success": true, "token_type": "urn:ietf:params:oauth:token-type:saml2", "saml_response": "S"})
+            ),
+            Ok(("S".into(), false))
+        );
+        let err = |v| parse(v).unwrap_err();
+        assert!(err(json!({"version": 1, "success": true, "token_type": jwt, "id_token": "T", "expiration_time": 999})).starts_with("unusable: returned a token that expired 1 seconds ago"));
+        assert!(
+            err(json!({"success": true})).starts_with("malformed: the response has no \"version\"")
+        );
+        assert!(err(json!({"version": 2, "success": true})).starts_with("unusable"));
+        assert!(err(json!({"version": 1})).contains("no \"success\""));
+        assert!(err(json!({"version": 1, "success": false})).starts_with("malformed"));
+        assert_eq!(
+            err(json!({"version": 1, "success": false, "code": "401", "message": "no session"})),
+            "unusable: reported failure (code 401: no session)"
+        );
+        assert!(
+            err(json!({"version": 1, "success": true, "id_token": "T"})).contains("token_type")
+        );
+        assert!(
+            err(json!({"version": 1, "success": true, "token_type": jwt})).contains("id_token")
+        );
+        assert!(
+            err(json!({"version": 1, "success": true, "token_type": "x", "id_token": "T"}))
+                .starts_with("unusable")
+        );
+        assert!(err(json!([1])).starts_with("malformed"));
+    }
+}

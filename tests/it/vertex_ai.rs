@@ -1,0 +1,160 @@
+//! Vertex AI: the API base it builds reaches a local server with Vertex's
+//! path, the scope default, and bad projects, locations and flags refused.
+
+use crate::common::examples::{example, stdout};
+use crate::common::*;
+use gemini_oauth::{Error, VertexProblem, scopes};
+use serde_json::json;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const VERTEX_PATH: &str = "/v1/projects/my-proj/locations/us-central1/publishers/google";
+
+#[tokio::test]
+async fn generate_content_example_reaches_the_vertex_path_at_the_given_origin() {
+    let (tokens, api) = (token_endpoint().await, MockServer::start().await);
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "{VERTEX_PATH}/models/gemini-2.5-flash:generateContent"
+        )))
+        .and(header("authorization", format!("Bearer {OLD_ACCESS}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "candidates": [{"content": {"parts": [{"text": "from vertex"}]}}]
+        })))
+        .expect(1)
+        .mount(&api)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let with_cloud_platform = token_json(&token_uri(&tokens), 3000).replace(
+        &format!("\"{RETRIEVER}\""),
+        &format!("\"{}\"", scopes::CLOUD_PLATFORM),
+    );
+    write_token(dir.path(), &with_cloud_platform);
+    let out = example("generate_content")
+        .current_dir(dir.path())
+        // Not read under Vertex AI: it names the Gemini API.
+        .env("GEMINI_API_BASE", "http://127.0.0.1:9/wrong")
+        .args(["--no-consent", "--prompt", "hi"])
+        .args([
+            "--vertex-project",
+            "my-proj",
+            "--vertex-location",
+            "us-central1",
+        ])
+        .args(["--vertex-origin", &api.uri()])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "from vertex\n");
+}
+
+#[tokio::test]
+async fn vertex_ai_defaults_the_scopes_to_cloud_platform() {
+    let tokens = token_endpoint().await;
+    // The stored token has only generative-language.retriever.
+    let t = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let err = t
+        .loader()
+        .vertex_ai("my-proj", "global")
+        .load()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::ConsentRequired { .. }) && err.to_string().contains("cloud-platform"),
+        "{err}"
+    );
+    // Without Vertex AI, the same token serves the quickstart's scope.
+    assert!(t.loader().load().await.is_ok());
+    // Scopes set explicitly still win under Vertex AI.
+    let creds = t
+        .loader()
+        .vertex_ai("my-proj", "global")
+        .scopes([RETRIEVER])
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(
+        creds.authorized_client().api_url("models"),
+        "https://aiplatform.googleapis.com/v1/projects/my-proj/locations/global/publishers/google/models"
+    );
+}
+
+#[tokio::test]
+async fn a_regional_location_gets_its_own_host() {
+    let tokens = token_endpoint().await;
+    let t = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let creds = t
+        .loader()
+        .scopes([RETRIEVER])
+        .vertex_ai("my-proj", "europe-west4")
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(
+        creds.authorized_client().api_url("models"),
+        "https://europe-west4-aiplatform.googleapis.com/v1/projects/my-proj/locations/europe-west4/publishers/google/models"
+    );
+}
+
+#[tokio::test]
+async fn bad_projects_locations_and_an_explicit_api_base_are_typed_errors() {
+    let tokens = token_endpoint().await;
+    let t = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let err = t.loader().vertex_ai("a/b", "us").load().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::VertexAi(VertexProblem::InvalidProject(p)) if p == "a/b"),
+        "{err:?}"
+    );
+    let err = t.loader().vertex_ai("p", "").load().await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::VertexAi(VertexProblem::InvalidLocation(l)) if l.is_empty()
+        ),
+        "{err:?}"
+    );
+    let err = t
+        .loader()
+        .vertex_ai("p", "us")
+        .api_base("https://example.com/v1")
+        .load()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::VertexAi(VertexProblem::ConflictsWithApiBase)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("vertex_ai_origin"), "{err}");
+}
+
+#[test]
+fn a_vertex_flag_without_its_partner_is_a_usage_error() {
+    for (args, missing) in [
+        (&["--vertex-project", "p"][..], "--vertex-location"),
+        (&["--vertex-location", "us"][..], "--vertex-project"),
+    ] {
+        for name in ["list_models", "generate_content", "print_access_token"] {
+            let out = example(name).args(args).output().unwrap();
+            assert_eq!(out.status.code(), Some(2), "{name} {args:?}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.starts_with("error: ") && stderr.contains(missing),
+                "{name}: {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn vertex_flags_have_no_effect_with_an_api_key_and_say_so() {
+    let out = example("list_models")
+        .env("GEMINI_API_KEY", "AIzaTEST")
+        .args(["--api-key", "--api-base", "http://127.0.0.1:9/v1"])
+        .args(["--vertex-project", "p", "--vertex-location", "us"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: --vertex-project has no effect with --api-key"),
+        "{stderr}"
+    );
+}
