@@ -411,12 +411,8 @@ pub enum Error {
     #[error(transparent)]
     Api(#[from] ApiError),
 
-    /// A streamed answer (server-sent events) holds something that is not
-    /// a JSON event, or ended in the middle of one.
-    #[error(
-        "the event stream from {endpoint} is malformed: {problem}; the answer is incomplete, \
-         send the request again"
-    )]
+    /// A streamed answer (server-sent events) is not JSON events, or ends inside one.
+    #[error("the event stream from {endpoint} is malformed: {problem}; send the request again")]
     #[non_exhaustive]
     EventStream {
         /// The endpoint (without query or userinfo).
@@ -426,14 +422,8 @@ pub enum Error {
     },
 
     /// Uploading a file (the Files API's resumable protocol) failed.
-    #[error("uploading {}: {problem}", path.display())]
-    #[non_exhaustive]
-    Upload {
-        /// The file being uploaded.
-        path: PathBuf,
-        /// What went wrong.
-        problem: UploadProblem,
-    },
+    #[error("{0}")]
+    Upload(UploadProblem),
     /// A proxy could not carry the request.
     #[error(
         "proxy {proxy} {problem}; check the proxy URL (the loader's proxy option, HTTPS_PROXY, HTTP_PROXY, ALL_PROXY) or bypass it with NO_PROXY"

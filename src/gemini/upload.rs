@@ -28,27 +28,34 @@ const UPLOAD_TYPE: HeaderName = HeaderName::from_static("x-goog-upload-header-co
 const UPLOAD_OFFSET: HeaderName = HeaderName::from_static("x-goog-upload-offset");
 const UPLOAD_URL: HeaderName = HeaderName::from_static("x-goog-upload-url");
 
-/// What went wrong in an upload, besides the errors every call has.
+/// What went wrong in an upload, besides the errors every call has
+/// ([`Error::Upload`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum UploadProblem {
     /// The answer to the `start` request has no `x-goog-upload-url` header.
     #[error(
-        "the answer from {endpoint} has no x-goog-upload-url header; it does not speak the \
-         Files API's resumable protocol: check the API base URL"
+        "uploading {}: the answer from {endpoint} has no x-goog-upload-url header; it does not \
+         speak the Files API's resumable protocol: check the API base URL",
+        path.display()
     )]
     #[non_exhaustive]
     MissingUploadUrl {
+        /// The file being uploaded.
+        path: PathBuf,
         /// The start endpoint (without query).
         endpoint: String,
     },
     /// The file's size changed between the `start` request and the end of the upload.
     #[error(
-        "the file changed size while it was uploaded ({announced} bytes announced, {sent} read); \
-         upload it again once nothing writes to it"
+        "uploading {}: the file changed size while it was uploaded ({announced} bytes \
+         announced, {sent} read); upload it again once nothing writes to it",
+        path.display()
     )]
     #[non_exhaustive]
     SizeChanged {
+        /// The file being uploaded.
+        path: PathBuf,
         /// The size announced in the `start` request.
         announced: u64,
         /// The bytes read from the file when the change was seen.
@@ -154,7 +161,12 @@ pub async fn upload_file(
         .get(UPLOAD_URL)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
-        .ok_or_else(|| upload_error(path, missing_url(&start_url)))?;
+        .ok_or_else(|| {
+            Error::Upload(UploadProblem::MissingUploadUrl {
+                path: path.to_owned(),
+                endpoint: redact(&start_url),
+            })
+        })?;
     // Read what little the start answer holds, so its connection is reused.
     let _ = answer.into_body().collect_bytes(MAX_ANSWER).await;
 
@@ -171,11 +183,11 @@ pub async fn upload_file(
     h.insert(UPLOAD_COMMAND, HeaderValue::from_static("upload, finalize"));
     let result = client.request(req).await;
     if progress.changed.load(Ordering::Relaxed) {
-        let problem = UploadProblem::SizeChanged {
+        return Err(Error::Upload(UploadProblem::SizeChanged {
+            path: path.to_owned(),
             announced: size,
             sent: progress.read.load(Ordering::Relaxed),
-        };
-        return Err(upload_error(path, problem));
+        }));
     }
     let resp = result?;
     let status = resp.status().as_u16();
@@ -241,19 +253,6 @@ fn counted(file: tokio::fs::File, size: u64, progress: Arc<Progress>) -> Request
         }
     });
     RequestBody::from_stream(stream, Some(size))
-}
-
-fn missing_url(start_url: &str) -> UploadProblem {
-    UploadProblem::MissingUploadUrl {
-        endpoint: redact(start_url),
-    }
-}
-
-fn upload_error(path: &Path, problem: UploadProblem) -> Error {
-    Error::Upload {
-        path: PathBuf::from(path),
-        problem,
-    }
 }
 
 /// `scheme://authority` of the API base: uploads live at the root, not under `/v1`.
