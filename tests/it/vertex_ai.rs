@@ -158,3 +158,51 @@ fn vertex_flags_have_no_effect_with_an_api_key_and_say_so() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn generate_and_stream_generate_content_work_against_a_vertex_base() {
+    use futures_util::StreamExt;
+    use gemini_oauth::gemini::{generate_content, stream_generate_content};
+    use wiremock::matchers::query_param;
+
+    let (tokens, api) = (token_endpoint().await, MockServer::start().await);
+    let model = format!("{VERTEX_PATH}/models/gemini-2.5-flash");
+    Mock::given(method("POST"))
+        .and(path(format!("{model}:generateContent")))
+        .and(header("authorization", format!("Bearer {OLD_ACCESS}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"candidates": []})))
+        .expect(1)
+        .mount(&api)
+        .await;
+    let sse = "data: {\"n\": 1}\r\n\r\ndata: {\"n\": 2}\n\n";
+    Mock::given(method("POST"))
+        .and(path(format!("{model}:streamGenerateContent")))
+        .and(query_param("alt", "sse"))
+        .and(header("authorization", format!("Bearer {OLD_ACCESS}")))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(sse, "text/event-stream"))
+        .expect(1)
+        .mount(&api)
+        .await;
+    let t = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let creds = t
+        .loader()
+        .scopes([RETRIEVER])
+        .vertex_ai("my-proj", "us-central1")
+        .vertex_ai_origin(api.uri())
+        .load()
+        .await
+        .unwrap();
+    let client = creds.authorized_client();
+    let body = json!({"contents": [{"parts": [{"text": "hi"}]}]});
+    let answer = generate_content(&client, "models/gemini-2.5-flash", &body)
+        .await
+        .unwrap();
+    assert_eq!(answer, json!({"candidates": []}));
+    let chunks: Vec<_> = stream_generate_content(&client, "gemini-2.5-flash", &body)
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(chunks, [json!({"n": 1}), json!({"n": 2})]);
+}
