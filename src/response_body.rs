@@ -38,7 +38,9 @@ pub struct ResponseBody {
 /// reads the clock and nothing else.
 struct Idle {
     limit: Duration,
-    sleep: Pin<Box<Sleep>>,
+    /// Set the first time the answer makes us wait: a body that is already
+    /// there (most JSON answers) never touches the timer.
+    sleep: Option<Pin<Box<Sleep>>>,
     last_data: Instant,
 }
 
@@ -59,14 +61,13 @@ impl ResponseBody {
         idle: Duration,
         deadline: Option<(Instant, Duration)>,
     ) -> Self {
-        let now = Instant::now();
         ResponseBody {
             inner,
             uri,
             idle: Idle {
                 limit: idle,
-                sleep: Box::pin(tokio::time::sleep_until(deadline_after(now, idle))),
-                last_data: now,
+                sleep: None,
+                last_data: Instant::now(),
             },
             deadline: deadline.map(|(at, limit)| (Box::pin(tokio::time::sleep_until(at)), limit)),
             done: false,
@@ -144,18 +145,21 @@ impl Body for ResponseBody {
             this.done = true;
             return Poll::Ready(Some(Err(this.timeout("the request to", limit))));
         }
+        let (limit, last_data) = (this.idle.limit, this.idle.last_data);
+        let sleep = this.idle.sleep.get_or_insert_with(|| {
+            Box::pin(tokio::time::sleep_until(deadline_after(last_data, limit)))
+        });
         loop {
-            ready!(this.idle.sleep.as_mut().poll(cx));
-            let due = deadline_after(this.idle.last_data, this.idle.limit);
+            ready!(sleep.as_mut().poll(cx));
+            let due = deadline_after(last_data, limit);
             if due <= Instant::now() {
                 this.done = true;
-                let limit = this.idle.limit;
                 return Poll::Ready(Some(Err(
                     this.timeout("waiting for the next bytes of the answer from", limit)
                 )));
             }
             // Data came since the timer was set: wait for the rest of the limit.
-            this.idle.sleep.as_mut().reset(due);
+            sleep.as_mut().reset(due);
         }
     }
 
