@@ -8,6 +8,7 @@ use crate::credentials::{Credentials, Kind, Settings};
 use crate::error::{Error, Result};
 use crate::source::impersonated::{Impersonated, Target};
 use crate::token_cache::{CacheOptions, TokenCache, TokenSource};
+use crate::universe::Universe;
 
 /// The account to impersonate and its delegation chain.
 #[derive(Debug, Clone)]
@@ -80,11 +81,18 @@ impl<K: kind::OAuthKind> CredentialLoader<K> {
                 what: "impersonating a service account",
                 source_name: creds.source(),
             })?;
+        // Outside Google's universe, the source's universe has its own IAM host.
+        let universe = Universe::new(creds.universe_domain())?;
+        let iam = match &common.iam_endpoint {
+            Some(url) => Some(url.clone()),
+            None if !universe.is_default() => Some(universe.iam_credentials()),
+            None => None,
+        };
         let target = Target::new(
             &imp.account,
             imp.delegates.clone(),
             common.scopes(),
-            common.iam_endpoint.as_deref(),
+            iam.as_deref(),
         );
         impersonated(source, target, creds.settings().clone(), &common.cache).await
     }

@@ -480,3 +480,26 @@ async fn a_metadata_server_without_the_universe_endpoint_is_googleapis_com() {
         "{err}"
     );
 }
+
+/// Impersonating from credentials of another universe asks that universe's
+/// IAM host (nothing answers it here: the error names the URL tried).
+#[tokio::test]
+async fn impersonation_outside_googleapis_asks_the_universes_iam_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = service_account_tokens().await;
+    let file = service_account_file(dir.path(), UNIVERSE, &tokens);
+    let err = CredentialLoader::application_default()
+        .credentials_file(&file)
+        .no_proxy()
+        .impersonate_service_account("target@p.iam.gserviceaccount.com", [""; 0])
+        .load()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "https://iamcredentials.example.test/v1/projects/-/serviceAccounts/target@p.iam.gserviceaccount.com:generateAccessToken"
+        ),
+        "{err}"
+    );
+    assert_eq!(requests(&tokens).await, 0);
+}
