@@ -12,8 +12,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http_body_util::Full;
 use serde_json::json;
-use wiremock::matchers::{header, method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::ResponseTemplate;
 
 use crate::common::examples::{example, stdout};
 use crate::common::tinyproxy::Tinyproxy;
@@ -420,27 +419,7 @@ async fn plain_http_goes_to_the_proxy_in_absolute_form_with_its_credentials() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metadata_server_is_never_proxied_while_the_api_is() {
     let s = Setup::new().await;
-    let metadata = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/"))
-        .and(header("metadata-flavor", "Google"))
-        .respond_with(ResponseTemplate::new(200).insert_header("Metadata-Flavor", "Google"))
-        .mount(&metadata)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(
-            "/computeMetadata/v1/instance/service-accounts/default/token",
-        ))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("Metadata-Flavor", "Google")
-                .set_body_json(json!({
-                    "access_token": "ya29.METADATA", "expires_in": 3599, "token_type": "Bearer"
-                })),
-        )
-        .expect(1)
-        .mount(&metadata)
-        .await;
+    let metadata = metadata_server(metadata_token()).await;
     let proxy = Tinyproxy::start(&[s.server.port], None);
     let home = tempfile::tempdir().unwrap();
     let env = adc_env(
@@ -454,6 +433,11 @@ async fn the_metadata_server_is_never_proxied_while_the_api_is() {
     let requests = proxy.requests();
     assert_eq!(requests, [s.connect_line()], "{}", proxy.log());
     assert_eq!(s.server.seen(), ["GET /v1/models"]);
+    let token_calls = metadata.received_requests().await.unwrap();
+    let token_calls = token_calls
+        .iter()
+        .filter(|r| r.url.path().ends_with("/token"));
+    assert_eq!(token_calls.count(), 1);
 }
 
 /// ADC from the metadata server only, with every proxy variable aimed at `proxy`.

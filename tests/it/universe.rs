@@ -379,29 +379,17 @@ async fn service_account_file_universe_and_self_signed_token_match_python() {
 
 /// A metadata server: flavored ping and token; `universe` answers
 /// `universe/universe-domain` (None: wiremock's 404, as on older servers).
-async fn metadata_server(universe: Option<&str>) -> MockServer {
-    let metadata = MockServer::start().await;
-    let flavored = || ResponseTemplate::new(200).insert_header("Metadata-Flavor", "Google");
-    Mock::given(method("GET"))
-        .and(path("/"))
-        .respond_with(flavored())
-        .mount(&metadata)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(
-            "/computeMetadata/v1/instance/service-accounts/default/token",
-        ))
-        .and(header("metadata-flavor", "Google"))
-        .respond_with(flavored().set_body_json(
-            json!({"access_token": "ya29.METADATA", "expires_in": 3599, "token_type": "Bearer"}),
-        ))
-        .mount(&metadata)
-        .await;
+async fn universe_metadata(universe: Option<&str>) -> MockServer {
+    let metadata = metadata_server(metadata_token()).await;
     if let Some(u) = universe {
         Mock::given(method("GET"))
             .and(path("/computeMetadata/v1/universe/universe-domain"))
             .and(header("metadata-flavor", "Google"))
-            .respond_with(flavored().set_body_string(u))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("Metadata-Flavor", "Google")
+                    .set_body_string(u),
+            )
             .mount(&metadata)
             .await;
     }
@@ -418,7 +406,7 @@ async fn token_calls(metadata: &MockServer) -> usize {
 #[tokio::test]
 async fn metadata_server_universe_is_read_and_checked_as_python_reads_it() {
     let home = tempfile::tempdir().unwrap();
-    let metadata = metadata_server(Some(UNIVERSE)).await;
+    let metadata = universe_metadata(Some(UNIVERSE)).await;
     let host = metadata.address().to_string();
     assert_eq!(
         python_universe(&[("GCE_METADATA_HOST", &host)], true),
@@ -457,7 +445,7 @@ async fn metadata_server_universe_is_read_and_checked_as_python_reads_it() {
 #[tokio::test]
 async fn a_metadata_server_without_the_universe_endpoint_is_googleapis_com() {
     let home = tempfile::tempdir().unwrap();
-    let metadata = metadata_server(None).await;
+    let metadata = universe_metadata(None).await;
     let host = metadata.address().to_string();
     assert_eq!(
         python_universe(&[("GCE_METADATA_HOST", &host)], true),

@@ -92,6 +92,41 @@ pub async fn api_answering(response: ResponseTemplate) -> MockServer {
     server
 }
 
+/// A metadata server (`GCE_METADATA_HOST`): to requests with
+/// `Metadata-Flavor: Google`, the ping answers with that header, the default
+/// account's token endpoint with `token_answer`.
+pub async fn metadata_server(token_answer: ResponseTemplate) -> MockServer {
+    let metadata = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/"))
+        .and(header("metadata-flavor", "Google"))
+        .respond_with(ResponseTemplate::new(200).insert_header("Metadata-Flavor", "Google"))
+        .mount(&metadata)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(
+            "/computeMetadata/v1/instance/service-accounts/default/token",
+        ))
+        .and(header("metadata-flavor", "Google"))
+        .respond_with(token_answer)
+        .mount(&metadata)
+        .await;
+    metadata
+}
+
+/// The metadata server's token answer, `ya29.METADATA`, with the
+/// `Metadata-Flavor: Google` header the real one sends.
+pub fn metadata_token() -> ResponseTemplate {
+    unflavored_metadata_token().insert_header("Metadata-Flavor", "Google")
+}
+
+/// [`metadata_token`] without the header: not the metadata server's.
+pub fn unflavored_metadata_token() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(
+        json!({"access_token": "ya29.METADATA", "expires_in": 3599, "token_type": "Bearer"}),
+    )
+}
+
 /// The test OAuth client, with `tokens` as its token endpoint: what a
 /// consent flow signs in with.
 pub fn consent_client(tokens: &MockServer) -> ClientSecret {
