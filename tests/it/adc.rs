@@ -12,18 +12,6 @@ use serde_json::json;
 use wiremock::matchers::{header_exists, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-const ADC_ENV: [&str; 9] = [
-    "GOOGLE_APPLICATION_CREDENTIALS",
-    "CLOUDSDK_CONFIG",
-    "GCE_METADATA_HOST",
-    "GCE_METADATA_IP",
-    "NO_GCE_CHECK",
-    "GOOGLE_CLOUD_QUOTA_PROJECT",
-    "GEMINI_API_KEY",
-    "GOOGLE_API_KEY",
-    "APPDATA",
-];
-
 /// An example run with a clean ADC environment: HOME is `home`, nothing else set,
 /// and the metadata server pointed at a closed local port unless overridden.
 fn run(name: &str, home: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
@@ -38,11 +26,6 @@ fn run(name: &str, home: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
         cmd.env(k, v);
     }
     cmd.args(args).stdin(Stdio::null()).output().unwrap()
-}
-
-fn closed_port() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
 }
 
 /// gcloud's authorized_user file (sorted keys, indent 2, no token_uri).

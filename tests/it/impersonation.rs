@@ -196,11 +196,7 @@ fn python_adc(file: &Path, scopes: &[&str], revoke: bool) -> Value {
     if revoke {
         cmd.arg("revoke");
     }
-    for k in [
-        "GOOGLE_CLOUD_QUOTA_PROJECT",
-        "CLOUDSDK_CONFIG",
-        "GCE_METADATA_HOST",
-    ] {
+    for k in ADC_ENV {
         cmd.env_remove(k);
     }
     let out = cmd
@@ -667,13 +663,7 @@ async fn print_access_token(dir: &Path, file: &Path, args: &[&str]) -> String {
 
 fn run_print_access_token(dir: &Path, file: &Path, args: &[String]) -> String {
     let mut cmd = crate::common::examples::example("print_access_token");
-    for k in [
-        "GOOGLE_APPLICATION_CREDENTIALS",
-        "CLOUDSDK_CONFIG",
-        "GCE_METADATA_HOST",
-        "GOOGLE_API_KEY",
-        "GEMINI_API_KEY",
-    ] {
+    for k in ADC_ENV {
         cmd.env_remove(k);
     }
     let out = cmd

@@ -17,21 +17,6 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const UNIVERSE: &str = "example.test";
 const SA: &str = "sa@p.iam.gserviceaccount.com";
 
-/// Variables that choose credentials or endpoints, cleared in every child.
-const ENV: [&str; 11] = [
-    "GOOGLE_APPLICATION_CREDENTIALS",
-    "CLOUDSDK_CONFIG",
-    "GCE_METADATA_HOST",
-    "GCE_METADATA_IP",
-    "NO_GCE_CHECK",
-    "GOOGLE_CLOUD_QUOTA_PROJECT",
-    "GOOGLE_CLOUD_UNIVERSE_DOMAIN",
-    "GEMINI_API_BASE",
-    "GEMINI_API_KEY",
-    "GOOGLE_API_KEY",
-    "APPDATA",
-];
-
 const CHILD: &str = "GEMINI_OAUTH_IT_UNIVERSE_CHILD";
 
 /// The test `name` runs again in a child process of this binary with `env`
@@ -42,7 +27,7 @@ fn in_child(name: &str, env: &[(&str, &str)]) -> bool {
         return true;
     }
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    for k in ENV {
+    for k in ADC_ENV {
         cmd.env_remove(k);
     }
     let out = cmd
@@ -60,11 +45,6 @@ fn in_child(name: &str, env: &[(&str, &str)]) -> bool {
         String::from_utf8_lossy(&out.stderr)
     );
     false
-}
-
-fn closed_port() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
 }
 
 /// A service-account key file of `universe` whose token endpoint is
@@ -234,7 +214,7 @@ async fn service_account_universe_builds_the_endpoints_and_a_mismatch_is_refused
 /// `print_access_token --adc` with a clean ADC environment plus `env`.
 fn run_adc(home: &Path, env: &[(&str, &str)]) -> Output {
     let mut cmd = example("print_access_token");
-    for k in ENV {
+    for k in ADC_ENV {
         cmd.env_remove(k);
     }
     cmd.env("HOME", home)
@@ -256,7 +236,7 @@ fn python_prints(code: &str, env: &[(&str, &str)]) -> String {
         "{exe} is missing: run `bash .ci/test`"
     );
     let mut cmd = Command::new(exe);
-    for k in ENV {
+    for k in ADC_ENV {
         cmd.env_remove(k);
     }
     let out = cmd

@@ -92,6 +92,28 @@ pub async fn api_answering(response: ResponseTemplate) -> MockServer {
     server
 }
 
+/// Variables that choose credentials or endpoints, for a child process with
+/// a clean ADC environment to clear.
+pub const ADC_ENV: [&str; 11] = [
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "CLOUDSDK_CONFIG",
+    "GCE_METADATA_HOST",
+    "GCE_METADATA_IP",
+    "NO_GCE_CHECK",
+    "GOOGLE_CLOUD_QUOTA_PROJECT",
+    "GOOGLE_CLOUD_UNIVERSE_DOMAIN",
+    "GEMINI_API_BASE",
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
+    "APPDATA",
+];
+
+/// A 127.0.0.1 address nothing listens on (the port is freed on return).
+pub fn closed_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
 /// A metadata server (`GCE_METADATA_HOST`): to requests with
 /// `Metadata-Flavor: Google`, the ping answers with that header, the default
 /// account's token endpoint with `token_answer`.
