@@ -221,6 +221,15 @@ async fn iam_auth(server: &MockServer, n: usize) -> String {
     header(&requests_to(server, &iam_path()).await[n], "authorization")
 }
 
+/// Loads an [`impersonated`] file in `dir` with `source`: asserts the
+/// first impersonated token; returns the file and the bearer IAM got.
+async fn load_impersonated(dir: &Path, server: &MockServer, source: Value) -> (PathBuf, String) {
+    let file = impersonated(dir, source, server);
+    let creds = adc(&file).load().await.unwrap();
+    assert_eq!(token(&creds).await, "ya29.IMPERSONATED-1");
+    (file, iam_auth(server, 0).await)
+}
+
 /// Asserts `server`'s IAM path got two calls, ours then Python's, alike as
 /// [`assert_same_iam_call`] says.
 async fn assert_same_iam_calls(server: &MockServer) {
@@ -395,10 +404,8 @@ async fn external_account_authorized_user_sends_what_google_auth_sends() {
 async fn impersonated_file_with_an_external_user_source() {
     let server = google().await;
     let dir = tempfile::tempdir().unwrap();
-    let file = impersonated(dir.path(), eaau(&server), &server);
-    let creds = adc(&file).load().await.unwrap();
-    assert_eq!(token(&creds).await, "ya29.IMPERSONATED-1");
-    assert_eq!(iam_auth(&server, 0).await, format!("Bearer {EAAU_ACCESS}"));
+    let (file, bearer) = load_impersonated(dir.path(), &server, eaau(&server)).await;
+    assert_eq!(bearer, format!("Bearer {EAAU_ACCESS}"));
     let report = python_adc(&file, &[RETRIEVER], false);
     assert_eq!(report["token"], "ya29.IMPERSONATED-2");
     assert_same_iam_calls(&server).await;
@@ -799,9 +806,7 @@ async fn an_external_user_files_valid_token_is_used_and_an_expired_one_refreshed
 async fn an_external_user_source_with_a_valid_token_buys_the_impersonated_one_with_it() {
     let server = google().await;
     let dir = tempfile::tempdir().unwrap();
-    let file = impersonated(dir.path(), eaau_with_token(&server), &server);
-    let creds = adc(&file).load().await.unwrap();
-    assert_eq!(token(&creds).await, "ya29.IMPERSONATED-1");
-    assert_eq!(iam_auth(&server, 0).await, "Bearer ya29.FILETOKENMARKER");
+    let (_, bearer) = load_impersonated(dir.path(), &server, eaau_with_token(&server)).await;
+    assert_eq!(bearer, "Bearer ya29.FILETOKENMARKER");
     assert!(requests_to(&server, "/sts/token").await.is_empty());
 }
