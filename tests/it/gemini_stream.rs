@@ -72,7 +72,8 @@ async fn recording(answer: fn(&str, &http::HeaderMap) -> Resp) -> (String, Seen)
     (base, seen)
 }
 
-async fn sse_server(steps: Vec<Step>) -> String {
+/// A server that answers every request with the event stream `steps`.
+pub(crate) async fn sse_server(steps: Vec<Step>) -> String {
     serve(move |_req| {
         let steps = steps.clone();
         async move { scripted(steps) }
