@@ -114,7 +114,7 @@ fn pairs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 /// The loader of Application Default Credentials from `file`.
-fn adc(file: &Path) -> CredentialLoader<kind::ApplicationDefault> {
+pub(crate) fn adc(file: &Path) -> CredentialLoader<kind::ApplicationDefault> {
     CredentialLoader::application_default().credentials_file(file)
 }
 
@@ -124,14 +124,14 @@ async fn token(creds: &Credentials) -> String {
 }
 
 /// Writes `json` to `dir/name`; returns its path.
-fn write_json(dir: &Path, name: &str, json: &Value) -> PathBuf {
+pub(crate) fn write_json(dir: &Path, name: &str, json: &Value) -> PathBuf {
     let file = dir.join(name);
     std::fs::write(&file, json.to_string()).unwrap();
     file
 }
 
 /// A temp dir holding an [`impersonated`] file with a [`user_source`], both aimed at `server`.
-fn user_file(server: &MockServer) -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn user_file(server: &MockServer) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let file = impersonated(dir.path(), user_source(server), server);
     (dir, file)
