@@ -17,34 +17,16 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const UNIVERSE: &str = "example.test";
 const SA: &str = "sa@p.iam.gserviceaccount.com";
 
-const CHILD: &str = "GEMINI_OAUTH_IT_UNIVERSE_CHILD";
-
-/// The test `name` runs again in a child process of this binary with `env`
-/// (this process never sets variables): returns false here, after checking
-/// that the child passed, and true in the child.
+/// The test `name` runs again in a child process of this binary with a
+/// clean ADC environment and `env`: returns false here, after checking that
+/// the child passed, and true in the child.
 fn in_child(name: &str, env: &[(&str, &str)]) -> bool {
-    if std::env::var_os(CHILD).is_some_and(|v| v == name) {
-        return true;
-    }
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    for k in ADC_ENV {
-        cmd.env_remove(k);
-    }
-    let out = cmd
-        .args([name, "--exact", "--test-threads=1"])
-        .env(CHILD, name)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("test result: ok. 1 passed;"),
-        "{name} in a child process: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    false
+    alone_in_a_process_with(name, |cmd| {
+        for k in ADC_ENV {
+            cmd.env_remove(k);
+        }
+        cmd.envs(env.iter().copied());
+    })
 }
 
 /// A service-account key file of `universe` whose token endpoint is

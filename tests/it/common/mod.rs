@@ -305,10 +305,18 @@ const ALONE: &str = "GEMINI_OAUTH_IT_ALONE";
 /// exactly one test, and returns false: the caller returns. In that child
 /// process it returns true: the caller goes on with the test.
 pub fn alone_in_this_process(name: &str) -> bool {
+    alone_in_a_process_with(name, |_| {})
+}
+
+/// [`alone_in_this_process`], with `setup` applied to the child process's
+/// command first (to set its environment: this process never sets variables).
+pub fn alone_in_a_process_with(name: &str, setup: impl FnOnce(&mut std::process::Command)) -> bool {
     if std::env::var_os(ALONE).is_some_and(|v| v == name) {
         return true;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    setup(&mut cmd);
+    let out = cmd
         .args([name, "--exact", "--test-threads=1"])
         .env(ALONE, name)
         .stdin(std::process::Stdio::null())
