@@ -17,7 +17,7 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::common::browser;
 use crate::common::examples::example;
-use crate::common::token_uri;
+use crate::common::{requests_to, token_uri};
 
 const CLIENT_ID: &str = "gcloud-test.apps.googleusercontent.com";
 const CLIENT_SECRET: &str = "GOCSPX-GCLOUDSECRETMARKER";
@@ -218,14 +218,9 @@ fn adc_loader(dir: &Path, server: &MockServer) -> CredentialLoader<kind::Applica
 }
 
 async fn token_forms(server: &MockServer) -> Vec<Vec<(String, String)>> {
-    server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.url.path() == "/token")
-        .map(|r| form_urlencoded::parse(&r.body).into_owned().collect())
-        .collect()
+    let tokens = requests_to(server, "/token").await;
+    let form = |r: &Request| form_urlencoded::parse(&r.body).into_owned().collect();
+    tokens.iter().map(form).collect()
 }
 
 fn field<'a>(form: &'a [(String, String)], key: &str) -> Option<&'a str> {
@@ -279,13 +274,7 @@ async fn gcloud_impersonated_login_file_loads_with_us() {
         creds.access_token().await.unwrap().secret(),
         "ya29.IMPERSONATEDBYFAKE"
     );
-    let iam: Vec<Request> = server
-        .received_requests()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.url.path() == iam_path())
-        .collect();
+    let iam = requests_to(&server, &iam_path()).await;
     assert_eq!(iam.len(), 1);
     assert_eq!(
         iam[0].headers.get("authorization").unwrap(),

@@ -90,17 +90,6 @@ async fn source_token_server() -> MockServer {
     server
 }
 
-/// The requests `server` received at `at`, in order.
-pub(crate) async fn requests_to(server: &MockServer, at: &str) -> Vec<Request> {
-    server
-        .received_requests()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.url.path() == at)
-        .collect()
-}
-
 fn form(req: &Request) -> BTreeMap<String, String> {
     form_urlencoded::parse(&req.body).into_owned().collect()
 }

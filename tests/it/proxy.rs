@@ -401,11 +401,7 @@ async fn the_metadata_server_is_never_proxied_while_the_api_is() {
     let requests = proxy.requests();
     assert_eq!(requests, [s.connect_line()], "{}", proxy.log());
     assert_eq!(s.server.seen(), ["GET /v1/models"]);
-    let token_calls = metadata.received_requests().await.unwrap();
-    let token_calls = token_calls
-        .iter()
-        .filter(|r| r.url.path().ends_with("/token"));
-    assert_eq!(token_calls.count(), 1);
+    assert_eq!(requests_to(&metadata, METADATA_TOKEN_PATH).await.len(), 1);
 }
 
 /// ADC from the metadata server only, with every proxy variable aimed at `proxy`.

@@ -359,10 +359,7 @@ async fn universe_metadata(universe: Option<&str>) -> MockServer {
 }
 
 async fn token_calls(metadata: &MockServer) -> usize {
-    let all = metadata.received_requests().await.unwrap();
-    all.iter()
-        .filter(|r| r.url.path().ends_with("/default/token"))
-        .count()
+    requests_to(metadata, METADATA_TOKEN_PATH).await.len()
 }
 
 #[tokio::test]

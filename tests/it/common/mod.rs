@@ -114,6 +114,9 @@ pub fn closed_port() -> String {
     l.local_addr().unwrap().to_string()
 }
 
+/// The metadata server's path of the default account's token.
+pub const METADATA_TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
+
 /// A metadata server (`GCE_METADATA_HOST`): to requests with
 /// `Metadata-Flavor: Google`, the ping answers with that header, the default
 /// account's token endpoint with `token_answer`.
@@ -126,9 +129,7 @@ pub async fn metadata_server(token_answer: ResponseTemplate) -> MockServer {
         .mount(&metadata)
         .await;
     Mock::given(method("GET"))
-        .and(path(
-            "/computeMetadata/v1/instance/service-accounts/default/token",
-        ))
+        .and(path(METADATA_TOKEN_PATH))
         .and(header("metadata-flavor", "Google"))
         .respond_with(token_answer)
         .mount(&metadata)
@@ -174,6 +175,17 @@ pub async fn code_endpoint(scope: &str) -> MockServer {
 
 pub fn token_uri(server: &MockServer) -> String {
     format!("{}/token", server.uri())
+}
+
+/// The requests `server` received at `at`, in order.
+pub async fn requests_to(server: &MockServer, at: &str) -> Vec<Request> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == at)
+        .collect()
 }
 
 pub async fn token_requests(server: &MockServer) -> usize {
