@@ -15,8 +15,7 @@ use wiremock::MockServer;
 /// A client for the API at `base` (its `/v1`), with a valid token.json
 /// refreshed at the returned token endpoint.
 pub(crate) async fn client_for(base: &str) -> (TempLoader, MockServer, AuthorizedClient) {
-    let tokens = token_endpoint().await;
-    let dir = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let (dir, tokens) = TempLoader::signed_in().await;
     let creds = dir
         .loader()
         .api_base(format!("{base}/v1"))
@@ -264,8 +263,7 @@ async fn a_stream_cut_mid_event_is_a_typed_error() {
 #[tokio::test]
 async fn caller_headers_are_kept_and_ours_replace_theirs() {
     let (base, seen) = recording(|_, _| json_resp(200, &json!({}))).await;
-    let tokens = token_endpoint().await;
-    let dir = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let (dir, _tokens) = TempLoader::signed_in().await;
     let client = dir
         .loader()
         .api_base(format!("{base}/v1"))

@@ -261,6 +261,13 @@ impl TempLoader {
         }
     }
 
+    /// With a token.json valid for 50 minutes, refreshed at the returned
+    /// [`token_endpoint`].
+    pub async fn signed_in() -> (Self, MockServer) {
+        let tokens = token_endpoint().await;
+        (Self::with_token(&token_uri(&tokens), 3000), tokens)
+    }
+
     /// With the token.json of [`token_json`]`(token_uri, in_secs)`.
     pub fn with_token(token_uri: &str, in_secs: i64) -> Self {
         let t = Self::empty();
