@@ -109,15 +109,7 @@ impl RequestBody {
     /// # Errors
     /// [`Error::Io`] when the file cannot be opened or its size read.
     pub async fn from_path(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let file = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| Error::io("open", path, e))?;
-        let len = file
-            .metadata()
-            .await
-            .map_err(|e| Error::io("read the size of", path, e))?
-            .len();
+        let (file, len) = open_sized(path.as_ref()).await?;
         Ok(Self::from_file(file, Some(len)))
     }
 
@@ -199,4 +191,17 @@ impl From<()> for RequestBody {
     fn from((): ()) -> Self {
         RequestBody::empty()
     }
+}
+
+/// The file at `path`, opened, and its size.
+pub(crate) async fn open_sized(path: &Path) -> Result<(tokio::fs::File, u64)> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| Error::io("open", path, e))?;
+    let len = file
+        .metadata()
+        .await
+        .map_err(|e| Error::io("read the size of", path, e))?
+        .len();
+    Ok((file, len))
 }

@@ -112,6 +112,19 @@ pub(crate) async fn refresh(
     post_form(http, retry, token_uri, &form).await
 }
 
+/// `e`, a refresh grant's failure, with an `invalid_grant` answer made
+/// [`Error::InvalidGrant`] naming `store`, where the refresh token came from.
+pub(crate) fn invalid_grant_in(e: Error, store: String) -> Error {
+    match e {
+        Error::OAuth {
+            error: OAuthError::InvalidGrant,
+            description,
+            ..
+        } => Error::InvalidGrant { description, store },
+        other => other,
+    }
+}
+
 /// The JWT bearer grant (RFC 7523) of service-account keys.
 #[cfg(feature = "service-account")]
 pub(crate) async fn jwt_bearer(

@@ -13,7 +13,7 @@ use super::decode;
 use super::generate::{json_request, success_or_api_error};
 use crate::client::AuthorizedClient;
 use crate::error::{Error, Result};
-use crate::request_body::RequestBody;
+use crate::request_body::{RequestBody, open_sized};
 use crate::url::redact;
 
 /// Size of the pieces the file is read in.
@@ -138,14 +138,7 @@ pub async fn upload_file(
     let mime = HeaderValue::from_str(mime_type).map_err(|_| Error::InvalidHeaderValue {
         what: "the MIME type",
     })?;
-    let file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| Error::io("open", path, e))?;
-    let size = file
-        .metadata()
-        .await
-        .map_err(|e| Error::io("read the size of", path, e))?
-        .len();
+    let (file, size) = open_sized(path).await?;
 
     let start_url = format!("{}/upload/v1beta/files", origin(client.api_base())?);
     let body = serde_json::json!({"file": {"display_name": display_name}});

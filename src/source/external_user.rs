@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::http::HttpClient;
 use crate::token::TokenFileProblem;
 use crate::token_cache::{BoxFuture, Fetched, TokenSource};
-use crate::token_endpoint::{self, OAuthError, Retry};
+use crate::token_endpoint::{self, Retry};
 
 /// The file's fields, as google-auth's `from_info` reads them.
 pub(crate) struct ExternalUserFile {
@@ -168,16 +168,8 @@ impl TokenSource for ExternalUser {
                 &token,
             )
             .await
-            .map_err(|e| match e {
-                Error::OAuth {
-                    error: OAuthError::InvalidGrant,
-                    description,
-                    ..
-                } => Error::InvalidGrant {
-                    description,
-                    store: self.file.path.display().to_string(),
-                },
-                other => other,
+            .map_err(|e| {
+                token_endpoint::invalid_grant_in(e, self.file.path.display().to_string())
             })?;
             let rotated = resp.refresh_token.clone();
             let mut fetched: Fetched = resp.into();

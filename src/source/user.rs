@@ -15,7 +15,7 @@ use crate::http::HttpClient;
 use crate::store::{DynTokenStore, StoreLock};
 use crate::token::{StoredToken, TokenFileProblem};
 use crate::token_cache::{BoxFuture, Fetched, TokenSource};
-use crate::token_endpoint::{self, OAuthError, Retry};
+use crate::token_endpoint::{self, Retry};
 
 /// How long a background refresh waits for another process's refresh of the same store.
 const REFRESH_LOCK_WAIT: Duration = Duration::from_secs(60);
@@ -248,17 +248,7 @@ impl UserSource {
         let resp =
             token_endpoint::refresh(&self.http, self.retry, token_uri, &client, &refresh_token)
                 .await
-                .map_err(|e| match e {
-                    Error::OAuth {
-                        error: OAuthError::InvalidGrant,
-                        description,
-                        ..
-                    } => Error::InvalidGrant {
-                        description,
-                        store: self.name.clone(),
-                    },
-                    other => other,
-                })?;
+                .map_err(|e| token_endpoint::invalid_grant_in(e, self.name.clone()))?;
         resp.apply_to(&mut record);
         tracing::debug!("access token refreshed");
         Ok(record)

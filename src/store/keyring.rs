@@ -214,15 +214,7 @@ impl TokenStore for KeyringTokenStore {
                 Err(e) => Err(e),
             })
             .await?;
-        let Some(json) = json else {
-            return Ok(None);
-        };
-        StoredToken::from_json(&json)
-            .map(Some)
-            .map_err(|problem| Error::TokenFile {
-                path: self.name().into(),
-                problem,
-            })
+        super::parse_stored(self, json)
     }
 
     async fn save(&self, token: &StoredToken) -> Result<()> {

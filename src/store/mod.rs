@@ -24,6 +24,19 @@ pub use memory::MemoryTokenStore;
 use crate::error::Result;
 use crate::token::StoredToken;
 
+/// The token `json` a store holds, if any; one that does not parse is an
+/// [`Error::TokenFile`](crate::Error::TokenFile) naming `store`.
+#[cfg(any(feature = "keyring", feature = "redis"))]
+fn parse_stored(store: &impl TokenStore, json: Option<Vec<u8>>) -> Result<Option<StoredToken>> {
+    json.map(|json| {
+        StoredToken::from_json(&json).map_err(|problem| crate::Error::TokenFile {
+            path: store.name().into(),
+            problem,
+        })
+    })
+    .transpose()
+}
+
 /// A place to keep [`StoredToken`]s between runs.
 ///
 /// Implement it with plain `async fn`s. A failure to read is an error, never

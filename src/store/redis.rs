@@ -168,15 +168,7 @@ impl TokenStore for RedisTokenStore {
             .query_async(&mut con)
             .await
             .map_err(|e| self.error("load", e))?;
-        let Some(json) = json else {
-            return Ok(None);
-        };
-        StoredToken::from_json(&json)
-            .map(Some)
-            .map_err(|problem| Error::TokenFile {
-                path: self.name().into(),
-                problem,
-            })
+        super::parse_stored(self, json)
     }
 
     async fn save(&self, token: &StoredToken) -> Result<()> {

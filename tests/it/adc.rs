@@ -9,20 +9,8 @@ use std::process::{Command, Output, Stdio};
 use crate::common::examples::{example, stdout};
 use crate::common::*;
 use serde_json::json;
-use wiremock::matchers::{header, header_exists, method, path};
+use wiremock::matchers::{header_exists, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-const ADC_ENV: [&str; 9] = [
-    "GOOGLE_APPLICATION_CREDENTIALS",
-    "CLOUDSDK_CONFIG",
-    "GCE_METADATA_HOST",
-    "GCE_METADATA_IP",
-    "NO_GCE_CHECK",
-    "GOOGLE_CLOUD_QUOTA_PROJECT",
-    "GEMINI_API_KEY",
-    "GOOGLE_API_KEY",
-    "APPDATA",
-];
 
 /// An example run with a clean ADC environment: HOME is `home`, nothing else set,
 /// and the metadata server pointed at a closed local port unless overridden.
@@ -38,11 +26,6 @@ fn run(name: &str, home: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
         cmd.env(k, v);
     }
     cmd.args(args).stdin(Stdio::null()).output().unwrap()
-}
-
-fn closed_port() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
 }
 
 /// gcloud's authorized_user file (sorted keys, indent 2, no token_uri).
@@ -157,38 +140,10 @@ async fn lookup_order_env_var_then_cloudsdk_config_then_home() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/key.json"));
 }
 
-/// A metadata server: the ping answers with `Metadata-Flavor: Google`, the
-/// token endpoint with `token_answer`.
-async fn metadata_server(token_answer: ResponseTemplate) -> MockServer {
-    let metadata = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/"))
-        .and(header("metadata-flavor", "Google"))
-        .respond_with(ResponseTemplate::new(200).insert_header("Metadata-Flavor", "Google"))
-        .mount(&metadata)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(
-            "/computeMetadata/v1/instance/service-accounts/default/token",
-        ))
-        .and(header("metadata-flavor", "Google"))
-        .respond_with(token_answer)
-        .mount(&metadata)
-        .await;
-    metadata
-}
-
 #[tokio::test]
 async fn metadata_server_by_its_ip_variable_and_only_with_the_flavor_header() {
-    let token =
-        json!({"access_token": "ya29.METADATA", "expires_in": 3599, "token_type": "Bearer"});
     // GCE_METADATA_IP is used when GCE_METADATA_HOST is not set.
-    let flavored = metadata_server(
-        ResponseTemplate::new(200)
-            .insert_header("Metadata-Flavor", "Google")
-            .set_body_json(&token),
-    )
-    .await;
+    let flavored = metadata_server(metadata_token()).await;
     let home = tempfile::tempdir().unwrap();
     let mut cmd = example("print_access_token");
     for k in ADC_ENV {
@@ -205,7 +160,7 @@ async fn metadata_server_by_its_ip_variable_and_only_with_the_flavor_header() {
     assert_eq!(stdout(&out), "ya29.METADATA\n");
 
     // A token answer without the header is not the metadata server's.
-    let impostor = metadata_server(ResponseTemplate::new(200).set_body_json(&token)).await;
+    let impostor = metadata_server(unflavored_metadata_token()).await;
     let host = impostor.address().to_string();
     let out = run(
         "print_access_token",
@@ -250,14 +205,7 @@ async fn a_slow_metadata_server_is_given_up_on_after_its_short_limit() {
 
 #[tokio::test]
 async fn metadata_server_is_the_last_resort() {
-    let metadata = metadata_server(
-        ResponseTemplate::new(200)
-            .insert_header("Metadata-Flavor", "Google")
-            .set_body_json(json!({
-                "access_token": "ya29.METADATA", "expires_in": 3599, "token_type": "Bearer"
-            })),
-    )
-    .await;
+    let metadata = metadata_server(metadata_token()).await;
     let home = tempfile::tempdir().unwrap();
     let host = metadata.address().to_string();
     let out = run(

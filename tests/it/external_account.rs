@@ -164,13 +164,7 @@ impl Fed {
     }
 
     async fn requests(&self, p: &str) -> Vec<Request> {
-        self.server
-            .received_requests()
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|r| r.url.path() == p)
-            .collect()
+        requests_to(&self.server, p).await
     }
 
     /// The form of every STS request, in order.

@@ -10,13 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use gemini_oauth::CredentialLoader;
+use gemini_oauth::{CredentialLoader, kind};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::common::browser;
 use crate::common::examples::example;
+use crate::common::{requests_to, token_uri};
 
 const CLIENT_ID: &str = "gcloud-test.apps.googleusercontent.com";
 const CLIENT_SECRET: &str = "GOCSPX-GCLOUDSECRETMARKER";
@@ -201,19 +202,25 @@ async fn gcloud_login(dir: &Path, server: &MockServer, extra: &[&str]) -> Value 
         .unwrap();
     let rest = rest.join().unwrap();
     assert!(status.success(), "gcloud: {rest:?}");
-    let adc = dir.join("gcloud/application_default_credentials.json");
-    serde_json::from_str(&std::fs::read_to_string(adc).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(adc_file(dir)).unwrap()).unwrap()
+}
+
+/// The ADC file a login writes in `dir`'s gcloud configuration directory.
+fn adc_file(dir: &Path) -> PathBuf {
+    dir.join("gcloud/application_default_credentials.json")
+}
+
+/// The loader of the ADC file in `dir`, refreshing at `server`.
+fn adc_loader(dir: &Path, server: &MockServer) -> CredentialLoader<kind::ApplicationDefault> {
+    CredentialLoader::application_default()
+        .credentials_file(adc_file(dir))
+        .token_uri(token_uri(server))
 }
 
 async fn token_forms(server: &MockServer) -> Vec<Vec<(String, String)>> {
-    server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.url.path() == "/token")
-        .map(|r| form_urlencoded::parse(&r.body).into_owned().collect())
-        .collect()
+    let tokens = requests_to(server, "/token").await;
+    let form = |r: &Request| form_urlencoded::parse(&r.body).into_owned().collect();
+    tokens.iter().map(form).collect()
 }
 
 fn field<'a>(form: &'a [(String, String)], key: &str) -> Option<&'a str> {
@@ -232,15 +239,7 @@ async fn gcloud_login_writes_an_authorized_user_file_we_load() {
     assert_eq!(field(exchange, "grant_type"), Some("authorization_code"));
     assert!(field(exchange, "code_verifier").is_some());
 
-    let adc = dir
-        .path()
-        .join("gcloud/application_default_credentials.json");
-    let creds = CredentialLoader::application_default()
-        .credentials_file(&adc)
-        .token_uri(format!("{}/token", server.uri()))
-        .load()
-        .await
-        .unwrap();
+    let creds = adc_loader(dir.path(), &server).load().await.unwrap();
     assert_eq!(creds.access_token().await.unwrap().secret(), REFRESHED);
     let forms = token_forms(&server).await;
     let ours = forms.last().unwrap();
@@ -264,12 +263,8 @@ async fn gcloud_impersonated_login_file_loads_with_us() {
     assert_eq!(file["source_credentials"]["type"], "authorized_user");
     assert_eq!(file["source_credentials"]["refresh_token"], CODE_REFRESH);
 
-    let adc = dir
-        .path()
-        .join("gcloud/application_default_credentials.json");
-    let creds = CredentialLoader::application_default()
-        .credentials_file(&adc)
-        .token_uri(format!("{}/token", server.uri()))
+    let adc = adc_file(dir.path());
+    let creds = adc_loader(dir.path(), &server)
         .iam_endpoint(server.uri())
         .scopes([gemini_oauth::scopes::CLOUD_PLATFORM])
         .load()
@@ -279,13 +274,7 @@ async fn gcloud_impersonated_login_file_loads_with_us() {
         creds.access_token().await.unwrap().secret(),
         "ya29.IMPERSONATEDBYFAKE"
     );
-    let iam: Vec<Request> = server
-        .received_requests()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.url.path() == iam_path())
-        .collect();
+    let iam = requests_to(&server, &iam_path()).await;
     assert_eq!(iam.len(), 1);
     assert_eq!(
         iam[0].headers.get("authorization").unwrap(),
@@ -308,11 +297,7 @@ async fn gcloud_impersonated_login_file_loads_with_us() {
         &["--impersonate-service-account", &accounts],
     )
     .await;
-    let our_bytes = std::fs::read(
-        ours.path()
-            .join("gcloud/application_default_credentials.json"),
-    )
-    .unwrap();
+    let our_bytes = std::fs::read(adc_file(ours.path())).unwrap();
     assert_eq!(
         String::from_utf8(our_bytes).unwrap(),
         String::from_utf8(gcloud_bytes).unwrap()

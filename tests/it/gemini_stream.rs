@@ -15,8 +15,7 @@ use wiremock::MockServer;
 /// A client for the API at `base` (its `/v1`), with a valid token.json
 /// refreshed at the returned token endpoint.
 pub(crate) async fn client_for(base: &str) -> (TempLoader, MockServer, AuthorizedClient) {
-    let tokens = token_endpoint().await;
-    let dir = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let (dir, tokens) = TempLoader::signed_in().await;
     let creds = dir
         .loader()
         .api_base(format!("{base}/v1"))
@@ -26,10 +25,12 @@ pub(crate) async fn client_for(base: &str) -> (TempLoader, MockServer, Authorize
     (dir, tokens, creds.authorized_client())
 }
 
-/// Every chunk of a stream, errors included, in order.
-async fn drain(
-    mut s: gemini_oauth::gemini::ContentStream,
-) -> Vec<Result<Value, gemini_oauth::Error>> {
+/// Every chunk of `client`'s stream for [`BODY`] to `model`, errors
+/// included, in order.
+async fn streamed(client: &AuthorizedClient, model: &str) -> Vec<Result<Value, Error>> {
+    let mut s = stream_generate_content(client, model, &body())
+        .await
+        .unwrap();
     let mut out = Vec::new();
     while let Some(item) = s.next().await {
         out.push(item);
@@ -37,7 +38,41 @@ async fn drain(
     out
 }
 
-async fn sse_server(steps: Vec<Step>) -> String {
+/// [`streamed`] from a server that answers with `steps`.
+async fn chunks_of(steps: Vec<Step>) -> Vec<Result<Value, Error>> {
+    let base = sse_server(steps).await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    streamed(&client, "m").await
+}
+
+/// The URI, headers and body of every request a [`recording`] server got.
+type Seen = Arc<Mutex<Vec<(String, http::HeaderMap, bytes::Bytes)>>>;
+
+/// A server that answers every request with `answer(uri, headers)` and
+/// keeps what it got, the body read whole.
+async fn recording(answer: fn(&str, &http::HeaderMap) -> Resp) -> (String, Seen) {
+    let seen = Seen::default();
+    let log = Arc::clone(&seen);
+    let base = serve(move |req| {
+        let log = Arc::clone(&log);
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = http_body_util::BodyExt::collect(body)
+                .await
+                .unwrap()
+                .to_bytes();
+            let uri = parts.uri.to_string();
+            let resp = answer(&uri, &parts.headers);
+            log.lock().unwrap().push((uri, parts.headers, body));
+            resp
+        }
+    })
+    .await;
+    (base, seen)
+}
+
+/// A server that answers every request with the event stream `steps`.
+pub(crate) async fn sse_server(steps: Vec<Step>) -> String {
     serve(move |_req| {
         let steps = steps.clone();
         async move { scripted(steps) }
@@ -73,14 +108,7 @@ async fn sse_events_split_across_pieces_crlf_lf_multiline_comments_and_no_final_
         // The last event has no blank line after it.
         send("data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"five\"}]}}]}"),
     ]);
-    let base = sse_server(steps).await;
-    let (_dir, _tokens, client) = client_for(&base).await;
-    let chunks = drain(
-        stream_generate_content(&client, "gemini-test", &body())
-            .await
-            .unwrap(),
-    )
-    .await;
+    let chunks = chunks_of(steps).await;
     let texts: Vec<String> = chunks
         .into_iter()
         .map(|c| {
@@ -95,28 +123,11 @@ async fn sse_events_split_across_pieces_crlf_lf_multiline_comments_and_no_final_
 
 #[tokio::test]
 async fn stream_and_generate_use_the_model_path_and_send_the_body() {
-    let seen = Arc::new(Mutex::new(Vec::<(String, String, Value)>::new()));
-    let log = Arc::clone(&seen);
-    let base = serve(move |req| {
-        let log = Arc::clone(&log);
-        async move {
-            use http_body_util::BodyExt;
-            let path_and_query = req.uri().to_string();
-            let accept = req
-                .headers()
-                .get("content-type")
-                .map(|v| v.to_str().unwrap().to_owned())
-                .unwrap_or_default();
-            let body = req.into_body().collect().await.unwrap().to_bytes();
-            let json: Value = serde_json::from_slice(&body).unwrap();
-            log.lock()
-                .unwrap()
-                .push((path_and_query.clone(), accept, json));
-            if path_and_query.contains("stream") {
-                scripted(vec![send(event(&text_chunk("s")))])
-            } else {
-                json_resp(200, &text_chunk("g"))
-            }
+    let (base, seen) = recording(|uri, _| {
+        if uri.contains("stream") {
+            scripted(vec![send(event(&text_chunk("s")))])
+        } else {
+            json_resp(200, &text_chunk("g"))
         }
     })
     .await;
@@ -129,14 +140,9 @@ async fn stream_and_generate_use_the_model_path_and_send_the_body() {
         .await
         .unwrap();
     assert_eq!(answer, text_chunk("g"));
-    let streamed = drain(
-        stream_generate_content(&client, "gemini-x", &body())
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(streamed.len(), 1);
-    assert_eq!(streamed[0].as_ref().unwrap(), &text_chunk("s"));
+    let chunks = streamed(&client, "gemini-x").await;
+    assert_eq!(chunks.len(), 1);
+    assert_eq!(chunks[0].as_ref().unwrap(), &text_chunk("s"));
     let seen = seen.lock().unwrap();
     let paths: Vec<&str> = seen.iter().map(|(p, _, _)| p.as_str()).collect();
     assert_eq!(
@@ -147,9 +153,9 @@ async fn stream_and_generate_use_the_model_path_and_send_the_body() {
             "/v1/models/gemini-x:streamGenerateContent?alt=sse"
         ]
     );
-    for (_, content_type, json) in seen.iter() {
-        assert_eq!(content_type, "application/json");
-        assert_eq!(json, &body());
+    for (_, headers, json) in seen.iter() {
+        assert_eq!(headers["content-type"], "application/json");
+        assert_eq!(serde_json::from_slice::<Value>(json).unwrap(), body());
     }
 }
 
@@ -184,20 +190,13 @@ async fn google_error_statuses_become_typed_api_errors() {
 
 #[tokio::test]
 async fn an_error_event_mid_stream_is_a_typed_api_error_and_ends_the_stream() {
-    let base = sse_server(vec![
+    let chunks = chunks_of(vec![
         send(event(&text_chunk("partial"))),
         send(event(&json!({"error": {
             "code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"
         }}))),
         send(event(&text_chunk("never handed on"))),
     ])
-    .await;
-    let (_dir, _tokens, client) = client_for(&base).await;
-    let chunks = drain(
-        stream_generate_content(&client, "m", &body())
-            .await
-            .unwrap(),
-    )
     .await;
     assert_eq!(chunks.len(), 2, "{chunks:?}");
     assert_eq!(chunks[0].as_ref().unwrap(), &text_chunk("partial"));
@@ -211,18 +210,11 @@ async fn an_error_event_mid_stream_is_a_typed_api_error_and_ends_the_stream() {
 
 #[tokio::test]
 async fn a_malformed_event_is_a_typed_error_without_its_content() {
-    let base = sse_server(vec![
+    let chunks = chunks_of(vec![
         send(event(&text_chunk("ok"))),
         send("data: {\"candidates\": SECRETCONTENT}\n\n"),
         send(event(&text_chunk("never handed on"))),
     ])
-    .await;
-    let (_dir, _tokens, client) = client_for(&base).await;
-    let chunks = drain(
-        stream_generate_content(&client, "m", &body())
-            .await
-            .unwrap(),
-    )
     .await;
     assert_eq!(chunks.len(), 2, "{chunks:?}");
     let err = chunks[1].as_ref().unwrap_err();
@@ -233,14 +225,7 @@ async fn a_malformed_event_is_a_typed_error_without_its_content() {
     assert!(!format!("{err} {err:?}").contains("SECRETCONTENT"));
 
     // Invalid UTF-8 in an event is typed too.
-    let base = sse_server(vec![send(b"data: \xff\xfe\n\n")]).await;
-    let (_dir, _tokens, client) = client_for(&base).await;
-    let chunks = drain(
-        stream_generate_content(&client, "m", &body())
-            .await
-            .unwrap(),
-    )
-    .await;
+    let chunks = chunks_of(vec![send(b"data: \xff\xfe\n\n")]).await;
     assert!(
         matches!(&chunks[..], [Err(Error::EventStream { problem, .. })] if problem.contains("UTF-8")),
         "{chunks:?}"
@@ -250,17 +235,10 @@ async fn a_malformed_event_is_a_typed_error_without_its_content() {
 #[tokio::test]
 async fn a_stream_cut_mid_event_is_a_typed_error() {
     // The body ends (cleanly) in the middle of an event's JSON.
-    let base = sse_server(vec![
+    let chunks = chunks_of(vec![
         send(event(&text_chunk("ok"))),
         send("data: {\"candidates\": [{\"content\""),
     ])
-    .await;
-    let (_dir, _tokens, client) = client_for(&base).await;
-    let chunks = drain(
-        stream_generate_content(&client, "m", &body())
-            .await
-            .unwrap(),
-    )
     .await;
     assert_eq!(chunks.len(), 2, "{chunks:?}");
     assert!(
@@ -269,19 +247,12 @@ async fn a_stream_cut_mid_event_is_a_typed_error() {
     );
 
     // The connection drops in the middle of an event.
-    let base = sse_server(vec![
+    let chunks = chunks_of(vec![
         send(event(&text_chunk("ok"))),
         send("data: {\"candi"),
         pause_ms(50),
         Step::Cut,
     ])
-    .await;
-    let (_dir, _tokens, client) = client_for(&base).await;
-    let chunks = drain(
-        stream_generate_content(&client, "m", &body())
-            .await
-            .unwrap(),
-    )
     .await;
     assert_eq!(chunks.len(), 2, "{chunks:?}");
     let err = chunks[1].as_ref().unwrap_err();
@@ -291,18 +262,8 @@ async fn a_stream_cut_mid_event_is_a_typed_error() {
 
 #[tokio::test]
 async fn caller_headers_are_kept_and_ours_replace_theirs() {
-    let seen = Arc::new(Mutex::new(None::<http::HeaderMap>));
-    let log = Arc::clone(&seen);
-    let base = serve(move |req| {
-        let log = Arc::clone(&log);
-        async move {
-            *log.lock().unwrap() = Some(req.headers().clone());
-            json_resp(200, &json!({}))
-        }
-    })
-    .await;
-    let tokens = token_endpoint().await;
-    let dir = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let (base, seen) = recording(|_, _| json_resp(200, &json!({}))).await;
+    let (dir, _tokens) = TempLoader::signed_in().await;
     let client = dir
         .loader()
         .api_base(format!("{base}/v1"))
@@ -321,7 +282,7 @@ async fn caller_headers_are_kept_and_ours_replace_theirs() {
         .unwrap();
     let resp = client.request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
-    let headers = seen.lock().unwrap().clone().unwrap();
+    let (_, headers, _) = seen.lock().unwrap()[0].clone();
     assert_eq!(headers["x-custom"], "kept");
     let auth: Vec<_> = headers.get_all("authorization").iter().collect();
     assert_eq!(auth, [format!("Bearer {OLD_ACCESS}").as_str()]);
@@ -332,25 +293,19 @@ async fn caller_headers_are_kept_and_ours_replace_theirs() {
 
 /// A server answering 401 to the old token and 200 to the new one,
 /// counting requests.
-async fn rejecting_old_token() -> (String, Arc<Mutex<usize>>) {
-    let count = Arc::new(Mutex::new(0));
-    let c = Arc::clone(&count);
-    let base = serve(move |req| {
-        let c = Arc::clone(&c);
-        async move {
-            *c.lock().unwrap() += 1;
-            let auth = req.headers()["authorization"].to_str().unwrap().to_owned();
-            // Read the body so a streamed one is consumed.
-            let _ = http_body_util::BodyExt::collect(req.into_body()).await;
-            if auth.contains(OLD_ACCESS) {
-                google_error(401, "UNAUTHENTICATED", "revoked")
-            } else {
-                json_resp(200, &json!({"ok": true}))
-            }
+async fn rejecting_old_token() -> (String, Seen) {
+    recording(|_, headers| {
+        if headers["authorization"]
+            .to_str()
+            .unwrap()
+            .contains(OLD_ACCESS)
+        {
+            google_error(401, "UNAUTHENTICATED", "revoked")
+        } else {
+            json_resp(200, &json!({"ok": true}))
         }
     })
-    .await;
-    (base, count)
+    .await
 }
 
 #[tokio::test]
@@ -365,7 +320,7 @@ async fn a_401_is_retried_for_bytes_and_returned_as_is_for_a_streamed_body() {
         .unwrap();
     let resp = client.request(req).await.unwrap();
     assert_eq!(resp.status(), 401);
-    assert_eq!(*count.lock().unwrap(), 1);
+    assert_eq!(count.lock().unwrap().len(), 1);
     assert_eq!(token_requests(&tokens).await, 0);
     // Bytes are sent again with a new token.
     let req = http::Request::post(&url).body(BODY).unwrap();
@@ -373,27 +328,13 @@ async fn a_401_is_retried_for_bytes_and_returned_as_is_for_a_streamed_body() {
     assert_eq!(resp.status(), 200);
     let body = resp.into_body().collect_bytes(1024).await.unwrap();
     assert_eq!(&body[..], br#"{"ok":true}"#);
-    assert_eq!(*count.lock().unwrap(), 3);
+    assert_eq!(count.lock().unwrap().len(), 3);
     assert_eq!(token_requests(&tokens).await, 1);
 }
 
 #[tokio::test]
 async fn a_streamed_file_body_arrives_whole_with_its_length() {
-    let seen = Arc::new(Mutex::new(None::<(String, String)>));
-    let log = Arc::clone(&seen);
-    let base = serve(move |req| {
-        let log = Arc::clone(&log);
-        async move {
-            let len = req.headers()["content-length"].to_str().unwrap().to_owned();
-            let body = http_body_util::BodyExt::collect(req.into_body())
-                .await
-                .unwrap()
-                .to_bytes();
-            *log.lock().unwrap() = Some((len, sha256_hex(&body)));
-            json_resp(200, &json!({}))
-        }
-    })
-    .await;
+    let (base, seen) = recording(|_, _| json_resp(200, &json!({}))).await;
     let (_dir, _tokens, client) = client_for(&base).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data.bin");
@@ -403,9 +344,12 @@ async fn a_streamed_file_body_arrives_whole_with_its_length() {
         .body(RequestBody::from_path(&path).await.unwrap())
         .unwrap();
     assert_eq!(client.request(req).await.unwrap().status(), 200);
-    let (len, sha) = seen.lock().unwrap().clone().unwrap();
-    assert_eq!(len, content.len().to_string());
-    assert_eq!(sha, sha256_hex(&content));
+    let (_, headers, body) = seen.lock().unwrap()[0].clone();
+    assert_eq!(
+        headers["content-length"],
+        content.len().to_string().as_str()
+    );
+    assert_eq!(sha256_hex(&body), sha256_hex(&content));
     let missing = RequestBody::from_path(dir.path().join("missing")).await;
     assert!(matches!(missing, Err(Error::Io { .. })), "{missing:?}");
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::gemini_server::*;
-use crate::gemini_stream::client_for;
+use crate::gemini_stream::{client_for, sse_server};
 use futures_util::StreamExt;
 use gemini_oauth::Error;
 use gemini_oauth::gemini::{generate_content, stream_generate_content};
@@ -14,6 +14,16 @@ use serde_json::json;
 
 fn body() -> serde_json::Value {
     json!({"contents": [{"parts": [{"text": "think hard"}]}]})
+}
+
+/// A stream server: the event `before`, a pause of `secs`, the event `after`.
+async fn pausing(secs: u64, after: &str) -> String {
+    sse_server(vec![
+        send(event(&text_chunk("before"))),
+        Step::Pause(Duration::from_secs(secs)),
+        send(event(&text_chunk(after))),
+    ])
+    .await
 }
 
 #[tokio::test]
@@ -39,14 +49,7 @@ async fn a_35_s_generation_succeeds_with_the_default_limits() {
 
 #[tokio::test]
 async fn a_stream_with_a_35_s_pause_succeeds_with_the_default_limits() {
-    let base = serve(|_req| async {
-        scripted(vec![
-            send(event(&text_chunk("before"))),
-            Step::Pause(Duration::from_secs(35)),
-            send(event(&text_chunk("after"))),
-        ])
-    })
-    .await;
+    let base = pausing(35, "after").await;
     let (_dir, _tokens, client) = client_for(&base).await;
     let chunks: Vec<_> = stream_generate_content(&client, "m", &body())
         .await
@@ -59,14 +62,7 @@ async fn a_stream_with_a_35_s_pause_succeeds_with_the_default_limits() {
 
 #[tokio::test]
 async fn the_idle_limit_fires_between_pieces_of_a_stream() {
-    let base = serve(|_req| async {
-        scripted(vec![
-            send(event(&text_chunk("before"))),
-            Step::Pause(Duration::from_secs(20)),
-            send(event(&text_chunk("too late"))),
-        ])
-    })
-    .await;
+    let base = pausing(20, "too late").await;
     let (_dir, _tokens, client) = client_for(&base).await;
     let client = client.idle_timeout(Duration::from_millis(300));
     let mut chunks = stream_generate_content(&client, "m", &body())

@@ -74,13 +74,10 @@ async fn upload_file_speaks_the_resumable_protocol() {
 #[tokio::test]
 async fn a_start_answer_without_upload_url_is_a_typed_error() {
     let (base, server) = upload_server(|s| s.omit_upload_url = true).await;
-    let (_dir, _tokens, client) = client_for(&base).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.txt");
     std::fs::write(&path, b"hello").unwrap();
-    let err = upload_file(&client, &path, "text/plain", "a")
-        .await
-        .unwrap_err();
+    let err = upload_error(&base, &path).await;
     assert!(
         matches!(&err, Error::Upload(UploadProblem::MissingUploadUrl { path: p, endpoint, .. })
             if endpoint == &format!("{base}/upload/v1beta/files") && p == &path),
@@ -88,6 +85,14 @@ async fn a_start_answer_without_upload_url_is_a_typed_error() {
     );
     assert!(err.to_string().contains("x-goog-upload-url"), "{err}");
     assert_eq!(server.log.lock().unwrap().finalized, 0);
+}
+
+/// The error of uploading `path` as `text/plain` to the API at `base`.
+async fn upload_error(base: &str, path: &std::path::Path) -> Error {
+    let (_dir, _tokens, client) = client_for(base).await;
+    upload_file(&client, path, "text/plain", "a")
+        .await
+        .unwrap_err()
 }
 
 /// Changes the file once the first piece of its upload reached the server.
@@ -143,10 +148,7 @@ async fn error_statuses_of_both_steps_are_typed_api_errors() {
     let base =
         serve(|_req| async { google_error(403, "PERMISSION_DENIED", "Files API not allowed") })
             .await;
-    let (_dir, _tokens, client) = client_for(&base).await;
-    let err = upload_file(&client, &path, "text/plain", "a")
-        .await
-        .unwrap_err();
+    let err = upload_error(&base, &path).await;
     assert!(
         matches!(&err, Error::Api(e) if e.status == 403 && e.message == "Files API not allowed"),
         "{err:?}"
@@ -171,10 +173,7 @@ async fn error_statuses_of_both_steps_are_typed_api_errors() {
         }
     })
     .await;
-    let (_dir, _tokens, client) = client_for(&base).await;
-    let err = upload_file(&client, &path, "text/plain", "a")
-        .await
-        .unwrap_err();
+    let err = upload_error(&base, &path).await;
     assert!(
         matches!(&err, Error::Api(e) if e.status == 500 && e.status_text.as_deref() == Some("INTERNAL")),
         "{err:?}"

@@ -23,8 +23,7 @@ async fn new_headers(gcp: &GcpCredentials, ext: Extensions) -> (EntityTag, Heade
 
 #[tokio::test]
 async fn headers_are_cached_by_entity_tag_and_a_refresh_is_a_new_tag() {
-    let tokens = token_endpoint().await;
-    let dir = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let (dir, tokens) = TempLoader::signed_in().await;
     let ours = dir.loader().quota_project("gcp-proj").load().await.unwrap();
     let gcp = GcpCredentials::from(ours.clone());
 

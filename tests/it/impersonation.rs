@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine;
 use gemini_oauth::{
-    CredentialLoader, Error, ImpersonationProblem, MemoryTokenStore, StoredToken, TokenFileProblem,
-    TokenStore, scopes,
+    CredentialLoader, Credentials, Error, ImpersonationProblem, MemoryTokenStore, StoredToken,
+    TokenFileProblem, TokenStore, kind, scopes,
 };
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -55,14 +55,7 @@ impl Respond for Iam {
 /// [`SOURCE_ACCESS`]), the IAM path of [`SA`], `/sts/token` (→
 /// [`EAAU_ACCESS`]) and `/sts/revoke`.
 pub(crate) async fn google() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "access_token": SOURCE_ACCESS, "expires_in": 3599, "token_type": "Bearer"
-        })))
-        .mount(&server)
-        .await;
+    let server = source_token_server().await;
     Mock::given(method("POST"))
         .and(path(iam_path()))
         .respond_with(Iam(AtomicUsize::new(0)))
@@ -84,19 +77,62 @@ pub(crate) async fn google() -> MockServer {
     server
 }
 
-/// The requests `server` received at `at`, in order.
-pub(crate) async fn requests_to(server: &MockServer, at: &str) -> Vec<Request> {
+/// A server whose `/token` answers a refresh grant with [`SOURCE_ACCESS`].
+async fn source_token_server() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": SOURCE_ACCESS, "expires_in": 3599, "token_type": "Bearer"
+        })))
+        .mount(&server)
+        .await;
     server
-        .received_requests()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.url.path() == at)
-        .collect()
 }
 
 fn form(req: &Request) -> BTreeMap<String, String> {
     form_urlencoded::parse(&req.body).into_owned().collect()
+}
+
+/// The form `pairs` as [`form`] reads it.
+fn pairs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The loader of Application Default Credentials from `file`.
+pub(crate) fn adc(file: &Path) -> CredentialLoader<kind::ApplicationDefault> {
+    CredentialLoader::application_default().credentials_file(file)
+}
+
+/// The access token `creds` gets (which must not fail).
+async fn token(creds: &Credentials) -> String {
+    creds.access_token().await.unwrap().secret().to_owned()
+}
+
+/// Writes `json` to `dir/name`; returns its path.
+pub(crate) fn write_json(dir: &Path, name: &str, json: &Value) -> PathBuf {
+    let file = dir.join(name);
+    std::fs::write(&file, json.to_string()).unwrap();
+    file
+}
+
+/// A temp dir holding an [`impersonated`] file with a [`user_source`], both aimed at `server`.
+pub(crate) fn user_file(server: &MockServer) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = impersonated(dir.path(), user_source(server), server);
+    (dir, file)
+}
+
+/// [`eaau`] with a token `ya29.FILETOKENMARKER` valid for an hour.
+fn eaau_with_token(server: &MockServer) -> Value {
+    let mut v = eaau(server);
+    v["token"] = json!("ya29.FILETOKENMARKER");
+    let in_an_hour = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    v["expiry"] = json!(expiry(in_an_hour));
+    v
 }
 
 fn header(req: &Request, name: &str) -> String {
@@ -149,11 +185,7 @@ fn python_adc(file: &Path, scopes: &[&str], revoke: bool) -> Value {
     if revoke {
         cmd.arg("revoke");
     }
-    for k in [
-        "GOOGLE_CLOUD_QUOTA_PROJECT",
-        "CLOUDSDK_CONFIG",
-        "GCE_METADATA_HOST",
-    ] {
+    for k in ADC_ENV {
         cmd.env_remove(k);
     }
     let out = cmd
@@ -171,6 +203,28 @@ fn python_adc(file: &Path, scopes: &[&str], revoke: bool) -> Value {
 
 fn iam_body(req: &Request) -> Value {
     serde_json::from_slice(&req.body).unwrap()
+}
+
+/// The `Authorization` of the `n`th call `server`'s IAM path received.
+async fn iam_auth(server: &MockServer, n: usize) -> String {
+    header(&requests_to(server, &iam_path()).await[n], "authorization")
+}
+
+/// Loads an [`impersonated`] file in `dir` with `source`: asserts the
+/// first impersonated token; returns the file and the bearer IAM got.
+async fn load_impersonated(dir: &Path, server: &MockServer, source: Value) -> (PathBuf, String) {
+    let file = impersonated(dir, source, server);
+    let creds = adc(&file).load().await.unwrap();
+    assert_eq!(token(&creds).await, "ya29.IMPERSONATED-1");
+    (file, iam_auth(server, 0).await)
+}
+
+/// Asserts `server`'s IAM path got two calls, ours then Python's, alike as
+/// [`assert_same_iam_call`] says.
+async fn assert_same_iam_calls(server: &MockServer) {
+    let iam = requests_to(server, &iam_path()).await;
+    assert_eq!(iam.len(), 2);
+    assert_same_iam_call(&iam[0], &iam[1]);
 }
 
 /// Asserts our `generateAccessToken` call `ours` is Python's `theirs`:
@@ -200,18 +254,13 @@ fn assert_same_iam_call(ours: &Request, theirs: &Request) {
 #[tokio::test]
 async fn impersonated_user_file_sends_what_google_auth_sends() {
     let server = google().await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = impersonated(dir.path(), user_source(&server), &server);
-    let creds = CredentialLoader::application_default()
-        .credentials_file(&file)
+    let (_dir, file) = user_file(&server);
+    let creds = adc(&file)
         .scopes([scopes::CLOUD_PLATFORM])
         .load()
         .await
         .unwrap();
-    assert_eq!(
-        creds.access_token().await.unwrap().secret(),
-        "ya29.IMPERSONATED-1"
-    );
+    assert_eq!(token(&creds).await, "ya29.IMPERSONATED-1");
     assert_eq!(creds.quota_project(), Some("billed-project"));
     assert!(creds.source().contains(SA), "{}", creds.source());
 
@@ -219,11 +268,11 @@ async fn impersonated_user_file_sends_what_google_auth_sends() {
     assert_eq!(refresh.len(), 1);
     assert_eq!(
         form(&refresh[0]),
-        BTreeMap::from([
-            ("grant_type".into(), "refresh_token".into()),
-            ("client_id".into(), CLIENT_ID.into()),
-            ("client_secret".into(), CLIENT_SECRET.into()),
-            ("refresh_token".into(), REFRESH_TOKEN.into()),
+        pairs(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+            ("refresh_token", REFRESH_TOKEN),
         ])
     );
     let iam = requests_to(&server, &iam_path()).await;
@@ -250,21 +299,14 @@ async fn impersonated_user_file_sends_what_google_auth_sends() {
     let refresh = requests_to(&server, "/token").await;
     assert_eq!(refresh.len(), 2, "Python refreshed the source once");
     assert_eq!(form(&refresh[0]), form(&refresh[1]));
-    let iam = requests_to(&server, &iam_path()).await;
-    assert_eq!(iam.len(), 2);
-    assert_same_iam_call(&iam[0], &iam[1]);
+    assert_same_iam_calls(&server).await;
 }
 
 #[tokio::test]
 async fn the_source_token_is_reused_across_impersonated_refreshes() {
     let server = google().await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = impersonated(dir.path(), user_source(&server), &server);
-    let creds = CredentialLoader::application_default()
-        .credentials_file(&file)
-        .load()
-        .await
-        .unwrap();
+    let (_dir, file) = user_file(&server);
+    let creds = adc(&file).load().await.unwrap();
     assert_eq!(
         creds.force_refresh().await.unwrap().secret(),
         "ya29.IMPERSONATED-2"
@@ -285,14 +327,9 @@ async fn the_source_token_is_reused_across_impersonated_refreshes() {
 async fn external_account_authorized_user_sends_what_google_auth_sends() {
     let server = google().await;
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("workforce.json");
-    std::fs::write(&file, eaau(&server).to_string()).unwrap();
-    let creds = CredentialLoader::application_default()
-        .credentials_file(&file)
-        .load()
-        .await
-        .unwrap();
-    assert_eq!(creds.access_token().await.unwrap().secret(), EAAU_ACCESS);
+    let file = write_json(dir.path(), "workforce.json", &eaau(&server));
+    let creds = adc(&file).load().await.unwrap();
+    assert_eq!(token(&creds).await, EAAU_ACCESS);
     assert_eq!(creds.quota_project(), Some("workforce-project"));
     assert!(creds.source().contains("workforcePools/pool"));
     let sts = requests_to(&server, "/sts/token").await;
@@ -307,9 +344,9 @@ async fn external_account_authorized_user_sends_what_google_auth_sends() {
     );
     assert_eq!(
         form(&sts[0]),
-        BTreeMap::from([
-            ("grant_type".into(), "refresh_token".into()),
-            ("refresh_token".into(), EAAU_REFRESH.into()),
+        pairs(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", EAAU_REFRESH)
         ])
     );
     assert_eq!(
@@ -328,9 +365,9 @@ async fn external_account_authorized_user_sends_what_google_auth_sends() {
     assert_eq!(header(&revoke[0], "authorization"), basic);
     assert_eq!(
         form(&revoke[0]),
-        BTreeMap::from([
-            ("token".into(), EAAU_REFRESH.into()),
-            ("token_type_hint".into(), "refresh_token".into()),
+        pairs(&[
+            ("token", EAAU_REFRESH),
+            ("token_type_hint", "refresh_token")
         ])
     );
 
@@ -356,25 +393,11 @@ async fn external_account_authorized_user_sends_what_google_auth_sends() {
 async fn impersonated_file_with_an_external_user_source() {
     let server = google().await;
     let dir = tempfile::tempdir().unwrap();
-    let file = impersonated(dir.path(), eaau(&server), &server);
-    let creds = CredentialLoader::application_default()
-        .credentials_file(&file)
-        .load()
-        .await
-        .unwrap();
-    assert_eq!(
-        creds.access_token().await.unwrap().secret(),
-        "ya29.IMPERSONATED-1"
-    );
-    let iam = requests_to(&server, &iam_path()).await;
-    assert_eq!(
-        header(&iam[0], "authorization"),
-        format!("Bearer {EAAU_ACCESS}")
-    );
+    let (file, bearer) = load_impersonated(dir.path(), &server, eaau(&server)).await;
+    assert_eq!(bearer, format!("Bearer {EAAU_ACCESS}"));
     let report = python_adc(&file, &[RETRIEVER], false);
     assert_eq!(report["token"], "ya29.IMPERSONATED-2");
-    let iam = requests_to(&server, &iam_path()).await;
-    assert_same_iam_call(&iam[0], &iam[1]);
+    assert_same_iam_calls(&server).await;
 }
 
 #[tokio::test]
@@ -393,15 +416,9 @@ async fn impersonate_service_account_from_any_credentials() {
         .load()
         .await
         .unwrap();
-    assert_eq!(
-        creds.access_token().await.unwrap().secret(),
-        "ya29.IMPERSONATED-1"
-    );
+    assert_eq!(token(&creds).await, "ya29.IMPERSONATED-1");
     let calls = requests_to(&server, &iam_path()).await;
-    assert_eq!(
-        header(&calls[0], "authorization"),
-        format!("Bearer {OLD_ACCESS}")
-    );
+    assert_eq!(iam_auth(&server, 0).await, format!("Bearer {OLD_ACCESS}"));
     assert_eq!(
         iam_body(&calls[0]),
         json!({"delegates": [format!("projects/-/serviceAccounts/{DELEGATE}")],
@@ -414,22 +431,17 @@ async fn impersonate_service_account_from_any_credentials() {
 
     // Application Default Credentials: an authorized_user file.
     let dir = tempfile::tempdir().unwrap();
-    let adc = dir.path().join("adc.json");
-    std::fs::write(&adc, user_source(&server).to_string()).unwrap();
-    let creds = CredentialLoader::application_default()
-        .credentials_file(&adc)
+    let file = write_json(dir.path(), "adc.json", &user_source(&server));
+    let creds = adc(&file)
         .impersonate_service_account(SA, [""; 0])
         .iam_endpoint(&iam)
         .load()
         .await
         .unwrap();
-    assert_eq!(
-        creds.access_token().await.unwrap().secret(),
-        "ya29.IMPERSONATED-2"
-    );
+    assert_eq!(token(&creds).await, "ya29.IMPERSONATED-2");
     let calls = requests_to(&server, &iam_path()).await;
     assert_eq!(
-        header(&calls[1], "authorization"),
+        iam_auth(&server, 1).await,
         format!("Bearer {SOURCE_ACCESS}")
     );
     assert_eq!(iam_body(&calls[1])["delegates"], json!([]));
@@ -439,40 +451,21 @@ async fn impersonate_service_account_from_any_credentials() {
 #[tokio::test]
 async fn the_iam_endpoint_option_replaces_the_files_host() {
     let server = google().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut file: Value = serde_json::from_str(
-        &std::fs::read_to_string(impersonated(dir.path(), user_source(&server), &server)).unwrap(),
-    )
-    .unwrap();
+    let (dir, file) = user_file(&server);
+    let mut file = read_json(&file);
     // What gcloud writes: Google's host.
     file["service_account_impersonation_url"] = json!(format!(
         "https://iamcredentials.googleapis.com{}",
         iam_path()
     ));
-    let path = dir.path().join("gcloud.json");
-    std::fs::write(&path, file.to_string()).unwrap();
-    let creds = CredentialLoader::application_default()
-        .credentials_file(&path)
-        .iam_endpoint(server.uri())
-        .load()
-        .await
-        .unwrap();
-    assert_eq!(
-        creds.access_token().await.unwrap().secret(),
-        "ya29.IMPERSONATED-1"
-    );
+    let path = write_json(dir.path(), "gcloud.json", &file);
+    let creds = adc(&path).iam_endpoint(server.uri()).load().await.unwrap();
+    assert_eq!(token(&creds).await, "ya29.IMPERSONATED-1");
 }
 
 /// An IAM server answering every call with `status` and `body`.
 pub(crate) async fn iam_answering(status: u16, body: Value) -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "access_token": SOURCE_ACCESS, "expires_in": 3599, "token_type": "Bearer"
-        })))
-        .mount(&server)
-        .await;
+    let server = source_token_server().await;
     Mock::given(method("POST"))
         .and(path(iam_path()))
         .respond_with(ResponseTemplate::new(status).set_body_json(body))
@@ -483,13 +476,8 @@ pub(crate) async fn iam_answering(status: u16, body: Value) -> MockServer {
 
 async fn impersonation_error(status: u16, body: Value) -> (Error, MockServer) {
     let server = iam_answering(status, body).await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = impersonated(dir.path(), user_source(&server), &server);
-    let err = CredentialLoader::application_default()
-        .credentials_file(&file)
-        .load()
-        .await
-        .unwrap_err();
+    let (_dir, file) = user_file(&server);
+    let err = adc(&file).load().await.unwrap_err();
     let text = format!("{err} {err:?}");
     for secret in [SOURCE_ACCESS, REFRESH_TOKEN, CLIENT_SECRET] {
         assert!(!text.contains(secret), "{text}");
@@ -554,14 +542,7 @@ async fn iam_refusals_and_bad_answers_are_typed_errors() {
 
 #[tokio::test]
 async fn a_401_from_iam_gets_a_new_source_token_and_one_more_try() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "access_token": SOURCE_ACCESS, "expires_in": 3599, "token_type": "Bearer"
-        })))
-        .mount(&server)
-        .await;
+    let server = source_token_server().await;
     Mock::given(method("POST"))
         .and(path(iam_path()))
         .respond_with(ResponseTemplate::new(401))
@@ -573,17 +554,9 @@ async fn a_401_from_iam_gets_a_new_source_token_and_one_more_try() {
         .respond_with(Iam(AtomicUsize::new(0)))
         .mount(&server)
         .await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = impersonated(dir.path(), user_source(&server), &server);
-    let creds = CredentialLoader::application_default()
-        .credentials_file(&file)
-        .load()
-        .await
-        .unwrap();
-    assert_eq!(
-        creds.access_token().await.unwrap().secret(),
-        "ya29.IMPERSONATED-1"
-    );
+    let (_dir, file) = user_file(&server);
+    let creds = adc(&file).load().await.unwrap();
+    assert_eq!(token(&creds).await, "ya29.IMPERSONATED-1");
     assert_eq!(requests_to(&server, &iam_path()).await.len(), 2);
     assert_eq!(requests_to(&server, "/token").await.len(), 2);
 }
@@ -591,13 +564,8 @@ async fn a_401_from_iam_gets_a_new_source_token_and_one_more_try() {
 /// The problem `load()` reports for the file `json`, which must name the file.
 async fn file_problem(json: Value) -> TokenFileProblem {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("adc.json");
-    std::fs::write(&path, json.to_string()).unwrap();
-    match CredentialLoader::application_default()
-        .credentials_file(&path)
-        .load()
-        .await
-    {
+    let path = write_json(dir.path(), "adc.json", &json);
+    match adc(&path).load().await {
         Err(e @ Error::TokenFile { .. }) => {
             let text = e.to_string();
             let Error::TokenFile {
@@ -665,13 +633,8 @@ async fn bad_files_are_errors_naming_the_file_and_field() {
     let mut v = good();
     v["source_credentials"]["type"] = json!("external_account");
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("adc.json");
-    std::fs::write(&path, v.to_string()).unwrap();
-    let err = CredentialLoader::application_default()
-        .credentials_file(&path)
-        .load()
-        .await
-        .unwrap_err();
+    let path = write_json(dir.path(), "adc.json", &v);
+    let err = adc(&path).load().await.unwrap_err();
     assert!(
         matches!(&err, Error::UnsupportedCredential { kind, .. } if kind.starts_with("external_account")),
         "{err:?}"
@@ -684,23 +647,25 @@ async fn bad_files_are_errors_naming_the_file_and_field() {
     );
 }
 
-/// `print_access_token` with a clean ADC environment and `env`.
-fn print_access_token(dir: &Path, env: &[(&str, &Path)], args: &[&str]) -> String {
+/// `print_access_token` with `args`, a clean ADC environment, `HOME` at
+/// `dir` and `GOOGLE_APPLICATION_CREDENTIALS` at `file`, off the runtime.
+async fn print_access_token(dir: &Path, file: &Path, args: &[&str]) -> String {
+    let (dir, file) = (dir.to_owned(), file.to_owned());
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || run_print_access_token(&dir, &file, &args))
+        .await
+        .unwrap()
+}
+
+fn run_print_access_token(dir: &Path, file: &Path, args: &[String]) -> String {
     let mut cmd = crate::common::examples::example("print_access_token");
-    for k in [
-        "GOOGLE_APPLICATION_CREDENTIALS",
-        "CLOUDSDK_CONFIG",
-        "GCE_METADATA_HOST",
-        "GOOGLE_API_KEY",
-        "GEMINI_API_KEY",
-    ] {
+    for k in ADC_ENV {
         cmd.env_remove(k);
     }
-    cmd.env("HOME", dir).env("NO_GCE_CHECK", "true");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
     let out = cmd
+        .env("HOME", dir)
+        .env("NO_GCE_CHECK", "true")
+        .env("GOOGLE_APPLICATION_CREDENTIALS", file)
         .args(args)
         .stdin(std::process::Stdio::null())
         .output()
@@ -711,46 +676,23 @@ fn print_access_token(dir: &Path, env: &[(&str, &Path)], args: &[&str]) -> Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_examples_take_the_new_files_and_impersonate_flag() {
     let server = google().await;
-    let dir = tempfile::tempdir().unwrap();
     // --adc picks an impersonated_service_account file up with no new flag.
-    let file = impersonated(dir.path(), user_source(&server), &server);
-    let printed = tokio::task::spawn_blocking({
-        let (dir, file) = (dir.path().to_owned(), file.clone());
-        move || {
-            print_access_token(
-                &dir,
-                &[("GOOGLE_APPLICATION_CREDENTIALS", &file)],
-                &["--adc"],
-            )
-        }
-    })
-    .await
-    .unwrap();
+    let (dir, file) = user_file(&server);
+    let printed = print_access_token(dir.path(), &file, &["--adc"]).await;
     assert_eq!(printed, "ya29.IMPERSONATED-1");
 
     // --impersonate-service-account DELEGATE,SA over an authorized_user file,
     // as gcloud's flag reads it; --iam-endpoint aims IAM at the server.
-    let adc = dir.path().join("user.json");
-    std::fs::write(&adc, user_source(&server).to_string()).unwrap();
+    let file = write_json(dir.path(), "user.json", &user_source(&server));
     let accounts = format!("{DELEGATE},{SA}");
-    let printed = tokio::task::spawn_blocking({
-        let (dir, adc, iam) = (dir.path().to_owned(), adc.clone(), server.uri());
-        move || {
-            print_access_token(
-                &dir,
-                &[("GOOGLE_APPLICATION_CREDENTIALS", &adc)],
-                &[
-                    "--adc",
-                    "--impersonate-service-account",
-                    &accounts,
-                    "--iam-endpoint",
-                    &iam,
-                ],
-            )
-        }
-    })
-    .await
-    .unwrap();
+    let flags: [&str; 5] = [
+        "--adc",
+        "--impersonate-service-account",
+        &accounts,
+        "--iam-endpoint",
+        &server.uri(),
+    ];
+    let printed = print_access_token(dir.path(), &file, &flags).await;
     assert_eq!(printed, "ya29.IMPERSONATED-2");
     let calls = requests_to(&server, &iam_path()).await;
     assert_eq!(
@@ -781,16 +723,12 @@ async fn impersonated_file_with_a_service_account_source_matches_google_auth() {
         "client_id": "1", "token_uri": token_uri(&server), "universe_domain": "googleapis.com"
     });
     let file = impersonated(dir.path(), source, &server);
-    let creds = CredentialLoader::application_default()
-        .credentials_file(&file)
+    let creds = adc(&file)
         .scopes([scopes::CLOUD_PLATFORM])
         .load()
         .await
         .unwrap();
-    assert_eq!(
-        creds.access_token().await.unwrap().secret(),
-        "ya29.IMPERSONATED-1"
-    );
+    assert_eq!(token(&creds).await, "ya29.IMPERSONATED-1");
     let report = python_adc(&file, &[scopes::CLOUD_PLATFORM], false);
     assert_eq!(report["token"], "ya29.IMPERSONATED-2");
 
@@ -824,43 +762,27 @@ async fn impersonated_file_with_a_service_account_source_matches_google_auth() {
     );
     let lifetime = |c: &Value| c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap();
     assert_eq!(lifetime(&ours), lifetime(&theirs));
-    let iam = requests_to(&server, &iam_path()).await;
-    assert_same_iam_call(&iam[0], &iam[1]);
+    assert_same_iam_calls(&server).await;
 }
 
 #[tokio::test]
 async fn an_external_user_files_valid_token_is_used_and_an_expired_one_refreshed() {
     let server = google().await;
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("workforce.json");
-    let in_an_hour = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
-    let mut v = eaau(&server);
-    v["token"] = json!("ya29.FILETOKENMARKER");
-    v["expiry"] = json!(expiry(in_an_hour));
-    std::fs::write(&file, v.to_string()).unwrap();
-    let load = || {
-        CredentialLoader::application_default()
-            .credentials_file(&file)
-            .load()
-    };
-    let creds = load().await.unwrap();
-    assert_eq!(
-        creds.access_token().await.unwrap().secret(),
-        "ya29.FILETOKENMARKER"
-    );
+    let mut v = eaau_with_token(&server);
+    let file = write_json(dir.path(), "workforce.json", &v);
+    let creds = adc(&file).load().await.unwrap();
+    assert_eq!(token(&creds).await, "ya29.FILETOKENMARKER");
     assert!(requests_to(&server, "/sts/token").await.is_empty());
 
     v["expiry"] = json!("2020-01-02T03:04:05Z");
-    std::fs::write(&file, v.to_string()).unwrap();
-    assert_eq!(
-        load().await.unwrap().access_token().await.unwrap().secret(),
-        EAAU_ACCESS
-    );
+    write_json(dir.path(), "workforce.json", &v);
+    assert_eq!(token(&adc(&file).load().await.unwrap()).await, EAAU_ACCESS);
     assert_eq!(requests_to(&server, "/sts/token").await.len(), 1);
 
     v["expiry"] = json!("soon");
-    std::fs::write(&file, v.to_string()).unwrap();
-    match load().await {
+    write_json(dir.path(), "workforce.json", &v);
+    match adc(&file).load().await {
         Err(Error::TokenFile { path, problem, .. }) => {
             assert_eq!(path, file);
             assert_eq!(problem, TokenFileProblem::BadExpiry);
@@ -873,25 +795,7 @@ async fn an_external_user_files_valid_token_is_used_and_an_expired_one_refreshed
 async fn an_external_user_source_with_a_valid_token_buys_the_impersonated_one_with_it() {
     let server = google().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut source = eaau(&server);
-    source["token"] = json!("ya29.FILETOKENMARKER");
-    source["expiry"] = json!(expiry(
-        std::time::SystemTime::now() + std::time::Duration::from_secs(3600)
-    ));
-    let file = impersonated(dir.path(), source, &server);
-    let creds = CredentialLoader::application_default()
-        .credentials_file(&file)
-        .load()
-        .await
-        .unwrap();
-    assert_eq!(
-        creds.access_token().await.unwrap().secret(),
-        "ya29.IMPERSONATED-1"
-    );
-    let iam = requests_to(&server, &iam_path()).await;
-    assert_eq!(
-        header(&iam[0], "authorization"),
-        "Bearer ya29.FILETOKENMARKER"
-    );
+    let (_, bearer) = load_impersonated(dir.path(), &server, eaau_with_token(&server)).await;
+    assert_eq!(bearer, "Bearer ya29.FILETOKENMARKER");
     assert!(requests_to(&server, "/sts/token").await.is_empty());
 }

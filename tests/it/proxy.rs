@@ -12,8 +12,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http_body_util::Full;
 use serde_json::json;
-use wiremock::matchers::{header, method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::ResponseTemplate;
 
 use crate::common::examples::{example, stdout};
 use crate::common::tinyproxy::Tinyproxy;
@@ -144,6 +143,16 @@ async fn list(loader: CredentialLoader) -> gemini_oauth::Result<Vec<gemini_oauth
     gemini_oauth::gemini::list_models(&creds.authorized_client()).await
 }
 
+/// The error of listing models through `proxy`, a [`Error::Proxy`] with `problem`.
+async fn proxy_error(s: &Setup, proxy: impl Into<String>, problem: ProxyProblem) -> Error {
+    let err = list(s.loader().proxy(proxy)).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Proxy { problem: p, .. } if *p == problem),
+        "{err:?}"
+    );
+    err
+}
+
 fn assert_no_password(text: &str) {
     assert!(!text.contains(PASSWORD), "the password leaked: {text}");
     assert!(
@@ -257,28 +266,14 @@ async fn proxy_credentials_are_sent_and_a_wrong_password_is_a_typed_error_that_h
     ));
 
     // Without credentials: 407.
-    let err = list(s.loader().proxy(proxy.url(None))).await.unwrap_err();
+    let err = proxy_error(&s, proxy.url(None), ProxyProblem::AuthenticationRequired).await;
     assert!(
-        matches!(
-            &err,
-            Error::Proxy { problem: ProxyProblem::AuthenticationRequired, proxy: p, .. }
-                if *p == format!("{}/", proxy.url(None))
-        ),
+        matches!(&err, Error::Proxy { proxy: p, .. } if *p == format!("{}/", proxy.url(None))),
         "{err:?}"
     );
     // A wrong password: tinyproxy answers 401 to the CONNECT, so the tunnel is refused.
     let bad = proxy.url(Some("user:wrong-PROXYPASSMARKER"));
-    let err = list(s.loader().proxy(&bad)).await.unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            Error::Proxy {
-                problem: ProxyProblem::TunnelRefused,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    let err = proxy_error(&s, &bad, ProxyProblem::TunnelRefused).await;
     assert!(err.to_string().contains(&proxy.url(None)), "{err}");
     assert_no_password(&format!(
         "{err} {err:?} {:?}",
@@ -306,43 +301,15 @@ async fn a_proxy_that_refuses_is_a_typed_error_naming_it() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://u:{PASSWORD}@{}", l.local_addr().unwrap())
     };
-    let err = list(s.loader().proxy(&closed)).await.unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            Error::Proxy {
-                problem: ProxyProblem::Unreachable,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    let err = proxy_error(&s, &closed, ProxyProblem::Unreachable).await;
     assert!(err.is_transient());
     assert_no_password(&format!("{err} {err:?}"));
     // A proxy whose rules forbid the port.
     let proxy = Tinyproxy::start(&[443], None);
-    let err = list(s.loader().proxy(proxy.url(None))).await.unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            Error::Proxy {
-                problem: ProxyProblem::TunnelRefused,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    proxy_error(&s, proxy.url(None), ProxyProblem::TunnelRefused).await;
     // A scheme this crate does not speak.
-    let err = list(
-        s.loader()
-            .proxy(format!("socks5://u:{PASSWORD}@127.0.0.1:1")),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(&err, Error::Proxy { problem: ProxyProblem::UnsupportedScheme(s), .. } if s == "socks5"),
-        "{err:?}"
-    );
+    let socks = format!("socks5://u:{PASSWORD}@127.0.0.1:1");
+    proxy_error(&s, socks, ProxyProblem::UnsupportedScheme("socks5".into())).await;
     // The example: one line, exit code 1, no panic.
     let out = s.list_models(&[("HTTPS_PROXY", closed.clone())], &[]).await;
     assert_eq!(out.status.code(), Some(1));
@@ -420,27 +387,7 @@ async fn plain_http_goes_to_the_proxy_in_absolute_form_with_its_credentials() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metadata_server_is_never_proxied_while_the_api_is() {
     let s = Setup::new().await;
-    let metadata = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/"))
-        .and(header("metadata-flavor", "Google"))
-        .respond_with(ResponseTemplate::new(200).insert_header("Metadata-Flavor", "Google"))
-        .mount(&metadata)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(
-            "/computeMetadata/v1/instance/service-accounts/default/token",
-        ))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("Metadata-Flavor", "Google")
-                .set_body_json(json!({
-                    "access_token": "ya29.METADATA", "expires_in": 3599, "token_type": "Bearer"
-                })),
-        )
-        .expect(1)
-        .mount(&metadata)
-        .await;
+    let metadata = metadata_server(metadata_token()).await;
     let proxy = Tinyproxy::start(&[s.server.port], None);
     let home = tempfile::tempdir().unwrap();
     let env = adc_env(
@@ -454,6 +401,7 @@ async fn the_metadata_server_is_never_proxied_while_the_api_is() {
     let requests = proxy.requests();
     assert_eq!(requests, [s.connect_line()], "{}", proxy.log());
     assert_eq!(s.server.seen(), ["GET /v1/models"]);
+    assert_eq!(requests_to(&metadata, METADATA_TOKEN_PATH).await.len(), 1);
 }
 
 /// ADC from the metadata server only, with every proxy variable aimed at `proxy`.

@@ -557,22 +557,14 @@ fn example_at_trace(seen: &mut Seen, scenario: &str, env: &[(&str, &str)], args:
 async fn impersonation(seen: &mut Seen) {
     use crate::impersonation as imp;
     let server = imp::google().await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = imp::impersonated(dir.path(), imp::user_source(&server), &server);
-    let loader = CredentialLoader::application_default()
-        .credentials_file(&file)
+    let (dir, file) = imp::user_file(&server);
+    let loader = imp::adc(&file)
         .impersonate_service_account(imp::SA, [imp::DELEGATE])
         .iam_endpoint(format!("{}/?key=QUERYMARKER", server.uri()))
         .token_uri(format!("{}/token?key=QUERYMARKER", server.uri()))
         .api_base(format!("{}/v1?key=QUERYMARKER", server.uri()));
     seen.text("impersonation loader", format!("{loader:?}"));
-    let creds = guarded(
-        CredentialLoader::application_default()
-            .credentials_file(&file)
-            .load(),
-    )
-    .await
-    .unwrap();
+    let creds = guarded(imp::adc(&file).load()).await.unwrap();
     let token = creds.access_token().await.unwrap();
     seen.text("impersonation", format!("{creds:?} {token:?}"));
     let refused = imp::iam_answering(
@@ -580,25 +572,12 @@ async fn impersonation(seen: &mut Seen) {
         json!({"error": {"code": 403, "status": "PERMISSION_DENIED", "message": "denied"}}),
     )
     .await;
-    let file = imp::impersonated(dir.path(), imp::user_source(&refused), &refused);
-    let err = guarded(
-        CredentialLoader::application_default()
-            .credentials_file(&file)
-            .load(),
-    )
-    .await
-    .unwrap_err();
+    let (_refused_dir, file) = imp::user_file(&refused);
+    let err = guarded(imp::adc(&file).load()).await.unwrap_err();
     seen.error("impersonation refused", &err);
 
-    let eaau = dir.path().join("workforce.json");
-    std::fs::write(&eaau, imp::eaau(&server).to_string()).unwrap();
-    let creds = guarded(
-        CredentialLoader::application_default()
-            .credentials_file(&eaau)
-            .load(),
-    )
-    .await
-    .unwrap();
+    let eaau = imp::write_json(dir.path(), "workforce.json", &imp::eaau(&server));
+    let creds = guarded(imp::adc(&eaau).load()).await.unwrap();
     let token = creds.access_token().await.unwrap();
     seen.text("external account user", format!("{creds:?} {token:?}"));
     guarded(creds.revoke()).await.unwrap();

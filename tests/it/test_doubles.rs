@@ -16,8 +16,7 @@ fn in_an_hour() -> SystemTime {
 
 #[tokio::test]
 async fn force_refresh_replaces_a_valid_token_with_one_shared_refresh() {
-    let tokens = token_endpoint().await;
-    let dir = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let (dir, tokens) = TempLoader::signed_in().await;
     let creds = dir.loader().load().await.unwrap();
     assert_eq!(creds.access_token().await.unwrap().secret(), OLD_ACCESS);
     assert_eq!(token_requests(&tokens).await, 0);

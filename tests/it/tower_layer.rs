@@ -39,8 +39,7 @@ async fn call(
 
 #[tokio::test]
 async fn the_service_adds_bearer_and_quota_project_to_any_request() {
-    let tokens = token_endpoint().await;
-    let dir = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let (dir, _tokens) = TempLoader::signed_in().await;
     let creds = dir
         .loader()
         .quota_project("tower-proj")
@@ -93,8 +92,7 @@ async fn no_token_means_an_error_and_no_call() {
 
 #[tokio::test]
 async fn a_tonic_server_sees_the_bearer_and_the_quota_project_in_its_metadata() {
-    let tokens = token_endpoint().await;
-    let dir = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let (dir, tokens) = TempLoader::signed_in().await;
     let creds = dir
         .loader()
         .quota_project("grpc-proj")

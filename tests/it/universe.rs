@@ -17,54 +17,16 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const UNIVERSE: &str = "example.test";
 const SA: &str = "sa@p.iam.gserviceaccount.com";
 
-/// Variables that choose credentials or endpoints, cleared in every child.
-const ENV: [&str; 11] = [
-    "GOOGLE_APPLICATION_CREDENTIALS",
-    "CLOUDSDK_CONFIG",
-    "GCE_METADATA_HOST",
-    "GCE_METADATA_IP",
-    "NO_GCE_CHECK",
-    "GOOGLE_CLOUD_QUOTA_PROJECT",
-    "GOOGLE_CLOUD_UNIVERSE_DOMAIN",
-    "GEMINI_API_BASE",
-    "GEMINI_API_KEY",
-    "GOOGLE_API_KEY",
-    "APPDATA",
-];
-
-const CHILD: &str = "GEMINI_OAUTH_IT_UNIVERSE_CHILD";
-
-/// The test `name` runs again in a child process of this binary with `env`
-/// (this process never sets variables): returns false here, after checking
-/// that the child passed, and true in the child.
+/// The test `name` runs again in a child process of this binary with a
+/// clean ADC environment and `env`: returns false here, after checking that
+/// the child passed, and true in the child.
 fn in_child(name: &str, env: &[(&str, &str)]) -> bool {
-    if std::env::var_os(CHILD).is_some_and(|v| v == name) {
-        return true;
-    }
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    for k in ENV {
-        cmd.env_remove(k);
-    }
-    let out = cmd
-        .args([name, "--exact", "--test-threads=1"])
-        .env(CHILD, name)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("test result: ok. 1 passed;"),
-        "{name} in a child process: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    false
-}
-
-fn closed_port() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
+    alone_in_a_process_with(name, |cmd| {
+        for k in ADC_ENV {
+            cmd.env_remove(k);
+        }
+        cmd.envs(env.iter().copied());
+    })
 }
 
 /// A service-account key file of `universe` whose token endpoint is
@@ -234,7 +196,7 @@ async fn service_account_universe_builds_the_endpoints_and_a_mismatch_is_refused
 /// `print_access_token --adc` with a clean ADC environment plus `env`.
 fn run_adc(home: &Path, env: &[(&str, &str)]) -> Output {
     let mut cmd = example("print_access_token");
-    for k in ENV {
+    for k in ADC_ENV {
         cmd.env_remove(k);
     }
     cmd.env("HOME", home)
@@ -256,7 +218,7 @@ fn python_prints(code: &str, env: &[(&str, &str)]) -> String {
         "{exe} is missing: run `bash .ci/test`"
     );
     let mut cmd = Command::new(exe);
-    for k in ENV {
+    for k in ADC_ENV {
         cmd.env_remove(k);
     }
     let out = cmd
@@ -379,29 +341,17 @@ async fn service_account_file_universe_and_self_signed_token_match_python() {
 
 /// A metadata server: flavored ping and token; `universe` answers
 /// `universe/universe-domain` (None: wiremock's 404, as on older servers).
-async fn metadata_server(universe: Option<&str>) -> MockServer {
-    let metadata = MockServer::start().await;
-    let flavored = || ResponseTemplate::new(200).insert_header("Metadata-Flavor", "Google");
-    Mock::given(method("GET"))
-        .and(path("/"))
-        .respond_with(flavored())
-        .mount(&metadata)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(
-            "/computeMetadata/v1/instance/service-accounts/default/token",
-        ))
-        .and(header("metadata-flavor", "Google"))
-        .respond_with(flavored().set_body_json(
-            json!({"access_token": "ya29.METADATA", "expires_in": 3599, "token_type": "Bearer"}),
-        ))
-        .mount(&metadata)
-        .await;
+async fn universe_metadata(universe: Option<&str>) -> MockServer {
+    let metadata = metadata_server(metadata_token()).await;
     if let Some(u) = universe {
         Mock::given(method("GET"))
             .and(path("/computeMetadata/v1/universe/universe-domain"))
             .and(header("metadata-flavor", "Google"))
-            .respond_with(flavored().set_body_string(u))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("Metadata-Flavor", "Google")
+                    .set_body_string(u),
+            )
             .mount(&metadata)
             .await;
     }
@@ -409,16 +359,13 @@ async fn metadata_server(universe: Option<&str>) -> MockServer {
 }
 
 async fn token_calls(metadata: &MockServer) -> usize {
-    let all = metadata.received_requests().await.unwrap();
-    all.iter()
-        .filter(|r| r.url.path().ends_with("/default/token"))
-        .count()
+    requests_to(metadata, METADATA_TOKEN_PATH).await.len()
 }
 
 #[tokio::test]
 async fn metadata_server_universe_is_read_and_checked_as_python_reads_it() {
     let home = tempfile::tempdir().unwrap();
-    let metadata = metadata_server(Some(UNIVERSE)).await;
+    let metadata = universe_metadata(Some(UNIVERSE)).await;
     let host = metadata.address().to_string();
     assert_eq!(
         python_universe(&[("GCE_METADATA_HOST", &host)], true),
@@ -457,7 +404,7 @@ async fn metadata_server_universe_is_read_and_checked_as_python_reads_it() {
 #[tokio::test]
 async fn a_metadata_server_without_the_universe_endpoint_is_googleapis_com() {
     let home = tempfile::tempdir().unwrap();
-    let metadata = metadata_server(None).await;
+    let metadata = universe_metadata(None).await;
     let host = metadata.address().to_string();
     assert_eq!(
         python_universe(&[("GCE_METADATA_HOST", &host)], true),

@@ -80,8 +80,7 @@ async fn vertex_ai_defaults_the_scopes_to_cloud_platform() {
 
 #[tokio::test]
 async fn a_regional_location_gets_its_own_host() {
-    let tokens = token_endpoint().await;
-    let t = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let (t, _tokens) = TempLoader::signed_in().await;
     let creds = t
         .loader()
         .scopes([RETRIEVER])
@@ -97,8 +96,7 @@ async fn a_regional_location_gets_its_own_host() {
 
 #[tokio::test]
 async fn bad_projects_locations_and_an_explicit_api_base_are_typed_errors() {
-    let tokens = token_endpoint().await;
-    let t = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let (t, _tokens) = TempLoader::signed_in().await;
     let err = t.loader().vertex_ai("a/b", "us").load().await.unwrap_err();
     assert!(
         matches!(&err, Error::VertexAi(VertexProblem::InvalidProject(p)) if p == "a/b"),

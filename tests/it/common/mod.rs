@@ -92,6 +92,64 @@ pub async fn api_answering(response: ResponseTemplate) -> MockServer {
     server
 }
 
+/// Variables that choose credentials or endpoints, for a child process with
+/// a clean ADC environment to clear.
+pub const ADC_ENV: [&str; 11] = [
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "CLOUDSDK_CONFIG",
+    "GCE_METADATA_HOST",
+    "GCE_METADATA_IP",
+    "NO_GCE_CHECK",
+    "GOOGLE_CLOUD_QUOTA_PROJECT",
+    "GOOGLE_CLOUD_UNIVERSE_DOMAIN",
+    "GEMINI_API_BASE",
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
+    "APPDATA",
+];
+
+/// A 127.0.0.1 address nothing listens on (the port is freed on return).
+pub fn closed_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+/// The metadata server's path of the default account's token.
+pub const METADATA_TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
+
+/// A metadata server (`GCE_METADATA_HOST`): to requests with
+/// `Metadata-Flavor: Google`, the ping answers with that header, the default
+/// account's token endpoint with `token_answer`.
+pub async fn metadata_server(token_answer: ResponseTemplate) -> MockServer {
+    let metadata = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/"))
+        .and(header("metadata-flavor", "Google"))
+        .respond_with(ResponseTemplate::new(200).insert_header("Metadata-Flavor", "Google"))
+        .mount(&metadata)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(METADATA_TOKEN_PATH))
+        .and(header("metadata-flavor", "Google"))
+        .respond_with(token_answer)
+        .mount(&metadata)
+        .await;
+    metadata
+}
+
+/// The metadata server's token answer, `ya29.METADATA`, with the
+/// `Metadata-Flavor: Google` header the real one sends.
+pub fn metadata_token() -> ResponseTemplate {
+    unflavored_metadata_token().insert_header("Metadata-Flavor", "Google")
+}
+
+/// [`metadata_token`] without the header: not the metadata server's.
+pub fn unflavored_metadata_token() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(
+        json!({"access_token": "ya29.METADATA", "expires_in": 3599, "token_type": "Bearer"}),
+    )
+}
+
 /// The test OAuth client, with `tokens` as its token endpoint: what a
 /// consent flow signs in with.
 pub fn consent_client(tokens: &MockServer) -> ClientSecret {
@@ -117,6 +175,17 @@ pub async fn code_endpoint(scope: &str) -> MockServer {
 
 pub fn token_uri(server: &MockServer) -> String {
     format!("{}/token", server.uri())
+}
+
+/// The requests `server` received at `at`, in order.
+pub async fn requests_to(server: &MockServer, at: &str) -> Vec<Request> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == at)
+        .collect()
 }
 
 pub async fn token_requests(server: &MockServer) -> usize {
@@ -192,6 +261,13 @@ impl TempLoader {
         }
     }
 
+    /// With a token.json valid for 50 minutes, refreshed at the returned
+    /// [`token_endpoint`].
+    pub async fn signed_in() -> (Self, MockServer) {
+        let tokens = token_endpoint().await;
+        (Self::with_token(&token_uri(&tokens), 3000), tokens)
+    }
+
     /// With the token.json of [`token_json`]`(token_uri, in_secs)`.
     pub fn with_token(token_uri: &str, in_secs: i64) -> Self {
         let t = Self::empty();
@@ -248,10 +324,18 @@ const ALONE: &str = "GEMINI_OAUTH_IT_ALONE";
 /// exactly one test, and returns false: the caller returns. In that child
 /// process it returns true: the caller goes on with the test.
 pub fn alone_in_this_process(name: &str) -> bool {
+    alone_in_a_process_with(name, |_| {})
+}
+
+/// [`alone_in_this_process`], with `setup` applied to the child process's
+/// command first (to set its environment: this process never sets variables).
+pub fn alone_in_a_process_with(name: &str, setup: impl FnOnce(&mut std::process::Command)) -> bool {
     if std::env::var_os(ALONE).is_some_and(|v| v == name) {
         return true;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    setup(&mut cmd);
+    let out = cmd
         .args([name, "--exact", "--test-threads=1"])
         .env(ALONE, name)
         .stdin(std::process::Stdio::null())
