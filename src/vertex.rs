@@ -66,10 +66,18 @@ impl VertexAi {
             None => format!("https://{}-{HOST_SUFFIX}", self.location),
         };
         Ok(format!(
-            "{origin}/v1/projects/{}/locations/{}/publishers/google",
+            "{origin}/v1/projects/{}/locations/{}{PUBLISHER}",
             self.project, self.location
         ))
     }
+}
+
+/// The end of every Vertex AI base [`VertexAi::api_base`] builds.
+const PUBLISHER: &str = "/publishers/google";
+
+/// Whether `api_base` is a Vertex AI base (which has no Files API).
+pub(crate) fn is_vertex_base(api_base: &str) -> bool {
+    api_base.trim_end_matches('/').ends_with(PUBLISHER)
 }
 
 /// Project ids are lowercase letters, digits and hyphens; older

@@ -15,6 +15,7 @@ use crate::client::AuthorizedClient;
 use crate::error::{Error, Result};
 use crate::request_body::{RequestBody, open_sized};
 use crate::url::redact;
+use crate::vertex::is_vertex_base;
 
 /// Size of the pieces the file is read in.
 const CHUNK: usize = 64 * 1024;
@@ -45,6 +46,17 @@ pub enum UploadProblem {
         path: PathBuf,
         /// The start endpoint (without query).
         endpoint: String,
+    },
+    /// The API base is Vertex AI's, which has no Files API.
+    #[error(
+        "uploading {}: Vertex AI has no Files API; put the file in Cloud Storage and pass its \
+         gs:// URI as file_data, or upload through the Gemini API",
+        path.display()
+    )]
+    #[non_exhaustive]
+    VertexAi {
+        /// The file that was to be uploaded.
+        path: PathBuf,
     },
     /// The file's size changed between the `start` request and the end of the upload.
     #[error(
@@ -135,6 +147,10 @@ pub async fn upload_file(
     display_name: &str,
 ) -> Result<File> {
     let path = path.as_ref();
+    if is_vertex_base(client.api_base()) {
+        let path = path.to_owned();
+        return Err(Error::Upload(UploadProblem::VertexAi { path }));
+    }
     let mime = HeaderValue::from_str(mime_type).map_err(|_| Error::InvalidHeaderValue {
         what: "the MIME type",
     })?;

@@ -204,3 +204,30 @@ async fn generate_and_stream_generate_content_work_against_a_vertex_base() {
         .await;
     assert_eq!(chunks, [json!({"n": 1}), json!({"n": 2})]);
 }
+
+#[tokio::test]
+async fn upload_file_on_vertex_ai_is_a_typed_error_before_any_request() {
+    let (tokens, api) = (token_endpoint().await, MockServer::start().await);
+    let t = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let creds = t
+        .loader()
+        .scopes([RETRIEVER])
+        .vertex_ai("my-proj", "us-central1")
+        .vertex_ai_origin(api.uri())
+        .load()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "hello").unwrap();
+    let err =
+        gemini_oauth::gemini::upload_file(&creds.authorized_client(), &file, "text/plain", "notes")
+            .await
+            .unwrap_err();
+    assert!(
+        matches!(&err, Error::Upload(gemini_oauth::UploadProblem::VertexAi { path, .. }) if *path == file),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("gs://"), "{err}");
+    assert!(api.received_requests().await.unwrap().is_empty());
+}
