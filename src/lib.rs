@@ -123,6 +123,13 @@
 //! - `token.json` is written atomically (temporary file, fsync, rename) with
 //!   mode 0600 on Unix.
 //! - Plain `http://` endpoints are refused except on loopback.
+//!
+//! # Guides
+//!
+//! The [`guide`] pages hold the reference, one topic each: the loader's
+//! decisions, the consent flow, stores, ADC, workload identity, calling
+//! Gemini, proxies, Vertex AI, integrations, security, performance and the
+//! design.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 // Layers, each naming only those below it: the face (loader, adc) → parts
@@ -146,6 +153,7 @@ mod error;
 pub mod gemini;
 #[cfg(feature = "google-cloud-auth")]
 mod google_cloud;
+pub mod guide;
 mod headers;
 mod http;
 mod json;

@@ -1,0 +1,46 @@
+//! The reference, topic by topic: what each part does, the numbers it keeps
+//! and the tests that hold it to them. The crate's front page and README
+//! show the quickstart; these pages are what they link to.
+//!
+//! | page | what it covers |
+//! |---|---|
+//! | [`loading`] | what the loader decides (cached → refresh → consent), refresh observers, `token.json` shared with Python |
+//! | [`consent`] | the browser consent flow: loopback listener, PKCE, `state`, timeouts |
+//! | [`stores`] | token stores: your own, Redis, the OS keyring |
+//! | [`adc`] | Application Default Credentials, API keys, universe domains, revocation |
+//! | [`workload_identity`] | impersonation, `external_account` and workforce identity |
+//! | [`calling`] | the authorized client: streams, long generations, uploads, timeouts |
+//! | [`proxies`] | proxies as curl reads them |
+//! | [`vertex_ai`] | Gemini through Vertex AI |
+//! | [`integrations`] | reqwest, tower/tonic, google-cloud-rust, blocking code, test doubles |
+//! | [`security`] | files, processes, network faults, secrets, bad input: what is guaranteed and tested |
+//! | [`performance`] | the benchmarks against yup-oauth2 and raw hyper, with their commands |
+//! | [`design`] | design choices and the module layout |
+//! | [`testing`] | how the tests run and what they use |
+
+#[doc = include_str!("loading.md")]
+pub mod loading {}
+#[doc = include_str!("consent.md")]
+pub mod consent {}
+#[doc = include_str!("stores.md")]
+pub mod stores {}
+#[doc = include_str!("adc.md")]
+pub mod adc {}
+#[doc = include_str!("workload_identity.md")]
+pub mod workload_identity {}
+#[doc = include_str!("calling.md")]
+pub mod calling {}
+#[doc = include_str!("proxies.md")]
+pub mod proxies {}
+#[doc = include_str!("vertex_ai.md")]
+pub mod vertex_ai {}
+#[doc = include_str!("integrations.md")]
+pub mod integrations {}
+#[doc = include_str!("security.md")]
+pub mod security {}
+#[doc = include_str!("performance.md")]
+pub mod performance {}
+#[doc = include_str!("design.md")]
+pub mod design {}
+#[doc = include_str!("testing.md")]
+pub mod testing {}
