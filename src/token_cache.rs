@@ -413,9 +413,8 @@ impl Inner {
             return Err(self.closed_error());
         }
         let lifetime = fetched.expires_at.duration_since(SystemTime::now()).ok();
-        self.options.tell(&fetched, || self.source.describe());
         let published = Published::new(
-            fetched.token,
+            fetched.token.clone(),
             fetched.expires_at,
             lifetime,
             self.options.refresh_margin,
@@ -423,6 +422,8 @@ impl Inner {
         let generation = published.generation;
         self.current.store(Arc::new(published));
         self.generation.store(generation, Ordering::Release);
+        // Told only once the token is served.
+        self.options.tell(&fetched, || self.source.describe());
         Ok(())
     }
 }

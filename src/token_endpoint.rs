@@ -332,6 +332,13 @@ pub(crate) fn parse_response(token_uri: &str, status: u16, body: &[u8]) -> Resul
     let access_token = text(&map, "access_token")
         .filter(|t| !t.is_empty())
         .ok_or_else(|| bad("no access_token in the answer"))?;
+    // Every use puts it in a header: one that cannot be is refused here,
+    // before it is saved and would break each later load until it expires.
+    if http::HeaderValue::from_str(&access_token).is_err() {
+        return Err(bad(
+            "the access_token cannot be sent in a header (it holds control characters)",
+        ));
+    }
     let expires_in = match map.get("expires_in") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64)),
@@ -524,6 +531,38 @@ mod tests {
     }
 
     #[test]
+    fn an_access_token_that_cannot_be_a_header_is_refused() {
+        // JSON escapes: the decoded token holds the control character.
+        for bad in [
+            r"ya29.SECRET\nMARKER",
+            r"ya29.SECRET\rMARKER",
+            r"ya29.SECRET\u0000MARKER",
+            r"ya29.SECRET\u007fMARKER",
+        ] {
+            let e = err(
+                200,
+                &format!(r#"{{"access_token":"{bad}","token_type":"Bearer"}}"#),
+            );
+            assert!(
+                matches!(e, Error::TokenResponse { status: 200, .. }),
+                "{e:?}"
+            );
+            assert!(e.to_string().contains("cannot be sent in a header"), "{e}");
+            assert!(!format!("{e} {e:?}").contains("SECRET"), "{e:?}");
+        }
+        // What a header can carry is accepted, as `Bearer` would send it.
+        let ok = parse_response(
+            "https://t/token",
+            200,
+            br#"{"access_token":"ya29.a-b_c.d~e+f/g=","token_type":"Bearer"}"#,
+        );
+        assert_eq!(
+            ok.unwrap().access_token.expose_secret(),
+            "ya29.a-b_c.d~e+f/g="
+        );
+    }
+
+    #[test]
     fn backoff_grows_and_is_bounded_by_jitter() {
         let r = Retry::default();
         for attempt in 0..4 {
@@ -607,6 +646,8 @@ mod tests {
                     prop_oneof![
                         6 => Just(Value::String(access)),
                         1 => Just(Value::String(String::new())),
+                        // Control characters: no header can carry them.
+                        1 => "[a-z]{0,4}[\\x00-\\x08\\x0a-\\x1f\\x7f][a-z]{0,4}".prop_map(Value::String),
                         1 => other(),
                     ]
                     .boxed(),
@@ -743,7 +784,9 @@ mod tests {
                 }
                 // The oracle for well-formed JSON bodies.
                 if map.is_some() {
-                    let token = get("access_token").and_then(Value::as_str).filter(|t| !t.is_empty());
+                    let token = get("access_token")
+                        .and_then(Value::as_str)
+                        .filter(|t| !t.is_empty() && http::HeaderValue::from_str(t).is_ok());
                     let expires_ok = matches!(
                         get("expires_in"),
                         None | Some(Value::Null | Value::Number(_) | Value::String(_))
