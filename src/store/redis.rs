@@ -140,6 +140,9 @@ impl RedisTokenStore {
     /// The default lock TTL: longer than a refresh, with its three retries.
     pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(30);
 
+    /// The longest lock TTL: a year.
+    pub const MAX_LOCK_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
     /// A store keeping the token at `key` (and its lock at `{key}:lock`) in
     /// the Redis server that `client` connects to. Nothing is connected yet.
     #[must_use]
@@ -168,10 +171,11 @@ impl RedisTokenStore {
     }
 
     /// How long the lock lives if its holder never releases it (crash, lost
-    /// network, a drop outside a tokio runtime). At least 1 ms.
+    /// network, a drop outside a tokio runtime). At least 1 ms, at most
+    /// [`MAX_LOCK_TTL`](Self::MAX_LOCK_TTL) (Redis refuses longer ones).
     #[must_use]
     pub fn lock_ttl(mut self, ttl: Duration) -> Self {
-        self.lock_ttl = ttl.max(Duration::from_millis(1));
+        self.lock_ttl = ttl.clamp(Duration::from_millis(1), Self::MAX_LOCK_TTL);
         self
     }
 

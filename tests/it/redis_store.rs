@@ -387,6 +387,15 @@ async fn an_unbounded_lock_wait_does_not_panic() {
     let _held = lock(&server.store(), Duration::MAX).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unbounded_lock_ttl_is_clamped_to_one_that_redis_takes() {
+    let server = RedisServer::start().await;
+    let store = server.store().lock_ttl(Duration::MAX);
+    let _held = lock(&store, Duration::from_secs(1)).await;
+    let pttl = server.pttl(&format!("{KEY}:lock")).await;
+    assert!(pttl > 0, "{pttl}");
+}
+
 fn expiring_in(secs: i64) -> StoredToken {
     StoredToken::from_json(token_json("https://t/token", secs).as_bytes()).unwrap()
 }
