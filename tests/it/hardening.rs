@@ -324,3 +324,22 @@ async fn an_access_token_that_cannot_be_a_header_is_never_saved_nor_announced() 
     assert_eq!(std::fs::read_to_string(dir.token_file()).unwrap(), before);
     assert_eq!(told.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_refresh_through_a_symlinked_token_file_updates_the_target_and_keeps_the_link() {
+    let tokens = token_endpoint().await;
+    let dir = TempLoader::empty();
+    let dotfiles = dir.path().join("dotfiles");
+    std::fs::create_dir(&dotfiles).unwrap();
+    let target = write_token(&dotfiles, &token_json(&token_uri(&tokens), -60));
+    std::os::unix::fs::symlink("dotfiles/token.json", dir.token_file()).unwrap();
+
+    let creds = dir.loader().load().await.unwrap();
+    assert_eq!(creds.access_token().await.unwrap().secret(), NEW_ACCESS);
+    let link = std::fs::symlink_metadata(dir.token_file()).unwrap();
+    assert!(link.file_type().is_symlink(), "token.json is still a link");
+    assert_eq!(read_json(&target)["token"], NEW_ACCESS);
+    assert!(dotfiles.join("token.json.lock").exists());
+    assert!(!dir.path().join("token.json.lock").exists());
+}
