@@ -217,7 +217,7 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        if open.len() >= MAX_CONNECTIONS {
+        while open.len() >= MAX_CONNECTIONS {
             match open
                 .iter()
                 .position(|(_, asked)| !asked.load(Ordering::Relaxed))
@@ -227,7 +227,8 @@ pub(crate) async fn serve(
                         task.abort();
                     }
                 }
-                // All are answering a request, which takes no time.
+                // All are answering a request, which takes no time (the
+                // task joined may be one aborted above: then wait again).
                 None => {
                     let _ = connections.join_next().await;
                     open.retain(|(task, _)| !task.is_finished());
