@@ -444,6 +444,22 @@ async fn without_the_lock_a_save_never_replaces_a_newer_token() {
     let newest = expiring_in(3500);
     here.save(&newest).await.unwrap();
     assert_eq!(server.get(KEY).await.unwrap(), newest.to_json());
+    // Fractions of a second count, though "03Z" sorts after "03.5Z" as text.
+    let at = |expiry: &str| {
+        StoredToken::from_json(
+            format!(r#"{{"refresh_token": "r", "expiry": "{expiry}"}}"#).as_bytes(),
+        )
+        .unwrap()
+    };
+    let stored = at("2030-01-01T00:00:03.5Z");
+    server
+        .cmd::<()>(redis::cmd("SET").arg(KEY).arg(stored.to_json()))
+        .await;
+    assert!(here.save(&at("2030-01-01T00:00:03Z")).await.is_err());
+    assert_eq!(server.get(KEY).await.unwrap(), stored.to_json());
+    let later = at("2030-01-01T00:00:03.600001Z");
+    here.save(&later).await.unwrap();
+    assert_eq!(server.get(KEY).await.unwrap(), later.to_json());
     // So is anything over a record without an expiry or a corrupt one.
     for old in [r#"{"refresh_token": "r"}"#, r#"{"token": "ya29.trunc"#] {
         server.cmd::<()>(redis::cmd("SET").arg(KEY).arg(old)).await;
