@@ -124,6 +124,13 @@
 //!   mode 0600 on Unix.
 //! - Plain `http://` endpoints are refused except on loopback.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::arithmetic_side_effects,
+        reason = "unit tests may panic on overflow; the library may not (Cargo.toml)"
+    )
+)]
 
 // Layers, each naming only those below it: the face (loader, adc) → parts
 // (client_secret, token, store, consent, token_endpoint, source) → the token

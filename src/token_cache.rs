@@ -391,12 +391,14 @@ impl Inner {
                 }
                 Err(e) => {
                     let n = inner.failures.fetch_add(1, Ordering::Relaxed).min(16) as u32;
-                    let backoff =
-                        (BACKGROUND_BACKOFF * 2u32.saturating_pow(n)).min(BACKGROUND_BACKOFF_MAX);
+                    let backoff = BACKGROUND_BACKOFF
+                        .saturating_mul(2u32.saturating_pow(n))
+                        .min(BACKGROUND_BACKOFF_MAX);
                     *lock(&inner.last_error) = Some(e.clone());
-                    inner
-                        .quiet_until_ms
-                        .store(now_ms() + backoff.as_millis() as u64, Ordering::Relaxed);
+                    inner.quiet_until_ms.store(
+                        now_ms().saturating_add(backoff.as_millis() as u64),
+                        Ordering::Relaxed,
+                    );
                     tracing::warn!(error = %e, retry_in = ?backoff, "token refresh failed");
                 }
             }

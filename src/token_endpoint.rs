@@ -43,7 +43,8 @@ impl TokenResponse {
             .expires_in
             .map(|s| Duration::from_secs(s.min(MAX_EXPIRES_IN)))
             .unwrap_or(DEFAULT_LIFETIME);
-        SystemTime::now() + lifetime
+        let now = SystemTime::now();
+        now.checked_add(lifetime).unwrap_or(now)
     }
 
     /// Records the answer: new token and expiry, granted scopes, and a
@@ -80,12 +81,14 @@ impl Retry {
     /// Exponential backoff with up to 50% jitter, so many clients that failed
     /// together do not retry together.
     pub(crate) fn delay(&self, attempt: u32) -> Duration {
-        let exp = self.base_delay * 2u32.saturating_pow(attempt.min(10));
+        let exp = self
+            .base_delay
+            .saturating_mul(2u32.saturating_pow(attempt.min(10)));
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        exp + exp.mul_f64(f64::from(nanos % 1000) / 2000.0)
+        exp.saturating_add(exp.mul_f64(f64::from(nanos % 1000) / 2000.0))
     }
 }
 
@@ -264,15 +267,15 @@ pub(crate) async fn post_form_with(
         .extend_pairs(form)
         .finish();
     let body = Bytes::from(body);
-    let mut attempt = 0;
+    let mut attempt: u32 = 0;
     loop {
         let result = post_once(http, token_uri, body.clone(), auth).await;
         match result {
-            Err(e) if e.is_transient() && attempt + 1 < retry.attempts => {
+            Err(e) if e.is_transient() && attempt.saturating_add(1) < retry.attempts => {
                 let delay = retry.delay(attempt);
                 tracing::debug!(endpoint = %redact(token_uri), attempt, ?delay, error = %e, "token request failed, retrying");
                 tokio::time::sleep(delay).await;
-                attempt += 1;
+                attempt = attempt.saturating_add(1);
             }
             other => return other,
         }

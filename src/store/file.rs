@@ -254,7 +254,7 @@ pub(crate) fn read_capped(path: &Path, warn_if_shared: bool) -> Result<Vec<u8>> 
     if warn_if_shared {
         warn_if_readable_by_others(path, &meta);
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
+    let mut bytes = Vec::with_capacity((meta.len() as usize).saturating_add(1));
     file.take(MAX_FILE_SIZE + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io("read", path, e))?;
