@@ -2,6 +2,10 @@
 //! one run: `cargo bench --bench token`. No network: token files on disk and
 //! servers on 127.0.0.1 (plain HTTP, and HTTPS with a throwaway CA made by
 //! openssl).
+#![allow(
+    clippy::arithmetic_side_effects,
+    reason = "benches may panic on overflow; the library may not (Cargo.toml)"
+)]
 
 use std::hint::black_box;
 use std::sync::Arc;

@@ -93,7 +93,7 @@ impl Published {
         margin: Duration,
     ) -> Result<Self> {
         let window = match lifetime {
-            Some(l) => margin.min(l / 2),
+            Some(l) => margin.min(l.checked_div(2).unwrap_or(l)),
             None => margin,
         };
         let usable_until_ms = to_ms(expires_at).saturating_sub(EXPIRY_SKEW.as_millis() as u64);

@@ -21,7 +21,19 @@ pub(crate) fn now_ms() -> u64 {
 #[inline]
 fn system_ms() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
-    (t.tv_sec as u64) * 1000 + (t.tv_nsec as u64) / 1_000_000
+    timespec_ms(t.tv_sec, t.tv_nsec)
+}
+
+/// Milliseconds since the epoch of a `timespec`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn timespec_ms(sec: i64, nsec: impl TryInto<u64>) -> u64 {
+    // A clock set before 1970 (a board without a battery-backed clock) reads
+    // as the epoch: every token is then fresh until the clock is set.
+    let Ok(sec) = u64::try_from(sec) else {
+        return 0;
+    };
+    let ms = nsec.try_into().unwrap_or(0) / 1_000_000;
+    sec.saturating_mul(1000).saturating_add(ms)
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -58,5 +70,17 @@ mod tests {
         let precise = super::to_ms(std::time::SystemTime::now());
         let coarse = super::now_ms();
         assert!(coarse.abs_diff(precise) < 1000, "{coarse} vs {precise}");
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn a_clock_before_1970_or_past_the_range_saturates_instead_of_panicking() {
+        assert_eq!(
+            super::timespec_ms(1_700_000_000, 5_000_000),
+            1_700_000_000_005
+        );
+        assert_eq!(super::timespec_ms(-1, 999_999_999), 0);
+        assert_eq!(super::timespec_ms(i64::MIN, 0), 0);
+        assert_eq!(super::timespec_ms(i64::MAX, 999_999_999), u64::MAX);
     }
 }

@@ -140,7 +140,10 @@ impl Credentials {
         let current = match cache.fresh() {
             Some(token) => token,
             // Expired: the shared refresh this starts (or joins) is the new token.
-            None if cache.expires_at() <= SystemTime::now() + EXPIRY_SKEW => {
+            None if SystemTime::now()
+                .checked_add(EXPIRY_SKEW)
+                .is_none_or(|soon| cache.expires_at() <= soon) =>
+            {
                 return cache.token_slow().await;
             }
             None => cache.token_slow().await?,

@@ -131,6 +131,13 @@
 //! Gemini, proxies, Vertex AI, integrations, security, performance and the
 //! design.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::arithmetic_side_effects,
+        reason = "unit tests may panic on overflow; the library may not (Cargo.toml)"
+    )
+)]
 
 // Layers, each naming only those below it: the face (loader, adc) → parts
 // (client_secret, token, store, consent, token_endpoint, source) → the token

@@ -109,7 +109,8 @@ impl ResponseBody {
 fn deadline_after(now: Instant, limit: Duration) -> Instant {
     // A limit too large to add means no limit; a year is as good.
     now.checked_add(limit)
-        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 impl Body for ResponseBody {

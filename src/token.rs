@@ -262,11 +262,12 @@ impl StoredToken {
 
     pub(crate) fn set_expiry(&mut self, at: SystemTime) {
         // Dates past year 9999 cannot be written; no real token lives that long.
-        let at = at.min(SystemTime::UNIX_EPOCH + Duration::from_secs(MAX_EXPIRY_UNIX_SECS));
+        let latest = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(MAX_EXPIRY_UNIX_SECS));
+        let at = latest.map_or(at, |latest| at.min(latest));
         let at = OffsetDateTime::from(at);
         // google-auth keeps microseconds; anything finer would not round-trip.
         let micros = at.microsecond();
-        self.expiry = at.replace_nanosecond(micros * 1000).ok();
+        self.expiry = at.replace_nanosecond(micros.saturating_mul(1000)).ok();
     }
 
     fn expiry_string(&self) -> Option<String> {
@@ -288,7 +289,8 @@ pub(crate) fn parse_expiry(s: &str) -> Option<OffsetDateTime> {
         .unwrap_or(s);
     let parsed = time::PrimitiveDateTime::parse(s, EXPIRY_PARSE).ok()?;
     let utc = parsed.assume_utc();
-    utc.replace_nanosecond(utc.microsecond() * 1000).ok()
+    utc.replace_nanosecond(utc.microsecond().saturating_mul(1000))
+        .ok()
 }
 
 /// What is wrong with a stored token.

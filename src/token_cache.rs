@@ -391,12 +391,14 @@ impl Inner {
                 }
                 Err(e) => {
                     let n = inner.failures.fetch_add(1, Ordering::Relaxed).min(16) as u32;
-                    let backoff =
-                        (BACKGROUND_BACKOFF * 2u32.saturating_pow(n)).min(BACKGROUND_BACKOFF_MAX);
+                    let backoff = BACKGROUND_BACKOFF
+                        .saturating_mul(2u32.saturating_pow(n))
+                        .min(BACKGROUND_BACKOFF_MAX);
                     *lock(&inner.last_error) = Some(e.clone());
-                    inner
-                        .quiet_until_ms
-                        .store(now_ms() + backoff.as_millis() as u64, Ordering::Relaxed);
+                    inner.quiet_until_ms.store(
+                        now_ms().saturating_add(backoff.as_millis() as u64),
+                        Ordering::Relaxed,
+                    );
                     tracing::warn!(error = %e, retry_in = ?backoff, "token refresh failed");
                 }
             }
@@ -413,9 +415,8 @@ impl Inner {
             return Err(self.closed_error());
         }
         let lifetime = fetched.expires_at.duration_since(SystemTime::now()).ok();
-        self.options.tell(&fetched, || self.source.describe());
         let published = Published::new(
-            fetched.token,
+            fetched.token.clone(),
             fetched.expires_at,
             lifetime,
             self.options.refresh_margin,
@@ -423,6 +424,8 @@ impl Inner {
         let generation = published.generation;
         self.current.store(Arc::new(published));
         self.generation.store(generation, Ordering::Release);
+        // Told only once the token is served.
+        self.options.tell(&fetched, || self.source.describe());
         Ok(())
     }
 }

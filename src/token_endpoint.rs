@@ -43,7 +43,8 @@ impl TokenResponse {
             .expires_in
             .map(|s| Duration::from_secs(s.min(MAX_EXPIRES_IN)))
             .unwrap_or(DEFAULT_LIFETIME);
-        SystemTime::now() + lifetime
+        let now = SystemTime::now();
+        now.checked_add(lifetime).unwrap_or(now)
     }
 
     /// Records the answer: new token and expiry, granted scopes, and a
@@ -80,12 +81,14 @@ impl Retry {
     /// Exponential backoff with up to 50% jitter, so many clients that failed
     /// together do not retry together.
     pub(crate) fn delay(&self, attempt: u32) -> Duration {
-        let exp = self.base_delay * 2u32.saturating_pow(attempt.min(10));
+        let exp = self
+            .base_delay
+            .saturating_mul(2u32.saturating_pow(attempt.min(10)));
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        exp + exp.mul_f64(f64::from(nanos % 1000) / 2000.0)
+        exp.saturating_add(exp.mul_f64(f64::from(nanos % 1000) / 2000.0))
     }
 }
 
@@ -264,15 +267,15 @@ pub(crate) async fn post_form_with(
         .extend_pairs(form)
         .finish();
     let body = Bytes::from(body);
-    let mut attempt = 0;
+    let mut attempt: u32 = 0;
     loop {
         let result = post_once(http, token_uri, body.clone(), auth).await;
         match result {
-            Err(e) if e.is_transient() && attempt + 1 < retry.attempts => {
+            Err(e) if e.is_transient() && attempt.saturating_add(1) < retry.attempts => {
                 let delay = retry.delay(attempt);
                 tracing::debug!(endpoint = %redact(token_uri), attempt, ?delay, error = %e, "token request failed, retrying");
                 tokio::time::sleep(delay).await;
-                attempt += 1;
+                attempt = attempt.saturating_add(1);
             }
             other => return other,
         }
@@ -332,6 +335,13 @@ pub(crate) fn parse_response(token_uri: &str, status: u16, body: &[u8]) -> Resul
     let access_token = text(&map, "access_token")
         .filter(|t| !t.is_empty())
         .ok_or_else(|| bad("no access_token in the answer"))?;
+    // Every use puts it in a header: one that cannot be is refused here,
+    // before it is saved and would break each later load until it expires.
+    if http::HeaderValue::from_str(&access_token).is_err() {
+        return Err(bad(
+            "the access_token cannot be sent in a header (it holds control characters)",
+        ));
+    }
     let expires_in = match map.get("expires_in") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64)),
@@ -524,6 +534,38 @@ mod tests {
     }
 
     #[test]
+    fn an_access_token_that_cannot_be_a_header_is_refused() {
+        // JSON escapes: the decoded token holds the control character.
+        for bad in [
+            r"ya29.SECRET\nMARKER",
+            r"ya29.SECRET\rMARKER",
+            r"ya29.SECRET\u0000MARKER",
+            r"ya29.SECRET\u007fMARKER",
+        ] {
+            let e = err(
+                200,
+                &format!(r#"{{"access_token":"{bad}","token_type":"Bearer"}}"#),
+            );
+            assert!(
+                matches!(e, Error::TokenResponse { status: 200, .. }),
+                "{e:?}"
+            );
+            assert!(e.to_string().contains("cannot be sent in a header"), "{e}");
+            assert!(!format!("{e} {e:?}").contains("SECRET"), "{e:?}");
+        }
+        // What a header can carry is accepted, as `Bearer` would send it.
+        let ok = parse_response(
+            "https://t/token",
+            200,
+            br#"{"access_token":"ya29.a-b_c.d~e+f/g=","token_type":"Bearer"}"#,
+        );
+        assert_eq!(
+            ok.unwrap().access_token.expose_secret(),
+            "ya29.a-b_c.d~e+f/g="
+        );
+    }
+
+    #[test]
     fn backoff_grows_and_is_bounded_by_jitter() {
         let r = Retry::default();
         for attempt in 0..4 {
@@ -607,6 +649,8 @@ mod tests {
                     prop_oneof![
                         6 => Just(Value::String(access)),
                         1 => Just(Value::String(String::new())),
+                        // Control characters: no header can carry them.
+                        1 => "[a-z]{0,4}[\\x00-\\x08\\x0a-\\x1f\\x7f][a-z]{0,4}".prop_map(Value::String),
                         1 => other(),
                     ]
                     .boxed(),
@@ -743,7 +787,9 @@ mod tests {
                 }
                 // The oracle for well-formed JSON bodies.
                 if map.is_some() {
-                    let token = get("access_token").and_then(Value::as_str).filter(|t| !t.is_empty());
+                    let token = get("access_token")
+                        .and_then(Value::as_str)
+                        .filter(|t| !t.is_empty() && http::HeaderValue::from_str(t).is_ok());
                     let expires_ok = matches!(
                         get("expires_in"),
                         None | Some(Value::Null | Value::Number(_) | Value::String(_))

@@ -2,6 +2,11 @@
 //! credential and for sixteen used round-robin. A binary of its own: it
 //! installs a counting global allocator.
 
+#![allow(
+    clippy::arithmetic_side_effects,
+    reason = "tests may panic on overflow; the library may not (Cargo.toml)"
+)]
+
 use std::alloc::System;
 use std::time::SystemTime;
 

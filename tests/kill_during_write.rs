@@ -2,6 +2,11 @@
 //! leaves a torn file: every kill leaves a complete old or new version.
 //! Runs itself as the writer (harness = false).
 
+#![allow(
+    clippy::arithmetic_side_effects,
+    reason = "tests may panic on overflow; the library may not (Cargo.toml)"
+)]
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 

@@ -163,7 +163,7 @@ impl Args {
         self.rest
             .iter()
             .position(|f| f == flag)
-            .and_then(|i| self.rest.get(i + 1))
+            .and_then(|i| self.rest.get(i.saturating_add(1)))
             .map(String::as_str)
     }
 

@@ -2,8 +2,10 @@
 //! one authorization response, the parsing of that response, and the
 //! paste-the-address fallback for machines the browser cannot reach.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -13,6 +15,7 @@ use hyper_util::rt::TokioIo;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
 
 use crate::error::{Error, Result};
 use crate::token_endpoint::OAuthError;
@@ -182,8 +185,8 @@ fn read_stdin_byte(byte: &mut [u8; 1]) -> std::io::Result<usize> {
     std::io::Read::read(&mut std::io::stdin().lock(), byte)
 }
 
-/// At most this many redirect connections are served at once; more wait
-/// in the accept queue.
+/// At most this many redirect connections are open at once; a new one beyond
+/// them closes the oldest that has not sent a request yet.
 const MAX_CONNECTIONS: usize = 16;
 /// A client has this long to send its request headers.
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -192,18 +195,20 @@ const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// [`MAX_CONNECTIONS`] at a time, finished connections reaped as it goes,
 /// and a pause after an accept error (such as running out of descriptors)
 /// rather than a busy loop.
+///
+/// At the cap, a new connection closes the oldest one still silent: another
+/// local process holding silent connections cannot keep the browser out.
 pub(crate) async fn serve(
     listener: TcpListener,
     expected: Arc<SecretString>,
     tx: mpsc::Sender<Callback>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
+    // In accept order: each connection's task, and whether it sent a request.
+    let mut open: VecDeque<(AbortHandle, Arc<AtomicBool>)> = VecDeque::new();
     loop {
         while connections.try_join_next().is_some() {}
-        if connections.len() >= MAX_CONNECTIONS {
-            let _ = connections.join_next().await;
-            continue;
-        }
+        open.retain(|(task, _)| !task.is_finished());
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
@@ -212,12 +217,33 @@ pub(crate) async fn serve(
                 continue;
             }
         };
+        while open.len() >= MAX_CONNECTIONS {
+            match open
+                .iter()
+                .position(|(_, asked)| !asked.load(Ordering::Relaxed))
+            {
+                Some(oldest_silent) => {
+                    if let Some((task, _)) = open.remove(oldest_silent) {
+                        task.abort();
+                    }
+                }
+                // All are answering a request, which takes no time (the
+                // task joined may be one aborted above: then wait again).
+                None => {
+                    let _ = connections.join_next().await;
+                    open.retain(|(task, _)| !task.is_finished());
+                }
+            }
+        }
         let expected = Arc::clone(&expected);
         let tx = tx.clone();
-        connections.spawn(async move {
+        let asked = Arc::new(AtomicBool::new(false));
+        let asking = Arc::clone(&asked);
+        let task = connections.spawn(async move {
             let carried = Arc::new(std::sync::Mutex::new(None));
             let slot = Arc::clone(&carried);
             let service = hyper::service::service_fn(move |req| {
+                asking.store(true, Ordering::Relaxed);
                 let (reply, callback) = answer(&req, expected.expose_secret());
                 if callback.is_some() {
                     *slot
@@ -243,6 +269,7 @@ pub(crate) async fn serve(
                 let _ = tx.try_send(callback);
             }
         });
+        open.push_back((task, asked));
     }
 }
 

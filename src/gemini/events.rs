@@ -64,7 +64,9 @@ impl ContentStream {
             }))
             .map(move |chunk| {
                 let chunk = chunk?;
-                let seen = counter.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len();
+                let seen = counter
+                    .fetch_add(chunk.len(), Ordering::Relaxed)
+                    .saturating_add(chunk.len());
                 if seen > MAX_EVENT {
                     return Err(too_large.clone());
                 }

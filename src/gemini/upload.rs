@@ -243,7 +243,10 @@ fn counted(file: tokio::fs::File, size: u64, progress: Arc<Progress>) -> Request
                 let item = match chunks.next().await {
                     Some(Ok(chunk)) => {
                         let n = chunk.len() as u64;
-                        let read = progress.read.fetch_add(n, Ordering::Relaxed) + n;
+                        let read = progress
+                            .read
+                            .fetch_add(n, Ordering::Relaxed)
+                            .saturating_add(n);
                         if read > size {
                             changed("grew")
                         } else if let Some(previous) = held.replace(chunk) {

@@ -149,7 +149,7 @@ impl CredentialLoader<UserFlow> {
         ));
         // Work to do, under the store's lock: another process may have
         // refreshed or signed in while we waited for it.
-        let wait = self.kind.flow.timeout + LOCK_MARGIN;
+        let wait = self.kind.flow.timeout.saturating_add(LOCK_MARGIN);
         let (outcome, _lock) = user.resolve(stored, scopes, None, wait).await?;
         let reason = match outcome {
             Outcome::Token(_) => return user_credentials(user, settings, &self.common.cache),
@@ -221,6 +221,9 @@ pub(super) fn refreshed_credentials(
         refresh_token_rotated: rotated,
         ..fetched_from_record(&user.record())
     };
-    options.tell(&fetched, || user.describe());
-    user_credentials(user, settings, options)
+    let describe = Arc::clone(&user);
+    let creds = user_credentials(user, settings, options)?;
+    // Told only once the token is published and served.
+    options.tell(&fetched, || describe.describe());
+    Ok(creds)
 }

@@ -121,7 +121,10 @@ impl ExternalUser {
     /// google-auth, which refreshes only an invalid token).
     pub(crate) fn cached_token(&self) -> Option<Fetched> {
         let (token, expires_at) = self.file.cached.as_ref()?;
-        (*expires_at > SystemTime::now() + crate::access_token::EXPIRY_SKEW).then(|| Fetched {
+        (SystemTime::now()
+            .checked_add(crate::access_token::EXPIRY_SKEW)
+            .is_some_and(|soon| *expires_at > soon))
+        .then(|| Fetched {
             token: token.clone(),
             expires_at: *expires_at,
             refresh_token_rotated: false,

@@ -166,7 +166,7 @@ impl Target {
 
 /// The account in `…/{sa}:generateAccessToken` (google-auth's reading).
 pub(crate) fn principal_of(url: &str) -> Option<&str> {
-    let start = url.rfind('/')? + 1;
+    let start = url.rfind('/')?.saturating_add(1);
     let end = url.find(GENERATE)?;
     (start < end).then(|| &url[start..end])
 }
@@ -284,12 +284,14 @@ impl TokenSource for Impersonated {
     fn fetch(&self) -> BoxFuture<'_, Result<Fetched>> {
         Box::pin(async move {
             check_endpoint(&self.target.url)?;
-            let mut attempt = 0;
+            let mut attempt: u32 = 0;
             loop {
                 match self.attempt().await {
-                    Err(e) if e.is_transient() && attempt + 1 < self.retry.attempts => {
+                    Err(e)
+                        if e.is_transient() && attempt.saturating_add(1) < self.retry.attempts =>
+                    {
                         tokio::time::sleep(self.retry.delay(attempt)).await;
-                        attempt += 1;
+                        attempt = attempt.saturating_add(1);
                     }
                     other => return other,
                 }

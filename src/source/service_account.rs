@@ -92,7 +92,7 @@ impl ServiceAccountKey {
             "scope": scopes.join(" "),
             "aud": token_uri,
             "iat": iat,
-            "exp": iat + ASSERTION_LIFETIME.as_secs(),
+            "exp": iat.saturating_add(ASSERTION_LIFETIME.as_secs()),
         }))
     }
 
@@ -105,14 +105,18 @@ impl ServiceAccountKey {
             "iss": self.email,
             "sub": self.email,
             "iat": iat,
-            "exp": iat + ASSERTION_LIFETIME.as_secs(),
+            "exp": iat.saturating_add(ASSERTION_LIFETIME.as_secs()),
         });
         if !scopes.is_empty() {
             claims["scope"] = json!(scopes.join(" "));
         }
         Ok(Fetched {
             token: SecretString::from(self.sign(&claims)?),
-            expires_at: UNIX_EPOCH + Duration::from_secs(iat) + ASSERTION_LIFETIME,
+            expires_at: UNIX_EPOCH
+                .checked_add(Duration::from_secs(
+                    iat.saturating_add(ASSERTION_LIFETIME.as_secs()),
+                ))
+                .unwrap_or(now),
             refresh_token_rotated: false,
         })
     }

@@ -24,7 +24,17 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(60);
 /// a load (unless [`replace_corrupt`](Self::replace_corrupt) says so).
 ///
 /// Processes sharing the file coordinate through an advisory lock on a
-/// sidecar file `<name>.lock` (see [`TokenStore::lock`]).
+/// sidecar file `<name>.lock` (see [`TokenStore::lock`]). Where the file
+/// system has no locks (NFS without lockd, some 9p and virtiofs mounts) the
+/// store works without one, as on a read-only mount, and says so once in a
+/// warning: processes sharing the file may then refresh at the same time.
+///
+/// A `token.json` that is a symbolic link (a dotfile manager's) stays one:
+/// saves go to the file it points to, as google-auth's writes do, through a
+/// temporary file beside that target (mode 0600), and the lock file sits
+/// beside the target too. A link to a file that does not exist yet gets it
+/// on the first save; [`clear`](TokenStore::clear) removes the target and
+/// leaves the link.
 ///
 /// On a read-only file system (a Kubernetes Secret, a `:ro` volume) the file
 /// is still read and refreshed tokens are used from memory: the lock is
@@ -35,6 +45,8 @@ pub struct FileTokenStore {
     replace_corrupt: bool,
     /// The read-only warning is logged once per store (and its clones).
     warned_read_only: Arc<AtomicBool>,
+    /// So is the warning that the file system cannot lock.
+    warned_no_lock: Arc<AtomicBool>,
 }
 
 impl FileTokenStore {
@@ -45,6 +57,7 @@ impl FileTokenStore {
             path: path.into(),
             replace_corrupt: false,
             warned_read_only: Arc::new(AtomicBool::new(false)),
+            warned_no_lock: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -55,12 +68,6 @@ impl FileTokenStore {
     pub fn replace_corrupt(mut self, replace: bool) -> Self {
         self.replace_corrupt = replace;
         self
-    }
-
-    fn lock_path(&self) -> PathBuf {
-        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
-        name.push(".lock");
-        self.path.with_file_name(name)
     }
 
     /// The file's path.
@@ -97,22 +104,24 @@ impl TokenStore for FileTokenStore {
     }
 
     async fn clear(&self) -> Result<()> {
-        match tokio::fs::remove_file(&self.path).await {
+        // A link's target holds the token: it goes, the link stays.
+        let target = resolve_links(&self.path)?;
+        match tokio::fs::remove_file(&target).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io("delete token file", &self.path, e)),
+            Err(e) => Err(Error::io("delete token file", &target, e)),
         }
     }
 
     async fn lock(&self, wait: Duration) -> Result<Option<StoreLock>> {
-        let path = self.lock_path();
-        let opened = tokio::task::spawn_blocking({
-            let path = path.clone();
-            move || open_lock_file(&path)
+        let link = self.path.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            let path = lock_path(&resolve_links(&link)?);
+            open_lock_file(&path).map(|file| (file, path))
         })
         .await
-        .map_err(|e| Error::io("open lock file", &path, std::io::Error::other(e)))?;
-        let file = match opened {
+        .map_err(|e| Error::io("open lock file", &self.path, std::io::Error::other(e)))?;
+        let (file, path) = match opened {
             Ok(file) => file,
             // Nothing can be written there, so no other process can write
             // either: the token is refreshed in memory, without a lock.
@@ -128,22 +137,27 @@ impl TokenStore for FileTokenStore {
             }
             Err(e) => return Err(e),
         };
-        let deadline = Instant::now() + wait;
+        // No deadline for a wait too long to add to now: it is unbounded.
+        let deadline = Instant::now().checked_add(wait);
         loop {
-            match file.try_lock() {
+            match try_lock(&file) {
                 Ok(()) => return Ok(Some(StoreLock::new(file))),
                 Err(std::fs::TryLockError::WouldBlock) => {}
-                Err(std::fs::TryLockError::Error(e))
-                    if e.kind() == std::io::ErrorKind::Unsupported =>
-                {
-                    tracing::warn!(path = %path.display(), "file locking is not supported here; processes sharing the token file may refresh twice");
+                // No locks on this file system (ENOLCK, EOPNOTSUPP…): failing
+                // here would fail every refresh, so go on without one.
+                Err(std::fs::TryLockError::Error(e)) => {
+                    if !self.warned_no_lock.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            path = %path.display(),
+                            error = %e,
+                            "the token file cannot be locked on this file system; processes \
+                             sharing it may refresh at the same time"
+                        );
+                    }
                     return Ok(None);
                 }
-                Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(Error::io("lock", &path, e));
-                }
             }
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(Error::Timeout {
                     what: format!(
                         "waiting for another process to finish with {} (lock {})",
@@ -161,6 +175,52 @@ impl TokenStore for FileTokenStore {
     fn name(&self) -> String {
         self.path.display().to_string()
     }
+}
+
+/// `<target>.lock`, beside the file the token is written to.
+fn lock_path(target: &Path) -> PathBuf {
+    let mut name = target.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    target.with_file_name(name)
+}
+
+/// The file `path` names, its symbolic links followed to the end as
+/// `open()` follows them, also when that end does not exist yet.
+pub(crate) fn resolve_links(path: &Path) -> Result<PathBuf> {
+    let mut current = path.to_owned();
+    // Linux's own limit on links in a row.
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let next = std::fs::read_link(&current)
+                    .map_err(|e| Error::io("follow the symbolic link", &current, e))?;
+                // A relative target is relative to the link's directory.
+                current = match current.parent() {
+                    Some(dir) => dir.join(next),
+                    None => next,
+                };
+            }
+            Ok(_) => return Ok(current),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(current),
+            Err(e) => return Err(Error::io("follow the symbolic links of", path, e)),
+        }
+    }
+    Err(Error::io(
+        "follow the symbolic links of",
+        path,
+        std::io::Error::other("too many levels of symbolic links (do they form a loop?)"),
+    ))
+}
+
+/// `File::try_lock`; unit tests may make it fail on their thread.
+fn try_lock(file: &std::fs::File) -> std::result::Result<(), std::fs::TryLockError> {
+    #[cfg(test)]
+    if let Some(errno) = tests::LOCK_ERRNO.with(std::cell::Cell::get) {
+        return Err(std::fs::TryLockError::Error(
+            std::io::Error::from_raw_os_error(errno),
+        ));
+    }
+    file.try_lock()
 }
 
 /// Errors that mean "this place cannot be written", not "something broke".
@@ -194,7 +254,7 @@ pub(crate) fn read_capped(path: &Path, warn_if_shared: bool) -> Result<Vec<u8>> 
     if warn_if_shared {
         warn_if_readable_by_others(path, &meta);
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
+    let mut bytes = Vec::with_capacity((meta.len() as usize).saturating_add(1));
     file.take(MAX_FILE_SIZE + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io("read", path, e))?;
@@ -219,11 +279,12 @@ fn open_lock_file(path: &Path) -> Result<std::fs::File> {
 }
 
 /// Temp file in the same directory (so the rename cannot cross file systems),
-/// fsync, rename, fsync the directory.
+/// fsync, rename, fsync the directory. A symbolic link at `path` is written
+/// through: the rename replaces its target, and the link stays.
 pub(crate) async fn write_atomically(path: PathBuf, contents: Vec<u8>) -> Result<()> {
     let blocking_path = path.clone();
     tokio::task::spawn_blocking(move || {
-        let path = blocking_path;
+        let path = resolve_links(&blocking_path)?;
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
@@ -349,6 +410,162 @@ mod tests {
         store.save(&StoredToken::default()).await.unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    thread_local! {
+        /// An errno that `try_lock` fails with on this thread.
+        pub(super) static LOCK_ERRNO: std::cell::Cell<Option<i32>> = const { std::cell::Cell::new(None) };
+    }
+
+    fn captured_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    #[tokio::test]
+    async fn an_unbounded_lock_wait_does_not_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileTokenStore::new(dir.path().join("token.json"));
+        assert!(store.lock(Duration::MAX).await.unwrap().is_some());
+    }
+
+    /// ENOLCK (NFS without lockd, some 9p and virtiofs mounts) cannot be
+    /// had here without such a mount: it is injected into `try_lock`.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_lock_error_degrades_to_no_lock_with_one_warning() {
+        const ENOLCK: i32 = 37;
+        let (logs, _guard) = captured_logs();
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileTokenStore::new(dir.path().join("token.json"));
+        LOCK_ERRNO.with(|e| e.set(Some(ENOLCK)));
+        let first = store.lock(Duration::from_secs(1)).await;
+        let second = store.clone().lock(Duration::from_secs(1)).await;
+        LOCK_ERRNO.with(|e| e.set(None));
+        assert!(matches!(first, Ok(None)), "{first:?}");
+        assert!(matches!(second, Ok(None)), "{second:?}");
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("WARN").count(), 1, "{text}");
+        assert!(text.contains("cannot be locked"), "{text}");
+        // The store still saves; the lock works again once the error is gone.
+        store.save(&StoredToken::default()).await.unwrap();
+        assert!(store.lock(Duration::from_secs(1)).await.unwrap().is_some());
+    }
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// A save through `link` keeps it a link, writes the target with mode
+    /// 0600 and locks beside the target.
+    #[cfg(unix)]
+    async fn saves_through(link: &Path, target: &Path) {
+        let store = FileTokenStore::new(link);
+        let token = StoredToken::from_json(br#"{"refresh_token": "r", "client_id": "c"}"#).unwrap();
+        let held = store.lock(Duration::from_secs(1)).await.unwrap();
+        assert!(held.is_some());
+        store.save(&token).await.unwrap();
+        assert!(
+            std::fs::symlink_metadata(link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read_to_string(target).unwrap(), token.to_json());
+        assert_eq!(mode(target), 0o600);
+        let mut lock = target.as_os_str().to_owned();
+        lock.push(".lock");
+        assert!(Path::new(&lock).exists(), "the lock is beside the target");
+        let back = store.load().await.unwrap().unwrap();
+        assert_eq!(back.refresh_token(), Some("r"));
+        for d in [link.parent().unwrap(), target.parent().unwrap()] {
+            let temps: Vec<_> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(".tmp-"))
+                .collect();
+            assert!(temps.is_empty(), "{temps:?}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_symlinked_token_file_stays_a_link_relative_absolute_chained() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let dotfiles = dir.path().join("dotfiles");
+        std::fs::create_dir(&dotfiles).unwrap();
+        let target = dotfiles.join("token.json");
+        std::fs::write(&target, "{}").unwrap();
+        std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .unwrap();
+
+        let relative = dir.path().join("relative.json");
+        symlink("dotfiles/token.json", &relative).unwrap();
+        saves_through(&relative, &target).await;
+
+        let absolute = dir.path().join("absolute.json");
+        symlink(&target, &absolute).unwrap();
+        saves_through(&absolute, &target).await;
+
+        let chained = dir.path().join("chained.json");
+        symlink("relative.json", &chained).unwrap();
+        saves_through(&chained, &target).await;
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_dangling_link_gets_its_target_and_clear_removes_the_target_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("token.json");
+        let target = dir.path().join("elsewhere/real.json");
+        std::os::unix::fs::symlink("elsewhere/real.json", &link).unwrap();
+        let store = FileTokenStore::new(&link);
+        assert!(store.load().await.unwrap().is_none());
+        saves_through(&link, &target).await;
+        store.clear().await.unwrap();
+        assert!(!target.exists(), "the token is gone");
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(store.load().await.unwrap().is_none());
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_link_loop_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("token.json");
+        let b = dir.path().join("other.json");
+        std::os::unix::fs::symlink(&b, &a).unwrap();
+        std::os::unix::fs::symlink(&a, &b).unwrap();
+        let store = FileTokenStore::new(&a);
+        for err in [
+            store.save(&StoredToken::default()).await.unwrap_err(),
+            store.load().await.unwrap_err(),
+            store.lock(Duration::from_secs(1)).await.unwrap_err(),
+        ] {
+            assert!(matches!(err, Error::Io { .. }), "{err:?}");
+            let text = format!("{err} {:?}", std::error::Error::source(&err));
+            assert!(text.contains("token.json"), "{text}");
+            assert!(text.contains("symbolic links"), "{text}");
+        }
+        assert!(
+            std::fs::symlink_metadata(&a)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
     }
 
     #[derive(Clone, Default)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 use ::keyring::Entry;
 
 use super::TokenStore;
-use super::file::{FileTokenStore, read_capped};
+use super::file::{FileTokenStore, read_capped, resolve_links};
 use crate::error::{Error, Result};
 use crate::token::StoredToken;
 
@@ -117,7 +117,9 @@ impl KeyringTokenStore {
     }
 
     /// Moves the token in the `token.json` at `path` into this entry, then
-    /// deletes the file.
+    /// deletes the file. When `path` is a symbolic link (a dotfile
+    /// manager's), the file it points to is deleted, then the link: no
+    /// plaintext copy of the refresh token is left behind.
     ///
     /// The file is parsed first, saved, read back and compared; only when
     /// the keyring holds the same token is the file removed. The file's
@@ -157,7 +159,12 @@ impl KeyringTokenStore {
                 ),
             ));
         }
-        std::fs::remove_file(path).map_err(|e| Error::io("delete token file", path, e))?;
+        let target = resolve_links(path)?;
+        std::fs::remove_file(&target).map_err(|e| Error::io("delete token file", &target, e))?;
+        if target != path {
+            std::fs::remove_file(path)
+                .map_err(|e| Error::io("delete the link to the token file", path, e))?;
+        }
         tracing::info!(path = %path.display(), store = %self.name(), "moved the token file into the keyring");
         Ok(Migration::Moved)
     }

@@ -15,15 +15,43 @@ use crate::token::StoredToken;
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a waiting [`TokenStore::lock`] tries again.
 const LOCK_POLL: Duration = Duration::from_millis(50);
-/// Deletes the lock only if it still holds our owner id.
 /// Extends the lock while it is still ours.
 const RENEW: &str = "if redis.call('get',KEYS[1])==ARGV[1] then return redis.call('pexpire',KEYS[1],ARGV[2]) else return 0 end";
 
+/// Deletes the lock only if it still holds our owner id.
 const RELEASE: &str =
     "if redis.call('get',KEYS[1])==ARGV[1] then return redis.call('del',KEYS[1]) else return 0 end";
 
 /// Saves the token only while the lock (KEYS[2]) still holds our owner id.
 const SAVE_IF_OWNER: &str = "if redis.call('get',KEYS[2])==ARGV[2] then redis.call('set',KEYS[1],ARGV[1]) return 1 else return 0 end";
+
+/// Without the lock: saves the token (ARGV[1]) unless the stored one expires
+/// later. Expiries are google-auth's `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`, compared
+/// as text once the fraction is padded to six digits; a stored record that
+/// does not parse, or has no expiry, is replaced.
+const SAVE_IF_NEWER: &str = r"
+local function at(e)
+  if type(e) ~= 'string' then return '' end
+  local frac = string.match(e, '^%.(%d+)', 20) or ''
+  return string.sub(e, 1, 19) .. string.sub(frac .. '000000', 1, 6)
+end
+local function expiry(json)
+  local ok, t = pcall(cjson.decode, json)
+  if ok and type(t) == 'table' then return at(t.expiry) end
+  return ''
+end
+local stored = redis.call('get', KEYS[1])
+if stored and expiry(stored) > expiry(ARGV[1]) then return 0 end
+redis.call('set', KEYS[1], ARGV[1])
+return 1
+";
+
+/// Deletes the token only while the lock (KEYS[2]) still holds our owner id.
+const CLEAR_IF_OWNER: &str = "if redis.call('get',KEYS[2])==ARGV[1] then redis.call('del',KEYS[1]) return 1 else return 0 end";
+
+/// Without the lock: deletes the token only while nobody holds the lock.
+const CLEAR_IF_UNLOCKED: &str =
+    "if redis.call('exists',KEYS[2])==0 then redis.call('del',KEYS[1]) return 1 else return 0 end";
 
 /// Keeps the token in Redis, so workers on many machines share one refresh
 /// token and make one refresh when it expires (feature `redis`).
@@ -45,10 +73,29 @@ const SAVE_IF_OWNER: &str = "if redis.call('get',KEYS[2])==ARGV[2] then redis.ca
 /// a human keeps it; only a holder that stops running (crash, partition)
 /// lets it expire.
 ///
-/// A holder that lost its lock anyway (its renewal found another owner) is
-/// told so: the renewal logs a warning, and its save fails with
-/// [`Error::Store`] instead of writing over the token that the new holder
-/// may have saved.
+/// Every write is fenced, in one Lua script run by the server:
+///
+/// - A holder of the lock saves and clears only while `K:lock` still holds
+///   its owner id. A holder that lost its lock anyway (its renewal found
+///   another owner) is told so: the renewal logs a warning, and its save or
+///   clear fails with [`Error::Store`] instead of writing over the token that
+///   the new holder may have saved.
+/// - Without the lock (a store whose lock could not be taken, or a direct
+///   call), a save writes only when the stored token does not expire later
+///   than this one, and a clear only while nobody holds the lock; otherwise
+///   they fail with [`Error::Store`] and change nothing.
+///
+/// The lock belongs to the store value that took it: each
+/// [`lock`](TokenStore::lock) gets an owner id of its own, and a clone of
+/// the store does not share it (its writes are the unlocked ones above).
+///
+/// What fencing does not prevent: a holder that stalls past the TTL (a long
+/// garbage-collection pause, a partition) while its refresh request is on
+/// the wire still makes that refresh at Google, so the token endpoint may see
+/// two refreshes of one refresh token; only the first holder's token is
+/// saved, the other is used from memory by its process. Both access tokens
+/// are valid. The fence also cannot order writes by clients that bypass
+/// these scripts (a plain `SET` on `K`).
 ///
 /// The lock is released when the [`StoreLock`] is dropped, by a task spawned
 /// on the current tokio runtime; dropped outside a runtime (or when the
@@ -66,19 +113,35 @@ const SAVE_IF_OWNER: &str = "if redis.call('get',KEYS[2])==ARGV[2] then redis.ca
 /// let creds = CredentialLoader::new().token_store(store).consent(Consent::Never).load().await?;
 /// # let _ = creds; Ok(()) }
 /// ```
-#[derive(Clone)]
 pub struct RedisTokenStore {
     client: Client,
     key: String,
     lock_key: String,
     lock_ttl: Duration,
-    /// The owner id of the lock this store (and its clones) holds, if any.
+    /// The owner id of the lock this store value holds, if any (not its clones').
     holding: Arc<Mutex<Option<String>>>,
+}
+
+impl Clone for RedisTokenStore {
+    /// The same server and keys, without the lock this value may hold: a
+    /// clone that writes is fenced as one without the lock.
+    fn clone(&self) -> Self {
+        RedisTokenStore {
+            client: self.client.clone(),
+            key: self.key.clone(),
+            lock_key: self.lock_key.clone(),
+            lock_ttl: self.lock_ttl,
+            holding: Arc::new(Mutex::new(None)),
+        }
+    }
 }
 
 impl RedisTokenStore {
     /// The default lock TTL: longer than a refresh, with its three retries.
     pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(30);
+
+    /// The longest lock TTL: a year.
+    pub const MAX_LOCK_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
     /// A store keeping the token at `key` (and its lock at `{key}:lock`) in
     /// the Redis server that `client` connects to. Nothing is connected yet.
@@ -108,10 +171,11 @@ impl RedisTokenStore {
     }
 
     /// How long the lock lives if its holder never releases it (crash, lost
-    /// network, a drop outside a tokio runtime). At least 1 ms.
+    /// network, a drop outside a tokio runtime). At least 1 ms, at most
+    /// [`MAX_LOCK_TTL`](Self::MAX_LOCK_TTL) (Redis refuses longer ones).
     #[must_use]
     pub fn lock_ttl(mut self, ttl: Duration) -> Self {
-        self.lock_ttl = ttl.max(Duration::from_millis(1));
+        self.lock_ttl = ttl.clamp(Duration::from_millis(1), Self::MAX_LOCK_TTL);
         self
     }
 
@@ -136,7 +200,44 @@ impl RedisTokenStore {
     fn error(&self, action: &'static str, e: RedisError) -> Error {
         Error::store(TokenStore::name(self), action, e)
     }
+
+    /// The owner id of the lock this value holds, if any.
+    fn owner(&self) -> Option<String> {
+        self.holding
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Runs a fencing `script` on the token key and the lock key with `args`;
+    /// `refused` explains a `0` answer.
+    async fn fenced(
+        &self,
+        action: &'static str,
+        script: &str,
+        args: &[&str],
+        refused: &'static str,
+    ) -> Result<()> {
+        let mut con = self.connect(action).await?;
+        let mut cmd = ::redis::cmd("EVAL");
+        cmd.arg(script).arg(2).arg(&self.key).arg(&self.lock_key);
+        for a in args {
+            cmd.arg(*a);
+        }
+        let done: i64 = cmd
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.error(action, e))?;
+        if done == 1 {
+            return Ok(());
+        }
+        Err(Error::store(TokenStore::name(self), action, refused))
+    }
 }
+
+/// Why a holder's write was refused.
+const LOST_LOCK: &str = "the refresh lock expired and another holder took it, so it may have \
+     saved a newer token; nothing was written (consider a longer lock_ttl)";
 
 async fn connect(client: &Client) -> std::result::Result<MultiplexedConnection, RedisError> {
     let config = AsyncConnectionConfig::new()
@@ -172,48 +273,48 @@ impl TokenStore for RedisTokenStore {
     }
 
     async fn save(&self, token: &StoredToken) -> Result<()> {
-        let owner = self
-            .holding
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let mut con = self.connect("save").await?;
-        let Some(owner) = owner else {
-            return ::redis::cmd("SET")
-                .arg(&self.key)
-                .arg(token.to_json())
-                .query_async::<()>(&mut con)
+        let json = token.to_json();
+        match self.owner() {
+            Some(owner) => {
+                self.fenced(
+                    "save",
+                    SAVE_IF_OWNER,
+                    &[json.as_str(), owner.as_str()],
+                    LOST_LOCK,
+                )
                 .await
-                .map_err(|e| self.error("save", e));
-        };
-        let saved: i64 = ::redis::cmd("EVAL")
-            .arg(SAVE_IF_OWNER)
-            .arg(2)
-            .arg(&self.key)
-            .arg(&self.lock_key)
-            .arg(token.to_json())
-            .arg(&owner)
-            .query_async(&mut con)
-            .await
-            .map_err(|e| self.error("save", e))?;
-        if saved == 1 {
-            return Ok(());
+            }
+            None => {
+                self.fenced(
+                    "save",
+                    SAVE_IF_NEWER,
+                    &[json.as_str()],
+                    "a token that expires later is stored (saved by another process or \
+                     machine); this older one was not saved",
+                )
+                .await
+            }
         }
-        Err(Error::store(
-            TokenStore::name(self),
-            "save",
-            "the refresh lock expired and another holder took it, so it may have saved a newer \
-             token; this one was not saved (consider a longer lock_ttl)",
-        ))
     }
 
     async fn clear(&self) -> Result<()> {
-        let mut con = self.connect("clear").await?;
-        ::redis::cmd("DEL")
-            .arg(&self.key)
-            .query_async::<()>(&mut con)
-            .await
-            .map_err(|e| self.error("clear", e))
+        match self.owner() {
+            Some(owner) => {
+                self.fenced("clear", CLEAR_IF_OWNER, &[owner.as_str()], LOST_LOCK)
+                    .await
+            }
+            None => {
+                self.fenced(
+                    "clear",
+                    CLEAR_IF_UNLOCKED,
+                    &[],
+                    "another process holds the lock (a refresh or sign-in is under way), so \
+                     it could save the token again; take the lock (TokenStore::lock) and clear \
+                     under it",
+                )
+                .await
+            }
+        }
     }
 
     async fn lock(&self, wait: Duration) -> Result<Option<StoreLock>> {
@@ -222,7 +323,8 @@ impl TokenStore for RedisTokenStore {
             .map_err(|e| Error::store(self.name(), "make a lock owner id", e.to_string()))?;
         let owner = URL_SAFE_NO_PAD.encode(bytes);
         let ttl_ms = u64::try_from(self.lock_ttl.as_millis()).unwrap_or(u64::MAX);
-        let deadline = Instant::now() + wait;
+        // No deadline for a wait too long to add to now: it is unbounded.
+        let deadline = Instant::now().checked_add(wait);
         let mut con = self.connect("lock").await?;
         loop {
             let taken: Option<String> = ::redis::cmd("SET")
@@ -254,7 +356,7 @@ impl TokenStore for RedisTokenStore {
                     holding: Arc::clone(&self.holding),
                 })));
             }
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(Error::Timeout {
                     what: format!(
                         "waiting for another holder of the Redis lock {} (token key {})",
@@ -263,8 +365,8 @@ impl TokenStore for RedisTokenStore {
                     after: wait,
                 });
             }
-            tokio::time::sleep(LOCK_POLL.min(deadline.saturating_duration_since(Instant::now())))
-                .await;
+            let left = deadline.map_or(LOCK_POLL, |d| d.saturating_duration_since(Instant::now()));
+            tokio::time::sleep(LOCK_POLL.min(left)).await;
         }
     }
 

@@ -199,3 +199,34 @@ async fn missing_client_secret_file_is_reported_when_consent_is_needed() {
         .unwrap_err();
     assert!(matches!(err, Error::ClientSecretNotFound { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn sixteen_idle_connections_do_not_keep_the_redirect_out() {
+    let tokens = code_endpoint(RETRIEVER).await;
+    let store = MemoryTokenStore::new();
+    let (l, mut urls) = loader(&tokens, &store);
+    // Shorter than the listener's 10 s header-read timeout: no idle
+    // connection ends by itself before the flow would give up.
+    let flow = tokio::spawn(l.consent_timeout(Duration::from_secs(5)).load());
+    let url = urls.recv().await.unwrap();
+    let addr = redirect_addr(&url);
+    // Another local process fills the listener's 16 connection slots and
+    // sends nothing.
+    let mut idle = Vec::new();
+    for _ in 0..16 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let state = query_param(&url, "state").unwrap();
+    let redirect = query_param(&url, "redirect_uri").unwrap();
+    let answer = format!("{redirect}?state={state}&code=4%2FGOODCODE");
+    let page = tokio::spawn(async move { browser::get(&answer).await });
+    // Hang guard only: the flow ends by success or by its own 5 s timeout.
+    let outcome = tokio::time::timeout(Duration::from_secs(20), flow)
+        .await
+        .unwrap()
+        .unwrap();
+    let creds = outcome.expect("the redirect was served despite the idle connections");
+    assert_eq!(creds.access_token().await.unwrap().secret(), NEW_ACCESS);
+    assert_eq!(page.await.unwrap().status, 200);
+    drop(idle);
+}

@@ -282,3 +282,64 @@ async fn a_silent_connection_to_the_redirect_port_is_closed_by_the_listener() {
     );
     flow.abort();
 }
+
+#[tokio::test]
+async fn an_unbounded_consent_timeout_does_not_panic_when_a_refresh_is_due() {
+    let tokens = token_endpoint().await;
+    let dir = TempLoader::with_token(&token_uri(&tokens), -60);
+    let creds = dir
+        .loader()
+        .consent_timeout(Duration::MAX)
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(creds.access_token().await.unwrap().secret(), NEW_ACCESS);
+    assert_eq!(token_requests(&tokens).await, 1);
+}
+
+#[tokio::test]
+async fn an_access_token_that_cannot_be_a_header_is_never_saved_nor_announced() {
+    let tokens = token_server_answering(&[(
+        200,
+        json!({"access_token": "ya29.BAD\nHEADERMARKER", "expires_in": 3599, "token_type": "Bearer"}),
+    )])
+    .await;
+    let dir = TempLoader::with_token(&token_uri(&tokens), -60);
+    let before = std::fs::read_to_string(dir.token_file()).unwrap();
+    let told = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = std::sync::Arc::clone(&told);
+    let err = dir
+        .loader()
+        .on_refresh(move |_| {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })
+        .load()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TokenResponse { .. }), "{err:?}");
+    assert!(
+        !format!("{err} {err:?}").contains("HEADERMARKER"),
+        "{err:?}"
+    );
+    assert_eq!(std::fs::read_to_string(dir.token_file()).unwrap(), before);
+    assert_eq!(told.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_refresh_through_a_symlinked_token_file_updates_the_target_and_keeps_the_link() {
+    let tokens = token_endpoint().await;
+    let dir = TempLoader::empty();
+    let dotfiles = dir.path().join("dotfiles");
+    std::fs::create_dir(&dotfiles).unwrap();
+    let target = write_token(&dotfiles, &token_json(&token_uri(&tokens), -60));
+    std::os::unix::fs::symlink("dotfiles/token.json", dir.token_file()).unwrap();
+
+    let creds = dir.loader().load().await.unwrap();
+    assert_eq!(creds.access_token().await.unwrap().secret(), NEW_ACCESS);
+    let link = std::fs::symlink_metadata(dir.token_file()).unwrap();
+    assert!(link.file_type().is_symlink(), "token.json is still a link");
+    assert_eq!(read_json(&target)["token"], NEW_ACCESS);
+    assert!(dotfiles.join("token.json.lock").exists());
+    assert!(!dir.path().join("token.json.lock").exists());
+}

@@ -162,6 +162,31 @@ async fn keyring_migration_moves_token_json_and_deletes_the_file() {
     assert_eq!(store.load().await.unwrap().unwrap().to_json(), json);
 }
 
+#[cfg(unix)]
+#[tokio::test]
+async fn keyring_migration_of_a_symlinked_token_json_removes_the_target_too() {
+    let entry = TestEntry::new("migrate-link");
+    let store = entry.store();
+    let dir = tempfile::tempdir().unwrap();
+    let dotfiles = dir.path().join("dotfiles");
+    std::fs::create_dir(&dotfiles).unwrap();
+    let json = token_json("https://oauth2.example.test/token", 3000);
+    let target = write_token(&dotfiles, &json);
+    let link = dir.path().join("token.json");
+    std::os::unix::fs::symlink("dotfiles/token.json", &link).unwrap();
+
+    assert_eq!(
+        store.migrate_from_file(&link).await.unwrap(),
+        Migration::Moved
+    );
+    assert!(
+        !target.exists(),
+        "the plaintext target with the refresh token is gone"
+    );
+    assert!(std::fs::symlink_metadata(&link).is_err(), "so is the link");
+    assert_eq!(store.load().await.unwrap().unwrap().to_json(), json);
+}
+
 #[tokio::test]
 async fn keyring_migration_failure_keeps_the_file() {
     let entry = TestEntry::new("migrate-fail");

@@ -8,6 +8,11 @@
 //! or changes the current directory of this process (examples, Python and
 //! servers run as child processes with their own environment).
 
+#![allow(
+    clippy::arithmetic_side_effects,
+    reason = "tests may panic on overflow; the library may not (Cargo.toml)"
+)]
+
 mod common;
 
 mod adc;

@@ -373,12 +373,140 @@ async fn a_holder_that_lost_its_lock_does_not_save_over_the_new_holders_token() 
         "B's token stays"
     );
 
-    // Without a lock held, a save is a plain write.
+    // Without a lock held, a save still never replaces a newer token.
     drop(held);
     drop(b_lock);
     wait_for(&server, &lock_key, None).await;
-    a.save(&older).await.unwrap();
-    assert_eq!(server.get(KEY).await.unwrap(), older.to_json());
+    assert!(a.save(&older).await.is_err());
+    assert_eq!(server.get(KEY).await.unwrap(), saved_by_b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unbounded_lock_wait_does_not_panic() {
+    let server = RedisServer::start().await;
+    let _held = lock(&server.store(), Duration::MAX).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unbounded_lock_ttl_is_clamped_to_one_that_redis_takes() {
+    let server = RedisServer::start().await;
+    let store = server.store().lock_ttl(Duration::MAX);
+    let _held = lock(&store, Duration::from_secs(1)).await;
+    let pttl = server.pttl(&format!("{KEY}:lock")).await;
+    assert!(pttl > 0, "{pttl}");
+}
+
+fn expiring_in(secs: i64) -> StoredToken {
+    StoredToken::from_json(token_json("https://t/token", secs).as_bytes()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clone_never_saves_under_another_clones_lock() {
+    let server = RedisServer::start().await;
+    let lock_key = format!("{KEY}:lock");
+    let a = server.store();
+    let a2 = a.clone();
+    let _lost = lock(&a, Duration::from_secs(1)).await;
+    // A's lock expires (a long pause); its clone takes the lock and saves.
+    server.del(&lock_key).await;
+    let _held = lock(&a2, Duration::from_secs(1)).await;
+    let newer = expiring_in(3000);
+    a2.save(&newer).await.unwrap();
+
+    let err = a.save(&expiring_in(10)).await.unwrap_err();
+    assert!(matches!(err, Error::Store { .. }), "{err:?}");
+    assert!(
+        error_chain(&err).contains("another holder"),
+        "{}",
+        error_chain(&err)
+    );
+    assert_eq!(server.get(KEY).await.unwrap(), newer.to_json());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_lock_a_save_never_replaces_a_newer_token() {
+    let server = RedisServer::start().await;
+    let (here, there) = (server.store(), server.store());
+    let newer = expiring_in(3000);
+    there.save(&newer).await.unwrap();
+
+    let err = here.save(&expiring_in(10)).await.unwrap_err();
+    assert!(matches!(err, Error::Store { .. }), "{err:?}");
+    assert!(
+        error_chain(&err).contains("expires later"),
+        "{}",
+        error_chain(&err)
+    );
+    assert_eq!(server.get(KEY).await.unwrap(), newer.to_json());
+
+    // The same token again, or a newer one, is written.
+    here.save(&newer).await.unwrap();
+    let newest = expiring_in(3500);
+    here.save(&newest).await.unwrap();
+    assert_eq!(server.get(KEY).await.unwrap(), newest.to_json());
+    // Fractions of a second count, though "03Z" sorts after "03.5Z" as text.
+    let at = |expiry: &str| {
+        StoredToken::from_json(
+            format!(r#"{{"refresh_token": "r", "expiry": "{expiry}"}}"#).as_bytes(),
+        )
+        .unwrap()
+    };
+    let stored = at("2030-01-01T00:00:03.5Z");
+    server
+        .cmd::<()>(redis::cmd("SET").arg(KEY).arg(stored.to_json()))
+        .await;
+    assert!(here.save(&at("2030-01-01T00:00:03Z")).await.is_err());
+    assert_eq!(server.get(KEY).await.unwrap(), stored.to_json());
+    let later = at("2030-01-01T00:00:03.600001Z");
+    here.save(&later).await.unwrap();
+    assert_eq!(server.get(KEY).await.unwrap(), later.to_json());
+    // So is anything over a record without an expiry or a corrupt one.
+    for old in [r#"{"refresh_token": "r"}"#, r#"{"token": "ya29.trunc"#] {
+        server.cmd::<()>(redis::cmd("SET").arg(KEY).arg(old)).await;
+        here.save(&expiring_in(10)).await.unwrap();
+        assert_eq!(server.get(KEY).await.unwrap(), expiring_in(10).to_json());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clear_is_fenced_by_the_lock() {
+    let server = RedisServer::start().await;
+    let lock_key = format!("{KEY}:lock");
+    let a = server.store();
+    let _lost = lock(&a, Duration::from_secs(1)).await;
+    server.del(&lock_key).await;
+    let b = server.store();
+    let b_lock = lock(&b, Duration::from_secs(1)).await;
+    let saved = expiring_in(3000);
+    b.save(&saved).await.unwrap();
+
+    // A lost its lock: its clear must not remove B's token.
+    let err = a.clear().await.unwrap_err();
+    assert!(matches!(err, Error::Store { .. }), "{err:?}");
+    assert!(
+        error_chain(&err).contains("another holder"),
+        "{}",
+        error_chain(&err)
+    );
+    // Nor may a clear without the lock while B holds it.
+    let c = server.store();
+    let err = c.clear().await.unwrap_err();
+    assert!(
+        error_chain(&err).contains("holds the lock"),
+        "{}",
+        error_chain(&err)
+    );
+    assert_eq!(server.get(KEY).await.unwrap(), saved.to_json());
+
+    drop(b_lock);
+    wait_for(&server, &lock_key, None).await;
+    c.clear().await.unwrap();
+    assert_eq!(server.get(KEY).await, None);
+    // Under its own lock, a holder clears.
+    b.save(&saved).await.unwrap();
+    let _held = lock(&b, Duration::from_secs(1)).await;
+    b.clear().await.unwrap();
+    assert_eq!(server.get(KEY).await, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

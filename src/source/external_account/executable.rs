@@ -283,7 +283,9 @@ fn parse_response(value: &Value, now: SystemTime) -> std::result::Result<(String
     {
         return Err(Rejected::Unusable(format!(
             "returned a token that expired {} seconds ago (expiration_time)",
-            i64::try_from(now_secs).unwrap_or(i64::MAX) - at
+            i64::try_from(now_secs)
+                .unwrap_or(i64::MAX)
+                .saturating_sub(at)
         )));
     }
     let token_field = match map.get("token_type").and_then(Value::as_str) {
