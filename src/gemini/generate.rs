@@ -89,7 +89,31 @@ pub async fn stream_generate_content(
     let req = json_request(&url, body.to_string())?;
     let resp = client.request(req).await?;
     let resp = success_or_api_error(&url, resp).await?;
+    check_event_stream(&url, resp.headers())?;
     Ok(ContentStream::new(resp.into_body(), &url))
+}
+
+/// A 2xx answer that is not `text/event-stream` (a gateway that dropped
+/// `alt=sse` answers one JSON document) would parse as an empty stream.
+fn check_event_stream(url: &str, headers: &http::HeaderMap) -> Result<()> {
+    let kind = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let essence = kind.as_deref().map(|k| k.split(';').next().unwrap_or("").trim());
+    if essence.is_some_and(|e| e.eq_ignore_ascii_case("text/event-stream")) {
+        return Ok(());
+    }
+    let came = match kind {
+        Some(k) => format!("content-type {:?}", k.chars().take(100).collect::<String>()),
+        None => "no content-type".to_owned(),
+    };
+    Err(Error::EventStream {
+        endpoint: redact(url),
+        problem: format!(
+            "the answer has {came}, not text/event-stream: something between here and the API \
+             (a proxy or gateway) dropped alt=sse; check the API base URL"
+        ),
+    })
 }
 
 /// A `POST url` with a JSON body.

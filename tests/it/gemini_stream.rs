@@ -396,3 +396,44 @@ async fn bodies_and_streams_never_show_url_queries_or_content() {
         assert_no_secrets(&text);
     }
 }
+
+#[tokio::test]
+async fn an_answer_that_is_not_an_event_stream_is_an_error_naming_what_came() {
+    // A gateway that drops `alt=sse` answers one JSON document with 200.
+    let base = serve(|_req| async {
+        json_resp(200, &json!({"candidates": [{"content": {"parts": [{"text": "hi"}]}}]}))
+    })
+    .await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let err = stream_generate_content(&client, "m", &body())
+        .await
+        .expect_err("a JSON answer is not a stream of chunks");
+    let text = err.to_string();
+    assert!(matches!(err, Error::EventStream { .. }), "{err:?}");
+    assert!(text.contains("application/json"), "{text}");
+    assert!(text.contains("text/event-stream"), "{text}");
+
+    // An answer without any Content-Type is not taken for a stream either.
+    let base = serve(|_req| async {
+        let mut r = scripted(vec![send(event(&text_chunk("x")))]);
+        r.headers_mut().remove("content-type");
+        r
+    })
+    .await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let err = stream_generate_content(&client, "m", &body()).await.unwrap_err();
+    assert!(err.to_string().contains("no content-type"), "{err}");
+
+    // Parameters and case do not matter.
+    let base = serve(|_req| async {
+        let mut r = scripted(vec![send(event(&text_chunk("ok")))]);
+        r.headers_mut().insert(
+            "content-type",
+            "Text/Event-Stream; charset=utf-8".parse().unwrap(),
+        );
+        r
+    })
+    .await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    assert_eq!(streamed(&client, "m").await.len(), 1);
+}
