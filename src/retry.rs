@@ -109,7 +109,9 @@ impl RetryPolicy {
     /// The wait after attempt `attempt` (0-based) failed: exponential, with
     /// up to 50 % jitter, capped at `max_delay`.
     pub(crate) fn delay(&self, attempt: u32) -> Duration {
-        let exp = self.base_delay.saturating_mul(2u32.saturating_pow(attempt.min(16)));
+        let exp = self
+            .base_delay
+            .saturating_mul(2u32.saturating_pow(attempt.min(16)));
         let jitter = getrandom::u32().unwrap_or(0) % 1000;
         (exp + exp.mul_f64(f64::from(jitter) / 2000.0)).min(self.max_delay)
     }
@@ -185,12 +187,19 @@ pub(crate) fn is_retryable_status(status: u16) -> bool {
 
 /// A `Retry-After` header: seconds, or an HTTP-date (a date past is `0`).
 pub(crate) fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
-    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
     let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 #[cfg(test)]
@@ -221,7 +230,10 @@ mod tests {
             httpdate::fmt_http_date(later).parse().unwrap(),
         );
         let d = retry_after(&h).unwrap();
-        assert!(d > Duration::from_secs(110) && d <= Duration::from_secs(120), "{d:?}");
+        assert!(
+            d > Duration::from_secs(110) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
         h.insert(
             http::header::RETRY_AFTER,
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),

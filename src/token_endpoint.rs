@@ -239,7 +239,9 @@ pub(crate) async fn post_form_with(
         .finish();
     let body = Bytes::from(body);
     retry
-        .run_hinted("token request", || post_once(http, token_uri, body.clone(), auth))
+        .run_hinted("token request", || {
+            post_once(http, token_uri, body.clone(), auth)
+        })
         .await
 }
 
@@ -259,9 +261,18 @@ async fn post_once(
     }
     let req = req.body(Full::new(body)).map_err(|_| {
         let url = redact(token_uri);
-        (Error::InvalidUrl { url, reason: "not a valid request URI" }, None)
+        (
+            Error::InvalidUrl {
+                url,
+                reason: "not a valid request URI",
+            },
+            None,
+        )
     })?;
-    let resp = http.send(req, MAX_TOKEN_RESPONSE).await.map_err(|e| (e, None))?;
+    let resp = http
+        .send(req, MAX_TOKEN_RESPONSE)
+        .await
+        .map_err(|e| (e, None))?;
     parse_response(token_uri, resp.status().as_u16(), resp.body())
         .map_err(|e| (e, crate::retry::retry_after(resp.headers())))
 }

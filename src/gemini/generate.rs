@@ -99,7 +99,9 @@ fn check_event_stream(url: &str, headers: &http::HeaderMap) -> Result<()> {
     let kind = headers
         .get(header::CONTENT_TYPE)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let essence = kind.as_deref().map(|k| k.split(';').next().unwrap_or("").trim());
+    let essence = kind
+        .as_deref()
+        .map(|k| k.split(';').next().unwrap_or("").trim());
     if essence.is_some_and(|e| e.eq_ignore_ascii_case("text/event-stream")) {
         return Ok(());
     }

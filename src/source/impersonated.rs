@@ -284,7 +284,9 @@ impl TokenSource for Impersonated {
     fn fetch(&self) -> BoxFuture<'_, Result<Fetched>> {
         Box::pin(async move {
             check_endpoint(&self.target.url)?;
-            self.retry.run("IAM generateAccessToken", || self.attempt()).await
+            self.retry
+                .run("IAM generateAccessToken", || self.attempt())
+                .await
         })
     }
 

@@ -401,7 +401,10 @@ async fn bodies_and_streams_never_show_url_queries_or_content() {
 async fn an_answer_that_is_not_an_event_stream_is_an_error_naming_what_came() {
     // A gateway that drops `alt=sse` answers one JSON document with 200.
     let base = serve(|_req| async {
-        json_resp(200, &json!({"candidates": [{"content": {"parts": [{"text": "hi"}]}}]}))
+        json_resp(
+            200,
+            &json!({"candidates": [{"content": {"parts": [{"text": "hi"}]}}]}),
+        )
     })
     .await;
     let (_dir, _tokens, client) = client_for(&base).await;
@@ -421,7 +424,9 @@ async fn an_answer_that_is_not_an_event_stream_is_an_error_naming_what_came() {
     })
     .await;
     let (_dir, _tokens, client) = client_for(&base).await;
-    let err = stream_generate_content(&client, "m", &body()).await.unwrap_err();
+    let err = stream_generate_content(&client, "m", &body())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("no content-type"), "{err}");
 
     // Parameters and case do not matter.
