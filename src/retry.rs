@@ -14,7 +14,7 @@
 //!
 //! Backoff doubles after every attempt with up to 50 % random jitter, so
 //! clients that failed together do not come back together, and is capped at
-//! [`RetryPolicy::max_delay`]. A `Retry-After` answer (seconds or an
+//! [`RetryPolicy::max_delay`] (10 s). A `Retry-After` answer (seconds or an
 //! HTTP-date) replaces the computed backoff. No sleep ever passes the call's
 //! deadline ([`RetryPolicy::max_elapsed`], and the client's
 //! [`timeout`](crate::AuthorizedClient::timeout) when set): when the next
@@ -91,7 +91,8 @@ impl RetryPolicy {
         self
     }
 
-    /// The longest wait between two attempts (a `Retry-After` included).
+    /// The longest computed backoff (a server's `Retry-After` is honoured
+    /// as it is, within the deadline).
     #[must_use]
     pub fn max_delay(mut self, delay: Duration) -> Self {
         self.max_delay = delay;
@@ -133,7 +134,8 @@ impl RetryPolicy {
         if attempt + 1 >= self.attempts {
             return None;
         }
-        let wait = retry_after.map_or_else(|| self.delay(attempt), |d| d.min(self.max_delay));
+        // The server's word beats the formula; the deadline bounds both.
+        let wait = retry_after.unwrap_or_else(|| self.delay(attempt));
         match deadline {
             Some(at) if Instant::now() + wait >= at => None,
             _ => Some(wait),
