@@ -208,6 +208,7 @@ impl AuthorizedClient {
             return self.head(req).await;
         };
         let deadline = policy.deadline(self.timeout);
+        let endpoint = redact(&req.uri().to_string());
         let mut attempt = 0;
         loop {
             let again = req.body().try_clone().map(|body| {
@@ -227,7 +228,11 @@ impl AuthorizedClient {
                     is_retryable_status(resp.status().as_u16()),
                     retry_after(resp.headers()),
                 ),
-                Err(e) => (e.is_transient(), None),
+                // The API's own transport failures; a token refresh's were retried by its policy.
+                Err(e) => (
+                    matches!(e, Error::Transport { endpoint: ep, .. } if *ep == endpoint),
+                    None,
+                ),
             };
             let wait = retryable
                 .then(|| policy.next(attempt, retry_after, deadline))
