@@ -6,6 +6,7 @@
 
 mod events;
 mod generate;
+mod problem;
 mod resumable;
 mod upload;
 
@@ -17,7 +18,8 @@ use crate::error::{Error, Result};
 use crate::url::redact;
 pub use events::ContentStream;
 pub use generate::{generate_content, stream_generate_content};
-pub use upload::{File, Upload, UploadProblem, upload_file};
+pub use problem::UploadProblem;
+pub use upload::{File, Upload, upload_file};
 
 /// Guards against a server that keeps sending page tokens.
 const MAX_PAGES: usize = 100;

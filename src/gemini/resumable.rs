@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Uri};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::upload::UploadProblem;
+use super::problem::UploadProblem;
 use crate::api_error::ApiError;
 use crate::client::AuthorizedClient;
 use crate::error::{Error, Result};
@@ -159,10 +159,11 @@ impl Session<'_> {
     }
 
     fn finish(&self, status: u16, body: Bytes, progress: &Progress) -> (u16, Bytes) {
-        if progress.shown.swap(self.size, Ordering::Relaxed) < self.size || self.size == 0 {
-            if let Some(f) = &progress.on_progress {
-                f(self.size, self.size);
-            }
+        let behind = progress.shown.swap(self.size, Ordering::Relaxed) < self.size;
+        if (behind || self.size == 0)
+            && let Some(f) = &progress.on_progress
+        {
+            f(self.size, self.size);
         }
         (status, body)
     }

@@ -280,7 +280,7 @@ impl UploadServer {
             );
         } else {
             self.check(
-                length % GRANULARITY == 0,
+                length.is_multiple_of(GRANULARITY),
                 format!("upload: chunk of {length} bytes is not a multiple of 256 KiB"),
             );
         }
