@@ -352,3 +352,50 @@ async fn credentials_never_follow_an_upload_url_to_another_origin() {
     let text = format!("{err} {err:?}");
     assert!(!text.contains("UPLOADIDMARKER"), "{text}");
 }
+
+#[tokio::test]
+async fn the_upload_example_shows_progress_and_resumes_in_chunks() {
+    let (base, server) = upload_server(|_| {}).await;
+    faults(&server, [Fault::Pass, Fault::DropAfter(100 * 1024)]);
+    let tokens = crate::common::token_endpoint().await;
+    let dir = tempfile::tempdir().unwrap();
+    crate::common::write_token(
+        dir.path(),
+        &crate::common::token_json(&crate::common::token_uri(&tokens), 3000),
+    );
+    let path = dir.path().join("notes.txt");
+    let content = pattern(1_000_000);
+    std::fs::write(&path, &content).unwrap();
+    let mut cmd = crate::common::examples::example("upload_file");
+    cmd.current_dir(dir.path())
+        .args(["--api-base", &format!("{base}/v1"), "--no-consent"])
+        .args([
+            "--file",
+            path.to_str().unwrap(),
+            "--chunk-size",
+            "262144",
+            "--progress",
+        ]);
+    let out = tokio::process::Command::from(cmd).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("files/abc-123\n{base}/v1beta/files/abc-123\n")
+    );
+    assert!(stderr.contains("\r1000000/1000000 bytes"), "{stderr}");
+    let log = server.log.lock().unwrap().clone();
+    assert!(log.problems.is_empty(), "{:?}", log.problems);
+    assert_eq!(log.sha256.as_deref(), Some(sha256_hex(&content).as_str()));
+    assert_eq!(
+        log.commands,
+        [
+            "upload @0",
+            "upload @262144",
+            "query @<missing>",
+            "upload @262144",
+            "upload @524288",
+            "upload, finalize @786432",
+        ]
+    );
+}
