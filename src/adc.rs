@@ -70,7 +70,7 @@ pub(crate) async fn find(scopes: &[String]) -> Result<Found> {
         tried.push(format!(
             "the metadata server (skipped: {NO_GCE_CHECK}=true)"
         ));
-    } else if let Some(server) = MetadataServer::ping(&host, scopes).await {
+    } else if let Some(server) = MetadataServer::detect(&host, scopes).await {
         return Ok(Found::Metadata(server));
     } else {
         tried.push(format!("the metadata server at {host} (no answer)"));

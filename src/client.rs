@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::http::DEFAULT_IDLE_TIMEOUT;
 use crate::request_body::RequestBody;
 use crate::response_body::ResponseBody;
+use crate::retry::{RetryPolicy, is_retryable_status, retry_after};
 use crate::url::{check_endpoint, join, redact};
 
 /// Largest response body the buffered helpers read into memory.
@@ -61,6 +62,7 @@ pub struct AuthorizedClient {
     creds: Credentials,
     timeout: Option<Duration>,
     idle_timeout: Duration,
+    retry: Option<RetryPolicy>,
 }
 
 impl fmt::Debug for AuthorizedClient {
@@ -69,6 +71,7 @@ impl fmt::Debug for AuthorizedClient {
             .field("api_base", &self.api_base())
             .field("timeout", &self.timeout)
             .field("idle_timeout", &self.idle_timeout)
+            .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }
@@ -81,7 +84,29 @@ impl AuthorizedClient {
             creds,
             timeout: None,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            retry: None,
         }
+    }
+
+    /// Retries requests of every method by `policy` (see [`crate::retry`]):
+    /// after a transport error, or a `408`, `429` or `5xx` answer (waiting
+    /// as its `Retry-After` says), before any of the answer's body is
+    /// handed on, and only for a body that can be sent again (bytes).
+    /// Without it only `GET` and `HEAD` are retried (3 attempts);
+    /// `generateContent` is not, as a repeat can cost tokens twice.
+    /// Retries stay inside [`timeout`](Self::timeout) when set.
+    ///
+    /// ```no_run
+    /// # async fn f(client: gemini_oauth::AuthorizedClient) -> gemini_oauth::Result<()> {
+    /// let patient = client.retry(gemini_oauth::RetryPolicy::default().attempts(4));
+    /// let body = serde_json::json!({"contents": [{"parts": [{"text": "Hello"}]}]});
+    /// let answer = gemini_oauth::gemini::generate_content(&patient, "gemini-2.5-flash", &body).await?;
+    /// # let _ = answer; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
     }
 
     /// Limits each request, from sending it to the last byte of the answer
@@ -158,7 +183,7 @@ impl AuthorizedClient {
             .timeout
             .and_then(|limit| Some((Instant::now().checked_add(limit)?, limit)));
         let uri = req.uri().clone();
-        let head = self.head(req);
+        let head = self.head_retried(req);
         let resp = match deadline {
             None => head.await?,
             Some((at, limit)) => {
@@ -173,6 +198,54 @@ impl AuthorizedClient {
         let (parts, body) = resp.into_parts();
         let body = ResponseBody::new(body, uri, self.idle_timeout, deadline);
         Ok(Response::from_parts(parts, body))
+    }
+
+    /// [`head`](Self::head), repeated as the retry policy for the method says.
+    async fn head_retried(&self, req: Request<RequestBody>) -> Result<Response<Incoming>> {
+        let safe = matches!(*req.method(), Method::GET | Method::HEAD);
+        let policy = self.retry.or(safe.then(RetryPolicy::api_get));
+        let Some(policy) = policy.filter(|_| req.body().is_replayable()) else {
+            return self.head(req).await;
+        };
+        let deadline = policy.deadline(self.timeout);
+        let endpoint = redact(&req.uri().to_string());
+        let mut attempt = 0;
+        loop {
+            let again = req.body().try_clone().map(|body| {
+                let mut copy = Request::new(body);
+                *copy.method_mut() = req.method().clone();
+                *copy.uri_mut() = req.uri().clone();
+                *copy.version_mut() = req.version();
+                *copy.headers_mut() = req.headers().clone();
+                copy
+            });
+            let Some(again) = again else {
+                return self.head(req).await;
+            };
+            let result = self.head(again).await;
+            let (retryable, retry_after) = match &result {
+                Ok(resp) => (
+                    is_retryable_status(resp.status().as_u16()),
+                    retry_after(resp.headers()),
+                ),
+                // The API's own transport failures; a token refresh's were retried by its policy.
+                Err(e) => (
+                    matches!(e, Error::Transport { endpoint: ep, .. } if *ep == endpoint),
+                    None,
+                ),
+            };
+            let wait = retryable
+                .then(|| policy.next(attempt, retry_after, deadline))
+                .flatten();
+            let Some(wait) = wait else { return result };
+            tracing::debug!(
+                attempt,
+                ?wait,
+                "API call failed for a passing reason, retrying"
+            );
+            tokio::time::sleep(wait).await;
+            attempt = attempt.saturating_add(1);
+        }
     }
 
     /// Sends the request (and its repeat after a `401`) up to the answer's head.

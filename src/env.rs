@@ -8,6 +8,15 @@ pub const CLOUDSDK_CONFIG: &str = "CLOUDSDK_CONFIG";
 pub const GCE_METADATA_HOST: &str = "GCE_METADATA_HOST";
 /// The metadata server's IP, when `GCE_METADATA_HOST` is not set.
 pub const GCE_METADATA_IP: &str = "GCE_METADATA_IP";
+/// Seconds each metadata server ping may take (default 3, as google-auth).
+pub const GCE_METADATA_TIMEOUT: &str = "GCE_METADATA_TIMEOUT";
+/// How many times the metadata server is pinged (default 3, as google-auth).
+pub const GCE_METADATA_DETECT_RETRIES: &str = "GCE_METADATA_DETECT_RETRIES";
+/// The file whose content names the machine's product, read when the
+/// metadata server does not answer its ping: `Google…` there means Google
+/// Compute Engine, as google-auth reads `/sys/class/dmi/id/product_name`
+/// (default). Set it for tests and for containers that hide `/sys`.
+pub const GEMINI_OAUTH_DMI_PRODUCT_NAME: &str = "GEMINI_OAUTH_DMI_PRODUCT_NAME";
 /// When `true`, the metadata server is not tried (as in google-auth).
 pub const NO_GCE_CHECK: &str = "NO_GCE_CHECK";
 /// Overrides the Gemini API base URL (below an explicit builder value).

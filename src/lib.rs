@@ -170,6 +170,7 @@ mod request_body;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
 mod response_body;
+pub mod retry;
 pub mod scopes;
 mod source;
 mod store;
@@ -195,6 +196,7 @@ pub use loader::{CredentialLoader, kind};
 pub use proxy::ProxyProblem;
 pub use request_body::RequestBody;
 pub use response_body::ResponseBody;
+pub use retry::RetryPolicy;
 pub use source::external_account::ExternalAccountProblem;
 pub use source::impersonated::ImpersonationProblem;
 #[cfg(feature = "redis")]

@@ -61,36 +61,8 @@ impl TokenResponse {
     }
 }
 
-/// How often and how patiently transient failures are retried.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Retry {
-    pub(crate) attempts: u32,
-    pub(crate) base_delay: Duration,
-}
-
-impl Default for Retry {
-    fn default() -> Self {
-        Retry {
-            attempts: 3,
-            base_delay: Duration::from_millis(200),
-        }
-    }
-}
-
-impl Retry {
-    /// Exponential backoff with up to 50% jitter, so many clients that failed
-    /// together do not retry together.
-    pub(crate) fn delay(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base_delay
-            .saturating_mul(2u32.saturating_pow(attempt.min(10)));
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        exp.saturating_add(exp.mul_f64(f64::from(nanos % 1000) / 2000.0))
-    }
-}
+/// How often and how patiently transient failures are retried (see [`crate::retry`]).
+pub(crate) use crate::retry::RetryPolicy as Retry;
 
 /// The client credentials Google expects in the form body of every grant.
 pub(crate) struct Client<'a> {
@@ -267,19 +239,11 @@ pub(crate) async fn post_form_with(
         .extend_pairs(form)
         .finish();
     let body = Bytes::from(body);
-    let mut attempt: u32 = 0;
-    loop {
-        let result = post_once(http, token_uri, body.clone(), auth).await;
-        match result {
-            Err(e) if e.is_transient() && attempt.saturating_add(1) < retry.attempts => {
-                let delay = retry.delay(attempt);
-                tracing::debug!(endpoint = %redact(token_uri), attempt, ?delay, error = %e, "token request failed, retrying");
-                tokio::time::sleep(delay).await;
-                attempt = attempt.saturating_add(1);
-            }
-            other => return other,
-        }
-    }
+    retry
+        .run_hinted("token request", || {
+            post_once(http, token_uri, body.clone(), auth)
+        })
+        .await
 }
 
 async fn post_once(
@@ -287,7 +251,7 @@ async fn post_once(
     token_uri: &str,
     body: Bytes,
     auth: Option<&http::HeaderValue>,
-) -> Result<TokenResponse> {
+) -> std::result::Result<TokenResponse, (Error, Option<Duration>)> {
     let mut req = Request::builder()
         .method(Method::POST)
         .uri(token_uri)
@@ -296,12 +260,22 @@ async fn post_once(
     if let Some(auth) = auth {
         req = req.header(header::AUTHORIZATION, auth.clone());
     }
-    let req = req.body(Full::new(body)).map_err(|_| Error::InvalidUrl {
-        url: redact(token_uri),
-        reason: "not a valid request URI",
+    let req = req.body(Full::new(body)).map_err(|_| {
+        let url = redact(token_uri);
+        (
+            Error::InvalidUrl {
+                url,
+                reason: "not a valid request URI",
+            },
+            None,
+        )
     })?;
-    let resp = http.send(req, MAX_TOKEN_RESPONSE).await?;
+    let resp = http
+        .send(req, MAX_TOKEN_RESPONSE)
+        .await
+        .map_err(|e| (e, None))?;
     parse_response(token_uri, resp.status().as_u16(), resp.body())
+        .map_err(|e| (e, crate::retry::retry_after(resp.headers())))
 }
 
 pub(crate) fn parse_response(token_uri: &str, status: u16, body: &[u8]) -> Result<TokenResponse> {
@@ -563,16 +537,6 @@ mod tests {
             ok.unwrap().access_token.expose_secret(),
             "ya29.a-b_c.d~e+f/g="
         );
-    }
-
-    #[test]
-    fn backoff_grows_and_is_bounded_by_jitter() {
-        let r = Retry::default();
-        for attempt in 0..4 {
-            let d = r.delay(attempt);
-            let base = r.base_delay * 2u32.pow(attempt);
-            assert!(d >= base && d <= base + base / 2, "{d:?} vs {base:?}");
-        }
     }
 
     mod properties {

@@ -3,10 +3,22 @@
 
 use std::fmt;
 
-/// Vertex AI's regional origins follow `https://{location}-aiplatform.googleapis.com`.
-const HOST_SUFFIX: &str = "aiplatform.googleapis.com";
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::universe::Universe;
+
 /// The location served by the one global endpoint.
 const GLOBAL: &str = "global";
+/// Multi-regions, served by `aiplatform.{location}.rep.{universe}`.
+const MULTI_REGIONS: [&str; 2] = ["us", "eu"];
+/// What a path segment keeps as it is: RFC 3986's unreserved characters
+/// and `@` (model versions: `gemini-2.5-flash@001`).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'@');
 
 /// A Vertex AI project and location, as given to
 /// [`CredentialLoader::vertex_ai`](crate::CredentialLoader::vertex_ai).
@@ -55,21 +67,68 @@ impl std::error::Error for VertexProblem {}
 
 impl VertexAi {
     /// `{origin}/v1/projects/{project}/locations/{location}/publishers/google`;
-    /// `origin` replaces `https://{location}-aiplatform.googleapis.com`
-    /// (tests, private endpoints).
-    pub(crate) fn api_base(&self, origin: Option<&str>) -> Result<String, VertexProblem> {
+    /// the origin is `https://{location}-aiplatform.{universe}`,
+    /// `https://aiplatform.{universe}` for `global` and
+    /// `https://aiplatform.{us|eu}.rep.{universe}` for the multi-regions, as
+    /// Google's SDKs build it; `origin` replaces it (tests, private endpoints).
+    pub(crate) fn api_base(
+        &self,
+        origin: Option<&str>,
+        universe: &Universe,
+    ) -> Result<String, VertexProblem> {
         check_project(&self.project)?;
         check_location(&self.location)?;
+        let (location, domain) = (self.location.as_str(), universe.domain());
         let origin = match origin {
             Some(o) => o.trim_end_matches('/').to_owned(),
-            None if self.location == GLOBAL => format!("https://{HOST_SUFFIX}"),
-            None => format!("https://{}-{HOST_SUFFIX}", self.location),
+            None if location == GLOBAL => format!("https://aiplatform.{domain}"),
+            None if MULTI_REGIONS.contains(&location) => {
+                format!("https://aiplatform.{location}.rep.{domain}")
+            }
+            None => format!("https://{location}-aiplatform.{domain}"),
         };
         Ok(format!(
-            "{origin}/v1/projects/{}/locations/{}{PUBLISHER}",
-            self.project, self.location
+            "{origin}/v1/projects/{}/locations/{location}{PUBLISHER}",
+            self.project
         ))
     }
+}
+
+/// The URL of `model` on the Vertex AI base `api_base`, its names resolved
+/// as google-genai resolves them: `projects/…` (a tuned model's endpoint)
+/// from `/v1/`; `publishers/x/models/y` under the project and location;
+/// `x/y` as publisher `x`'s model `y`; `models/y` and `y` as Google's.
+pub(crate) fn model_url(api_base: &str, model: &str) -> String {
+    let base = api_base.trim_end_matches('/');
+    let located = base.strip_suffix(PUBLISHER).unwrap_or(base);
+    let version = located
+        .rfind("/projects/")
+        .map_or(located, |i| &located[..i]);
+    if model.starts_with("projects/") {
+        format!("{version}/{}", encode_path(model))
+    } else if model.starts_with("publishers/") {
+        format!("{located}/{}", encode_path(model))
+    } else if let Some(name) = model.strip_prefix("models/") {
+        format!("{base}/models/{}", encode_path(name))
+    } else if let Some((publisher, name)) = model.split_once('/') {
+        let (publisher, name) = (encode_path(publisher), encode_path(name));
+        format!("{located}/publishers/{publisher}/models/{name}")
+    } else {
+        format!("{base}/models/{}", encode_path(model))
+    }
+}
+
+/// `path` with each `/`-separated segment percent-encoded, so a name can
+/// never add a query, a fragment or a `..` step to the URL.
+pub(crate) fn encode_path(path: &str) -> String {
+    path.split('/')
+        .map(|segment| match segment {
+            "." => "%2E".to_owned(),
+            ".." => "%2E%2E".to_owned(),
+            s => utf8_percent_encode(s, SEGMENT).to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The end of every Vertex AI base [`VertexAi::api_base`] builds.
@@ -113,7 +172,7 @@ mod tests {
             project: project.into(),
             location: location.into(),
         }
-        .api_base(None)
+        .api_base(None, &Universe::default())
     }
 
     #[test]
@@ -139,8 +198,20 @@ mod tests {
             location: "europe-west4".into(),
         };
         assert_eq!(
-            v.api_base(Some("http://127.0.0.1:9/")).unwrap(),
+            v.api_base(Some("http://127.0.0.1:9/"), &Universe::default())
+                .unwrap(),
             "http://127.0.0.1:9/v1/projects/p/locations/europe-west4/publishers/google"
+        );
+    }
+
+    #[test]
+    fn names_cannot_leave_their_segment() {
+        assert_eq!(encode_path("a b/../c?d#e"), "a%20b/%2E%2E/c%3Fd%23e");
+        assert_eq!(encode_path("gemini-2.5-flash@001"), "gemini-2.5-flash@001");
+        let base = "https://h/v1/projects/p/locations/l/publishers/google";
+        assert_eq!(
+            model_url(base, "projects/p/locations/l/endpoints/1"),
+            "https://h/v1/projects/p/locations/l/endpoints/1"
         );
     }
 

@@ -11,17 +11,28 @@ use crate::error::{Error, Result};
 use crate::request_body::RequestBody;
 use crate::response_body::ResponseBody;
 use crate::url::redact;
+use crate::vertex::{self, encode_path, is_vertex_base};
 
 /// Largest error body read before it becomes an [`ApiError`].
 const MAX_ERROR_BODY: usize = 1024 * 1024;
 
 /// `models/{model}` for `gemini-2.5-flash` or `models/gemini-2.5-flash`;
-/// other resource names (`tunedModels/…`) as given.
+/// other resource names (`tunedModels/…`) as given; each segment
+/// percent-encoded.
 pub(crate) fn model_path(model: &str) -> String {
     if model.contains('/') {
-        model.to_owned()
+        encode_path(model)
     } else {
-        format!("models/{model}")
+        format!("models/{}", encode_path(model))
+    }
+}
+
+/// `{model's URL}:{method}`, on the Gemini API or Vertex AI.
+fn model_url(client: &AuthorizedClient, model: &str, method: &str) -> String {
+    let base = client.api_base();
+    match is_vertex_base(base) {
+        true => format!("{}:{method}", vertex::model_url(base, model)),
+        false => client.api_url(&format!("{}:{method}", model_path(model))),
     }
 }
 
@@ -48,7 +59,7 @@ pub async fn generate_content(
     model: &str,
     body: &Value,
 ) -> Result<Value> {
-    let url = client.api_url(&format!("{}:generateContent", model_path(model)));
+    let url = model_url(client, model, "generateContent");
     let resp = client.post_json(&url, body.to_string()).await?;
     decode(&url, resp.status().as_u16(), resp.body())
 }
@@ -84,12 +95,38 @@ pub async fn stream_generate_content(
 ) -> Result<ContentStream> {
     let url = format!(
         "{}?alt=sse",
-        client.api_url(&format!("{}:streamGenerateContent", model_path(model)))
+        model_url(client, model, "streamGenerateContent")
     );
     let req = json_request(&url, body.to_string())?;
     let resp = client.request(req).await?;
     let resp = success_or_api_error(&url, resp).await?;
+    check_event_stream(&url, resp.headers())?;
     Ok(ContentStream::new(resp.into_body(), &url))
+}
+
+/// A 2xx answer that is not `text/event-stream` (a gateway that dropped
+/// `alt=sse` answers one JSON document) would parse as an empty stream.
+fn check_event_stream(url: &str, headers: &http::HeaderMap) -> Result<()> {
+    let kind = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let essence = kind
+        .as_deref()
+        .map(|k| k.split(';').next().unwrap_or("").trim());
+    if essence.is_some_and(|e| e.eq_ignore_ascii_case("text/event-stream")) {
+        return Ok(());
+    }
+    let came = match kind {
+        Some(k) => format!("content-type {:?}", k.chars().take(100).collect::<String>()),
+        None => "no content-type".to_owned(),
+    };
+    Err(Error::EventStream {
+        endpoint: redact(url),
+        problem: format!(
+            "the answer has {came}, not text/event-stream: something between here and the API \
+             (a proxy or gateway) dropped alt=sse; check the API base URL"
+        ),
+    })
 }
 
 /// A `POST url` with a JSON body.

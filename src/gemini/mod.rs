@@ -1,10 +1,13 @@
 //! Helpers for Gemini API endpoints, raw JSON in and out (typed request
 //! models are the SDKs' job): [`list_models`], [`generate_content`],
 //! [`stream_generate_content`] (server-sent events) and [`upload_file`]
-//! (the Files API's resumable upload).
+//! (the Files API's resumable upload, recovered after a failure; [`Upload`]
+//! adds a progress callback).
 
 mod events;
 mod generate;
+mod problem;
+mod resumable;
 mod upload;
 
 use serde::Deserialize;
@@ -15,7 +18,8 @@ use crate::error::{Error, Result};
 use crate::url::redact;
 pub use events::ContentStream;
 pub use generate::{generate_content, stream_generate_content};
-pub use upload::{File, UploadProblem, upload_file};
+pub use problem::UploadProblem;
+pub use upload::{File, Upload, upload_file};
 
 /// Guards against a server that keeps sending page tokens.
 const MAX_PAGES: usize = 100;

@@ -1,79 +1,31 @@
 //! `upload_file`: the Files API's resumable upload, the file streamed from disk.
 
-use std::io;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use http::{HeaderName, HeaderValue, Request, Uri, header};
+use http::{HeaderName, HeaderValue, Uri};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use super::decode;
 use super::generate::{json_request, success_or_api_error};
+use super::problem::UploadProblem;
+use super::resumable::{GRANULARITY, MAX_ANSWER, OnProgress, Session, UPLOAD_COMMAND};
 use crate::client::AuthorizedClient;
 use crate::error::{Error, Result};
-use crate::request_body::{RequestBody, open_sized};
+use crate::request_body::open_sized;
+use crate::retry::RetryPolicy;
 use crate::url::redact;
 use crate::vertex::is_vertex_base;
 
-/// Size of the pieces the file is read in.
-const CHUNK: usize = 64 * 1024;
-/// Largest answer of the upload endpoints (a `File` resource).
-const MAX_ANSWER: usize = 1024 * 1024;
+/// google-genai's chunk size.
+const DEFAULT_CHUNK: u64 = 8 * 1024 * 1024;
 
 const UPLOAD_PROTOCOL: HeaderName = HeaderName::from_static("x-goog-upload-protocol");
-const UPLOAD_COMMAND: HeaderName = HeaderName::from_static("x-goog-upload-command");
 const UPLOAD_LENGTH: HeaderName = HeaderName::from_static("x-goog-upload-header-content-length");
 const UPLOAD_TYPE: HeaderName = HeaderName::from_static("x-goog-upload-header-content-type");
-const UPLOAD_OFFSET: HeaderName = HeaderName::from_static("x-goog-upload-offset");
 const UPLOAD_URL: HeaderName = HeaderName::from_static("x-goog-upload-url");
-
-/// What went wrong in an upload, besides the errors every call has
-/// ([`Error::Upload`]).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum UploadProblem {
-    /// The answer to the `start` request has no `x-goog-upload-url` header.
-    #[error(
-        "uploading {}: the answer from {endpoint} has no x-goog-upload-url header; it does not \
-         speak the Files API's resumable protocol: check the API base URL",
-        path.display()
-    )]
-    #[non_exhaustive]
-    MissingUploadUrl {
-        /// The file being uploaded.
-        path: PathBuf,
-        /// The start endpoint (without query).
-        endpoint: String,
-    },
-    /// The API base is Vertex AI's, which has no Files API.
-    #[error(
-        "uploading {}: Vertex AI has no Files API; put the file in Cloud Storage and pass its \
-         gs:// URI as file_data, or upload through the Gemini API",
-        path.display()
-    )]
-    #[non_exhaustive]
-    VertexAi {
-        /// The file that was to be uploaded.
-        path: PathBuf,
-    },
-    /// The file's size changed between the `start` request and the end of the upload.
-    #[error(
-        "uploading {}: the file changed size while it was uploaded ({announced} bytes \
-         announced, {sent} read); upload it again once nothing writes to it",
-        path.display()
-    )]
-    #[non_exhaustive]
-    SizeChanged {
-        /// The file being uploaded.
-        path: PathBuf,
-        /// The size announced in the `start` request.
-        announced: u64,
-        /// The bytes read from the file when the change was seen.
-        sent: u64,
-    },
-}
 
 /// A file in the Files API, as the upload answers it (`name`, `uri`, …).
 /// Fields this type does not name are kept in `other`.
@@ -124,7 +76,9 @@ fn u64_or_string<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<
 /// Uploads the file at `path` through the Files API's resumable protocol
 /// and returns its [`File`] resource: a `start` request to
 /// `{origin of the API base}/upload/v1beta/files`, then the bytes, streamed
-/// from disk (never read whole), to the upload URL it answers.
+/// from disk (never read whole), to the upload URL it answers. An
+/// interrupted chunk is recovered in the same session (see [`Upload`]);
+/// `Upload` also takes a progress callback.
 ///
 /// ```no_run
 /// # async fn f() -> gemini_oauth::Result<()> {
@@ -136,135 +90,217 @@ fn u64_or_string<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<
 /// ```
 ///
 /// # Errors
-/// [`Error::Io`] when the file cannot be read; [`Error::Upload`] with
-/// [`UploadProblem::MissingUploadUrl`] or [`UploadProblem::SizeChanged`];
-/// [`Error::InvalidHeaderValue`] for a MIME type no header can carry;
-/// [`Error::Api`] for an error status; the errors of [`AuthorizedClient::request`].
+/// As [`Upload::send`].
 pub async fn upload_file(
     client: &AuthorizedClient,
     path: impl AsRef<Path>,
     mime_type: &str,
     display_name: &str,
 ) -> Result<File> {
-    let path = path.as_ref();
-    if is_vertex_base(client.api_base()) {
-        let path = path.to_owned();
-        return Err(Error::Upload(UploadProblem::VertexAi { path }));
-    }
-    let mime = HeaderValue::from_str(mime_type).map_err(|_| Error::InvalidHeaderValue {
-        what: "the MIME type",
-    })?;
-    let (file, size) = open_sized(path).await?;
-
-    let start_url = format!("{}/upload/v1beta/files", origin(client.api_base())?);
-    let body = serde_json::json!({"file": {"display_name": display_name}});
-    let mut start = json_request(&start_url, body.to_string())?;
-    let h = start.headers_mut();
-    h.insert(UPLOAD_PROTOCOL, HeaderValue::from_static("resumable"));
-    h.insert(UPLOAD_COMMAND, HeaderValue::from_static("start"));
-    h.insert(UPLOAD_LENGTH, size.into());
-    h.insert(UPLOAD_TYPE, mime);
-    let answer = success_or_api_error(&start_url, client.request(start).await?).await?;
-    let upload_url = answer
-        .headers()
-        .get(UPLOAD_URL)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .ok_or_else(|| {
-            Error::Upload(UploadProblem::MissingUploadUrl {
-                path: path.to_owned(),
-                endpoint: redact(&start_url),
-            })
-        })?;
-    // Read what little the start answer holds, so its connection is reused.
-    let _ = answer.into_body().collect_bytes(MAX_ANSWER).await;
-
-    let progress = Arc::new(Progress::default());
-    let mut req = Request::new(counted(file, size, Arc::clone(&progress)));
-    *req.method_mut() = http::Method::POST;
-    *req.uri_mut() = upload_url.parse::<Uri>().map_err(|_| Error::InvalidUrl {
-        url: redact(&upload_url),
-        reason: "the x-goog-upload-url header is not a valid URL",
-    })?;
-    let h = req.headers_mut();
-    h.insert(header::CONTENT_LENGTH, size.into());
-    h.insert(UPLOAD_OFFSET, HeaderValue::from_static("0"));
-    h.insert(UPLOAD_COMMAND, HeaderValue::from_static("upload, finalize"));
-    let result = client.request(req).await;
-    if progress.changed.load(Ordering::Relaxed) {
-        return Err(Error::Upload(UploadProblem::SizeChanged {
-            path: path.to_owned(),
-            announced: size,
-            sent: progress.read.load(Ordering::Relaxed),
-        }));
-    }
-    let resp = result?;
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect_bytes(MAX_ANSWER).await?;
-    let answer: Value = decode(&upload_url, status, &body)?;
-    let file = answer.get("file").cloned().unwrap_or(answer);
-    serde_json::from_value(file).map_err(|_| {
-        Error::Api(crate::api_error::ApiError::from_body(
-            &upload_url,
-            status,
-            br#"{"error": {"message": "the upload answer is not a File resource"}}"#,
-        ))
-    })
+    Upload::new(path.as_ref(), mime_type)
+        .display_name(display_name)
+        .send(client)
+        .await
 }
 
-/// How far the upload read the file, and whether its size changed.
-#[derive(Default)]
-struct Progress {
-    read: AtomicU64,
-    changed: AtomicBool,
+/// An upload with options: [`upload_file`] with a progress callback, a
+/// chunk size, a retry policy.
+///
+/// The file goes in chunks (8 MiB by default, always a multiple of the
+/// protocol's 256 KiB), each read from disk as it is sent. When a chunk
+/// fails (a dropped connection, a `5xx`, `429` or `308`), the session is
+/// asked how much it holds (`x-goog-upload-command: query`) and the upload
+/// goes on from there, in the same session; after 5 rounds in a row
+/// without progress (backoff from 500 ms, doubling, jittered, honouring
+/// `Retry-After`) the last error is returned.
+///
+/// ```no_run
+/// # async fn f() -> gemini_oauth::Result<()> {
+/// use gemini_oauth::gemini::Upload;
+/// let client = gemini_oauth::load_creds().await?.authorized_client();
+/// let file = Upload::new("video.mp4", "video/mp4")
+///     .display_name("holiday")
+///     .on_progress(|sent, total| eprint!("\r{sent}/{total} bytes"))
+///     .send(&client)
+///     .await?;
+/// println!("{}", file.uri);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Upload {
+    path: PathBuf,
+    mime_type: String,
+    display_name: Option<String>,
+    chunk: u64,
+    on_progress: Option<OnProgress>,
+    retry: RetryPolicy,
 }
 
-/// The file streamed from disk, failing (rather than sending a different
-/// file) when it is not `size` bytes. Each piece is handed on only once the
-/// next one (or the end) was read, so a file that grew fails before its last
-/// announced byte is sent and the server never finalizes it.
-fn counted(file: tokio::fs::File, size: u64, progress: Arc<Progress>) -> RequestBody {
-    use futures_util::StreamExt;
-    let chunks = tokio_util::io::ReaderStream::with_capacity(file, CHUNK);
-    let state = (chunks, None::<bytes::Bytes>, false);
-    let stream = futures_util::stream::unfold(state, move |(mut chunks, mut held, done)| {
-        let progress = Arc::clone(&progress);
-        async move {
-            if done {
-                return None;
-            }
-            let changed = |what: &str| {
-                progress.changed.store(true, Ordering::Relaxed);
-                Err(io::Error::other(format!(
-                    "the file {what} while it was uploaded"
-                )))
-            };
-            loop {
-                let item = match chunks.next().await {
-                    Some(Ok(chunk)) => {
-                        let n = chunk.len() as u64;
-                        let read = progress
-                            .read
-                            .fetch_add(n, Ordering::Relaxed)
-                            .saturating_add(n);
-                        if read > size {
-                            changed("grew")
-                        } else if let Some(previous) = held.replace(chunk) {
-                            Ok(previous)
-                        } else {
-                            continue;
-                        }
-                    }
-                    Some(Err(e)) => Err(e),
-                    None if progress.read.load(Ordering::Relaxed) < size => changed("shrank"),
-                    None => return held.take().map(|last| (Ok(last), (chunks, None, true))),
-                };
-                let done = item.is_err();
-                return Some((item, (chunks, held, done)));
-            }
+impl fmt::Debug for Upload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upload")
+            .field("path", &self.path)
+            .field("mime_type", &self.mime_type)
+            .field("chunk", &self.chunk)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upload {
+    /// An upload of the file at `path`, of MIME type `mime_type`.
+    #[must_use]
+    pub fn new(path: impl Into<PathBuf>, mime_type: impl Into<String>) -> Self {
+        Upload {
+            path: path.into(),
+            mime_type: mime_type.into(),
+            display_name: None,
+            chunk: DEFAULT_CHUNK,
+            on_progress: None,
+            retry: RetryPolicy::default()
+                .attempts(5)
+                .base_delay(std::time::Duration::from_millis(500)),
         }
-    });
-    RequestBody::from_stream(stream, Some(size))
+    }
+
+    /// The name shown for the file (default: none).
+    #[must_use]
+    pub fn display_name(mut self, name: impl Into<String>) -> Self {
+        self.display_name = Some(name.into());
+        self
+    }
+
+    /// Bytes per request, rounded up to a multiple of 256 KiB (default 8 MiB).
+    #[must_use]
+    pub fn chunk_size(mut self, bytes: u64) -> Self {
+        self.chunk = bytes
+            .max(1)
+            .div_ceil(GRANULARITY)
+            .saturating_mul(GRANULARITY);
+        self
+    }
+
+    /// Called with (bytes sent, total) as the upload goes, never going back,
+    /// and with (total, total) once the server has the whole file.
+    #[must_use]
+    pub fn on_progress(mut self, f: impl Fn(u64, u64) + Send + Sync + 'static) -> Self {
+        self.on_progress = Some(Arc::new(f));
+        self
+    }
+
+    /// How an interrupted upload is recovered: `attempts` counts rounds in
+    /// a row in which the server took nothing more.
+    #[must_use]
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Uploads the file and returns its [`File`] resource.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be read; [`Error::Upload`] with
+    /// [`UploadProblem::MissingUploadUrl`], [`UploadProblem::ForeignUploadUrl`],
+    /// [`UploadProblem::SizeChanged`], [`UploadProblem::Ended`] or
+    /// [`UploadProblem::Protocol`]; [`Error::InvalidHeaderValue`] for a MIME
+    /// type no header can carry; [`Error::Api`] for an error status; the
+    /// errors of [`AuthorizedClient::request`].
+    pub async fn send(&self, client: &AuthorizedClient) -> Result<File> {
+        let path = self.path.as_path();
+        if is_vertex_base(client.api_base()) {
+            let path = path.to_owned();
+            return Err(Error::Upload(UploadProblem::VertexAi { path }));
+        }
+        let mime =
+            HeaderValue::from_str(&self.mime_type).map_err(|_| Error::InvalidHeaderValue {
+                what: "the MIME type",
+            })?;
+        let (file, size) = open_sized(path).await?;
+        drop(file);
+
+        let api_origin = origin(client.api_base())?;
+        let start_url = format!("{api_origin}/upload/v1beta/files");
+        let body = match &self.display_name {
+            Some(name) => serde_json::json!({"file": {"display_name": name}}),
+            None => serde_json::json!({"file": {}}),
+        };
+        let mut start = json_request(&start_url, body.to_string())?;
+        let h = start.headers_mut();
+        h.insert(UPLOAD_PROTOCOL, HeaderValue::from_static("resumable"));
+        h.insert(UPLOAD_COMMAND, HeaderValue::from_static("start"));
+        h.insert(UPLOAD_LENGTH, size.into());
+        h.insert(UPLOAD_TYPE, mime);
+        let answer = success_or_api_error(&start_url, client.request(start).await?).await?;
+        let upload_url = answer
+            .headers()
+            .get(UPLOAD_URL)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                Error::Upload(UploadProblem::MissingUploadUrl {
+                    path: path.to_owned(),
+                    endpoint: redact(&start_url),
+                })
+            })?;
+        // Read what little the start answer holds, so its connection is reused.
+        let _ = answer.into_body().collect_bytes(MAX_ANSWER).await;
+        let url = upload_url.parse::<Uri>().map_err(|_| Error::InvalidUrl {
+            url: redact(&upload_url),
+            reason: "the x-goog-upload-url header is not a valid URL",
+        })?;
+        check_upload_origin(path, client, &api_origin, &url)?;
+
+        let session = Session {
+            client,
+            url,
+            path,
+            size,
+            chunk: self.chunk,
+            policy: self.retry,
+            on_progress: self.on_progress.clone(),
+        };
+        let (status, body) = session.run().await?;
+        let answer: Value = decode(&upload_url, status, &body)?;
+        let file = answer.get("file").cloned().unwrap_or(answer);
+        serde_json::from_value(file).map_err(|_| {
+            Error::Api(crate::api_error::ApiError::from_body(
+                &upload_url,
+                status,
+                br#"{"error": {"message": "the upload answer is not a File resource"}}"#,
+            ))
+        })
+    }
+}
+
+/// The upload URL must be the API's origin, or an https host of the same
+/// universe as the API's host (`*.googleapis.com` for Google's): the
+/// credentials go with every chunk.
+fn check_upload_origin(
+    path: &Path,
+    client: &AuthorizedClient,
+    api_origin: &str,
+    url: &Uri,
+) -> Result<()> {
+    let upload_origin = match (url.scheme_str(), url.authority()) {
+        (Some(scheme), Some(authority)) => format!("{scheme}://{}", authority.as_str()),
+        _ => String::new(),
+    };
+    let universe = format!(".{}", client.credentials().universe_domain());
+    let api_host = api_origin.parse::<Uri>().ok();
+    let api_host = api_host.as_ref().and_then(Uri::host).unwrap_or_default();
+    let in_universe = |host: &str| host.to_ascii_lowercase().ends_with(&universe);
+    let same_universe = url.scheme_str() == Some("https")
+        && url.port().is_none()
+        && url.host().is_some_and(in_universe)
+        && in_universe(api_host);
+    if upload_origin.eq_ignore_ascii_case(api_origin) || same_universe {
+        return Ok(());
+    }
+    Err(Error::Upload(UploadProblem::ForeignUploadUrl {
+        path: path.to_owned(),
+        upload_origin: redact(&upload_origin),
+        api_origin: redact(api_origin),
+    }))
 }
 
 /// `scheme://authority` of the API base: uploads live at the root, not under `/v1`.

@@ -243,7 +243,7 @@ impl<K> CredentialLoader<K> {
             (Some(_), Some(_)) => return Err(Error::VertexAi(VertexProblem::ConflictsWithApiBase)),
             // GEMINI_API_BASE names the Gemini API, not Vertex AI: not read here.
             (Some(vertex), None) => vertex
-                .api_base(c.vertex_origin.as_deref())
+                .api_base(c.vertex_origin.as_deref(), universe)
                 .map_err(Error::VertexAi)?,
             (None, Some(base)) => base.clone(),
             (None, None) => {

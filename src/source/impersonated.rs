@@ -284,18 +284,9 @@ impl TokenSource for Impersonated {
     fn fetch(&self) -> BoxFuture<'_, Result<Fetched>> {
         Box::pin(async move {
             check_endpoint(&self.target.url)?;
-            let mut attempt: u32 = 0;
-            loop {
-                match self.attempt().await {
-                    Err(e)
-                        if e.is_transient() && attempt.saturating_add(1) < self.retry.attempts =>
-                    {
-                        tokio::time::sleep(self.retry.delay(attempt)).await;
-                        attempt = attempt.saturating_add(1);
-                    }
-                    other => return other,
-                }
-            }
+            self.retry
+                .run("IAM generateAccessToken", || self.attempt())
+                .await
         })
     }
 

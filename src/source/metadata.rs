@@ -14,6 +14,7 @@ use http_body_util::Full;
 use crate::env;
 use crate::error::{Error, Result};
 use crate::http::HttpClient;
+use crate::retry::RetryPolicy;
 use crate::token_cache::{BoxFuture, Fetched, TokenSource};
 use crate::token_endpoint::{MAX_TOKEN_RESPONSE, TokenResponse, parse_response};
 use crate::universe::Universe;
@@ -21,8 +22,12 @@ use crate::universe::Universe;
 /// The link-local address, not `metadata.google.internal`: a spoofed DNS
 /// answer must not choose the identity (Go's metadata client does the same).
 const DEFAULT_HOST: &str = "169.254.169.254";
-/// A laptop has no metadata server: do not keep its user waiting.
-pub(crate) const PING_TIMEOUT: Duration = Duration::from_millis(1500);
+/// google-auth's ping: 3 tries of 3 s each (`GCE_METADATA_TIMEOUT`,
+/// `GCE_METADATA_DETECT_RETRIES`), 1 s backoff, doubling.
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
+const PING_TRIES: u32 = 3;
+/// Where Linux names the machine's product; `Google…` on Compute Engine.
+const DMI_PRODUCT_NAME: &str = "/sys/class/dmi/id/product_name";
 const FLAVOR: &str = "metadata-flavor";
 /// The universe request is one small answer from a local server, as
 /// google-auth's 3 s metadata timeout.
@@ -57,15 +62,56 @@ fn request(url: &str) -> Result<Request<Full<Bytes>>> {
 }
 
 impl MetadataServer {
-    /// Asks `http://{host}/` and checks the answer carries `Metadata-Flavor: Google`.
-    pub(crate) async fn ping(host: &str, scopes: &[String]) -> Option<Self> {
-        let http = HttpClient::new(PING_TIMEOUT, PING_TIMEOUT);
-        let req = request(&format!("http://{host}/")).ok()?;
-        let resp = http.send(req, MAX_TOKEN_RESPONSE).await.ok()?;
-        is_flavored(&resp).then(|| MetadataServer {
+    /// google-auth's `is_on_gce`: a [`ping`](Self::ping), else the DMI
+    /// product name on Linux.
+    pub(crate) async fn detect(host: &str, scopes: &[String]) -> Option<Self> {
+        let server = MetadataServer {
             host: host.to_owned(),
             scopes: scopes.to_vec(),
-        })
+        };
+        (Self::ping(host).await || on_gce_by_dmi()).then_some(server)
+    }
+
+    /// Asks `http://{host}/` and checks the answer carries
+    /// `Metadata-Flavor: Google`; no answer is tried again, an answer is not.
+    async fn ping(host: &str) -> bool {
+        let secs = env::nonempty(env::GCE_METADATA_TIMEOUT).and_then(|s| s.trim().parse().ok());
+        let timeout = secs.map_or(PING_TIMEOUT, Duration::from_secs);
+        let tries = env::nonempty(env::GCE_METADATA_DETECT_RETRIES)
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(PING_TRIES);
+        if tries == 0 {
+            return false;
+        }
+        let http = HttpClient::new(timeout, timeout);
+        let policy = RetryPolicy::default()
+            .attempts(tries)
+            .base_delay(Duration::from_secs(1));
+        let url = format!("http://{host}/");
+        let answer = policy
+            .run("metadata server ping", || async {
+                http.send(request(&url)?, MAX_TOKEN_RESPONSE).await
+            })
+            .await;
+        answer.is_ok_and(|resp| is_flavored(&resp))
+    }
+
+    /// `GET url` with google-auth's metadata retries (transport errors,
+    /// 408, 429, 5xx); the last answer whatever its status.
+    async fn get(http: &HttpClient, url: &str) -> Result<http::Response<Bytes>> {
+        RetryPolicy::metadata()
+            .run("metadata server request", || async {
+                let resp = http.send(request(url)?, MAX_TOKEN_RESPONSE).await?;
+                match crate::retry::is_retryable_status(resp.status().as_u16()) {
+                    true => Err(Error::TokenResponse {
+                        endpoint: crate::url::redact(url),
+                        status: resp.status().as_u16(),
+                        problem: "the metadata server is unavailable".into(),
+                    }),
+                    false => Ok(resp),
+                }
+            })
+            .await
     }
 
     /// The default service account's access token.
@@ -80,7 +126,7 @@ impl MetadataServer {
                 .finish();
             url = format!("{url}?{scopes}");
         }
-        let resp = http.send(request(&url)?, MAX_TOKEN_RESPONSE).await?;
+        let resp = Self::get(http, &url).await?;
         // Whatever answers without the header is not the metadata server.
         if !is_flavored(&resp) {
             return Err(Error::TokenResponse {
@@ -105,7 +151,7 @@ impl MetadataServer {
             self.host
         );
         let http = HttpClient::new(UNIVERSE_TIMEOUT, UNIVERSE_TIMEOUT);
-        let resp = http.send(request(&url)?, MAX_TOKEN_RESPONSE).await?;
+        let resp = Self::get(&http, &url).await?;
         let status = resp.status().as_u16();
         if status == 404 {
             return Ok(Universe::default());
@@ -128,6 +174,16 @@ impl MetadataServer {
             d => Universe::from_origin(d, &self.describe()),
         }
     }
+}
+
+/// google-auth's `detect_gce_residency_linux`: the product name starts with `Google`.
+fn on_gce_by_dmi() -> bool {
+    if !cfg!(target_os = "linux") {
+        return false;
+    }
+    let path = env::nonempty(env::GEMINI_OAUTH_DMI_PRODUCT_NAME)
+        .unwrap_or_else(|| DMI_PRODUCT_NAME.to_owned());
+    std::fs::read_to_string(path).is_ok_and(|name| name.trim().starts_with("Google"))
 }
 
 /// The metadata server as a token source, with the transport it is reached by.

@@ -19,8 +19,10 @@ fn run(name: &str, home: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     for k in ADC_ENV {
         cmd.env_remove(k);
     }
+    // The machine's own DMI product name must not count (CI may run on GCE).
     cmd.env("HOME", home)
         .env("GCE_METADATA_HOST", closed_port())
+        .env("GEMINI_OAUTH_DMI_PRODUCT_NAME", home.join("no-dmi-here"))
         .current_dir(home);
     for (k, v) in env {
         cmd.env(k, v);
@@ -175,9 +177,9 @@ async fn metadata_server_by_its_ip_variable_and_only_with_the_flavor_header() {
 }
 
 #[tokio::test]
-async fn a_slow_metadata_server_is_given_up_on_after_its_short_limit() {
-    // Answers the ping, but only after 5 s: longer than the 1.5 s a laptop
-    // without a metadata server is kept waiting.
+async fn a_slow_metadata_server_is_given_up_on_after_google_auth_s_limits() {
+    // Answers the ping, but only after 5 s: longer than GCE_METADATA_TIMEOUT
+    // (1 s here) allows, on each of GCE_METADATA_DETECT_RETRIES (2) tries.
     let slow = MockServer::start().await;
     Mock::given(method("GET"))
         .respond_with(
@@ -192,7 +194,11 @@ async fn a_slow_metadata_server_is_given_up_on_after_its_short_limit() {
     let out = run(
         "print_access_token",
         home.path(),
-        &[("GCE_METADATA_HOST", &host)],
+        &[
+            ("GCE_METADATA_HOST", &host),
+            ("GCE_METADATA_TIMEOUT", "1"),
+            ("GCE_METADATA_DETECT_RETRIES", "2"),
+        ],
         &["--adc"],
     );
     assert_eq!(out.status.code(), Some(1));
@@ -201,6 +207,112 @@ async fn a_slow_metadata_server_is_given_up_on_after_its_short_limit() {
         err.contains(&format!("the metadata server at {host} (no answer)")),
         "{err}"
     );
+    let pings = slow.received_requests().await.unwrap().len();
+    assert_eq!(pings, 2, "one ping per try");
+}
+
+#[tokio::test]
+async fn a_starting_metadata_server_slow_to_ping_and_503_once_gives_a_token() {
+    // A GKE pod just started: the ping answers after 2 s (within google-auth's
+    // 3 s), and the first token request meets a 503.
+    let metadata = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("Metadata-Flavor", "Google")
+                .set_delay(std::time::Duration::from_secs(2)),
+        )
+        .mount(&metadata)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(METADATA_TOKEN_PATH))
+        .respond_with(ResponseTemplate::new(503).insert_header("Metadata-Flavor", "Google"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&metadata)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(METADATA_TOKEN_PATH))
+        .respond_with(metadata_token())
+        .with_priority(2)
+        .mount(&metadata)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/computeMetadata/v1/universe/universe-domain"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&metadata)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/computeMetadata/v1/universe/universe-domain"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("Metadata-Flavor", "Google")
+                .set_body_string("googleapis.com"),
+        )
+        .with_priority(2)
+        .mount(&metadata)
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let host = metadata.address().to_string();
+    let out = run(
+        "print_access_token",
+        home.path(),
+        &[("GCE_METADATA_HOST", &host)],
+        &["--adc"],
+    );
+    assert_eq!(stdout(&out), "ya29.METADATA\n");
+    let token_requests = metadata
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == METADATA_TOKEN_PATH)
+        .count();
+    assert_eq!(token_requests, 2, "the 503 was tried again");
+}
+
+#[tokio::test]
+async fn a_google_dmi_product_name_means_compute_engine_when_the_ping_fails() {
+    // The ping's answer lacks the flavor header (not the metadata server by
+    // the ping), but the machine's DMI product name says Google: as
+    // google-auth, the metadata server is used.
+    let metadata = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(METADATA_TOKEN_PATH))
+        .respond_with(metadata_token())
+        .mount(&metadata)
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let host = metadata.address().to_string();
+    let dmi = home.path().join("product_name");
+    std::fs::write(&dmi, "Google Compute Engine\n").unwrap();
+    let out = run(
+        "print_access_token",
+        home.path(),
+        &[
+            ("GCE_METADATA_HOST", &host),
+            ("GEMINI_OAUTH_DMI_PRODUCT_NAME", dmi.to_str().unwrap()),
+        ],
+        &["--adc"],
+    );
+    assert_eq!(stdout(&out), "ya29.METADATA\n");
+    // Another product name: no credentials.
+    std::fs::write(&dmi, "VirtualBox\n").unwrap();
+    let out = run(
+        "print_access_token",
+        home.path(),
+        &[
+            ("GCE_METADATA_HOST", &host),
+            ("GEMINI_OAUTH_DMI_PRODUCT_NAME", dmi.to_str().unwrap()),
+        ],
+        &["--adc"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("(no answer)"), "{err}");
 }
 
 #[tokio::test]

@@ -396,3 +396,137 @@ async fn bodies_and_streams_never_show_url_queries_or_content() {
         assert_no_secrets(&text);
     }
 }
+
+#[tokio::test]
+async fn an_answer_that_is_not_an_event_stream_is_an_error_naming_what_came() {
+    // A gateway that drops `alt=sse` answers one JSON document with 200.
+    let base = serve(|_req| async {
+        json_resp(
+            200,
+            &json!({"candidates": [{"content": {"parts": [{"text": "hi"}]}}]}),
+        )
+    })
+    .await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let err = stream_generate_content(&client, "m", &body())
+        .await
+        .expect_err("a JSON answer is not a stream of chunks");
+    let text = err.to_string();
+    assert!(matches!(err, Error::EventStream { .. }), "{err:?}");
+    assert!(text.contains("application/json"), "{text}");
+    assert!(text.contains("text/event-stream"), "{text}");
+
+    // An answer without any Content-Type is not taken for a stream either.
+    let base = serve(|_req| async {
+        let mut r = scripted(vec![send(event(&text_chunk("x")))]);
+        r.headers_mut().remove("content-type");
+        r
+    })
+    .await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let err = stream_generate_content(&client, "m", &body())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no content-type"), "{err}");
+
+    // Parameters and case do not matter.
+    let base = serve(|_req| async {
+        let mut r = scripted(vec![send(event(&text_chunk("ok")))]);
+        r.headers_mut().insert(
+            "content-type",
+            "Text/Event-Stream; charset=utf-8".parse().unwrap(),
+        );
+        r
+    })
+    .await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    assert_eq!(streamed(&client, "m").await.len(), 1);
+}
+
+/// A server that answers the first `failures` requests with `status` (and
+/// `Retry-After: 1` when asked), then with `then`; counts requests.
+async fn failing_first(
+    failures: usize,
+    status: u16,
+    retry_after: bool,
+    then: fn() -> Resp,
+) -> (String, Arc<Mutex<usize>>) {
+    let count = Arc::new(Mutex::new(0usize));
+    let seen = Arc::clone(&count);
+    let base = serve(move |_req| {
+        let n = {
+            let mut c = seen.lock().unwrap();
+            *c += 1;
+            *c
+        };
+        async move {
+            if n > failures {
+                return then();
+            }
+            let mut r = google_error(status, "UNAVAILABLE", "try again later");
+            if retry_after {
+                r.headers_mut().insert("retry-after", "1".parse().unwrap());
+            }
+            r
+        }
+    })
+    .await;
+    (base, count)
+}
+
+#[tokio::test]
+async fn list_models_is_retried_after_a_503() {
+    let (base, count) = failing_first(1, 503, false, || {
+        json_resp(200, &json!({"models": [{"name": "models/m"}]}))
+    })
+    .await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let models = gemini_oauth::gemini::list_models(&client).await.unwrap();
+    assert_eq!(models.len(), 1);
+    assert_eq!(*count.lock().unwrap(), 2);
+}
+
+#[tokio::test]
+async fn generation_is_retried_only_when_the_caller_opts_in_and_after_retry_after() {
+    let answer = || json_resp(200, &json!({"candidates": []}));
+    // Without the opt-in: one request, the 429 is the caller's.
+    let (base, count) = failing_first(1, 429, true, answer).await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let err = generate_content(&client, "m", &body()).await.unwrap_err();
+    assert!(matches!(&err, Error::Api(e) if e.status == 429), "{err:?}");
+    assert_eq!(*count.lock().unwrap(), 1);
+
+    // With it: the 429's Retry-After (1 s) is waited out, then the answer.
+    let (base, count) = failing_first(1, 429, true, answer).await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let client =
+        client.retry(gemini_oauth::RetryPolicy::default().base_delay(std::time::Duration::ZERO));
+    let started = std::time::Instant::now();
+    let got = generate_content(&client, "m", &body()).await.unwrap();
+    assert_eq!(got, json!({"candidates": []}));
+    assert_eq!(*count.lock().unwrap(), 2);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "Retry-After honoured"
+    );
+
+    // A stream: retried before any output, by the same opt-in.
+    let (base, count) = failing_first(2, 503, false, || {
+        scripted(vec![send(event(&text_chunk("after two 503s")))])
+    })
+    .await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let client = client.retry(gemini_oauth::RetryPolicy::default());
+    let chunks = streamed(&client, "m").await;
+    assert_eq!(chunks.len(), 1);
+    assert_eq!(chunks[0].as_ref().unwrap(), &text_chunk("after two 503s"));
+    assert_eq!(*count.lock().unwrap(), 3);
+
+    // Attempts are bounded: the last 503 is returned.
+    let (base, count) = failing_first(10, 503, false, answer).await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let client = client.retry(gemini_oauth::RetryPolicy::default().attempts(2));
+    let err = generate_content(&client, "m", &body()).await.unwrap_err();
+    assert!(matches!(&err, Error::Api(e) if e.status == 503), "{err:?}");
+    assert_eq!(*count.lock().unwrap(), 2);
+}

@@ -202,3 +202,200 @@ async fn a_missing_file_or_bad_mime_type_fails_before_any_request() {
     assert!(matches!(err, Error::InvalidHeaderValue { .. }), "{err:?}");
     assert_eq!(server.log.lock().unwrap().start_requests, 0);
 }
+
+/// The faults a session request meets, in order.
+fn faults(server: &UploadServer, faults: impl IntoIterator<Item = Fault>) {
+    server.log.lock().unwrap().faults.extend(faults);
+}
+
+#[tokio::test]
+async fn an_interrupted_upload_resumes_in_the_same_session_where_the_server_stopped() {
+    let (base, server) = upload_server(|_| {}).await;
+    // The connection drops 600 KiB into the upload (the server keeps 512 KiB),
+    // then the first query meets a 503.
+    faults(&server, [Fault::DropAfter(600 * 1024), Fault::Status(503)]);
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    let content = pattern(1_500_000);
+    std::fs::write(&path, &content).unwrap();
+    let file = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        upload_file(&client, &path, "text/plain", "my notes"),
+    )
+    .await
+    .expect("no hang")
+    .unwrap();
+    let log = server.log.lock().unwrap().clone();
+    assert!(log.problems.is_empty(), "{:?}", log.problems);
+    assert_eq!(log.start_requests, 1, "one session");
+    assert_eq!(log.session_urls.len(), 1, "{:?}", log.session_urls);
+    assert_eq!(
+        log.commands,
+        [
+            "upload, finalize @0",
+            "query @<missing>",
+            "query @<missing>",
+            "upload, finalize @524288",
+        ]
+    );
+    assert_eq!(log.sha256.as_deref(), Some(sha256_hex(&content).as_str()));
+    assert_eq!(file.size_bytes, Some(content.len() as u64));
+    // Resumed at the server's offset, not from zero: what arrived is the
+    // file plus the part of the first try the server did not keep (from
+    // zero it would be the file plus at least the 600 KiB of the first try).
+    assert!(
+        log.bytes_arrived < content.len() as u64 + 600 * 1024,
+        "{} bytes arrived for a file of {}",
+        log.bytes_arrived,
+        content.len()
+    );
+}
+
+#[tokio::test]
+async fn chunked_upload_with_progress_recovers_from_503_308_and_a_drop() {
+    use gemini_oauth::gemini::Upload;
+    let (base, server) = upload_server(|s| s.mime = "application/octet-stream".into()).await;
+    faults(
+        &server,
+        [
+            Fault::Status(503),         // chunk @0
+            Fault::Pass,                // query: holds 0
+            Fault::Take308(300 * 1024), // chunk @0 again: keeps 256 KiB
+            Fault::Pass,                // query: holds 256 KiB
+            Fault::Pass,                // chunk @256 KiB
+            Fault::DropAfter(10),       // chunk @1280 KiB: keeps nothing
+        ],
+    );
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.bin");
+    let content = pattern(3 * 1024 * 1024 + 1234);
+    std::fs::write(&path, &content).unwrap();
+    let total = content.len() as u64;
+    let seen = Arc::new(Mutex::new(Vec::<(u64, u64)>::new()));
+    let log_progress = Arc::clone(&seen);
+    let upload = Upload::new(&path, "application/octet-stream")
+        .display_name("data")
+        .chunk_size(1024 * 1024)
+        .on_progress(move |sent, total| log_progress.lock().unwrap().push((sent, total)));
+    let file = tokio::time::timeout(std::time::Duration::from_secs(60), upload.send(&client))
+        .await
+        .expect("no hang")
+        .unwrap();
+    let log = server.log.lock().unwrap().clone();
+    assert!(log.problems.is_empty(), "{:?}", log.problems);
+    assert_eq!(log.start_requests, 1);
+    assert_eq!(log.session_urls.len(), 1);
+    assert_eq!(log.sha256.as_deref(), Some(sha256_hex(&content).as_str()));
+    assert_eq!(file.size_bytes, Some(total));
+    assert_eq!(
+        log.commands,
+        [
+            "upload @0",
+            "query @<missing>",
+            "upload @0",
+            "query @<missing>",
+            "upload @262144",
+            "upload @1310720",
+            "query @<missing>",
+            "upload @1310720",
+            "upload, finalize @2359296",
+        ]
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.len() > 4, "{seen:?}");
+    assert!(seen.iter().all(|&(_, t)| t == total));
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "{seen:?}");
+    assert_eq!(seen.last(), Some(&(total, total)));
+}
+
+#[tokio::test]
+async fn credentials_never_follow_an_upload_url_to_another_origin() {
+    // The start answer names an upload URL on another server.
+    let (elsewhere, seen_elsewhere) = {
+        let seen = Arc::new(Mutex::new(0usize));
+        let count = Arc::clone(&seen);
+        let base = serve(move |_req| {
+            *count.lock().unwrap() += 1;
+            async { json_resp(200, &json!({"file": {"name": "files/x"}})) }
+        })
+        .await;
+        (base, seen)
+    };
+    let base = serve(move |_req| {
+        let url = format!("{elsewhere}/upload-session/x?upload_id=UPLOADIDMARKER");
+        async move {
+            let mut r = json_resp(200, &json!({}));
+            r.headers_mut()
+                .insert("x-goog-upload-url", url.parse().unwrap());
+            r
+        }
+    })
+    .await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.txt");
+    std::fs::write(&path, b"hello").unwrap();
+    let err = upload_file(&client, &path, "text/plain", "a")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Upload(UploadProblem::ForeignUploadUrl { .. })),
+        "{err:?}"
+    );
+    assert_eq!(
+        *seen_elsewhere.lock().unwrap(),
+        0,
+        "nothing went to the other host"
+    );
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("UPLOADIDMARKER"), "{text}");
+}
+
+#[tokio::test]
+async fn the_upload_example_shows_progress_and_resumes_in_chunks() {
+    let (base, server) = upload_server(|_| {}).await;
+    faults(&server, [Fault::Pass, Fault::DropAfter(100 * 1024)]);
+    let tokens = crate::common::token_endpoint().await;
+    let dir = tempfile::tempdir().unwrap();
+    crate::common::write_token(
+        dir.path(),
+        &crate::common::token_json(&crate::common::token_uri(&tokens), 3000),
+    );
+    let path = dir.path().join("notes.txt");
+    let content = pattern(1_000_000);
+    std::fs::write(&path, &content).unwrap();
+    let mut cmd = crate::common::examples::example("upload_file");
+    cmd.current_dir(dir.path())
+        .args(["--api-base", &format!("{base}/v1"), "--no-consent"])
+        .args([
+            "--file",
+            path.to_str().unwrap(),
+            "--chunk-size",
+            "262144",
+            "--progress",
+        ]);
+    let out = tokio::process::Command::from(cmd).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("files/abc-123\n{base}/v1beta/files/abc-123\n")
+    );
+    assert!(stderr.contains("\r1000000/1000000 bytes"), "{stderr}");
+    let log = server.log.lock().unwrap().clone();
+    assert!(log.problems.is_empty(), "{:?}", log.problems);
+    assert_eq!(log.sha256.as_deref(), Some(sha256_hex(&content).as_str()));
+    assert_eq!(
+        log.commands,
+        [
+            "upload @0",
+            "upload @262144",
+            "query @<missing>",
+            "upload @262144",
+            "upload @524288",
+            "upload, finalize @786432",
+        ]
+    );
+}

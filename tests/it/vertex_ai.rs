@@ -231,3 +231,119 @@ async fn upload_file_on_vertex_ai_is_a_typed_error_before_any_request() {
     assert!(err.to_string().contains("gs://"), "{err}");
     assert!(api.received_requests().await.unwrap().is_empty());
 }
+
+/// Credentials from an `authorized_user` file of `universe`, for Vertex AI
+/// at `location`, refreshed at `tokens`.
+async fn vertex_base_in(universe: &str, location: &str, tokens: &MockServer) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("adc.json");
+    let adc = json!({
+        "type": "authorized_user", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+        "refresh_token": REFRESH_TOKEN, "token_uri": token_uri(tokens),
+        "universe_domain": universe,
+    });
+    std::fs::write(&file, adc.to_string()).unwrap();
+    let creds = gemini_oauth::CredentialLoader::application_default()
+        .credentials_file(&file)
+        .vertex_ai("my-proj", location)
+        .load()
+        .await
+        .unwrap();
+    creds.authorized_client().api_base().to_owned()
+}
+
+#[tokio::test]
+async fn vertex_ai_hosts_follow_the_universe_and_the_multi_regions() {
+    let tokens = token_endpoint().await;
+    let cases = [
+        (
+            "example.test",
+            "us-central1",
+            "https://us-central1-aiplatform.example.test",
+        ),
+        (
+            "googleapis.com",
+            "us",
+            "https://aiplatform.us.rep.googleapis.com",
+        ),
+        (
+            "googleapis.com",
+            "eu",
+            "https://aiplatform.eu.rep.googleapis.com",
+        ),
+        (
+            "googleapis.com",
+            "global",
+            "https://aiplatform.googleapis.com",
+        ),
+        ("example.test", "global", "https://aiplatform.example.test"),
+        (
+            "example.test",
+            "eu",
+            "https://aiplatform.eu.rep.example.test",
+        ),
+    ];
+    for (universe, location, origin) in cases {
+        assert_eq!(
+            vertex_base_in(universe, location, &tokens).await,
+            format!("{origin}/v1/projects/my-proj/locations/{location}/publishers/google"),
+            "{universe} {location}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn vertex_ai_resource_names_and_encoded_model_names_reach_their_paths() {
+    use gemini_oauth::gemini::generate_content;
+    let (tokens, api) = (token_endpoint().await, MockServer::start().await);
+    let location = "/v1/projects/my-proj/locations/us-central1";
+    let paths = [
+        // A tuned model's endpoint: the full resource name from /v1.
+        (
+            "projects/my-proj/locations/us-central1/endpoints/123",
+            format!("{location}/endpoints/123"),
+        ),
+        // Another publisher's model, full or short.
+        (
+            "publishers/meta/models/llama-3",
+            format!("{location}/publishers/meta/models/llama-3"),
+        ),
+        (
+            "meta/llama-4",
+            format!("{location}/publishers/meta/models/llama-4"),
+        ),
+        // Google's, with a version.
+        (
+            "models/gemini-2.5-flash@001",
+            format!("{VERTEX_PATH}/models/gemini-2.5-flash@001"),
+        ),
+        // A name that is not a path segment as it stands is percent-encoded.
+        (
+            "gemini 2.5?alt=json#x",
+            format!("{VERTEX_PATH}/models/gemini%202.5%3Falt%3Djson%23x"),
+        ),
+    ];
+    for (_, p) in &paths {
+        Mock::given(method("POST"))
+            .and(path(format!("{p}:generateContent")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"at": p})))
+            .expect(1)
+            .mount(&api)
+            .await;
+    }
+    let t = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let client = t
+        .loader()
+        .scopes([RETRIEVER])
+        .vertex_ai("my-proj", "us-central1")
+        .vertex_ai_origin(api.uri())
+        .load()
+        .await
+        .unwrap()
+        .authorized_client();
+    let body = json!({"contents": []});
+    for (model, p) in &paths {
+        let answer = generate_content(&client, model, &body).await;
+        assert_eq!(answer.ok(), Some(json!({"at": p})), "{model}");
+    }
+}

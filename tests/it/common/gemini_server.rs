@@ -5,7 +5,6 @@
 //! It lives as long as the test's runtime.
 #![allow(dead_code, unreachable_pub)]
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -107,6 +106,41 @@ pub struct UploadLog {
     /// Upload requests whose body arrived whole.
     pub finalized: usize,
     pub start_requests: usize,
+    /// Faults for the next session requests (chunks and queries), in order.
+    pub faults: std::collections::VecDeque<Fault>,
+    /// Every body byte that arrived, kept or not (a resume from zero shows here).
+    pub bytes_arrived: u64,
+    /// The `x-goog-upload-command` and offset of every session request.
+    pub commands: Vec<String>,
+    /// How many bytes the session holds (a prefix of the file), and their hash.
+    pub held: u64,
+    pub hasher: Sha256,
+    /// Distinct upload-session URLs requests went to.
+    pub session_urls: std::collections::BTreeSet<String>,
+}
+
+/// A fault of the upload session, as the resumable protocol allows them.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// No fault for this request.
+    Pass,
+    /// Answer this status (with `x-goog-upload-status: active`) and keep nothing.
+    Status(u16),
+    /// Read this many bytes of the chunk, keep them down to 256 KiB, drop the connection.
+    DropAfter(u64),
+    /// Read the whole chunk, keep this many bytes (down to 256 KiB), answer 308.
+    Take308(u64),
+}
+
+/// The protocol's granularity: the server keeps whole multiples of it.
+pub const GRANULARITY: u64 = 256 * 1024;
+
+/// An answer that makes the test server drop the connection instead.
+pub fn drop_connection() -> Resp {
+    let mut r = json_resp(500, &json!({}));
+    r.headers_mut()
+        .insert("x-test-drop-connection", "1".parse().unwrap());
+    r
 }
 
 /// The Files API's two endpoints, checking what the issue specifies.
@@ -198,29 +232,60 @@ impl UploadServer {
     async fn upload(&self, req: Request<Incoming>) -> Resp {
         let h = |n| Self::header(&req, n).to_owned();
         self.check(req.method() == "POST", "upload: method");
-        self.check(h("x-goog-upload-offset") == "0", "upload: offset");
-        self.check(
-            h("x-goog-upload-command") == "upload, finalize",
-            format!("upload: command {}", h("x-goog-upload-command")),
-        );
         self.check(
             h("authorization").starts_with("Bearer "),
             "upload: authorization",
         );
+        let command = h("x-goog-upload-command");
+        let offset = h("x-goog-upload-offset");
+        let fault = {
+            let mut log = self.log.lock().unwrap();
+            log.commands.push(format!("{command} @{offset}"));
+            log.session_urls.insert(req.uri().to_string());
+            log.faults.pop_front()
+        };
+        if let Some(Fault::Status(code)) = fault {
+            let mut r = google_error(code, "UNAVAILABLE", "try again");
+            r.headers_mut()
+                .insert("x-goog-upload-status", "active".parse().unwrap());
+            return r;
+        }
+        if command == "query" {
+            return self.status_answer();
+        }
         let announced: u64 = req
             .uri()
             .query()
             .and_then(|q| q.split("length=").nth(1))
             .and_then(|l| l.parse().ok())
             .unwrap_or(u64::MAX);
-        let length: u64 = h("content-length").parse().unwrap_or(u64::MAX - 1);
+        let held = self.log.lock().unwrap().held;
         self.check(
-            length == announced,
-            format!("upload: content-length {length} vs announced {announced}"),
+            offset == held.to_string(),
+            format!("upload: offset {offset} but the session holds {held}"),
         );
+        let finalize = command == "upload, finalize";
+        self.check(
+            finalize || command == "upload",
+            format!("upload: command {command}"),
+        );
+        let length: u64 = h("content-length").parse().unwrap_or(u64::MAX - 1);
+        if finalize {
+            self.check(
+                held + length == announced,
+                format!(
+                    "upload: last chunk ends at {} vs announced {announced}",
+                    held + length
+                ),
+            );
+        } else {
+            self.check(
+                length.is_multiple_of(GRANULARITY),
+                format!("upload: chunk of {length} bytes is not a multiple of 256 KiB"),
+            );
+        }
         let mut body = req.into_body();
-        let mut hasher = Sha256::new();
-        let mut n = 0u64;
+        let mut chunk = Vec::new();
         let mut first = true;
         while let Some(frame) = body.frame().await {
             let Ok(frame) = frame else {
@@ -228,25 +293,74 @@ impl UploadServer {
                 return google_error(400, "INVALID_ARGUMENT", "incomplete upload");
             };
             if let Some(data) = frame.data_ref() {
-                hasher.update(data);
-                n += data.len() as u64;
+                chunk.extend_from_slice(data);
+                self.log.lock().unwrap().bytes_arrived += data.len() as u64;
                 if first {
                     first = false;
                     if let Some(f) = &self.after_first_piece {
                         f();
                     }
                 }
+                if let Some(Fault::DropAfter(n)) = &fault
+                    && chunk.len() as u64 >= *n
+                {
+                    self.keep(&chunk, *n);
+                    return drop_connection();
+                }
             }
         }
-        let sha = hex(&hasher.finalize());
-        let mime = self.mime.clone();
-        {
-            let mut log = self.log.lock().unwrap();
-            log.bytes = n;
-            log.sha256 = Some(sha.clone());
-            log.finalized += 1;
+        if let Some(Fault::Take308(n)) = fault {
+            self.keep(&chunk, n);
+            let mut r = self.status_answer();
+            *r.status_mut() = hyper::StatusCode::PERMANENT_REDIRECT;
+            return r;
         }
-        json_resp(
+        self.keep(&chunk, u64::MAX);
+        if !finalize {
+            return self.status_answer();
+        }
+        self.final_answer()
+    }
+
+    /// Keeps the first `n` bytes of `chunk`, down to the granularity unless all of it.
+    fn keep(&self, chunk: &[u8], n: u64) {
+        let n = if n >= chunk.len() as u64 {
+            chunk.len()
+        } else {
+            (n - n % GRANULARITY) as usize
+        };
+        let mut log = self.log.lock().unwrap();
+        log.held += n as u64;
+        log.hasher.update(&chunk[..n]);
+    }
+
+    /// `active` (or the final answer) with the size the session holds.
+    fn status_answer(&self) -> Resp {
+        if self.log.lock().unwrap().finalized > 0 {
+            return self.final_answer();
+        }
+        let held = self.log.lock().unwrap().held;
+        let mut r = json_resp(200, &json!({}));
+        r.headers_mut()
+            .insert("x-goog-upload-status", "active".parse().unwrap());
+        r.headers_mut().insert(
+            "x-goog-upload-size-received",
+            held.to_string().parse().unwrap(),
+        );
+        r
+    }
+
+    fn final_answer(&self) -> Resp {
+        let (n, sha) = {
+            let mut log = self.log.lock().unwrap();
+            let sha = hex(&log.hasher.clone().finalize());
+            log.bytes = log.held;
+            log.sha256 = Some(sha.clone());
+            log.finalized = 1;
+            (log.bytes, sha)
+        };
+        let mime = self.mime.clone();
+        let mut r = json_resp(
             200,
             &json!({"file": {
                 "name": "files/abc-123",
@@ -259,7 +373,10 @@ impl UploadServer {
                 "state": "ACTIVE",
                 "source": "UPLOADED"
             }}),
-        )
+        );
+        r.headers_mut()
+            .insert("x-goog-upload-status", "final".parse().unwrap());
+        r
     }
 }
 
@@ -287,7 +404,14 @@ where
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
                     let fut = handler(req);
-                    async move { Ok::<_, Infallible>(fut.await) }
+                    async move {
+                        let resp = fut.await;
+                        // An error from the service makes hyper drop the connection.
+                        match resp.headers().contains_key("x-test-drop-connection") {
+                            true => Err(std::io::Error::other("dropped")),
+                            false => Ok(resp),
+                        }
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)

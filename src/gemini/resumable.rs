@@ -1,0 +1,325 @@
+//! The Files API's resumable protocol after `start`: the file in chunks at
+//! offsets, and after a failure `query` and the rest in the same session.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Uri};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::problem::UploadProblem;
+use crate::api_error::ApiError;
+use crate::client::AuthorizedClient;
+use crate::error::{Error, Result};
+use crate::request_body::RequestBody;
+use crate::retry::{RetryPolicy, is_retryable_status, retry_after};
+
+/// Chunks other than the last are multiples of this, as the protocol requires.
+pub(super) const GRANULARITY: u64 = 256 * 1024;
+/// Size of the pieces a chunk is read from disk in.
+const PIECE: u64 = 64 * 1024;
+/// Largest answer of the upload endpoints (a `File` resource).
+pub(super) const MAX_ANSWER: usize = 1024 * 1024;
+
+pub(super) const UPLOAD_COMMAND: HeaderName = HeaderName::from_static("x-goog-upload-command");
+const UPLOAD_OFFSET: HeaderName = HeaderName::from_static("x-goog-upload-offset");
+const UPLOAD_STATUS: HeaderName = HeaderName::from_static("x-goog-upload-status");
+const SIZE_RECEIVED: HeaderName = HeaderName::from_static("x-goog-upload-size-received");
+
+/// The caller's progress callback: bytes sent, total.
+pub(super) type OnProgress = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+/// One upload session: its URL, the file, and how to recover.
+pub(super) struct Session<'a> {
+    pub(super) client: &'a AuthorizedClient,
+    pub(super) url: Uri,
+    pub(super) path: &'a Path,
+    pub(super) size: u64,
+    pub(super) chunk: u64,
+    pub(super) policy: RetryPolicy,
+    pub(super) on_progress: Option<OnProgress>,
+}
+
+/// What the server says of the session.
+enum Answer {
+    /// The upload is complete: the answer's status and body (the `File`).
+    Final(u16, Bytes),
+    /// The server holds this many bytes and waits for the rest.
+    Active(u64),
+}
+
+/// A failed request, and whether the session may go on after a `query`.
+struct Fail {
+    error: Error,
+    retry_after: Option<Duration>,
+    retryable: bool,
+}
+
+impl From<Error> for Fail {
+    fn from(error: Error) -> Self {
+        let retryable = error.is_transient();
+        Fail {
+            error,
+            retry_after: None,
+            retryable,
+        }
+    }
+}
+
+/// How far the upload got, shown to the caller without ever going back.
+struct Progress {
+    total: u64,
+    shown: AtomicU64,
+    on_progress: Option<OnProgress>,
+    /// The file's size changed, and at which byte that was seen.
+    changed: AtomicBool,
+    read: AtomicU64,
+}
+
+impl Progress {
+    fn show(&self, at: u64) {
+        let before = self.shown.fetch_max(at, Ordering::Relaxed);
+        if at > before
+            && let Some(f) = &self.on_progress
+        {
+            f(at, self.total);
+        }
+    }
+}
+
+impl Session<'_> {
+    /// Sends the file and returns the final answer's status and body.
+    pub(super) async fn run(&self) -> Result<(u16, Bytes)> {
+        let progress = Arc::new(Progress {
+            total: self.size,
+            shown: AtomicU64::new(0),
+            on_progress: self.on_progress.clone(),
+            changed: AtomicBool::new(false),
+            read: AtomicU64::new(0),
+        });
+        let mut offset = 0;
+        // Rounds of recovery since the server last took a byte more.
+        let mut stalled = 0;
+        loop {
+            let sent = self.send_chunk(offset, &progress).await;
+            if progress.changed.load(Ordering::Relaxed) {
+                return Err(Error::Upload(UploadProblem::SizeChanged {
+                    path: self.path.to_owned(),
+                    announced: self.size,
+                    sent: progress.read.load(Ordering::Relaxed),
+                }));
+            }
+            let mut fail = match sent {
+                Ok(Answer::Final(status, body)) => return Ok(self.finish(status, body, &progress)),
+                Ok(Answer::Active(received)) if received > offset => {
+                    offset = received;
+                    progress.show(offset);
+                    stalled = 0;
+                    continue;
+                }
+                Ok(Answer::Active(_)) => Fail {
+                    error: self.problem("took none of the chunk"),
+                    retry_after: None,
+                    retryable: true,
+                },
+                Err(fail) => fail,
+            };
+            // Ask the server what it holds, until it answers or the policy is spent.
+            loop {
+                let wait = match fail.retryable {
+                    true => self.policy.next(stalled, fail.retry_after, None),
+                    false => None,
+                };
+                let Some(wait) = wait else {
+                    return Err(fail.error);
+                };
+                tracing::debug!(offset, attempt = stalled, ?wait, error = %fail.error, "upload interrupted, asking the server how far it got");
+                tokio::time::sleep(wait).await;
+                stalled = stalled.saturating_add(1);
+                match self.query().await {
+                    Ok(Answer::Final(status, body)) => {
+                        return Ok(self.finish(status, body, &progress));
+                    }
+                    Ok(Answer::Active(received)) => {
+                        if received > offset {
+                            stalled = 0;
+                        }
+                        offset = received;
+                        progress.show(offset);
+                        break;
+                    }
+                    Err(again) => fail = again,
+                }
+            }
+        }
+    }
+
+    fn finish(&self, status: u16, body: Bytes, progress: &Progress) -> (u16, Bytes) {
+        let behind = progress.shown.swap(self.size, Ordering::Relaxed) < self.size;
+        if (behind || self.size == 0)
+            && let Some(f) = &progress.on_progress
+        {
+            f(self.size, self.size);
+        }
+        (status, body)
+    }
+
+    fn problem(&self, problem: &str) -> Error {
+        Error::Upload(UploadProblem::Protocol {
+            path: self.path.to_owned(),
+            problem: problem.to_owned(),
+        })
+    }
+
+    fn request(&self, command: &'static str, body: RequestBody) -> Request<RequestBody> {
+        let mut req = Request::new(body);
+        *req.method_mut() = http::Method::POST;
+        *req.uri_mut() = self.url.clone();
+        req.headers_mut()
+            .insert(UPLOAD_COMMAND, HeaderValue::from_static(command));
+        req
+    }
+
+    /// `upload` (or `upload, finalize` for the last) of the chunk at `offset`.
+    async fn send_chunk(&self, offset: u64, progress: &Arc<Progress>) -> Result<Answer, Fail> {
+        let len = self.chunk.min(self.size.saturating_sub(offset));
+        let last = offset.saturating_add(len) >= self.size;
+        let mut file = tokio::fs::File::open(self.path)
+            .await
+            .map_err(|e| Error::io("open", self.path, e))?;
+        file.seek(io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| Error::io("read", self.path, e))?;
+        let body = chunk_body(file, offset, len, last, Arc::clone(progress));
+        let command = if last { "upload, finalize" } else { "upload" };
+        let mut req = self.request(command, body);
+        req.headers_mut().insert(UPLOAD_OFFSET, offset.into());
+        let resp = self.client.request(req).await?;
+        self.answer(resp, Some(offset.saturating_add(len)), last)
+            .await
+    }
+
+    /// `query`: how many bytes the server holds, or its final answer.
+    async fn query(&self) -> Result<Answer, Fail> {
+        let resp = self
+            .client
+            .request(self.request("query", RequestBody::empty()))
+            .await?;
+        self.answer(resp, None, false).await
+    }
+
+    /// Reads an answer; `sent_to` is where the session stands if the chunk
+    /// just sent was taken whole (none for a `query`).
+    async fn answer(
+        &self,
+        resp: http::Response<crate::response_body::ResponseBody>,
+        sent_to: Option<u64>,
+        finalizing: bool,
+    ) -> Result<Answer, Fail> {
+        let status = resp.status().as_u16();
+        let header = |name: HeaderName| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.trim().to_ascii_lowercase())
+        };
+        let upload_status = header(UPLOAD_STATUS);
+        let received = header(SIZE_RECEIVED);
+        let wait = retry_after(resp.headers());
+        let body = resp.into_body().collect_bytes(MAX_ANSWER).await?;
+        // 308: the server took part of what was sent; ask how much.
+        if status == 308 || !(200..300).contains(&status) {
+            let url = self.url.to_string();
+            return Err(Fail {
+                error: Error::Api(ApiError::from_body(&url, status, &body)),
+                retry_after: wait,
+                retryable: status == 308 || is_retryable_status(status),
+            });
+        }
+        let received = match received.map(|r| r.parse::<u64>()) {
+            Some(Ok(n)) if n <= self.size => Some(n),
+            Some(_) => {
+                return Err(self
+                    .problem(
+                        "gives an x-goog-upload-size-received that is not a size within the file",
+                    )
+                    .into());
+            }
+            None => None,
+        };
+        match (upload_status.as_deref(), received.or(sent_to)) {
+            (Some("final"), _) => Ok(Answer::Final(status, body)),
+            (None, _) if finalizing => Ok(Answer::Final(status, body)),
+            (Some("active") | None, Some(at)) => Ok(Answer::Active(at)),
+            (Some("active") | None, None) => Err(self
+                .problem("to a query lacks x-goog-upload-size-received")
+                .into()),
+            (Some(other), _) => Err(Error::Upload(UploadProblem::Ended {
+                path: self.path.to_owned(),
+                status: other.chars().take(40).collect(),
+            })
+            .into()),
+        }
+    }
+}
+
+/// `len` bytes of the file from `offset`, read in pieces as they are sent,
+/// failing (rather than sending a different file) when the file is shorter;
+/// the last chunk also fails when the file is longer, before its last piece
+/// is handed on, so the server never finalizes a file that changed.
+fn chunk_body(
+    file: tokio::fs::File,
+    offset: u64,
+    len: u64,
+    last: bool,
+    progress: Arc<Progress>,
+) -> RequestBody {
+    let state = (file, 0u64, false);
+    let stream = futures_util::stream::unfold(state, move |(mut file, done, over)| {
+        let progress = Arc::clone(&progress);
+        async move {
+            if over || done == len {
+                return None;
+            }
+            let changed = |what: &str, at: u64| {
+                progress.changed.store(true, Ordering::Relaxed);
+                progress.read.store(at, Ordering::Relaxed);
+                Err(io::Error::other(format!(
+                    "the file {what} while it was uploaded"
+                )))
+            };
+            let want = PIECE.min(len.saturating_sub(done));
+            let mut piece = vec![0; want as usize];
+            if let Err(e) = file.read_exact(&mut piece).await {
+                return Some(match e.kind() {
+                    io::ErrorKind::UnexpectedEof => (
+                        changed("shrank", offset.saturating_add(done)),
+                        (file, done, true),
+                    ),
+                    _ => (Err(e), (file, done, true)),
+                });
+            }
+            let done = done.saturating_add(want);
+            if done == len && last {
+                let mut probe = [0u8; 1];
+                match file.read(&mut probe).await {
+                    Ok(0) => {}
+                    Ok(_) => {
+                        return Some((
+                            changed("grew", offset.saturating_add(done).saturating_add(1)),
+                            (file, done, true),
+                        ));
+                    }
+                    Err(e) => return Some((Err(e), (file, done, true))),
+                }
+            }
+            progress.show(offset.saturating_add(done));
+            Some((Ok(Bytes::from(piece)), (file, done, false)))
+        }
+    });
+    RequestBody::from_stream(stream, Some(len))
+}
