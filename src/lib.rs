@@ -168,6 +168,7 @@ mod url;
 mod vertex;
 
 pub use access_token::{AccessToken, EXPIRY_SKEW, REFRESH_WINDOW};
+pub use adc::{CredentialsFileKind, CredentialsFileProblem};
 pub use api_error::ApiError;
 pub use client::{AuthorizedClient, MAX_BUFFERED_RESPONSE};
 pub use client_secret::{ClientKind, ClientSecret, ClientSecretProblem};
