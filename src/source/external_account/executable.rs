@@ -466,6 +466,33 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_program_is_quoted_briefly_and_never_its_token() {
+        let answer =
+            json!({"version": 1, "success": true, "token_type": "x", "id_token": "TOKENMARKER"});
+        assert_eq!(failure_words(answer.to_string().as_bytes(), b"err"), "");
+        let failed = json!({"version": 1, "success": false, "code": 7, "message": "a\nb", "id_token": "TOKENMARKER"});
+        assert_eq!(
+            failure_words(failed.to_string().as_bytes(), b""),
+            ": code 7: a b"
+        );
+        assert_eq!(failure_words(b"", b""), "");
+        assert_eq!(
+            failure_words(b" out\n", b"line 1\nline 2\n"),
+            " and said: out / line 1 line 2"
+        );
+        let long = "y".repeat(EXCERPT_CHARS + 10);
+        let said = failure_words(long.as_bytes(), b"");
+        assert!(
+            said.ends_with(&format!("{}…", "y".repeat(EXCERPT_CHARS))),
+            "{said}"
+        );
+        assert_eq!(
+            said.chars().count(),
+            " and said: ".len() + EXCERPT_CHARS + 1
+        );
+    }
+
+    #[test]
     fn responses_as_google_auth_reads_them() {
         let jwt = "urn:ietf:params:oauth:token-type:jwt";
         assert_eq!(
