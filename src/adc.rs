@@ -2,13 +2,13 @@
 //! written as gcloud writes them.
 
 mod impersonated;
-mod problem;
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
 use crate::credentials::Credentials;
+use crate::credentials_file::{CredentialsFileKind, file_error, is_oauth_client};
 use crate::endpoints::DEFAULT_UNIVERSE_DOMAIN;
 use crate::env::{self, CLOUDSDK_CONFIG, GOOGLE_APPLICATION_CREDENTIALS, NO_GCE_CHECK};
 use crate::error::{Error, Result};
@@ -20,7 +20,6 @@ use crate::universe::Universe;
 
 pub use impersonated::save_impersonated_service_account;
 pub(crate) use impersonated::{ImpersonatedFile, SourceFile};
-pub use problem::{CredentialsFileKind, CredentialsFileProblem};
 
 /// The file name gcloud uses for Application Default Credentials.
 pub const ADC_FILE_NAME: &str = "application_default_credentials.json";
@@ -92,19 +91,6 @@ pub(crate) async fn from_file(path: &Path) -> Result<Found> {
     parse(&bytes, path)
 }
 
-/// The error for the credentials file at `path`, of `kind`.
-pub(crate) fn file_error(
-    path: &Path,
-    kind: CredentialsFileKind,
-    problem: TokenFileProblem,
-) -> Error {
-    Error::CredentialsFile(CredentialsFileProblem {
-        path: path.to_owned(),
-        kind,
-        problem,
-    })
-}
-
 /// Dispatches on the file's `type`; problems name `path` and the field.
 fn parse(bytes: &[u8], path: &Path) -> Result<Found> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
@@ -145,7 +131,7 @@ fn parse(bytes: &[u8], path: &Path) -> Result<Found> {
             crate::source::external_account::ExternalAccountConfig::from_json(&value, path)?,
         ))),
         "" => {
-            let kind = match problem::is_oauth_client(&value) {
+            let kind = match is_oauth_client(&value) {
                 true => CredentialsFileKind::OAuthClient,
                 false => CredentialsFileKind::Unknown,
             };

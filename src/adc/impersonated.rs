@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
-use super::CredentialsFileKind;
 use crate::credentials::Credentials;
+use crate::credentials_file::{CredentialsFileKind, file_error};
 use crate::endpoints::DEFAULT_UNIVERSE_DOMAIN;
 use crate::error::{Error, Result};
 use crate::source::external_user::ExternalUserFile;
@@ -51,7 +51,7 @@ pub(crate) struct ImpersonatedFile {
 /// Reads the file's object `value`; problems name `path` and the field.
 pub(crate) fn parse(value: &Value, path: &Path) -> Result<ImpersonatedFile> {
     let bad = |problem| {
-        super::file_error(
+        file_error(
             path,
             CredentialsFileKind::ImpersonatedServiceAccount,
             problem,
@@ -100,7 +100,7 @@ pub(crate) fn parse(value: &Value, path: &Path) -> Result<ImpersonatedFile> {
 
 fn source_file(source: &Value, path: &Path) -> Result<SourceFile> {
     let bad = |problem| {
-        super::file_error(
+        file_error(
             path,
             CredentialsFileKind::ImpersonatedServiceAccount,
             problem,

@@ -7,8 +7,9 @@ use super::CredentialLoader;
 use super::impersonate::impersonated;
 use super::kind::ApplicationDefault;
 use super::user::{refreshed_credentials, user_credentials};
-use crate::adc::{self, CredentialsFileKind, Found, ImpersonatedFile, SourceFile};
+use crate::adc::{self, Found, ImpersonatedFile, SourceFile};
 use crate::credentials::{Credentials, Kind, Settings};
+use crate::credentials_file::{CredentialsFileKind, file_error};
 use crate::env;
 use crate::error::{Error, Result};
 use crate::source::external_account::{ExternalAccount, ExternalAccountConfig};
@@ -265,7 +266,7 @@ impl CredentialLoader<ApplicationDefault> {
             iam.as_deref(),
         )
         .ok_or_else(|| {
-            adc::file_error(
+            file_error(
                 &file.path,
                 CredentialsFileKind::ImpersonatedServiceAccount,
                 TokenFileProblem::InvalidValue("service_account_impersonation_url"),
@@ -319,7 +320,7 @@ impl CredentialLoader<ApplicationDefault> {
             self.common.iam_endpoint.as_deref(),
         )
         .ok_or_else(|| {
-            adc::file_error(
+            file_error(
                 &path,
                 CredentialsFileKind::ExternalAccount,
                 TokenFileProblem::InvalidValue("service_account_impersonation_url"),

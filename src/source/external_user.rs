@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use secrecy::SecretString;
 use serde_json::Value;
 
-use crate::adc::CredentialsFileKind;
+use crate::credentials_file::{CredentialsFileKind, file_error};
 use crate::error::{Error, Result};
 use crate::http::HttpClient;
 use crate::token::TokenFileProblem;
@@ -46,7 +46,7 @@ impl ExternalUserFile {
             true => CredentialsFileKind::ImpersonatedServiceAccount,
             false => CredentialsFileKind::ExternalAccountAuthorizedUser,
         };
-        let bad = |problem| crate::adc::file_error(path, kind, problem);
+        let bad = |problem| file_error(path, kind, problem);
         let name = |field: &'static str| if nested { nested_name(field) } else { field };
         let text = |field: &'static str| match value.get(field) {
             Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),

@@ -16,7 +16,7 @@ use rustls_pki_types::pem::PemObject;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::adc::CredentialsFileKind;
+use crate::credentials_file::{CredentialsFileKind, file_error};
 use crate::error::{Error, Result};
 use crate::http::HttpClient;
 use crate::token::TokenFileProblem;
@@ -39,8 +39,7 @@ pub(crate) struct ServiceAccountKey {
 impl ServiceAccountKey {
     /// Parses the key file's JSON; problems name `path` and the field.
     pub(crate) fn from_json(json: &[u8], path: &Path) -> Result<Self> {
-        let bad =
-            |problem| crate::adc::file_error(path, CredentialsFileKind::ServiceAccount, problem);
+        let bad = |problem| file_error(path, CredentialsFileKind::ServiceAccount, problem);
         let value: Value = serde_json::from_slice(json).map_err(|e| {
             bad(TokenFileProblem::NotJson {
                 line: e.line(),

@@ -3,8 +3,9 @@
 //! that wrote it, and an OAuth client file is signed in with first.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use crate::error::Error;
 use crate::token::TokenFileProblem;
 
 /// What a credentials file is, as far as its `type` (or its shape) tells.
@@ -129,4 +130,17 @@ pub(crate) fn is_oauth_client(value: &serde_json::Value) -> bool {
         && ["installed", "web"]
             .iter()
             .any(|k| value.get(k).and_then(|c| c.get("client_id")).is_some())
+}
+
+/// The error for the credentials file at `path`, of `kind`.
+pub(crate) fn file_error(
+    path: &Path,
+    kind: CredentialsFileKind,
+    problem: TokenFileProblem,
+) -> Error {
+    Error::CredentialsFile(CredentialsFileProblem {
+        path: path.to_owned(),
+        kind,
+        problem,
+    })
 }
