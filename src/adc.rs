@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::credentials::Credentials;
+use crate::credentials_file::{CredentialsFileKind, file_error, is_oauth_client};
 use crate::endpoints::DEFAULT_UNIVERSE_DOMAIN;
 use crate::env::{self, CLOUDSDK_CONFIG, GOOGLE_APPLICATION_CREDENTIALS, NO_GCE_CHECK};
 use crate::error::{Error, Result};
@@ -15,6 +16,7 @@ use crate::source::external_user::ExternalUserFile;
 use crate::source::metadata::{self, MetadataServer};
 use crate::store::file::write_atomically;
 use crate::token::{StoredToken, TokenFileProblem};
+use crate::universe::Universe;
 
 pub use impersonated::save_impersonated_service_account;
 pub(crate) use impersonated::{ImpersonatedFile, SourceFile};
@@ -80,23 +82,26 @@ pub(crate) async fn find(scopes: &[String]) -> Result<Found> {
 
 /// Reads the credentials file at `path`, whatever its type.
 pub(crate) async fn from_file(path: &Path) -> Result<Found> {
-    let bytes = crate::store::file::read_capped(path, false)?;
+    let bytes = crate::store::file::read_capped(path, false).map_err(|e| match e {
+        Error::TokenFile { path, problem } => {
+            file_error(&path, CredentialsFileKind::Unknown, problem)
+        }
+        other => other,
+    })?;
     parse(&bytes, path)
 }
 
 /// Dispatches on the file's `type`; problems name `path` and the field.
 fn parse(bytes: &[u8], path: &Path) -> Result<Found> {
-    let bad = |problem| Error::TokenFile {
-        path: path.to_owned(),
-        problem,
-    };
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-        bad(TokenFileProblem::NotJson {
+        let problem = TokenFileProblem::NotJson {
             line: e.line(),
             column: e.column(),
-        })
+        };
+        file_error(path, CredentialsFileKind::Unknown, problem)
     })?;
     let kind = value.get("type").and_then(Value::as_str).unwrap_or("");
+    let bad = |problem| file_error(path, CredentialsFileKind::of_type(kind), problem);
     match kind {
         "authorized_user" => {
             let record = StoredToken::from_json(bytes).map_err(bad)?;
@@ -125,7 +130,17 @@ fn parse(bytes: &[u8], path: &Path) -> Result<Found> {
         "external_account" => Ok(Found::ExternalAccount(Box::new(
             crate::source::external_account::ExternalAccountConfig::from_json(&value, path)?,
         ))),
-        "" => Err(bad(TokenFileProblem::MissingField("type"))),
+        "" => {
+            let kind = match is_oauth_client(&value) {
+                true => CredentialsFileKind::OAuthClient,
+                false => CredentialsFileKind::Unknown,
+            };
+            Err(file_error(
+                path,
+                kind,
+                TokenFileProblem::MissingField("type"),
+            ))
+        }
         other => Err(Error::UnsupportedCredential {
             path: path.to_owned(),
             kind: other.to_owned(),
@@ -134,6 +149,14 @@ fn parse(bytes: &[u8], path: &Path) -> Result<Found> {
                    external_account_authorized_user (use `gcloud auth application-default \
                    login` for user credentials)",
         }),
+    }
+}
+
+/// The `universe_domain` of a user's file at `path` (default `googleapis.com`).
+pub(crate) fn user_universe(record: &StoredToken, path: &Path) -> Result<Universe> {
+    match record.universe_domain.as_deref() {
+        Some(d) if !d.is_empty() => Universe::from_origin(d, &path.display().to_string()),
+        _ => Ok(Universe::default()),
     }
 }
 

@@ -56,6 +56,8 @@ const _: () = {
     shared::<ProxyProblem>();
     shared::<ImpersonationProblem>();
     shared::<crate::ExternalAccountProblem>();
+    shared::<crate::CredentialsFileProblem>();
+    shared::<crate::CredentialsFileKind>();
     owned::<StoreLock>();
     // Bodies and streams are read once: not Clone.
     owned::<crate::RequestBody>();

@@ -6,11 +6,9 @@
 //! reachable through [`std::error::Error::source`], not repeated in the text.
 //!
 //! The detailed problem types live beside the code that finds them
-//! ([`ClientSecretProblem`] with the `client_secret.json` parser,
-//! [`TokenFileProblem`] with `token.json`, [`OAuthError`] with the token
-//! endpoint, [`ApiError`] with the Google error-body parser). They are plain
-//! data that name nothing of the crate, and this file holds them by their
-//! root names, so it depends on no module's logic.
+//! ([`TokenFileProblem`] with `token.json`, [`OAuthError`] with the token
+//! endpoint, …): plain data held here by their root names, so this file
+//! depends on no module's logic.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -18,8 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{
-    ApiError, ClientSecretProblem, ExternalAccountProblem, ImpersonationProblem, OAuthError,
-    ProxyProblem, TokenFileProblem, UploadProblem, VertexProblem,
+    ApiError, ClientSecretProblem, CredentialsFileProblem, ExternalAccountProblem,
+    ImpersonationProblem, OAuthError, ProxyProblem, TokenFileProblem, UploadProblem, VertexProblem,
 };
 
 /// A boxed, shareable error from a lower layer (I/O, HTTP, a user's store).
@@ -58,7 +56,11 @@ pub enum Error {
         problem: ClientSecretProblem,
     },
 
-    /// A stored token (`token.json` or an ADC file) cannot be used.
+    /// An Application Default Credentials file cannot be used.
+    #[error("{0}")]
+    CredentialsFile(CredentialsFileProblem),
+
+    /// A stored token (`token.json`, a token store's record) cannot be used.
     #[error(
         "token file {}: {problem}; fix or delete the file (deleting it means signing in again)",
         path.display()

@@ -319,7 +319,8 @@ pub enum TokenFileProblem {
     /// A field holds a value that cannot be used (a URL that names no
     /// service account, …).
     InvalidValue(&'static str),
-    /// A service-account key's `private_key` is not an RSA key in PKCS#8 PEM.
+    /// A service-account key's `private_key` is not an RSA key in PEM
+    /// (PKCS#8 `PRIVATE KEY` or PKCS#1 `RSA PRIVATE KEY`).
     BadPrivateKey,
     /// The file is larger than any token or credentials file.
     TooLarge {
@@ -355,10 +356,9 @@ impl fmt::Display for TokenFileProblem {
                 "the file is larger than {limit} bytes, which no token or credentials file is; \
                  check the path"
             ),
-            TokenFileProblem::BadPrivateKey => f.write_str(
-                "\"private_key\" is not an RSA private key in PKCS#8 PEM; create a new key for \
-                 the service account and download it again",
-            ),
+            TokenFileProblem::BadPrivateKey => {
+                f.write_str("\"private_key\" is not an RSA private key in PEM (PKCS#8 or PKCS#1)")
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value, json};
 
 use crate::credentials::Credentials;
+use crate::credentials_file::{CredentialsFileKind, file_error};
 use crate::endpoints::DEFAULT_UNIVERSE_DOMAIN;
 use crate::error::{Error, Result};
 use crate::source::external_user::ExternalUserFile;
@@ -24,6 +25,19 @@ pub(crate) enum SourceFile {
     ExternalUser(Box<ExternalUserFile>),
 }
 
+impl SourceFile {
+    /// The source's universe domain, which the impersonated credentials
+    /// take (google-auth's `source_credentials.universe_domain`).
+    pub(crate) fn universe(&self, path: &Path) -> Result<crate::universe::Universe> {
+        match self {
+            SourceFile::User(record) => super::user_universe(record, path),
+            #[cfg(feature = "service-account")]
+            SourceFile::ServiceAccount(key) => Ok(key.universe().clone()),
+            SourceFile::ExternalUser(file) => Ok(file.universe.clone()),
+        }
+    }
+}
+
 /// A parsed `impersonated_service_account` file.
 pub(crate) struct ImpersonatedFile {
     pub(crate) source: SourceFile,
@@ -36,9 +50,12 @@ pub(crate) struct ImpersonatedFile {
 
 /// Reads the file's object `value`; problems name `path` and the field.
 pub(crate) fn parse(value: &Value, path: &Path) -> Result<ImpersonatedFile> {
-    let bad = |problem| Error::TokenFile {
-        path: path.to_owned(),
-        problem,
+    let bad = |problem| {
+        file_error(
+            path,
+            CredentialsFileKind::ImpersonatedServiceAccount,
+            problem,
+        )
     };
     const URL: &str = "service_account_impersonation_url";
     let url = match value.get(URL) {
@@ -82,9 +99,12 @@ pub(crate) fn parse(value: &Value, path: &Path) -> Result<ImpersonatedFile> {
 }
 
 fn source_file(source: &Value, path: &Path) -> Result<SourceFile> {
-    let bad = |problem| Error::TokenFile {
-        path: path.to_owned(),
-        problem,
+    let bad = |problem| {
+        file_error(
+            path,
+            CredentialsFileKind::ImpersonatedServiceAccount,
+            problem,
+        )
     };
     let kind = match source.get("type") {
         Some(Value::String(kind)) => kind.as_str(),

@@ -9,6 +9,7 @@ use super::kind::ApplicationDefault;
 use super::user::{refreshed_credentials, user_credentials};
 use crate::adc::{self, Found, ImpersonatedFile, SourceFile};
 use crate::credentials::{Credentials, Kind, Settings};
+use crate::credentials_file::{CredentialsFileKind, file_error};
 use crate::env;
 use crate::error::{Error, Result};
 use crate::source::external_account::{ExternalAccount, ExternalAccountConfig};
@@ -61,20 +62,19 @@ impl CredentialLoader<ApplicationDefault> {
     /// The credentials' universe, checked against the configured one.
     async fn universe(&self, found: &Found) -> Result<Universe> {
         let (universe, source_name) = match found {
-            Found::User { record, path } => {
-                let origin = path.display().to_string();
-                let universe = match record.universe_domain.as_deref() {
-                    Some(d) if !d.is_empty() => Universe::from_origin(d, &origin)?,
-                    _ => Universe::default(),
-                };
-                (universe, origin)
-            }
+            Found::User { record, path } => (
+                adc::user_universe(record, path)?,
+                path.display().to_string(),
+            ),
             #[cfg(feature = "service-account")]
             Found::ServiceAccount(key) => (key.universe().clone(), key.path_name()),
             Found::Metadata(server) => (server.universe_domain().await?, server.describe()),
-            // Neither file names a universe of its own: Google's.
-            Found::Impersonated(file) => (Universe::default(), file.path.display().to_string()),
-            Found::ExternalUser(file) => (Universe::default(), file.path.display().to_string()),
+            // Impersonated credentials are of their source's universe.
+            Found::Impersonated(file) => (
+                file.source.universe(&file.path)?,
+                file.path.display().to_string(),
+            ),
+            Found::ExternalUser(file) => (file.universe.clone(), file.path.display().to_string()),
             Found::ExternalAccount(config) => {
                 let origin = config.path.display().to_string();
                 (
@@ -110,7 +110,7 @@ impl CredentialLoader<ApplicationDefault> {
     /// place tried; [`Error::UniverseMismatch`](crate::Error::UniverseMismatch)
     /// and [`Error::InvalidUniverseDomain`](crate::Error::InvalidUniverseDomain);
     /// the file's problems
-    /// ([`Error::TokenFile`](crate::Error::TokenFile),
+    /// ([`Error::CredentialsFile`](crate::Error::CredentialsFile),
     /// [`Error::UnsupportedCredential`](crate::Error::UnsupportedCredential));
     /// the first token request's errors, the IAM Credentials API's for
     /// impersonation ([`Error::Impersonation`](crate::Error::Impersonation)).
@@ -184,7 +184,7 @@ impl CredentialLoader<ApplicationDefault> {
                 first_token(Arc::new(source), settings, &self.common.cache).await
             }
             Found::ExternalUser(file) => {
-                let settings = self.settings(file.quota_project_id.clone())?;
+                let settings = self.settings_in(file.quota_project_id.clone(), &universe)?;
                 let source = Arc::new(ExternalUser::new(
                     *file,
                     self.common.token_uri.clone(),
@@ -201,23 +201,31 @@ impl CredentialLoader<ApplicationDefault> {
                     None => first_token(source, settings, &self.common.cache).await,
                 }
             }
-            Found::Impersonated(file) => self.impersonated_file(*file).await,
+            Found::Impersonated(file) => self.impersonated_file(*file, &universe).await,
         }
     }
 
     /// An `impersonated_service_account` file: its source credentials in a
     /// cache of their own (tokens reused until they expire), then IAM.
-    async fn impersonated_file(self, file: ImpersonatedFile) -> Result<Credentials> {
-        let settings = self.settings(file.quota_project.clone())?;
+    async fn impersonated_file(
+        self,
+        file: ImpersonatedFile,
+        universe: &Universe,
+    ) -> Result<Credentials> {
+        let settings = self.settings_in(file.quota_project.clone(), universe)?;
         let http = Arc::clone(&settings.http);
         let mut first = None;
         let source: Arc<dyn TokenSource> = match file.source {
-            SourceFile::User(record) => Arc::new(UserSource::new(
-                None,
-                file.path.display().to_string(),
-                *record,
-                self.endpoints(&http),
-            )),
+            SourceFile::User(record) => {
+                let mut endpoints = self.endpoints(&http);
+                if !universe.is_default() && record.token_uri.is_none() {
+                    endpoints
+                        .token_uri
+                        .get_or_insert_with(|| universe.token_uri());
+                }
+                let name = file.path.display().to_string();
+                Arc::new(UserSource::new(None, name, *record, endpoints))
+            }
             #[cfg(feature = "service-account")]
             SourceFile::ServiceAccount(key) => {
                 Arc::new(crate::source::service_account::ServiceAccount::new(
@@ -244,15 +252,25 @@ impl CredentialLoader<ApplicationDefault> {
             Some(first) => TokenCache::new(source, first, source_options)?,
             None => TokenCache::lazy(source, source_options)?,
         };
+        // Outside googleapis.com google-auth asks the universe's IAM host,
+        // whatever host the file's URL names (the account is read from it).
+        let iam = match &self.common.iam_endpoint {
+            Some(url) => Some(url.clone()),
+            None if !universe.is_default() => Some(universe.iam_credentials()),
+            None => None,
+        };
         let target = Target::from_url(
             &file.url,
             file.delegates,
             self.common.scopes(),
-            self.common.iam_endpoint.as_deref(),
+            iam.as_deref(),
         )
-        .ok_or_else(|| Error::TokenFile {
-            path: file.path.clone(),
-            problem: TokenFileProblem::InvalidValue("service_account_impersonation_url"),
+        .ok_or_else(|| {
+            file_error(
+                &file.path,
+                CredentialsFileKind::ImpersonatedServiceAccount,
+                TokenFileProblem::InvalidValue("service_account_impersonation_url"),
+            )
         })?;
         impersonated(cache, target, settings, &self.common.cache).await
     }
@@ -301,9 +319,12 @@ impl CredentialLoader<ApplicationDefault> {
             self.common.scopes(),
             self.common.iam_endpoint.as_deref(),
         )
-        .ok_or_else(|| Error::TokenFile {
-            path,
-            problem: TokenFileProblem::InvalidValue("service_account_impersonation_url"),
+        .ok_or_else(|| {
+            file_error(
+                &path,
+                CredentialsFileKind::ExternalAccount,
+                TokenFileProblem::InvalidValue("service_account_impersonation_url"),
+            )
         })?;
         if let Some(lifetime) = lifetime {
             target.lifetime = lifetime;

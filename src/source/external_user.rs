@@ -11,11 +11,13 @@ use std::time::SystemTime;
 use secrecy::SecretString;
 use serde_json::Value;
 
+use crate::credentials_file::{CredentialsFileKind, file_error};
 use crate::error::{Error, Result};
 use crate::http::HttpClient;
 use crate::token::TokenFileProblem;
 use crate::token_cache::{BoxFuture, Fetched, TokenSource};
 use crate::token_endpoint::{self, Retry};
+use crate::universe::Universe;
 
 /// The file's fields, as google-auth's `from_info` reads them.
 pub(crate) struct ExternalUserFile {
@@ -28,6 +30,8 @@ pub(crate) struct ExternalUserFile {
     /// The workforce pool provider (`//iam.googleapis.com/locations/…`).
     pub(crate) audience: Option<String>,
     pub(crate) quota_project_id: Option<String>,
+    /// The file's `universe_domain` (default `googleapis.com`), as google-auth reads it.
+    pub(crate) universe: Universe,
     /// The file's `token` and `expiry`, when it has both.
     cached: Option<(SecretString, SystemTime)>,
     pub(crate) path: PathBuf,
@@ -38,10 +42,11 @@ impl ExternalUserFile {
     /// an impersonation file's `source_credentials` (messages then name
     /// fields as `source_credentials.…`).
     pub(crate) fn from_value(value: &Value, path: &Path, nested: bool) -> Result<Self> {
-        let bad = |problem| Error::TokenFile {
-            path: path.to_owned(),
-            problem,
+        let kind = match nested {
+            true => CredentialsFileKind::ImpersonatedServiceAccount,
+            false => CredentialsFileKind::ExternalAccountAuthorizedUser,
         };
+        let bad = |problem| file_error(path, kind, problem);
         let name = |field: &'static str| if nested { nested_name(field) } else { field };
         let text = |field: &'static str| match value.get(field) {
             Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
@@ -61,6 +66,10 @@ impl ExternalUserFile {
         let cached = text("token")?
             .zip(expiry)
             .map(|(t, e)| (SecretString::from(t), SystemTime::from(e)));
+        let universe = match text("universe_domain")? {
+            Some(d) => Universe::from_origin(&d, &path.display().to_string())?,
+            None => Universe::default(),
+        };
         // google-auth can refresh only with all four; without them a file's
         // token would be of use for an hour at most: they are required here.
         Ok(ExternalUserFile {
@@ -71,6 +80,7 @@ impl ExternalUserFile {
             revoke_url: text("revoke_url")?,
             audience: text("audience")?,
             quota_project_id: text("quota_project_id")?,
+            universe,
             cached,
             path: path.to_owned(),
         })
@@ -87,6 +97,7 @@ fn nested_name(field: &'static str) -> &'static str {
         "revoke_url" => "source_credentials.revoke_url",
         "audience" => "source_credentials.audience",
         "quota_project_id" => "source_credentials.quota_project_id",
+        "universe_domain" => "source_credentials.universe_domain",
         other => other,
     }
 }
@@ -222,7 +233,11 @@ mod tests {
             let mut v = full.clone();
             v.as_object_mut().unwrap().remove(field);
             match ExternalUserFile::from_value(&v, path, true) {
-                Err(Error::TokenFile { problem, path: p }) => {
+                Err(Error::CredentialsFile(crate::CredentialsFileProblem {
+                    problem,
+                    path: p,
+                    ..
+                })) => {
                     assert_eq!(p, path);
                     assert_eq!(problem, TokenFileProblem::MissingField(nested_name(field)));
                     assert!(
@@ -238,10 +253,10 @@ mod tests {
         v["token_url"] = json!(5);
         assert!(matches!(
             ExternalUserFile::from_value(&v, path, false),
-            Err(Error::TokenFile {
+            Err(Error::CredentialsFile(crate::CredentialsFileProblem {
                 problem: TokenFileProblem::WrongType("token_url"),
                 ..
-            })
+            }))
         ));
     }
 }

@@ -11,11 +11,12 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::rand::SystemRandom;
 use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
-use rustls_pki_types::PrivatePkcs8KeyDer;
+use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
+use crate::credentials_file::{CredentialsFileKind, file_error};
 use crate::error::{Error, Result};
 use crate::http::HttpClient;
 use crate::token::TokenFileProblem;
@@ -38,10 +39,7 @@ pub(crate) struct ServiceAccountKey {
 impl ServiceAccountKey {
     /// Parses the key file's JSON; problems name `path` and the field.
     pub(crate) fn from_json(json: &[u8], path: &Path) -> Result<Self> {
-        let bad = |problem| Error::TokenFile {
-            path: path.to_owned(),
-            problem,
-        };
+        let bad = |problem| file_error(path, CredentialsFileKind::ServiceAccount, problem);
         let value: Value = serde_json::from_slice(json).map_err(|e| {
             bad(TokenFileProblem::NotJson {
                 line: e.line(),
@@ -57,10 +55,15 @@ impl ServiceAccountKey {
             text(field)?.ok_or_else(|| bad(TokenFileProblem::MissingField(field)))
         };
         let pem = required("private_key")?;
-        let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
-            .map_err(|_| bad(TokenFileProblem::BadPrivateKey))?;
-        let key = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der())
-            .map_err(|_| bad(TokenFileProblem::BadPrivateKey))?;
+        // PKCS#8 as the Cloud console writes it, or PKCS#1 (`BEGIN RSA
+        // PRIVATE KEY`, what `openssl rsa` and older tools write), as
+        // google-auth accepts both.
+        let key = match PrivateKeyDer::from_pem_slice(pem.as_bytes()) {
+            Ok(PrivateKeyDer::Pkcs8(der)) => RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).ok(),
+            Ok(PrivateKeyDer::Pkcs1(der)) => RsaKeyPair::from_der(der.secret_pkcs1_der()).ok(),
+            _ => None,
+        }
+        .ok_or_else(|| bad(TokenFileProblem::BadPrivateKey))?;
         let universe = match text("universe_domain")? {
             Some(d) => Universe::from_origin(&d, &path.display().to_string())?,
             None => Universe::default(),
@@ -101,15 +104,13 @@ impl ServiceAccountKey {
     /// account, the scopes in `scope`, no audience, an hour's life).
     fn self_signed(&self, scopes: &[String], now: SystemTime) -> Result<Fetched> {
         let iat = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        let mut claims = json!({
+        let claims = json!({
             "iss": self.email,
             "sub": self.email,
             "iat": iat,
             "exp": iat.saturating_add(ASSERTION_LIFETIME.as_secs()),
+            "scope": scopes.join(" "),
         });
-        if !scopes.is_empty() {
-            claims["scope"] = json!(scopes.join(" "));
-        }
         Ok(Fetched {
             token: SecretString::from(self.sign(&claims)?),
             expires_at: UNIX_EPOCH
@@ -181,10 +182,11 @@ impl ServiceAccount {
 impl TokenSource for ServiceAccount {
     fn fetch(&self) -> BoxFuture<'_, Result<Fetched>> {
         Box::pin(async move {
-            // Outside Google's public universe there is no token exchange
-            // for keys: the signed JWT is the token (google-auth's
-            // always_use_jwt_access).
-            if !self.key.universe.is_default() {
+            // Outside Google's public universe the signed JWT is the token
+            // (google-auth's always_use_jwt_access), when it has scopes to
+            // claim; without any (and with no audience to name, which this
+            // crate never has) google-auth takes the JWT-bearer grant.
+            if !self.key.universe.is_default() && !self.scopes.is_empty() {
                 return self.key.self_signed(&self.scopes, SystemTime::now());
             }
             let assertion = self
@@ -214,9 +216,9 @@ mod tests {
     fn bad_keys_are_errors_naming_the_field_never_the_key() {
         let path = Path::new("sa.json");
         let problem = |json: &str| match ServiceAccountKey::from_json(json.as_bytes(), path) {
-            Err(Error::TokenFile {
+            Err(Error::CredentialsFile(crate::CredentialsFileProblem {
                 problem, path: p, ..
-            }) => {
+            })) => {
                 assert_eq!(p, path);
                 problem
             }
@@ -284,7 +286,7 @@ mod tests {
                     Err(e) => {
                         let text = format!("{e} {e:?}");
                         prop_assert!(!text.contains("KEYMARKER"), "{}", text);
-                        prop_assert!(matches!(e, Error::TokenFile { .. }), "{:?}", e);
+                        prop_assert!(matches!(e, Error::CredentialsFile(_)), "{:?}", e);
                     }
                 }
             }

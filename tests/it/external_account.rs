@@ -13,13 +13,13 @@ use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-const STS_ACCESS: &str = "ya29.STSACCESSMARKER";
-const SUBJECT: &str = "eyJSUBJECTTOKENMARKER.payload.sig";
-const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+pub(crate) const STS_ACCESS: &str = "ya29.STSACCESSMARKER";
+pub(crate) const SUBJECT: &str = "eyJSUBJECTTOKENMARKER.payload.sig";
+pub(crate) const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 const AWS_TYPE: &str = "urn:ietf:params:aws:token-type:aws4_request";
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
-const WORKLOAD: &str = "//iam.googleapis.com/projects/123456/locations/global/workloadIdentityPools/pool/providers/prov";
+pub(crate) const WORKLOAD: &str = "//iam.googleapis.com/projects/123456/locations/global/workloadIdentityPools/pool/providers/prov";
 const WORKFORCE: &str =
     "//iam.googleapis.com/locations/global/workforcePools/wfpool/providers/prov";
 
@@ -47,13 +47,13 @@ const CLEARED_ENV: [&str; 18] = [
 
 /// A temp dir, an STS endpoint (`POST /sts`) and a stand-in for
 /// cloudresourcemanager (which google-auth's `default()` asks for the project).
-struct Fed {
+pub(crate) struct Fed {
     dir: tempfile::TempDir,
     server: MockServer,
 }
 
 impl Fed {
-    async fn new() -> Fed {
+    pub(crate) async fn new() -> Fed {
         Self::answering(ResponseTemplate::new(200).set_body_json(json!({
             "access_token": STS_ACCESS, "expires_in": 3600, "token_type": "Bearer",
             "issued_token_type": ACCESS_TYPE
@@ -83,12 +83,12 @@ impl Fed {
         format!("{}{p}", self.server.uri())
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// An `external_account` file with this `credential_source` and extra fields.
-    fn config(&self, token_type: &str, source: Value, extra: Value) -> PathBuf {
+    pub(crate) fn config(&self, token_type: &str, source: Value, extra: Value) -> PathBuf {
         let mut v = json!({
             "type": "external_account", "audience": WORKLOAD, "subject_token_type": token_type,
             "token_url": self.url("/sts"), "credential_source": source,
@@ -102,7 +102,13 @@ impl Fed {
         file
     }
 
-    fn command(&self, mut cmd: Command, config: &Path, env: &[(&str, &str)]) -> Output {
+    fn command(&self, cmd: Command, config: &Path, env: &[(&str, &str)]) -> Output {
+        let mut cmd = self.prepare(cmd, config, env);
+        cmd.stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// `cmd` with a clean environment, `config` as ADC and `env`.
+    pub(crate) fn prepare(&self, mut cmd: Command, config: &Path, env: &[(&str, &str)]) -> Command {
         for k in CLEARED_ENV {
             cmd.env_remove(k);
         }
@@ -118,11 +124,11 @@ impl Fed {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.stdin(Stdio::null()).output().unwrap()
+        cmd
     }
 
     /// `print_access_token --adc` on `config`.
-    fn rust(&self, config: &Path, env: &[(&str, &str)]) -> Output {
+    pub(crate) fn rust(&self, config: &Path, env: &[(&str, &str)]) -> Output {
         self.rust_scoped(config, env, RETRIEVER)
     }
 
@@ -168,7 +174,7 @@ impl Fed {
     }
 
     /// The form of every STS request, in order.
-    async fn sts_forms(&self) -> Vec<Vec<(String, String)>> {
+    pub(crate) async fn sts_forms(&self) -> Vec<Vec<(String, String)>> {
         self.requests("/sts")
             .await
             .iter()
@@ -193,7 +199,7 @@ fn expected_form(audience: &str, subject: &str, token_type: &str) -> Vec<(String
 }
 
 /// The stderr of a run that must have failed cleanly (exit 1, no panic).
-fn failure(out: &Output) -> String {
+pub(crate) fn failure(out: &Output) -> String {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "stderr: {err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -343,7 +349,7 @@ async fn url_source_sends_the_files_headers_and_reads_text_or_json() {
 /// (`GOOGLE_EXTERNAL_ACCOUNT_*`, sorted, one block per run, `---` after
 /// each) and arguments to `runs.log`, then runs `body`.
 #[cfg(unix)]
-fn script(fed: &Fed, name: &str, body: &str) -> PathBuf {
+pub(crate) fn script(fed: &Fed, name: &str, body: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let file = fed.path(name);
     let log = fed.path("runs.log");
@@ -370,7 +376,7 @@ fn runs(fed: &Fed) -> Vec<String> {
 }
 
 /// A response as the executable protocol has it, expiring `in_secs` from now.
-fn response(in_secs: i64) -> String {
+pub(crate) fn response(in_secs: i64) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -380,7 +386,7 @@ fn response(in_secs: i64) -> String {
     .to_string()
 }
 
-const ALLOW: (&str, &str) = ("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES", "1");
+pub(crate) const ALLOW: (&str, &str) = ("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES", "1");
 
 #[cfg(unix)]
 #[tokio::test]

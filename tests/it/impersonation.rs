@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine;
 use gemini_oauth::{
-    CredentialLoader, Credentials, Error, ImpersonationProblem, MemoryTokenStore, StoredToken,
-    TokenFileProblem, TokenStore, kind, scopes,
+    CredentialLoader, Credentials, CredentialsFileKind, Error, ImpersonationProblem,
+    MemoryTokenStore, StoredToken, TokenFileProblem, TokenStore, kind, scopes,
 };
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -566,14 +566,10 @@ async fn file_problem(json: Value) -> TokenFileProblem {
     let dir = tempfile::tempdir().unwrap();
     let path = write_json(dir.path(), "adc.json", &json);
     match adc(&path).load().await {
-        Err(e @ Error::TokenFile { .. }) => {
-            let text = e.to_string();
-            let Error::TokenFile {
-                path: p, problem, ..
-            } = e
-            else {
-                unreachable!()
-            };
+        Err(Error::CredentialsFile(file)) => {
+            let text = file.to_string();
+            let (p, problem) = (file.path, file.problem);
+            assert_ne!(file.kind, CredentialsFileKind::Unknown);
             assert_eq!(p, path);
             assert!(text.contains("adc.json"), "{text}");
             for secret in [REFRESH_TOKEN, CLIENT_SECRET, EAAU_SECRET, EAAU_REFRESH] {
@@ -783,9 +779,10 @@ async fn an_external_user_files_valid_token_is_used_and_an_expired_one_refreshed
     v["expiry"] = json!("soon");
     write_json(dir.path(), "workforce.json", &v);
     match adc(&file).load().await {
-        Err(Error::TokenFile { path, problem, .. }) => {
-            assert_eq!(path, file);
-            assert_eq!(problem, TokenFileProblem::BadExpiry);
+        Err(Error::CredentialsFile(f)) => {
+            assert_eq!(f.path, file);
+            assert_eq!(f.problem, TokenFileProblem::BadExpiry);
+            assert!(f.to_string().contains("--login-config"), "{f}");
         }
         other => panic!("{:?}", other.err()),
     }

@@ -60,7 +60,10 @@ fn public_key_der(dir: &Path) -> Vec<u8> {
 }
 
 /// The header and claims of a JWT whose RS256 signature `public_key_der` verifies.
-fn verified_jwt(jwt: &str, public_key_der: &[u8]) -> (serde_json::Value, serde_json::Value) {
+pub(crate) fn verified_jwt(
+    jwt: &str,
+    public_key_der: &[u8],
+) -> (serde_json::Value, serde_json::Value) {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let (signed, signature) = jwt.rsplit_once('.').expect("a JWT");
@@ -210,7 +213,7 @@ fn run_adc(home: &Path, env: &[(&str, &str)]) -> Output {
 }
 
 /// What Python (the venv with google-auth) prints for `code`, run with `env`.
-fn python_prints(code: &str, env: &[(&str, &str)]) -> String {
+pub(crate) fn python_prints(code: &str, env: &[(&str, &str)]) -> String {
     let exe = std::env::var("GEMINI_OAUTH_PYTHON")
         .unwrap_or_else(|_| format!("{}/.venv/bin/python", env!("CARGO_MANIFEST_DIR")));
     assert!(
@@ -449,4 +452,163 @@ async fn impersonation_outside_googleapis_asks_the_universes_iam_host() {
         "{err}"
     );
     assert_eq!(requests(&tokens).await, 0);
+}
+
+/// google-auth's `universe_domain` of the credentials in `file`.
+fn python_file_universe(file: &Path) -> String {
+    python_prints(
+        &format!(
+            "import google.auth; print(google.auth.load_credentials_from_file({:?})[0].universe_domain)",
+            file.to_str().unwrap()
+        ),
+        &[],
+    )
+}
+
+/// An `external_account_authorized_user` file of `universe`, refreshed at `tokens`.
+fn workforce_user_file(dir: &Path, universe: &str, tokens: &MockServer) -> serde_json::Value {
+    let eau = json!({
+        "type": "external_account_authorized_user",
+        "audience": "//iam.googleapis.com/locations/global/workforcePools/p/providers/q",
+        "refresh_token": REFRESH_TOKEN, "token_url": token_uri(tokens),
+        "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "universe_domain": universe,
+    });
+    std::fs::write(dir.join("eau.json"), eau.to_string()).unwrap();
+    eau
+}
+
+#[tokio::test]
+async fn a_workforce_user_file_belongs_to_its_universe_as_python_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = token_endpoint().await;
+    workforce_user_file(dir.path(), UNIVERSE, &tokens);
+    let file = dir.path().join("eau.json");
+    assert_eq!(python_file_universe(&file), UNIVERSE);
+    let creds = CredentialLoader::application_default()
+        .credentials_file(&file)
+        .universe_domain(UNIVERSE)
+        .no_proxy()
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(creds.universe_domain(), UNIVERSE);
+    assert_eq!(
+        creds.authorized_client().api_base(),
+        "https://generativelanguage.example.test/v1"
+    );
+    assert_eq!(creds.access_token().await.unwrap().secret(), NEW_ACCESS);
+    assert_eq!(token_requests(&tokens).await, 1);
+
+    let err = CredentialLoader::application_default()
+        .credentials_file(&file)
+        .universe_domain("googleapis.com")
+        .no_proxy()
+        .load()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::UniverseMismatch { credentials, .. } if credentials == UNIVERSE),
+        "{err:?}"
+    );
+    assert_eq!(token_requests(&tokens).await, 1);
+}
+
+const TARGET: &str = "target@p.iam.gserviceaccount.com";
+
+/// An IAM Credentials API that gives `ya29.IMPERSONATED` for `TARGET`.
+async fn iam_server() -> MockServer {
+    let iam = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/v1/projects/-/serviceAccounts/{TARGET}:generateAccessToken"
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"accessToken": "ya29.IMPERSONATED", "expireTime": "2099-01-01T00:00:00Z"}),
+        ))
+        .mount(&iam)
+        .await;
+    iam
+}
+
+/// An impersonation file over `source` whose URL names `host`.
+fn impersonation_file(dir: &Path, source: serde_json::Value, host: &str) -> std::path::PathBuf {
+    let file = dir.join("imp.json");
+    let imp = json!({
+        "type": "impersonated_service_account", "delegates": [],
+        "service_account_impersonation_url":
+            format!("{host}/v1/projects/-/serviceAccounts/{TARGET}:generateAccessToken"),
+        "source_credentials": source,
+    });
+    std::fs::write(&file, imp.to_string()).unwrap();
+    file
+}
+
+#[tokio::test]
+async fn impersonated_credentials_take_their_sources_universe_as_python_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = service_account_tokens().await;
+    let key = service_account_file(dir.path(), UNIVERSE, &tokens);
+    let key: serde_json::Value = serde_json::from_slice(&std::fs::read(&key).unwrap()).unwrap();
+    let iam = iam_server().await;
+    let closed = format!("http://{}", closed_port());
+    let file = impersonation_file(dir.path(), key, &closed);
+    assert_eq!(python_file_universe(&file), UNIVERSE);
+    let creds = CredentialLoader::application_default()
+        .credentials_file(&file)
+        .universe_domain(UNIVERSE)
+        .iam_endpoint(iam.uri())
+        .no_proxy()
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(creds.universe_domain(), UNIVERSE);
+    assert_eq!(
+        creds.authorized_client().api_base(),
+        "https://generativelanguage.example.test/v1"
+    );
+    assert_eq!(
+        creds.access_token().await.unwrap().secret(),
+        "ya29.IMPERSONATED"
+    );
+    // The source signed its own token (its universe has no token exchange).
+    let calls = iam.received_requests().await.unwrap();
+    assert_eq!(calls.len(), 1);
+    let bearer = calls[0].headers["authorization"].to_str().unwrap();
+    let (_, claims) = verified_jwt(
+        bearer.strip_prefix("Bearer ").unwrap(),
+        &public_key_der(dir.path()),
+    );
+    assert_eq!(claims["scope"], "https://www.googleapis.com/auth/iam");
+    assert_eq!(requests(&tokens).await, 0);
+
+    // Without an override, the universe's IAM host, as google-auth builds it
+    // (nothing answers it here: the error names the URL tried).
+    let err = CredentialLoader::application_default()
+        .credentials_file(&file)
+        .no_proxy()
+        .load()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(&format!(
+            "https://iamcredentials.example.test/v1/projects/-/serviceAccounts/{TARGET}:generateAccessToken"
+        )),
+        "{err}"
+    );
+
+    // A workforce user of the universe as the source: the same.
+    let workforce_tokens = token_endpoint().await;
+    let eau = workforce_user_file(dir.path(), UNIVERSE, &workforce_tokens);
+    let file = impersonation_file(dir.path(), eau, &closed);
+    assert_eq!(python_file_universe(&file), UNIVERSE);
+    let creds = CredentialLoader::application_default()
+        .credentials_file(&file)
+        .universe_domain(UNIVERSE)
+        .iam_endpoint(iam.uri())
+        .no_proxy()
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(creds.universe_domain(), UNIVERSE);
+    assert_eq!(token_requests(&workforce_tokens).await, 1);
 }

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use tokio::io::AsyncReadExt;
 
 use super::ExternalAccountProblem;
+use super::command_line::{self, SplitError};
 use super::config::Fields;
 use crate::env::GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES;
 use crate::error::{Error, Result};
@@ -20,11 +21,14 @@ const TIMEOUT_BOUNDS_MS: (u64, u64) = (5_000, 120_000);
 const INTERACTIVE_BOUNDS_MS: (u64, u64) = (30_000, 30 * 60_000);
 /// The response versions this code understands.
 const MAX_VERSION: u64 = 1;
-/// A response is a few KiB; anything far larger is not one.
+/// A response is a few KiB; anything far larger is not one (the cap on
+/// stdout, stderr and `output_file` alike).
 const MAX_OUTPUT: u64 = 1024 * 1024;
+/// How much of a failing program's own words an error shows.
+const EXCERPT_CHARS: usize = 500;
 
 pub(crate) struct ExecutableSource {
-    /// The command split as a POSIX shell would (google-auth: `shlex.split`).
+    /// The command split as google-auth splits it (`shlex.split`).
     argv: Vec<String>,
     timeout: Duration,
     output_file: Option<PathBuf>,
@@ -53,14 +57,17 @@ impl ExecutableSource {
             .object(source, "executable", "credential_source.executable")?
             .ok_or_else(|| f.invalid("credential_source.executable", "is missing"))?;
         let command = f.required(exe, "command", "credential_source.executable.command")?;
-        let argv = shlex::split(&command)
-            .filter(|a| !a.is_empty())
-            .ok_or_else(|| {
-                f.invalid(
-                    "credential_source.executable.command",
-                    "is not a command line (unbalanced quotes?)",
-                )
-            })?;
+        let field = "credential_source.executable.command";
+        let argv = match command_line::split(&command) {
+            Ok(argv) if !argv.is_empty() => argv,
+            Ok(_) => return Err(f.invalid(field, "has no program")),
+            Err(SplitError::OpenQuote) => {
+                return Err(f.invalid(field, "has a quote that is not closed"));
+            }
+            Err(SplitError::TrailingBackslash) => {
+                return Err(f.invalid(field, "ends with a backslash that escapes nothing"));
+            }
+        };
         let millis = match f.number(
             exe,
             "timeout_millis",
@@ -120,8 +127,9 @@ impl ExecutableSource {
                 problem: ExternalAccountProblem::ExecutablesNotAllowed,
             });
         }
-        // A still valid response cached by an earlier run is used as is.
-        if let Some(cached) = self.read_output_file().await {
+        // A still valid response cached by an earlier run is used as is;
+        // anything else there (missing, not JSON, not a file) means "run".
+        if let Ok(Some(cached)) = self.read_output_file().await {
             match parse_response(&cached, SystemTime::now()) {
                 Ok((token, true)) => return Ok(token),
                 Err(Rejected::Malformed(reason)) => {
@@ -136,10 +144,11 @@ impl ExecutableSource {
         let stdout = self.run(ctx).await?;
         let response = if stdout.iter().all(u8::is_ascii_whitespace) {
             match self.read_output_file().await {
-                Some(v) => v,
-                None => {
+                Ok(Some(v)) => v,
+                Ok(None) => {
                     return Err(self.fail(ctx, "printed nothing and wrote no output_file".into()));
                 }
+                Err(why) => return Err(self.fail(ctx, format!("printed nothing, and {why}"))),
             }
         } else {
             serde_json::from_slice(&stdout).map_err(|e| {
@@ -161,10 +170,38 @@ impl ExecutableSource {
         }
     }
 
-    /// The output file's JSON, if it exists and is JSON (anything else: run the program).
-    async fn read_output_file(&self) -> Option<Value> {
-        let bytes = tokio::fs::read(self.output_file.as_ref()?).await.ok()?;
-        serde_json::from_slice(&bytes).ok()
+    /// The output file's JSON; `None` when there is no output file (or no
+    /// such file); why not when it cannot be read or is not JSON. Read
+    /// within the timeout and at most [`MAX_OUTPUT`] bytes: a FIFO or a
+    /// device there is refused, never waited on or read without end.
+    async fn read_output_file(&self) -> std::result::Result<Option<Value>, String> {
+        let Some(path) = self.output_file.clone() else {
+            return Ok(None);
+        };
+        // A blocked read cannot be cancelled: on timeout its thread is left
+        // to finish by itself. With O_NONBLOCK and regular files only, that
+        // is only a file system that hangs (a dead network mount).
+        let read = tokio::task::spawn_blocking(move || read_regular_file(&path));
+        let bytes = match tokio::time::timeout(self.timeout, read).await {
+            Err(_) => {
+                return Err(format!(
+                    "output_file could not be read within {} ms",
+                    self.timeout.as_millis()
+                ));
+            }
+            Ok(Err(_)) => return Err("output_file could not be read".to_owned()),
+            Ok(Ok(read)) => read?,
+        };
+        match bytes {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                format!(
+                    "output_file is not JSON (at line {}, column {})",
+                    e.line(),
+                    e.column()
+                )
+            }),
+        }
     }
 
     /// Runs the program with google-auth's variables; its stdout, or why not.
@@ -181,7 +218,7 @@ impl ExecutableSource {
             .env("GOOGLE_EXTERNAL_ACCOUNT_REVOKE", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .kill_on_drop(true);
         if let Some(email) = ctx.impersonated_email {
             cmd.env("GOOGLE_EXTERNAL_ACCOUNT_IMPERSONATED_EMAIL", email);
@@ -192,17 +229,12 @@ impl ExecutableSource {
         let mut child = cmd
             .spawn()
             .map_err(|e| self.fail(ctx, format!("could not be started ({})", e.kind())))?;
-        let mut stdout = child.stdout.take();
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
         let work = async {
-            let mut buf = Vec::new();
-            if let Some(out) = stdout.as_mut() {
-                out.take(MAX_OUTPUT + 1)
-                    .read_to_end(&mut buf)
-                    .await
-                    .map_err(|e| {
-                        self.fail(ctx, format!("output could not be read ({})", e.kind()))
-                    })?;
-            }
+            let (buf, err) = tokio::join!(read_capped(stdout), read_capped(stderr));
+            let buf = buf
+                .map_err(|e| self.fail(ctx, format!("output could not be read ({})", e.kind())))?;
             if buf.len() as u64 > MAX_OUTPUT {
                 return Err(self.fail(ctx, format!("printed more than {MAX_OUTPUT} bytes")));
             }
@@ -211,7 +243,8 @@ impl ExecutableSource {
                 .await
                 .map_err(|e| self.fail(ctx, format!("could not be waited for ({})", e.kind())))?;
             if !status.success() {
-                return Err(self.fail(ctx, format!("failed ({status})")));
+                let said = failure_words(&buf, &err.unwrap_or_default());
+                return Err(self.fail(ctx, format!("failed ({status}){said}")));
             }
             Ok(buf)
         };
@@ -228,6 +261,90 @@ impl ExecutableSource {
                 )
             })?
     }
+}
+
+/// Up to [`MAX_OUTPUT`] + 1 bytes of a pipe; the rest is drained unread,
+/// so that a chatty program never blocks on a full pipe.
+async fn read_capped<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    if let Some(mut pipe) = pipe {
+        (&mut pipe)
+            .take(MAX_OUTPUT + 1)
+            .read_to_end(&mut buf)
+            .await?;
+        tokio::io::copy(&mut pipe, &mut tokio::io::sink()).await?;
+    }
+    Ok(buf)
+}
+
+/// The regular file at `path`, at most [`MAX_OUTPUT`] bytes; `None` when
+/// there is no such file. Opened without blocking (a FIFO would wait for a
+/// writer) and refused unless it is a regular file.
+fn read_regular_file(path: &Path) -> std::result::Result<Option<Vec<u8>>, String> {
+    use std::io::Read as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = match options.open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("output_file could not be opened ({})", e.kind())),
+    };
+    let is_file = file.metadata().map(|m| m.is_file()).unwrap_or(false);
+    if !is_file {
+        return Err("output_file is not a regular file".to_owned());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_OUTPUT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("output_file could not be read ({})", e.kind()))?;
+    if bytes.len() as u64 > MAX_OUTPUT {
+        return Err(format!("output_file is larger than {MAX_OUTPUT} bytes"));
+    }
+    Ok(Some(bytes))
+}
+
+/// What a failing program said, as google-auth shows it: the protocol's
+/// `code` and `message` when stdout is its JSON answer (nothing else of a
+/// JSON answer, which may hold a token), else an excerpt of its text output
+/// (stdout, then stderr).
+fn failure_words(stdout: &[u8], stderr: &[u8]) -> String {
+    if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(stdout) {
+        let text = |k: &str| {
+            map.get(k)
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+        };
+        return match (text("code"), text("message")) {
+            (Some(code), Some(message)) => {
+                format!(": code {}: {}", excerpt(&code), excerpt(&message))
+            }
+            _ => String::new(),
+        };
+    }
+    let text = [stdout, stderr]
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .collect::<Vec<_>>()
+        .join(" / ");
+    match text.is_empty() {
+        true => String::new(),
+        false => format!(" and said: {}", excerpt(&text)),
+    }
+}
+
+/// At most [`EXCERPT_CHARS`] characters of `text` on one line.
+fn excerpt(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .take(EXCERPT_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().nth(EXCERPT_CHARS).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// The token of a response, and whether it says when it expires (a cached
@@ -348,6 +465,33 @@ mod tests {
         assert_eq!(argv, ["/bin/tool", "--a", "b c", "d"]);
         assert!(parse(json!({"command": "tool 'open"})).is_err());
         assert!(parse(json!({"command": ""})).is_err());
+    }
+
+    #[test]
+    fn a_failing_program_is_quoted_briefly_and_never_its_token() {
+        let answer =
+            json!({"version": 1, "success": true, "token_type": "x", "id_token": "TOKENMARKER"});
+        assert_eq!(failure_words(answer.to_string().as_bytes(), b"err"), "");
+        let failed = json!({"version": 1, "success": false, "code": 7, "message": "a\nb", "id_token": "TOKENMARKER"});
+        assert_eq!(
+            failure_words(failed.to_string().as_bytes(), b""),
+            ": code 7: a b"
+        );
+        assert_eq!(failure_words(b"", b""), "");
+        assert_eq!(
+            failure_words(b" out\n", b"line 1\nline 2\n"),
+            " and said: out / line 1 line 2"
+        );
+        let long = "y".repeat(EXCERPT_CHARS + 10);
+        let said = failure_words(long.as_bytes(), b"");
+        assert!(
+            said.ends_with(&format!("{}…", "y".repeat(EXCERPT_CHARS))),
+            "{said}"
+        );
+        assert_eq!(
+            said.chars().count(),
+            " and said: ".len() + EXCERPT_CHARS + 1
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! token. One file per credential source, `sts.rs` for the exchange.
 
 mod aws;
+mod command_line;
 mod config;
 mod executable;
 mod file;
