@@ -505,7 +505,7 @@ impl Error {
         }
     }
 
-    /// A failed request; a proxy's failure, found anywhere in the chain of
+    /// A failed request; a proxy's failure or the connect timeout, found anywhere in the chain of
     /// causes (the connector under hyper reports it), is kept as it is.
     pub(crate) fn transport(
         endpoint: &str,
@@ -514,8 +514,10 @@ impl Error {
         let source = source.into();
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*source);
         while let Some(e) = cause {
-            if let Some(proxy @ Error::Proxy { .. }) = e.downcast_ref::<Error>() {
-                return proxy.clone();
+            if let Some(typed @ (Error::Proxy { .. } | Error::Timeout { .. })) =
+                e.downcast_ref::<Error>()
+            {
+                return typed.clone();
             }
             cause = e.source();
         }

@@ -138,6 +138,7 @@ pub mod blocking;
 mod client;
 mod client_secret;
 mod clock;
+mod connect;
 mod consent;
 mod credentials;
 pub mod endpoints;

@@ -252,7 +252,7 @@ impl<K> CredentialLoader<K> {
         };
         check_endpoint(&api_base)?;
         let proxy = match &c.proxy {
-            ProxySetting::Env => Proxy::from_env(),
+            ProxySetting::Env => Proxy::from_env()?,
             ProxySetting::Url(url) => Proxy::from_url(url.expose_secret())?,
             ProxySetting::Off => Proxy::none(),
         };
