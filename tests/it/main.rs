@@ -17,6 +17,7 @@ mod bad_input;
 mod blocking;
 mod browser_consent;
 mod client;
+mod connect_deadline;
 mod consent_e2e;
 mod consent_flow;
 mod dependency_tree;
