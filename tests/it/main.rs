@@ -43,6 +43,8 @@ mod redaction;
 mod redis_store;
 #[cfg(feature = "reqwest")]
 mod reqwest_middleware;
+#[cfg(feature = "reqwest")]
+mod reqwest_redirect;
 mod single_flight;
 mod test_doubles;
 mod tls;
