@@ -51,4 +51,5 @@ mod tls;
 #[cfg(feature = "tower")]
 mod tower_layer;
 mod universe;
+mod upload_stall;
 mod vertex_ai;
