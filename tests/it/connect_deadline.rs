@@ -169,3 +169,57 @@ async fn a_connect_left_to_finish_in_the_background_is_dropped_at_the_connect_ti
         "the background connect to the silent peer is still open"
     );
 }
+
+/// The kernel's timer for the client's end of `client_port` → `server_port`
+/// on 127.0.0.1, from /proc/net/tcp (`02` is the keepalive timer).
+#[cfg(target_os = "linux")]
+fn tcp_timer(client_port: u16, server_port: u16) -> Option<String> {
+    let local = format!("0100007F:{client_port:04X}");
+    let remote = format!("0100007F:{server_port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 5 && f[1] == local && f[2] == remote)
+        .map(|f| f[5].to_owned())
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_carry_tcp_keepalive() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server_port = listener.local_addr().unwrap().port();
+    let (peer_tx, mut peer) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, from)) = listener.accept().await {
+            let _ = peer_tx.send(from.port());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req: http::Request<_>| async {
+                    let body = json!({"models": [{"name": "models/kept"}]}).to_string();
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(body))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!("http://127.0.0.1:{server_port}/v1");
+    let creds = creds(dir.path(), &base, |l| l).await;
+    let models = gemini_oauth::gemini::list_models(&creds.authorized_client())
+        .await
+        .unwrap();
+    assert_eq!(models[0].name, "models/kept");
+    let client_port = peer.recv().await.unwrap();
+    // The connection idles in the pool: its timer settles on keepalive.
+    let mut timer = None;
+    for _ in 0..40 {
+        timer = tcp_timer(client_port, server_port);
+        if timer.as_deref().is_some_and(|t| t.starts_with("02:")) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no keepalive timer on the client's socket: {timer:?}");
+}
