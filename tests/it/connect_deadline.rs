@@ -223,3 +223,34 @@ async fn pooled_connections_carry_tcp_keepalive() {
     }
     panic!("no keepalive timer on the client's socket: {timer:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_or_socks_proxy_that_never_finishes_its_handshake_is_named_unreachable() {
+    let silent = Silent::start().await;
+    for scheme in ["https", "socks5", "socks5h"] {
+        let proxy = format!("{scheme}://u:PROXYPASSMARKER@{}", silent.addr);
+        let dir = tempfile::tempdir().unwrap();
+        let creds = creds(dir.path(), "https://127.0.0.1:9/v1", |l| {
+            l.connect_timeout(CONNECT).proxy(&proxy)
+        })
+        .await;
+        let client = creds.authorized_client();
+        let err = tokio::time::timeout(GUARD, gemini_oauth::gemini::list_models(&client))
+            .await
+            .expect("the connect timeout fired, not the test's guard")
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::Proxy { problem: gemini_oauth::ProxyProblem::Unreachable, proxy: p, .. }
+                    if *p == format!("{scheme}://{}/", silent.addr)
+            ),
+            "{scheme}: {err:?}"
+        );
+        assert!(!format!("{err} {err:?}").contains("PROXYPASSMARKER"));
+        assert!(
+            silent.a_connection_closed(Duration::from_secs(5)).await,
+            "{scheme}: the proxy connection is still open"
+        );
+    }
+}
