@@ -45,7 +45,8 @@ impl Credentials {
 /// [`connect_timeout`](crate::CredentialLoader::connect_timeout) (10 s). An
 /// API call has no whole-request limit unless [`timeout`](Self::timeout) sets
 /// one (a generation can take minutes); a response body that sends nothing
-/// for [`idle_timeout`](Self::idle_timeout) (default 5 minutes) fails. The
+/// for [`idle_timeout`](Self::idle_timeout) (default 5 minutes) fails, and
+/// so does a streamed request body that sends nothing for as long. The
 /// token endpoint keeps its own whole-request limit
 /// ([`CredentialLoader::timeout`](crate::CredentialLoader::timeout), 30 s).
 ///
@@ -118,7 +119,9 @@ impl AuthorizedClient {
         self
     }
 
-    /// Limits the wait for each next piece of a response body (default
+    /// Limits the wait for each next piece of a response body, and for a
+    /// streamed request body (an upload) the time without a piece sent,
+    /// whether its stream stalls or the peer stops reading (default
     /// [`DEFAULT_IDLE_TIMEOUT`](crate::DEFAULT_IDLE_TIMEOUT), 5 minutes).
     #[must_use]
     pub fn idle_timeout(mut self, limit: Duration) -> Self {
@@ -269,9 +272,22 @@ impl AuthorizedClient {
         let quota = self.creds.quota_project_header();
         auth.apply(&mut parts.headers, quota);
         let http = &self.creds.settings().http;
-        let resp = http
-            .start(Request::from_parts(parts, body.into_hyper()))
-            .await?;
+        let uri = parts.uri.clone();
+        let (body, progress) = body.into_hyper();
+        let sending = http.start(Request::from_parts(parts, body));
+        let resp = match progress {
+            None => sending.await?,
+            // An upload that stops moving (its source, or a peer that stops reading) fails.
+            Some(progress) => tokio::select! {
+                resp = sending => resp?,
+                () = progress.stalled(self.idle_timeout) => {
+                    return Err(Error::Timeout {
+                        what: format!("sending the request body to {} (nothing sent)", redact(&uri.to_string())),
+                        after: self.idle_timeout,
+                    });
+                }
+            },
+        };
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
@@ -285,7 +301,7 @@ impl AuthorizedClient {
         };
         let fresh = fresh?;
         tracing::debug!("401 from the API, refreshed the token, retrying once");
-        let mut req = Request::new(replay.body.into_hyper());
+        let mut req = Request::new(replay.body.into_hyper().0);
         *req.method_mut() = replay.method;
         *req.uri_mut() = replay.uri;
         *req.version_mut() = replay.version;

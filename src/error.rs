@@ -4,11 +4,7 @@
 //! to do next, and never contain a token, refresh token, client secret,
 //! authorization code, URL query or URL userinfo. The underlying cause is
 //! reachable through [`std::error::Error::source`], not repeated in the text.
-//!
-//! The detailed problem types live beside the code that finds them
-//! ([`TokenFileProblem`] with `token.json`, [`OAuthError`] with the token
-//! endpoint, …): plain data held here by their root names, so this file
-//! depends on no module's logic.
+//! Problem types live beside the code that finds them, held here by their root names.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -507,8 +503,8 @@ impl Error {
         }
     }
 
-    /// A failed request; a proxy's failure, found anywhere in the chain of
-    /// causes (the connector under hyper reports it), is kept as it is.
+    /// A failed request; a proxy's failure or the connect timeout, found anywhere in the
+    /// chain of causes (the connector under hyper reports it), is kept as it is.
     pub(crate) fn transport(
         endpoint: &str,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -516,8 +512,10 @@ impl Error {
         let source = source.into();
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*source);
         while let Some(e) = cause {
-            if let Some(proxy @ Error::Proxy { .. }) = e.downcast_ref::<Error>() {
-                return proxy.clone();
+            if let Some(typed @ (Error::Proxy { .. } | Error::Timeout { .. })) =
+                e.downcast_ref::<Error>()
+            {
+                return typed.clone();
             }
             cause = e.source();
         }

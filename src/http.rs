@@ -1,6 +1,7 @@
 //! The HTTP transport shared by the token endpoint and the authorized client:
 //! hyper 1 + rustls, built on first use, pooled, HTTP/2 by ALPN, through a
-//! proxy when one applies (`proxy.rs`).
+//! proxy when one applies (`proxy.rs`, `connect.rs`). Dead connections are
+//! noticed by TCP keepalive and HTTP/2 pings, even under a long generation.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -10,20 +11,22 @@ use http::{Request, Response};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::CertificateDer;
+use tokio_rustls::TlsConnector;
 
+use crate::connect::Connector;
 use crate::error::{Error, Result};
-use crate::proxy::{Proxy, ProxyConnector};
+use crate::proxy::Proxy;
 use crate::url::redact;
 
 /// Default limit for a whole request to the token endpoint (connect, send,
 /// read the body). API calls have no whole-request limit by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default limit for establishing a TCP connection.
+/// Default limit for establishing a connection: TCP, a proxy's handshake
+/// (`CONNECT`, SOCKS5, TLS to an `https://` proxy) and TLS, together.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default limit between two pieces of a response body from the API.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -32,7 +35,12 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// or streams) share one pool.
 pub(crate) type ReqBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
-type Hyper = Client<HttpsConnector<ProxyConnector>, ReqBody>;
+type Hyper = Client<Connector, ReqBody>;
+
+/// Idle time before TCP keepalive probes start, and between HTTP/2 pings.
+const KEEPALIVE: Duration = Duration::from_secs(30);
+/// How long an HTTP/2 ping may go unanswered before the connection is closed.
+const PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// One pooled client; the TLS roots are loaded on the first request, so a
 /// program whose cached token is valid pays nothing for them.
@@ -91,19 +99,26 @@ impl HttpClient {
             http.enforce_http(false);
             http.set_nodelay(true);
             http.set_connect_timeout(Some(self.connect_timeout));
-            let https = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(self.tls_config())
-                .https_or_http()
-                .enable_http1()
-                .enable_http2()
-                .wrap_connector(ProxyConnector {
-                    http,
-                    proxy: self.proxy.clone(),
-                    connect_timeout: self.connect_timeout,
-                });
+            http.set_keepalive(Some(KEEPALIVE));
+            http.set_keepalive_interval(Some(KEEPALIVE));
+            let mut tls = self.tls_config();
+            tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let proxy_tls = TlsConnector::from(Arc::new(tls.clone()));
+            tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            let connector = Connector {
+                http,
+                tls: TlsConnector::from(Arc::new(tls)),
+                proxy_tls,
+                proxy: self.proxy.clone(),
+                timeout: self.connect_timeout,
+            };
             Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(90))
-                .build(https)
+                .timer(TokioTimer::new())
+                .pool_timer(TokioTimer::new())
+                .http2_keep_alive_interval(KEEPALIVE)
+                .http2_keep_alive_timeout(PING_TIMEOUT)
+                .build(connector)
         })
     }
 

@@ -106,9 +106,10 @@
 //! # Proxies and Vertex AI
 //!
 //! Requests go through the proxies `HTTPS_PROXY`, `HTTP_PROXY` and
-//! `ALL_PROXY` name, except for the hosts in `NO_PROXY`, as curl and reqwest
-//! choose them; [`CredentialLoader::proxy`] and [`CredentialLoader::no_proxy`]
-//! override them. The metadata server is never proxied.
+//! `ALL_PROXY` name (`http://`, `https://`, `socks5://`, `socks5h://`),
+//! except for the hosts in `NO_PROXY` and loopback, as curl chooses them;
+//! [`CredentialLoader::proxy`] and [`CredentialLoader::no_proxy`] override
+//! them. The metadata server is never proxied.
 //! [`CredentialLoader::vertex_ai`] calls the same models through Vertex AI.
 //!
 //! # Security
@@ -152,6 +153,7 @@ pub mod blocking;
 mod client;
 mod client_secret;
 mod clock;
+mod connect;
 mod consent;
 mod credentials;
 mod credentials_file;

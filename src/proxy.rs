@@ -1,30 +1,21 @@
-//! Proxies as curl and reqwest read them (`HTTPS_PROXY`, `HTTP_PROXY`,
-//! `ALL_PROXY`, `NO_PROXY`, either case), or one given to the loader: the
-//! connector under the TLS layer, built on hyper-util's matcher and `CONNECT`
-//! tunnel. HTTPS goes through a tunnel with TLS to the endpoint inside it;
-//! plain http (loopback only, see `url::check_endpoint`) is sent to the proxy
-//! in absolute form.
+//! Which proxy carries a request: the variables curl reads (`HTTPS_PROXY`,
+//! `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, either case), or one proxy given to
+//! the loader; built on hyper-util's matcher. `connect.rs` opens the
+//! connection: a `CONNECT` tunnel (over TLS for an `https://` proxy) or a
+//! SOCKS5 one, with TLS to the endpoint inside it; plain http (loopback only,
+//! see `url::check_endpoint`) is sent to an HTTP proxy in absolute form.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Duration;
 
-use http::Uri;
-use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::proxy::Tunnel;
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use http::{HeaderValue, Uri};
 use hyper_util::client::proxy::matcher::{Intercept, Matcher};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
-use tower_service::Service;
 
-use crate::error::{BoxError, Error, Result};
-use crate::url::redact;
+use crate::error::{Error, Result};
+use crate::url::{is_loopback, redact};
 
-type TunnelError = <Tunnel<HttpConnector> as Service<Uri>>::Error;
+/// The proxy schemes this crate speaks.
+const SCHEMES: [&str; 4] = ["http", "https", "socks5", "socks5h"];
 
 /// Why a proxy could not carry a request. The proxy is named by the
 /// [`Error::Proxy`](crate::Error::Proxy) that holds this, without its
@@ -33,23 +24,26 @@ type TunnelError = <Tunnel<HttpConnector> as Service<Uri>>::Error;
 #[non_exhaustive]
 pub enum ProxyProblem {
     /// No connection to the proxy could be made (nothing listens there, the
-    /// connection was refused), or the proxy did not answer the `CONNECT`
-    /// within the connect timeout.
+    /// connection was refused), or the proxy did not finish its handshake
+    /// (`CONNECT`, SOCKS, TLS to an `https://` proxy) within the connect timeout.
     Unreachable,
-    /// The proxy answered `407 Proxy Authentication Required`: the user
-    /// name or password in the proxy URL is missing or wrong.
+    /// The proxy answered `407 Proxy Authentication Required`, or a SOCKS5
+    /// proxy refused the user name and password: they are missing or wrong.
     AuthenticationRequired,
     /// The proxy refused to open a tunnel to the endpoint (its rules forbid
     /// the host or port).
     TunnelRefused,
     /// The proxy closed the connection or answered something that is not
-    /// HTTP while the tunnel was being opened.
+    /// HTTP (or SOCKS5) while the tunnel was being opened.
     TunnelFailed,
-    /// The proxy URL is not an `http://` URL with a host.
+    /// The proxy URL is not a URL with a host.
     InvalidUrl,
-    /// The proxy's scheme (`https`, `socks5`, …) is not supported; use an
-    /// `http://` proxy.
+    /// The proxy's scheme (`socks4`, `ftp`, …) is not supported; use
+    /// `http://`, `https://`, `socks5://` or `socks5h://`.
     UnsupportedScheme(String),
+    /// A `/`, `?` or `#` in the user name or password is not percent-encoded,
+    /// so the URL cannot be split safely (the error shows none of it).
+    UnencodedUserinfo,
 }
 
 impl fmt::Display for ProxyProblem {
@@ -64,13 +58,15 @@ impl fmt::Display for ProxyProblem {
             ProxyProblem::TunnelFailed => {
                 f.write_str("closed the connection while opening a tunnel")
             }
-            ProxyProblem::InvalidUrl => f.write_str("is not a valid http:// proxy URL"),
-            ProxyProblem::UnsupportedScheme(s) => {
-                write!(
-                    f,
-                    "uses the scheme {s:?}; only http:// proxies are supported"
-                )
-            }
+            ProxyProblem::InvalidUrl => f.write_str("is not a valid proxy URL"),
+            ProxyProblem::UnsupportedScheme(s) => write!(
+                f,
+                "uses the scheme {s:?}; use an http://, https://, socks5:// or socks5h:// proxy"
+            ),
+            ProxyProblem::UnencodedUserinfo => f.write_str(
+                "has a '/', '?' or '#' before its '@': percent-encode them in the user name \
+                 and password (%2F, %3F, %23)",
+            ),
         }
     }
 }
@@ -79,6 +75,11 @@ impl fmt::Display for ProxyProblem {
 #[derive(Clone, Default)]
 pub(crate) struct Proxy {
     matcher: Option<Arc<Matcher>>,
+    /// Read from the environment: loopback is then never proxied (a proxy
+    /// elsewhere cannot reach this machine's loopback).
+    spare_loopback: bool,
+    /// `NO_PROXY` entries with a port: (host or address, port).
+    no_ports: Arc<[(String, u16)]>,
 }
 
 impl fmt::Debug for Proxy {
@@ -91,12 +92,122 @@ impl fmt::Debug for Proxy {
     }
 }
 
-/// The first of these variables that is set (empty counts as unset).
-fn first(get: &impl Fn(&str) -> Option<String>, names: [&str; 2]) -> String {
-    names
-        .into_iter()
-        .find_map(|n| get(n).filter(|v| !v.trim().is_empty()))
-        .unwrap_or_default()
+/// The proxy chosen for one endpoint.
+pub(crate) struct Route {
+    /// Without user name and password.
+    pub(crate) uri: Uri,
+    /// For an HTTP(S) proxy: `Proxy-Authorization`, marked sensitive.
+    pub(crate) basic_auth: Option<HeaderValue>,
+    /// For a SOCKS5 proxy: user name and password.
+    pub(crate) socks_auth: Option<(String, String)>,
+}
+
+impl Route {
+    pub(crate) fn is_socks(&self) -> bool {
+        self.uri
+            .scheme_str()
+            .is_some_and(|s| s.starts_with("socks"))
+    }
+
+    /// `socks5h://`: the proxy resolves the name (`socks5://`: we do).
+    pub(crate) fn remote_dns(&self) -> bool {
+        self.uri.scheme_str() == Some("socks5h")
+    }
+}
+
+/// The first of these variables that is set, trimmed (empty counts as unset).
+fn first(
+    get: &impl Fn(&str) -> Option<String>,
+    names: [&'static str; 2],
+) -> Option<(&'static str, String)> {
+    names.into_iter().find_map(|n| {
+        let v = get(n)?.trim().to_owned();
+        (!v.is_empty()).then_some((n, v))
+    })
+}
+
+/// Refuses a proxy URL this crate cannot use, naming it by `shown` (never
+/// the URL itself when its user name or password cannot be split off).
+fn check(url: &str, shown: impl Fn(&str) -> String) -> Result<()> {
+    let refuse = |proxy: String, problem| {
+        Err(Error::Proxy {
+            proxy,
+            problem,
+            source: None,
+        })
+    };
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    // `user:pa/ss@host`: the authority would end at the `/`, and the rest of
+    // the password would be shown as a path.
+    if let Some(at) = rest.rfind('@')
+        && rest[..at].contains(['/', '?', '#'])
+    {
+        return refuse(shown(""), ProxyProblem::UnencodedUserinfo);
+    }
+    let full = if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("http://{url}")
+    };
+    let Ok(uri) = full.parse::<Uri>() else {
+        return refuse(shown(url), ProxyProblem::InvalidUrl);
+    };
+    let scheme = uri.scheme_str().unwrap_or_default();
+    if !SCHEMES.contains(&scheme) {
+        return refuse(
+            shown(url),
+            ProxyProblem::UnsupportedScheme(scheme.to_owned()),
+        );
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return refuse(shown(url), ProxyProblem::InvalidUrl);
+    }
+    Ok(())
+}
+
+/// `NO_PROXY` as curl reads it, split into what hyper-util's matcher takes
+/// (`.example.com`, addresses, ranges) and entries limited to a port.
+fn no_proxy(list: &str) -> (String, Vec<(String, u16)>) {
+    let mut plain = Vec::new();
+    let mut ports = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        // `*.example.com` means what `.example.com` does.
+        let entry = entry
+            .strip_prefix('*')
+            .filter(|e| e.starts_with('.'))
+            .unwrap_or(entry);
+        let (host, port) = match entry.strip_prefix('[') {
+            // `[::1]`, `[::1]:8080`
+            Some(v6) => match v6.split_once(']') {
+                Some((host, rest)) => (host, rest.strip_prefix(':')),
+                None => (v6, None),
+            },
+            // `host:port`, but not a bare IPv6 address (`::1`).
+            None => match entry.split_once(':') {
+                Some((host, port)) if !port.contains(':') => (host, Some(port)),
+                _ => (entry, None),
+            },
+        };
+        match port.map(str::parse::<u16>) {
+            Some(Ok(port)) => ports.push((host.to_owned(), port)),
+            _ => plain.push(host.to_owned()),
+        }
+    }
+    (plain.join(","), ports)
+}
+
+/// Whether `rule` (a name, `.name` or an address) covers `host`.
+fn covers(rule: &str, host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let (Ok(a), Ok(b)) = (
+        rule.parse::<std::net::IpAddr>(),
+        host.parse::<std::net::IpAddr>(),
+    ) {
+        return a == b;
+    }
+    let rule = rule.trim_start_matches('.').to_ascii_lowercase();
+    let host = host.to_ascii_lowercase();
+    host == rule || host.ends_with(&format!(".{rule}"))
 }
 
 impl Proxy {
@@ -105,212 +216,135 @@ impl Proxy {
         Proxy::default()
     }
 
-    /// The process environment, as curl and reqwest read it.
-    pub(crate) fn from_env() -> Self {
+    /// The process environment, as curl reads it.
+    pub(crate) fn from_env() -> Result<Self> {
         Self::from_vars(|name| std::env::var(name).ok())
     }
 
     /// `get` answers for the environment: `ALL_PROXY`, `HTTPS_PROXY`,
-    /// `HTTP_PROXY`, `NO_PROXY`, upper case before lower case.
-    pub(crate) fn from_vars(get: impl Fn(&str) -> Option<String>) -> Self {
-        let no = first(&get, ["NO_PROXY", "no_proxy"]);
+    /// `HTTP_PROXY`, `NO_PROXY`, upper case before lower case, trimmed. A
+    /// proxy URL this crate cannot use is an error, not a direct connection.
+    pub(crate) fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let no = first(&get, ["NO_PROXY", "no_proxy"])
+            .map(|(_, v)| v)
+            .unwrap_or_default();
         // curl's `*`: hyper-util's matcher applies it to names, not to IP addresses.
         if no.split(',').any(|e| e.trim() == "*") {
-            return Self::none();
+            return Ok(Self::none());
         }
         // A CGI program's HTTP_PROXY may come from a request header (httpoxy).
         let http = match get("REQUEST_METHOD") {
-            Some(_) => String::new(),
+            Some(_) => None,
             None => first(&get, ["HTTP_PROXY", "http_proxy"]),
         };
-        let builder = Matcher::builder()
-            .all(first(&get, ["ALL_PROXY", "all_proxy"]))
-            .https(first(&get, ["HTTPS_PROXY", "https_proxy"]))
-            .http(http)
-            .no(no);
-        Proxy {
-            matcher: Some(Arc::new(builder.build())),
+        let all = first(&get, ["ALL_PROXY", "all_proxy"]);
+        let https = first(&get, ["HTTPS_PROXY", "https_proxy"]);
+        for (var, url) in [&all, &https, &http].into_iter().flatten() {
+            check(url, |u| match u {
+                "" => format!("URL in {var}"),
+                u => format!("{} (from {var})", redact(u)),
+            })?;
         }
+        let value = |v: Option<(&str, String)>| v.map(|(_, v)| v).unwrap_or_default();
+        let (no, no_ports) = no_proxy(&no);
+        let builder = Matcher::builder()
+            .all(value(all))
+            .https(value(https))
+            .http(value(http))
+            .no(no);
+        Ok(Proxy {
+            matcher: Some(Arc::new(builder.build())),
+            spare_loopback: true,
+            no_ports: no_ports.into(),
+        })
     }
 
-    /// One proxy for every endpoint (`NO_PROXY` is not read, as with
-    /// reqwest's `Proxy::all`). Checked here, so a bad URL fails `load()`.
+    /// One proxy for every endpoint, loopback included (`NO_PROXY` is not
+    /// read, as with reqwest's `Proxy::all`). Checked here, so a bad URL
+    /// fails `load()`.
     pub(crate) fn from_url(url: &str) -> Result<Self> {
-        let invalid = |problem| Error::Proxy {
-            proxy: redact(url),
-            problem,
-            source: None,
-        };
-        let uri: Uri = url.parse().map_err(|_| invalid(ProxyProblem::InvalidUrl))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some(other) => return Err(invalid(ProxyProblem::UnsupportedScheme(other.to_owned()))),
-            None => return Err(invalid(ProxyProblem::InvalidUrl)),
-        }
-        if uri.host().is_none_or(str::is_empty) {
-            return Err(invalid(ProxyProblem::InvalidUrl));
-        }
+        let url = url.trim();
+        check(url, |u| match u {
+            "" => "URL given to the loader".to_owned(),
+            u => redact(u),
+        })?;
         Ok(Proxy {
             matcher: Some(Arc::new(Matcher::builder().all(url).build())),
+            ..Proxy::default()
         })
     }
 
     fn intercept(&self, dst: &Uri) -> Option<Intercept> {
+        let host = dst.host()?;
+        if self.spare_loopback && is_loopback(host) {
+            return None;
+        }
+        let port = dst
+            .port_u16()
+            .unwrap_or(if dst.scheme_str() == Some("http") {
+                80
+            } else {
+                443
+            });
+        if self
+            .no_ports
+            .iter()
+            .any(|(rule, p)| *p == port && covers(rule, host))
+        {
+            return None;
+        }
         self.matcher.as_ref()?.intercept(dst)
     }
 
-    /// Plain-http requests through a proxy carry its credentials themselves
-    /// (`Proxy-Authorization`), as reqwest sends them; a tunnel carries them
-    /// in its `CONNECT`.
+    /// The proxy for `dst`, if any.
+    ///
+    /// # Errors
+    /// A proxy whose scheme this crate does not speak (`socks4://` from the
+    /// environment passes hyper-util's matcher).
+    pub(crate) fn route(
+        &self,
+        dst: &Uri,
+    ) -> std::result::Result<Option<Route>, Box<dyn std::error::Error + Send + Sync>> {
+        let Some(intercept) = self.intercept(dst) else {
+            return Ok(None);
+        };
+        let uri = intercept.uri().clone();
+        match uri.scheme_str() {
+            Some("http" | "https") => Ok(Some(Route {
+                basic_auth: intercept.basic_auth().cloned(),
+                socks_auth: None,
+                uri,
+            })),
+            Some("socks5" | "socks5h") => Ok(Some(Route {
+                basic_auth: None,
+                socks_auth: intercept
+                    .raw_auth()
+                    .map(|(u, p)| (u.to_owned(), p.to_owned())),
+                uri,
+            })),
+            other => Err(Box::new(Error::Proxy {
+                proxy: redact(&uri.to_string()),
+                problem: ProxyProblem::UnsupportedScheme(other.unwrap_or_default().to_owned()),
+                source: None,
+            })),
+        }
+    }
+
+    /// Plain-http requests through an HTTP proxy carry its credentials
+    /// themselves (`Proxy-Authorization`), as reqwest sends them; a tunnel
+    /// carries them in its `CONNECT`, and a SOCKS proxy in its handshake.
     pub(crate) fn authorize<B>(&self, req: &mut http::Request<B>) {
         if req.uri().scheme_str() != Some("http") {
             return;
         }
-        if let Some(auth) = self
-            .intercept(req.uri())
-            .as_ref()
-            .and_then(Intercept::basic_auth)
+        if let Ok(Some(Route {
+            basic_auth: Some(auth),
+            ..
+        })) = self.route(req.uri())
         {
             req.headers_mut()
-                .insert(http::header::PROXY_AUTHORIZATION, auth.clone());
+                .insert(http::header::PROXY_AUTHORIZATION, auth);
         }
-    }
-}
-
-/// The TCP connector under the TLS layer: straight to the endpoint, through a
-/// `CONNECT` tunnel for https, or to the proxy itself for plain http.
-#[derive(Clone, Debug)]
-pub(crate) struct ProxyConnector {
-    pub(crate) http: HttpConnector,
-    pub(crate) proxy: Proxy,
-    /// Also bounds the `CONNECT` exchange, which the TCP connector's own
-    /// timeout does not cover.
-    pub(crate) connect_timeout: Duration,
-}
-
-/// A connection from [`ProxyConnector`]; tells hyper when requests must be
-/// written in absolute form.
-#[derive(Debug)]
-pub(crate) struct ProxyStream {
-    io: TokioIo<TcpStream>,
-    to_proxy: bool,
-}
-
-type Connecting = Pin<Box<dyn Future<Output = Result<ProxyStream, BoxedError>> + Send>>;
-type BoxedError = Box<dyn std::error::Error + Send + Sync>;
-
-impl Service<Uri> for ProxyConnector {
-    type Response = ProxyStream;
-    type Error = BoxedError;
-    type Future = Connecting;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.http.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, dst: Uri) -> Self::Future {
-        let mut http = self.http.clone();
-        let Some(intercept) = self.proxy.intercept(&dst) else {
-            return Box::pin(async move {
-                let io = http.call(dst).await?;
-                Ok(ProxyStream {
-                    io,
-                    to_proxy: false,
-                })
-            });
-        };
-        let timeout = self.connect_timeout;
-        Box::pin(async move {
-            let proxy_uri = intercept.uri().clone();
-            let fail = |problem, source: Option<BoxError>| -> BoxedError {
-                Box::new(Error::Proxy {
-                    proxy: redact(&proxy_uri.to_string()),
-                    problem,
-                    source,
-                })
-            };
-            match proxy_uri.scheme_str() {
-                Some("http") => {}
-                other => {
-                    let scheme = other.unwrap_or_default().to_owned();
-                    return Err(fail(ProxyProblem::UnsupportedScheme(scheme), None));
-                }
-            }
-            if dst.scheme_str() == Some("http") {
-                let io = http
-                    .call(proxy_uri.clone())
-                    .await
-                    .map_err(|e| fail(ProxyProblem::Unreachable, Some(Arc::new(e))))?;
-                return Ok(ProxyStream { io, to_proxy: true });
-            }
-            let mut tunnel = Tunnel::new(proxy_uri.clone(), http);
-            if let Some(auth) = intercept.basic_auth() {
-                tunnel = tunnel.with_auth(auth.clone());
-            }
-            let io = match tokio::time::timeout(timeout, tunnel.call(dst)).await {
-                Ok(Ok(io)) => io,
-                Ok(Err(e)) => {
-                    let problem = match &e {
-                        TunnelError::ConnectFailed(_) => ProxyProblem::Unreachable,
-                        TunnelError::ProxyAuthRequired => ProxyProblem::AuthenticationRequired,
-                        TunnelError::TunnelUnsuccessful => ProxyProblem::TunnelRefused,
-                        _ => ProxyProblem::TunnelFailed,
-                    };
-                    return Err(fail(problem, Some(Arc::new(e))));
-                }
-                Err(_) => return Err(fail(ProxyProblem::Unreachable, None)),
-            };
-            Ok(ProxyStream {
-                io,
-                to_proxy: false,
-            })
-        })
-    }
-}
-
-impl Connection for ProxyStream {
-    fn connected(&self) -> Connected {
-        self.io.connected().proxy(self.to_proxy)
-    }
-}
-
-impl Read for ProxyStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl Write for ProxyStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 }
 
@@ -318,7 +352,7 @@ impl Write for ProxyStream {
 mod tests {
     use super::*;
 
-    fn vars(pairs: &[(&str, &str)]) -> Proxy {
+    fn try_vars(pairs: &[(&str, &str)]) -> Result<Proxy> {
         let pairs: Vec<(String, String)> = pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -329,6 +363,10 @@ mod tests {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.clone())
         })
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> Proxy {
+        try_vars(pairs).unwrap()
     }
 
     fn via(p: &Proxy, url: &str) -> Option<String> {
@@ -410,9 +448,9 @@ mod tests {
         assert!(auth.is_sensitive());
         assert!(!format!("{req:?}").contains("PROXYPASSMARKER"));
         for bad in [
-            "socks5://user:PROXYPASSMARKER@p:1",
+            "socks4://user:PROXYPASSMARKER@p:1",
             "http://user:PROXYPASSMARKER@",
-            "user:PROXYPASSMARKER@p:1",
+            "http://user:PROXYPASSMARKER@:1",
         ] {
             let err = Proxy::from_url(bad).unwrap_err();
             let text = format!("{err} {err:?}");
@@ -431,5 +469,150 @@ mod tests {
                 .get(http::header::PROXY_AUTHORIZATION)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn whitespace_around_variables_is_trimmed() {
+        let p = vars(&[
+            ("HTTPS_PROXY", "  http://s:1 \n"),
+            ("NO_PROXY", " b.example "),
+        ]);
+        assert_eq!(
+            via(&p, "https://a.example/").as_deref(),
+            Some("http://s:1/")
+        );
+        assert_eq!(via(&p, "https://b.example/"), None);
+        let p = Proxy::from_url(" http://s:1\t").unwrap();
+        assert_eq!(
+            via(&p, "https://a.example/").as_deref(),
+            Some("http://s:1/")
+        );
+    }
+
+    #[test]
+    fn an_unusable_variable_is_an_error_not_a_direct_connection() {
+        for (var, url, problem) in [
+            (
+                "HTTPS_PROXY",
+                "ftp://u:PROXYPASSMARKER@p:1",
+                ProxyProblem::UnsupportedScheme("ftp".into()),
+            ),
+            (
+                "ALL_PROXY",
+                "socks4://u:PROXYPASSMARKER@p:1",
+                ProxyProblem::UnsupportedScheme("socks4".into()),
+            ),
+            (
+                "http_proxy",
+                "http://u:PROXYPASSMARKER@",
+                ProxyProblem::InvalidUrl,
+            ),
+        ] {
+            let err = try_vars(&[(var, url)]).unwrap_err();
+            let text = format!("{err} {err:?}");
+            assert!(!text.contains("PROXYPASSMARKER"), "{text}");
+            assert!(text.contains(var), "{text}");
+            assert!(
+                matches!(&err, Error::Proxy { problem: p, .. } if *p == problem),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unencoded_slash_question_mark_or_hash_in_the_password_is_refused_unseen() {
+        for pass in [
+            "ZZPW/PASSMARKER",
+            "ZZPW?PASSMARKER",
+            "ZZPW#PASSMARKER",
+            "1234/PASSMARKER",
+        ] {
+            let url = format!("http://USERMARKER:{pass}@proxy.example:3128");
+            let from_env = try_vars(&[("HTTPS_PROXY", url.as_str())]).unwrap_err();
+            let given = Proxy::from_url(&url).unwrap_err();
+            for err in [from_env, given] {
+                let text = format!("{err} {err:?}");
+                assert!(
+                    matches!(
+                        err,
+                        Error::Proxy {
+                            problem: ProxyProblem::UnencodedUserinfo,
+                            ..
+                        }
+                    ),
+                    "{text}"
+                );
+                for part in ["PASSMARKER", "USERMARKER", "ZZPW", "1234", "proxy.example"] {
+                    assert!(!text.contains(part), "{part} shown: {text}");
+                }
+            }
+        }
+        // Percent-encoded, the same password is fine.
+        assert!(Proxy::from_url("http://u:PROXY%2FPASS%3F%23@proxy.example:3128").is_ok());
+    }
+
+    #[test]
+    fn loopback_is_never_proxied_from_the_environment() {
+        let p = vars(&[("ALL_PROXY", "http://p:1")]);
+        for url in [
+            "http://127.0.0.1:8080/token",
+            "http://localhost/x",
+            "https://[::1]:9/",
+            "http://127.0.0.2/",
+        ] {
+            assert_eq!(via(&p, url), None, "{url}");
+        }
+        assert!(via(&p, "https://a.example/").is_some());
+        // A proxy given to the loader carries every request, as asked.
+        let p = Proxy::from_url("http://p:1").unwrap();
+        assert!(via(&p, "http://127.0.0.1:8080/token").is_some());
+    }
+
+    #[test]
+    fn no_proxy_takes_the_forms_curl_takes() {
+        let p = vars(&[
+            ("ALL_PROXY", "http://p:1"),
+            (
+                "NO_PROXY",
+                "[2001:db8::1], *.wild.example, .dot.example, ported.example:8443, [2001:db8::2]:444, 10.9.9.9:80",
+            ),
+        ]);
+        assert_eq!(via(&p, "https://[2001:db8::1]/"), None);
+        assert_eq!(via(&p, "https://a.wild.example/"), None);
+        assert_eq!(via(&p, "https://wild.example/"), None);
+        assert_eq!(via(&p, "https://b.dot.example/"), None);
+        assert_eq!(via(&p, "https://ported.example:8443/"), None);
+        assert_eq!(via(&p, "https://x.ported.example:8443/"), None);
+        assert!(via(&p, "https://ported.example/").is_some(), "another port");
+        assert_eq!(via(&p, "https://[2001:db8::2]:444/"), None);
+        assert!(via(&p, "https://[2001:db8::2]/").is_some());
+        assert_eq!(via(&p, "http://10.9.9.9/"), None);
+        assert!(via(&p, "https://10.9.9.9/").is_some());
+        assert!(via(&p, "https://unwild.example/").is_some());
+    }
+
+    #[test]
+    fn socks_and_https_proxies_route_with_their_credentials() {
+        let dst: Uri = "https://a.example/".parse().unwrap();
+        let p = Proxy::from_url("socks5h://USER:PROXYPASSMARKER@127.0.0.1:1080").unwrap();
+        let route = p.route(&dst).unwrap().unwrap();
+        assert!(route.is_socks() && route.remote_dns());
+        assert_eq!(
+            route.socks_auth,
+            Some(("USER".into(), "PROXYPASSMARKER".into()))
+        );
+        assert!(route.basic_auth.is_none());
+        assert!(!route.uri.to_string().contains("PROXYPASSMARKER"));
+        let p = vars(&[("HTTPS_PROXY", "socks5://127.0.0.1:1080")]);
+        let route = p.route(&dst).unwrap().unwrap();
+        assert!(route.is_socks() && !route.remote_dns());
+        // A SOCKS proxy's password never becomes a header of a plain-http request.
+        let p = Proxy::from_url("socks5://u:PROXYPASSMARKER@127.0.0.1:1080").unwrap();
+        let mut req = http::Request::get("http://127.0.0.1:1/x").body(()).unwrap();
+        p.authorize(&mut req);
+        assert!(req.headers().is_empty());
+        let p = Proxy::from_url("https://u:PROXYPASSMARKER@proxy.example:443").unwrap();
+        let route = p.route(&dst).unwrap().unwrap();
+        assert!(!route.is_socks() && route.basic_auth.is_some());
     }
 }

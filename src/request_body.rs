@@ -5,13 +5,17 @@ use std::fmt;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_core::Stream;
 use futures_util::TryStreamExt;
 use http_body::Frame;
 use http_body_util::{BodyExt, Full, StreamBody};
+use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::http::ReqBody;
@@ -142,14 +146,30 @@ impl RequestBody {
         }
     }
 
-    /// The body as hyper sends it.
-    pub(crate) fn into_hyper(self) -> ReqBody {
+    /// The body as hyper sends it, and for a stream what tells when it
+    /// last handed hyper some bytes.
+    pub(crate) fn into_hyper(self) -> (ReqBody, Option<Arc<SendProgress>>) {
         match self.kind {
-            Kind::Bytes(b) => Full::new(b).map_err(|never| match never {}).boxed_unsync(),
+            Kind::Bytes(b) => (
+                Full::new(b).map_err(|never| match never {}).boxed_unsync(),
+                None,
+            ),
             Kind::Stream { stream, .. } => {
                 // A poisoned lock still holds the stream: nothing panics while it is held.
-                let stream = stream.into_inner().unwrap_or_else(|p| p.into_inner());
-                StreamBody::new(stream.map_ok(Frame::data).map_err(Into::into)).boxed_unsync()
+                let mut stream = stream.into_inner().unwrap_or_else(|p| p.into_inner());
+                let progress = Arc::new(SendProgress::new());
+                let seen = Arc::clone(&progress);
+                let watched = futures_util::stream::poll_fn(move |cx| {
+                    let next = stream.as_mut().poll_next(cx);
+                    match &next {
+                        Poll::Ready(Some(Ok(_))) => seen.touch(),
+                        Poll::Ready(_) => seen.finish(),
+                        Poll::Pending => {}
+                    }
+                    next
+                });
+                let body = StreamBody::new(watched.map_ok(Frame::data).map_err(Into::into));
+                (body.boxed_unsync(), Some(progress))
             }
         }
     }
@@ -190,6 +210,54 @@ impl From<&'static [u8]> for RequestBody {
 impl From<()> for RequestBody {
     fn from((): ()) -> Self {
         RequestBody::empty()
+    }
+}
+
+/// When a streamed body last handed bytes to hyper. hyper asks for more only
+/// as the connection takes them, so this stalls both when the stream has
+/// nothing to give and when the peer stops reading.
+#[derive(Debug)]
+pub(crate) struct SendProgress {
+    last: Mutex<Instant>,
+    done: AtomicBool,
+}
+
+impl SendProgress {
+    fn new() -> Self {
+        SendProgress {
+            last: Mutex::new(Instant::now()),
+            done: AtomicBool::new(false),
+        }
+    }
+
+    fn last(&self) -> Instant {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn touch(&self) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    fn finish(&self) {
+        self.done.store(true, Ordering::Relaxed);
+    }
+
+    /// Resolves once `idle` passes with no bytes handed over before the
+    /// body's end; never once it has ended.
+    pub(crate) async fn stalled(&self, idle: Duration) {
+        loop {
+            if self.done.load(Ordering::Relaxed) {
+                return std::future::pending().await;
+            }
+            // A limit too large to add is no limit.
+            let Some(at) = self.last().checked_add(idle) else {
+                return std::future::pending().await;
+            };
+            if Instant::now() >= at {
+                return;
+            }
+            tokio::time::sleep_until(at).await;
+        }
     }
 }
 

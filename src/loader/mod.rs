@@ -204,19 +204,24 @@ impl<K> CredentialLoader<K> {
         self
     }
 
-    /// Limit for establishing a connection (default 10 s).
+    /// Limit for establishing a connection (default 10 s): TCP, a proxy's
+    /// handshake (`CONNECT`, SOCKS5, TLS to an `https://` proxy) and TLS to
+    /// the endpoint, together.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.common.connect_timeout = timeout;
         self
     }
 
-    /// Sends every request through this `http://` proxy (the token
-    /// endpoint, revocation and the API; never the metadata server), instead
-    /// of the proxies named by `HTTPS_PROXY`, `HTTP_PROXY` and `ALL_PROXY`;
-    /// `NO_PROXY` is not read then. A user name and password in the URL
-    /// (`http://user:pass@proxy:3128`) are sent as `Proxy-Authorization:
-    /// Basic` and never shown. Checked by `load()`
-    /// ([`Error::Proxy`](crate::Error::Proxy)).
+    /// Sends every request through this proxy (the token endpoint,
+    /// revocation and the API, loopback included; never the metadata
+    /// server), instead of the proxies named by `HTTPS_PROXY`, `HTTP_PROXY`
+    /// and `ALL_PROXY`; `NO_PROXY` is not read then. `http://` and
+    /// `https://` proxies get a `CONNECT` (TLS to the proxy first for
+    /// `https://`); `socks5://` resolves names here, `socks5h://` lets the
+    /// proxy resolve them. A user name and password in the URL
+    /// (`http://user:pass@proxy:3128`, percent-encoded) are sent as
+    /// `Proxy-Authorization: Basic` (or in the SOCKS5 handshake) and never
+    /// shown. Checked by `load()` ([`Error::Proxy`](crate::Error::Proxy)).
     pub fn proxy(mut self, url: impl Into<String>) -> Self {
         self.common.proxy = ProxySetting::Url(SecretString::from(url.into()));
         self
@@ -252,7 +257,7 @@ impl<K> CredentialLoader<K> {
         };
         check_endpoint(&api_base)?;
         let proxy = match &c.proxy {
-            ProxySetting::Env => Proxy::from_env(),
+            ProxySetting::Env => Proxy::from_env()?,
             ProxySetting::Url(url) => Proxy::from_url(url.expose_secret())?,
             ProxySetting::Off => Proxy::none(),
         };

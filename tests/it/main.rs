@@ -22,6 +22,7 @@ mod bad_input;
 mod blocking;
 mod browser_consent;
 mod client;
+mod connect_deadline;
 mod consent_e2e;
 mod consent_flow;
 mod credential_files;
@@ -49,10 +50,13 @@ mod redaction;
 mod redis_store;
 #[cfg(feature = "reqwest")]
 mod reqwest_middleware;
+#[cfg(feature = "reqwest")]
+mod reqwest_redirect;
 mod single_flight;
 mod test_doubles;
 mod tls;
 #[cfg(feature = "tower")]
 mod tower_layer;
 mod universe;
+mod upload_stall;
 mod vertex_ai;

@@ -1,8 +1,12 @@
 //! Proxies, through a real one (tinyproxy): HTTPS tunnelled with `CONNECT`
 //! for the token endpoint, revocation and the API, plain http in absolute form, proxy
 //! credentials, `NO_PROXY`, `--no-proxy`, a proxy that refuses, and the
-//! metadata server never proxied. Environment variables are set only for
-//! example processes, never in this process.
+//! metadata server never proxied; through the tests' own proxies
+//! (`common::proxies`): an `https://` proxy, SOCKS5 (`socks5://`,
+//! `socks5h://`), and endpoints named `gemini.test` (not loopback, which is
+//! never proxied from the environment), which only those proxies resolve.
+//! Environment variables are set only for example processes, never in this
+//! process.
 
 use std::convert::Infallible;
 use std::path::Path;
@@ -15,6 +19,7 @@ use serde_json::json;
 use wiremock::ResponseTemplate;
 
 use crate::common::examples::{example, stdout};
+use crate::common::proxies::{AfterConnect, MapProxy, Socks5};
 use crate::common::tinyproxy::Tinyproxy;
 use crate::common::tls_certs::{acceptor, make_certs};
 use crate::common::*;
@@ -75,6 +80,10 @@ impl TlsServer {
         format!("https://127.0.0.1:{}", self.port)
     }
 
+    fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
     fn seen(&self) -> Vec<String> {
         self.seen.lock().unwrap().clone()
     }
@@ -109,6 +118,16 @@ impl Setup {
 
     fn connect_line(&self) -> String {
         format!("CONNECT 127.0.0.1:{} HTTP/1.1", self.server.port)
+    }
+
+    /// The API base under a name that is not loopback and that only the
+    /// tests' proxies resolve (to the server).
+    fn named_base(&self) -> String {
+        format!("https://gemini.test:{}/v1", self.server.port)
+    }
+
+    fn named_connect_line(&self) -> String {
+        format!("CONNECT gemini.test:{} HTTP/1.1", self.server.port)
     }
 
     /// `list_models` run with `env` and `args` (plus the API base and CA).
@@ -192,59 +211,72 @@ async fn token_refresh_api_calls_and_revocation_go_through_the_proxy_tunnel() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn https_proxy_from_the_environment_tunnels_and_no_proxy_bypasses_it() {
+async fn https_proxy_from_the_environment_tunnels_a_named_endpoint() {
     let s = Setup::new().await;
-    let proxy = Tinyproxy::start(&[s.server.port], None);
-    for var in ["HTTPS_PROXY", "https_proxy", "ALL_PROXY"] {
-        let before = proxy.requests().len();
-        let out = s.list_models(&[(var, proxy.url(None))], &[]).await;
+    let proxy = MapProxy::start(s.server.addr(), None, AfterConnect::Tunnel, None).await;
+    let named = s.named_base();
+    // Whitespace around a pasted value is trimmed, not a silent direct connection.
+    for var in ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] {
+        let before = proxy.seen().len();
+        let value = format!(" {}\n", proxy.url(None));
+        let out = s
+            .list_models(&[(var, value)], &["--api-base", &named])
+            .await;
         assert_eq!(stdout(&out), "models/via-proxy\n", "{var}");
-        let requests = proxy.requests();
-        assert!(requests.len() > before, "{var}: {}", proxy.log());
-        assert!(requests[before..].iter().all(|r| *r == s.connect_line()));
+        // Only the API call: the refresh (127.0.0.1) went straight to the server.
+        assert_eq!(proxy.seen()[before..], [s.named_connect_line()], "{var}");
     }
-    let before = proxy.requests().len();
-    for no_proxy in ["127.0.0.1", "127.0.0.0/8", "*", "example.com, 127.0.0.1"] {
+    assert_eq!(s.server.seen()[0], "POST /token");
+    let before = proxy.seen().len();
+    // A NO_PROXY entry for another port (or another name) leaves this endpoint proxied.
+    for no_proxy in ["gemini.test:1", "other.test, [::2]:443"] {
         let env = [
             ("HTTPS_PROXY", proxy.url(None)),
             ("NO_PROXY", no_proxy.to_owned()),
         ];
-        let out = s.list_models(&env, &[]).await;
+        let out = s.list_models(&env, &["--api-base", &named]).await;
         assert_eq!(stdout(&out), "models/via-proxy\n", "{no_proxy}");
     }
-    // --no-proxy ignores the environment.
+    // --proxy does not read NO_PROXY.
+    let env = [("NO_PROXY", "gemini.test".to_owned())];
     let out = s
-        .list_models(&[("HTTPS_PROXY", proxy.url(None))], &["--no-proxy"])
+        .list_models(&env, &["--api-base", &named, "--proxy", &proxy.url(None)])
         .await;
     assert_eq!(stdout(&out), "models/via-proxy\n");
-    assert_eq!(proxy.requests().len(), before, "{}", proxy.log());
-    // --proxy does not read NO_PROXY.
-    let env = [("NO_PROXY", "127.0.0.1".to_owned())];
-    let out = s.list_models(&env, &["--proxy", &proxy.url(None)]).await;
-    assert_eq!(stdout(&out), "models/via-proxy\n");
-    assert_eq!(proxy.requests().len(), before + 1, "{}", proxy.log());
+    assert_eq!(proxy.seen().len(), before + 3, "{:?}", proxy.seen());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_no_proxy_name_bypasses_the_proxy_for_that_host_only() {
+async fn loopback_endpoints_are_never_sent_to_a_proxy_from_the_environment() {
     let s = Setup::new().await;
-    let proxy = Tinyproxy::start(&[s.server.port], None);
-    let env = [
-        ("HTTPS_PROXY", proxy.url(None)),
-        ("no_proxy", "googleapis.com,localhost".to_owned()),
-    ];
-    let mut cmd_out = s.list_models(&env, &[]).await;
-    // 127.0.0.1 is not covered by the names: proxied.
-    assert_eq!(stdout(&cmd_out), "models/via-proxy\n");
-    assert!(!proxy.requests().is_empty(), "{}", proxy.log());
-    let before = proxy.requests().len();
-    // The same through `localhost`, which a suffix rule names: direct.
-    let localhost_base = format!("https://localhost:{}/v1", s.server.port);
-    cmd_out = s.list_models(&env, &["--api-base", &localhost_base]).await;
-    // The certificate is for 127.0.0.1 only: the direct connection reached
-    // the server and failed TLS there, not at the proxy.
-    assert_eq!(cmd_out.status.code(), Some(1));
-    assert_eq!(proxy.requests().len(), before, "{}", proxy.log());
+    let proxy = MapProxy::start(s.server.addr(), None, AfterConnect::Tunnel, None).await;
+    let env: Vec<_> = ["HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"]
+        .into_iter()
+        .map(|v| (v, proxy.url(None)))
+        .collect();
+    // HTTPS: the refresh and the call to 127.0.0.1 go straight to the server.
+    let out = s.list_models(&env, &[]).await;
+    assert_eq!(stdout(&out), "models/via-proxy\n");
+    assert_eq!(s.server.seen(), ["POST /token", "GET /v1/models"]);
+    // Plain http (a local token endpoint and API): never to the proxy in clear text.
+    let tokens = token_endpoint().await;
+    let api = api_answering(
+        ResponseTemplate::new(200).set_body_json(json!({"models": [{"name": "models/plain"}]})),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    write_token(dir.path(), &token_json(&token_uri(&tokens), -60));
+    let base = format!("{}/v1", api.uri());
+    let mut cmd = example("list_models");
+    cmd.current_dir(dir.path())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(["--no-consent", "--api-base", &base]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(stdout(&out), "models/plain\n");
+    assert_eq!(token_requests(&tokens).await, 1);
+    assert_eq!(proxy.seen(), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,10 +340,11 @@ async fn a_proxy_that_refuses_is_a_typed_error_naming_it() {
     let proxy = Tinyproxy::start(&[443], None);
     proxy_error(&s, proxy.url(None), ProxyProblem::TunnelRefused).await;
     // A scheme this crate does not speak.
-    let socks = format!("socks5://u:{PASSWORD}@127.0.0.1:1");
-    proxy_error(&s, socks, ProxyProblem::UnsupportedScheme("socks5".into())).await;
+    let socks = format!("socks4://u:{PASSWORD}@127.0.0.1:1");
+    proxy_error(&s, socks, ProxyProblem::UnsupportedScheme("socks4".into())).await;
     // The example: one line, exit code 1, no panic.
-    let out = s.list_models(&[("HTTPS_PROXY", closed.clone())], &[]).await;
+    let env = [("HTTPS_PROXY", closed.clone())];
+    let out = s.list_models(&env, &["--api-base", &s.named_base()]).await;
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -365,9 +398,9 @@ async fn plain_http_goes_to_the_proxy_in_absolute_form_with_its_credentials() {
     let url = proxy.url(Some(&format!("user:{PASSWORD}")));
     let base = format!("{}/v1", api.uri());
     let mut cmd = example("list_models");
+    // Given explicitly: a proxy from the environment never carries loopback.
     cmd.current_dir(dir.path())
-        .env("HTTP_PROXY", &url)
-        .args(["--no-consent", "--api-base", &base]);
+        .args(["--no-consent", "--api-base", &base, "--proxy", &url]);
     let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
         .unwrap();
@@ -388,18 +421,19 @@ async fn plain_http_goes_to_the_proxy_in_absolute_form_with_its_credentials() {
 async fn the_metadata_server_is_never_proxied_while_the_api_is() {
     let s = Setup::new().await;
     let metadata = metadata_server(metadata_token()).await;
-    let proxy = Tinyproxy::start(&[s.server.port], None);
+    let proxy = MapProxy::start(s.server.addr(), None, AfterConnect::Tunnel, None).await;
     let home = tempfile::tempdir().unwrap();
     let env = adc_env(
         home.path(),
         &metadata.address().to_string(),
         &proxy.url(None),
     );
-    let out = s.list_models(&env, &["--adc"]).await;
+    let out = s
+        .list_models(&env, &["--adc", "--api-base", &s.named_base()])
+        .await;
     assert_eq!(stdout(&out), "models/via-proxy\n");
     // The API call was tunnelled; nothing for the metadata server reached the proxy.
-    let requests = proxy.requests();
-    assert_eq!(requests, [s.connect_line()], "{}", proxy.log());
+    assert_eq!(proxy.seen(), [s.named_connect_line()]);
     assert_eq!(s.server.seen(), ["GET /v1/models"]);
     assert_eq!(requests_to(&metadata, METADATA_TOKEN_PATH).await.len(), 1);
 }
@@ -417,4 +451,138 @@ fn adc_env(home: &Path, metadata: &str, proxy: &str) -> Vec<(&'static str, Strin
         }
     }
     env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_proxy_carries_the_tunnel_inside_tls_with_its_credentials() {
+    let s = Setup::new().await;
+    let certs = s.dir.path().join("proxy-certs");
+    std::fs::create_dir(&certs).unwrap();
+    let (_, leaf, key) = make_certs(&certs);
+    // The proxy's certificate comes from another CA: trust both.
+    let proxy_ca = std::fs::read_to_string(s.dir.path().join("proxy-certs/ca.pem")).unwrap();
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("user:{PASSWORD}")
+        )
+    );
+    let proxy = MapProxy::start(
+        s.server.addr(),
+        Some(acceptor(&leaf, &key, &[b"http/1.1"])),
+        AfterConnect::Tunnel,
+        Some(basic),
+    )
+    .await;
+    let url = proxy.url(Some(&format!("user:{PASSWORD}")));
+    assert!(url.starts_with("https://"));
+    let loader = s
+        .loader()
+        .root_certificates_pem(format!("{}{proxy_ca}", s.ca))
+        .proxy(&url);
+    let models = list(loader).await.unwrap();
+    assert_eq!(models[0].name, "models/via-proxy");
+    // The refresh and the call, through one pooled tunnel (explicit proxies carry loopback too).
+    assert_eq!(proxy.seen(), [s.connect_line()]);
+    assert_eq!(s.server.seen(), ["POST /token", "GET /v1/models"]);
+    // A wrong password: 407, typed, nothing of it shown.
+    let bad = proxy.url(Some("user:wrong-PROXYPASSMARKER"));
+    let loader = s
+        .loader()
+        .root_certificates_pem(format!("{}{proxy_ca}", s.ca))
+        .proxy(&bad);
+    let err = list(loader).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Proxy {
+                problem: ProxyProblem::AuthenticationRequired,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_no_password(&format!("{err} {err:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socks5h_sends_the_name_and_socks5_an_address_with_the_credentials() {
+    let s = Setup::new().await;
+    let socks = Socks5::start(s.server.addr(), Some(("user", PASSWORD))).await;
+    let port = s.server.port;
+    // socks5h: the proxy resolves `gemini.test` (nobody else can).
+    let url = socks.url("socks5h", Some(&format!("user:{PASSWORD}")));
+    let models = list(s.loader().api_base(s.named_base()).proxy(&url))
+        .await
+        .unwrap();
+    assert_eq!(models[0].name, "models/via-proxy");
+    assert_eq!(
+        socks.seen(),
+        [format!("127.0.0.1:{port}"), format!("gemini.test:{port}")]
+    );
+    // From the environment, as an SSH -D tunnel is usually given.
+    let before = socks.seen().len();
+    let out = s
+        .list_models(
+            &[("ALL_PROXY", url.clone())],
+            &["--api-base", &s.named_base()],
+        )
+        .await;
+    assert_eq!(stdout(&out), "models/via-proxy\n");
+    assert_eq!(socks.seen()[before..], [format!("gemini.test:{port}")]);
+    // socks5: names are resolved here; the proxy gets an address.
+    let before = socks.seen().len();
+    let plain = socks.url("socks5", Some(&format!("user:{PASSWORD}")));
+    let models = list(s.loader().proxy(&plain)).await.unwrap();
+    assert_eq!(models[0].name, "models/via-proxy");
+    assert_eq!(socks.seen()[before..], [format!("127.0.0.1:{port}")]);
+    // A wrong password: refused by the proxy, typed, not shown.
+    let bad = socks.url("socks5h", Some("user:wrong-PROXYPASSMARKER"));
+    let err = list(s.loader().proxy(&bad)).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Proxy {
+                problem: ProxyProblem::AuthenticationRequired,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(socks.seen().last().map(String::as_str), Some("auth-failed"));
+    assert_no_password(&format!("{err} {err:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_with_an_unencoded_slash_is_refused_before_any_connection() {
+    let s = Setup::new().await;
+    for pass in [
+        "4321/PROXYPASSMARKER",
+        "PROXYPASSMARKER?x",
+        "PROXYPASSMARKER#x",
+    ] {
+        let url = format!("http://USERNAMEMARKER:{pass}@127.0.0.1:1");
+        let err = list(s.loader().proxy(&url)).await.unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::Proxy {
+                    problem: ProxyProblem::UnencodedUserinfo,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let out = s.list_models(&[("HTTPS_PROXY", url.clone())], &[]).await;
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("percent-encode"), "{stderr}");
+        for text in [format!("{err} {err:?}"), stderr.into_owned()] {
+            assert_no_password(&text);
+            assert!(!text.contains("USERNAMEMARKER"), "{text}");
+        }
+    }
+    // Nothing was asked of the server (the token needed a refresh).
+    assert!(s.server.seen().is_empty());
 }

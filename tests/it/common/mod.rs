@@ -6,6 +6,7 @@ pub mod browser;
 pub mod examples;
 pub mod gemini_server;
 pub mod oidc;
+pub mod proxies;
 pub mod tinyproxy;
 pub mod tls_certs;
 

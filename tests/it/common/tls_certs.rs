@@ -1,4 +1,5 @@
-//! A throwaway CA and a leaf certificate for 127.0.0.1, made with openssl,
+//! A throwaway CA and a leaf certificate for 127.0.0.1 (and `gemini.test`,
+//! a name only the tests' proxies resolve), made with openssl,
 //! and a TLS acceptor serving them (shared by the TLS tests and
 //! `benches/token.rs`).
 #![allow(dead_code, unreachable_pub)]
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-/// A CA and a leaf certificate for 127.0.0.1 signed by it, made with openssl.
+/// A CA and a leaf certificate for 127.0.0.1 and `gemini.test` signed by it, made with openssl.
 pub fn make_certs(dir: &Path) -> (String, String, String) {
     let run = |args: &[&str]| {
         let ok = Command::new("openssl")
@@ -52,7 +53,7 @@ pub fn make_certs(dir: &Path) -> (String, String, String) {
     ]);
     std::fs::write(
         dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        "subjectAltName=IP:127.0.0.1,DNS:gemini.test\nbasicConstraints=CA:FALSE\n",
     )
     .unwrap();
     run(&[
