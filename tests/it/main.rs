@@ -22,6 +22,7 @@ mod consent_flow;
 mod dependency_tree;
 mod examples;
 mod external_account;
+mod fault_matrix;
 mod faults;
 mod gcloud;
 mod gemini_examples;
