@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
@@ -238,9 +239,12 @@ async fn cut_halfway(resp: Resp) -> Resp {
     let body = body.collect().await.unwrap().to_bytes();
     parts.headers.insert(http::header::CONTENT_LENGTH, body.len().into());
     let half = body.slice(..body.len() / 2);
-    let frames = futures_util::stream::iter([
-        Ok(Frame::data(half)),
-        Err(std::io::Error::other("cut halfway")),
-    ]);
+    // The head and the first half reach the client before the cut.
+    let frames = futures_util::stream::iter([Ok(Frame::data(half))]).chain(
+        futures_util::stream::once(async {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            Err(std::io::Error::other("cut halfway"))
+        }),
+    );
     Response::from_parts(parts, BodyExt::boxed(StreamBody::new(frames)))
 }

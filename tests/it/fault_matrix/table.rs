@@ -44,11 +44,14 @@ impl Call {
         }
     }
 
-    /// Retried with backoff on transient faults (the README's retry policy).
+    /// Retried with backoff on transient faults (the README's retry
+    /// policy): every request of the token endpoint client (revoke too),
+    /// STS, IAM and API GETs. Not the subject token URL (as google-auth),
+    /// nor POSTs to the API.
     pub(super) fn retried(self) -> bool {
         matches!(
             self,
-            Call::TokenRefresh | Call::Sts | Call::UrlSubject | Call::Iam | Call::ApiGet
+            Call::TokenRefresh | Call::Revoke | Call::Sts | Call::Iam | Call::ApiGet
         )
     }
 
@@ -57,17 +60,18 @@ impl Call {
         self != Call::UrlSubject
     }
 
-    /// The path (or its tail) of the endpoint the fault sits in front of.
-    pub(super) fn stage(self) -> &'static str {
+    /// The paths (or their tails) of the endpoints the fault sits in front
+    /// of: an error names the one whose request failed.
+    pub(super) fn stages(self) -> &'static [&'static str] {
         match self {
-            Call::TokenRefresh | Call::Sts => "/token",
-            Call::Revoke => "/revoke",
-            Call::UrlSubject => "/subject",
-            Call::Iam => ":generateAccessToken",
-            Call::ApiGet => "/v1/models",
-            Call::Generate => ":generateContent",
-            Call::Stream => ":streamGenerateContent",
-            Call::Upload => "/upload/v1beta/files",
+            Call::TokenRefresh | Call::Sts => &["/token"],
+            Call::Revoke => &["/revoke"],
+            Call::UrlSubject => &["/subject"],
+            Call::Iam => &[":generateAccessToken"],
+            Call::ApiGet => &["/v1/models"],
+            Call::Generate => &[":generateContent"],
+            Call::Stream => &[":streamGenerateContent"],
+            Call::Upload => &["/upload/v1beta/files", "/upload-session/"],
         }
     }
 }
@@ -135,10 +139,8 @@ pub(super) enum Outcome {
     Timeout,
     /// `Error::Proxy` naming the proxy.
     Proxy,
-    /// `Error::EventStream` naming the endpoint.
-    EventStream,
     /// An error carrying this HTTP status and naming the endpoint
-    /// (`Api`, `TokenResponse`, `Impersonation`).
+    /// (`Api`, `TokenResponse`, `Impersonation`, `ExternalAccount`).
     Status(u16),
 }
 
@@ -150,7 +152,6 @@ impl Outcome {
             Outcome::Transport => "Transport".into(),
             Outcome::Timeout => "Timeout".into(),
             Outcome::Proxy => "Proxy".into(),
-            Outcome::EventStream => "EventStream".into(),
             Outcome::Status(s) => format!("HTTP {s}"),
         }
     }
@@ -182,7 +183,6 @@ pub(super) fn expected(call: Call, fault: Fault, route: Route) -> Option<Outcome
         Fault::SilentAfterAccept | Fault::SilentAfterHandshake | Fault::DripHeaders => {
             Outcome::Timeout
         }
-        Fault::BodyCut if call == Call::Stream => Outcome::EventStream,
         Fault::BodyCut => Outcome::Transport,
         Fault::Burst5xx | Fault::TooMany429 if call.retried() => Outcome::Recovered,
         Fault::Burst5xx => Outcome::Status(503),
