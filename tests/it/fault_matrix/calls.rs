@@ -20,6 +20,8 @@ pub(super) struct Endpoints {
     pub(super) proxy: Option<String>,
     pub(super) ca: String,
     pub(super) dir: PathBuf,
+    /// A PKCS#8 RSA key, for the service-account rows.
+    pub(super) sa_key: Option<String>,
 }
 
 /// What a call needs, set up once per cell and kept across the fault
@@ -109,6 +111,43 @@ pub(super) async fn prepare(call: Call, e: &Endpoints) -> Result<Prepared> {
             let loader = CredentialLoader::application_default().credentials_file(file);
             configure(loader, e).load().await?
         }
+        Call::AwsImds => {
+            let f = &e.faulted;
+            let file = write(
+                &e.dir,
+                "aws.json",
+                &json!({
+                    "type": "external_account",
+                    "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/aws",
+                    "subject_token_type": "urn:ietf:params:aws:token-type:aws4_request",
+                    "token_url": format!("{}/token", e.clean),
+                    "credential_source": {
+                        "environment_id": "aws1",
+                        "regional_cred_verification_url": "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15",
+                        "region_url": format!("{f}/latest/meta-data/placement/availability-zone"),
+                        "url": format!("{f}/latest/meta-data/iam/security-credentials"),
+                        "imdsv2_session_token_url": format!("{f}/latest/api/token")
+                    },
+                    "universe_domain": "googleapis.com"
+                }),
+            );
+            let loader = CredentialLoader::application_default().credentials_file(file);
+            configure(loader, e).load().await?
+        }
+        Call::ServiceAccount => {
+            let file = write(
+                &e.dir,
+                "sa.json",
+                &json!({
+                    "type": "service_account", "project_id": "p", "private_key_id": "k1",
+                    "private_key": e.sa_key.as_deref().expect("a key for the service-account rows"),
+                    "client_email": "sa@p.iam.gserviceaccount.com", "client_id": "1",
+                    "token_uri": format!("{}/token", e.faulted)
+                }),
+            );
+            let loader = CredentialLoader::application_default().credentials_file(file);
+            configure(loader, e).load().await?
+        }
         Call::Iam => {
             let file = write(
                 &e.dir,
@@ -134,7 +173,12 @@ pub(super) async fn prepare(call: Call, e: &Endpoints) -> Result<Prepared> {
 pub(super) async fn run(call: Call, p: &Prepared, dir: &Path) -> Result<()> {
     let body = json!({"contents": [{"parts": [{"text": "hi"}]}]});
     match call {
-        Call::TokenRefresh | Call::Sts | Call::UrlSubject | Call::Iam => {
+        Call::TokenRefresh
+        | Call::Sts
+        | Call::UrlSubject
+        | Call::AwsImds
+        | Call::ServiceAccount
+        | Call::Iam => {
             p.creds.force_refresh().await.map(drop)
         }
         Call::Revoke => p.creds.revoke().await,

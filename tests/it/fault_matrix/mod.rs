@@ -29,23 +29,28 @@ const PROXY_PASSWORD: &str = "PROXYPASSWORDMARKER";
 const CONCURRENCY: usize = 48;
 
 /// A CA, and a leaf for 127.0.0.1 and the proxied rows' host names.
+/// And a service account's key, for its rows.
 struct Certs {
     ca: String,
     leaf: String,
     key: String,
+    sa_key: Option<String>,
     _dir: tempfile::TempDir,
 }
 
-fn certs() -> Arc<Certs> {
+fn certs(call: Call) -> Arc<Certs> {
     let dir = tempfile::tempdir().unwrap();
     let (ca, leaf, key) = crate::common::tls_certs::make_certs_for(
         dir.path(),
         "IP:127.0.0.1,DNS:faulted.test,DNS:clean.test",
     );
+    // The leaf's key is PKCS#8 RSA, as a service-account key file holds.
+    let sa_key = (call == Call::ServiceAccount).then(|| key.clone());
     Arc::new(Certs {
         ca,
         leaf,
         key,
+        sa_key,
         _dir: dir,
     })
 }
@@ -105,6 +110,7 @@ impl Cell {
                 proxy: proxy_url,
                 ca: c.ca.clone(),
                 dir: dir.path().to_owned(),
+                sa_key: c.sa_key.clone(),
             },
             _dir: dir,
         }
@@ -271,7 +277,7 @@ fn classify(e: &Error) -> Option<Outcome> {
 /// Runs every cell of `call`'s rows, at most [`CONCURRENCY`] at a time,
 /// and fails with a report of the cells that went wrong.
 async fn run_rows(call: Call) {
-    let certs = certs();
+    let certs = certs(call);
     let mut cells = Vec::new();
     for route in [Route::Direct, Route::Proxied] {
         for proto in Proto::ALL {
@@ -327,12 +333,16 @@ rows! {
     revoke => Call::Revoke,
     sts_exchange => Call::Sts,
     url_subject_token => Call::UrlSubject,
+    aws_imds => Call::AwsImds,
     iam_generate_access_token => Call::Iam,
     api_get => Call::ApiGet,
     generate_content => Call::Generate,
     sse_stream => Call::Stream,
     upload => Call::Upload,
 }
+
+#[cfg(feature = "service-account")]
+rows! { service_account_grant => Call::ServiceAccount }
 
 /// The committed table is the one the tests run.
 #[test]

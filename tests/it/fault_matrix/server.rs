@@ -206,7 +206,19 @@ async fn route(uploads: &UploadServer, req: Request<Incoming>) -> Resp {
     match path.as_str() {
         "/token" => json_resp(200, &token),
         "/revoke" => json_resp(200, &json!({})),
-        "/subject" => with_body(json_resp(200, &json!({})), "eyJ.SUBJECTMARKER", "text/plain"),
+        "/subject" => with_body(ok(), "eyJ.SUBJECTMARKER", "text/plain"),
+        "/latest/api/token" => with_body(ok(), "IMDSSESSIONMARKER", "text/plain"),
+        "/latest/meta-data/placement/availability-zone" => {
+            with_body(ok(), "us-east-2b", "text/plain")
+        }
+        "/latest/meta-data/iam/security-credentials" => with_body(ok(), "my-role", "text/plain"),
+        "/latest/meta-data/iam/security-credentials/my-role" => json_resp(
+            200,
+            &json!({
+                "Code": "Success", "AccessKeyId": "ASIAMATRIX", "SecretAccessKey": "AWSSECRETMARKER",
+                "Token": "AWSSESSIONMARKER", "Expiration": "2099-01-01T00:00:00Z"
+            }),
+        ),
         "/v1/models" => json_resp(200, &json!({"models": [{"name": "models/matrix"}]})),
         p if p.ends_with(":generateAccessToken") => json_resp(
             200,
@@ -222,6 +234,10 @@ async fn route(uploads: &UploadServer, req: Request<Incoming>) -> Resp {
         }
         _ => google_error(404, "NOT_FOUND", "no such endpoint in the matrix"),
     }
+}
+
+fn ok() -> Resp {
+    json_resp(200, &json!({}))
 }
 
 fn with_body(mut r: Resp, body: impl Into<Bytes>, content_type: &'static str) -> Resp {

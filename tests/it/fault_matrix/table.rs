@@ -11,6 +11,8 @@ pub(super) enum Call {
     Sts,
     UrlSubject,
     Iam,
+    ServiceAccount,
+    AwsImds,
     ApiGet,
     Generate,
     Stream,
@@ -18,12 +20,14 @@ pub(super) enum Call {
 }
 
 impl Call {
-    pub(super) const ALL: [Call; 9] = [
+    pub(super) const ALL: [Call; 11] = [
         Call::TokenRefresh,
         Call::Revoke,
         Call::Sts,
         Call::UrlSubject,
+        Call::AwsImds,
         Call::Iam,
+        Call::ServiceAccount,
         Call::ApiGet,
         Call::Generate,
         Call::Stream,
@@ -37,6 +41,8 @@ impl Call {
             Call::Sts => "STS exchange",
             Call::UrlSubject => "url-sourced subject token",
             Call::Iam => "IAM generateAccessToken",
+            Call::ServiceAccount => "service-account grant",
+            Call::AwsImds => "AWS IMDS (session, region, role, keys)",
             Call::ApiGet => "API GET (list models)",
             Call::Generate => "generateContent",
             Call::Stream => "SSE stream",
@@ -45,26 +51,32 @@ impl Call {
     }
 
     /// Retried with backoff on transient faults (the README's retry
-    /// policy): every request of the token endpoint client (revoke too),
-    /// STS, IAM and API GETs. Not the subject token URL (as google-auth),
-    /// nor POSTs to the API.
+    /// policy): every request of the token endpoint client (revoke too,
+    /// the service-account grant), STS, IAM and API GETs. Not the subject
+    /// token URL nor AWS IMDS (as google-auth), nor POSTs to the API.
     pub(super) fn retried(self) -> bool {
         matches!(
             self,
-            Call::TokenRefresh | Call::Revoke | Call::Sts | Call::Iam | Call::ApiGet
+            Call::TokenRefresh
+                | Call::Revoke
+                | Call::ServiceAccount
+                | Call::Sts
+                | Call::Iam
+                | Call::ApiGet
         )
     }
 
     /// Credential sources on this machine never go through a proxy.
     pub(super) fn proxied(self) -> bool {
-        self != Call::UrlSubject
+        !matches!(self, Call::UrlSubject | Call::AwsImds)
     }
 
     /// The paths (or their tails) of the endpoints the fault sits in front
     /// of: an error names the one whose request failed.
     pub(super) fn stages(self) -> &'static [&'static str] {
         match self {
-            Call::TokenRefresh | Call::Sts => &["/token"],
+            Call::TokenRefresh | Call::Sts | Call::ServiceAccount => &["/token"],
+            Call::AwsImds => &["/latest/"],
             Call::Revoke => &["/revoke"],
             Call::UrlSubject => &["/subject"],
             Call::Iam => &[":generateAccessToken"],
