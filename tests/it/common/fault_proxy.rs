@@ -77,6 +77,11 @@ impl FaultProxy {
         Self::start(Route::To(upstream)).await
     }
 
+    /// [`FaultProxy::to`] listening on `at` (a port reserved for it).
+    pub async fn to_at(at: SocketAddr, upstream: SocketAddr) -> Self {
+        Self::start_on(TcpListener::bind(at).await.unwrap(), Route::To(upstream))
+    }
+
     /// An HTTP `CONNECT` proxy on an ephemeral port: `CONNECT host:port`
     /// goes to `routes[host]` (the port is ignored), so test names such as
     /// `faulted.test` reach loopback servers without DNS.
@@ -85,7 +90,10 @@ impl FaultProxy {
     }
 
     async fn start(route: Route) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(TcpListener::bind("127.0.0.1:0").await.unwrap(), route)
+    }
+
+    fn start_on(listener: TcpListener, route: Route) -> Self {
         let (toxic, _) = watch::channel(Armed::default());
         let proxy = FaultProxy {
             addr: listener.local_addr().unwrap(),

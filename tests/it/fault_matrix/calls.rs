@@ -111,6 +111,12 @@ pub(super) async fn prepare(call: Call, e: &Endpoints) -> Result<Prepared> {
             let loader = CredentialLoader::application_default().credentials_file(file);
             configure(loader, e).load().await?
         }
+        Call::Metadata => {
+            // The child process's GCE_METADATA_HOST names the fault proxy.
+            configure(CredentialLoader::application_default(), e)
+                .load()
+                .await?
+        }
         Call::AwsImds => {
             let f = &e.faulted;
             let file = write(
@@ -177,6 +183,7 @@ pub(super) async fn run(call: Call, p: &Prepared, dir: &Path) -> Result<()> {
         | Call::Sts
         | Call::UrlSubject
         | Call::AwsImds
+        | Call::Metadata
         | Call::ServiceAccount
         | Call::Iam => {
             p.creds.force_refresh().await.map(drop)

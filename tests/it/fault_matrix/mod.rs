@@ -75,6 +75,12 @@ impl Cell {
         let (faulted_addr, clean_addr) =
             (faulted_l.local_addr().unwrap(), clean_l.local_addr().unwrap());
         let (proxy, faulted, clean, proxy_url) = match route {
+            Route::Direct if proto == Proto::Plain => {
+                let at = std::env::var("GCE_METADATA_HOST").unwrap().parse().unwrap();
+                let proxy = FaultProxy::to_at(at, faulted_addr).await;
+                let faulted = format!("http://{}", proxy.addr());
+                (proxy, faulted, format!("http://{clean_addr}"), None)
+            }
             Route::Direct => {
                 let proxy = FaultProxy::to(faulted_addr).await;
                 let faulted = format!("https://{}", proxy.addr());
@@ -131,6 +137,8 @@ impl Cell {
             Route::Direct => Gate::Tls,
             Route::Proxied => Gate::Tunnel,
         };
+        // Without TLS the head follows the accept.
+        let head = if self.proto == Proto::Plain { Gate::Tunnel } else { Gate::Tls };
         match self.fault {
             Fault::Refused => self.proxy.set(Toxic::Refuse, Gate::Accept).await,
             Fault::Reset => self.proxy.set(Toxic::ResetPeer, Gate::Accept).await,
@@ -138,7 +146,7 @@ impl Cell {
             Fault::SilentAfterHandshake => self.proxy.set(Toxic::Silent, after_handshake).await,
             Fault::DripHeaders => {
                 let every = Duration::from_secs(1);
-                self.proxy.set(Toxic::Slicer { every }, Gate::Tls).await;
+                self.proxy.set(Toxic::Slicer { every }, head).await;
             }
             Fault::Latency => {
                 let d = Duration::from_secs(2);
@@ -277,21 +285,26 @@ fn classify(e: &Error) -> Option<Outcome> {
 /// Runs every cell of `call`'s rows, at most [`CONCURRENCY`] at a time,
 /// and fails with a report of the cells that went wrong.
 async fn run_rows(call: Call) {
-    let certs = certs(call);
     let mut cells = Vec::new();
     for route in [Route::Direct, Route::Proxied] {
-        for proto in Proto::ALL {
+        for &proto in call.protos() {
             for fault in Fault::ALL {
-                if let Some(expected) = table::expected(call, fault, route) {
-                    cells.push((fault, route, proto, expected));
+                if table::expected(call, fault, route).is_some() {
+                    cells.push((fault, route, proto));
                 }
             }
         }
     }
+    run_cells(call, cells).await;
+}
+
+async fn run_cells(call: Call, cells: Vec<(Fault, Route, Proto)>) {
+    let certs = certs(call);
     let results: Vec<(String, Option<Outcome>, Vec<String>)> =
         futures_util::stream::iter(cells)
-            .map(|(fault, route, proto, expected)| {
+            .map(|(fault, route, proto)| {
                 let certs = Arc::clone(&certs);
+                let expected = table::expected(call, fault, route).unwrap();
                 async move {
                     let cell = Cell::start(call, fault, route, proto, &certs).await;
                     let name = cell.name();
@@ -317,6 +330,49 @@ async fn run_rows(call: Call) {
         results.len(),
         failed.join("\n")
     );
+}
+
+/// Set, to a fault's index, in the child process that runs that fault's
+/// metadata cell.
+const FAULT_VAR: &str = "GEMINI_OAUTH_MATRIX_FAULT";
+
+/// The metadata server's address is an environment variable
+/// (`GCE_METADATA_HOST`), which this process never sets: each cell runs in
+/// a child process of its own, with a clean ADC environment and that
+/// variable naming a port reserved for its fault proxy.
+#[test]
+fn metadata_token() {
+    if let Ok(i) = std::env::var(FAULT_VAR) {
+        let fault = Fault::ALL[i.parse::<usize>().unwrap()];
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(run_cells(Call::Metadata, vec![(fault, Route::Direct, Proto::Plain)]));
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let children: Vec<_> = (0..Fault::ALL.len())
+        .filter(|&i| table::expected(Call::Metadata, Fault::ALL[i], Route::Direct).is_some())
+        .map(|i| {
+            let home = home.path().to_owned();
+            std::thread::spawn(move || {
+                let at = crate::common::closed_port();
+                crate::common::alone_in_a_process_with("fault_matrix::metadata_token", |cmd| {
+                    for k in crate::common::ADC_ENV {
+                        cmd.env_remove(k);
+                    }
+                    cmd.env("HOME", &home)
+                        .env("CLOUDSDK_CONFIG", &home)
+                        .env("GCE_METADATA_HOST", at)
+                        .env(FAULT_VAR, i.to_string());
+                });
+            })
+        })
+        .collect();
+    let failed = children.into_iter().filter_map(|c| c.join().err()).count();
+    assert_eq!(failed, 0, "metadata cells failed (their reports are above)");
 }
 
 macro_rules! rows {

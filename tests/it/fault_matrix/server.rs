@@ -26,28 +26,30 @@ use crate::common::gemini_server::{
 pub(super) enum Proto {
     H1,
     H2,
+    /// Plain HTTP/1.1, as the metadata server speaks.
+    Plain,
 }
 
 impl Proto {
-    pub(super) const ALL: [Proto; 2] = [Proto::H1, Proto::H2];
 
     pub(super) fn name(self) -> &'static str {
         match self {
             Proto::H1 => "HTTP/1.1",
             Proto::H2 => "HTTP/2",
+            Proto::Plain => "plain HTTP/1.1",
         }
     }
 
     fn alpn(self) -> &'static [u8] {
         match self {
-            Proto::H1 => b"http/1.1",
+            Proto::H1 | Proto::Plain => b"http/1.1",
             Proto::H2 => b"h2",
         }
     }
 
     fn version(self) -> http::Version {
         match self {
-            Proto::H1 => http::Version::HTTP_11,
+            Proto::H1 | Proto::Plain => http::Version::HTTP_11,
             Proto::H2 => http::Version::HTTP_2,
         }
     }
@@ -106,9 +108,6 @@ impl Upstream {
             while let Ok((tcp, _)) = listener.accept().await {
                 let (acceptor, st, uploads) = (acceptor.clone(), Arc::clone(&st), uploads.clone());
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let (st, uploads) = (Arc::clone(&st), uploads.clone());
                         async move {
@@ -119,11 +118,16 @@ impl Upstream {
                             Ok::<_, Infallible>(answer(&st, &uploads, req).await)
                         }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(
+                    let http = hyper_util::server::conn::auto::Builder::new(
                         hyper_util::rt::TokioExecutor::new(),
-                    )
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                    .await;
+                    );
+                    if proto == Proto::Plain {
+                        let io = hyper_util::rt::TokioIo::new(tcp);
+                        let _ = http.serve_connection(io, svc).await;
+                    } else if let Ok(tls) = acceptor.accept(tcp).await {
+                        let io = hyper_util::rt::TokioIo::new(tls);
+                        let _ = http.serve_connection(io, svc).await;
+                    }
                 });
             }
         });
@@ -183,7 +187,15 @@ fn burst(st: &State) -> Option<Resp> {
     }
 }
 
+/// Every answer carries the metadata server's header (others ignore it).
 async fn answer(st: &State, uploads: &UploadServer, req: Request<Incoming>) -> Resp {
+    let mut r = answer_unflavored(st, uploads, req).await;
+    r.headers_mut()
+        .insert("metadata-flavor", http::HeaderValue::from_static("Google"));
+    r
+}
+
+async fn answer_unflavored(st: &State, uploads: &UploadServer, req: Request<Incoming>) -> Resp {
     if let Some(r) = burst(st) {
         // The request is read whole, as a real server would.
         let _ = req.into_body().collect().await;
@@ -207,6 +219,11 @@ async fn route(uploads: &UploadServer, req: Request<Incoming>) -> Resp {
         "/token" => json_resp(200, &token),
         "/revoke" => json_resp(200, &json!({})),
         "/subject" => with_body(ok(), "eyJ.SUBJECTMARKER", "text/plain"),
+        "/" => ok(),
+        "/computeMetadata/v1/universe/universe-domain" => {
+            with_body(ok(), "googleapis.com", "application/text")
+        }
+        "/computeMetadata/v1/instance/service-accounts/default/token" => json_resp(200, &token),
         "/latest/api/token" => with_body(ok(), "IMDSSESSIONMARKER", "text/plain"),
         "/latest/meta-data/placement/availability-zone" => {
             with_body(ok(), "us-east-2b", "text/plain")

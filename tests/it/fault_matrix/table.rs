@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use super::server::Proto;
+
 /// Every outbound call kind the matrix runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Call {
@@ -13,6 +15,7 @@ pub(super) enum Call {
     Iam,
     ServiceAccount,
     AwsImds,
+    Metadata,
     ApiGet,
     Generate,
     Stream,
@@ -20,8 +23,9 @@ pub(super) enum Call {
 }
 
 impl Call {
-    pub(super) const ALL: [Call; 11] = [
+    pub(super) const ALL: [Call; 12] = [
         Call::TokenRefresh,
+        Call::Metadata,
         Call::Revoke,
         Call::Sts,
         Call::UrlSubject,
@@ -43,6 +47,7 @@ impl Call {
             Call::Iam => "IAM generateAccessToken",
             Call::ServiceAccount => "service-account grant",
             Call::AwsImds => "AWS IMDS (session, region, role, keys)",
+            Call::Metadata => "metadata token",
             Call::ApiGet => "API GET (list models)",
             Call::Generate => "generateContent",
             Call::Stream => "SSE stream",
@@ -52,7 +57,8 @@ impl Call {
 
     /// Retried with backoff on transient faults (the README's retry
     /// policy): every request of the token endpoint client (revoke too,
-    /// the service-account grant), STS, IAM and API GETs. Not the subject
+    /// the service-account grant), the metadata server, STS, IAM and API
+    /// GETs. Not the subject
     /// token URL nor AWS IMDS (as google-auth), nor POSTs to the API.
     pub(super) fn retried(self) -> bool {
         matches!(
@@ -60,6 +66,7 @@ impl Call {
             Call::TokenRefresh
                 | Call::Revoke
                 | Call::ServiceAccount
+                | Call::Metadata
                 | Call::Sts
                 | Call::Iam
                 | Call::ApiGet
@@ -68,7 +75,15 @@ impl Call {
 
     /// Credential sources on this machine never go through a proxy.
     pub(super) fn proxied(self) -> bool {
-        !matches!(self, Call::UrlSubject | Call::AwsImds)
+        !matches!(self, Call::UrlSubject | Call::AwsImds | Call::Metadata)
+    }
+
+    /// The metadata server speaks plain HTTP; everything else is TLS.
+    pub(super) fn protos(self) -> &'static [Proto] {
+        match self {
+            Call::Metadata => &[Proto::Plain],
+            _ => &[Proto::H1, Proto::H2],
+        }
     }
 
     /// The paths (or their tails) of the endpoints the fault sits in front
@@ -77,6 +92,7 @@ impl Call {
         match self {
             Call::TokenRefresh | Call::Sts | Call::ServiceAccount => &["/token"],
             Call::AwsImds => &["/latest/"],
+            Call::Metadata => &["/computeMetadata/v1/instance/service-accounts/default/token"],
             Call::Revoke => &["/revoke"],
             Call::UrlSubject => &["/subject"],
             Call::Iam => &[":generateAccessToken"],
@@ -182,7 +198,9 @@ pub(super) const MAX_ATTEMPTS: u32 = 5;
 /// The documented outcome of `call` under `fault` on `route`; `None` where
 /// the cell does not exist (a call that is never proxied).
 pub(super) fn expected(call: Call, fault: Fault, route: Route) -> Option<Outcome> {
-    if route == Route::Proxied && !call.proxied() {
+    if route == Route::Proxied && !call.proxied()
+        || fault == Fault::SilentAfterHandshake && !call.protos().contains(&Proto::H1)
+    {
         return None;
     }
     let proxied = route == Route::Proxied;
@@ -222,13 +240,14 @@ pub(super) fn markdown() -> String {
     out += "\n";
     for call in Call::ALL {
         for route in [Route::Direct, Route::Proxied] {
-            if expected(call, Fault::Refused, route).is_none() {
+            if !call.proxied() && route == Route::Proxied {
                 continue;
             }
             let r = if route == Route::Direct { "direct" } else { "proxy" };
             out += &format!("| {} | {r} |", call.name());
             for f in Fault::ALL {
-                out += &format!(" {} |", expected(call, f, route).unwrap().label());
+                let cell = expected(call, f, route).map_or("n/a (no TLS)".into(), Outcome::label);
+                out += &format!(" {cell} |");
             }
             out += "\n";
         }
