@@ -284,14 +284,14 @@ impl Connection {
         let host = target.rsplit_once(':').map_or(target, |(h, _)| h);
         let addr = *routes.get(host)?;
         let answer = b"HTTP/1.1 200 Connection established\r\n\r\n";
-        self.to_client(client, answer, Instant::now())
+        self.deliver(client, answer, Instant::now())
             .await
             .then_some(addr)
     }
 
     /// Writes `bytes` to the client as the toxic says; false when the
     /// connection is to end.
-    async fn to_client(&mut self, client: &mut TcpStream, bytes: &[u8], arrived: Instant) -> bool {
+    async fn deliver(&mut self, client: &mut TcpStream, bytes: &[u8], arrived: Instant) -> bool {
         match self.current() {
             None => client.write_all(bytes).await.is_ok(),
             Some(Toxic::Refuse | Toxic::ResetPeer) => false,
@@ -366,7 +366,7 @@ impl Connection {
                 }
                 piece = pieces.recv() => {
                     let Some((arrived, bytes)) = piece else { return };
-                    if !self.to_client(&mut client, &bytes, arrived).await {
+                    if !self.deliver(&mut client, &bytes, arrived).await {
                         return reset(client);
                     }
                 }

@@ -94,11 +94,8 @@ pub(super) async fn prepare(call: Call, e: &Endpoints) -> Result<Prepared> {
         Call::Sts => {
             let subject = e.dir.join("subject.jwt");
             std::fs::write(&subject, "eyJ.SUBJECTMARKER").unwrap();
-            let file = external_account(
-                e,
-                &format!("{}/token", e.faulted),
-                json!({"file": subject}),
-            );
+            let file =
+                external_account(e, &format!("{}/token", e.faulted), json!({"file": subject}));
             let loader = CredentialLoader::application_default().credentials_file(file);
             configure(loader, e).load().await?
         }
@@ -185,9 +182,7 @@ pub(super) async fn run(call: Call, p: &Prepared, dir: &Path) -> Result<()> {
         | Call::AwsImds
         | Call::Metadata
         | Call::ServiceAccount
-        | Call::Iam => {
-            p.creds.force_refresh().await.map(drop)
-        }
+        | Call::Iam => p.creds.force_refresh().await.map(drop),
         Call::Revoke => p.creds.revoke().await,
         Call::ApiGet => {
             let models = gemini_oauth::gemini::list_models(&p.client).await?;

@@ -72,8 +72,10 @@ impl Cell {
         let dir = tempfile::tempdir().unwrap();
         let pair = (c.leaf.as_str(), c.key.as_str());
         let (faulted_l, clean_l) = (Upstream::bind().await, Upstream::bind().await);
-        let (faulted_addr, clean_addr) =
-            (faulted_l.local_addr().unwrap(), clean_l.local_addr().unwrap());
+        let (faulted_addr, clean_addr) = (
+            faulted_l.local_addr().unwrap(),
+            clean_l.local_addr().unwrap(),
+        );
         let (proxy, faulted, clean, proxy_url) = match route {
             Route::Direct if proto == Proto::Plain => {
                 let at = std::env::var("GCE_METADATA_HOST").unwrap().parse().unwrap();
@@ -138,7 +140,11 @@ impl Cell {
             Route::Proxied => Gate::Tunnel,
         };
         // Without TLS the head follows the accept.
-        let head = if self.proto == Proto::Plain { Gate::Tunnel } else { Gate::Tls };
+        let head = if self.proto == Proto::Plain {
+            Gate::Tunnel
+        } else {
+            Gate::Tls
+        };
         match self.fault {
             Fault::Refused => self.proxy.set(Toxic::Refuse, Gate::Accept).await,
             Fault::Reset => self.proxy.set(Toxic::ResetPeer, Gate::Accept).await,
@@ -233,7 +239,10 @@ impl Cell {
             Err(_) => problems.push("sticky failure: the call after the fault hung".into()),
         }
         if self.faulted.requests().0 == version_before {
-            problems.push(format!("no request reached the server over {}", self.proto.name()));
+            problems.push(format!(
+                "no request reached the server over {}",
+                self.proto.name()
+            ));
         }
         (actual, problems)
     }
@@ -259,7 +268,9 @@ impl Cell {
         }
         let stages = self.call.stages();
         if outcome != Outcome::Proxy && !stages.iter().any(|s| text.contains(s)) {
-            problems.push(format!("the error does not name a stage of {stages:?}: {text}"));
+            problems.push(format!(
+                "the error does not name a stage of {stages:?}: {text}"
+            ));
         }
     }
 }
@@ -300,24 +311,23 @@ async fn run_rows(call: Call) {
 
 async fn run_cells(call: Call, cells: Vec<(Fault, Route, Proto)>) {
     let certs = certs(call);
-    let results: Vec<(String, Option<Outcome>, Vec<String>)> =
-        futures_util::stream::iter(cells)
-            .map(|(fault, route, proto)| {
-                let certs = Arc::clone(&certs);
-                let expected = table::expected(call, fault, route).unwrap();
-                async move {
-                    let cell = Cell::start(call, fault, route, proto, &certs).await;
-                    let name = cell.name();
-                    let task = tokio::spawn(cell.run(expected));
-                    let (actual, problems) = task
-                        .await
-                        .unwrap_or_else(|e| (None, vec![format!("panicked: {e}")]));
-                    (name, actual, problems)
-                }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
+    let results: Vec<(String, Option<Outcome>, Vec<String>)> = futures_util::stream::iter(cells)
+        .map(|(fault, route, proto)| {
+            let certs = Arc::clone(&certs);
+            let expected = table::expected(call, fault, route).unwrap();
+            async move {
+                let cell = Cell::start(call, fault, route, proto, &certs).await;
+                let name = cell.name();
+                let task = tokio::spawn(cell.run(expected));
+                let (actual, problems) = task
+                    .await
+                    .unwrap_or_else(|e| (None, vec![format!("panicked: {e}")]));
+                (name, actual, problems)
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
     let failed: Vec<String> = results
         .iter()
         .filter(|(_, _, p)| !p.is_empty())
@@ -349,7 +359,10 @@ fn metadata_token() {
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(run_cells(Call::Metadata, vec![(fault, Route::Direct, Proto::Plain)]));
+        rt.block_on(run_cells(
+            Call::Metadata,
+            vec![(fault, Route::Direct, Proto::Plain)],
+        ));
         return;
     }
     let home = tempfile::tempdir().unwrap();

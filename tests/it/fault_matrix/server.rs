@@ -31,7 +31,6 @@ pub(super) enum Proto {
 }
 
 impl Proto {
-
     pub(super) fn name(self) -> &'static str {
         match self {
             Proto::H1 => "HTTP/1.1",
@@ -174,7 +173,11 @@ fn burst(st: &State) -> Option<Resp> {
     match &mut *m {
         Some(Misbehave::Burst5xx(n)) if *n > 0 => {
             *n -= 1;
-            Some(google_error(503, "UNAVAILABLE", "the service is unavailable"))
+            Some(google_error(
+                503,
+                "UNAVAILABLE",
+                "the service is unavailable",
+            ))
         }
         Some(Misbehave::TooMany(n)) if *n > 0 => {
             *n -= 1;
@@ -270,7 +273,9 @@ fn with_body(mut r: Resp, body: impl Into<Bytes>, content_type: &'static str) ->
 async fn cut_halfway(resp: Resp) -> Resp {
     let (mut parts, body) = resp.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
-    parts.headers.insert(http::header::CONTENT_LENGTH, body.len().into());
+    parts
+        .headers
+        .insert(http::header::CONTENT_LENGTH, body.len().into());
     let half = body.slice(..body.len() / 2);
     // The head and the first half reach the client before the cut.
     let frames = futures_util::stream::iter([Ok(Frame::data(half))]).chain(

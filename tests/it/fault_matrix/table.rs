@@ -243,7 +243,11 @@ pub(super) fn markdown() -> String {
             if !call.proxied() && route == Route::Proxied {
                 continue;
             }
-            let r = if route == Route::Direct { "direct" } else { "proxy" };
+            let r = if route == Route::Direct {
+                "direct"
+            } else {
+                "proxy"
+            };
             out += &format!("| {} | {r} |", call.name());
             for f in Fault::ALL {
                 let cell = expected(call, f, route).map_or("n/a (no TLS)".into(), Outcome::label);
