@@ -8,6 +8,7 @@
 //! README shows; a test keeps it equal to `table.rs`.
 
 mod calls;
+mod proxy_check;
 mod server;
 mod table;
 
