@@ -85,7 +85,7 @@ pub(super) async fn prepare(call: Call, e: &Endpoints) -> Result<Prepared> {
                 .load()
                 .await?
         }
-        Call::ApiGet | Call::Generate | Call::Stream | Call::Upload => {
+        Call::ApiGet | Call::Generate | Call::Stream | Call::Upload | Call::UploadBytes => {
             user(&format!("{}/token", e.clean))
                 .api_base(format!("{}/v1", e.faulted))
                 .load()
@@ -205,7 +205,7 @@ pub(super) async fn run(call: Call, p: &Prepared, dir: &Path) -> Result<()> {
             assert_eq!(n, 3, "every event arrived");
             Ok(())
         }
-        Call::Upload => {
+        Call::Upload | Call::UploadBytes => {
             let file = dir.join("upload.bin");
             std::fs::write(&file, vec![7u8; 64 * 1024]).unwrap();
             let f = gemini_oauth::gemini::upload_file(

@@ -146,6 +146,9 @@ impl Cell {
         } else {
             Gate::Tls
         };
+        if self.call == Call::UploadBytes {
+            self.faulted.only_on("/upload-session/");
+        }
         match self.fault {
             Fault::Refused => self.proxy.set(Toxic::Refuse, Gate::Accept).await,
             Fault::Reset => self.proxy.set(Toxic::ResetPeer, Gate::Accept).await,
@@ -409,6 +412,7 @@ rows! {
     generate_content => Call::Generate,
     sse_stream => Call::Stream,
     upload => Call::Upload,
+    upload_bytes => Call::UploadBytes,
 }
 
 #[cfg(feature = "service-account")]

@@ -68,6 +68,7 @@ pub(super) enum Misbehave {
 #[derive(Default)]
 struct State {
     misbehave: Mutex<Option<Misbehave>>,
+    only_on: Mutex<Option<&'static str>>,
     /// Requests answered at the row's HTTP version.
     at_version: AtomicUsize,
     requests: AtomicUsize,
@@ -137,6 +138,11 @@ impl Upstream {
         *self.state.misbehave.lock().unwrap() = how;
     }
 
+    /// Limits the status faults to paths that start with `prefix`.
+    pub(super) fn only_on(&self, prefix: &'static str) {
+        *self.state.only_on.lock().unwrap() = Some(prefix);
+    }
+
     /// Requests answered at this server's HTTP version, and in all.
     pub(super) fn requests(&self) -> (usize, usize) {
         (
@@ -199,12 +205,17 @@ async fn answer(st: &State, uploads: &UploadServer, req: Request<Incoming>) -> R
 }
 
 async fn answer_unflavored(st: &State, uploads: &UploadServer, req: Request<Incoming>) -> Resp {
-    if let Some(r) = burst(st) {
+    let applies = st
+        .only_on
+        .lock()
+        .unwrap()
+        .is_none_or(|p| req.uri().path().starts_with(p));
+    if let Some(r) = applies.then(|| burst(st)).flatten() {
         // The request is read whole, as a real server would.
         let _ = req.into_body().collect().await;
         return r;
     }
-    let cut = *st.misbehave.lock().unwrap() == Some(Misbehave::CutBody);
+    let cut = applies && *st.misbehave.lock().unwrap() == Some(Misbehave::CutBody);
     let resp = route(uploads, req).await;
     if cut { cut_halfway(resp).await } else { resp }
 }
