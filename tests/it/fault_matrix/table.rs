@@ -153,7 +153,7 @@ impl Fault {
 
     /// A fault of the upstream server (a status or a cut body), which can
     /// single out one endpoint; the others are the connection's.
-    pub(super) fn from_server(self) -> bool {
+    pub(super) fn server_side(self) -> bool {
         matches!(self, Fault::BodyCut | Fault::Burst5xx | Fault::TooMany429)
     }
 }
@@ -212,7 +212,7 @@ pub(super) const MAX_ATTEMPTS: u32 = 5;
 pub(super) fn expected(call: Call, fault: Fault, route: Route) -> Option<Outcome> {
     if route == Route::Proxied && !call.proxied()
         || fault == Fault::SilentAfterHandshake && !call.protos().contains(&Proto::H1)
-        || call == Call::UploadBytes && !fault.from_server()
+        || call == Call::UploadBytes && !fault.server_side()
     {
         return None;
     }
