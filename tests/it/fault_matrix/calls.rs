@@ -8,6 +8,7 @@ use gemini_oauth::{AuthorizedClient, CredentialLoader, Credentials, Result};
 use serde_json::json;
 
 use super::table::{CONNECT_TIMEOUT, Call, IDLE_TIMEOUT, TOKEN_TIMEOUT};
+use crate::common::browser;
 use crate::common::*;
 
 /// Where a cell's call goes.
@@ -79,6 +80,8 @@ pub(super) async fn prepare(call: Call, e: &Endpoints) -> Result<Prepared> {
     };
     let creds = match call {
         Call::TokenRefresh => user(&format!("{}/token", e.faulted)).load().await?,
+        // Each call is a whole sign-in; these credentials go unused.
+        Call::CodeExchange => user(&format!("{}/token", e.clean)).load().await?,
         Call::Revoke => {
             user(&format!("{}/token", e.clean))
                 .revoke_uri(format!("{}/revoke", e.faulted))
@@ -172,8 +175,31 @@ pub(super) async fn prepare(call: Call, e: &Endpoints) -> Result<Prepared> {
     Ok(Prepared { creds, client })
 }
 
+/// A sign-in whose consent screen is answered at once with a code, which
+/// the loader exchanges at the faulted token endpoint.
+async fn sign_in(e: &Endpoints) -> Result<()> {
+    let secret = gemini_oauth::ClientSecret::new(CLIENT_ID, CLIENT_SECRET)
+        .auth_uri("https://accounts.example.com/o/oauth2/auth")
+        .token_uri(format!("{}/token", e.faulted));
+    let loader = CredentialLoader::new()
+        .client_secret(secret)
+        .token_store(gemini_oauth::MemoryTokenStore::new())
+        .consent(gemini_oauth::Consent::PrintUrl)
+        .on_consent_url(|url| {
+            let q = |k| browser::query_param(url, k).unwrap();
+            let answer = format!(
+                "{}?state={}&code=AUTHCODEMARKER",
+                q("redirect_uri"),
+                q("state")
+            );
+            tokio::spawn(async move { browser::get(&answer).await });
+        });
+    configure(loader, e).load().await.map(drop)
+}
+
 /// Makes the call once.
-pub(super) async fn run(call: Call, p: &Prepared, dir: &Path) -> Result<()> {
+pub(super) async fn run(call: Call, p: &Prepared, e: &Endpoints) -> Result<()> {
+    let dir = &e.dir;
     let body = json!({"contents": [{"parts": [{"text": "hi"}]}]});
     match call {
         Call::TokenRefresh
@@ -184,6 +210,7 @@ pub(super) async fn run(call: Call, p: &Prepared, dir: &Path) -> Result<()> {
         | Call::ServiceAccount
         | Call::Iam => p.creds.force_refresh().await.map(drop),
         Call::Revoke => p.creds.revoke().await,
+        Call::CodeExchange => sign_in(e).await,
         Call::ApiGet => {
             let models = gemini_oauth::gemini::list_models(&p.client).await?;
             assert_eq!(models[0].name, "models/matrix");

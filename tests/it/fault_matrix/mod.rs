@@ -198,8 +198,7 @@ impl Cell {
         let before = self.faulted.requests().1;
         let started = Instant::now();
         let first =
-            tokio::time::timeout(bound, calls::run(self.call, &prepared, &self.endpoints.dir))
-                .await;
+            tokio::time::timeout(bound, calls::run(self.call, &prepared, &self.endpoints)).await;
         let elapsed = started.elapsed();
         let attempts = self.faulted.requests().1 - before;
         let mut actual = match &first {
@@ -222,8 +221,7 @@ impl Cell {
         }
         let (version_before, before) = self.faulted.requests();
         let next =
-            tokio::time::timeout(bound, calls::run(self.call, &prepared, &self.endpoints.dir))
-                .await;
+            tokio::time::timeout(bound, calls::run(self.call, &prepared, &self.endpoints)).await;
         // More requests than the same call without the fault: retries.
         if actual == Some(Outcome::Ok) && attempts > self.faulted.requests().1 - before {
             actual = Some(Outcome::Recovered);

@@ -222,15 +222,28 @@ async fn answer_unflavored(st: &State, uploads: &UploadServer, req: Request<Inco
 
 async fn route(uploads: &UploadServer, req: Request<Incoming>) -> Resp {
     let path = req.uri().path().to_owned();
-    if let Some(r) = uploads.handle(req).await {
-        return r;
-    }
+    let req = if path.starts_with("/upload") {
+        match uploads.handle(req).await {
+            Some(r) => return r,
+            None => return google_error(404, "NOT_FOUND", "no such upload endpoint"),
+        }
+    } else {
+        req
+    };
     let token = json!({
         "access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer",
         "issued_token_type": "urn:ietf:params:oauth:token-type:access_token"
     });
     match path.as_str() {
-        "/token" => json_resp(200, &token),
+        "/token" => {
+            let form = req.into_body().collect().await.unwrap().to_bytes();
+            let mut token = token;
+            if String::from_utf8_lossy(&form).contains("grant_type=authorization_code") {
+                token["refresh_token"] = json!(crate::common::REFRESH_TOKEN);
+                token["scope"] = json!(crate::common::RETRIEVER);
+            }
+            json_resp(200, &token)
+        }
         "/revoke" => json_resp(200, &json!({})),
         "/subject" => with_body(ok(), "eyJ.SUBJECTMARKER", "text/plain"),
         "/" => ok(),

@@ -9,6 +9,7 @@ use super::server::Proto;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Call {
     TokenRefresh,
+    CodeExchange,
     Revoke,
     Sts,
     UrlSubject,
@@ -24,8 +25,9 @@ pub(super) enum Call {
 }
 
 impl Call {
-    pub(super) const ALL: [Call; 13] = [
+    pub(super) const ALL: [Call; 14] = [
         Call::TokenRefresh,
+        Call::CodeExchange,
         Call::Metadata,
         Call::Revoke,
         Call::Sts,
@@ -43,6 +45,7 @@ impl Call {
     pub(super) fn name(self) -> &'static str {
         match self {
             Call::TokenRefresh => "token refresh",
+            Call::CodeExchange => "code exchange (consent)",
             Call::Revoke => "revoke",
             Call::Sts => "STS exchange",
             Call::UrlSubject => "url-sourced subject token",
@@ -59,7 +62,8 @@ impl Call {
     }
 
     /// Retried with backoff on transient faults (the README's retry
-    /// policy): every request of the token endpoint client (revoke too,
+    /// policy): every request of the token endpoint client but the code
+    /// exchange (an authorization code is used once; revoke too,
     /// the service-account grant), the upload's query and resume after a
     /// failed piece (Google's resumable protocol),
     /// the metadata server, STS, IAM and API GETs. Not the subject
@@ -95,7 +99,9 @@ impl Call {
     /// of: an error names the one whose request failed.
     pub(super) fn stages(self) -> &'static [&'static str] {
         match self {
-            Call::TokenRefresh | Call::Sts | Call::ServiceAccount => &["/token"],
+            Call::TokenRefresh | Call::CodeExchange | Call::Sts | Call::ServiceAccount => {
+                &["/token"]
+            }
             Call::AwsImds => &["/latest/"],
             Call::Metadata => &["/computeMetadata/v1/instance/service-accounts/default/token"],
             Call::Revoke => &["/revoke"],
