@@ -22,7 +22,7 @@ pub(super) struct Endpoints {
     pub(super) ca: String,
     pub(super) dir: PathBuf,
     /// A PKCS#8 RSA key, for the service-account rows.
-    pub(super) sa_key: Option<String>,
+    pub(super) sa_key: String,
 }
 
 /// What a call needs, set up once per cell and kept across the fault
@@ -146,7 +146,7 @@ pub(super) async fn prepare(call: Call, e: &Endpoints) -> Result<Prepared> {
                 "sa.json",
                 &json!({
                     "type": "service_account", "project_id": "p", "private_key_id": "k1",
-                    "private_key": e.sa_key.as_deref().expect("a key for the service-account rows"),
+                    "private_key": e.sa_key,
                     "client_email": "sa@p.iam.gserviceaccount.com", "client_id": "1",
                     "token_uri": format!("{}/token", e.faulted)
                 }),

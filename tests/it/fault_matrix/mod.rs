@@ -30,12 +30,10 @@ const PROXY_PASSWORD: &str = "PROXYPASSWORDMARKER";
 const CONCURRENCY: usize = 64;
 
 /// A CA, and a leaf for 127.0.0.1 and the proxied rows' host names.
-/// And a service account's key, for its rows.
 struct Certs {
     ca: String,
     leaf: String,
     key: String,
-    sa_key: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -45,13 +43,10 @@ fn certs() -> Arc<Certs> {
         dir.path(),
         "IP:127.0.0.1,DNS:faulted.test,DNS:clean.test",
     );
-    // The leaf's key is PKCS#8 RSA, as a service-account key file holds.
-    let sa_key = Some(key.clone());
     Arc::new(Certs {
         ca,
         leaf,
         key,
-        sa_key,
         _dir: dir,
     })
 }
@@ -119,7 +114,8 @@ impl Cell {
                 proxy: proxy_url,
                 ca: c.ca.clone(),
                 dir: dir.path().to_owned(),
-                sa_key: c.sa_key.clone(),
+                // PKCS#8 RSA, as a service-account key file holds.
+                sa_key: c.key.clone(),
             },
             _dir: dir,
         }
