@@ -30,6 +30,7 @@ mod dependency_tree;
 mod examples;
 mod executable_source;
 mod external_account;
+mod fault_matrix;
 mod faults;
 mod gcloud;
 mod gemini_examples;

@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod examples;
+pub mod fault_proxy;
 pub mod gemini_server;
 pub mod oidc;
 pub mod proxies;

@@ -13,6 +13,12 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// A CA and a leaf certificate for 127.0.0.1 and `gemini.test` signed by it, made with openssl.
 pub fn make_certs(dir: &Path) -> (String, String, String) {
+    make_certs_for(dir, "IP:127.0.0.1,DNS:gemini.test")
+}
+
+/// A CA and a leaf certificate for the names in `san` (openssl's
+/// `subjectAltName` syntax) signed by it.
+pub fn make_certs_for(dir: &Path, san: &str) -> (String, String, String) {
     let run = |args: &[&str]| {
         let ok = Command::new("openssl")
             .args(args)
@@ -53,7 +59,7 @@ pub fn make_certs(dir: &Path) -> (String, String, String) {
     ]);
     std::fs::write(
         dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:gemini.test\nbasicConstraints=CA:FALSE\n",
+        format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\n"),
     )
     .unwrap();
     run(&[
