@@ -163,7 +163,7 @@ impl RetryPolicy {
                 false => None,
             };
             let Some(wait) = wait else { return Err(e) };
-            tracing::debug!(what, attempt, ?wait, error = %e, "failed for a passing reason, retrying");
+            tracing::debug!(attempt, ?wait, error = %e, "{what} failed, retrying");
             tokio::time::sleep(wait).await;
             attempt = attempt.saturating_add(1);
         }

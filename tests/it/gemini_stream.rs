@@ -530,3 +530,27 @@ async fn generation_is_retried_only_when_the_caller_opts_in_and_after_retry_afte
     assert!(matches!(&err, Error::Api(e) if e.status == 503), "{err:?}");
     assert_eq!(*count.lock().unwrap(), 2);
 }
+
+#[tokio::test]
+async fn a_get_is_retried_after_the_api_drops_the_connection() {
+    let count = Arc::new(Mutex::new(0usize));
+    let seen = Arc::clone(&count);
+    let base = serve(move |_req| {
+        let n = {
+            let mut c = seen.lock().unwrap();
+            *c += 1;
+            *c
+        };
+        async move {
+            match n {
+                1 => drop_connection(),
+                _ => json_resp(200, &json!({"models": [{"name": "models/m"}]})),
+            }
+        }
+    })
+    .await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let models = gemini_oauth::gemini::list_models(&client).await.unwrap();
+    assert_eq!(models.len(), 1);
+    assert_eq!(*count.lock().unwrap(), 2);
+}
