@@ -138,15 +138,21 @@ impl CredentialLoader<UserFlow> {
             && let Some(record) = stored
         {
             tracing::debug!(store = %name, "using the cached token");
-            let user = Arc::new(UserSource::new(Some(store), name, record, endpoints));
+            let user = Arc::new(
+                UserSource::new(Some(store), name, record, endpoints)
+                    .requested_scopes(scopes.clone()),
+            );
             return user_credentials(user, settings, &self.common.cache);
         }
-        let user = Arc::new(UserSource::new(
-            Some(store),
-            name,
-            stored.clone().unwrap_or_default(),
-            endpoints,
-        ));
+        let user = Arc::new(
+            UserSource::new(
+                Some(store),
+                name,
+                stored.clone().unwrap_or_default(),
+                endpoints,
+            )
+            .requested_scopes(scopes.clone()),
+        );
         // Work to do, under the store's lock: another process may have
         // refreshed or signed in while we waited for it.
         let wait = self.kind.flow.timeout + LOCK_MARGIN;

@@ -42,6 +42,7 @@ mod redaction;
 mod redis_store;
 #[cfg(feature = "reqwest")]
 mod reqwest_middleware;
+mod shared_token_file;
 mod single_flight;
 mod test_doubles;
 mod tls;
