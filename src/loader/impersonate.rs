@@ -68,7 +68,7 @@ impl<K: kind::OAuthKind> CredentialLoader<K> {
     /// The loader of the credentials that impersonation draws on, when it
     /// was asked for: their refreshes are not the impersonated credentials'
     /// own, so [`on_refresh`](Self::on_refresh) does not hear of them.
-    pub(super) fn as_impersonation_source(mut self) -> Self {
+    pub(super) fn for_impersonation_source(mut self) -> Self {
         if self.common.impersonate.is_some() {
             self.common.cache.on_refresh = None;
         }

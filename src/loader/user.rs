@@ -117,7 +117,7 @@ impl CredentialLoader<UserFlow> {
     #[tracing::instrument(skip_all, name = "gemini_oauth::load")]
     pub async fn load(self) -> Result<Credentials> {
         let common = self.common.clone();
-        let creds = self.as_impersonation_source().load_user().await?;
+        let creds = self.for_impersonation_source().load_user().await?;
         Self::impersonate_if_asked(&common, creds).await
     }
 
