@@ -171,6 +171,19 @@ pub(crate) fn cache_locally(slot: usize, current: &Arc<Published>) -> Arc<Publis
     copy
 }
 
+/// Drops this thread's copy in `slot` (after a sign-out): the token's memory
+/// is released now rather than when another cache takes the slot.
+pub(crate) fn forget_locally(slot: usize) {
+    let copy = LOCAL.with(|slots| slots.borrow_mut()[slot % LOCAL_SLOTS].take());
+    drop(copy);
+}
+
+/// Whether this thread holds a copy in `slot`.
+#[cfg(test)]
+pub(crate) fn has_local_copy(slot: usize) -> bool {
+    LOCAL.with(|slots| slots.borrow()[slot % LOCAL_SLOTS].is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -242,7 +242,16 @@ impl Credentials {
     /// Afterwards these credentials (and their clones) hold no token:
     /// `access_token()` and `headers()` are [`Error::Revoked`],
     /// `stored_token()` is `None`, and a refresh that was in flight is
-    /// neither used nor saved.
+    /// neither used nor saved: publishing a token and signing out take one
+    /// lock, and a caller woken by a refresh checks again under it.
+    ///
+    /// Each thread that used the credentials keeps a private copy of the
+    /// token (the lock-free hot path). This thread's copy is dropped here;
+    /// another thread's when it next calls these credentials, or when a
+    /// later credential takes its slot, or when the thread exits. Until then
+    /// it stays in that thread's memory (never served: it no longer matches
+    /// the current generation). The same holds for credentials that are
+    /// dropped without `revoke()`.
     ///
     /// # Errors
     /// [`Error::NotUserCredentials`] for credentials other than a user's,

@@ -14,29 +14,43 @@
 //! - **Closed** (signed out): every call is [`Error::Revoked`], the
 //!   per-thread copies are stale, and a refresh in flight is not published.
 //!
-//! A flight always ends: [`FlightGuard`] publishes an error if the refresh
-//! task panics or is cancelled, so waiters never hang.
+//! The transitions between these (start a flight, publish, fail and back
+//! off, close) are a small state machine of their own (`machine.rs`), under
+//! one lock and model-checked with loom (`model/`). A flight is driven by
+//! the caller that needs the token, on its own runtime, or by a task spawned
+//! for a refresh ahead of expiry. It always ends: a panic in the source or
+//! the observer is a failure (with backoff); a driver dropped before the end
+//! (its runtime dropped) abandons it and a waiter takes over; a background
+//! refresh left on a current-thread runtime is taken over by a waiter from
+//! another runtime, since that runtime may never run it again.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use futures_util::FutureExt;
 use secrecy::SecretString;
-use tokio::sync::watch;
+use tokio::runtime;
+use tokio::sync::Notify;
 
 use crate::access_token::{self, AccessToken, Published};
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 
+mod machine;
+
+use machine::{Begin, Ended, Machine, Settled, Who};
+
 #[cfg(doc)]
 use crate::access_token::REFRESH_WINDOW;
 
-/// Background refreshes that failed are retried no sooner than this, doubling up to the max.
-pub(crate) const BACKGROUND_BACKOFF: Duration = Duration::from_secs(1);
-pub(crate) const BACKGROUND_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Refreshes that failed are retried no sooner than this, doubling up to the max.
+#[cfg(test)]
+const BACKGROUND_BACKOFF: Duration = machine::BACKOFF;
 
 /// A boxed future, for the object-safe [`TokenSource`].
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -119,26 +133,25 @@ pub(crate) struct TokenCache {
     inner: Arc<Inner>,
 }
 
+/// Wakes a flight's waiters.
+type Flight = machine::Flight<Error, runtime::Id, Notify>;
+
+impl machine::Signal for Notify {
+    fn notify(&self) {
+        self.notify_waiters();
+    }
+}
+
 struct Inner {
     /// This cache's slot in every thread's copies.
     slot: usize,
     current: ArcSwap<Published>,
-    /// The generation of `current`, published after it.
+    /// The generation of `current`, published after it (under the machine's lock).
     generation: AtomicU64,
-    refreshing: AtomicBool,
     source: Arc<dyn TokenSource>,
-    flight: Mutex<Option<Flight>>,
-    /// Unix millis before which no refresh starts (after failures).
-    quiet_until_ms: AtomicU64,
-    failures: AtomicU64,
-    /// The last refresh's error, served while `quiet_until_ms` lasts.
-    last_error: Mutex<Option<Error>>,
-    /// Set by `close`: no token is served or published any more.
-    closed: AtomicBool,
+    machine: Machine<Error, runtime::Id, Notify>,
     options: CacheOptions,
 }
-
-type Flight = watch::Receiver<Option<Result<()>>>;
 
 impl TokenCache {
     /// A cache whose first token is `first` (from a file, or fetched by the loader).
@@ -154,13 +167,8 @@ impl TokenCache {
                 slot: access_token::next_slot(),
                 generation: AtomicU64::new(published.generation),
                 current: ArcSwap::from_pointee(published),
-                refreshing: AtomicBool::new(false),
                 source,
-                flight: Mutex::new(None),
-                quiet_until_ms: AtomicU64::new(0),
-                failures: AtomicU64::new(0),
-                last_error: Mutex::new(None),
-                closed: AtomicBool::new(false),
+                machine: Machine::default(),
                 options,
             }),
         })
@@ -197,10 +205,7 @@ impl TokenCache {
         access_token::local_fresh(
             inner.slot,
             inner.generation.load(Ordering::Acquire),
-            |now| {
-                inner.refreshing.load(Ordering::Relaxed)
-                    || now < inner.quiet_until_ms.load(Ordering::Relaxed)
-            },
+            |now| inner.machine.refreshing() || now < inner.machine.quiet_until_ms(),
         )
         .map(AccessToken)
     }
@@ -218,20 +223,20 @@ impl TokenCache {
     }
 
     /// Ends the session (after a sign-out): every later call is
-    /// [`Error::Revoked`] naming `source`, and this thread's and every other
-    /// thread's copy stops matching, since a new generation is published.
+    /// [`Error::Revoked`] naming the source, every thread's copy stops
+    /// matching (a dead token is published), this thread's copy is dropped
+    /// at once and another thread's on its next call, and a refresh in
+    /// flight is not published: closing and publishing take one lock.
     pub(crate) fn close(&self) -> Result<()> {
         let inner = &self.inner;
-        inner.closed.store(true, Ordering::SeqCst);
         let dead = Published::new(
             SecretString::from(String::new()),
             SystemTime::UNIX_EPOCH,
             None,
             inner.options.refresh_margin,
         )?;
-        let generation = dead.generation;
-        inner.current.store(Arc::new(dead));
-        inner.generation.store(generation, Ordering::Release);
+        inner.machine.close(|| inner.publish(dead));
+        access_token::forget_locally(inner.slot);
         Ok(())
     }
 
@@ -251,35 +256,40 @@ impl TokenCache {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+/// Abandons a flight whose driver stops before the end (its task was
+/// cancelled, or its runtime dropped), so a waiter takes over at once.
+struct DriveGuard<'a> {
+    inner: &'a Inner,
+    flight: &'a Flight,
+    done: bool,
 }
 
-/// Ends a flight on every path: with its result, or, if the refresh task
-/// panicked or was cancelled, with an error, so waiters never hang and the
-/// next caller starts a new refresh.
-struct FlightGuard {
-    inner: Arc<Inner>,
-    tx: Option<watch::Sender<Option<Result<()>>>>,
-}
-
-impl FlightGuard {
-    fn finish(&mut self, result: Result<()>) {
-        self.inner.refreshing.store(false, Ordering::Relaxed);
-        if let Some(tx) = self.tx.take() {
-            tx.send_replace(Some(result));
+impl Drop for DriveGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.inner.machine.abandon(self.flight);
         }
     }
 }
 
-impl Drop for FlightGuard {
-    fn drop(&mut self) {
-        if self.tx.is_some() {
-            self.finish(Err(Error::transport(
-                "token refresh",
-                "the refresh task stopped unexpectedly",
-            )));
+/// The current runtime, if any, and whether a task spawned there may wait
+/// for a `block_on` that never comes (a current-thread runtime).
+fn place() -> Option<(runtime::Id, bool)> {
+    let handle = runtime::Handle::try_current().ok()?;
+    let may_idle = handle.runtime_flavor() == runtime::RuntimeFlavor::CurrentThread;
+    Some((handle.id(), may_idle))
+}
+
+/// Waits until `flight` has ended.
+async fn ended(flight: &Flight) -> Ended<Error> {
+    loop {
+        let notified = flight.signal.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        if let Some(how) = flight.ended() {
+            return how;
         }
+        notified.await;
     }
 }
 
@@ -290,18 +300,14 @@ impl Inner {
         }
     }
 
-    /// The last refresh's error while the backoff after it lasts.
-    fn backing_off(&self) -> Option<Error> {
-        if now_ms() >= self.quiet_until_ms.load(Ordering::Relaxed) {
-            return None;
-        }
-        lock(&self.last_error).clone()
+    /// Makes `published` the current token (called under the machine's lock).
+    fn publish(&self, published: Published) {
+        let generation = published.generation;
+        self.current.store(Arc::new(published));
+        self.generation.store(generation, Ordering::Release);
     }
 
     async fn token_slow(self: &Arc<Self>) -> Result<AccessToken> {
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(self.closed_error());
-        }
         let current = self.current.load_full();
         let now = now_ms();
         if now < current.refresh_at_ms {
@@ -316,104 +322,106 @@ impl Inner {
                 self.slot, &current,
             )));
         }
+        // Expired, or closed (a closed cache's token expired in 1970).
         self.refresh_and_wait(current.generation).await
     }
 
     fn start_background_refresh(self: &Arc<Self>, seen: u64) {
-        if self.refreshing.load(Ordering::Relaxed)
-            || now_ms() < self.quiet_until_ms.load(Ordering::Relaxed)
-        {
+        if self.machine.refreshing() || now_ms() < self.machine.quiet_until_ms() {
             return;
         }
-        // Dropping the receiver is fine: the spawned refresh runs to the end.
-        let _ = self.join_flight(seen);
+        // No runtime to run it on: the caller that needs a token refreshes.
+        let Some((id, may_idle)) = place() else {
+            return;
+        };
+        let who = Who::Background {
+            pinned: may_idle.then_some(id),
+        };
+        let generation = || self.generation.load(Ordering::Acquire);
+        if let Begin::Drive(flight) = self.machine.begin(who, seen, generation, now_ms()) {
+            let inner = Arc::clone(self);
+            tokio::spawn(async move { inner.drive(&flight).await });
+        }
     }
 
     async fn refresh_and_wait(self: &Arc<Self>, seen: u64) -> Result<AccessToken> {
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(self.closed_error());
+        let here = place().map(|(id, _)| id);
+        loop {
+            let generation = || self.generation.load(Ordering::Acquire);
+            let how = match self
+                .machine
+                .begin(Who::Waiter(here), seen, generation, now_ms())
+            {
+                Begin::Closed => break Err(self.closed_error()),
+                Begin::Newer => Ended::Published,
+                Begin::BackingOff(e) => break Err(e),
+                Begin::Join(flight) => ended(&flight).await,
+                Begin::Drive(flight) => self.drive(&flight).await,
+            };
+            // Re-checked under the lock: closed meanwhile means no token.
+            match self.machine.settle(how, || self.current.load_full()) {
+                Settled::Token(token) => break Ok(AccessToken(token)),
+                Settled::Failed(e) => break Err(e),
+                Settled::Closed => break Err(self.closed_error()),
+                Settled::Again => {}
+            }
         }
-        if let Some(e) = self.backing_off()
-            && self.generation.load(Ordering::Acquire) == seen
-        {
-            return Err(e);
-        }
-        let Some(mut flight) = self.join_flight(seen) else {
-            return Ok(AccessToken(self.current.load_full()));
-        };
-        let outcome = flight
-            .wait_for(Option::is_some)
-            .await
-            .map(|o| o.clone())
-            .unwrap_or_else(|_| {
-                Some(Err(Error::transport(
-                    "token refresh",
-                    "the refresh task stopped",
-                )))
-            });
-        match outcome {
-            Some(Err(e)) => Err(e),
-            _ => Ok(AccessToken(self.current.load_full())),
-        }
+        .inspect_err(|e| {
+            if matches!(e, Error::Revoked { .. }) {
+                access_token::forget_locally(self.slot);
+            }
+        })
     }
 
-    /// Joins the refresh in flight or starts one. `None` when the published
-    /// token is already newer than generation `seen`.
-    fn join_flight(self: &Arc<Self>, seen: u64) -> Option<Flight> {
-        let mut slot = lock(&self.flight);
-        // In flight: no outcome yet and its task still alive.
-        if let Some(rx) = slot.as_ref()
-            && rx.borrow().is_none()
-            && rx.has_changed().is_ok()
-        {
-            return Some(rx.clone());
+    /// Runs one refresh to its end. A panic in the source or the observer
+    /// is a failure like any other (the backoff applies); if this future is
+    /// dropped first, the flight is abandoned and a waiter takes over.
+    async fn drive(&self, flight: &Flight) -> Ended<Error> {
+        // Superseded or closed before its task first ran: nothing to fetch.
+        if let Some(how) = flight.ended() {
+            return how;
         }
-        // Published before a flight completes, so this cannot miss one.
-        if self.generation.load(Ordering::Acquire) != seen {
-            return None;
-        }
-        let (tx, rx) = watch::channel(None);
-        *slot = Some(rx.clone());
-        self.refreshing.store(true, Ordering::Relaxed);
-        drop(slot);
-        let inner = Arc::clone(self);
-        let mut guard = FlightGuard {
-            inner: Arc::clone(self),
-            tx: Some(tx),
+        let mut guard = DriveGuard {
+            inner: self,
+            flight,
+            done: false,
         };
-        tokio::spawn(async move {
-            let result = inner.refresh().await;
-            match &result {
-                Ok(()) => {
-                    inner.failures.store(0, Ordering::Relaxed);
-                    inner.quiet_until_ms.store(0, Ordering::Relaxed);
-                    *lock(&inner.last_error) = None;
-                }
-                Err(e) => {
-                    let n = inner.failures.fetch_add(1, Ordering::Relaxed).min(16) as u32;
-                    let backoff = BACKGROUND_BACKOFF
-                        .saturating_mul(2u32.saturating_pow(n))
-                        .min(BACKGROUND_BACKOFF_MAX);
-                    *lock(&inner.last_error) = Some(e.clone());
-                    inner.quiet_until_ms.store(
-                        now_ms().saturating_add(backoff.as_millis() as u64),
-                        Ordering::Relaxed,
-                    );
-                    tracing::warn!(error = %e, retry_in = ?backoff, "token refresh failed");
-                }
+        let result = AssertUnwindSafe(self.refresh())
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::transport(
+                    "token refresh",
+                    "the token source or the refresh observer panicked",
+                ))
+            });
+        guard.done = true;
+        // The observer hears of a token only once it is served (never of one
+        // that a close kept from being published), outside the machine's lock.
+        let mut told = None;
+        let how = self
+            .machine
+            .finish(flight, result, now_ms(), |(p, fetched)| {
+                self.publish(p);
+                told = Some(fetched);
+            });
+        if let Some(fetched) = told {
+            let tell = || self.options.tell(&fetched, || self.source.describe());
+            if std::panic::catch_unwind(AssertUnwindSafe(tell)).is_err() {
+                tracing::warn!(
+                    "the refresh observer panicked; the new token is served all the same"
+                );
             }
-            guard.finish(result);
-        });
-        Some(rx)
+        }
+        if let Ended::Failed(e) = &how {
+            tracing::warn!(error = %e, "token refresh failed");
+        }
+        how
     }
 
     #[tracing::instrument(skip_all, name = "gemini_oauth::refresh")]
-    async fn refresh(&self) -> Result<()> {
+    async fn refresh(&self) -> Result<(Published, Fetched)> {
         let fetched = self.source.fetch().await?;
-        // Signed out while the refresh was in flight: the token dies here.
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(self.closed_error());
-        }
         let lifetime = fetched.expires_at.duration_since(SystemTime::now()).ok();
         let published = Published::new(
             fetched.token.clone(),
@@ -421,14 +429,12 @@ impl Inner {
             lifetime,
             self.options.refresh_margin,
         )?;
-        let generation = published.generation;
-        self.current.store(Arc::new(published));
-        self.generation.store(generation, Ordering::Release);
-        // Told only once the token is served.
-        self.options.tell(&fetched, || self.source.describe());
-        Ok(())
+        Ok((published, fetched))
     }
 }
+
+#[cfg(test)]
+mod races;
 
 #[cfg(test)]
 mod tests {
@@ -438,7 +444,8 @@ mod tests {
     use super::*;
     use crate::clock;
     use secrecy::ExposeSecret;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
 
     /// Counts fetches; each returns `token-N` living `lifetime`, after `delay`.
     struct Fake {
@@ -639,7 +646,7 @@ mod tests {
         }
         // One attempt, then quiet for BACKGROUND_BACKOFF of wall-clock time.
         assert_eq!(source.calls(), 1);
-        let quiet = cache.inner.quiet_until_ms.load(Ordering::Relaxed);
+        let quiet = cache.inner.machine.quiet_until_ms();
         let wait = quiet.saturating_sub(now_ms());
         assert!(
             wait > 0 && wait <= BACKGROUND_BACKOFF.as_millis() as u64,
@@ -682,7 +689,7 @@ mod tests {
         for (n, want_secs) in [1u64, 2, 4, 8, 16, 30, 30].into_iter().enumerate() {
             assert!(cache.token().await.is_err());
             assert_eq!(source.calls(), n + 1, "one fetch per backoff period");
-            let quiet = cache.inner.quiet_until_ms.load(Ordering::Relaxed);
+            let quiet = cache.inner.machine.quiet_until_ms();
             let wait = quiet.saturating_sub(now_ms());
             let want = want_secs * 1000;
             assert!(
@@ -696,8 +703,8 @@ mod tests {
         }
         source.fail.store(false, Ordering::SeqCst);
         assert!(cache.token().await.is_ok());
-        assert_eq!(cache.inner.failures.load(Ordering::Relaxed), 0);
-        assert_eq!(cache.inner.quiet_until_ms.load(Ordering::Relaxed), 0);
+        assert_eq!(cache.inner.machine.failures(), 0);
+        assert_eq!(cache.inner.machine.quiet_until_ms(), 0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -745,7 +752,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_panicking_source_does_not_wedge_the_cache() {
+    async fn a_panicking_source_backs_off_like_any_failure() {
         struct Panics(AtomicUsize);
         impl TokenSource for Panics {
             fn fetch(&self) -> BoxFuture<'_, Result<Fetched>> {
@@ -769,13 +776,20 @@ mod tests {
             expires_at: SystemTime::now(),
             refresh_token_rotated: false,
         };
+        let source = Arc::new(Panics(AtomicUsize::new(0)));
         let cache = TokenCache::new(
-            Arc::new(Panics(AtomicUsize::new(0))),
+            Arc::clone(&source) as Arc<dyn TokenSource>,
             first,
             CacheOptions::default(),
         )
         .unwrap();
         assert!(cache.token().await.is_err());
+        // Not one fetch per call: the panic backs off as a failure does.
+        for _ in 0..10 {
+            assert!(matches!(cache.token().await, Err(Error::Transport { .. })));
+        }
+        assert_eq!(source.0.load(Ordering::SeqCst), 1);
+        clock::advance(BACKGROUND_BACKOFF);
         assert_eq!(cache.token().await.unwrap().secret(), "after-panic");
     }
 }

@@ -117,7 +117,7 @@ impl CredentialLoader<ApplicationDefault> {
     #[tracing::instrument(skip_all, name = "gemini_oauth::load_adc")]
     pub async fn load(self) -> Result<Credentials> {
         let common = self.common.clone();
-        let mut plain = self;
+        let mut plain = self.for_impersonation_source();
         if common.impersonate.is_some() {
             // What google-auth asks a service account for as a source.
             plain.common.scopes = Some(vec![crate::scopes::IAM.to_owned()]);

@@ -65,6 +65,16 @@ impl<K: kind::OAuthKind> CredentialLoader<K> {
         self
     }
 
+    /// The loader of the credentials that impersonation draws on, when it
+    /// was asked for: their refreshes are not the impersonated credentials'
+    /// own, so [`on_refresh`](Self::on_refresh) does not hear of them.
+    pub(super) fn for_impersonation_source(mut self) -> Self {
+        if self.common.impersonate.is_some() {
+            self.common.cache.on_refresh = None;
+        }
+        self
+    }
+
     /// `creds`, or, when impersonation was asked for, credentials for the
     /// service account that draw on them.
     pub(super) async fn impersonate_if_asked(

@@ -363,8 +363,11 @@ impl<K: kind::OAuthKind> CredentialLoader<K> {
     /// ([`RefreshEvent`](crate::RefreshEvent)). Covers the background and
     /// waited-for refreshes of the credentials, and a refresh `load()` itself
     /// makes for an expired cached token; not a sign-in, nor the first token
-    /// of a service account or the metadata server. It runs on the task that
-    /// refreshed: keep it short, and do not panic in it.
+    /// of a service account or the metadata server. With impersonation, only
+    /// the impersonated token's refreshes, not those of the credentials it
+    /// draws on. It runs on the task that refreshed: keep it short; a panic
+    /// in it fails that refresh (the token is not used, and the backoff after
+    /// failures applies).
     pub fn on_refresh(mut self, observer: impl Fn(&RefreshEvent) + Send + Sync + 'static) -> Self {
         self.common.cache.on_refresh = Some(Arc::new(observer));
         self

@@ -117,7 +117,7 @@ impl CredentialLoader<UserFlow> {
     #[tracing::instrument(skip_all, name = "gemini_oauth::load")]
     pub async fn load(self) -> Result<Credentials> {
         let common = self.common.clone();
-        let creds = self.load_user().await?;
+        let creds = self.for_impersonation_source().load_user().await?;
         Self::impersonate_if_asked(&common, creds).await
     }
 
@@ -138,15 +138,21 @@ impl CredentialLoader<UserFlow> {
             && let Some(record) = stored
         {
             tracing::debug!(store = %name, "using the cached token");
-            let user = Arc::new(UserSource::new(Some(store), name, record, endpoints));
+            let user = Arc::new(
+                UserSource::new(Some(store), name, record, endpoints)
+                    .requested_scopes(scopes.clone()),
+            );
             return user_credentials(user, settings, &self.common.cache);
         }
-        let user = Arc::new(UserSource::new(
-            Some(store),
-            name,
-            stored.clone().unwrap_or_default(),
-            endpoints,
-        ));
+        let user = Arc::new(
+            UserSource::new(
+                Some(store),
+                name,
+                stored.clone().unwrap_or_default(),
+                endpoints,
+            )
+            .requested_scopes(scopes.clone()),
+        );
         // Work to do, under the store's lock: another process may have
         // refreshed or signed in while we waited for it.
         let wait = self.kind.flow.timeout.saturating_add(LOCK_MARGIN);

@@ -80,6 +80,9 @@ pub(crate) struct UserSource {
     save_warned: AtomicBool,
     /// Signed out: nothing is saved or handed out any more.
     revoked: AtomicBool,
+    /// The scopes asked for: a record in the store that does not cover them
+    /// is another program's, never adopted by a refresh.
+    scopes: Vec<String>,
 }
 
 /// How a [`UserSource`] reaches its endpoints.
@@ -109,7 +112,30 @@ impl UserSource {
             revoke_uri: endpoints.revoke_uri,
             save_warned: AtomicBool::new(false),
             revoked: AtomicBool::new(false),
+            scopes: Vec::new(),
         }
+    }
+
+    /// The scopes the credentials were loaded for (none: any record serves).
+    pub(crate) fn requested_scopes(mut self, scopes: Vec<String>) -> Self {
+        self.scopes = scopes;
+        self
+    }
+
+    /// Whether a refresh may take `theirs`, found in the store, in place of
+    /// `ours`: the same OAuth client and account, and the scopes asked for.
+    /// Anything else is another program's sign-in (Python's quickstart with
+    /// other scopes, another client), and adopting it would make every API
+    /// call fail with 403.
+    fn adoptable(&self, theirs: &StoredToken, ours: &StoredToken) -> bool {
+        let account = |r: &StoredToken| r.account.clone().filter(|a| !a.is_empty());
+        let same_account = match (account(theirs), account(ours)) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        theirs.client_id == ours.client_id
+            && same_account
+            && theirs.missing_scopes(&self.scopes).is_empty()
     }
 
     /// A copy of the current record. Holds secrets: never log it.
@@ -133,13 +159,17 @@ impl UserSource {
     /// lock, `current` is what is decided on. The lock is handed back so the
     /// loader can hold it through a consent flow.
     ///
+    /// `replacing` is the record a refresh replaces (the loader has none): a
+    /// stored record is then taken only if it is newer and
+    /// [adoptable](Self::adoptable), and `replacing` is refreshed otherwise.
+    ///
     /// A refreshed token that cannot be saved is still used: the failure is
     /// logged once as a warning, and the next process refreshes again.
     pub(crate) async fn resolve(
         &self,
         current: Option<StoredToken>,
         scopes: &[String],
-        newer_than: Option<SystemTime>,
+        replacing: Option<&StoredToken>,
         wait: Duration,
     ) -> Result<(Outcome, Option<StoreLock>)> {
         let held = match &self.store {
@@ -166,6 +196,24 @@ impl UserSource {
             },
             _ => current,
         };
+        let (stored, scopes) = match replacing {
+            None => (stored, scopes),
+            // Ours covers what was asked for (the loader made sure of it).
+            Some(ours) => match stored {
+                Some(theirs) if self.adoptable(&theirs, ours) => (Some(theirs), &[][..]),
+                theirs => {
+                    if theirs.is_some() {
+                        tracing::warn!(
+                            store = %self.name,
+                            "the store holds another program's sign-in (another client, account \
+                             or scopes); refreshing with the refresh token in memory"
+                        );
+                    }
+                    (Some(ours.clone()), &[][..])
+                }
+            },
+        };
+        let newer_than = replacing.and_then(StoredToken::expiry);
         let decision = decide(stored.as_ref(), scopes, newer_than);
         let outcome = match (decision, stored) {
             (Decision::Use, Some(record)) => {
@@ -309,9 +357,13 @@ impl TokenSource for UserSource {
     fn fetch(&self) -> BoxFuture<'_, Result<Fetched>> {
         Box::pin(async move {
             let current = self.record();
-            let have = current.expiry();
             let (outcome, _lock) = self
-                .resolve(Some(current), &[], have, REFRESH_LOCK_WAIT)
+                .resolve(
+                    Some(current.clone()),
+                    &self.scopes,
+                    Some(&current),
+                    REFRESH_LOCK_WAIT,
+                )
                 .await?;
             match outcome {
                 Outcome::Token(record) => Ok(super::fetched_from_record(&record)),

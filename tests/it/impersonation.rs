@@ -796,3 +796,34 @@ async fn an_external_user_source_with_a_valid_token_buys_the_impersonated_one_wi
     assert_eq!(bearer, "Bearer ya29.FILETOKENMARKER");
     assert!(requests_to(&server, "/sts/token").await.is_empty());
 }
+
+/// Issue #20 item 9: `on_refresh` set on impersonating credentials reports
+/// their own refreshes only, not those of the user's token they draw on
+/// (here the one `load()` makes for the expired stored token).
+#[tokio::test]
+async fn on_refresh_reports_the_impersonated_refreshes_only() {
+    let server = google().await;
+    let store = MemoryTokenStore::new();
+    let record = StoredToken::from_json(token_json(&token_uri(&server), -60).as_bytes()).unwrap();
+    store.save(&record).await.unwrap();
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&events);
+    let creds = CredentialLoader::new()
+        .token_store(store)
+        .consent(gemini_oauth::Consent::Never)
+        .impersonate_service_account(SA, [""; 0])
+        .iam_endpoint(server.uri())
+        .on_refresh(move |e| seen.lock().unwrap().push(e.source.clone()))
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(token(&creds).await, "ya29.IMPERSONATED-1");
+    // The user's token was refreshed by load(): not these credentials' refresh.
+    assert_eq!(token_requests(&server).await, 1);
+    assert_eq!(*events.lock().unwrap(), Vec::<String>::new());
+    assert_eq!(
+        creds.force_refresh().await.unwrap().secret(),
+        "ya29.IMPERSONATED-2"
+    );
+    assert_eq!(*events.lock().unwrap(), vec![creds.source()]);
+}

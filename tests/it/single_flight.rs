@@ -196,7 +196,12 @@ async fn a_refresh_task_that_dies_does_not_wedge_the_credentials() {
     let first = creds.access_token().await.unwrap_err();
     assert!(first.to_string().contains("token refresh"), "{first}");
     assert_eq!(token_requests(&server).await, 0);
-    // …and the next caller starts a new refresh instead of joining the dead one.
+    // …a panic is a failure like any other: the backoff after it holds
+    // (issue #20), instead of one new refresh per call…
+    let again = creds.access_token().await.unwrap_err();
+    assert!(again.to_string().contains("token refresh"), "{again}");
+    // …and once it has passed, the next caller starts a new refresh.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let second = creds.access_token().await.unwrap();
     assert_eq!(second.secret(), NEW_ACCESS);
     assert_eq!(token_requests(&server).await, 1);

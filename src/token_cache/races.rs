@@ -1,0 +1,241 @@
+//! The races of issue #20 (items 2 and 3), each against a fake source: a
+//! refresh answered while the cache closes, waiters woken after a close, a
+//! refresh whose runtime is dropped or left idle, and a panicking observer.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use secrecy::SecretString;
+
+use super::*;
+use crate::clock;
+
+const HOUR: Duration = Duration::from_secs(3600);
+/// A hang guard, not a performance bound.
+const GUARD: Duration = Duration::from_secs(20);
+
+/// Fetch `n` returns `token-n`; the fetches listed in `hang` never answer.
+struct Scripted {
+    calls: AtomicUsize,
+    hang: &'static [usize],
+}
+
+impl Scripted {
+    fn new(hang: &'static [usize]) -> Arc<Self> {
+        Arc::new(Scripted {
+            calls: AtomicUsize::new(0),
+            hang,
+        })
+    }
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl TokenSource for Scripted {
+    fn fetch(&self) -> BoxFuture<'_, Result<Fetched>> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let hang = self.hang.contains(&n);
+        Box::pin(async move {
+            if hang {
+                std::future::pending::<()>().await;
+            }
+            Ok(Fetched {
+                token: SecretString::from(format!("token-{n}")),
+                expires_at: SystemTime::now() + HOUR,
+                refresh_token_rotated: false,
+            })
+        })
+    }
+    fn describe(&self) -> String {
+        "scripted".into()
+    }
+}
+
+fn cache_with(
+    source: &Arc<Scripted>,
+    expires_in: Duration,
+    on_refresh: Option<RefreshObserver>,
+) -> TokenCache {
+    let first = Fetched {
+        token: SecretString::from("token-0"),
+        expires_at: SystemTime::now() + expires_in,
+        refresh_token_rotated: false,
+    };
+    let options = CacheOptions {
+        on_refresh,
+        ..CacheOptions::default()
+    };
+    TokenCache::new(Arc::clone(source) as Arc<dyn TokenSource>, first, options).unwrap()
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Race 2a: the refresh's answer arrives while the cache closes (the
+/// observer runs between the two, and closes it): nothing is published,
+/// and the waiter is told the credentials were revoked.
+#[tokio::test]
+async fn a_refresh_answered_while_closing_is_not_published() {
+    let source = Scripted::new(&[]);
+    let this: Arc<OnceLock<TokenCache>> = Arc::default();
+    let closer = Arc::clone(&this);
+    let observer: RefreshObserver = Arc::new(move |_: &RefreshEvent| {
+        closer.get().unwrap().close().unwrap();
+    });
+    let cache = cache_with(&source, HOUR, Some(observer));
+    let _ = this.set(cache.clone());
+    let stale = cache.token().await.unwrap();
+    let after = cache.refresh_after(&stale).await;
+    assert!(
+        matches!(after, Err(Error::Revoked { .. })),
+        "a token published after close: {after:?}"
+    );
+    assert_eq!(source.calls(), 1);
+    assert!(matches!(cache.token().await, Err(Error::Revoked { .. })));
+    assert_eq!(cache.expires_at(), SystemTime::UNIX_EPOCH);
+}
+
+/// Race 2b: two waiters share one refresh; the first to wake closes the
+/// cache. The second must not get `Ok` with the dead token (empty, 1970).
+#[tokio::test]
+async fn waiters_woken_after_close_get_revoked_not_an_empty_token() {
+    let source = Scripted::new(&[]);
+    let cache = cache_with(&source, HOUR, None);
+    let stale = cache.token().await.unwrap();
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let (c, s) = (cache.clone(), stale.clone());
+            tokio::spawn(async move {
+                let got = c.refresh_after(&s).await;
+                c.close().unwrap();
+                got
+            })
+        })
+        .collect();
+    let mut tokens = 0;
+    for waiter in waiters {
+        match waiter.await.unwrap() {
+            Ok(token) => {
+                assert_eq!(token.secret(), "token-1");
+                assert!(token.expires_at() > SystemTime::now());
+                tokens += 1;
+            }
+            Err(e) => assert!(matches!(e, Error::Revoked { .. }), "{e:?}"),
+        }
+    }
+    assert!(tokens >= 1);
+    assert_eq!(source.calls(), 1);
+}
+
+/// Item 3: a current-thread runtime drives a refresh and is dropped while a
+/// caller on another runtime waits for it: that caller takes over.
+#[test]
+fn a_waiter_takes_over_when_the_refreshing_runtime_is_dropped() {
+    // The first fetch never answers: only a take-over can produce a token.
+    let source = Scripted::new(&[1]);
+    let cache = cache_with(&source, Duration::ZERO, None);
+    let a = current_thread();
+    a.block_on(async {
+        let c = cache.clone();
+        tokio::spawn(async move { c.token().await });
+        while source.calls() == 0 {
+            tokio::task::yield_now().await;
+        }
+    });
+    let (joined, joining) = std::sync::mpsc::channel();
+    let c = cache.clone();
+    let waiter = std::thread::spawn(move || {
+        current_thread().block_on(async {
+            joined.send(()).unwrap();
+            tokio::time::timeout(GUARD, c.token()).await
+        })
+    });
+    joining.recv().unwrap();
+    // Let the waiter join the flight that runtime `a` drives, then drop `a`.
+    std::thread::sleep(Duration::from_millis(200));
+    drop(a);
+    let got = waiter.join().unwrap().expect("the waiter hung");
+    assert_eq!(got.unwrap().secret(), "token-2");
+    assert_eq!(source.calls(), 2);
+}
+
+/// Item 3: a background refresh spawned on a current-thread runtime that is
+/// never run again; once the token expires, a caller on another runtime
+/// refreshes instead of waiting forever.
+#[test]
+fn a_background_refresh_left_on_an_idle_runtime_is_taken_over() {
+    let source = Scripted::new(&[]);
+    // Inside the refresh window: the call starts a background refresh.
+    let cache = cache_with(&source, Duration::from_secs(60), None);
+    let a = current_thread();
+    let old = a.block_on(cache.token()).unwrap();
+    assert_eq!(old.secret(), "token-0");
+    // `a` stays alive, idle: its spawned refresh never runs.
+    let c = cache.clone();
+    let got = std::thread::spawn(move || {
+        clock::advance(Duration::from_secs(61));
+        current_thread().block_on(async { tokio::time::timeout(GUARD, c.token()).await })
+    })
+    .join()
+    .unwrap()
+    .expect("the caller waited for the idle runtime");
+    assert_eq!(got.unwrap().secret(), "token-1");
+    // When `a` runs again, its superseded refresh publishes nothing.
+    a.block_on(async {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    });
+    assert_eq!(source.calls(), 1);
+    assert_eq!(a.block_on(cache.token()).unwrap().secret(), "token-1");
+    drop(a);
+}
+
+/// Item 3: an observer that panics is a failed refresh: it backs off
+/// instead of sending one token request per call.
+#[tokio::test]
+async fn a_panicking_observer_backs_off() {
+    let source = Scripted::new(&[]);
+    let observer: RefreshObserver = Arc::new(|_: &RefreshEvent| panic!("observer bug"));
+    let cache = cache_with(&source, Duration::ZERO, Some(observer));
+    for _ in 0..10 {
+        assert!(matches!(cache.token().await, Err(Error::Transport { .. })));
+    }
+    assert_eq!(source.calls(), 1);
+}
+
+/// Item 11: after a close, this thread's copy of the token is dropped, and
+/// another thread's on its next call.
+#[tokio::test]
+async fn close_drops_the_per_thread_copies() {
+    let source = Scripted::new(&[]);
+    let cache = cache_with(&source, HOUR, None);
+    cache.token().await.unwrap();
+    assert!(access_token::has_local_copy(cache.inner.slot));
+    let (warmed, warm) = std::sync::mpsc::channel();
+    let (closed, close) = std::sync::mpsc::channel::<()>();
+    let c = cache.clone();
+    let other = std::thread::spawn(move || {
+        let rt = current_thread();
+        rt.block_on(c.token()).unwrap();
+        warmed
+            .send(access_token::has_local_copy(c.inner.slot))
+            .unwrap();
+        close.recv().unwrap();
+        let after = rt.block_on(c.token());
+        (after, access_token::has_local_copy(c.inner.slot))
+    });
+    assert!(warm.recv().unwrap(), "the other thread kept a copy");
+    cache.close().unwrap();
+    assert!(!access_token::has_local_copy(cache.inner.slot));
+    closed.send(()).unwrap();
+    let (after, kept) = other.join().unwrap();
+    assert!(matches!(after, Err(Error::Revoked { .. })));
+    assert!(!kept);
+}
