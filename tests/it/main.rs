@@ -47,6 +47,7 @@ mod redaction;
 mod redis_store;
 #[cfg(feature = "reqwest")]
 mod reqwest_middleware;
+mod review_probes;
 mod single_flight;
 mod test_doubles;
 mod tls;
