@@ -121,3 +121,61 @@ async fn a_relative_link_in_a_symlinked_directory_resolves_from_the_real_directo
     assert!(!target.exists());
     assert!(std::fs::symlink_metadata(real.join("token.json")).is_ok());
 }
+
+/// A link to something that is not a file (`ln -s /dev/null token.json` to
+/// keep nothing on disk; here a FIFO, which a test may make).
+#[cfg(unix)]
+#[tokio::test]
+async fn a_link_to_a_device_or_fifo_is_never_replaced_nor_deleted() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("sink");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::os::unix::fs::symlink("sink", dir.path().join("token.json")).unwrap();
+    let store = FileTokenStore::new(dir.path().join("token.json"));
+    let t = StoredToken::from_json(br#"{"refresh_token": "1//SECRETMARKER"}"#).unwrap();
+    let chain = |e: &gemini_oauth::Error| {
+        let mut text = e.to_string();
+        let mut next = std::error::Error::source(e);
+        while let Some(cause) = next {
+            text.push_str(&format!(": {cause}"));
+            next = cause.source();
+        }
+        text
+    };
+    let err = store.save(&t).await.unwrap_err();
+    assert!(
+        chain(&err).contains("not a regular file"),
+        "{}",
+        chain(&err)
+    );
+    assert!(!chain(&err).contains("SECRETMARKER"));
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    let err = store.clear().await.unwrap_err();
+    assert!(
+        chain(&err).contains("not a regular file"),
+        "{}",
+        chain(&err)
+    );
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    assert!(
+        std::fs::symlink_metadata(dir.path().join("token.json"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
