@@ -16,6 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::token_endpoint::OAuthError;
@@ -190,25 +191,31 @@ fn read_stdin_byte(byte: &mut [u8; 1]) -> std::io::Result<usize> {
 const MAX_CONNECTIONS: usize = 16;
 /// A client has this long to send its request headers.
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// A silent connection younger than this is not closed for a new one: it
+/// may be the browser's, its request not read yet. A flood of new
+/// connections would otherwise close it before it is heard.
+const SILENT_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Serves the redirect until dropped: one request per connection, at most
 /// [`MAX_CONNECTIONS`] at a time, finished connections reaped as it goes,
 /// and a pause after an accept error (such as running out of descriptors)
 /// rather than a busy loop.
 ///
-/// At the cap, a new connection closes the oldest one still silent: another
-/// local process holding silent connections cannot keep the browser out.
+/// At the cap, a new connection closes the oldest one still silent (once
+/// it is [`SILENT_GRACE`] old): another local process holding or opening
+/// silent connections cannot keep the browser out.
 pub(crate) async fn serve(
     listener: TcpListener,
     expected: Arc<SecretString>,
     tx: mpsc::Sender<Callback>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
-    // In accept order: each connection's task, and whether it sent a request.
-    let mut open: VecDeque<(AbortHandle, Arc<AtomicBool>)> = VecDeque::new();
+    // In accept order: each connection's task, whether it sent a request,
+    // and when it was accepted.
+    let mut open: VecDeque<(AbortHandle, Arc<AtomicBool>, Instant)> = VecDeque::new();
     loop {
         while connections.try_join_next().is_some() {}
-        open.retain(|(task, _)| !task.is_finished());
+        open.retain(|(task, ..)| !task.is_finished());
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
@@ -218,12 +225,19 @@ pub(crate) async fn serve(
             }
         };
         while open.len() >= MAX_CONNECTIONS {
-            match open
+            let oldest_silent = open
                 .iter()
-                .position(|(_, asked)| !asked.load(Ordering::Relaxed))
-            {
-                Some(oldest_silent) => {
-                    if let Some((task, _)) = open.remove(oldest_silent) {
+                .position(|(_, asked, _)| !asked.load(Ordering::Relaxed));
+            match oldest_silent.map(|i| (i, open[i].2.checked_add(SILENT_GRACE))) {
+                Some((_, Some(grace_over))) if Instant::now() < grace_over => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(grace_over) => {}
+                        _ = connections.join_next() => {}
+                    }
+                    open.retain(|(task, ..)| !task.is_finished());
+                }
+                Some((i, _)) => {
+                    if let Some((task, ..)) = open.remove(i) {
                         task.abort();
                     }
                 }
@@ -231,7 +245,7 @@ pub(crate) async fn serve(
                 // task joined may be one aborted above: then wait again).
                 None => {
                     let _ = connections.join_next().await;
-                    open.retain(|(task, _)| !task.is_finished());
+                    open.retain(|(task, ..)| !task.is_finished());
                 }
             }
         }
@@ -269,7 +283,7 @@ pub(crate) async fn serve(
                 let _ = tx.try_send(callback);
             }
         });
-        open.push_back((task, asked));
+        open.push_back((task, asked, Instant::now()));
     }
 }
 

@@ -105,7 +105,7 @@ impl TokenStore for FileTokenStore {
 
     async fn clear(&self) -> Result<()> {
         // A link's target holds the token: it goes, the link stays.
-        let target = resolve_links(&self.path)?;
+        let target = regular_target(&self.path, "delete token file")?;
         match tokio::fs::remove_file(&target).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -212,6 +212,22 @@ pub(crate) fn resolve_links(path: &Path) -> Result<PathBuf> {
     ))
 }
 
+/// [`resolve_links`], refusing an end that is there but is neither a file
+/// nor a directory: a link to `/dev/null` is never renamed over or deleted.
+fn regular_target(path: &Path, action: &'static str) -> Result<PathBuf> {
+    let target = resolve_links(path)?;
+    match std::fs::symlink_metadata(&target) {
+        Ok(meta) if !meta.is_file() && !meta.is_dir() => Err(Error::io(
+            action,
+            &target,
+            std::io::Error::other(
+                "not a regular file (a device, FIFO or socket); point the path at a file",
+            ),
+        )),
+        _ => Ok(target),
+    }
+}
+
 /// `File::try_lock`; unit tests may make it fail on their thread.
 fn try_lock(file: &std::fs::File) -> std::result::Result<(), std::fs::TryLockError> {
     #[cfg(test)]
@@ -284,7 +300,7 @@ fn open_lock_file(path: &Path) -> Result<std::fs::File> {
 pub(crate) async fn write_atomically(path: PathBuf, contents: Vec<u8>) -> Result<()> {
     let blocking_path = path.clone();
     tokio::task::spawn_blocking(move || {
-        let path = resolve_links(&blocking_path)?;
+        let path = regular_target(&blocking_path, "write token file")?;
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),

@@ -28,10 +28,15 @@ const SAVE_IF_OWNER: &str = "if redis.call('get',KEYS[2])==ARGV[2] then redis.ca
 /// Without the lock: saves the token (ARGV[1]) unless the stored one expires
 /// later. Expiries are google-auth's `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`, compared
 /// as text once the fraction is padded to six digits; a stored record that
-/// does not parse, or has no expiry, is replaced.
+/// does not parse, or has no expiry or one that is not such a time (which
+/// `load()` refuses too), is replaced.
 const SAVE_IF_NEWER: &str = r"
 local function at(e)
   if type(e) ~= 'string' then return '' end
+  local mo, d, h, mi, s = string.match(e, '^%d%d%d%d%-(%d%d)%-(%d%d)T(%d%d):(%d%d):(%d%d)')
+  if not mo then return '' end
+  mo, d, h, mi, s = tonumber(mo), tonumber(d), tonumber(h), tonumber(mi), tonumber(s)
+  if mo < 1 or mo > 12 or d < 1 or d > 31 or h > 23 or mi > 59 or s > 59 then return '' end
   local frac = string.match(e, '^%.(%d+)', 20) or ''
   return string.sub(e, 1, 19) .. string.sub(frac .. '000000', 1, 6)
 end

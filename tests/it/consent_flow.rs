@@ -230,3 +230,75 @@ async fn sixteen_idle_connections_do_not_keep_the_redirect_out() {
     assert_eq!(page.await.unwrap().status, 200);
     drop(idle);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_half_sent_requests_does_not_keep_the_redirect_out() {
+    use tokio::io::AsyncWriteExt;
+    let tokens = code_endpoint(RETRIEVER).await;
+    let store = MemoryTokenStore::new();
+    let (l, mut urls) = loader(&tokens, &store);
+    let flow = tokio::spawn(l.consent_timeout(Duration::from_secs(8)).load());
+    let url = urls.recv().await.unwrap();
+    let addr = redirect_addr(&url);
+    // Another local process opens 100 connections, each sending half a
+    // request line, before and while the browser comes back.
+    async fn half(addr: SocketAddr) -> Option<tokio::net::TcpStream> {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"GET /?state=x&co").await.ok()?;
+        Some(s)
+    }
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        held.extend(half(addr).await);
+    }
+    let flood = tokio::spawn(async move {
+        let mut more = Vec::new();
+        for _ in 0..100 {
+            more.extend(half(addr).await);
+        }
+        more
+    });
+    let state = query_param(&url, "state").unwrap();
+    let redirect = query_param(&url, "redirect_uri").unwrap();
+    let answer = format!("{redirect}?state={state}&code=4%2FGOODCODE");
+    let page = browser::get(&answer).await;
+    assert_eq!(page.status, 200);
+    let outcome = tokio::time::timeout(Duration::from_secs(20), flow)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(outcome.is_ok(), "{outcome:?}");
+    drop((held, flood.await));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_never_finish_their_request_body_do_not_keep_the_redirect_out() {
+    use tokio::io::AsyncWriteExt;
+    let tokens = code_endpoint(RETRIEVER).await;
+    let store = MemoryTokenStore::new();
+    let (l, mut urls) = loader(&tokens, &store);
+    let flow = tokio::spawn(l.consent_timeout(Duration::from_secs(5)).load());
+    let url = urls.recv().await.unwrap();
+    let addr = redirect_addr(&url);
+    // Complete request heads (so they are not silent) whose bodies never come.
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nab")
+            .await
+            .unwrap();
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let state = query_param(&url, "state").unwrap();
+    let redirect = query_param(&url, "redirect_uri").unwrap();
+    let answer = format!("{redirect}?state={state}&code=4%2FGOODCODE");
+    let page = tokio::spawn(async move { browser::get(&answer).await });
+    let outcome = tokio::time::timeout(Duration::from_secs(20), flow)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(outcome.is_ok(), "{outcome:?}");
+    assert_eq!(page.await.unwrap().status, 200);
+    drop(held);
+}

@@ -54,6 +54,7 @@ mod reqwest_middleware;
 #[cfg(feature = "reqwest")]
 mod reqwest_redirect;
 mod shared_token_file;
+mod review_probes;
 mod single_flight;
 mod test_doubles;
 mod tls;

@@ -537,3 +537,22 @@ async fn a_redis_outage_does_not_stop_a_refresh_with_the_token_in_memory() {
     assert_eq!(token, NEW_ACCESS, "refreshed with the token in memory");
     assert_eq!(token_requests(&endpoint).await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlocked_save_replaces_a_record_whose_expiry_is_not_a_date() {
+    let server = RedisServer::start().await;
+    let here = server.store();
+    // Records `load()` refuses as corrupt (BadExpiry): nothing can use them,
+    // so a save must not be fenced out by them.
+    for old in [
+        r#"{"refresh_token": "r", "expiry": "soon"}"#,
+        r#"{"refresh_token": "r", "expiry": "never expires"}"#,
+        r#"{"refresh_token": "r", "expiry": "99999-01-01T00:00:00Z"}"#,
+        r#"{"refresh_token": "r", "expiry": "9999-99-99T99:99:99Z"}"#,
+    ] {
+        server.cmd::<()>(redis::cmd("SET").arg(KEY).arg(old)).await;
+        assert!(here.load().await.is_err(), "{old} is corrupt");
+        here.save(&expiring_in(10)).await.unwrap();
+        assert_eq!(server.get(KEY).await.unwrap(), expiring_in(10).to_json());
+    }
+}
