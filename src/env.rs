@@ -27,7 +27,7 @@ pub const GOOGLE_CLOUD_QUOTA_PROJECT: &str = "GOOGLE_CLOUD_QUOTA_PROJECT";
 /// an explicit builder value), as Google's Cloud client libraries read it.
 pub const GOOGLE_CLOUD_UNIVERSE_DOMAIN: &str = "GOOGLE_CLOUD_UNIVERSE_DOMAIN";
 /// The browser command for the consent URL (feature `browser`): a
-/// `:`-separated list, `%s` for the URL, as Python's `webbrowser` reads it.
+/// `:`-separated list (`;` on Windows), `%s` for the URL, as Python's `webbrowser` reads it.
 pub const BROWSER: &str = "BROWSER";
 /// Read for an API key, in this order (as Google's Gemini SDKs read them;
 /// a warning is logged when both are set).

@@ -35,13 +35,15 @@ pub(super) fn open(url: &str) {
     }
 }
 
-/// `$BROWSER` is a `:`-separated list of commands, tried in order until one
-/// succeeds. In each, `%s` stands for the URL (it is appended when absent)
-/// and `%%` for `%`.
+/// `$BROWSER` is a list of commands separated by `:` (`;` on Windows, whose
+/// paths hold `C:`, as Python's `webbrowser` splits at `os.pathsep`), tried
+/// in order until one succeeds. In each, `%s` stands for the URL (it is
+/// appended when absent) and `%%` for `%`.
 fn open_with_env(browser: &std::ffi::OsStr, url: &str) -> Result<(), String> {
     let browser = browser.to_string_lossy();
     let mut last = String::from("BROWSER names no command");
-    for entry in browser.split(':').filter(|e| !e.trim().is_empty()) {
+    let separator = if cfg!(windows) { ';' } else { ':' };
+    for entry in browser.split(separator).filter(|e| !e.trim().is_empty()) {
         let argv = command_line(entry, url);
         let Some((program, args)) = argv.split_first() else {
             continue;
@@ -151,6 +153,28 @@ mod tests {
             "https://u.example/\n"
         );
         let err = open_with_env("false".as_ref(), "https://u.example/").unwrap_err();
+        assert!(err.contains("exited"), "{err}");
+    }
+
+    /// Windows paths hold `:` after the drive letter: entries are split at
+    /// `;` there, as Python's `webbrowser` splits at `os.pathsep`.
+    #[cfg(windows)]
+    #[test]
+    fn entries_are_split_at_semicolons_and_keep_drive_letters() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = dir.path().join("seen");
+        let script = dir.path().join("browser.cmd");
+        std::fs::write(&script, format!("@echo %~1> \"{}\"\r\n", seen.display())).unwrap();
+        let browser = format!("C:\\nonexistent\\browser.exe;{}", script.display());
+        assert_eq!(
+            open_with_env(browser.as_ref(), "https://u.example/"),
+            Ok(())
+        );
+        assert_eq!(
+            std::fs::read_to_string(&seen).unwrap().trim_end(),
+            "https://u.example/"
+        );
+        let err = open_with_env("cmd /c exit 3".as_ref(), "https://u.example/").unwrap_err();
         assert!(err.contains("exited"), "{err}");
     }
 }

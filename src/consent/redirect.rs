@@ -349,6 +349,33 @@ fn page(status: StatusCode, title: &str, text: &str) -> Response<Full<Bytes>> {
 mod tests {
     use super::*;
 
+    /// The listener itself over real loopback TCP (also run under wine by
+    /// .ci/platforms, for Windows' sockets).
+    #[tokio::test]
+    async fn the_listener_answers_the_redirect_and_passes_the_code_on() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, mut rx) = mpsc::channel(1);
+        let server = tokio::spawn(serve(listener, Arc::new("S".into()), tx));
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let request = "GET /?state=S&code=4%2FLOOPBACK HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).await.unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        let callback = tokio::time::timeout(std::time::Duration::from_secs(20), rx.recv())
+            .await
+            .expect("a callback within 20 s");
+        match callback {
+            Some(Callback::Code(code)) => assert_eq!(code.expose_secret(), "4/LOOPBACK"),
+            other => panic!("unexpected {other:?}"),
+        }
+        server.abort();
+    }
+
     #[test]
     fn callback_parsing() {
         let code = |q| match parse_callback(q, "S") {

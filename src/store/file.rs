@@ -433,6 +433,7 @@ mod tests {
         pub(super) static LOCK_ERRNO: std::cell::Cell<Option<i32>> = const { std::cell::Cell::new(None) };
     }
 
+    #[cfg(unix)]
     fn captured_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
         let logs = Captured::default();
         let writer = logs.clone();
@@ -584,9 +585,11 @@ mod tests {
         );
     }
 
+    #[cfg(unix)]
     #[derive(Clone, Default)]
     struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
+    #[cfg(unix)]
     impl std::io::Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             self.0.lock().unwrap().extend_from_slice(buf);

@@ -252,3 +252,32 @@ impl TokenStore for KeyringTokenStore {
         format!("keyring entry {}/{}", self.service, self.account)
     }
 }
+
+/// Windows Credential Manager (keyring's `windows-native`): the Linux tests
+/// in tests/it/keyring_store.rs use the kernel keyring instead.
+#[cfg(all(test, windows))]
+mod windows_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn credential_manager_round_trip_and_clear() {
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let store = KeyringTokenStore::new(format!("windows-test-{nonce}"))
+            .service("gemini-oauth-unit-test");
+        assert!(store.load().await.unwrap().is_none());
+        let token = StoredToken::from_json(
+            br#"{"token": "ya29.WINDOWSMARKER", "refresh_token": "1//WINDOWSREFRESH", "client_id": "c"}"#,
+        )
+        .unwrap();
+        store.save(&token).await.unwrap();
+        let loaded = store.load().await.unwrap().expect("the saved token");
+        assert_eq!(loaded.to_json(), token.to_json());
+        assert_eq!(loaded.refresh_token(), Some("1//WINDOWSREFRESH"));
+        store.clear().await.unwrap();
+        assert!(store.load().await.unwrap().is_none());
+        store.clear().await.unwrap();
+    }
+}
