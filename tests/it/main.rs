@@ -53,8 +53,8 @@ mod redis_store;
 mod reqwest_middleware;
 #[cfg(feature = "reqwest")]
 mod reqwest_redirect;
-mod shared_token_file;
 mod review_probes;
+mod shared_token_file;
 mod single_flight;
 mod test_doubles;
 mod tls;
