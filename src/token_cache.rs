@@ -408,9 +408,10 @@ impl Inner {
         if let Some(fetched) = told {
             let tell = || self.options.tell(&fetched, || self.source.describe());
             if std::panic::catch_unwind(AssertUnwindSafe(tell)).is_err() {
-                tracing::warn!(
-                    "the refresh observer panicked; the new token is served all the same"
-                );
+                // Served all the same; the next refresh backs off like any failure.
+                let e = Error::transport("token refresh", "the refresh observer panicked");
+                tracing::warn!(error = %e, "the new token is served all the same");
+                self.machine.fail_after_publish(e, now_ms());
             }
         }
         if let Ended::Failed(e) = &how {

@@ -233,13 +233,7 @@ impl<E: Clone, K: PartialEq + Copy, S: Signal> Machine<E, K, S> {
                 Ended::Published
             }
             Err(e) => {
-                let n = state.failures.min(16);
-                state.failures = state.failures.saturating_add(1);
-                let backoff = BACKOFF
-                    .saturating_mul(2u32.saturating_pow(n))
-                    .min(BACKOFF_MAX);
-                state.quiet_until_ms = now_ms.saturating_add(backoff.as_millis() as u64);
-                state.last_error = Some(e.clone());
+                back_off(&mut state, e.clone(), now_ms);
                 Ended::Failed(e)
             }
         };
@@ -247,6 +241,15 @@ impl<E: Clone, K: PartialEq + Copy, S: Signal> Machine<E, K, S> {
             .store(state.quiet_until_ms, Ordering::Relaxed);
         flight.end(how.clone());
         how
+    }
+
+    /// A failure found after a token was published (its observer panicked):
+    /// the token stays served, and the next refresh waits out the backoff.
+    pub(crate) fn fail_after_publish(&self, e: E, now_ms: u64) {
+        let mut state = lock(&self.state);
+        back_off(&mut state, e, now_ms);
+        self.quiet_until_ms
+            .store(state.quiet_until_ms, Ordering::Relaxed);
     }
 
     /// Ends `flight` without a result (its driver went away): no backoff,
@@ -286,6 +289,17 @@ impl<E: Clone, K: PartialEq + Copy, S: Signal> Machine<E, K, S> {
             Ended::Abandoned => Settled::Again,
         }
     }
+}
+
+/// One more failure: the next refresh waits 1 s, doubling to 30 s.
+fn back_off<E, K, S>(state: &mut State<E, K, S>, e: E, now_ms: u64) {
+    let n = state.failures.min(16);
+    state.failures = state.failures.saturating_add(1);
+    let backoff = BACKOFF
+        .saturating_mul(2u32.saturating_pow(n))
+        .min(BACKOFF_MAX);
+    state.quiet_until_ms = now_ms.saturating_add(backoff.as_millis() as u64);
+    state.last_error = Some(e);
 }
 
 fn is_current<E, K, S>(state: &State<E, K, S>, flight: &Flight<E, K, S>) -> bool {
