@@ -85,7 +85,7 @@ pub(crate) async fn from_file(path: &Path) -> Result<Found> {
 }
 
 /// Dispatches on the file's `type`; problems name `path` and the field.
-fn parse(bytes: &[u8], path: &Path) -> Result<Found> {
+pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Found> {
     let bad = |problem| Error::TokenFile {
         path: path.to_owned(),
         problem,

@@ -143,6 +143,9 @@ mod credentials;
 pub mod endpoints;
 pub mod env;
 mod error;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod gemini;
 #[cfg(feature = "google-cloud-auth")]
 mod google_cloud;

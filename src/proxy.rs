@@ -155,7 +155,7 @@ impl Proxy {
         })
     }
 
-    fn intercept(&self, dst: &Uri) -> Option<Intercept> {
+    pub(crate) fn intercept(&self, dst: &Uri) -> Option<Intercept> {
         self.matcher.as_ref()?.intercept(dst)
     }
 

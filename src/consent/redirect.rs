@@ -215,35 +215,42 @@ pub(crate) async fn serve(
         let expected = Arc::clone(&expected);
         let tx = tx.clone();
         connections.spawn(async move {
-            let carried = Arc::new(std::sync::Mutex::new(None));
-            let slot = Arc::clone(&carried);
-            let service = hyper::service::service_fn(move |req| {
-                let (reply, callback) = answer(&req, expected.expose_secret());
-                if callback.is_some() {
-                    *slot
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = callback;
-                }
-                async move { Ok::<_, Infallible>(reply) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .keep_alive(false)
-                .serve_connection(TokioIo::new(stream), service);
-            let _ = conn.await;
-            // Only now that the page is written (one request per connection)
-            // may the flow end: a program that exits at once after a denial
-            // would otherwise cut the page off.
-            let callback = carried
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take();
-            if let Some(callback) = callback {
+            if let Some(callback) = serve_one(TokioIo::new(stream), expected).await {
                 let _ = tx.try_send(callback);
             }
         });
     }
+}
+
+/// Serves one connection's one request: its page, then the callback it carried.
+pub(crate) async fn serve_one<I>(io: I, expected: Arc<SecretString>) -> Option<Callback>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+{
+    let carried = Arc::new(std::sync::Mutex::new(None));
+    let slot = Arc::clone(&carried);
+    let service = hyper::service::service_fn(move |req| {
+        let (reply, callback) = answer(&req, expected.expose_secret());
+        if callback.is_some() {
+            *slot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = callback;
+        }
+        async move { Ok::<_, Infallible>(reply) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(false)
+        .serve_connection(io, service);
+    let _ = conn.await;
+    // Only now that the page is written (one request per connection) may the
+    // flow end: a program that exits at once after a denial would otherwise
+    // cut the page off.
+    carried
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
 }
 
 /// The page for `req`, and the callback it carries, if it answers this sign-in.

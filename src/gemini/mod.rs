@@ -3,7 +3,7 @@
 //! [`stream_generate_content`] (server-sent events) and [`upload_file`]
 //! (the Files API's resumable upload).
 
-mod events;
+pub(crate) mod events;
 mod generate;
 mod upload;
 

@@ -3,12 +3,12 @@
 //! a URL, an executable, or AWS), exchanged at Google's STS for an access
 //! token. One file per credential source, `sts.rs` for the exchange.
 
-mod aws;
-mod config;
-mod executable;
+pub(crate) mod aws;
+pub(crate) mod config;
+pub(crate) mod executable;
 mod file;
 mod problem;
-mod sigv4;
+pub(crate) mod sigv4;
 mod sts;
 mod url;
 
