@@ -92,7 +92,7 @@ pub(crate) async fn from_file(path: &Path) -> Result<Found> {
 }
 
 /// Dispatches on the file's `type`; problems name `path` and the field.
-fn parse(bytes: &[u8], path: &Path) -> Result<Found> {
+pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Found> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         let problem = TokenFileProblem::NotJson {
             line: e.line(),

@@ -160,6 +160,9 @@ mod credentials_file;
 pub mod endpoints;
 pub mod env;
 mod error;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod gemini;
 #[cfg(feature = "google-cloud-auth")]
 mod google_cloud;

@@ -274,7 +274,7 @@ impl Proxy {
         })
     }
 
-    fn intercept(&self, dst: &Uri) -> Option<Intercept> {
+    pub(crate) fn intercept(&self, dst: &Uri) -> Option<Intercept> {
         let host = dst.host()?;
         if self.spare_loopback && is_loopback(host) {
             return None;

@@ -35,13 +35,14 @@ pub(crate) fn is_loopback(host: &str) -> bool {
 /// userinfo, which can hold an API key (`?key=`) or a password (`user:pass@`).
 pub(crate) fn redact(url: &str) -> String {
     let base = url.split(['?', '#']).next().unwrap_or(url);
-    let is_scheme = |s: &str| {
-        s.starts_with(|c: char| c.is_ascii_alphabetic())
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-    };
+    // Whatever comes before the first `://` is the scheme, valid or not (a
+    // stray space or quote must not expose the password after it), minus
+    // anything up to an `@` in it (`user:pass@://host`).
     let (scheme, rest) = match base.split_once("://") {
-        Some((scheme, rest)) if is_scheme(scheme) => (Some(scheme), rest),
+        Some((scheme, rest)) if !scheme.contains('/') => (
+            Some(scheme.rsplit_once('@').map_or(scheme, |(_, s)| s)),
+            rest,
+        ),
         _ => (None, base),
     };
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
@@ -91,6 +92,26 @@ mod tests {
         assert_eq!(redact("USER:PASS@://x"), "://x");
         assert_eq!(join("https://a/v1/", "/models"), "https://a/v1/models");
         assert_eq!(join("https://a/v1", "models"), "https://a/v1/models");
+    }
+
+    /// Found by the `url` fuzz target: a value that does not start with a
+    /// valid scheme (a leading space or quote from a `.env` file) showed its
+    /// password.
+    #[test]
+    fn userinfo_never_shows_after_a_malformed_scheme() {
+        for url in [
+            " http://user:SECRETMARKER@proxy:3128",
+            "'http://user:SECRETMARKER@proxy:3128/'",
+            "h\u{6}p://user:SECRETMARKER@proxy/x",
+            "1http://user:SECRETMARKER@proxy",
+        ] {
+            let shown = redact(url);
+            assert!(
+                !shown.contains("SECRETMARKER"),
+                "{url:?} shown as {shown:?}"
+            );
+        }
+        assert_eq!(redact(" http://u:p@proxy:3128/x?k"), " http://proxy:3128/x");
     }
 
     mod properties {

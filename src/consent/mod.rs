@@ -5,7 +5,7 @@
 #[cfg(feature = "browser")]
 mod browser;
 mod pkce;
-mod redirect;
+pub(crate) mod redirect;
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};

@@ -254,37 +254,51 @@ pub(crate) async fn serve(
         let asked = Arc::new(AtomicBool::new(false));
         let asking = Arc::clone(&asked);
         let task = connections.spawn(async move {
-            let carried = Arc::new(std::sync::Mutex::new(None));
-            let slot = Arc::clone(&carried);
-            let service = hyper::service::service_fn(move |req| {
-                asking.store(true, Ordering::Relaxed);
-                let (reply, callback) = answer(&req, expected.expose_secret());
-                if callback.is_some() {
-                    *slot
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = callback;
-                }
-                async move { Ok::<_, Infallible>(reply) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .keep_alive(false)
-                .serve_connection(TokioIo::new(stream), service);
-            let _ = conn.await;
-            // Only now that the page is written (one request per connection)
-            // may the flow end: a program that exits at once after a denial
-            // would otherwise cut the page off.
-            let callback = carried
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take();
-            if let Some(callback) = callback {
+            if let Some(callback) = serve_one(TokioIo::new(stream), expected, &asking).await {
                 let _ = tx.try_send(callback);
             }
         });
         open.push_back((task, asked, Instant::now()));
     }
+}
+
+/// Serves one connection's one request: its page, then the callback it carried.
+/// `asked` turns true once the connection has sent a request (it is then no
+/// idle connection to close for a new one).
+pub(crate) async fn serve_one<I>(
+    io: I,
+    expected: Arc<SecretString>,
+    asked: &Arc<AtomicBool>,
+) -> Option<Callback>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+{
+    let carried = Arc::new(std::sync::Mutex::new(None));
+    let slot = Arc::clone(&carried);
+    let asking = Arc::clone(asked);
+    let service = hyper::service::service_fn(move |req| {
+        asking.store(true, Ordering::Relaxed);
+        let (reply, callback) = answer(&req, expected.expose_secret());
+        if callback.is_some() {
+            *slot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = callback;
+        }
+        async move { Ok::<_, Infallible>(reply) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(false)
+        .serve_connection(io, service);
+    let _ = conn.await;
+    // Only now that the page is written (one request per connection) may the
+    // flow end: a program that exits at once after a denial would otherwise
+    // cut the page off.
+    carried
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
 }
 
 /// The page for `req`, and the callback it carries, if it answers this sign-in.

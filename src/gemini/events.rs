@@ -48,6 +48,14 @@ impl fmt::Debug for ContentStream {
 
 impl ContentStream {
     pub(crate) fn new(body: ResponseBody, url: &str) -> Self {
+        Self::from_chunks(body.into_stream(), url)
+    }
+
+    /// The events of a body that arrives as `chunks`.
+    pub(crate) fn from_chunks(
+        chunks: impl Stream<Item = Result<Bytes>> + Send + 'static,
+        url: &str,
+    ) -> Self {
         let endpoint = redact(url);
         let pending = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&pending);
@@ -55,8 +63,7 @@ impl ContentStream {
             endpoint: endpoint.clone(),
             problem: format!("an event is larger than {MAX_EVENT} bytes"),
         };
-        let input = body
-            .into_stream()
+        let input = chunks
             // A final event without its blank line is still an event (a cut
             // one then fails as JSON); without this the parser drops it.
             .chain(futures_util::stream::once(async {

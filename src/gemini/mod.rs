@@ -4,7 +4,7 @@
 //! (the Files API's resumable upload, recovered after a failure; [`Upload`]
 //! adds a progress callback).
 
-mod events;
+pub(crate) mod events;
 mod generate;
 mod problem;
 mod resumable;

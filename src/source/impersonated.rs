@@ -250,7 +250,10 @@ impl Impersonated {
 }
 
 /// Parses a `generateAccessToken` answer (`accessToken`, `expireTime`).
-fn parse_answer(status: u16, body: &[u8]) -> std::result::Result<Fetched, ImpersonationProblem> {
+pub(crate) fn parse_answer(
+    status: u16,
+    body: &[u8],
+) -> std::result::Result<Fetched, ImpersonationProblem> {
     let json: Option<serde_json::Map<String, Value>> = serde_json::from_slice(body).ok();
     if !(200..300).contains(&status) {
         let error = json.as_ref().and_then(|m| m.get("error"));

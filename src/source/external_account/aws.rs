@@ -100,17 +100,14 @@ impl AwsSource {
                 };
                 // The availability zone (us-east-1b): the region is all but its last letter.
                 let zone = meta.get(url, "credential_source.region_url").await?;
-                let zone = zone.trim();
-                let mut chars = zone.chars();
-                chars.next_back();
-                match chars.as_str() {
-                    "" => Err(bad_answer(
+                match region_of_zone(&zone) {
+                    None => Err(bad_answer(
                         config_path,
                         "credential_source.region_url",
                         url,
                         "the availability zone is empty",
                     )),
-                    region => Ok(region.to_owned()),
+                    Some(region) => Ok(region.to_owned()),
                 }
             })
             .await?;
@@ -145,45 +142,53 @@ impl AwsSource {
             ));
         };
         let role = meta.get(url, field).await?;
-        let role = role.trim();
-        if role.is_empty() || role.contains('/') {
+        let Some(role) = role_name(&role) else {
             return Err(bad_answer(
                 meta.config_path,
                 field,
                 url,
                 "the answer is not a role name",
             ));
-        }
+        };
         let role_url = format!("{}/{role}", url.trim_end_matches('/'));
         let body = SecretString::from(meta.get(&role_url, field).await?);
-        let creds: Value = serde_json::from_str(body.expose_secret()).map_err(|_| {
-            bad_answer(
-                meta.config_path,
-                field,
-                &role_url,
-                "the role's credentials are not JSON",
-            )
-        })?;
-        let text = |k: &str| {
-            creds
-                .get(k)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-        };
-        match (text("AccessKeyId"), text("SecretAccessKey")) {
-            (Some(id), Some(secret)) => Ok(AwsKeys {
-                access_key_id: id,
-                secret_access_key: SecretString::from(secret),
-                session_token: text("Token").map(SecretString::from),
-            }),
-            _ => Err(bad_answer(
-                meta.config_path,
-                field,
-                &role_url,
-                "the role's credentials lack AccessKeyId or SecretAccessKey",
-            )),
-        }
+        keys_from_json(body.expose_secret())
+            .map_err(|reason| bad_answer(meta.config_path, field, &role_url, reason))
+    }
+}
+
+/// The region of an availability zone (`us-east-1b`): all but its last letter.
+pub(crate) fn region_of_zone(zone: &str) -> Option<&str> {
+    let mut chars = zone.trim().chars();
+    chars.next_back();
+    Some(chars.as_str()).filter(|region| !region.is_empty())
+}
+
+/// The role name in the answer of `credential_source.url`.
+pub(crate) fn role_name(answer: &str) -> Option<&str> {
+    let role = answer.trim();
+    (!role.is_empty() && !role.contains('/')).then_some(role)
+}
+
+/// A role's credentials as the instance metadata answers them
+/// (`AccessKeyId`, `SecretAccessKey`, `Token`), or why they are unusable.
+pub(crate) fn keys_from_json(body: &str) -> std::result::Result<AwsKeys, &'static str> {
+    let creds: Value =
+        serde_json::from_str(body).map_err(|_| "the role's credentials are not JSON")?;
+    let text = |k: &str| {
+        creds
+            .get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    match (text("AccessKeyId"), text("SecretAccessKey")) {
+        (Some(id), Some(secret)) => Ok(AwsKeys {
+            access_key_id: id,
+            secret_access_key: SecretString::from(secret),
+            session_token: text("Token").map(SecretString::from),
+        }),
+        _ => Err("the role's credentials lack AccessKeyId or SecretAccessKey"),
     }
 }
 

@@ -46,7 +46,7 @@ pub(super) struct Context<'a> {
 
 /// Why a response gives no token: a malformed one is an error even when
 /// cached; any other reason for a cached one means "run the program".
-enum Rejected {
+pub(crate) enum Rejected {
     Malformed(String),
     Unusable(String),
 }
@@ -349,7 +349,10 @@ fn excerpt(text: &str) -> String {
 
 /// The token of a response, and whether it says when it expires (a cached
 /// response without `expiration_time` is not trusted, as in google-auth).
-fn parse_response(value: &Value, now: SystemTime) -> std::result::Result<(String, bool), Rejected> {
+pub(crate) fn parse_response(
+    value: &Value,
+    now: SystemTime,
+) -> std::result::Result<(String, bool), Rejected> {
     let malformed = |s: &str| Rejected::Malformed(s.to_owned());
     let map = value
         .as_object()
@@ -395,14 +398,13 @@ fn parse_response(value: &Value, now: SystemTime) -> std::result::Result<(String
         ),
     };
     let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now_secs = i64::try_from(now_secs).unwrap_or(i64::MAX);
     if let Some(at) = expires
-        && at < i64::try_from(now_secs).unwrap_or(i64::MAX)
+        && at < now_secs
     {
         return Err(Rejected::Unusable(format!(
             "returned a token that expired {} seconds ago (expiration_time)",
-            i64::try_from(now_secs)
-                .unwrap_or(i64::MAX)
-                .saturating_sub(at)
+            now_secs.abs_diff(at)
         )));
     }
     let token_field = match map.get("token_type").and_then(Value::as_str) {
@@ -532,5 +534,22 @@ mod tests {
                 .starts_with("unusable")
         );
         assert!(err(json!([1])).starts_with("malformed"));
+    }
+
+    /// Found by reading the code for the `executable_output` fuzz target:
+    /// an `expiration_time` near `i64::MIN` overflowed the "expired … ago"
+    /// subtraction (a panic with overflow checks, nonsense without).
+    #[test]
+    fn an_expiry_far_in_the_past_is_expired_not_an_overflow() {
+        let jwt = "urn:ietf:params:oauth:token-type:jwt";
+        let e = parse(
+            json!({"version": 1, "success": true, "token_type": jwt, "id_token": "T",
+            "expiration_time": i64::MIN}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "unusable: returned a token that expired 9223372036854776808 seconds ago (expiration_time)"
+        );
     }
 }

@@ -3,13 +3,13 @@
 //! a URL, an executable, or AWS), exchanged at Google's STS for an access
 //! token. One file per credential source, `sts.rs` for the exchange.
 
-mod aws;
+pub(crate) mod aws;
 mod command_line;
-mod config;
-mod executable;
+pub(crate) mod config;
+pub(crate) mod executable;
 mod file;
 mod problem;
-mod sigv4;
+pub(crate) mod sigv4;
 mod sts;
 mod url;
 
