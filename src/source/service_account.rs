@@ -212,7 +212,7 @@ impl TokenSource for ServiceAccount {
 /// its own and no blanks around lines: a key pasted indented, padded or on
 /// one line, which google-auth's PEM reader takes.
 fn tidy_pem(pem: &str) -> String {
-    let mut out = String::with_capacity(pem.len() + 16);
+    let mut out = String::with_capacity(pem.len());
     for (i, part) in pem.split("-----").enumerate() {
         if i % 2 == 1 {
             out.push_str("\n-----");
