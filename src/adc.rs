@@ -100,7 +100,13 @@ pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Found> {
         };
         file_error(path, CredentialsFileKind::Unknown, problem)
     })?;
-    let kind = value.get("type").and_then(Value::as_str).unwrap_or("");
+    let unknown = |problem| file_error(path, CredentialsFileKind::Unknown, problem);
+    let kind = match value.get("type") {
+        _ if !value.is_object() => return Err(unknown(TokenFileProblem::NotAnObject)),
+        None | Some(Value::Null) => "",
+        Some(Value::String(kind)) => kind.as_str(),
+        Some(_) => return Err(unknown(TokenFileProblem::WrongType("type"))),
+    };
     let bad = |problem| file_error(path, CredentialsFileKind::of_type(kind), problem);
     match kind {
         "authorized_user" => {
@@ -270,6 +276,21 @@ mod tests {
         let no_refresh =
             StoredToken::from_json(br#"{"client_id": "c", "client_secret": "s"}"#).unwrap();
         assert!(authorized_user_json(&no_refresh, None).is_none());
+    }
+
+    #[test]
+    fn a_file_of_another_shape_says_so() {
+        let problem = |json: &str| match parse(json.as_bytes(), Path::new("adc.json")) {
+            Err(Error::CredentialsFile(p)) => p.problem,
+            other => panic!("{json}: {:?}", other.err()),
+        };
+        for json in ["[1]", "42", "null", "\"text\""] {
+            assert_eq!(problem(json), TokenFileProblem::NotAnObject, "{json}");
+        }
+        for json in [r#"{"type": ["authorized_user"]}"#, r#"{"type": 7}"#] {
+            assert_eq!(problem(json), TokenFileProblem::WrongType("type"), "{json}");
+        }
+        assert_eq!(problem("{}"), TokenFileProblem::MissingField("type"));
     }
 
     mod properties {

@@ -58,7 +58,7 @@ impl ServiceAccountKey {
         // PKCS#8 as the Cloud console writes it, or PKCS#1 (`BEGIN RSA
         // PRIVATE KEY`, what `openssl rsa` and older tools write), as
         // google-auth accepts both.
-        let key = match PrivateKeyDer::from_pem_slice(pem.as_bytes()) {
+        let key = match PrivateKeyDer::from_pem_slice(tidy_pem(&pem).as_bytes()) {
             Ok(PrivateKeyDer::Pkcs8(der)) => RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).ok(),
             Ok(PrivateKeyDer::Pkcs1(der)) => RsaKeyPair::from_der(der.secret_pkcs1_der()).ok(),
             _ => None,
@@ -206,6 +206,26 @@ impl TokenSource for ServiceAccount {
     fn describe(&self) -> String {
         format!("service account {}", self.key.email)
     }
+}
+
+/// `pem` with each `-----BEGIN …-----` and `-----END …-----` on a line of
+/// its own and no blanks around lines: a key pasted indented, padded or on
+/// one line, which google-auth's PEM reader takes.
+fn tidy_pem(pem: &str) -> String {
+    let mut out = String::with_capacity(pem.len());
+    for (i, part) in pem.split("-----").enumerate() {
+        if i % 2 == 1 {
+            out.push_str("\n-----");
+            out.push_str(part.trim());
+            out.push_str("-----\n");
+        } else {
+            for line in part.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

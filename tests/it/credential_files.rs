@@ -133,6 +133,43 @@ async fn a_pkcs1_key_is_accepted_as_google_auth_accepts_it() {
     }
 }
 
+/// Keys pasted indented, padded, on one line or with CRLF and trailing
+/// blanks: google-auth (its PEM reader) signs with each, so must we.
+#[tokio::test]
+async fn a_key_laid_out_otherwise_is_read_as_google_auth_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pem, _) = pkcs1_key(dir.path());
+    let tokens = key_tokens().await;
+    let layouts = [
+        (
+            "indented",
+            pem.lines().map(|l| format!("  {l}\n")).collect(),
+        ),
+        ("padded", format!("\n \t{pem}\n  ")),
+        ("one line", pem.lines().collect()),
+        ("crlf", pem.lines().map(|l| format!("{l} \r\n")).collect()),
+    ];
+    for (layout, key) in layouts {
+        let file = key_file(dir.path(), &key, "googleapis.com", &tokens);
+        let ours = CredentialLoader::application_default()
+            .credentials_file(&file)
+            .no_proxy()
+            .load()
+            .await
+            .unwrap_or_else(|e| panic!("{layout}: {e}"));
+        assert_eq!(
+            ours.access_token().await.unwrap().secret(),
+            "ya29.KEYGRANT",
+            "{layout}"
+        );
+        assert_eq!(
+            python_token(&file, &format!("[{RETRIEVER:?}]")),
+            "ya29.KEYGRANT",
+            "{layout}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn no_scopes_outside_googleapis_take_the_jwt_bearer_grant_as_google_auth() {
     let dir = tempfile::tempdir().unwrap();

@@ -334,12 +334,18 @@ fn failure_words(stdout: &[u8], stderr: &[u8]) -> String {
     }
 }
 
-/// At most [`EXCERPT_CHARS`] characters of `text` on one line.
+/// At most [`EXCERPT_CHARS`] characters of `text` on one line, with no
+/// control or bidirectional-override characters (terminal escapes, text that
+/// would show reordered).
 fn excerpt(text: &str) -> String {
+    let shown = |c: char| {
+        !(c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+    };
     let mut out: String = text
         .chars()
         .take(EXCERPT_CHARS)
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| if shown(c) { c } else { ' ' })
         .collect();
     if text.chars().nth(EXCERPT_CHARS).is_some() {
         out.push('…');
@@ -380,10 +386,7 @@ pub(crate) fn parse_response(
                 "an unsuccessful response needs \"code\" and \"message\"",
             ));
         };
-        let show = |v: &Value| {
-            let s = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-            s.chars().take(200).collect::<String>()
-        };
+        let show = |v: &Value| excerpt(&v.as_str().map_or_else(|| v.to_string(), str::to_owned));
         return Err(Rejected::Unusable(format!(
             "reported failure (code {}: {})",
             show(code),
@@ -494,6 +497,28 @@ mod tests {
             said.chars().count(),
             " and said: ".len() + EXCERPT_CHARS + 1
         );
+    }
+
+    #[test]
+    fn a_program_s_words_reach_no_terminal_as_controls() {
+        let evil = "\u{1b}[31mRED\u{1b}]0;title\u{7}\r\u{202e}txt.exe\u{2066}";
+        let clean = |shown: &str| {
+            assert!(
+                !shown
+                    .chars()
+                    .any(|c| c.is_control() || matches!(c, '\u{202e}' | '\u{2066}')),
+                "{shown:?}"
+            );
+            assert!(
+                shown.contains("RED") && shown.contains("txt.exe"),
+                "{shown:?}"
+            );
+        };
+        // A failure answer with a successful exit, and one with a failing exit.
+        let failed = json!({"version": 1, "success": false, "code": evil, "message": evil});
+        clean(&parse(failed.clone()).unwrap_err());
+        clean(&failure_words(failed.to_string().as_bytes(), b""));
+        clean(&failure_words(b"", evil.as_bytes()));
     }
 
     #[test]
