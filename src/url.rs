@@ -34,17 +34,32 @@ pub(crate) fn is_loopback(host: &str) -> bool {
 /// The URL as messages and logs may show it: without query, fragment and
 /// userinfo, which can hold an API key (`?key=`) or a password (`user:pass@`).
 pub(crate) fn redact(url: &str) -> String {
-    let base = url.split(['?', '#']).next().unwrap_or(url);
     let is_scheme = |s: &str| {
         s.starts_with(|c: char| c.is_ascii_alphabetic())
             && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
     };
-    let (scheme, rest) = match base.split_once("://") {
+    let (scheme, rest) = match url.split_once("://") {
         Some((scheme, rest)) if is_scheme(scheme) => (Some(scheme), rest),
-        _ => (None, base),
+        _ => (None, url),
     };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    // `user:pa/ss@host`: a `/`, `?` or `#` in the userinfo ends the authority
+    // early, leaving `user:pa` as the "host" and the rest in the path.
+    let port = authority.rsplit(']').next().unwrap_or_default();
+    let bad_port = port
+        .split_once(':')
+        .is_some_and(|(_, p)| !p.chars().all(|c| c.is_ascii_digit()));
+    let cut = match tail.find('@') {
+        Some(at) if !authority.contains('@') && (bad_port || tail[..at].contains(':')) => {
+            tail.rfind('@').map(|at| &tail[at.saturating_add(1)..])
+        }
+        _ => None,
+    };
+    let rest = cut.unwrap_or(rest);
+    let base = rest.split(['?', '#']).next().unwrap_or(rest);
+    let (authority, path) = base.split_at(base.find('/').unwrap_or(base.len()));
     let host = authority
         .rsplit_once('@')
         .map_or(authority, |(_, host)| host);
@@ -90,6 +105,37 @@ mod tests {
         assert_eq!(redact("not a url"), "not a url");
         assert_eq!(redact("USER:PASS@://x"), "://x");
         assert_eq!(join("https://a/v1/", "/models"), "https://a/v1/models");
+    }
+
+    #[test]
+    fn a_password_with_an_unencoded_slash_question_mark_or_hash_never_shows() {
+        for url in [
+            "https://USER:PA/SECRET@host/token",
+            "https://USER:PA?SECRET@host/token?key=KEY",
+            "https://USER:PA#SECRET@host/token",
+            "https://USER:PA/SE@CRET@host/token",
+            "https://USER/NAME:PASSWORD@host/token",
+            "USER:PA/SECRET@host/token",
+        ] {
+            let shown = redact(url);
+            for secret in ["USER", "PA", "SECRET", "KEY", "CRET"] {
+                assert!(!shown.contains(secret), "{url} shown as {shown}");
+            }
+            assert!(shown.contains("host"), "{url} shown as {shown}");
+            if let Err(e) = check_endpoint(url) {
+                let text = format!("{e} {e:?}");
+                assert!(!text.contains("SECRET") && !text.contains("PA"), "{text}");
+            }
+        }
+        // An '@' in a path is not userinfo: the host and path still show.
+        let sa = "https://iam.example/v1/serviceAccounts/sa@p.iam.example:generateAccessToken";
+        assert_eq!(redact(sa), sa);
+        let sa = "http://127.0.0.1:8080/v1/serviceAccounts/sa@p:generateAccessToken?k=v";
+        assert_eq!(
+            redact(sa),
+            "http://127.0.0.1:8080/v1/serviceAccounts/sa@p:generateAccessToken"
+        );
+        assert_eq!(redact("http://[::1]:80/a@b"), "http://[::1]:80/a@b");
         assert_eq!(join("https://a/v1", "models"), "https://a/v1/models");
     }
 
