@@ -188,9 +188,15 @@ fn no_proxy(list: &str) -> (String, Vec<(String, u16)>) {
                 _ => (entry, None),
             },
         };
+        // A name with a trailing dot is the same name (curl ignores the dot on
+        // both sides); the matcher compares strings, so it gets both spellings.
+        let host = host.strip_suffix('.').unwrap_or(host);
         match port.map(str::parse::<u16>) {
             Some(Ok(port)) => ports.push((host.to_owned(), port)),
-            _ => plain.push(host.to_owned()),
+            _ if host.parse::<std::net::IpAddr>().is_ok() || host.contains('/') => {
+                plain.push(host.to_owned());
+            }
+            _ => plain.extend([host.to_owned(), format!("{host}.")]),
         }
     }
     (plain.join(","), ports)
@@ -199,6 +205,7 @@ fn no_proxy(list: &str) -> (String, Vec<(String, u16)>) {
 /// Whether `rule` (a name, `.name` or an address) covers `host`.
 fn covers(rule: &str, host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = host.strip_suffix('.').unwrap_or(host);
     if let (Ok(a), Ok(b)) = (
         rule.parse::<std::net::IpAddr>(),
         host.parse::<std::net::IpAddr>(),
@@ -566,6 +573,42 @@ mod tests {
         // A proxy given to the loader carries every request, as asked.
         let p = Proxy::from_url("http://p:1").unwrap();
         assert!(via(&p, "http://127.0.0.1:8080/token").is_some());
+    }
+
+    #[test]
+    fn loopback_spelled_otherwise_is_never_proxied_from_the_environment() {
+        let p = vars(&[("HTTPS_PROXY", "http://p:1"), ("HTTP_PROXY", "http://p:1")]);
+        for url in [
+            "http://localhost.:8080/token",
+            "http://LOCALHOST./x",
+            "https://[::ffff:127.0.0.1]:9/",
+            "http://[::FFFF:7f00:1]/",
+        ] {
+            assert_eq!(via(&p, url), None, "{url}");
+        }
+        assert!(via(&p, "https://localhost.example/").is_some());
+        assert!(via(&p, "https://[::ffff:10.0.0.1]/").is_some());
+    }
+
+    #[test]
+    fn no_proxy_entries_in_upper_case_with_trailing_dots_or_blanks() {
+        let p = vars(&[
+            ("ALL_PROXY", "http://p:1"),
+            (
+                "NO_PROXY",
+                " , UPPER.Example ,,\t trail.example. ,*.Star.Example., Ported.Example:8443 ,",
+            ),
+        ]);
+        assert_eq!(via(&p, "https://upper.example/"), None);
+        assert_eq!(via(&p, "https://a.UPPER.example/"), None);
+        assert_eq!(via(&p, "https://trail.example/"), None);
+        assert_eq!(via(&p, "https://trail.example./"), None);
+        assert_eq!(via(&p, "https://upper.example./"), None);
+        assert_eq!(via(&p, "https://x.star.example/"), None);
+        assert_eq!(via(&p, "https://ported.example:8443/"), None);
+        assert_eq!(via(&p, "https://ported.example.:8443/"), None);
+        assert!(via(&p, "https://ported.example/").is_some());
+        assert!(via(&p, "https://other.example/").is_some());
     }
 
     #[test]

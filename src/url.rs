@@ -23,12 +23,15 @@ pub(crate) fn check_endpoint(url: &str) -> Result<Uri> {
     }
 }
 
+/// `localhost` (`localhost.` too), `127.0.0.0/8`, `::1` and `::ffff:127.x.y.z`.
 pub(crate) fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
+    host.strip_suffix('.')
+        .unwrap_or(host)
+        .eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 /// The URL as messages and logs may show it: without query, fragment and
