@@ -53,7 +53,8 @@ pub fn redirect_policy() -> redirect::Policy {
             .is_some_and(|prev| !same_origin(prev, attempt.url()));
         if cross {
             attempt.stop()
-        } else if attempt.previous().len() >= MAX_REDIRECTS {
+        // `previous` starts with the first URL, which is no redirect.
+        } else if attempt.previous().len() > MAX_REDIRECTS {
             attempt.error("too many redirects")
         } else {
             attempt.follow()
