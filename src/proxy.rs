@@ -44,6 +44,10 @@ pub enum ProxyProblem {
     /// A `/`, `?` or `#` in the user name or password is not percent-encoded,
     /// so the URL cannot be split safely (the error shows none of it).
     UnencodedUserinfo,
+    /// A SOCKS5 user name or password is longer than the handshake carries
+    /// (RFC 1929: 255 bytes each; hyper-util fits them, with the endpoint's
+    /// name, in about 250 bytes together).
+    CredentialsTooLong,
 }
 
 impl fmt::Display for ProxyProblem {
@@ -62,6 +66,10 @@ impl fmt::Display for ProxyProblem {
             ProxyProblem::UnsupportedScheme(s) => write!(
                 f,
                 "uses the scheme {s:?}; use an http://, https://, socks5:// or socks5h:// proxy"
+            ),
+            ProxyProblem::CredentialsTooLong => f.write_str(
+                "has a user name or password too long for SOCKS5 (at most 255 bytes each, \
+                 and about 250 together with the endpoint's name): shorten them",
             ),
             ProxyProblem::UnencodedUserinfo => f.write_str(
                 "has a '/', '?' or '#' before its '@': percent-encode them in the user name \
@@ -161,6 +169,13 @@ fn check(url: &str, shown: impl Fn(&str) -> String) -> Result<()> {
     }
     if uri.host().is_none_or(str::is_empty) {
         return refuse(shown(url), ProxyProblem::InvalidUrl);
+    }
+    // RFC 1929 gives each a one-byte length; found here, not mid-handshake.
+    let any = Uri::from_static("https://example.com/");
+    if let Some(i) = Matcher::builder().all(full).build().intercept(&any)
+        && i.raw_auth().is_some_and(|(u, p)| u.len() > 255 || p.len() > 255)
+    {
+        return refuse(shown(url), ProxyProblem::CredentialsTooLong);
     }
     Ok(())
 }

@@ -53,6 +53,7 @@ mod reqwest_middleware;
 #[cfg(feature = "reqwest")]
 mod reqwest_redirect;
 mod single_flight;
+mod socks_faults;
 mod test_doubles;
 mod tls;
 #[cfg(feature = "tower")]
