@@ -181,3 +181,25 @@ async fn a_socks5_password_longer_than_the_protocol_allows_is_named_as_such_unse
         "{err:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_proxy_with_an_untrusted_certificate_is_a_proxy_error_unseen() {
+    use crate::common::proxies::{AfterConnect, MapProxy};
+    use crate::common::tls_certs::{acceptor, make_certs};
+    let dir = tempfile::tempdir().unwrap();
+    let (_ca, leaf, key) = make_certs(dir.path());
+    let target = "127.0.0.1:9".parse().unwrap();
+    let proxy = MapProxy::start(
+        target,
+        Some(acceptor(&leaf, &key, &[b"http/1.1"])),
+        AfterConnect::Tunnel,
+        None,
+    )
+    .await;
+    let url = proxy.url(Some(&format!("user:pre%2F{PASSWORD}")));
+    assert!(url.starts_with("https://"), "{url}");
+    let err = through(url).await;
+    assert_proxy_error(&err, "untrusted proxy certificate");
+    let text = format!("{err:?}");
+    assert!(text.to_lowercase().contains("certificate"), "{text}");
+}
