@@ -173,7 +173,8 @@ fn check(url: &str, shown: impl Fn(&str) -> String) -> Result<()> {
     // RFC 1929 gives each a one-byte length; found here, not mid-handshake.
     let any = Uri::from_static("https://example.com/");
     if let Some(i) = Matcher::builder().all(full).build().intercept(&any)
-        && i.raw_auth().is_some_and(|(u, p)| u.len() > 255 || p.len() > 255)
+        && i.raw_auth()
+            .is_some_and(|(u, p)| u.len() > 255 || p.len() > 255)
     {
         return refuse(shown(url), ProxyProblem::CredentialsTooLong);
     }

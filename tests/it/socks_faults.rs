@@ -63,7 +63,10 @@ async fn through(proxy: String) -> Error {
 
 fn assert_proxy_error(err: &Error, scenario: &str) {
     let text = format!("{err} {err:?}");
-    assert!(!text.contains(PASSWORD), "{scenario}: the password leaked: {text}");
+    assert!(
+        !text.contains(PASSWORD),
+        "{scenario}: the password leaked: {text}"
+    );
     // A tunnel the proxy opened and then closed fails the endpoint's TLS.
     let opened = scenario.starts_with("a huge bound address");
     assert!(
@@ -71,6 +74,10 @@ fn assert_proxy_error(err: &Error, scenario: &str) {
         "{scenario}: {err:?}"
     );
 }
+
+/// A scenario: its name, the greeting's answer, the answer after the
+/// next message, whether the peer then holds the connection.
+type Case = (&'static str, Vec<u8>, Option<Vec<u8>>, bool);
 
 /// A user-and-password answer, then a CONNECT answer with a domain-name
 /// bound address of 255 bytes.
@@ -84,7 +91,7 @@ fn huge_bound_address() -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_misbehaving_socks5_proxy_is_a_proxy_error_within_the_connect_timeout() {
     let http_answer = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n".to_vec();
-    let cases: Vec<(&str, Vec<u8>, Option<Vec<u8>>, bool)> = vec![
+    let cases: Vec<Case> = vec![
         ("wrong version", vec![0x04, 0x02], None, false),
         ("no acceptable method", vec![0x05, 0xff], None, false),
         ("a method not offered", vec![0x05, 0x01], None, false),
