@@ -70,7 +70,8 @@ fn same_origin(a: &Url, b: &Url) -> bool {
 
 /// Where a redirect that leaves `resp`'s origin points, if it is one.
 fn cross_origin_location(resp: &Response) -> Option<Url> {
-    if !resp.status().is_redirection() {
+    // The statuses reqwest follows; a 304 or a 300 is an answer, not a redirect.
+    if !matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
         return None;
     }
     let location = resp.headers().get(LOCATION)?.to_str().ok()?;

@@ -211,3 +211,27 @@ async fn a_307_to_another_origin_repeats_the_post_with_its_body_without_credenti
     assert_eq!(v["method"], "POST");
     assert_eq!(v["body"], "BODY-MARKER");
 }
+
+#[tokio::test]
+async fn a_304_or_300_with_a_location_elsewhere_is_returned_not_followed() {
+    for status in [304u16, 300] {
+        let (other, other_seen) = server(None).await;
+        let first = serve(move |_req: http::Request<hyper::body::Incoming>| {
+            let other = other.clone();
+            async move {
+                let mut r = json_resp(status, &json!({}));
+                r.headers_mut()
+                    .insert("location", format!("{other}/v1/x").parse().unwrap());
+                r
+            }
+        })
+        .await;
+        let resp = client(api_key_creds().await, redirect_policy())
+            .get(format!("{first}/v1/x"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status);
+        assert!(other_seen.lock().unwrap().is_empty(), "{status} followed");
+    }
+}
