@@ -285,7 +285,14 @@ async fn a_connect_timeout_of_zero_or_duration_max_neither_panics_nor_hangs() {
     .await
     .unwrap();
     assert!(
-        matches!(&result, Ok(_) | Err(Error::Timeout { after: Duration::ZERO, .. })),
+        matches!(
+            &result,
+            Ok(_)
+                | Err(Error::Timeout {
+                    after: Duration::ZERO,
+                    ..
+                })
+        ),
         "{result:?}"
     );
 }

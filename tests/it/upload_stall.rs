@@ -97,13 +97,19 @@ async fn an_http2_upload_that_the_peer_stops_reading_times_out() {
                     return;
                 };
                 // Takes the request, never reads its body, never answers.
-                let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-                    let _held = req;
-                    std::future::pending::<Result<http::Response<String>, std::convert::Infallible>>().await
-                });
-                let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                    .await;
+                let svc = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        let _held = req;
+                        std::future::pending::<
+                            Result<http::Response<String>, std::convert::Infallible>,
+                        >()
+                        .await
+                    },
+                );
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                        .await;
             });
         }
     });
@@ -128,5 +134,9 @@ async fn an_http2_upload_that_the_peer_stops_reading_times_out() {
         matches!(err, Error::Timeout { after, .. } if after == IDLE),
         "{err:?}"
     );
-    assert!(err.to_string().starts_with("sending the request body to https://127.0.0.1:"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("sending the request body to https://127.0.0.1:"),
+        "{err}"
+    );
 }
