@@ -150,6 +150,8 @@ impl Connector {
                         ProxyProblem::AuthenticationRequired
                     }
                     SocksError::V5(_) => ProxyProblem::TunnelRefused,
+                    // Only the user name and password can outgrow hyper-util's buffer.
+                    SocksError::Serialize(_) => ProxyProblem::CredentialsTooLong,
                     _ => ProxyProblem::TunnelFailed,
                 };
                 fail(problem, Some(Arc::new(e)))

@@ -44,6 +44,10 @@ pub enum ProxyProblem {
     /// A `/`, `?` or `#` in the user name or password is not percent-encoded,
     /// so the URL cannot be split safely (the error shows none of it).
     UnencodedUserinfo,
+    /// A SOCKS5 user name or password is longer than the handshake carries
+    /// (RFC 1929: 255 bytes each; hyper-util fits them, with the endpoint's
+    /// name, in about 250 bytes together).
+    CredentialsTooLong,
 }
 
 impl fmt::Display for ProxyProblem {
@@ -62,6 +66,10 @@ impl fmt::Display for ProxyProblem {
             ProxyProblem::UnsupportedScheme(s) => write!(
                 f,
                 "uses the scheme {s:?}; use an http://, https://, socks5:// or socks5h:// proxy"
+            ),
+            ProxyProblem::CredentialsTooLong => f.write_str(
+                "has a user name or password too long for SOCKS5 (at most 255 bytes each, \
+                 and about 250 together with the endpoint's name): shorten them",
             ),
             ProxyProblem::UnencodedUserinfo => f.write_str(
                 "has a '/', '?' or '#' before its '@': percent-encode them in the user name \
@@ -162,6 +170,14 @@ fn check(url: &str, shown: impl Fn(&str) -> String) -> Result<()> {
     if uri.host().is_none_or(str::is_empty) {
         return refuse(shown(url), ProxyProblem::InvalidUrl);
     }
+    // RFC 1929 gives each a one-byte length; found here, not mid-handshake.
+    let any = Uri::from_static("https://example.com/");
+    if let Some(i) = Matcher::builder().all(full).build().intercept(&any)
+        && i.raw_auth()
+            .is_some_and(|(u, p)| u.len() > 255 || p.len() > 255)
+    {
+        return refuse(shown(url), ProxyProblem::CredentialsTooLong);
+    }
     Ok(())
 }
 
@@ -188,9 +204,15 @@ fn no_proxy(list: &str) -> (String, Vec<(String, u16)>) {
                 _ => (entry, None),
             },
         };
+        // A name with a trailing dot is the same name (curl ignores the dot on
+        // both sides); the matcher compares strings, so it gets both spellings.
+        let host = host.strip_suffix('.').unwrap_or(host);
         match port.map(str::parse::<u16>) {
             Some(Ok(port)) => ports.push((host.to_owned(), port)),
-            _ => plain.push(host.to_owned()),
+            _ if host.parse::<std::net::IpAddr>().is_ok() || host.contains('/') => {
+                plain.push(host.to_owned());
+            }
+            _ => plain.extend([host.to_owned(), format!("{host}.")]),
         }
     }
     (plain.join(","), ports)
@@ -199,6 +221,7 @@ fn no_proxy(list: &str) -> (String, Vec<(String, u16)>) {
 /// Whether `rule` (a name, `.name` or an address) covers `host`.
 fn covers(rule: &str, host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = host.strip_suffix('.').unwrap_or(host);
     if let (Ok(a), Ok(b)) = (
         rule.parse::<std::net::IpAddr>(),
         host.parse::<std::net::IpAddr>(),
@@ -566,6 +589,42 @@ mod tests {
         // A proxy given to the loader carries every request, as asked.
         let p = Proxy::from_url("http://p:1").unwrap();
         assert!(via(&p, "http://127.0.0.1:8080/token").is_some());
+    }
+
+    #[test]
+    fn loopback_spelled_otherwise_is_never_proxied_from_the_environment() {
+        let p = vars(&[("HTTPS_PROXY", "http://p:1"), ("HTTP_PROXY", "http://p:1")]);
+        for url in [
+            "http://localhost.:8080/token",
+            "http://LOCALHOST./x",
+            "https://[::ffff:127.0.0.1]:9/",
+            "http://[::FFFF:7f00:1]/",
+        ] {
+            assert_eq!(via(&p, url), None, "{url}");
+        }
+        assert!(via(&p, "https://localhost.example/").is_some());
+        assert!(via(&p, "https://[::ffff:10.0.0.1]/").is_some());
+    }
+
+    #[test]
+    fn no_proxy_entries_in_upper_case_with_trailing_dots_or_blanks() {
+        let p = vars(&[
+            ("ALL_PROXY", "http://p:1"),
+            (
+                "NO_PROXY",
+                " , UPPER.Example ,,\t trail.example. ,*.Star.Example., Ported.Example:8443 ,",
+            ),
+        ]);
+        assert_eq!(via(&p, "https://upper.example/"), None);
+        assert_eq!(via(&p, "https://a.UPPER.example/"), None);
+        assert_eq!(via(&p, "https://trail.example/"), None);
+        assert_eq!(via(&p, "https://trail.example./"), None);
+        assert_eq!(via(&p, "https://upper.example./"), None);
+        assert_eq!(via(&p, "https://x.star.example/"), None);
+        assert_eq!(via(&p, "https://ported.example:8443/"), None);
+        assert_eq!(via(&p, "https://ported.example.:8443/"), None);
+        assert!(via(&p, "https://ported.example/").is_some());
+        assert!(via(&p, "https://other.example/").is_some());
     }
 
     #[test]

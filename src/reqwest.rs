@@ -53,7 +53,8 @@ pub fn redirect_policy() -> redirect::Policy {
             .is_some_and(|prev| !same_origin(prev, attempt.url()));
         if cross {
             attempt.stop()
-        } else if attempt.previous().len() >= MAX_REDIRECTS {
+        // `previous` starts with the first URL, which is no redirect.
+        } else if attempt.previous().len() > MAX_REDIRECTS {
             attempt.error("too many redirects")
         } else {
             attempt.follow()
@@ -69,7 +70,8 @@ fn same_origin(a: &Url, b: &Url) -> bool {
 
 /// Where a redirect that leaves `resp`'s origin points, if it is one.
 fn cross_origin_location(resp: &Response) -> Option<Url> {
-    if !resp.status().is_redirection() {
+    // The statuses reqwest follows; a 304 or a 300 is an answer, not a redirect.
+    if !matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
         return None;
     }
     let location = resp.headers().get(LOCATION)?.to_str().ok()?;

@@ -23,29 +23,47 @@ pub(crate) fn check_endpoint(url: &str) -> Result<Uri> {
     }
 }
 
+/// `localhost` (`localhost.` too), `127.0.0.0/8`, `::1` and `::ffff:127.x.y.z`.
 pub(crate) fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
+    host.strip_suffix('.')
+        .unwrap_or(host)
+        .eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 /// The URL as messages and logs may show it: without query, fragment and
 /// userinfo, which can hold an API key (`?key=`) or a password (`user:pass@`).
 pub(crate) fn redact(url: &str) -> String {
-    let base = url.split(['?', '#']).next().unwrap_or(url);
     // Whatever comes before the first `://` is the scheme, valid or not (a
     // stray space or quote must not expose the password after it), minus
     // anything up to an `@` in it (`user:pass@://host`).
-    let (scheme, rest) = match base.split_once("://") {
-        Some((scheme, rest)) if !scheme.contains('/') => (
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) if !scheme.contains(['/', '?', '#']) => (
             Some(scheme.rsplit_once('@').map_or(scheme, |(_, s)| s)),
             rest,
         ),
-        _ => (None, base),
+        _ => (None, url),
     };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    // `user:pa/ss@host`: a `/`, `?` or `#` in the userinfo ends the authority
+    // early, leaving `user:pa` as the "host" and the rest in the path.
+    let port = authority.rsplit(']').next().unwrap_or_default();
+    let bad_port = port
+        .split_once(':')
+        .is_some_and(|(_, p)| !p.chars().all(|c| c.is_ascii_digit()));
+    let cut = match tail.find('@') {
+        Some(at) if !authority.contains('@') && (bad_port || tail[..at].contains(':')) => {
+            tail.rfind('@').map(|at| &tail[at.saturating_add(1)..])
+        }
+        _ => None,
+    };
+    let rest = cut.unwrap_or(rest);
+    let base = rest.split(['?', '#']).next().unwrap_or(rest);
+    let (authority, path) = base.split_at(base.find('/').unwrap_or(base.len()));
     let host = authority
         .rsplit_once('@')
         .map_or(authority, |(_, host)| host);
@@ -91,6 +109,37 @@ mod tests {
         assert_eq!(redact("not a url"), "not a url");
         assert_eq!(redact("USER:PASS@://x"), "://x");
         assert_eq!(join("https://a/v1/", "/models"), "https://a/v1/models");
+    }
+
+    #[test]
+    fn a_password_with_an_unencoded_slash_question_mark_or_hash_never_shows() {
+        for url in [
+            "https://USER:PA/SECRET@host/token",
+            "https://USER:PA?SECRET@host/token?key=KEY",
+            "https://USER:PA#SECRET@host/token",
+            "https://USER:PA/SE@CRET@host/token",
+            "https://USER/NAME:PASSWORD@host/token",
+            "USER:PA/SECRET@host/token",
+        ] {
+            let shown = redact(url);
+            for secret in ["USER", "PA", "SECRET", "KEY", "CRET"] {
+                assert!(!shown.contains(secret), "{url} shown as {shown}");
+            }
+            assert!(shown.contains("host"), "{url} shown as {shown}");
+            if let Err(e) = check_endpoint(url) {
+                let text = format!("{e} {e:?}");
+                assert!(!text.contains("SECRET") && !text.contains("PA"), "{text}");
+            }
+        }
+        // An '@' in a path is not userinfo: the host and path still show.
+        let sa = "https://iam.example/v1/serviceAccounts/sa@p.iam.example:generateAccessToken";
+        assert_eq!(redact(sa), sa);
+        let sa = "http://127.0.0.1:8080/v1/serviceAccounts/sa@p:generateAccessToken?k=v";
+        assert_eq!(
+            redact(sa),
+            "http://127.0.0.1:8080/v1/serviceAccounts/sa@p:generateAccessToken"
+        );
+        assert_eq!(redact("http://[::1]:80/a@b"), "http://[::1]:80/a@b");
         assert_eq!(join("https://a/v1", "models"), "https://a/v1/models");
     }
 

@@ -254,3 +254,45 @@ async fn an_https_or_socks_proxy_that_never_finishes_its_handshake_is_named_unre
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_timeout_of_zero_or_duration_max_neither_panics_nor_hangs() {
+    use crate::common::gemini_server::{json_resp, serve};
+    let base = serve(|_req| async { json_resp(200, &json!({"models": []})) }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let unlimited = creds(dir.path(), &format!("{base}/v1"), |l| {
+        l.connect_timeout(Duration::MAX)
+    })
+    .await;
+    let models = tokio::time::timeout(
+        GUARD,
+        gemini_oauth::gemini::list_models(&unlimited.authorized_client()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(models.is_empty());
+    let zero = creds(dir.path(), &format!("{base}/v1"), |l| {
+        l.connect_timeout(Duration::ZERO)
+    })
+    .await;
+    // tokio's timer fires on its next tick, so a loopback connect may still
+    // win: either answer, no panic and no hang.
+    let result = tokio::time::timeout(
+        GUARD,
+        gemini_oauth::gemini::list_models(&zero.authorized_client()),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(
+            &result,
+            Ok(_)
+                | Err(Error::Timeout {
+                    after: Duration::ZERO,
+                    ..
+                })
+        ),
+        "{result:?}"
+    );
+}

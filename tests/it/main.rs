@@ -56,6 +56,7 @@ mod reqwest_redirect;
 mod review_probes;
 mod shared_token_file;
 mod single_flight;
+mod socks_faults;
 mod test_doubles;
 mod tls;
 #[cfg(feature = "tower")]

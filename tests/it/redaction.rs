@@ -449,6 +449,12 @@ async fn proxy_password(seen: &mut Seen) {
     seen.text("proxy loader", format!("{:?}", dir.loader().proxy(&proxy)));
     let err = expect_load_error(seen, "proxy unreachable", dir.loader().proxy(&proxy)).await;
     assert!(matches!(err, Error::Proxy { .. }), "{err:?}");
+    // SOCKS5 and https:// proxies, the password percent-encoded, at trace level.
+    for scheme in ["socks5h", "socks5", "https"] {
+        let other = format!("{scheme}://us%2Fer:pre%2F{PROXY_PASSWORD}@{closed}");
+        let err = expect_load_error(seen, scheme, dir.loader().proxy(&other)).await;
+        assert!(matches!(err, Error::Proxy { .. }), "{err:?}");
+    }
     let fresh = TempLoader::with_token(&token_uri(&tokens), 3000);
     let creds = fresh.loader().proxy(&proxy).load().await.unwrap();
     seen.text(
@@ -816,7 +822,7 @@ async fn no_secret_reaches_logs_or_errors() {
         "gemini_oauth::consent",
         "using the cached token",
         "access token refreshed",
-        "token request failed, retrying",
+        "failed for a passing reason, retrying",
         "401 from the API",
         "token refresh failed",
         "ignoring a corrupt token file",

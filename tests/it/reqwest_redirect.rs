@@ -139,3 +139,99 @@ async fn a_redirect_within_the_origin_keeps_the_credentials_and_one_elsewhere_ca
     assert_eq!(resp.status(), 302);
     assert!(other_seen.lock().unwrap().is_empty());
 }
+
+/// A server where `/hop/N` redirects to `/hop/N-1` and `/hop/0` answers 200;
+/// `/post` answers a POST with its body.
+async fn hops() -> String {
+    serve(|req: http::Request<hyper::body::Incoming>| async move {
+        let path = req.uri().path().to_owned();
+        if path == "/post" {
+            use http_body_util::BodyExt;
+            let method = req.method().to_string();
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            return json_resp(
+                200,
+                &json!({"method": method, "body": String::from_utf8_lossy(&body)}),
+            );
+        }
+        let n: u32 = path.trim_start_matches("/hop/").parse().unwrap_or(0);
+        if n == 0 {
+            return json_resp(200, &json!({}));
+        }
+        let mut r = json_resp(302, &json!({}));
+        r.headers_mut()
+            .insert("location", format!("/hop/{}", n - 1).parse().unwrap());
+        r
+    })
+    .await
+}
+
+#[tokio::test]
+async fn ten_redirects_within_the_origin_are_followed_as_reqwest_does() {
+    let base = hops().await;
+    for policy in [reqwest::redirect::Policy::default(), redirect_policy()] {
+        let resp = client(api_key_creds().await, policy)
+            .get(format!("{base}/hop/10"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.url().path().ends_with("/hop/0"));
+    }
+    // The eleventh is refused.
+    let err = client(api_key_creds().await, redirect_policy())
+        .get(format!("{base}/hop/11"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("redirect"), "{err}");
+}
+
+#[tokio::test]
+async fn a_307_to_another_origin_repeats_the_post_with_its_body_without_credentials() {
+    let other = hops().await;
+    let first = serve(move |_req: http::Request<hyper::body::Incoming>| {
+        let other = other.clone();
+        async move {
+            let mut r = json_resp(307, &json!({}));
+            r.headers_mut()
+                .insert("location", format!("{other}/post").parse().unwrap());
+            r
+        }
+    })
+    .await;
+    let resp = client(api_key_creds().await, redirect_policy())
+        .post(format!("{first}/v1/x"))
+        .body("BODY-MARKER")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["method"], "POST");
+    assert_eq!(v["body"], "BODY-MARKER");
+}
+
+#[tokio::test]
+async fn a_304_or_300_with_a_location_elsewhere_is_returned_not_followed() {
+    for status in [304u16, 300] {
+        let (other, other_seen) = server(None).await;
+        let first = serve(move |_req: http::Request<hyper::body::Incoming>| {
+            let other = other.clone();
+            async move {
+                let mut r = json_resp(status, &json!({}));
+                r.headers_mut()
+                    .insert("location", format!("{other}/v1/x").parse().unwrap());
+                r
+            }
+        })
+        .await;
+        let resp = client(api_key_creds().await, redirect_policy())
+            .get(format!("{first}/v1/x"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status);
+        assert!(other_seen.lock().unwrap().is_empty(), "{status} followed");
+    }
+}

@@ -80,3 +80,63 @@ async fn an_upload_that_the_peer_stops_reading_times_out() {
     let body = RequestBody::from_stream(endless, None);
     assert_send_timeout(&upload(&url, body).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_upload_that_the_peer_stops_reading_times_out() {
+    use crate::common::tls_certs::{acceptor, make_certs};
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, leaf, key) = make_certs(dir.path());
+    let tls = acceptor(&leaf, &key, &[b"h2"]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = tls.accept(tcp).await else {
+                    return;
+                };
+                // Takes the request, never reads its body, never answers.
+                let svc = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        let _held = req;
+                        std::future::pending::<
+                            Result<http::Response<String>, std::convert::Infallible>,
+                        >()
+                        .await
+                    },
+                );
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                        .await;
+            });
+        }
+    });
+    let (signed_in, _tokens) = TempLoader::signed_in().await;
+    let creds = signed_in
+        .loader()
+        .root_certificates_pem(&ca)
+        .load()
+        .await
+        .unwrap();
+    let client = creds.authorized_client().idle_timeout(IDLE);
+    let piece = Bytes::from(vec![b'x'; 64 * 1024]);
+    let endless = stream::repeat_with(move || Ok(piece.clone()));
+    let req = http::Request::post(format!("https://{addr}/upload"))
+        .body(RequestBody::from_stream(endless, None))
+        .unwrap();
+    let err = tokio::time::timeout(GUARD, client.request(req))
+        .await
+        .expect("the idle limit fired, not the test's guard")
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout { after, .. } if after == IDLE),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("sending the request body to https://127.0.0.1:"),
+        "{err}"
+    );
+}
