@@ -1,18 +1,20 @@
 //! [`AuthorizedClient`]: an HTTP client that signs every request.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::capture_connection;
 use tokio::time::Instant;
 
 use crate::credentials::Credentials;
 use crate::error::{Error, Result};
-use crate::http::DEFAULT_IDLE_TIMEOUT;
-use crate::request_body::RequestBody;
+use crate::http::{DEFAULT_IDLE_TIMEOUT, ReqBody};
+use crate::request_body::{RequestBody, SendProgress};
 use crate::response_body::ResponseBody;
 use crate::retry::{RetryPolicy, is_retryable_status, retry_after};
 use crate::url::{check_endpoint, join, redact};
@@ -44,9 +46,10 @@ impl Credentials {
 /// Connecting is limited by the loader's
 /// [`connect_timeout`](crate::CredentialLoader::connect_timeout) (10 s). An
 /// API call has no whole-request limit unless [`timeout`](Self::timeout) sets
-/// one (a generation can take minutes); a response body that sends nothing
-/// for [`idle_timeout`](Self::idle_timeout) (default 5 minutes) fails, and
-/// so does a streamed request body that sends nothing for as long. The
+/// one (a generation can take minutes); a peer that sends nothing for
+/// [`idle_timeout`](Self::idle_timeout) (default 5 minutes) fails the call:
+/// before the answer's head, between pieces of its body, and while a
+/// streamed request body sends nothing. The
 /// token endpoint keeps its own whole-request limit
 /// ([`CredentialLoader::timeout`](crate::CredentialLoader::timeout), 30 s).
 ///
@@ -119,9 +122,10 @@ impl AuthorizedClient {
         self
     }
 
-    /// Limits the wait for each next piece of a response body, and for a
-    /// streamed request body (an upload) the time without a piece sent,
-    /// whether its stream stalls or the peer stops reading (default
+    /// Limits the wait for the answer's head (from sending the request, or
+    /// an upload's last byte), for each next piece of its body, and for a
+    /// streamed request body the time without a piece sent, whether its
+    /// stream stalls or the peer stops reading (default
     /// [`DEFAULT_IDLE_TIMEOUT`](crate::DEFAULT_IDLE_TIMEOUT), 5 minutes).
     #[must_use]
     pub fn idle_timeout(mut self, limit: Duration) -> Self {
@@ -271,23 +275,10 @@ impl AuthorizedClient {
         });
         let quota = self.creds.quota_project_header();
         auth.apply(&mut parts.headers, quota);
-        let http = &self.creds.settings().http;
-        let uri = parts.uri.clone();
         let (body, progress) = body.into_hyper();
-        let sending = http.start(Request::from_parts(parts, body));
-        let resp = match progress {
-            None => sending.await?,
-            // An upload that stops moving (its source, or a peer that stops reading) fails.
-            Some(progress) => tokio::select! {
-                resp = sending => resp?,
-                () = progress.stalled(self.idle_timeout) => {
-                    return Err(Error::Timeout {
-                        what: format!("sending the request body to {} (nothing sent)", redact(&uri.to_string())),
-                        after: self.idle_timeout,
-                    });
-                }
-            },
-        };
+        let resp = self
+            .until_head(Request::from_parts(parts, body), progress)
+            .await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
@@ -307,7 +298,51 @@ impl AuthorizedClient {
         *req.version_mut() = replay.version;
         *req.headers_mut() = replay.headers;
         fresh.apply(req.headers_mut(), quota);
-        http.start(req).await
+        self.until_head(req, None).await
+    }
+
+    /// Sends `req` and waits for the answer's head. Connecting has its own
+    /// limit; from then a peer silent for the idle limit fails the call,
+    /// counted for an upload from its last byte handed over.
+    async fn until_head(
+        &self,
+        mut req: Request<ReqBody>,
+        progress: Option<Arc<SendProgress>>,
+    ) -> Result<Response<Incoming>> {
+        let idle = self.idle_timeout;
+        let uri = req.uri().clone();
+        let mut connected = capture_connection(&mut req);
+        let sending = self.creds.settings().http.start(req);
+        let stalled = async {
+            // Resolves when the connection is made or taken from the pool.
+            drop(connected.wait_for_connection_metadata().await);
+            match progress {
+                Some(progress) => {
+                    progress.touch();
+                    progress.stalled(idle).await
+                }
+                None => {
+                    // A limit too large to add to now is no limit.
+                    match Instant::now().checked_add(idle) {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                    true
+                }
+            }
+        };
+        tokio::select! {
+            resp = sending => resp,
+            body_sent = stalled => {
+                let uri = redact(&uri.to_string());
+                let what = if body_sent {
+                    format!("waiting for the response head of {uri}")
+                } else {
+                    format!("sending the request body to {uri} (nothing sent)")
+                };
+                Err(Error::Timeout { what, after: idle })
+            }
+        }
     }
 
     /// `GET url`, the answer read whole.

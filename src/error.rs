@@ -503,8 +503,8 @@ impl Error {
         }
     }
 
-    /// A failed request; a proxy's failure or the connect timeout, found anywhere in the
-    /// chain of causes (the connector under hyper reports it), is kept as it is.
+    /// A failed request; a proxy's failure or the connect timeout anywhere in the chain of
+    /// causes (from the connector under hyper) is kept, the timeout named for `endpoint`.
     pub(crate) fn transport(
         endpoint: &str,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -512,12 +512,14 @@ impl Error {
         let source = source.into();
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*source);
         while let Some(e) = cause {
-            if let Some(typed @ (Error::Proxy { .. } | Error::Timeout { .. })) =
-                e.downcast_ref::<Error>()
-            {
-                return typed.clone();
+            match e.downcast_ref::<Error>() {
+                Some(proxy @ Error::Proxy { .. }) => return proxy.clone(),
+                Some(&Error::Timeout { after, .. }) => {
+                    let what = format!("connecting to {endpoint} (TCP, proxy and TLS handshakes)");
+                    return Error::Timeout { what, after };
+                }
+                _ => cause = e.source(),
             }
-            cause = e.source();
         }
         Error::Transport {
             endpoint: endpoint.to_owned(),

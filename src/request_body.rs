@@ -234,27 +234,27 @@ impl SendProgress {
         *self.last.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn touch(&self) {
+    pub(crate) fn touch(&self) {
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     }
 
     fn finish(&self) {
+        self.touch();
         self.done.store(true, Ordering::Relaxed);
     }
 
-    /// Resolves once `idle` passes with no bytes handed over before the
-    /// body's end; never once it has ended.
-    pub(crate) async fn stalled(&self, idle: Duration) {
+    /// Resolves once `idle` passes with no bytes handed over: `false` while
+    /// the body is being sent, `true` once it has ended (then the wait is for
+    /// the answer's head, from the last byte sent).
+    pub(crate) async fn stalled(&self, idle: Duration) -> bool {
         loop {
-            if self.done.load(Ordering::Relaxed) {
-                return std::future::pending().await;
-            }
+            let done = self.done.load(Ordering::Relaxed);
             // A limit too large to add is no limit.
             let Some(at) = self.last().checked_add(idle) else {
                 return std::future::pending().await;
             };
             if Instant::now() >= at {
-                return;
+                return done;
             }
             tokio::time::sleep_until(at).await;
         }

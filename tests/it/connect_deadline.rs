@@ -42,9 +42,10 @@ fn assert_connect_timeout(err: &Error, limit: Duration) {
         matches!(err, Error::Timeout { after, .. } if *after == limit),
         "{err:?}"
     );
+    // The stage: the request's endpoint with its path, not only the origin.
     let text = err.to_string();
     assert!(
-        text.starts_with("connecting to https://127.0.0.1:"),
+        text.starts_with("connecting to https://127.0.0.1:") && text.contains("/v1/models "),
         "{text}"
     );
     assert!(err.is_transient());

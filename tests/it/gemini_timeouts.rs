@@ -61,6 +61,32 @@ async fn a_stream_with_a_35_s_pause_succeeds_with_the_default_limits() {
 }
 
 #[tokio::test]
+async fn the_idle_limit_bounds_the_wait_for_the_response_head() {
+    let base = serve(|_req| async {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        json_resp(200, &text_chunk("too late"))
+    })
+    .await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let client = client.idle_timeout(Duration::from_millis(300));
+    let body = body();
+    let call = generate_content(&client, "m", &body);
+    let err = tokio::time::timeout(Duration::from_secs(20), call)
+        .await
+        .expect("the idle limit fired, not the test's guard")
+        .unwrap_err();
+    let Error::Timeout { what, after, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(*after, Duration::from_millis(300));
+    assert_eq!(
+        what,
+        &format!("waiting for the response head of {base}/v1/models/m:generateContent")
+    );
+    assert!(err.is_transient());
+}
+
+#[tokio::test]
 async fn the_idle_limit_fires_between_pieces_of_a_stream() {
     let base = pausing(20, "too late").await;
     let (_dir, _tokens, client) = client_for(&base).await;

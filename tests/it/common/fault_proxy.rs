@@ -138,9 +138,17 @@ impl FaultProxy {
         let stopped = self.accepting.lock().unwrap().is_none();
         if stopped {
             // The port was ours a moment ago; tokio binds with SO_REUSEADDR.
-            let listener = TcpListener::bind(self.addr)
-                .await
-                .expect("the proxy's port is free again");
+            // Another process's connection may hold it as its local port for
+            // a moment (tests run beside other test runs): try for a while.
+            let mut tries = 0;
+            let listener = loop {
+                match TcpListener::bind(self.addr).await {
+                    Ok(listener) => break listener,
+                    Err(e) if tries == 100 => panic!("the proxy's port stays taken: {e}"),
+                    Err(_) => tries += 1,
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            };
             self.accept_on(listener);
         }
     }

@@ -206,7 +206,7 @@ impl Outcome {
 /// The deadlines every cell configures (loader and client options).
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(7);
 pub(super) const TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
-pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(6);
 /// After a failed refresh the token cache serves that error, without a
 /// request, for this long (doubling with each further failure).
 pub(super) const QUIET_AFTER_FAILURE: Duration = Duration::from_secs(1);
