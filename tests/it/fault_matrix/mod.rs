@@ -4,7 +4,7 @@
 //! server (`server.rs`). Each cell checks the documented outcome
 //! (`table.rs`) within its time bound, a typed error naming the stage and
 //! nothing secret, then clears the fault and checks that the same
-//! credentials succeed again. `tests/it/fault_matrix.md` is the table the
+//! credentials succeed again. `src/guide/faults.md` (`guide::faults`) shows the table the
 //! README shows; a test keeps it equal to `table.rs`.
 
 mod calls;
@@ -401,7 +401,7 @@ fn metadata_token() {
 /// The committed table is the one the tests run.
 #[test]
 fn the_committed_table_matches_the_tests() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/fault_matrix.md");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/guide/faults.md");
     let committed = std::fs::read_to_string(path).unwrap_or_default();
     let table = table::markdown();
     assert!(

@@ -1,5 +1,5 @@
 //! The matrix as data: the call kinds, the faults, and the documented
-//! outcome of each cell. The tests run it and `fault_matrix.md` shows it.
+//! outcome of each cell. The tests run it and `guide::faults` shows it.
 
 use std::time::Duration;
 
