@@ -822,7 +822,7 @@ async fn no_secret_reaches_logs_or_errors() {
         "gemini_oauth::consent",
         "using the cached token",
         "access token refreshed",
-        "failed for a passing reason, retrying",
+        "token request failed, retrying",
         "401 from the API",
         "token refresh failed",
         "ignoring a corrupt token file",

@@ -69,6 +69,9 @@ pub struct FaultProxy {
     toxic: watch::Sender<Armed>,
     route: Route,
     accepting: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// While refusing: the port bound but not listening (a connection is
+    /// refused), so that no other server of the test run is given it.
+    held: std::sync::Mutex<Option<tokio::net::TcpSocket>>,
 }
 
 impl FaultProxy {
@@ -100,6 +103,7 @@ impl FaultProxy {
             toxic,
             route,
             accepting: std::sync::Mutex::new(None),
+            held: std::sync::Mutex::new(None),
         };
         proxy.accept_on(listener);
         proxy
@@ -120,6 +124,7 @@ impl FaultProxy {
             task.abort();
             // The listener is dropped with the task; wait for the port to close.
             let _ = task.await;
+            *self.held.lock().unwrap() = Some(self.hold_port().await);
         }
         self.arm(Some((toxic, gate)));
     }
@@ -137,20 +142,21 @@ impl FaultProxy {
         self.arm(None);
         let stopped = self.accepting.lock().unwrap().is_none();
         if stopped {
-            // The port was ours a moment ago; tokio binds with SO_REUSEADDR.
-            // Another process's connection may hold it as its local port for
-            // a moment (tests run beside other test runs): try for a while.
-            let mut tries = 0;
-            let listener = loop {
-                match TcpListener::bind(self.addr).await {
-                    Ok(listener) => break listener,
-                    Err(e) if tries == 100 => panic!("the proxy's port stays taken: {e}"),
-                    Err(_) => tries += 1,
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            };
+            drop(self.held.lock().unwrap().take());
+            let listener = retry_bind(|| TcpListener::bind(self.addr)).await;
             self.accept_on(listener);
         }
+    }
+
+    /// The proxy's port, bound and not listening.
+    async fn hold_port(&self) -> tokio::net::TcpSocket {
+        retry_bind(|| async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.set_reuseaddr(true)?;
+            socket.bind(self.addr)?;
+            Ok(socket)
+        })
+        .await
     }
 
     fn accept_on(&self, listener: TcpListener) {
@@ -163,6 +169,23 @@ impl FaultProxy {
             }
         });
         *self.accepting.lock().unwrap() = Some(task);
+    }
+}
+
+/// Binds the port that was the proxy's a moment ago (with SO_REUSEADDR):
+/// a connection of another test may hold it as its local port for a moment.
+async fn retry_bind<T, F>(bind: impl Fn() -> F) -> T
+where
+    F: std::future::Future<Output = std::io::Result<T>>,
+{
+    let mut tries = 0;
+    loop {
+        match bind().await {
+            Ok(bound) => return bound,
+            Err(e) if tries == 100 => panic!("the proxy's port stays taken: {e}"),
+            Err(_) => tries += 1,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
