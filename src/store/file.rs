@@ -604,13 +604,7 @@ mod tests {
     #[tokio::test]
     async fn a_file_readable_by_others_is_warned_about() {
         use std::os::unix::fs::PermissionsExt;
-        let logs = Captured::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
-        let _guard = tracing::subscriber::set_default(subscriber);
+        let (logs, _guard) = captured_logs();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token.json");
         std::fs::write(&path, r#"{"refresh_token": "r"}"#).unwrap();

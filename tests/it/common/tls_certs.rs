@@ -85,6 +85,11 @@ pub fn make_certs_for(dir: &Path, san: &str) -> (String, String, String) {
 
 /// A TLS acceptor for the PEM `leaf` and `key`, offering `alpn` protocols.
 pub fn acceptor(leaf: &str, key: &str, alpn: &[&[u8]]) -> tokio_rustls::TlsAcceptor {
+    tokio_rustls::TlsAcceptor::from(Arc::new(server_config(leaf, key, alpn)))
+}
+
+/// The server side for the PEM `leaf` and `key`, offering `alpn` protocols.
+pub fn server_config(leaf: &str, key: &str, alpn: &[&[u8]]) -> tokio_rustls::rustls::ServerConfig {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(leaf.as_bytes())
         .map(Result::unwrap)
         .collect();
@@ -98,5 +103,5 @@ pub fn acceptor(leaf: &str, key: &str, alpn: &[&[u8]]) -> tokio_rustls::TlsAccep
     .with_single_cert(certs, key)
     .unwrap();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    config
 }

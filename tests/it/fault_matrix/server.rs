@@ -155,20 +155,7 @@ impl Upstream {
 /// A TLS acceptor offering only `alpn`, and no session tickets (so a
 /// toxic that starts after the handshake meets the HTTP answer first).
 fn acceptor(leaf: &str, key: &str, alpn: &[u8]) -> tokio_rustls::TlsAcceptor {
-    use rustls_pki_types::pem::PemObject;
-    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(leaf.as_bytes())
-        .map(Result::unwrap)
-        .collect();
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-    let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
-        tokio_rustls::rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    config.alpn_protocols = vec![alpn.to_vec()];
+    let mut config = crate::common::tls_certs::server_config(leaf, key, &[alpn]);
     config.send_tls13_tickets = 0;
     tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
