@@ -246,3 +246,66 @@ async fn close_drops_the_per_thread_copies() {
     assert!(matches!(after, Err(Error::Revoked { .. })));
     assert!(!kept);
 }
+
+/// Review probe: the cache closes while the caller that drives the refresh
+/// waits on a fetch that never answers. Every caller, the driver included,
+/// is told the credentials were revoked at once; nothing is published.
+#[tokio::test(start_paused = true)]
+async fn close_releases_the_caller_driving_a_fetch_that_never_answers() {
+    let source = Scripted::new(&[1]);
+    let told = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&told);
+    let observer: RefreshObserver = Arc::new(move |_: &RefreshEvent| {
+        count.fetch_add(1, Ordering::SeqCst);
+    });
+    let cache = cache_with(&source, Duration::ZERO, Some(observer));
+    let callers: Vec<_> = (0..3)
+        .map(|_| {
+            let c = cache.clone();
+            tokio::spawn(async move { tokio::time::timeout(GUARD, c.token()).await })
+        })
+        .collect();
+    while source.calls() == 0 {
+        tokio::task::yield_now().await;
+    }
+    cache.close().unwrap();
+    for caller in callers {
+        let got = caller
+            .await
+            .unwrap()
+            .expect("a caller still waits on the fetch after close()");
+        assert!(matches!(got, Err(Error::Revoked { .. })), "{got:?}");
+    }
+    assert_eq!(source.calls(), 1);
+    assert_eq!(told.load(Ordering::SeqCst), 0);
+    assert_eq!(cache.expires_at(), SystemTime::UNIX_EPOCH);
+}
+
+/// Review probe: a caller's refresh runs in a task spawned on a
+/// current-thread runtime that is then left idle (alive, never run again):
+/// a caller on another runtime takes over instead of waiting for it.
+#[test]
+fn a_callers_refresh_left_on_an_idle_runtime_is_taken_over() {
+    // The first fetch never answers: only a take-over can produce a token.
+    let source = Scripted::new(&[1]);
+    let cache = cache_with(&source, Duration::ZERO, None);
+    let a = current_thread();
+    a.block_on(async {
+        let c = cache.clone();
+        tokio::spawn(async move { c.token().await });
+        while source.calls() == 0 {
+            tokio::task::yield_now().await;
+        }
+    });
+    // `a` stays alive, idle: the task driving the refresh is never polled again.
+    let c = cache.clone();
+    let got = std::thread::spawn(move || {
+        current_thread().block_on(async { tokio::time::timeout(GUARD, c.token()).await })
+    })
+    .join()
+    .unwrap()
+    .expect("the caller waited for the idle runtime");
+    assert_eq!(got.unwrap().secret(), "token-2");
+    assert_eq!(source.calls(), 2);
+    drop(a);
+}
