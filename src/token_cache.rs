@@ -386,15 +386,24 @@ impl Inner {
             flight,
             done: false,
         };
-        let result = AssertUnwindSafe(self.refresh())
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| {
-                Err(Error::transport(
-                    "token refresh",
-                    "the token source or the refresh observer panicked",
-                ))
-            });
+        let refresh = AssertUnwindSafe(self.refresh()).catch_unwind();
+        // Why: a close (or a take-over) ends the flight without its driver;
+        // a driver still awaiting its fetch (one that may never answer)
+        // stops then, so every caller hears of the close at once.
+        let result = tokio::select! {
+            biased;
+            how = ended(flight) => {
+                guard.done = true;
+                return how;
+            }
+            result = refresh => result,
+        };
+        let result = result.unwrap_or_else(|_| {
+            Err(Error::transport(
+                "token refresh",
+                "the token source or the refresh observer panicked",
+            ))
+        });
         guard.done = true;
         // The observer hears of a token only once it is served (never of one
         // that a close kept from being published), outside the machine's lock.
