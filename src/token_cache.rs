@@ -345,13 +345,18 @@ impl Inner {
     }
 
     async fn refresh_and_wait(self: &Arc<Self>, seen: u64) -> Result<AccessToken> {
-        let here = place().map(|(id, _)| id);
+        let place = place();
+        // Why: a task on a current-thread runtime may never be polled again
+        // (the runtime left idle), so a refresh it drives is pinned there
+        // and a caller from elsewhere takes over, as for a background one.
+        // `block_on`'s own future is no task: it ends with its caller.
+        let who = Who::Waiter {
+            at: place.map(|(id, _)| id),
+            pinned: place.is_some_and(|(_, may_idle)| may_idle) && tokio::task::try_id().is_some(),
+        };
         loop {
             let generation = || self.generation.load(Ordering::Acquire);
-            let how = match self
-                .machine
-                .begin(Who::Waiter(here), seen, generation, now_ms())
-            {
+            let how = match self.machine.begin(who, seen, generation, now_ms()) {
                 Begin::Closed => break Err(self.closed_error()),
                 Begin::Newer => Ended::Published,
                 Begin::BackingOff(e) => break Err(e),

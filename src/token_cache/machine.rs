@@ -49,7 +49,7 @@ pub(crate) enum Ended<E> {
 /// [`Machine::abandon`]; its waiters wait for [`Flight::ended`].
 #[derive(Debug)]
 pub(crate) struct Flight<E, K, S> {
-    /// Set for a background refresh left to a runtime that may go idle (a
+    /// Set for a refresh left to a runtime that may go idle (a task on a
     /// current-thread one): a waiter from elsewhere starts its own instead.
     background_on: Option<K>,
     ended: Mutex<Option<Ended<E>>>,
@@ -71,9 +71,10 @@ impl<E: Clone, K, S: Signal> Flight<E, K, S> {
 /// Who asks to begin a refresh.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Who<K> {
-    /// A caller that needs a new token and waits for it, from place `K`
-    /// (its runtime).
-    Waiter(Option<K>),
+    /// A caller that needs a new token and waits for it, from place `at`
+    /// (its runtime); `pinned` when a refresh it drives may never be polled
+    /// again (a task on a current-thread runtime, which may go idle).
+    Waiter { at: Option<K>, pinned: bool },
     /// A refresh ahead of expiry that nobody waits for; `pinned` when it
     /// runs where it may never be polled again (a current-thread runtime).
     Background { pinned: Option<K> },
@@ -181,7 +182,7 @@ impl<E: Clone, K: PartialEq + Copy, S: Signal> Machine<E, K, S> {
         if let Some(flight) = &state.flight {
             match (flight.background_on, who) {
                 // Left to a runtime that may never run it again: take over.
-                (Some(there), Who::Waiter(here)) if here != Some(there) => {
+                (Some(there), Who::Waiter { at, .. }) if at != Some(there) => {
                     flight.end(Ended::Abandoned);
                     state.flight = None;
                 }
@@ -196,7 +197,7 @@ impl<E: Clone, K: PartialEq + Copy, S: Signal> Machine<E, K, S> {
         let flight = Arc::new(Flight {
             background_on: match who {
                 Who::Background { pinned } => pinned,
-                Who::Waiter(_) => None,
+                Who::Waiter { at, pinned } => at.filter(|_| pinned),
             },
             ended: Mutex::new(None),
             signal: S::default(),

@@ -133,7 +133,10 @@ impl Cache for New {
             let how =
                 match self
                     .machine
-                    .begin(Who::Waiter(Some(here)), seen, || self.generation(), 0)
+                    .begin(Who::Waiter {
+                        at: Some(here),
+                        pinned: false,
+                    }, seen, || self.generation(), 0)
                 {
                     Begin::Closed => return Err(NoToken::Revoked),
                     Begin::Newer => Ended::Published,
