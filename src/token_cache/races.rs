@@ -309,3 +309,66 @@ fn a_callers_refresh_left_on_an_idle_runtime_is_taken_over() {
     assert_eq!(source.calls(), 2);
     drop(a);
 }
+
+fn cache_with_margin(source: &Arc<Scripted>, margin: Duration) -> TokenCache {
+    let first = Fetched {
+        token: SecretString::from("token-0"),
+        expires_at: SystemTime::now() + HOUR,
+        refresh_token_rotated: false,
+    };
+    let options = CacheOptions {
+        refresh_margin: margin,
+        on_refresh: None,
+    };
+    TokenCache::new(Arc::clone(source) as Arc<dyn TokenSource>, first, options).unwrap()
+}
+
+/// Review probe: refresh margins at the edges of `Duration`. A margin
+/// longer than the token's life refreshes it at once (in the background,
+/// the valid token served meanwhile), and the new one at half-life, not
+/// on every call; a zero margin never refreshes a valid token early. A
+/// margin past `u64::MAX` milliseconds is as long as any, not wrapped.
+#[tokio::test]
+async fn refresh_margins_at_the_edges_neither_panic_nor_wrap() {
+    for margin in [Duration::MAX, Duration::from_secs(18_446_744_073_709_552)] {
+        let source = Scripted::new(&[]);
+        let cache = cache_with_margin(&source, margin);
+        assert_eq!(cache.token().await.unwrap().secret(), "token-0");
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(source.calls(), 1, "margin {margin:?}: one refresh at once");
+        for _ in 0..10 {
+            assert_eq!(cache.token().await.unwrap().secret(), "token-1");
+        }
+        assert_eq!(source.calls(), 1, "margin {margin:?}: then at half-life");
+    }
+    let source = Scripted::new(&[]);
+    let cache = cache_with_margin(&source, Duration::ZERO);
+    for _ in 0..10 {
+        assert_eq!(cache.token().await.unwrap().secret(), "token-0");
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(source.calls(), 0);
+}
+
+/// Review probe: the task driving a refresh is aborted (its caller gave
+/// up) while another caller on the same runtime waits: that caller takes
+/// over and gets a token.
+#[tokio::test]
+async fn a_waiter_takes_over_from_an_aborted_driver() {
+    let source = Scripted::new(&[1]);
+    let cache = cache_with(&source, Duration::ZERO, None);
+    let c = cache.clone();
+    let driver = tokio::spawn(async move { c.token().await });
+    while source.calls() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let c = cache.clone();
+    let waiter = tokio::spawn(async move { tokio::time::timeout(GUARD, c.token()).await });
+    tokio::task::yield_now().await;
+    driver.abort();
+    let got = waiter.await.unwrap().expect("the waiter hung");
+    assert_eq!(got.unwrap().secret(), "token-2");
+    assert_eq!(source.calls(), 2);
+}
