@@ -372,3 +372,73 @@ async fn a_waiter_takes_over_from_an_aborted_driver() {
     assert_eq!(got.unwrap().secret(), "token-2");
     assert_eq!(source.calls(), 2);
 }
+
+/// Takes 50 ms per fetch, on tokio's clock of the runtime that polls it.
+struct Slow(AtomicUsize);
+
+impl TokenSource for Slow {
+    fn fetch(&self) -> BoxFuture<'_, Result<Fetched>> {
+        let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(Fetched {
+                token: SecretString::from(format!("token-{n}")),
+                expires_at: SystemTime::now() + HOUR,
+                refresh_token_rotated: false,
+            })
+        })
+    }
+    fn describe(&self) -> String {
+        "slow".into()
+    }
+}
+
+/// Review probe (against the take-over of a caller's pinned refresh): tasks
+/// on two busy current-thread runtimes need a token at once. One refresh
+/// serves both; they do not take it from each other in turn forever.
+#[test]
+fn callers_on_two_busy_current_thread_runtimes_share_one_refresh() {
+    let source = Arc::new(Slow(AtomicUsize::new(0)));
+    let first = Fetched {
+        token: SecretString::from("token-0"),
+        expires_at: SystemTime::now(),
+        refresh_token_rotated: false,
+    };
+    let cache = TokenCache::new(
+        Arc::clone(&source) as Arc<dyn TokenSource>,
+        first,
+        CacheOptions::default(),
+    )
+    .unwrap();
+    let start = Arc::new(std::sync::Barrier::new(2));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (cache, start) = (cache.clone(), Arc::clone(&start));
+            std::thread::spawn(move || {
+                current_thread().block_on(async move {
+                    start.wait();
+                    let tasks: Vec<_> = (0..4)
+                        .map(|_| {
+                            let c = cache.clone();
+                            tokio::spawn(
+                                async move { tokio::time::timeout(GUARD, c.token()).await },
+                            )
+                        })
+                        .collect();
+                    let mut got = Vec::new();
+                    for task in tasks {
+                        let token = task.await.unwrap().expect("the callers livelocked");
+                        got.push(token.unwrap().secret().to_owned());
+                    }
+                    got
+                })
+            })
+        })
+        .collect();
+    for thread in threads {
+        for token in thread.join().unwrap() {
+            assert_ne!(token, "token-0");
+        }
+    }
+    assert_eq!(source.0.load(Ordering::SeqCst), 1);
+}
