@@ -52,6 +52,9 @@ pub(crate) struct Flight<E, K, S> {
     /// Set for a refresh left to a runtime that may go idle (a task on a
     /// current-thread one): a waiter from elsewhere starts its own instead.
     background_on: Option<K>,
+    /// Driven by a caller that begins again when superseded (not a
+    /// background refresh, which just stops).
+    by_waiter: bool,
     ended: Mutex<Option<Ended<E>>>,
     pub(crate) signal: S,
 }
@@ -182,7 +185,11 @@ impl<E: Clone, K: PartialEq + Copy, S: Signal> Machine<E, K, S> {
         if let Some(flight) = &state.flight {
             match (flight.background_on, who) {
                 // Left to a runtime that may never run it again: take over.
-                (Some(there), Who::Waiter { at, .. }) if at != Some(there) => {
+                // Why not when both are pinned callers: each would take
+                // over from the other in turn, and neither fetch would end.
+                (Some(there), Who::Waiter { at, pinned })
+                    if at != Some(there) && !(pinned && flight.by_waiter) =>
+                {
                     flight.end(Ended::Abandoned);
                     state.flight = None;
                 }
@@ -199,6 +206,7 @@ impl<E: Clone, K: PartialEq + Copy, S: Signal> Machine<E, K, S> {
                 Who::Background { pinned } => pinned,
                 Who::Waiter { at, pinned } => at.filter(|_| pinned),
             },
+            by_waiter: matches!(who, Who::Waiter { .. }),
             ended: Mutex::new(None),
             signal: S::default(),
         });
