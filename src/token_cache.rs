@@ -20,9 +20,12 @@
 //! the caller that needs the token, on its own runtime, or by a task spawned
 //! for a refresh ahead of expiry. It always ends: a panic in the source or
 //! the observer is a failure (with backoff); a driver dropped before the end
-//! (its runtime dropped) abandons it and a waiter takes over; a background
-//! refresh left on a current-thread runtime is taken over by a waiter from
-//! another runtime, since that runtime may never run it again.
+//! (its runtime dropped) abandons it and a waiter takes over; a refresh
+//! left to a task on a current-thread runtime (a background one, or a
+//! caller's) is taken over by a waiter from another runtime, since that
+//! runtime may never run it again (two such callers join, not take over,
+//! each other's). A flight ended without its driver (closed, taken over)
+//! stops its fetch at once.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
