@@ -442,3 +442,72 @@ fn callers_on_two_busy_current_thread_runtimes_share_one_refresh() {
     }
     assert_eq!(source.0.load(Ordering::SeqCst), 1);
 }
+
+/// Review probe: a fetch whose flight is closed is not dropped midway (it
+/// may hold the store's lock while a blocking write runs): it finishes on
+/// its own, and what it fetched is neither published nor told.
+#[tokio::test]
+async fn a_closed_flights_fetch_runs_to_its_end_unpublished() {
+    struct Gated {
+        open: tokio::sync::Notify,
+        finished: AtomicUsize,
+    }
+    impl TokenSource for Gated {
+        fn fetch(&self) -> BoxFuture<'_, Result<Fetched>> {
+            Box::pin(async move {
+                self.open.notified().await;
+                self.finished.fetch_add(1, Ordering::SeqCst);
+                Ok(Fetched {
+                    token: SecretString::from("late"),
+                    expires_at: SystemTime::now() + HOUR,
+                    refresh_token_rotated: false,
+                })
+            })
+        }
+        fn describe(&self) -> String {
+            "gated".into()
+        }
+    }
+    let source = Arc::new(Gated {
+        open: tokio::sync::Notify::new(),
+        finished: AtomicUsize::new(0),
+    });
+    let first = Fetched {
+        token: SecretString::from("token-0"),
+        expires_at: SystemTime::now(),
+        refresh_token_rotated: false,
+    };
+    let told = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&told);
+    let options = CacheOptions {
+        on_refresh: Some(Arc::new(move |_: &RefreshEvent| {
+            count.fetch_add(1, Ordering::SeqCst);
+        })),
+        ..CacheOptions::default()
+    };
+    let cache =
+        TokenCache::new(Arc::clone(&source) as Arc<dyn TokenSource>, first, options).unwrap();
+    let c = cache.clone();
+    let caller = tokio::spawn(async move { c.token().await });
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    cache.close().unwrap();
+    let got = tokio::time::timeout(GUARD, caller)
+        .await
+        .expect("no hang")
+        .unwrap();
+    assert!(matches!(got, Err(Error::Revoked { .. })), "{got:?}");
+    source.open.notify_waiters();
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        source.finished.load(Ordering::SeqCst),
+        1,
+        "the fetch ran to its end"
+    );
+    assert_eq!(told.load(Ordering::SeqCst), 0);
+    assert_eq!(cache.expires_at(), SystemTime::UNIX_EPOCH);
+    assert!(matches!(cache.token().await, Err(Error::Revoked { .. })));
+}
