@@ -384,7 +384,7 @@ impl Inner {
     /// Runs one refresh to its end. A panic in the source or the observer
     /// is a failure like any other (the backoff applies); if this future is
     /// dropped first, the flight is abandoned and a waiter takes over.
-    async fn drive(&self, flight: &Flight) -> Ended<Error> {
+    async fn drive(self: &Arc<Self>, flight: &Flight) -> Ended<Error> {
         // Superseded or closed before its task first ran: nothing to fetch.
         if let Some(how) = flight.ended() {
             return how;
@@ -394,17 +394,25 @@ impl Inner {
             flight,
             done: false,
         };
-        let refresh = AssertUnwindSafe(self.refresh()).catch_unwind();
+        let inner = Arc::clone(self);
+        let mut refresh =
+            Box::pin(AssertUnwindSafe(async move { inner.refresh().await }).catch_unwind());
         // Why: a close (or a take-over) ends the flight without its driver;
         // a driver still awaiting its fetch (one that may never answer)
-        // stops then, so every caller hears of the close at once.
+        // returns then, so every caller hears of the close at once. The
+        // fetch is left to finish on its own, not dropped: it may be saving
+        // a token under the store's lock (a blocking write that a drop would
+        // not stop, but would unlock), which a sign-out then clears.
         let result = tokio::select! {
             biased;
             how = ended(flight) => {
                 guard.done = true;
+                if let Ok(here) = runtime::Handle::try_current() {
+                    drop(here.spawn(refresh));
+                }
                 return how;
             }
-            result = refresh => result,
+            result = &mut refresh => result,
         };
         let result = result.unwrap_or_else(|_| {
             Err(Error::transport(
