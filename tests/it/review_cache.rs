@@ -211,3 +211,115 @@ async fn a_retry_after_past_the_deadline_ends_the_call_instead_of_sleeping() {
     assert!(matches!(&err, Error::Api(e) if e.status == 503), "{err:?}");
     assert_eq!(sessions.load(Ordering::SeqCst), 1, "no query after it");
 }
+
+/// A force_refresh waits on a slow token endpoint while another task signs
+/// out: the caller is told the credentials were revoked, and the refresh
+/// (left to finish under the store's lock) writes nothing back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_refresh_racing_revoke_is_revoked_and_writes_nothing_back() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let tokens = token_server([ResponseTemplate::new(200)
+        .set_body_json(serde_json::json!({"access_token": NEW_ACCESS, "expires_in": 3599}))
+        .set_delay(Duration::from_millis(800))])
+    .await;
+    let revoke = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/revoke"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&revoke)
+        .await;
+    let dir = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let creds = dir
+        .loader()
+        .revoke_uri(format!("{}/revoke", revoke.uri()))
+        .load()
+        .await
+        .unwrap();
+    let c = creds.clone();
+    let forcing = tokio::spawn(async move { c.force_refresh().await });
+    while token_requests(&tokens).await == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let c = creds.clone();
+    let revoking = tokio::spawn(async move { c.revoke().await });
+    let forced = tokio::time::timeout(GUARD, forcing)
+        .await
+        .expect("no hang")
+        .unwrap();
+    assert!(matches!(forced, Err(Error::Revoked { .. })), "{forced:?}");
+    tokio::time::timeout(GUARD, revoking)
+        .await
+        .expect("no hang")
+        .unwrap()
+        .unwrap();
+    // Past the token endpoint's answer: nothing came back to disk or memory.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(!dir.token_file().exists());
+    assert!(creds.stored_token().is_none());
+    assert!(matches!(
+        creds.access_token().await,
+        Err(Error::Revoked { .. })
+    ));
+    assert_eq!(token_requests(&tokens).await, 1);
+}
+
+/// Zero in the builder options that take a duration: an error (a timeout)
+/// or an answer, never a panic nor a hang.
+#[tokio::test]
+async fn zero_in_every_builder_option_is_an_error_not_a_panic_nor_a_hang() {
+    let tokens = token_endpoint().await;
+    let (base, _, _) = silent_after(|_| Some(json_resp(200, &serde_json::json!({})))).await;
+    // An expired token: loading refreshes it, within a limit of zero.
+    let dir = TempLoader::with_token(&token_uri(&tokens), -60);
+    for loader in [
+        dir.loader().timeout(Duration::ZERO),
+        dir.loader().connect_timeout(Duration::ZERO),
+    ] {
+        let loaded = tokio::time::timeout(GUARD, loader.load())
+            .await
+            .expect("no hang");
+        if let Err(e) = loaded {
+            assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+        }
+    }
+    let dir = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let creds = dir
+        .loader()
+        .refresh_margin(Duration::ZERO)
+        .api_base(format!("{base}/v1"))
+        .load()
+        .await
+        .unwrap();
+    // A zero limit fires at the timer's next tick: a loopback answer may
+    // come first.
+    let client = creds.authorized_client().timeout(Duration::ZERO);
+    for _ in 0..3 {
+        match tokio::time::timeout(GUARD, client.get(&client.api_url("models")))
+            .await
+            .expect("no hang")
+        {
+            Ok(resp) => assert_eq!(resp.status(), 200),
+            Err(e) => assert!(
+                matches!(e, Error::Timeout { after, .. } if after == Duration::ZERO),
+                "{e:?}"
+            ),
+        }
+    }
+    let zero = gemini_oauth::RetryPolicy::default()
+        .attempts(3)
+        .base_delay(Duration::ZERO)
+        .max_delay(Duration::ZERO)
+        .max_elapsed(Duration::ZERO);
+    let resp = tokio::time::timeout(
+        GUARD,
+        creds
+            .authorized_client()
+            .retry(zero)
+            .get(&format!("{base}/v1/models")),
+    )
+    .await
+    .expect("no hang")
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+}
