@@ -104,8 +104,9 @@ impl Published {
             expires_at,
             // A token living less than twice the skew would otherwise be
             // served from the per-thread copies after it stopped being usable.
+            // Why: `as u64` would wrap a margin past u64::MAX ms to a short one.
             refresh_at_ms: to_ms(expires_at)
-                .saturating_sub(window.as_millis() as u64)
+                .saturating_sub(u64::try_from(window.as_millis()).unwrap_or(u64::MAX))
                 .min(usable_until_ms),
             usable_until_ms,
         })

@@ -59,7 +59,8 @@ pub(crate) fn advance(by: std::time::Duration) {
 
 pub(crate) fn to_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+        // Saturating, not wrapping, for a time past u64::MAX ms.
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
 

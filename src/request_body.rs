@@ -154,15 +154,30 @@ impl RequestBody {
                 Full::new(b).map_err(|never| match never {}).boxed_unsync(),
                 None,
             ),
-            Kind::Stream { stream, .. } => {
+            Kind::Stream { stream, len } => {
                 // A poisoned lock still holds the stream: nothing panics while it is held.
                 let mut stream = stream.into_inner().unwrap_or_else(|p| p.into_inner());
                 let progress = Arc::new(SendProgress::new());
                 let seen = Arc::clone(&progress);
+                // Why: with a Content-Length, hyper's HTTP/1 sends the last
+                // byte and never asks for the stream's end: the body is
+                // done once `len` bytes went (else a wait for the head
+                // would be reported as a stalled send).
+                let mut left = len;
+                if len == Some(0) {
+                    progress.finish();
+                }
                 let watched = futures_util::stream::poll_fn(move |cx| {
                     let next = stream.as_mut().poll_next(cx);
                     match &next {
-                        Poll::Ready(Some(Ok(_))) => seen.touch(),
+                        Poll::Ready(Some(Ok(piece))) => {
+                            let piece = u64::try_from(piece.len()).unwrap_or(u64::MAX);
+                            left = left.map(|n| n.saturating_sub(piece));
+                            match left {
+                                Some(0) => seen.finish(),
+                                _ => seen.touch(),
+                            }
+                        }
                         Poll::Ready(_) => seen.finish(),
                         Poll::Pending => {}
                     }

@@ -308,4 +308,60 @@ mod tests {
             assert!(!is_retryable_status(s), "{s}");
         }
     }
+
+    /// Review probe: the edges. No panic, no overflow, no sleep past the
+    /// deadline, whatever the policy's durations or the server's header.
+    #[tokio::test(start_paused = true)]
+    async fn extreme_delays_and_headers_neither_panic_nor_sleep_past_the_deadline() {
+        let timeout = || Error::Timeout {
+            what: "x".into(),
+            after: Duration::ZERO,
+        };
+        let huge = RetryPolicy::default()
+            .attempts(u32::MAX)
+            .base_delay(Duration::MAX)
+            .max_delay(Duration::MAX)
+            .max_elapsed(Duration::from_secs(10));
+        for attempt in [0, 1, 16, u32::MAX] {
+            assert!(huge.delay(attempt) >= Duration::from_secs(u64::MAX / 2));
+        }
+        let far = Some(Duration::from_secs(u64::MAX));
+        let deadline = huge.deadline(None);
+        assert_eq!(huge.next(0, None, deadline), None);
+        assert_eq!(huge.next(0, far, deadline), None);
+        assert_eq!(huge.next(u32::MAX, Some(Duration::ZERO), deadline), None);
+        // A deadline already passed: the first attempt only, no sleep.
+        let spent = RetryPolicy::default().max_elapsed(Duration::ZERO);
+        for (policy, hint) in [(huge, None), (spent, None), (RetryPolicy::default(), far)] {
+            let start = Instant::now();
+            let mut calls = 0;
+            let result: Result<()> = policy
+                .run_hinted("test", || {
+                    calls += 1;
+                    async move { Err((timeout(), hint)) }
+                })
+                .await;
+            assert!(result.is_err());
+            assert_eq!(calls, 1, "{policy:?} {hint:?}");
+            assert_eq!(start.elapsed(), Duration::ZERO);
+        }
+        // Garbage and extreme headers: ignored, or a date past is now.
+        let mut h = http::HeaderMap::new();
+        for (value, want) in [
+            ("-5", None),
+            ("1.5", None),
+            ("", None),
+            ("99999999999999999999999", None),
+            ("18446744073709551615", far),
+            ("Thu, 01 Jan 1970 00:00:00 GMT", Some(Duration::ZERO)),
+        ] {
+            h.insert(http::header::RETRY_AFTER, value.parse().unwrap());
+            assert_eq!(retry_after(&h), want, "{value:?}");
+        }
+        h.insert(
+            http::header::RETRY_AFTER,
+            "Fri, 31 Dec 9999 23:59:59 GMT".parse().unwrap(),
+        );
+        assert!(retry_after(&h).unwrap() > Duration::from_secs(200 * 365 * 86400));
+    }
 }

@@ -20,9 +20,12 @@
 //! the caller that needs the token, on its own runtime, or by a task spawned
 //! for a refresh ahead of expiry. It always ends: a panic in the source or
 //! the observer is a failure (with backoff); a driver dropped before the end
-//! (its runtime dropped) abandons it and a waiter takes over; a background
-//! refresh left on a current-thread runtime is taken over by a waiter from
-//! another runtime, since that runtime may never run it again.
+//! (its runtime dropped) abandons it and a waiter takes over; a refresh
+//! left to a task on a current-thread runtime (a background one, or a
+//! caller's) is taken over by a waiter from another runtime, since that
+//! runtime may never run it again (two such callers join, not take over,
+//! each other's). A flight ended without its driver (closed, taken over)
+//! stops its fetch at once.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -345,13 +348,18 @@ impl Inner {
     }
 
     async fn refresh_and_wait(self: &Arc<Self>, seen: u64) -> Result<AccessToken> {
-        let here = place().map(|(id, _)| id);
+        let place = place();
+        // Why: a task on a current-thread runtime may never be polled again
+        // (the runtime left idle), so a refresh it drives is pinned there
+        // and a caller from elsewhere takes over, as for a background one.
+        // `block_on`'s own future is no task: it ends with its caller.
+        let who = Who::Waiter {
+            at: place.map(|(id, _)| id),
+            pinned: place.is_some_and(|(_, may_idle)| may_idle) && tokio::task::try_id().is_some(),
+        };
         loop {
             let generation = || self.generation.load(Ordering::Acquire);
-            let how = match self
-                .machine
-                .begin(Who::Waiter(here), seen, generation, now_ms())
-            {
+            let how = match self.machine.begin(who, seen, generation, now_ms()) {
                 Begin::Closed => break Err(self.closed_error()),
                 Begin::Newer => Ended::Published,
                 Begin::BackingOff(e) => break Err(e),
@@ -376,7 +384,7 @@ impl Inner {
     /// Runs one refresh to its end. A panic in the source or the observer
     /// is a failure like any other (the backoff applies); if this future is
     /// dropped first, the flight is abandoned and a waiter takes over.
-    async fn drive(&self, flight: &Flight) -> Ended<Error> {
+    async fn drive(self: &Arc<Self>, flight: &Flight) -> Ended<Error> {
         // Superseded or closed before its task first ran: nothing to fetch.
         if let Some(how) = flight.ended() {
             return how;
@@ -386,15 +394,32 @@ impl Inner {
             flight,
             done: false,
         };
-        let result = AssertUnwindSafe(self.refresh())
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| {
-                Err(Error::transport(
-                    "token refresh",
-                    "the token source or the refresh observer panicked",
-                ))
-            });
+        let inner = Arc::clone(self);
+        let mut refresh =
+            Box::pin(AssertUnwindSafe(async move { inner.refresh().await }).catch_unwind());
+        // Why: a close (or a take-over) ends the flight without its driver;
+        // a driver still awaiting its fetch (one that may never answer)
+        // returns then, so every caller hears of the close at once. The
+        // fetch is left to finish on its own, not dropped: it may be saving
+        // a token under the store's lock (a blocking write that a drop would
+        // not stop, but would unlock), which a sign-out then clears.
+        let result = tokio::select! {
+            biased;
+            how = ended(flight) => {
+                guard.done = true;
+                if let Ok(here) = runtime::Handle::try_current() {
+                    drop(here.spawn(refresh));
+                }
+                return how;
+            }
+            result = &mut refresh => result,
+        };
+        let result = result.unwrap_or_else(|_| {
+            Err(Error::transport(
+                "token refresh",
+                "the token source or the refresh observer panicked",
+            ))
+        });
         guard.done = true;
         // The observer hears of a token only once it is served (never of one
         // that a close kept from being published), outside the machine's lock.

@@ -104,6 +104,7 @@ impl Session<'_> {
         let mut offset = 0;
         // Rounds of recovery since the server last took a byte more.
         let mut stalled = 0;
+        let mut deadline = None;
         loop {
             let sent = self.send_chunk(offset, &progress).await;
             if progress.changed.load(Ordering::Relaxed) {
@@ -128,10 +129,16 @@ impl Session<'_> {
                 },
                 Err(fail) => fail,
             };
+            // Why: without a deadline a server's Retry-After (a day, a year)
+            // was slept out whole. Each recovery, from its first failure
+            // since the server last took more, keeps to `max_elapsed`.
+            if stalled == 0 {
+                deadline = self.policy.deadline(None);
+            }
             // Ask the server what it holds, until it answers or the policy is spent.
             loop {
                 let wait = match fail.retryable {
-                    true => self.policy.next(stalled, fail.retry_after, None),
+                    true => self.policy.next(stalled, fail.retry_after, deadline),
                     false => None,
                 };
                 let Some(wait) = wait else {

@@ -189,7 +189,9 @@ impl Upload {
     }
 
     /// How an interrupted upload is recovered: `attempts` counts rounds in
-    /// a row in which the server took nothing more.
+    /// a row in which the server took nothing more, and `max_elapsed`
+    /// bounds each recovery from its first failure (a `Retry-After` past it
+    /// ends the upload with the server's answer).
     #[must_use]
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;

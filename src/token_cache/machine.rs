@@ -49,9 +49,12 @@ pub(crate) enum Ended<E> {
 /// [`Machine::abandon`]; its waiters wait for [`Flight::ended`].
 #[derive(Debug)]
 pub(crate) struct Flight<E, K, S> {
-    /// Set for a background refresh left to a runtime that may go idle (a
+    /// Set for a refresh left to a runtime that may go idle (a task on a
     /// current-thread one): a waiter from elsewhere starts its own instead.
     background_on: Option<K>,
+    /// Driven by a caller that begins again when superseded (not a
+    /// background refresh, which just stops).
+    by_waiter: bool,
     ended: Mutex<Option<Ended<E>>>,
     pub(crate) signal: S,
 }
@@ -71,9 +74,10 @@ impl<E: Clone, K, S: Signal> Flight<E, K, S> {
 /// Who asks to begin a refresh.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Who<K> {
-    /// A caller that needs a new token and waits for it, from place `K`
-    /// (its runtime).
-    Waiter(Option<K>),
+    /// A caller that needs a new token and waits for it, from place `at`
+    /// (its runtime); `pinned` when a refresh it drives may never be polled
+    /// again (a task on a current-thread runtime, which may go idle).
+    Waiter { at: Option<K>, pinned: bool },
     /// A refresh ahead of expiry that nobody waits for; `pinned` when it
     /// runs where it may never be polled again (a current-thread runtime).
     Background { pinned: Option<K> },
@@ -181,7 +185,11 @@ impl<E: Clone, K: PartialEq + Copy, S: Signal> Machine<E, K, S> {
         if let Some(flight) = &state.flight {
             match (flight.background_on, who) {
                 // Left to a runtime that may never run it again: take over.
-                (Some(there), Who::Waiter(here)) if here != Some(there) => {
+                // Why not when both are pinned callers: each would take
+                // over from the other in turn, and neither fetch would end.
+                (Some(there), Who::Waiter { at, pinned })
+                    if at != Some(there) && !(pinned && flight.by_waiter) =>
+                {
                     flight.end(Ended::Abandoned);
                     state.flight = None;
                 }
@@ -196,8 +204,9 @@ impl<E: Clone, K: PartialEq + Copy, S: Signal> Machine<E, K, S> {
         let flight = Arc::new(Flight {
             background_on: match who {
                 Who::Background { pinned } => pinned,
-                Who::Waiter(_) => None,
+                Who::Waiter { at, pinned } => at.filter(|_| pinned),
             },
+            by_waiter: matches!(who, Who::Waiter { .. }),
             ended: Mutex::new(None),
             signal: S::default(),
         });

@@ -50,6 +50,11 @@ pub(crate) trait Cache: Send + Sync + 'static {
     /// A new token unless one newer than `seen` is current (`refresh_after`,
     /// `force_refresh`, an expired token), from runtime `here`.
     fn refresh(&self, seen: u64, here: u8, fetch: Fetch) -> Result<Token, NoToken>;
+    /// [`refresh`](Self::refresh) from a task on a current-thread runtime
+    /// (its refresh is pinned there).
+    fn refresh_pinned(&self, seen: u64, here: u8, fetch: Fetch) -> Result<Token, NoToken> {
+        self.refresh(seen, here, fetch)
+    }
     /// A refresh ahead of expiry on runtime `on`, pinned when that runtime
     /// may idle; `None`: the runtime never runs it (it went idle).
     fn background(&self, seen: u64, on: u8, pinned: bool, fetch: Option<Fetch>);
@@ -129,31 +134,11 @@ impl Cache for New {
     }
 
     fn refresh(&self, seen: u64, here: u8, fetch: Fetch) -> Result<Token, NoToken> {
-        loop {
-            let how =
-                match self
-                    .machine
-                    .begin(Who::Waiter(Some(here)), seen, || self.generation(), 0)
-                {
-                    Begin::Closed => return Err(NoToken::Revoked),
-                    Begin::Newer => Ended::Published,
-                    Begin::BackingOff(e) => return Err(NoToken::Failed(e)),
-                    Begin::Join(flight) => wait(&flight),
-                    Begin::Drive(flight) => match self.drive(&flight, fetch) {
-                        // This caller's future is gone: it returns nothing.
-                        Ended::Abandoned if matches!(fetch, Fetch::Cancelled) => {
-                            return Err(NoToken::Failed("cancelled"));
-                        }
-                        how => how,
-                    },
-                };
-            match self.machine.settle(how, || self.current()) {
-                Settled::Token(t) => return Ok(t),
-                Settled::Failed(e) => return Err(NoToken::Failed(e)),
-                Settled::Closed => return Err(NoToken::Revoked),
-                Settled::Again => {}
-            }
-        }
+        self.refresh_as(seen, here, false, fetch)
+    }
+
+    fn refresh_pinned(&self, seen: u64, here: u8, fetch: Fetch) -> Result<Token, NoToken> {
+        self.refresh_as(seen, here, true, fetch)
     }
 
     fn background(&self, seen: u64, on: u8, pinned: bool, fetch: Option<Fetch>) {
@@ -173,6 +158,46 @@ impl Cache for New {
 
     fn fetches(&self) -> usize {
         self.fetches.load(Ordering::Relaxed)
+    }
+}
+
+impl New {
+    fn refresh_as(
+        &self,
+        seen: u64,
+        here: u8,
+        pinned: bool,
+        fetch: Fetch,
+    ) -> Result<Token, NoToken> {
+        loop {
+            let how = match self.machine.begin(
+                Who::Waiter {
+                    at: Some(here),
+                    pinned,
+                },
+                seen,
+                || self.generation(),
+                0,
+            ) {
+                Begin::Closed => return Err(NoToken::Revoked),
+                Begin::Newer => Ended::Published,
+                Begin::BackingOff(e) => return Err(NoToken::Failed(e)),
+                Begin::Join(flight) => wait(&flight),
+                Begin::Drive(flight) => match self.drive(&flight, fetch) {
+                    // This caller's future is gone: it returns nothing.
+                    Ended::Abandoned if matches!(fetch, Fetch::Cancelled) => {
+                        return Err(NoToken::Failed("cancelled"));
+                    }
+                    how => how,
+                },
+            };
+            match self.machine.settle(how, || self.current()) {
+                Settled::Token(t) => return Ok(t),
+                Settled::Failed(e) => return Err(NoToken::Failed(e)),
+                Settled::Closed => return Err(NoToken::Revoked),
+                Settled::Again => {}
+            }
+        }
     }
 }
 
@@ -264,6 +289,22 @@ pub(crate) fn late_background_publishes_nothing_over_a_newer_token<C: Cache>() {
     });
 }
 
+/// Two callers in tasks on two current-thread runtimes (both pinned, both
+/// running): one refresh serves both; neither takes it from the other, in
+/// turn, forever (loom fails a model that spins).
+pub(crate) fn pinned_callers_share_one_refresh<C: Cache>() {
+    loom::model(|| {
+        let cache = Arc::new(C::new());
+        let c = Arc::clone(&cache);
+        let other = thread::spawn(move || c.refresh_pinned(1, 0, Fetch::Ok));
+        let got = cache.refresh_pinned(1, 1, Fetch::Ok);
+        assert!(got.as_ref().is_ok_and(|t| !t.dead), "{got:?}");
+        let theirs = other.join().unwrap();
+        assert!(theirs.as_ref().is_ok_and(|t| !t.dead), "{theirs:?}");
+        assert_eq!(cache.fetches(), 1);
+    });
+}
+
 /// A failed or panicking refresh backs off: a second caller that begins
 /// after it gets its error rather than a fetch of its own.
 pub(crate) fn failures_back_off<C: Cache>(fetch: Fetch) {
@@ -308,6 +349,11 @@ mod new {
     #[test]
     fn a_late_background_refresh_publishes_nothing_newer() {
         late_background_publishes_nothing_over_a_newer_token::<New>();
+    }
+
+    #[test]
+    fn pinned_callers_on_two_runtimes_share_one_refresh() {
+        pinned_callers_share_one_refresh::<New>();
     }
 
     #[test]

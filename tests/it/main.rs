@@ -53,6 +53,7 @@ mod redis_store;
 mod reqwest_middleware;
 #[cfg(feature = "reqwest")]
 mod reqwest_redirect;
+mod review_cache;
 mod review_probes;
 mod shared_token_file;
 mod single_flight;
