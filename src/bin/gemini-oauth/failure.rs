@@ -71,6 +71,14 @@ fn describe(f: &mut fmt::Formatter<'_>, e: &gemini_oauth::Error) -> fmt::Result 
         E::ConsentRequired { reason, store, .. } => {
             return write!(f, "{reason} in {store}; {LOGIN}");
         }
+        E::NoCredentials { tried, .. } if tried.iter().all(|t| t.contains("API_KEY")) => {
+            return write!(
+                f,
+                "no API key found (tried: {}); set GOOGLE_API_KEY (or GEMINI_API_KEY) to a key \
+                 from https://aistudio.google.com/apikey, or leave out --api-key to sign in",
+                tried.join("; ")
+            );
+        }
         E::NoCredentials { tried, .. } => {
             return write!(
                 f,
