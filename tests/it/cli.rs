@@ -115,11 +115,14 @@ fn run_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().unwrap()
 }
 
+/// Environment variables of one run.
+type Env<'a> = Vec<(&'a str, &'a str)>;
+
 #[test]
 fn each_error_is_one_line_with_the_fix_and_its_exit_code() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.pem");
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>)> = vec![
+    let cases: Vec<(Vec<&str>, Env)> = vec![
         (vec!["print-access-token"], vec![]),
         (vec!["status", "--format", "json"], vec![]),
         (vec!["logout"], vec![]),
