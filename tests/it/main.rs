@@ -25,6 +25,8 @@ mod browser_consent;
 mod cli;
 #[cfg(feature = "cli")]
 mod cli_e2e;
+#[cfg(feature = "cli")]
+mod cli_gemini;
 mod client;
 mod connect_deadline;
 mod consent_e2e;

@@ -7,8 +7,6 @@
 mod commands;
 mod failure;
 mod flags;
-#[path = "../../../examples/common/mime.rs"]
-mod mime;
 mod output;
 mod status;
 

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use clap::Args;
 use futures_util::StreamExt;
 use gemini_oauth::gemini;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::failure::Failure;
 use crate::flags::Flags;
-use crate::{mime, output};
+use crate::output;
 
 /// Prints the name of each model, one per line.
 pub(crate) async fn models(flags: &Flags) -> Result<(), Failure> {
@@ -43,8 +43,8 @@ pub(crate) async fn generate(flags: &Flags, args: &GenerateArgs) -> Result<(), F
     let mut parts = Vec::new();
     if let Some(path) = &args.file {
         let path = path_str(path)?;
-        let mime_type = mime::guess(path);
-        let file = gemini::upload_file(&client, path, mime_type, mime::file_name(path)).await?;
+        let mime_type = gemini::mime_type(path);
+        let file = gemini::upload_file(&client, path, mime_type, file_name(path)).await?;
         parts.push(json!({"file_data": {"mime_type": mime_type, "file_uri": file.uri}}));
     }
     parts.push(json!({ "text": args.prompt }));
@@ -52,25 +52,15 @@ pub(crate) async fn generate(flags: &Flags, args: &GenerateArgs) -> Result<(), F
     if args.stream {
         let mut chunks = gemini::stream_generate_content(&client, &args.model, &body).await?;
         while let Some(chunk) = chunks.next().await {
-            for text in texts(&chunk?) {
+            for text in gemini::answer_texts(&chunk?) {
                 output::write(text.as_bytes())?;
             }
         }
     } else {
         let answer = gemini::generate_content(&client, &args.model, &body).await?;
-        output::write(texts(&answer).collect::<String>().as_bytes())?;
+        output::write(gemini::answer_texts(&answer).collect::<String>().as_bytes())?;
     }
     output::write(b"\n")
-}
-
-/// The answer's text parts (thought summaries left out).
-fn texts(answer: &Value) -> impl Iterator<Item = &str> {
-    answer["candidates"][0]["content"]["parts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|part| part["thought"] != true)
-        .filter_map(|part| part["text"].as_str())
 }
 
 /// What `upload` takes besides the shared flags.
@@ -96,11 +86,11 @@ pub(crate) async fn upload(flags: &Flags, args: &UploadArgs) -> Result<(), Failu
     let mime_type = args
         .mime_type
         .as_deref()
-        .unwrap_or_else(|| mime::guess(path));
+        .unwrap_or_else(|| gemini::mime_type(path));
     let display_name = args
         .display_name
         .as_deref()
-        .unwrap_or_else(|| mime::file_name(path));
+        .unwrap_or_else(|| file_name(path));
     let creds = flags.load().await?;
     let mut upload = gemini::Upload::new(path, mime_type).display_name(display_name);
     if let Some(bytes) = args.chunk_size {
@@ -136,4 +126,12 @@ fn path_str(path: &std::path::Path) -> Result<&str, Failure> {
             path.display()
         ))
     })
+}
+
+/// The file's name, as the display name of an upload.
+fn file_name(path: &str) -> &str {
+    std::path::Path::new(path)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(path)
 }
