@@ -57,7 +57,8 @@ async fn login_adc_then_print_access_token_status_and_logout() {
     let mut seen = Seen::default();
 
     // login --adc: the consent URL on stderr, the file in gcloud's place.
-    let mut child = tool(dir.path())
+    let mut login = tool(dir.path());
+    login
         .args([
             "login",
             "--adc",
@@ -65,41 +66,8 @@ async fn login_adc_then_print_access_token_status_and_logout() {
             "--quota-project",
             "my-quota",
         ])
-        .args(["--client-id-file", client_file.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let reader = std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines() {
-            let line = line.unwrap();
-            if line.starts_with("http://127.0.0.1:")
-                && line.contains("code_challenge=")
-                && let Some(tx) = tx.take()
-            {
-                let _ = tx.send(line.trim().to_owned());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let url = tokio::time::timeout(std::time::Duration::from_secs(60), rx)
-        .await
-        .expect("a consent URL within 60 s")
-        .expect("login ended without a consent URL");
-    assert!(url.starts_with(&server.auth), "{url}");
-    let location = browser::get(&url).await.location.unwrap();
-    assert_eq!(browser::get(&location).await.status, 200);
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
-    let login_stderr = reader.join().unwrap();
-    assert!(status.success(), "{login_stderr}");
+        .args(["--client-id-file", client_file.to_str().unwrap()]);
+    let login_stderr = sign_in(login, &server).await;
     assert!(
         login_stderr.contains("Credentials saved to file: [")
             && login_stderr.contains("application_default_credentials.json"),
@@ -229,6 +197,120 @@ async fn login_adc_then_print_access_token_status_and_logout() {
             !seen.0.contains(secret),
             "a secret in the output: {}",
             seen.0
+        );
+    }
+}
+
+/// Runs a `login` command through the consent at `server` (playing the
+/// browser); its whole stderr, once it has succeeded.
+async fn sign_in(mut login: Command, server: &OidcServer) -> String {
+    let mut child = login
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let reader = std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            if line.starts_with("http://127.0.0.1:")
+                && line.contains("code_challenge=")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(line.trim().to_owned());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let url = tokio::time::timeout(std::time::Duration::from_secs(60), rx)
+        .await
+        .expect("a consent URL within 60 s")
+        .expect("login ended without a consent URL");
+    assert!(url.starts_with(&server.auth), "{url}");
+    let location = browser::get(&url).await.location.unwrap();
+    assert_eq!(browser::get(&location).await.status, 200);
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    let stderr = reader.join().unwrap();
+    assert!(status.success(), "{stderr}");
+    stderr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_fills_token_json_as_load_creds_py_and_the_next_commands_use_it() {
+    let server = OidcServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let client_file = dir.path().join("client_secret.json");
+    std::fs::write(
+        &client_file,
+        server.client_secret_json(oidc::CLIENT_ID, oidc::CLIENT_SECRET),
+    )
+    .unwrap();
+    let mut login = tool(dir.path());
+    login.args([
+        "login",
+        "--no-browser",
+        "--client-secret",
+        client_file.to_str().unwrap(),
+    ]);
+    let stderr = sign_in(login, &server).await;
+    assert!(
+        stderr.contains("Signed in; credentials saved in"),
+        "{stderr}"
+    );
+    let token_json = dir.path().join("token.json");
+    let record: Value = serde_json::from_slice(&std::fs::read(&token_json).unwrap()).unwrap();
+    let cached = record["token"].as_str().unwrap().to_owned();
+    let refresh_token = record["refresh_token"].as_str().unwrap().to_owned();
+
+    // A second login serves the cached token: no consent, no token request.
+    let out = tool(dir.path())
+        .args([
+            "login",
+            "--no-consent",
+            "--token-uri",
+            "http://127.0.0.1:9/token",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // print-access-token prints the cached token, status (text) says where it came from.
+    let out = tool(dir.path()).arg("print-access-token").output().unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("{cached}\n")
+    );
+    let out = tool(dir.path()).arg("status").output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("credentials: user\nsearch:\n  token.json: found\n"),
+        "{text}"
+    );
+    assert!(text.contains("type: authorized_user\n"), "{text}");
+    assert!(text.contains("universe_domain: googleapis.com\n"), "{text}");
+    let everything = format!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    for secret in [cached.as_str(), refresh_token.as_str(), oidc::CLIENT_SECRET] {
+        assert!(
+            !everything.contains(secret),
+            "a secret in status: {everything}"
         );
     }
 }

@@ -33,11 +33,12 @@ pub(crate) async fn run(flags: &Flags, args: &StatusArgs) -> Result<(), Failure>
     s.insert("search".into(), Value::Array(search));
     s.insert("source".into(), json!(creds.source()));
     let contents = file.as_deref().and_then(read_json);
-    let kind = match (&contents, mode) {
-        (Some(c), _) => c.get("type").and_then(Value::as_str).map(str::to_owned),
-        (None, "user") => Some("authorized_user".into()),
-        (None, "api_key") => Some("api_key".into()),
-        (None, _) => Some("metadata_server".into()),
+    // A token.json is google-auth's authorized_user record without the key.
+    let kind = match (mode, &contents) {
+        ("user", _) => Some("authorized_user".into()),
+        ("api_key", _) => Some("api_key".into()),
+        (_, Some(c)) => c.get("type").and_then(Value::as_str).map(str::to_owned),
+        (_, None) => Some("metadata_server".into()),
     };
     s.insert("type".into(), json!(kind));
     let account = contents.as_ref().and_then(account).or_else(|| {
