@@ -202,3 +202,40 @@ fn completions_for_each_shell_name_the_commands() {
         );
     }
 }
+
+/// The tool on a terminal (a pseudo-terminal from util-linux's `script`),
+/// failing for want of a sign-in; everything the terminal showed.
+fn on_a_terminal(no_color: Option<&str>) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = cli().get_program().to_owned();
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec"])
+        .arg(format!("'{}' print-access-token", exe.to_str().unwrap()))
+        .arg("/dev/null")
+        .current_dir(dir.path())
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null());
+    if let Some(v) = no_color {
+        cmd.env("NO_COLOR", v);
+    }
+    let out = cmd.output().expect("util-linux's script runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    let (code, shown) = on_a_terminal(None);
+    assert_eq!(code, Some(3), "{shown}");
+    assert!(
+        shown.contains("\x1b[1;31merror:\x1b[0m no cached token"),
+        "{shown:?}"
+    );
+    let (code, shown) = on_a_terminal(Some("1"));
+    assert_eq!(code, Some(3), "{shown}");
+    assert!(shown.starts_with("error: no cached token"), "{shown:?}");
+    assert!(!shown.contains('\x1b'), "{shown:?}");
+}
