@@ -91,6 +91,9 @@ pub(crate) struct Flags {
     /// Vertex AI host override [default: https://LOC-aiplatform.googleapis.com]
     #[arg(long, global = true, value_name = "URL", requires = "vertex_project")]
     pub(crate) vertex_origin: Option<String>,
+    /// Keep the token in the OS keyring entry gemini-oauth/NAME instead of a file (feature keyring); with --token FILE, that file is moved into the keyring first
+    #[arg(long, global = true, value_name = "NAME")]
+    pub(crate) keyring: Option<String>,
     /// Use the credentials only to get tokens for service account SA (through the delegates), as gcloud's flag
     #[arg(long, global = true, value_name = "[DELEGATE,...,]SA")]
     pub(crate) impersonate_service_account: Option<String>,
@@ -142,7 +145,10 @@ impl Flags {
     /// A loader for the user's sign-in, configured from the flags.
     pub(crate) fn user_loader(&self) -> Result<CredentialLoader, Failure> {
         let mut l = self.oauth(CredentialLoader::new())?;
-        l = l.token_store(FileTokenStore::new(self.token_file()));
+        l = match &self.keyring {
+            Some(name) => keyring::loader(l, name)?,
+            None => l.token_store(FileTokenStore::new(self.token_file())),
+        };
         if let Some(s) = &self.client_secret {
             l = l.client_secret_file(s);
         }
@@ -221,6 +227,7 @@ impl Flags {
         customize: impl FnOnce(CredentialLoader) -> CredentialLoader,
     ) -> Result<Credentials, Failure> {
         if self.adc {
+            self.warn_unused("--adc", &[("--api-key", self.api_key)]);
             return self
                 .oauth(CredentialLoader::application_default())?
                 .load()
@@ -228,11 +235,28 @@ impl Flags {
                 .map_err(Failure::from);
         }
         if self.api_key {
+            self.warn_unused(
+                "--api-key",
+                &[
+                    ("--scopes", !self.scopes.is_empty()),
+                    ("--token-uri", self.token_uri.is_some()),
+                    ("--revoke-uri", self.revoke_uri.is_some()),
+                    ("--vertex-project", self.vertex_project.is_some()),
+                    (
+                        "--impersonate-service-account",
+                        self.impersonate_service_account.is_some(),
+                    ),
+                    ("--iam-endpoint", self.iam_endpoint.is_some()),
+                ],
+            );
             return self
                 .common(CredentialLoader::api_key_from_env())?
                 .load()
                 .await
                 .map_err(Failure::from);
+        }
+        if let (Some(name), Some(file)) = (&self.keyring, &self.token) {
+            keyring::migrate(name, file).await?;
         }
         Ok(customize(self.user_loader()?).load().await?)
     }
@@ -240,5 +264,73 @@ impl Flags {
     /// The credentials the flags ask for.
     pub(crate) async fn load(&self) -> Result<Credentials, Failure> {
         self.load_with(|l| l).await
+    }
+}
+
+impl Flags {
+    /// Flags of the user's sign-in have no effect with `--adc` or `--api-key`:
+    /// a warning on stderr says so, as the examples do.
+    fn warn_unused(&self, mode: &str, more: &[(&str, bool)]) {
+        let user_only = [
+            ("--client-secret", self.client_secret.is_some()),
+            ("--token", self.token.is_some()),
+            ("--keyring", self.keyring.is_some()),
+            ("--auth-uri", self.auth_uri.is_some()),
+            (
+                "--no-browser/--headless/--no-consent",
+                self.no_browser || self.headless || self.no_consent,
+            ),
+        ];
+        for (flag, _) in user_only.iter().chain(more).filter(|(_, set)| *set) {
+            eprintln!("warning: {flag} has no effect with {mode}");
+        }
+    }
+}
+
+/// `--keyring NAME`: the token in the OS keyring (feature `keyring`).
+#[cfg(feature = "keyring")]
+mod keyring {
+    use gemini_oauth::{CredentialLoader, KeyringTokenStore, Migration};
+
+    use crate::failure::Failure;
+
+    pub(super) fn loader(l: CredentialLoader, name: &str) -> Result<CredentialLoader, Failure> {
+        Ok(l.token_store(KeyringTokenStore::new(name)))
+    }
+
+    /// Moves `file` into the keyring entry `name`, as the examples do.
+    pub(super) async fn migrate(name: &str, file: &std::path::Path) -> Result<(), Failure> {
+        let store = KeyringTokenStore::new(name);
+        if store.migrate_from_file(file).await? == Migration::Moved {
+            eprintln!(
+                "moved {} into the keyring entry gemini-oauth/{}",
+                file.display(),
+                store.account()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `--keyring NAME` without the feature: a usage error that names it.
+#[cfg(not(feature = "keyring"))]
+mod keyring {
+    use gemini_oauth::CredentialLoader;
+
+    use crate::failure::Failure;
+
+    fn missing() -> Failure {
+        Failure::Usage(
+            "--keyring needs the `keyring` feature: cargo install gemini-oauth --features cli,keyring"
+                .into(),
+        )
+    }
+
+    pub(super) fn loader(_: CredentialLoader, _: &str) -> Result<CredentialLoader, Failure> {
+        Err(missing())
+    }
+
+    pub(super) async fn migrate(_: &str, _: &std::path::Path) -> Result<(), Failure> {
+        Err(missing())
     }
 }
