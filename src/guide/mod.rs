@@ -15,7 +15,7 @@
 //! | [`integrations`] | reqwest, tower/tonic, google-cloud-rust, blocking code, test doubles |
 //! | [`faults`] | which calls are retried and how, every phase's time bound, the fault matrix |
 //! | [`security`] | files, processes, network faults, secrets, bad input: what is guaranteed and tested |
-//! | [`performance`] | the benchmarks against yup-oauth2 and raw hyper, with their commands |
+//! | [`performance`] | the benchmarks against yup-oauth2, raw hyper, load_creds.py and gcloud, with their commands |
 //! | [`platforms`] | where it is built and tested (MSRV, Windows, macOS), the package, cargo deny, semver checks |
 //! | [`design`] | design choices and the module layout |
 //! | [`testing`] | how the tests run and what they use |
