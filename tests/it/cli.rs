@@ -130,6 +130,7 @@ fn each_error_is_one_line_with_the_fix_and_its_exit_code() {
         (vec!["print-access-token", "--adc"], vec![]),
         (vec!["models", "--api-key"], vec![]),
         (vec!["login", "--adc"], vec![]),
+        (vec!["login", "--api-key"], vec![]),
         (
             vec![
                 "models",

@@ -22,6 +22,13 @@ pub(crate) struct LoginArgs {
 /// every time, written in gcloud's format (an `impersonated_service_account`
 /// file with `--impersonate-service-account`).
 pub(crate) async fn login(flags: &Flags, args: &LoginArgs) -> Result<(), Failure> {
+    if flags.api_key {
+        return Err(Failure::Usage(
+            "login signs a person in; an API key needs no sign-in: set GOOGLE_API_KEY and pass \
+             --api-key to the other commands"
+                .into(),
+        ));
+    }
     if !flags.adc {
         let creds = flags.load().await?;
         eprintln!("Signed in; credentials saved in {}.", creds.source());
