@@ -14,15 +14,19 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 /// Runs the tool with `args` against the API at `base` (a valid token.json
 /// in a temp dir, no sign-in allowed), on a task of its own so the server keeps serving.
 async fn run(base: &str, args: &[&str]) -> Output {
+    run_with(base, args, 3000, "warn").await
+}
+
+/// [`run`] with the cached token expiring in `in_secs` and `RUST_LOG`.
+async fn run_with(base: &str, args: &[&str], in_secs: i64, log: &str) -> Output {
     let tokens = token_endpoint().await;
     let dir = tempfile::tempdir().unwrap();
-    write_token(dir.path(), &token_json(&token_uri(&tokens), 3000));
+    write_token(dir.path(), &token_json(&token_uri(&tokens), in_secs));
     let mut cmd = cli();
-    cmd.current_dir(dir.path()).args(args).args([
-        "--api-base",
-        &format!("{base}/v1"),
-        "--no-consent",
-    ]);
+    cmd.current_dir(dir.path())
+        .env("RUST_LOG", log)
+        .args(args)
+        .args(["--api-base", &format!("{base}/v1"), "--no-consent"]);
     let out = tokio::process::Command::from(cmd).output().await.unwrap();
     drop(dir);
     out
@@ -145,4 +149,45 @@ async fn upload_prints_the_name_then_the_uri_and_no_progress_bar_in_a_pipe() {
         log.start_body,
         Some(json!({"file": {"display_name": "My notes"}}))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_secret_in_any_output_at_trace_level_while_refreshing() {
+    let (base, _, _) = gemini_server("text/plain", vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "notes").unwrap();
+    let file = file.to_str().unwrap();
+    for args in [
+        &["generate", "hi"][..],
+        &["generate", "hi", "--file", file],
+        &["upload", file],
+        &["print-access-token"],
+        &["status", "--format", "json"],
+    ] {
+        // An expired token: each run refreshes it (the new token is NEW_ACCESS).
+        let out = run_with(&base, args, -60, "trace").await;
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("TRACE"), "{args:?}: no trace output");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        for secret in [CLIENT_SECRET, REFRESH_TOKEN, OLD_ACCESS, NEW_ACCESS] {
+            assert!(
+                !stderr.contains(secret),
+                "{args:?} logged {secret}: {stderr}"
+            );
+            // print-access-token's stdout is the token, its whole job.
+            if args[0] != "print-access-token" {
+                assert!(
+                    !stdout.contains(secret),
+                    "{args:?} printed {secret}: {stdout}"
+                );
+            }
+        }
+    }
 }
