@@ -131,6 +131,7 @@ fn each_error_is_one_line_with_the_fix_and_its_exit_code() {
         (vec!["models", "--api-key"], vec![]),
         (vec!["login", "--adc"], vec![]),
         (vec!["login", "--api-key"], vec![]),
+        (vec!["print-access-token", "--api-key"], vec![]),
         (
             vec![
                 "models",

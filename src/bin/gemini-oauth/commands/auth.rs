@@ -76,6 +76,13 @@ pub(crate) async fn login(flags: &Flags, args: &LoginArgs) -> Result<(), Failure
 /// Prints a valid access token and nothing else on stdout; never signs in
 /// (exit code 3 when a sign-in would be needed).
 pub(crate) async fn print_access_token(flags: &Flags) -> Result<(), Failure> {
+    if flags.api_key {
+        return Err(Failure::Usage(
+            "an API key is not an access token: send $GOOGLE_API_KEY as the x-goog-api-key \
+             header, or leave out --api-key for an OAuth token"
+                .into(),
+        ));
+    }
     let creds = flags.load_with(|l| l.consent(Consent::Never)).await?;
     let token = creds.access_token().await?;
     // Printing the token is this command's whole job.
