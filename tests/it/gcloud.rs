@@ -300,8 +300,23 @@ async fn gcloud_impersonated_login_file_loads_with_us() {
     let our_bytes = std::fs::read(adc_file(ours.path())).unwrap();
     assert_eq!(
         String::from_utf8(our_bytes).unwrap(),
-        String::from_utf8(gcloud_bytes).unwrap()
+        String::from_utf8(gcloud_bytes.clone()).unwrap()
     );
+
+    // So does the tool's `login --adc`.
+    #[cfg(feature = "cli")]
+    {
+        let tool_dir = tempfile::tempdir().unwrap();
+        let mut tool = crate::common::examples::cli();
+        tool.args(["login", "--adc"]);
+        let flag = ["--impersonate-service-account", &accounts];
+        login_with(tool, tool_dir.path(), &server, &flag).await;
+        let tool_bytes = std::fs::read(adc_file(tool_dir.path())).unwrap();
+        assert_eq!(
+            String::from_utf8(tool_bytes).unwrap(),
+            String::from_utf8(gcloud_bytes).unwrap()
+        );
+    }
 }
 
 /// Runs our `login` example with `extra` args through the fake consent,
