@@ -205,14 +205,14 @@ fn completions_for_each_shell_name_the_commands() {
     }
 }
 
-/// The tool on a terminal (a pseudo-terminal from util-linux's `script`),
-/// failing for want of a sign-in; everything the terminal showed.
-fn on_a_terminal(no_color: Option<&str>) -> (Option<i32>, String) {
+/// The tool run with `args` on a terminal (a pseudo-terminal from
+/// util-linux's `script`); its exit code and everything the terminal showed.
+fn on_a_terminal(args: &str, no_color: Option<&str>) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let exe = cli().get_program().to_owned();
     let mut cmd = Command::new("script");
     cmd.args(["-qec"])
-        .arg(format!("'{}' print-access-token", exe.to_str().unwrap()))
+        .arg(format!("'{}' {args}", exe.to_str().unwrap()))
         .arg("/dev/null")
         .current_dir(dir.path())
         .env_remove("NO_COLOR")
@@ -230,14 +230,21 @@ fn on_a_terminal(no_color: Option<&str>) -> (Option<i32>, String) {
 
 #[test]
 fn colour_only_on_a_terminal_and_never_with_no_color() {
-    let (code, shown) = on_a_terminal(None);
+    let (code, shown) = on_a_terminal("print-access-token", None);
     assert_eq!(code, Some(3), "{shown}");
     assert!(
         shown.contains("\x1b[1;31merror:\x1b[0m no cached token"),
         "{shown:?}"
     );
-    let (code, shown) = on_a_terminal(Some("1"));
+    let (code, shown) = on_a_terminal("print-access-token", Some("1"));
     assert_eq!(code, Some(3), "{shown}");
     assert!(shown.starts_with("error: no cached token"), "{shown:?}");
+    assert!(!shown.contains('\x1b'), "{shown:?}");
+    // clap's usage errors follow the same rule.
+    let (code, shown) = on_a_terminal("frobnicate", None);
+    assert_eq!(code, Some(2), "{shown}");
+    assert!(shown.contains('\x1b'), "{shown:?}");
+    let (code, shown) = on_a_terminal("frobnicate", Some("1"));
+    assert_eq!(code, Some(2), "{shown}");
     assert!(!shown.contains('\x1b'), "{shown:?}");
 }
