@@ -87,6 +87,13 @@ fn search(flags: &Flags) -> (&'static str, Vec<Value>, Option<PathBuf>) {
             .collect();
         return ("api_key", tried, None);
     }
+    if !flags.adc
+        && let Some(name) = &flags.keyring
+    {
+        // Found when the credentials load (status fails otherwise).
+        let place = format!("OS keyring entry gemini-oauth/{name}");
+        return ("user", vec![json!({"place": place, "found": true})], None);
+    }
     if !flags.adc {
         let file = flags.token_file();
         let found = file.exists();
