@@ -191,3 +191,38 @@ async fn nothing_secret_in_any_output_at_trace_level_while_refreshing() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_on_a_terminal_draws_a_progress_bar() {
+    let (base, uploads, _) = gemini_server("application/octet-stream", vec![]).await;
+    let tokens = token_endpoint().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_token(dir.path(), &token_json(&token_uri(&tokens), 3000));
+    std::fs::write(dir.path().join("data.bin"), vec![7u8; 600 * 1024]).unwrap();
+    let exe = cli().get_program().to_str().unwrap().to_owned();
+    // util-linux's script gives the tool a pseudo-terminal.
+    let mut cmd = std::process::Command::new("script");
+    cmd.arg("-qec")
+        .arg(format!(
+            "'{exe}' upload data.bin --chunk-size 262144 --no-consent --api-base {base}/v1"
+        ))
+        .arg("/dev/null")
+        .current_dir(dir.path())
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null());
+    for var in crate::common::examples::PROXY_VARS {
+        cmd.env_remove(var);
+    }
+    let out = tokio::process::Command::from(cmd).output().await.unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("files/abc-123"), "{shown:?}");
+    // The bar's bytes counter, drawn and then cleared.
+    assert!(
+        shown.contains("KiB/600.00 KiB"),
+        "no progress bar: {shown:?}"
+    );
+    let log = uploads.log.lock().unwrap().clone();
+    assert!(log.problems.is_empty(), "{:?}", log.problems);
+}
