@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use futures_util::StreamExt;
 use gemini_oauth::gemini;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const USAGE: &str =
     "Usage: generate_content [FLAGS] [--model NAME] [--prompt TEXT] [--stream] [--file PATH]
@@ -38,7 +38,7 @@ async fn main() -> ExitCode {
     let client = args.client(&creds);
     let mut parts = Vec::new();
     if let Some(path) = args.extra("--file") {
-        let mime_type = mime::guess(path);
+        let mime_type = gemini::mime_type(path);
         let file = cli::or_exit(
             gemini::upload_file(&client, path, mime_type, mime::file_name(path)).await,
         );
@@ -51,27 +51,17 @@ async fn main() -> ExitCode {
         let mut chunks = cli::or_exit(gemini::stream_generate_content(&client, model, &body).await);
         while let Some(chunk) = chunks.next().await {
             let chunk = cli::or_exit(chunk);
-            for text in texts(&chunk) {
+            for text in gemini::answer_texts(&chunk) {
                 let _ = out.write_all(text.as_bytes());
                 let _ = out.flush();
             }
         }
     } else {
         let answer = cli::or_exit(gemini::generate_content(&client, model, &body).await);
-        for text in texts(&answer) {
+        for text in gemini::answer_texts(&answer) {
             let _ = out.write_all(text.as_bytes());
         }
     }
     let _ = writeln!(out);
     ExitCode::SUCCESS
-}
-
-/// The answer's text parts (thought summaries left out).
-fn texts(answer: &Value) -> impl Iterator<Item = &str> {
-    answer["candidates"][0]["content"]["parts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|part| part["thought"] != true)
-        .filter_map(|part| part["text"].as_str())
 }

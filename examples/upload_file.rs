@@ -38,7 +38,7 @@ async fn main() -> ExitCode {
     };
     let mime_type = args
         .extra("--mime-type")
-        .unwrap_or_else(|| mime::guess(path));
+        .unwrap_or_else(|| gemini_oauth::gemini::mime_type(path));
     let display_name = args
         .extra("--display-name")
         .unwrap_or_else(|| mime::file_name(path));

@@ -90,6 +90,9 @@
 //!   drives the google-cloud-rust clients.
 //! - `blocking`: `blocking::load_creds`, `CredentialLoader::load_blocking`
 //!   and `blocking::Credentials`, for synchronous code.
+//! - `cli`: the `gemini-oauth` command line tool (`cargo install
+//!   gemini-oauth --features cli`), a thin face over this API; it adds no
+//!   public item to the library.
 //!
 //! # Testing your code
 //!

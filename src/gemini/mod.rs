@@ -6,6 +6,7 @@
 
 pub(crate) mod events;
 mod generate;
+mod mime;
 mod problem;
 mod resumable;
 mod upload;
@@ -18,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::url::redact;
 pub use events::ContentStream;
 pub use generate::{generate_content, stream_generate_content};
+pub use mime::{answer_texts, mime_type};
 pub use problem::UploadProblem;
 pub use upload::{File, Upload, upload_file};
 

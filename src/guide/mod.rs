@@ -13,9 +13,10 @@
 //! | [`proxies`] | proxies as curl reads them |
 //! | [`vertex_ai`] | Gemini through Vertex AI |
 //! | [`integrations`] | reqwest, tower/tonic, google-cloud-rust, blocking code, test doubles |
+//! | [`cli`] | the `gemini-oauth` command line tool: commands, exit codes, `status` |
 //! | [`faults`] | which calls are retried and how, every phase's time bound, the fault matrix |
 //! | [`security`] | files, processes, network faults, secrets, bad input: what is guaranteed and tested |
-//! | [`performance`] | the benchmarks against yup-oauth2 and raw hyper, with their commands |
+//! | [`performance`] | the benchmarks against yup-oauth2, raw hyper, load_creds.py and gcloud, with their commands |
 //! | [`platforms`] | where it is built and tested (MSRV, Windows, macOS), the package, cargo deny, semver checks |
 //! | [`design`] | design choices and the module layout |
 //! | [`testing`] | how the tests run and what they use |
@@ -38,6 +39,8 @@ pub mod proxies {}
 pub mod vertex_ai {}
 #[doc = include_str!("integrations.md")]
 pub mod integrations {}
+#[doc = include_str!("cli.md")]
+pub mod cli {}
 #[doc = include_str!("faults.md")]
 pub mod faults {}
 #[doc = include_str!("security.md")]

@@ -300,15 +300,36 @@ async fn gcloud_impersonated_login_file_loads_with_us() {
     let our_bytes = std::fs::read(adc_file(ours.path())).unwrap();
     assert_eq!(
         String::from_utf8(our_bytes).unwrap(),
-        String::from_utf8(gcloud_bytes).unwrap()
+        String::from_utf8(gcloud_bytes.clone()).unwrap()
     );
+
+    // So does the tool's `login --adc`.
+    #[cfg(feature = "cli")]
+    {
+        let tool_dir = tempfile::tempdir().unwrap();
+        let mut tool = crate::common::examples::cli();
+        tool.args(["login", "--adc"]);
+        let flag = ["--impersonate-service-account", &accounts];
+        login_with(tool, tool_dir.path(), &server, &flag).await;
+        let tool_bytes = std::fs::read(adc_file(tool_dir.path())).unwrap();
+        assert_eq!(
+            String::from_utf8(tool_bytes).unwrap(),
+            String::from_utf8(gcloud_bytes).unwrap()
+        );
+    }
 }
 
 /// Runs our `login` example with `extra` args through the fake consent,
 /// writing into `dir`'s gcloud configuration directory.
 async fn our_login(dir: &Path, server: &MockServer, extra: &[&str]) {
+    login_with(example("login"), dir, server, extra).await;
+}
+
+/// Runs `login` (the example's or the tool's `login --adc`) with `extra`
+/// args through the fake consent, writing into `dir`'s gcloud configuration directory.
+async fn login_with(mut login: Command, dir: &Path, server: &MockServer, extra: &[&str]) {
     let client = client_file(dir, server);
-    let mut child = example("login")
+    let mut child = login
         .env("CLOUDSDK_CONFIG", dir.join("gcloud"))
         .env("HOME", dir)
         .args(["--client-id-file", client.to_str().unwrap(), "--no-browser"])
@@ -331,9 +352,34 @@ async fn our_login_file_serves_gcloud_print_access_token() {
     let server = fake_google().await;
     let dir = tempfile::tempdir().unwrap();
     our_login(dir.path(), &server, &[]).await;
+    gcloud_prints_the_refreshed_token(dir.path(), &server).await;
+}
 
+/// The tool's `login --adc` writes the example's bytes, and the real gcloud
+/// serves `print-access-token` from them.
+#[cfg(feature = "cli")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tools_login_adc_file_serves_gcloud_print_access_token() {
+    let server = fake_google().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut tool = crate::common::examples::cli();
+    tool.arg("login").arg("--adc");
+    login_with(tool, dir.path(), &server, &[]).await;
+    let ours = std::fs::read_to_string(adc_file(dir.path())).unwrap();
+    let example_dir = tempfile::tempdir().unwrap();
+    our_login(example_dir.path(), &server, &[]).await;
+    assert_eq!(
+        ours,
+        std::fs::read_to_string(adc_file(example_dir.path())).unwrap()
+    );
+    gcloud_prints_the_refreshed_token(dir.path(), &server).await;
+}
+
+/// gcloud's `auth application-default print-access-token` on the file in
+/// `dir` refreshes at `server` with the file's client and refresh token.
+async fn gcloud_prints_the_refreshed_token(dir: &Path, server: &MockServer) {
     let out = tokio::task::spawn_blocking({
-        let mut cmd = gcloud_in(dir.path(), &server);
+        let mut cmd = gcloud_in(dir, server);
         move || {
             cmd.args(["auth", "application-default", "print-access-token"])
                 .output()
@@ -348,7 +394,7 @@ async fn our_login_file_serves_gcloud_print_access_token() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), REFRESHED);
-    let forms = token_forms(&server).await;
+    let forms = token_forms(server).await;
     let refresh = forms.last().unwrap();
     assert_eq!(field(refresh, "grant_type"), Some("refresh_token"));
     assert_eq!(field(refresh, "refresh_token"), Some(CODE_REFRESH));

@@ -46,7 +46,7 @@ async fn run_with(name: &str, base: &str, args: &[&str], wrapper: Option<&str>) 
 
 /// A server answering uploads (checked by an [`UploadServer`]) and
 /// `generateContent`/`streamGenerateContent` (bodies recorded).
-async fn gemini_server(
+pub(crate) async fn gemini_server(
     mime: &str,
     answer: Vec<Step>,
 ) -> (String, UploadServer, Arc<Mutex<Vec<Value>>>) {

@@ -21,6 +21,12 @@ mod bad_input;
 #[cfg(feature = "blocking")]
 mod blocking;
 mod browser_consent;
+#[cfg(feature = "cli")]
+mod cli;
+#[cfg(feature = "cli")]
+mod cli_e2e;
+#[cfg(feature = "cli")]
+mod cli_gemini;
 mod client;
 mod connect_deadline;
 mod consent_e2e;

@@ -52,3 +52,31 @@ pub fn stdout(o: &Output) -> String {
     );
     String::from_utf8(o.stdout.clone()).unwrap()
 }
+
+/// The `gemini-oauth` command line tool (feature `cli`), built by `cargo
+/// test --all-features` or `cargo build --bins --all-features`, with the
+/// same clean environment as the examples.
+pub fn cli() -> Command {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let exe = target.join("debug/gemini-oauth");
+    assert!(
+        exe.exists(),
+        "{} is missing: run `cargo build --bins --all-features` (bash .ci/test does)",
+        exe.display()
+    );
+    let mut cmd = Command::new(exe);
+    cmd.env_remove("GEMINI_API_BASE")
+        .env_remove("GOOGLE_CLOUD_QUOTA_PROJECT")
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("GOOGLE_API_KEY")
+        .env_remove("GEMINI_API_KEY")
+        .env_remove("COLUMNS")
+        .env_remove("NO_COLOR");
+    for var in PROXY_VARS {
+        cmd.env_remove(var);
+    }
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
