@@ -199,7 +199,7 @@ pub use credentials_file::{CredentialsFileKind, CredentialsFileProblem};
 pub use error::{BoxError, ConsentReason, Error, Result};
 pub use gemini::UploadProblem;
 pub use http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT};
-pub use loader::{CredentialLoader, kind};
+pub use loader::{Backend, CredentialLoader, EnvAuth, EnvChoice, kind};
 pub use proxy::ProxyProblem;
 pub use request_body::RequestBody;
 pub use response_body::ResponseBody;

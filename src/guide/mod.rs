@@ -12,6 +12,7 @@
 //! | [`calling`] | the authorized client: streams, long generations, uploads, timeouts |
 //! | [`proxies`] | proxies as curl reads them |
 //! | [`vertex_ai`] | Gemini through Vertex AI |
+//! | [`environment`] | `from_env()`: the backend, base URL and credentials google-genai would pick |
 //! | [`integrations`] | reqwest, tower/tonic, google-cloud-rust, blocking code, test doubles |
 //! | [`faults`] | which calls are retried and how, every phase's time bound, the fault matrix |
 //! | [`security`] | files, processes, network faults, secrets, bad input: what is guaranteed and tested |
@@ -36,6 +37,8 @@ pub mod calling {}
 pub mod proxies {}
 #[doc = include_str!("vertex_ai.md")]
 pub mod vertex_ai {}
+#[doc = include_str!("environment.md")]
+pub mod environment {}
 #[doc = include_str!("integrations.md")]
 pub mod integrations {}
 #[doc = include_str!("faults.md")]

@@ -47,6 +47,14 @@ pub struct ApiKey {
     pub(super) key: Option<SecretString>,
 }
 
+/// Whatever Google's Gemini SDKs would choose from the environment: an API
+/// key, Application Default Credentials for Vertex AI, or the user's sign-in.
+/// [`CredentialLoader::from_env`](crate::CredentialLoader::from_env).
+#[derive(Debug, Default, Clone)]
+pub struct FromEnv {
+    pub(super) explicit: super::sdk_env::Explicit,
+}
+
 /// A fixed access token and its expiry, never refreshed: a test double.
 /// [`CredentialLoader::fixed_token`](crate::CredentialLoader::fixed_token).
 #[derive(Clone)]
