@@ -45,7 +45,13 @@ pub const CREDENTIAL_FLAGS: &str = "Flags:
                          account SA (through the delegates, if any), as
                          gcloud's flag of the same name
   --iam-endpoint URL     IAM Credentials API override (impersonation)
-  -h, --help             show this help";
+  -h, --help             show this help
+
+Without --adc, --api-key or a sign-in flag (--client-secret, --token,
+--keyring, --scope, --vertex-project, ...), the environment chooses as
+Google's Gemini SDKs do: GOOGLE_GENAI_USE_VERTEXAI=true with
+GOOGLE_CLOUD_PROJECT/GOOGLE_CLOUD_LOCATION (Vertex AI, ADC), else
+GOOGLE_API_KEY/GEMINI_API_KEY (an API key), else the sign-in.";
 
 /// Credential flags, plus whatever the example itself takes.
 #[derive(Debug, Default)]
@@ -289,8 +295,10 @@ impl Args {
         l
     }
 
-    /// The credentials the flags ask for: `--adc`, `--api-key`, or the
-    /// user's sign-in (`customize` adjusts that loader).
+    /// The credentials the flags ask for: `--adc`, `--api-key`, else (with
+    /// no sign-in flag) Vertex AI or an API key when the environment names
+    /// them as google-genai reads it (`CredentialLoader::from_env`), else
+    /// the user's sign-in (`customize` adjusts that loader).
     pub async fn load_with(
         &self,
         customize: impl FnOnce(CredentialLoader) -> CredentialLoader,
@@ -319,8 +327,31 @@ impl Args {
                 .load()
                 .await;
         }
+        if !self.sign_in_flags() {
+            let from_env = self.common(CredentialLoader::from_env());
+            if from_env.choice()?.auth != gemini_oauth::EnvAuth::UserSignIn {
+                return from_env.load().await;
+            }
+        }
         self.migrate().await?;
         customize(self.loader()).load().await
+    }
+
+    /// Whether a flag of the user's sign-in (or of OAuth tokens) was given:
+    /// then the environment's Vertex AI or API key is not used.
+    fn sign_in_flags(&self) -> bool {
+        self.client_secret.is_some()
+            || self.token.is_some()
+            || self.keyring.is_some()
+            || self.auth_uri.is_some()
+            || self.consent.is_some()
+            || self.consent_timeout.is_some()
+            || !self.scopes.is_empty()
+            || self.token_uri.is_some()
+            || self.revoke_uri.is_some()
+            || self.vertex_project.is_some()
+            || self.impersonate.is_some()
+            || self.iam_endpoint.is_some()
     }
 
     /// The credentials the flags ask for.

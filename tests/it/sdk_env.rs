@@ -429,3 +429,52 @@ async fn an_env_key_is_loaded_with_the_chosen_base_and_never_shown() {
     assert_eq!(creds.source(), "an API key");
     assert!(!format!("{creds:?}").contains("SECRETMARKER"));
 }
+
+/// An example run with only the SDKs' variables uses the key and base URL
+/// they name; any sign-in flag keeps the sign-in, as before.
+#[tokio::test]
+async fn examples_without_credential_flags_follow_the_environment() {
+    use wiremock::matchers::{header_exists, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let api = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1beta/models"))
+        .and(header_exists("x-goog-api-key"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"models": [{"name": "models/k"}]})),
+        )
+        .mount(&api)
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let base = format!("{}/", api.uri());
+    let run = |args: &[&str]| {
+        let mut cmd = crate::common::examples::example("list_models");
+        for k in crate::common::ADC_ENV {
+            cmd.env_remove(k);
+        }
+        cmd.current_dir(home.path())
+            .env("HOME", home.path())
+            .env("GEMINI_API_KEY", "AIzaENVKEYMARKER")
+            .env("GOOGLE_GEMINI_BASE_URL", &base)
+            .env("GOOGLE_GENAI_API_VERSION", "v1beta")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert_eq!(crate::common::examples::stdout(&out), "models/k\n");
+    let reqs = api.received_requests().await.unwrap();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].headers["x-goog-api-key"], "AIzaENVKEYMARKER");
+    assert!(reqs[0].headers.get("authorization").is_none());
+    // A sign-in flag means the sign-in: no client secret here, so it fails, and says why.
+    let out = run(&["--token", "token.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("client_secret.json") && !err.contains("MARKER"),
+        "{err}"
+    );
+    assert_eq!(api.received_requests().await.unwrap().len(), 1);
+}
