@@ -219,7 +219,7 @@ pub(crate) fn choose(
     let base_url = match (&custom, location.as_deref()) {
         (Some(url), _) => {
             let ex_both = ex_project.is_some() && ex_location.is_some();
-            if !custom_is_google && !(ex_both || api_key.is_some()) {
+            if !(custom_is_google || ex_both || api_key.is_some()) {
                 // An API gateway: the URL as given, no project in the path.
                 (project, location) = (None, None);
             }
