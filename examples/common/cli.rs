@@ -25,6 +25,9 @@ pub const CREDENTIAL_FLAGS: &str = "Flags:
   --idle-timeout SECS    limit between pieces of an API answer (default 300)
   --adc                  use Application Default Credentials (gcloud's file,
                          GOOGLE_APPLICATION_CREDENTIALS, or the metadata server)
+  --gcloud-fallback      with --adc: when no ADC is found, the token of the
+                         account gcloud is signed in with (gcloud config
+                         config-helper)
   --api-key              use an API key from GOOGLE_API_KEY or GEMINI_API_KEY
   --revoke-uri URL       token revocation endpoint override
   --proxy URL            send requests through this http:// proxy (default:
@@ -68,6 +71,7 @@ pub struct Args {
     pub timeout: Option<std::time::Duration>,
     pub idle_timeout: Option<std::time::Duration>,
     pub adc: bool,
+    pub gcloud_fallback: bool,
     pub api_key: bool,
     pub revoke_uri: Option<String>,
     pub proxy: Option<String>,
@@ -124,6 +128,7 @@ impl Args {
                 "--timeout" => a.timeout = Some(seconds(&flag, value(&flag)?)?),
                 "--idle-timeout" => a.idle_timeout = Some(seconds(&flag, value(&flag)?)?),
                 "--adc" => a.adc = true,
+                "--gcloud-fallback" => a.gcloud_fallback = true,
                 "--api-key" => a.api_key = true,
                 "--revoke-uri" => a.revoke_uri = Some(value(&flag)?),
                 "--proxy" => a.proxy = Some(value(&flag)?),
@@ -149,6 +154,9 @@ impl Args {
                 f if f.starts_with("--") && !extra_flags_with_value.is_empty() => a.rest.push(flag),
                 other => return Err(format!("unknown argument {other:?}")),
             }
+        }
+        if a.gcloud_fallback && !a.adc {
+            return Err("--gcloud-fallback needs --adc".into());
         }
         if a.proxy.is_some() && a.no_proxy {
             return Err("--proxy and --no-proxy exclude each other".into());
@@ -305,10 +313,11 @@ impl Args {
     ) -> gemini_oauth::Result<Credentials> {
         if self.adc {
             self.warn_unused("--adc", &[("--api-key", self.api_key)]);
-            return self
-                .oauth(CredentialLoader::application_default())
-                .load()
-                .await;
+            let mut l = self.oauth(CredentialLoader::application_default());
+            if self.gcloud_fallback {
+                l = l.gcloud_cli_fallback();
+            }
+            return l.load().await;
         }
         if self.api_key {
             self.warn_unused(

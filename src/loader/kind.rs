@@ -37,6 +37,8 @@ pub struct ApplicationDefault {
     pub(super) universe_domain: Option<String>,
     /// A credentials file instead of the lookup.
     pub(super) file: Option<PathBuf>,
+    /// Ask a signed-in gcloud when the lookup finds nothing.
+    pub(super) gcloud_cli: bool,
 }
 
 /// An API key, sent as `x-goog-api-key`.
