@@ -14,7 +14,7 @@ use crate::env;
 use crate::error::{Error, Result};
 use crate::source::external_account::{ExternalAccount, ExternalAccountConfig};
 use crate::source::external_user::ExternalUser;
-use crate::source::gcloud_cli::{GCLOUD_TIMEOUT, GcloudCli};
+use crate::source::gcloud_cli::{GCLOUD, GCLOUD_TIMEOUT, GcloudCli};
 use crate::source::impersonated::Target;
 use crate::source::metadata::MetadataSource;
 use crate::source::user::{Outcome, UserSource};
@@ -362,7 +362,12 @@ impl CredentialLoader<ApplicationDefault> {
 impl CredentialLoader<ApplicationDefault> {
     /// Credentials from a signed-in gcloud; `tried` is what the lookup tried.
     async fn gcloud_cli(&self, mut tried: Vec<String>) -> Result<Credentials> {
-        let helper = match GcloudCli::helper(GCLOUD_TIMEOUT).await {
+        let mut gcloud = GcloudCli {
+            exe: GCLOUD.into(),
+            timeout: GCLOUD_TIMEOUT,
+            description: "gcloud".to_owned(),
+        };
+        let helper = match gcloud.helper().await {
             Ok(helper) => helper,
             Err(Error::NoCredentials { tried: gcloud }) => {
                 tried.extend(gcloud);
@@ -371,11 +376,8 @@ impl CredentialLoader<ApplicationDefault> {
             Err(e) => return Err(e),
         };
         let settings = self.settings_in(helper.quota_project.clone(), &Universe::default())?;
-        let source = GcloudCli {
-            timeout: GCLOUD_TIMEOUT,
-            description: helper.describe(),
-        };
-        let cache = TokenCache::new(Arc::new(source), helper.fetched, self.common.cache.clone())?;
+        gcloud.description = helper.describe();
+        let cache = TokenCache::new(Arc::new(gcloud), helper.fetched, self.common.cache.clone())?;
         Ok(Credentials::new(
             Kind::Token { cache, user: None },
             settings,

@@ -18,7 +18,7 @@ use crate::token_cache::{BoxFuture, Fetched, TokenSource};
 /// How long one `gcloud config config-helper` may run (it may refresh).
 pub(crate) const GCLOUD_TIMEOUT: Duration = Duration::from_secs(30);
 /// The command's name on `PATH`.
-const GCLOUD: &str = if cfg!(windows) {
+pub(crate) const GCLOUD: &str = if cfg!(windows) {
     "gcloud.cmd"
 } else {
     "gcloud"
@@ -36,6 +36,8 @@ pub(crate) struct Helper {
 
 /// Runs gcloud for tokens.
 pub(crate) struct GcloudCli {
+    /// [`GCLOUD`], or a path.
+    pub(crate) exe: std::path::PathBuf,
     pub(crate) timeout: Duration,
     /// For messages: `gcloud (account …, project …)`.
     pub(crate) description: String,
@@ -46,8 +48,9 @@ impl GcloudCli {
     ///
     /// Errors: [`Error::NoCredentials`] naming what is wrong (gcloud missing,
     /// not signed in, failed, or unreadable output), [`Error::Timeout`].
-    pub(crate) async fn helper(timeout: Duration) -> Result<Helper> {
-        let mut cmd = tokio::process::Command::new(GCLOUD);
+    pub(crate) async fn helper(&self) -> Result<Helper> {
+        let timeout = self.timeout;
+        let mut cmd = tokio::process::Command::new(&self.exe);
         cmd.args(["config", "config-helper", "--format=json"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -136,7 +139,7 @@ impl Helper {
 
 impl TokenSource for GcloudCli {
     fn fetch(&self) -> BoxFuture<'_, Result<Fetched>> {
-        Box::pin(async move { Ok(Self::helper(self.timeout).await?.fetched) })
+        Box::pin(async move { Ok(self.helper().await?.fetched) })
     }
 
     fn describe(&self) -> String {
@@ -164,6 +167,70 @@ mod tests {
         assert_eq!(h.describe(), "gcloud (account a@b.c, project p)");
         assert_eq!(h.quota_project.as_deref(), Some("q"));
         assert!(parse(br#"{"credential": {"token_expiry": "2030-01-02T03:04:05Z"}}"#).is_none());
+    }
+
+    /// A gcloud that is `script`, run by sh.
+    #[cfg(unix)]
+    fn fake(dir: &std::path::Path, script: &str) -> GcloudCli {
+        use std::os::unix::fs::PermissionsExt;
+        let exe = dir.join("gcloud");
+        std::fs::write(&exe, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        GcloudCli {
+            exe,
+            timeout: Duration::from_millis(500),
+            description: "gcloud".into(),
+        }
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_hanging_gcloud_times_out_and_a_missing_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = fake(dir.path(), "sleep 30").helper().await.err().unwrap();
+        assert!(matches!(err, Error::Timeout { .. }), "{err}");
+        let mut missing = fake(dir.path(), "");
+        missing.exe = dir.path().join("absent");
+        let err = missing.helper().await.err().unwrap().to_string();
+        assert!(err.contains("not installed"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_expired_token_is_refreshed_by_one_gcloud_run_for_all_callers() {
+        use crate::token_cache::{CacheOptions, TokenCache};
+        let dir = tempfile::tempdir().unwrap();
+        let count = dir.path().join("runs");
+        let mut gcloud = fake(
+            dir.path(),
+            &format!(
+                "echo run >> {}\nsleep 0.2\necho '{{\"credential\": {{\"access_token\": \
+                 \"ya29.f\", \"token_expiry\": \"2099-01-01T00:00:00Z\"}}}}'",
+                count.display()
+            ),
+        );
+        gcloud.timeout = Duration::from_secs(20);
+        let expired = Fetched {
+            token: SecretString::from("old".to_owned()),
+            expires_at: SystemTime::UNIX_EPOCH,
+            refresh_token_rotated: false,
+        };
+        let cache = TokenCache::new(
+            std::sync::Arc::new(gcloud),
+            expired,
+            CacheOptions::default(),
+        )
+        .unwrap();
+        let callers = (0..8).map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.token().await })
+        });
+        for caller in callers.collect::<Vec<_>>() {
+            assert_eq!(caller.await.unwrap().unwrap().secret(), "ya29.f");
+        }
+        // And the refreshed token is then served without running gcloud.
+        assert_eq!(cache.token().await.unwrap().secret(), "ya29.f");
+        assert_eq!(std::fs::read_to_string(&count).unwrap(), "run\n");
     }
 
     #[test]
