@@ -100,7 +100,9 @@
 //!
 //! [`CredentialLoader::application_default`] finds credentials as google-auth
 //! does (see [`adc`]); [`Credentials::from_api_key`] (or
-//! [`CredentialLoader::api_key`]) uses an API key. All give the same
+//! [`CredentialLoader::api_key`]) uses an API key;
+//! [`CredentialLoader::from_env`] chooses between them (and Vertex AI) as
+//! Google's Gemini SDKs do (see [`guide::environment`]). All give the same
 //! [`Credentials`] and [`AuthorizedClient`].
 //!
 //! # Proxies and Vertex AI
