@@ -478,3 +478,53 @@ async fn examples_without_credential_flags_follow_the_environment() {
     );
     assert_eq!(api.received_requests().await.unwrap().len(), 1);
 }
+
+/// An example run in a Vertex AI environment (google-genai's variables and
+/// an ADC file) calls Vertex AI with the ADC token, at the base URL the
+/// environment names (a gateway: no project in the path, as google-genai).
+#[tokio::test]
+async fn an_example_in_a_vertex_environment_calls_vertex_ai_with_adc() {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let tokens = crate::common::token_endpoint().await;
+    let api = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(
+            "/v1/publishers/google/models/gemini-x:generateContent",
+        ))
+        .and(header(
+            "authorization",
+            format!("Bearer {}", crate::common::NEW_ACCESS),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"candidates": [{"content": {"parts": [{"text": "from vertex"}]}}]}),
+        ))
+        .mount(&api)
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let adc = home.path().join("adc.json");
+    let file = json!({
+        "type": "authorized_user", "client_id": crate::common::CLIENT_ID,
+        "client_secret": crate::common::CLIENT_SECRET, "refresh_token": "1//R",
+        "token_uri": crate::common::token_uri(&tokens),
+    });
+    std::fs::write(&adc, file.to_string()).unwrap();
+    let mut cmd = crate::common::examples::example("generate_content");
+    for k in crate::common::ADC_ENV {
+        cmd.env_remove(k);
+    }
+    let out = cmd
+        .current_dir(home.path())
+        .env("HOME", home.path())
+        .env("GCE_METADATA_HOST", crate::common::closed_port())
+        .env("GOOGLE_APPLICATION_CREDENTIALS", &adc)
+        .env("GOOGLE_GENAI_USE_VERTEXAI", "true")
+        .env("GOOGLE_CLOUD_PROJECT", "proj")
+        .env("GOOGLE_GEMINI_BASE_URL", format!("{}/", api.uri()))
+        .args(["--model", "gemini-x", "--prompt", "hi"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(crate::common::examples::stdout(&out), "from vertex\n");
+    assert_eq!(crate::common::requests_to(&tokens, "/token").await.len(), 1);
+}
