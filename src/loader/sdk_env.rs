@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::{Error, Result};
 use crate::universe::Universe;
@@ -164,7 +164,12 @@ pub(crate) fn choose(
     let env_key = env_api_key(&set);
     let mut project = ex_project.clone().or_else(|| env_project.clone());
     let mut location = ex_location.clone().or_else(|| env_location.clone());
-    let mut api_key = explicit.api_key.clone().or(env_key.clone());
+    // google-genai strips the key it uses (a pasted newline, a space).
+    let mut api_key = explicit
+        .api_key
+        .clone()
+        .or(env_key.clone())
+        .map(|k| SecretString::from(k.expose_secret().trim().to_owned()));
     let env_version = set(API_VERSION);
     if !vertex {
         let auth = if api_key.is_some() {
@@ -303,7 +308,6 @@ pub(crate) fn adc_project(var: &dyn Fn(&str) -> Option<String>) -> Option<String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secrecy::ExposeSecret;
 
     fn pick(explicit: &Explicit, vars: &[(&str, &str)]) -> Result<EnvChoice> {
         let vars: Vec<(String, String)> = vars
@@ -324,6 +328,12 @@ mod tests {
             c.api_base().unwrap(),
             "https://generativelanguage.googleapis.com/v1"
         );
+    }
+
+    #[test]
+    fn the_key_is_stripped_as_google_genai_strips_it() {
+        let c = pick(&Explicit::default(), &[("GEMINI_API_KEY", " AIzaK\n")]).unwrap();
+        assert_eq!(c.api_key.unwrap().expose_secret(), "AIzaK");
     }
 
     #[test]
