@@ -103,7 +103,9 @@
 //!
 //! [`CredentialLoader::application_default`] finds credentials as google-auth
 //! does (see [`adc`]); [`Credentials::from_api_key`] (or
-//! [`CredentialLoader::api_key`]) uses an API key. All give the same
+//! [`CredentialLoader::api_key`]) uses an API key;
+//! [`CredentialLoader::from_env`] chooses between them (and Vertex AI) as
+//! Google's Gemini SDKs do (see [`guide::environment`]). All give the same
 //! [`Credentials`] and [`AuthorizedClient`].
 //!
 //! # Proxies and Vertex AI
@@ -202,7 +204,7 @@ pub use credentials_file::{CredentialsFileKind, CredentialsFileProblem};
 pub use error::{BoxError, ConsentReason, Error, Result};
 pub use gemini::UploadProblem;
 pub use http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT};
-pub use loader::{CredentialLoader, kind};
+pub use loader::{Backend, CredentialLoader, EnvAuth, EnvChoice, kind};
 pub use proxy::ProxyProblem;
 pub use request_body::RequestBody;
 pub use response_body::ResponseBody;

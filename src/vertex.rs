@@ -39,6 +39,12 @@ pub enum VertexProblem {
     /// Both an explicit API base and Vertex AI were set: they name two
     /// different services.
     ConflictsWithApiBase,
+    /// Vertex AI was chosen (`GOOGLE_GENAI_USE_VERTEXAI`) with neither a
+    /// project nor an API key, and none could be found.
+    NoProject,
+    /// A project or location was given explicitly for the Gemini API, which
+    /// takes neither (google-genai refuses this too).
+    ProjectWithoutVertexAi,
 }
 
 impl fmt::Display for VertexProblem {
@@ -59,6 +65,14 @@ impl fmt::Display for VertexProblem {
                 "both an API base and Vertex AI were set; keep one of them (use \
                  `vertex_ai_origin` to aim Vertex AI at another host)",
             ),
+            VertexProblem::NoProject => f.write_str(
+                "Vertex AI needs a project or an API key; set GOOGLE_CLOUD_PROJECT (and \
+                 GOOGLE_CLOUD_LOCATION), or GOOGLE_API_KEY for express mode",
+            ),
+            VertexProblem::ProjectWithoutVertexAi => f.write_str(
+                "a project or location was set for the Gemini API, which takes neither; \
+                 choose Vertex AI (GOOGLE_GENAI_USE_VERTEXAI=true) or drop them",
+            ),
         }
     }
 }
@@ -76,6 +90,16 @@ impl VertexAi {
         origin: Option<&str>,
         universe: &Universe,
     ) -> Result<String, VertexProblem> {
+        self.versioned_api_base(origin, universe, "v1")
+    }
+
+    /// [`api_base`](Self::api_base) with API `version` (`v1`, `v1beta1`).
+    pub(crate) fn versioned_api_base(
+        &self,
+        origin: Option<&str>,
+        universe: &Universe,
+        version: &str,
+    ) -> Result<String, VertexProblem> {
         check_project(&self.project)?;
         check_location(&self.location)?;
         let (location, domain) = (self.location.as_str(), universe.domain());
@@ -88,7 +112,7 @@ impl VertexAi {
             None => format!("https://{location}-aiplatform.{domain}"),
         };
         Ok(format!(
-            "{origin}/v1/projects/{}/locations/{location}{PUBLISHER}",
+            "{origin}/{version}/projects/{}/locations/{location}{PUBLISHER}",
             self.project
         ))
     }
@@ -132,7 +156,7 @@ pub(crate) fn encode_path(path: &str) -> String {
 }
 
 /// The end of every Vertex AI base [`VertexAi::api_base`] builds.
-const PUBLISHER: &str = "/publishers/google";
+pub(crate) const PUBLISHER: &str = "/publishers/google";
 
 /// Whether `api_base` is a Vertex AI base (which has no Files API).
 pub(crate) fn is_vertex_base(api_base: &str) -> bool {

@@ -25,6 +25,9 @@ pub const CREDENTIAL_FLAGS: &str = "Flags:
   --idle-timeout SECS    limit between pieces of an API answer (default 300)
   --adc                  use Application Default Credentials (gcloud's file,
                          GOOGLE_APPLICATION_CREDENTIALS, or the metadata server)
+  --gcloud-fallback      with --adc: when no ADC is found, the token of the
+                         account gcloud is signed in with (gcloud config
+                         config-helper)
   --api-key              use an API key from GOOGLE_API_KEY or GEMINI_API_KEY
   --revoke-uri URL       token revocation endpoint override
   --proxy URL            send requests through this http:// proxy (default:
@@ -45,7 +48,13 @@ pub const CREDENTIAL_FLAGS: &str = "Flags:
                          account SA (through the delegates, if any), as
                          gcloud's flag of the same name
   --iam-endpoint URL     IAM Credentials API override (impersonation)
-  -h, --help             show this help";
+  -h, --help             show this help
+
+Without --adc, --api-key or a sign-in flag (--client-secret, --token,
+--keyring, --scope, --vertex-project, ...), the environment chooses as
+Google's Gemini SDKs do: GOOGLE_GENAI_USE_VERTEXAI=true with
+GOOGLE_CLOUD_PROJECT/GOOGLE_CLOUD_LOCATION (Vertex AI, ADC), else
+GOOGLE_API_KEY/GEMINI_API_KEY (an API key), else the sign-in.";
 
 /// Credential flags, plus whatever the example itself takes.
 #[derive(Debug, Default)]
@@ -62,6 +71,7 @@ pub struct Args {
     pub timeout: Option<std::time::Duration>,
     pub idle_timeout: Option<std::time::Duration>,
     pub adc: bool,
+    pub gcloud_fallback: bool,
     pub api_key: bool,
     pub revoke_uri: Option<String>,
     pub proxy: Option<String>,
@@ -118,6 +128,7 @@ impl Args {
                 "--timeout" => a.timeout = Some(seconds(&flag, value(&flag)?)?),
                 "--idle-timeout" => a.idle_timeout = Some(seconds(&flag, value(&flag)?)?),
                 "--adc" => a.adc = true,
+                "--gcloud-fallback" => a.gcloud_fallback = true,
                 "--api-key" => a.api_key = true,
                 "--revoke-uri" => a.revoke_uri = Some(value(&flag)?),
                 "--proxy" => a.proxy = Some(value(&flag)?),
@@ -143,6 +154,9 @@ impl Args {
                 f if f.starts_with("--") && !extra_flags_with_value.is_empty() => a.rest.push(flag),
                 other => return Err(format!("unknown argument {other:?}")),
             }
+        }
+        if a.gcloud_fallback && !a.adc {
+            return Err("--gcloud-fallback needs --adc".into());
         }
         if a.proxy.is_some() && a.no_proxy {
             return Err("--proxy and --no-proxy exclude each other".into());
@@ -289,18 +303,21 @@ impl Args {
         l
     }
 
-    /// The credentials the flags ask for: `--adc`, `--api-key`, or the
-    /// user's sign-in (`customize` adjusts that loader).
+    /// The credentials the flags ask for: `--adc`, `--api-key`, else (with
+    /// no sign-in flag) Vertex AI or an API key when the environment names
+    /// them as google-genai reads it (`CredentialLoader::from_env`), else
+    /// the user's sign-in (`customize` adjusts that loader).
     pub async fn load_with(
         &self,
         customize: impl FnOnce(CredentialLoader) -> CredentialLoader,
     ) -> gemini_oauth::Result<Credentials> {
         if self.adc {
             self.warn_unused("--adc", &[("--api-key", self.api_key)]);
-            return self
-                .oauth(CredentialLoader::application_default())
-                .load()
-                .await;
+            let mut l = self.oauth(CredentialLoader::application_default());
+            if self.gcloud_fallback {
+                l = l.gcloud_cli_fallback();
+            }
+            return l.load().await;
         }
         if self.api_key {
             self.warn_unused(
@@ -319,8 +336,31 @@ impl Args {
                 .load()
                 .await;
         }
+        if !self.sign_in_flags() {
+            let from_env = self.common(CredentialLoader::from_env());
+            if from_env.choice()?.auth != gemini_oauth::EnvAuth::UserSignIn {
+                return from_env.load().await;
+            }
+        }
         self.migrate().await?;
         customize(self.loader()).load().await
+    }
+
+    /// Whether a flag of the user's sign-in (or of OAuth tokens) was given:
+    /// then the environment's Vertex AI or API key is not used.
+    fn sign_in_flags(&self) -> bool {
+        self.client_secret.is_some()
+            || self.token.is_some()
+            || self.keyring.is_some()
+            || self.auth_uri.is_some()
+            || self.consent.is_some()
+            || self.consent_timeout.is_some()
+            || !self.scopes.is_empty()
+            || self.token_uri.is_some()
+            || self.revoke_uri.is_some()
+            || self.vertex_project.is_some()
+            || self.impersonate.is_some()
+            || self.iam_endpoint.is_some()
     }
 
     /// The credentials the flags ask for.

@@ -12,6 +12,7 @@
 //! | [`calling`] | the authorized client: streams, long generations, uploads, timeouts |
 //! | [`proxies`] | proxies as curl reads them |
 //! | [`vertex_ai`] | Gemini through Vertex AI |
+//! | [`environment`] | `from_env()`: the backend, base URL and credentials google-genai would pick |
 //! | [`integrations`] | reqwest, tower/tonic, google-cloud-rust, blocking code, test doubles |
 //! | [`cli`] | the `gemini-oauth` command line tool: commands, exit codes, `status` |
 //! | [`faults`] | which calls are retried and how, every phase's time bound, the fault matrix |
@@ -37,6 +38,8 @@ pub mod calling {}
 pub mod proxies {}
 #[doc = include_str!("vertex_ai.md")]
 pub mod vertex_ai {}
+#[doc = include_str!("environment.md")]
+pub mod environment {}
 #[doc = include_str!("integrations.md")]
 pub mod integrations {}
 #[doc = include_str!("cli.md")]

@@ -14,6 +14,7 @@ use crate::env;
 use crate::error::{Error, Result};
 use crate::source::external_account::{ExternalAccount, ExternalAccountConfig};
 use crate::source::external_user::ExternalUser;
+use crate::source::gcloud_cli::{GCLOUD, GCLOUD_TIMEOUT, GcloudCli};
 use crate::source::impersonated::Target;
 use crate::source::metadata::MetadataSource;
 use crate::source::user::{Outcome, UserSource};
@@ -126,10 +127,34 @@ impl CredentialLoader<ApplicationDefault> {
         Self::impersonate_if_asked(&common, creds).await
     }
 
+    /// When the lookup finds nothing, asks gcloud for its signed-in
+    /// account's token (`gcloud config config-helper --format=json`, at
+    /// most 30 s per run), as gcp_auth's default chain does: the token and
+    /// expiry it prints are cached like any token and refreshed once, by
+    /// running gcloud again. The quota project is gcloud's
+    /// `billing/quota_project` (below an explicit one and
+    /// `GOOGLE_CLOUD_QUOTA_PROJECT`); [`Credentials::source`](crate::Credentials::source)
+    /// names gcloud's account and project. Opt-in: gcloud is a subprocess,
+    /// found on `PATH`.
+    ///
+    /// Errors at `load()`: [`Error::NoCredentials`](crate::Error::NoCredentials)
+    /// listing the lookup's places and why gcloud could not serve (not
+    /// installed, not signed in, failed);
+    /// [`Error::Timeout`](crate::Error::Timeout) when gcloud hangs.
+    pub fn gcloud_cli_fallback(mut self) -> Self {
+        self.kind.gcloud_cli = true;
+        self
+    }
+
     async fn load_found(self) -> Result<Credentials> {
         let found = match &self.kind.file {
             Some(path) => adc::from_file(path).await?,
-            None => adc::find(&self.common.scopes()).await?,
+            None => match adc::find(&self.common.scopes()).await {
+                Err(Error::NoCredentials { tried }) if self.kind.gcloud_cli => {
+                    return self.gcloud_cli(tried).await;
+                }
+                found => found?,
+            },
         };
         let universe = self.universe(&found).await?;
         match found {
@@ -334,6 +359,32 @@ impl CredentialLoader<ApplicationDefault> {
 }
 
 /// Credentials over `source`, whose first token is fetched now.
+impl CredentialLoader<ApplicationDefault> {
+    /// Credentials from a signed-in gcloud; `tried` is what the lookup tried.
+    async fn gcloud_cli(&self, mut tried: Vec<String>) -> Result<Credentials> {
+        let mut gcloud = GcloudCli {
+            exe: GCLOUD.into(),
+            timeout: GCLOUD_TIMEOUT,
+            description: "gcloud".to_owned(),
+        };
+        let helper = match gcloud.helper().await {
+            Ok(helper) => helper,
+            Err(Error::NoCredentials { tried: gcloud }) => {
+                tried.extend(gcloud);
+                return Err(Error::NoCredentials { tried });
+            }
+            Err(e) => return Err(e),
+        };
+        let settings = self.settings_in(helper.quota_project.clone(), &Universe::default())?;
+        gcloud.description = helper.describe();
+        let cache = TokenCache::new(Arc::new(gcloud), helper.fetched, self.common.cache.clone())?;
+        Ok(Credentials::new(
+            Kind::Token { cache, user: None },
+            settings,
+        ))
+    }
+}
+
 async fn first_token(
     source: Arc<dyn TokenSource>,
     settings: Settings,

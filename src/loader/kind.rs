@@ -37,6 +37,8 @@ pub struct ApplicationDefault {
     pub(super) universe_domain: Option<String>,
     /// A credentials file instead of the lookup.
     pub(super) file: Option<PathBuf>,
+    /// Ask a signed-in gcloud when the lookup finds nothing.
+    pub(super) gcloud_cli: bool,
 }
 
 /// An API key, sent as `x-goog-api-key`.
@@ -45,6 +47,14 @@ pub struct ApplicationDefault {
 pub struct ApiKey {
     /// `None`: read from the environment at load.
     pub(super) key: Option<SecretString>,
+}
+
+/// Whatever Google's Gemini SDKs would choose from the environment: an API
+/// key, Application Default Credentials for Vertex AI, or the user's sign-in.
+/// [`CredentialLoader::from_env`](crate::CredentialLoader::from_env).
+#[derive(Debug, Default, Clone)]
+pub struct FromEnv {
+    pub(super) explicit: super::sdk_env::Explicit,
 }
 
 /// A fixed access token and its expiry, never refreshed: a test double.

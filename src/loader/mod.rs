@@ -6,9 +6,13 @@
 mod adc;
 mod api_key;
 mod fixed;
+mod from_env;
 mod impersonate;
 pub mod kind;
+mod sdk_env;
 mod user;
+
+pub use sdk_env::{Backend, EnvAuth, EnvChoice};
 
 use std::fmt;
 use std::sync::Arc;
@@ -41,6 +45,8 @@ use crate::vertex::{VertexAi, VertexProblem};
 ///   Credentials, as google-auth finds them.
 /// - [`CredentialLoader::api_key`] and [`CredentialLoader::api_key_from_env`]:
 ///   an API key.
+/// - [`CredentialLoader::from_env`]: whatever Google's Gemini SDKs would
+///   choose from the environment (Vertex AI, an API key, or the sign-in).
 /// - [`CredentialLoader::fixed_token`]: a fixed access token, a test double
 ///   for your own tests.
 ///
@@ -420,6 +426,7 @@ fn futures_are_send() {
     send(&CredentialLoader::new().load());
     send(&CredentialLoader::application_default().load());
     send(&CredentialLoader::api_key("k").load());
+    send(&CredentialLoader::from_env().load());
     send(&CredentialLoader::fixed_token("t", std::time::SystemTime::UNIX_EPOCH).load());
     send(&crate::load_creds());
 }

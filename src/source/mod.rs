@@ -4,6 +4,7 @@
 pub(crate) mod external_account;
 pub(crate) mod external_user;
 pub(crate) mod fixed;
+pub(crate) mod gcloud_cli;
 pub(crate) mod impersonated;
 pub(crate) mod metadata;
 #[cfg(feature = "service-account")]

@@ -401,3 +401,158 @@ async fn gcloud_prints_the_refreshed_token(dir: &Path, server: &MockServer) {
     assert_eq!(field(refresh, "client_id"), Some(CLIENT_ID));
     assert_eq!(field(refresh, "client_secret"), Some(CLIENT_SECRET));
 }
+
+/// `--adc --gcloud-fallback` of an example run in gcloud's environment of
+/// `dir` (no ADC file, no metadata server), tokens from `server_uri`, with
+/// `path` as its PATH.
+async fn example_with_gcloud(dir: &Path, server_uri: &str, path: &str) -> std::process::Output {
+    run_with_gcloud("print_access_token", &[], dir, server_uri, path).await
+}
+
+/// Example `name` with `--adc --gcloud-fallback` and `args`, as [`example_with_gcloud`];
+/// gcloud's project and quota project set by its environment (`gcloud config
+/// set project` would look the project up on the network).
+async fn run_with_gcloud(
+    name: &str,
+    args: &[&str],
+    dir: &Path,
+    server_uri: &str,
+    path: &str,
+) -> std::process::Output {
+    let mut cmd = example(name);
+    for k in crate::common::ADC_ENV {
+        cmd.env_remove(k);
+    }
+    cmd.env("CLOUDSDK_CONFIG", dir.join("gcloud"))
+        .env("HOME", dir)
+        .env("CLOUDSDK_AUTH_TOKEN_HOST", format!("{server_uri}/token"))
+        .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
+        .env("CLOUDSDK_CORE_CHECK_GCE_METADATA", "false")
+        .env("CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK", "true")
+        .env("CLOUDSDK_CORE_DISABLE_USAGE_REPORTING", "true")
+        .env("CLOUDSDK_CORE_PROJECT", "gproj")
+        .env("CLOUDSDK_BILLING_QUOTA_PROJECT", "qproj")
+        .env("NO_GCE_CHECK", "true")
+        .env("PATH", path)
+        .current_dir(dir)
+        .args(["--adc", "--gcloud-fallback"])
+        .args(args)
+        .stdin(Stdio::null());
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// `PATH` with the real gcloud's directory first.
+fn path_with_gcloud() -> String {
+    let exe = std::env::var("GEMINI_OAUTH_GCLOUD").unwrap_or_else(|_| "/usr/bin/gcloud".into());
+    let bin = Path::new(&exe).parent().unwrap().display().to_string();
+    format!("{bin}:/usr/bin:/bin")
+}
+
+/// Runs gcloud in `dir` with `args`; it must succeed.
+async fn gcloud_ok(dir: &Path, server: &MockServer, args: &[&str]) {
+    let mut cmd = gcloud_in(dir, server);
+    cmd.args(args);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gcloud {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcloud_signed_in_serves_as_a_fallback_and_says_when_it_cannot() {
+    let server = fake_google().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let on_path = path_with_gcloud();
+    let on_path = on_path.as_str();
+
+    // Not signed in: the lookup's places and gcloud's reason, on one line.
+    let out = example_with_gcloud(d, &server.uri(), on_path).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("GOOGLE_APPLICATION_CREDENTIALS (not set)")
+            && err.contains("not signed in: run `gcloud auth login`"),
+        "{err}"
+    );
+    // No gcloud on PATH: said so.
+    let out = example_with_gcloud(d, &server.uri(), "/nonexistent").await;
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("not installed: no `gcloud` on PATH"), "{err}");
+
+    // Signed in with a service account key whose token endpoint is the fake.
+    let key = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .output()
+        .unwrap();
+    assert!(key.status.success());
+    let key_file = d.join("sa.json");
+    let sa = json!({
+        "type": "service_account", "project_id": "test-project", "private_key_id": "1",
+        "private_key": String::from_utf8(key.stdout).unwrap(), "client_email": SA,
+        "client_id": "1", "token_uri": format!("{}/token", server.uri()),
+    });
+    std::fs::write(&key_file, sa.to_string()).unwrap();
+    let cred = format!("--cred-file={}", key_file.display());
+    gcloud_ok(d, &server, &["auth", "login", cred.as_str()]).await;
+    let before = requests_to(&server, "/token").await.len();
+    let out = example_with_gcloud(d, &server.uri(), on_path).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), REFRESHED);
+    let grants = token_forms(&server).await;
+    assert!(
+        grants.len() > before,
+        "gcloud fetched the token from the fake"
+    );
+    assert_eq!(
+        field(grants.last().unwrap(), "grant_type"),
+        Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+    );
+
+    // The API gets gcloud's token and its quota project.
+    let api = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/models"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"models": [{"name": "models/g"}]})),
+        )
+        .mount(&api)
+        .await;
+    let base = format!("{}/v1", api.uri());
+    let out = run_with_gcloud(
+        "list_models",
+        &["--api-base", &base],
+        d,
+        &server.uri(),
+        &path_with_gcloud(),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reqs = api.received_requests().await.unwrap();
+    assert_eq!(
+        reqs[0].headers["authorization"],
+        format!("Bearer {REFRESHED}")
+    );
+    assert_eq!(reqs[0].headers["x-goog-user-project"], "qproj");
+}

@@ -61,6 +61,7 @@ mod reqwest_middleware;
 mod reqwest_redirect;
 mod review_cache;
 mod review_probes;
+mod sdk_env;
 mod shared_token_file;
 mod single_flight;
 mod socks_faults;

@@ -31,10 +31,27 @@ pub const PROXY_VARS: [&str; 8] = [
     "no_proxy",
 ];
 
+/// The variables Google's Gemini SDKs (and `from_env()`) choose credentials by.
+pub const GENAI_VARS: [&str; 9] = [
+    "GOOGLE_GENAI_USE_VERTEXAI",
+    "GOOGLE_GENAI_USE_ENTERPRISE",
+    "GOOGLE_CLOUD_PROJECT",
+    "GOOGLE_CLOUD_LOCATION",
+    "GOOGLE_API_KEY",
+    "GEMINI_API_KEY",
+    "GOOGLE_GEMINI_BASE_URL",
+    "GOOGLE_VERTEX_BASE_URL",
+    "GOOGLE_GENAI_API_VERSION",
+];
+
 pub fn example(name: &str) -> Command {
     let mut cmd = Command::new(example_path(name));
     cmd.env_remove("GEMINI_API_BASE")
         .env_remove("GOOGLE_CLOUD_QUOTA_PROJECT");
+    // The variables `from_env()` reads choose for a run without credential flags.
+    for var in GENAI_VARS {
+        cmd.env_remove(var);
+    }
     // A proxy of the machine running the tests must not carry the loopback traffic.
     for var in PROXY_VARS {
         cmd.env_remove(var);
