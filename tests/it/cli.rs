@@ -80,6 +80,8 @@ fn usage_errors_exit_2_with_a_tip() {
         &["models", "--adc", "--api-key"],
         &["models", "--vertex-project", "p"],
         &["completions", "tcsh"],
+        // --gcloud-fallback falls back from ADC: without --adc it means nothing.
+        &["models", "--gcloud-fallback"],
     ] {
         let out = cli().args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");

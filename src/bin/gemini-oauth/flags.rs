@@ -70,6 +70,9 @@ pub(crate) struct Flags {
     /// Use Application Default Credentials (gcloud's file, GOOGLE_APPLICATION_CREDENTIALS, or the metadata server)
     #[arg(long, global = true, conflicts_with = "api_key")]
     pub(crate) adc: bool,
+    /// With --adc: when no ADC is found, the token of the account gcloud is signed in with
+    #[arg(long, global = true, requires = "adc")]
+    pub(crate) gcloud_fallback: bool,
     /// Use an API key from GOOGLE_API_KEY or GEMINI_API_KEY
     #[arg(long, global = true)]
     pub(crate) api_key: bool,
@@ -228,11 +231,11 @@ impl Flags {
     ) -> Result<Credentials, Failure> {
         if self.adc {
             self.warn_unused("--adc", &[("--api-key", self.api_key)]);
-            return self
-                .oauth(CredentialLoader::application_default())?
-                .load()
-                .await
-                .map_err(Failure::from);
+            let mut loader = self.oauth(CredentialLoader::application_default())?;
+            if self.gcloud_fallback {
+                loader = loader.gcloud_cli_fallback();
+            }
+            return loader.load().await.map_err(Failure::from);
         }
         if self.api_key {
             self.warn_unused(
