@@ -20,9 +20,17 @@ use time::format_description::well_known::Rfc3339;
 use crate::access_token::AccessToken;
 use crate::error::{Error, Result};
 use crate::http::HttpClient;
+use crate::retry::retry_after;
 use crate::token_cache::{BoxFuture, Fetched, TokenCache, TokenSource};
 use crate::token_endpoint::{MAX_TOKEN_RESPONSE, Retry};
 use crate::url::{check_endpoint, join, redact};
+
+/// An attempt's result; a failure carries the answer's `Retry-After`.
+type Hinted<T> = std::result::Result<T, (Error, Option<Duration>)>;
+
+fn no_hint(e: Error) -> (Error, Option<Duration>) {
+    (e, None)
+}
 
 /// Google's IAM Credentials API, used when nothing overrides it.
 pub(crate) const IAM_CREDENTIALS_BASE: &str = "https://iamcredentials.googleapis.com";
@@ -207,7 +215,9 @@ impl Impersonated {
     }
 
     /// One `generateAccessToken` call with `token`; `Ok(None)` on a 401.
-    async fn call(&self, token: &AccessToken) -> Result<Option<Fetched>> {
+    /// One `generateAccessToken` call; a failed answer's `Retry-After`
+    /// comes with its error, for the retry policy.
+    async fn call(&self, token: &AccessToken) -> Hinted<Option<Fetched>> {
         let req = Request::builder()
             .method(Method::POST)
             .uri(&self.target.url)
@@ -218,34 +228,42 @@ impl Impersonated {
             .map_err(|_| Error::InvalidUrl {
                 url: redact(&self.target.url),
                 reason: "not a valid request URI",
-            })?;
-        let resp = self.http.send(req, MAX_TOKEN_RESPONSE).await?;
+            })
+            .map_err(no_hint)?;
+        let resp = self
+            .http
+            .send(req, MAX_TOKEN_RESPONSE)
+            .await
+            .map_err(no_hint)?;
         if resp.status() == StatusCode::UNAUTHORIZED {
             return Ok(None);
         }
         let status = resp.status().as_u16();
         parse_answer(status, resp.body())
             .map(Some)
-            .map_err(|problem| self.error(status, problem))
+            .map_err(|problem| (self.error(status, problem), retry_after(resp.headers())))
     }
 
     /// A call with the source's current token; after a 401 once more with a
     /// new one (the source token was revoked or rotated elsewhere).
-    async fn attempt(&self) -> Result<Fetched> {
-        let token = self.source.token().await?;
+    async fn attempt(&self) -> Hinted<Fetched> {
+        let token = self.source.token().await.map_err(no_hint)?;
         if let Some(fetched) = self.call(&token).await? {
             return Ok(fetched);
         }
-        let token = self.source.refresh_after(&token).await?;
-        self.call(&token).await?.ok_or_else(|| {
-            self.error(
-                401,
-                ImpersonationProblem::Refused {
-                    status: Some("UNAUTHENTICATED".into()),
-                    message: "the source credentials' token was not accepted".into(),
-                },
-            )
-        })
+        let token = self.source.refresh_after(&token).await.map_err(no_hint)?;
+        self.call(&token)
+            .await?
+            .ok_or_else(|| {
+                self.error(
+                    401,
+                    ImpersonationProblem::Refused {
+                        status: Some("UNAUTHENTICATED".into()),
+                        message: "the source credentials' token was not accepted".into(),
+                    },
+                )
+            })
+            .map_err(no_hint)
     }
 }
 
@@ -288,7 +306,7 @@ impl TokenSource for Impersonated {
         Box::pin(async move {
             check_endpoint(&self.target.url)?;
             self.retry
-                .run("IAM generateAccessToken", || self.attempt())
+                .run_hinted("IAM generateAccessToken", || self.attempt())
                 .await
         })
     }

@@ -827,3 +827,44 @@ async fn on_refresh_reports_the_impersonated_refreshes_only() {
     );
     assert_eq!(*events.lock().unwrap(), vec![creds.source()]);
 }
+
+/// IAM's `Retry-After` is honoured: an hour past the retry deadline (60 s)
+/// ends the call with that answer instead of trying again after the
+/// policy's own 200 ms backoff (which the second mock would answer).
+#[tokio::test]
+async fn iam_retry_after_beyond_the_deadline_ends_the_call() {
+    let server = source_token_server().await;
+    Mock::given(method("POST"))
+        .and(path(iam_path()))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "3600")
+                .set_body_json(
+                    json!({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+                    "message": "Quota exceeded"}}),
+                ),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(iam_path()))
+        .respond_with(Iam(AtomicUsize::new(0)))
+        .mount(&server)
+        .await;
+    let (_dir, file) = user_file(&server);
+    let err = adc(&file).load().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Impersonation { status: 429, .. }),
+        "{err:?}"
+    );
+    assert_eq!(iam_calls(&server).await, 1);
+}
+
+async fn iam_calls(server: &MockServer) -> usize {
+    let requests = server.received_requests().await.unwrap();
+    requests
+        .iter()
+        .filter(|r| r.url.path() == iam_path())
+        .count()
+}
