@@ -542,18 +542,7 @@ async fn iam_refusals_and_bad_answers_are_typed_errors() {
 
 #[tokio::test]
 async fn a_401_from_iam_gets_a_new_source_token_and_one_more_try() {
-    let server = source_token_server().await;
-    Mock::given(method("POST"))
-        .and(path(iam_path()))
-        .respond_with(ResponseTemplate::new(401))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(iam_path()))
-        .respond_with(Iam(AtomicUsize::new(0)))
-        .mount(&server)
-        .await;
+    let server = iam_first_answering(ResponseTemplate::new(401)).await;
     let (_dir, file) = user_file(&server);
     let creds = adc(&file).load().await.unwrap();
     assert_eq!(token(&creds).await, "ya29.IMPERSONATED-1");
@@ -833,17 +822,30 @@ async fn on_refresh_reports_the_impersonated_refreshes_only() {
 /// policy's own 200 ms backoff (which the second mock would answer).
 #[tokio::test]
 async fn iam_retry_after_beyond_the_deadline_ends_the_call() {
+    let server = iam_first_answering(
+        ResponseTemplate::new(429)
+            .insert_header("retry-after", "3600")
+            .set_body_json(
+                json!({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+                "message": "Quota exceeded"}}),
+            ),
+    )
+    .await;
+    let (_dir, file) = user_file(&server);
+    let err = adc(&file).load().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Impersonation { status: 429, .. }),
+        "{err:?}"
+    );
+    assert_eq!(requests_to(&server, &iam_path()).await.len(), 1);
+}
+
+/// IAM answers `first` once, then tokens as [`Iam`] does.
+async fn iam_first_answering(first: ResponseTemplate) -> MockServer {
     let server = source_token_server().await;
     Mock::given(method("POST"))
         .and(path(iam_path()))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .insert_header("retry-after", "3600")
-                .set_body_json(
-                    json!({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
-                    "message": "Quota exceeded"}}),
-                ),
-        )
+        .respond_with(first)
         .up_to_n_times(1)
         .mount(&server)
         .await;
@@ -852,19 +854,5 @@ async fn iam_retry_after_beyond_the_deadline_ends_the_call() {
         .respond_with(Iam(AtomicUsize::new(0)))
         .mount(&server)
         .await;
-    let (_dir, file) = user_file(&server);
-    let err = adc(&file).load().await.unwrap_err();
-    assert!(
-        matches!(err, Error::Impersonation { status: 429, .. }),
-        "{err:?}"
-    );
-    assert_eq!(iam_calls(&server).await, 1);
-}
-
-async fn iam_calls(server: &MockServer) -> usize {
-    let requests = server.received_requests().await.unwrap();
-    requests
-        .iter()
-        .filter(|r| r.url.path() == iam_path())
-        .count()
+    server
 }
