@@ -182,13 +182,7 @@ impl Flags {
             l = l.no_proxy();
         }
         if let Some(path) = &self.root_certificates {
-            let pem = std::fs::read(path).map_err(|e| {
-                Failure::Other(format!(
-                    "cannot read --root-certificates {} ({e}); check the path",
-                    path.display()
-                ))
-            })?;
-            l = l.root_certificates_pem(&pem);
+            l = l.root_certificates_pem(&read_pem(path)?);
         }
         Ok(l)
     }
@@ -285,6 +279,31 @@ impl Flags {
             eprintln!("warning: {flag} has no effect with {mode}");
         }
     }
+}
+
+/// The largest `--root-certificates` file read (as the library's token files).
+const MAX_PEM: u64 = 1024 * 1024;
+
+/// Reads `--root-certificates`, at most [`MAX_PEM`] bytes: a link to
+/// /dev/zero is refused, not read until the memory runs out.
+fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
+    use std::io::Read;
+    let fail = |why: String| {
+        Failure::Other(format!(
+            "cannot read --root-certificates {} ({why}); check the path",
+            path.display()
+        ))
+    };
+    let mut pem = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PEM + 1).read_to_end(&mut pem))
+        .map_err(|e| fail(e.to_string()))?;
+    if pem.len() as u64 > MAX_PEM {
+        return Err(fail(format!(
+            "the file is larger than {MAX_PEM} bytes, which no certificate file is"
+        )));
+    }
+    Ok(pem)
 }
 
 /// `--keyring NAME`: the token in the OS keyring (feature `keyring`).
