@@ -77,3 +77,70 @@ fn a_huge_client_id_file_is_refused_without_reading_it_all() {
     let out = run_in(dir.path(), &["login", "--adc", "--client-id-file", &huge]);
     assert_too_large(&out, "login --adc --client-id-file");
 }
+
+/// Runs `args` and checks it is a usage error (exit 2) naming `flag`,
+/// before any sign-in or request.
+fn assert_usage(dir: &Path, args: &[&str], flag: &str) {
+    let out = run_in(dir, args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    assert!(!stderr.contains("http://"), "{args:?} went on: {stderr}");
+    assert!(out.stdout.is_empty(), "{args:?}");
+}
+
+#[test]
+fn an_empty_account_to_impersonate_is_a_usage_error_before_the_sign_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = dir.path().join("client_secret.json");
+    std::fs::write(
+        &client,
+        r#"{"installed":{"client_id":"x","client_secret":"s","auth_uri":"http://127.0.0.1:9/a","token_uri":"http://127.0.0.1:9/t"}}"#,
+    )
+    .unwrap();
+    let client = client.to_str().unwrap();
+    for accounts in [
+        "",
+        ",",
+        "a@p.iam.gserviceaccount.com,",
+        " , sa@p.iam.gserviceaccount.com",
+    ] {
+        assert_usage(
+            dir.path(),
+            &[
+                "print-access-token",
+                "--adc",
+                "--impersonate-service-account",
+                accounts,
+            ],
+            "--impersonate-service-account",
+        );
+        assert_usage(
+            dir.path(),
+            &[
+                "login",
+                "--adc",
+                "--no-browser",
+                "--client-id-file",
+                client,
+                "--impersonate-service-account",
+                accounts,
+            ],
+            "--impersonate-service-account",
+        );
+    }
+}
+
+#[test]
+fn a_time_limit_of_zero_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!("http://127.0.0.1:{}/v1", closed_port());
+    for flag in ["--timeout", "--idle-timeout", "--consent-timeout"] {
+        assert_usage(
+            dir.path(),
+            &["models", "--api-key", "--api-base", &base, flag, "0"],
+            flag,
+        );
+    }
+}
