@@ -59,13 +59,13 @@ pub(crate) struct Flags {
     #[arg(long, global = true)]
     pub(crate) no_consent: bool,
     /// How long a sign-in waits for the browser [default: 300]
-    #[arg(long, global = true, value_name = "SECS")]
+    #[arg(long, global = true, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) consent_timeout: Option<u64>,
     /// Limit for each HTTP request [default: 30 for the token endpoint, none for API calls]
-    #[arg(long, global = true, value_name = "SECS")]
+    #[arg(long, global = true, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) timeout: Option<u64>,
     /// Limit between pieces of an API answer [default: 300]
-    #[arg(long, global = true, value_name = "SECS")]
+    #[arg(long, global = true, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) idle_timeout: Option<u64>,
     /// Use Application Default Credentials (gcloud's file, GOOGLE_APPLICATION_CREDENTIALS, or the metadata server)
     #[arg(long, global = true, conflicts_with = "api_key")]
@@ -95,11 +95,24 @@ pub(crate) struct Flags {
     #[arg(long, global = true, value_name = "NAME")]
     pub(crate) keyring: Option<String>,
     /// Use the credentials only to get tokens for service account SA (through the delegates), as gcloud's flag
-    #[arg(long, global = true, value_name = "[DELEGATE,...,]SA")]
+    #[arg(long, global = true, value_name = "[DELEGATE,...,]SA", value_parser = accounts)]
     pub(crate) impersonate_service_account: Option<String>,
     /// IAM Credentials API override (impersonation)
     #[arg(long, global = true, value_name = "URL")]
     pub(crate) iam_endpoint: Option<String>,
+}
+
+/// `--impersonate-service-account`: no account in the list may be empty
+/// (found before a sign-in, not after it).
+fn accounts(list: &str) -> Result<String, String> {
+    if list.split(',').any(|a| a.trim().is_empty()) {
+        return Err(
+            "an account in the list is empty; pass [DELEGATE,...,]SA, e.g. \
+                    sa@PROJECT.iam.gserviceaccount.com"
+                .into(),
+        );
+    }
+    Ok(list.to_owned())
 }
 
 impl Flags {
