@@ -144,3 +144,11 @@ fn a_time_limit_of_zero_is_a_usage_error() {
         );
     }
 }
+
+#[test]
+fn logout_with_an_api_key_is_a_usage_error_as_login_and_print_access_token() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in ["login", "print-access-token", "logout"] {
+        assert_usage(dir.path(), &[command, "--api-key"], "API key");
+    }
+}
