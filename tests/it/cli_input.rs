@@ -152,3 +152,46 @@ fn logout_with_an_api_key_is_a_usage_error_as_login_and_print_access_token() {
         assert_usage(dir.path(), &[command, "--api-key"], "API key");
     }
 }
+
+/// A server on 127.0.0.1 that answers every request with HTTP 400 and
+/// `body`; its base URL.
+fn answering_400(body: &'static str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://127.0.0.1:{port}/v1")
+}
+
+#[test]
+fn a_server_message_with_line_breaks_and_terminal_controls_stays_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = answering_400(
+        r#"{"error":{"code":400,"message":"line one\nline two\r\u001b[2Jcleared","status":"INVALID_ARGUMENT"}}"#,
+    );
+    let out = run_in(dir.path(), &["models", "--api-key", "--api-base", &base]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr:?}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    assert!(!stderr.contains(['\r', '\x1b']), "{stderr:?}");
+    assert!(
+        stderr.contains("line one") && stderr.contains("cleared"),
+        "{stderr:?}"
+    );
+}
