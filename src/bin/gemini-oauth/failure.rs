@@ -47,9 +47,23 @@ impl Failure {
         } else {
             "error:"
         };
-        eprintln!("{label} {self}");
+        eprintln!("{label} {}", one_line(&self.to_string()));
         ExitCode::from(self.code())
     }
+}
+
+/// `text` on one line, with no terminal controls: a line break (a server's
+/// message, a file name) becomes a space, any other control its escape.
+fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 impl fmt::Display for Failure {
