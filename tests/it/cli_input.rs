@@ -195,3 +195,15 @@ fn a_server_message_with_line_breaks_and_terminal_controls_stays_one_line() {
         "{stderr:?}"
     );
 }
+
+#[test]
+fn an_empty_scope_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for scopes in ["", "openid,,email", " "] {
+        assert_usage(
+            dir.path(),
+            &["status", "--adc", "--scopes", scopes],
+            "--scopes",
+        );
+    }
+}
