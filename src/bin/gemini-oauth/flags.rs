@@ -31,7 +31,8 @@ pub(crate) struct Flags {
         visible_alias = "scope",
         global = true,
         value_name = "URL,...",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = scope
     )]
     pub(crate) scopes: Vec<String>,
     /// Project billed for the calls (x-goog-user-project)
@@ -100,6 +101,16 @@ pub(crate) struct Flags {
     /// IAM Credentials API override (impersonation)
     #[arg(long, global = true, value_name = "URL")]
     pub(crate) iam_endpoint: Option<String>,
+}
+
+/// One scope of `--scopes`: not empty.
+fn scope(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("an empty scope; pass URLs separated by commas, e.g. \
+                    https://www.googleapis.com/auth/cloud-platform"
+            .into());
+    }
+    Ok(s.to_owned())
 }
 
 /// `--impersonate-service-account`: no account in the list may be empty
