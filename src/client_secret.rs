@@ -79,15 +79,30 @@ impl ClientSecret {
     /// [`Error::ClientSecret`] when its content is unusable.
     pub async fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = match tokio::fs::read(path).await {
-            Ok(bytes) => bytes,
+        use tokio::io::AsyncReadExt;
+        let limit = crate::store::file::MAX_FILE_SIZE;
+        let mut bytes = Vec::new();
+        // At most `limit + 1` bytes: a link to /dev/zero is refused, not read
+        // until the memory runs out.
+        let read = match tokio::fs::File::open(path).await {
+            Ok(file) => file.take(limit + 1).read_to_end(&mut bytes).await,
+            Err(e) => Err(e),
+        };
+        match read {
+            Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::ClientSecretNotFound {
                     path: path.to_owned(),
                 });
             }
             Err(e) => return Err(Error::io("read client secret file", path, e)),
-        };
+        }
+        if bytes.len() as u64 > limit {
+            return Err(Error::ClientSecret {
+                path: path.to_owned(),
+                problem: ClientSecretProblem::TooLarge { limit },
+            });
+        }
         Self::parse(&bytes, path)
     }
 
@@ -273,6 +288,11 @@ pub enum ClientSecretProblem {
     TokenFile,
     /// A URL in the file is unusable.
     BadUrl(&'static str),
+    /// The file is larger than any client secret file.
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
 }
 
 impl fmt::Display for ClientSecretProblem {
@@ -316,6 +336,11 @@ impl fmt::Display for ClientSecretProblem {
             ClientSecretProblem::BadUrl(field) => write!(
                 f,
                 "\"{field}\" is not a usable http(s) URL; download the file again from the Google Cloud console"
+            ),
+            ClientSecretProblem::TooLarge { limit } => write!(
+                f,
+                "the file is larger than {limit} bytes, which no client secret file is; check \
+                 the path"
             ),
         }
     }

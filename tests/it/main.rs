@@ -27,6 +27,8 @@ mod cli;
 mod cli_e2e;
 #[cfg(feature = "cli")]
 mod cli_gemini;
+#[cfg(feature = "cli")]
+mod cli_input;
 mod client;
 mod connect_deadline;
 mod consent_e2e;

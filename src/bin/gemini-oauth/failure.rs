@@ -47,9 +47,23 @@ impl Failure {
         } else {
             "error:"
         };
-        eprintln!("{label} {self}");
+        eprintln!("{label} {}", one_line(&self.to_string()));
         ExitCode::from(self.code())
     }
+}
+
+/// `text` on one line, with no terminal controls: a line break (a server's
+/// message, a file name) becomes a space, any other control its escape.
+pub(crate) fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 impl fmt::Display for Failure {
@@ -117,4 +131,15 @@ fn sign_in_required(e: &gemini_oauth::Error) -> bool {
 /// Colour on stderr: only on a terminal, never with `NO_COLOR` (any value).
 pub(crate) fn color_on_stderr() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_line_turns_breaks_into_spaces_and_escapes_controls() {
+        assert_eq!(
+            super::one_line("panicked at a.rs:1:2:\nboom\r\t\x1b[2J"),
+            "panicked at a.rs:1:2: boom  \\u{1b}[2J"
+        );
+    }
 }

@@ -31,7 +31,8 @@ pub(crate) struct Flags {
         visible_alias = "scope",
         global = true,
         value_name = "URL,...",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = scope
     )]
     pub(crate) scopes: Vec<String>,
     /// Project billed for the calls (x-goog-user-project)
@@ -59,13 +60,13 @@ pub(crate) struct Flags {
     #[arg(long, global = true)]
     pub(crate) no_consent: bool,
     /// How long a sign-in waits for the browser [default: 300]
-    #[arg(long, global = true, value_name = "SECS")]
+    #[arg(long, global = true, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) consent_timeout: Option<u64>,
     /// Limit for each HTTP request [default: 30 for the token endpoint, none for API calls]
-    #[arg(long, global = true, value_name = "SECS")]
+    #[arg(long, global = true, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) timeout: Option<u64>,
     /// Limit between pieces of an API answer [default: 300]
-    #[arg(long, global = true, value_name = "SECS")]
+    #[arg(long, global = true, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) idle_timeout: Option<u64>,
     /// Use Application Default Credentials (gcloud's file, GOOGLE_APPLICATION_CREDENTIALS, or the metadata server)
     #[arg(long, global = true, conflicts_with = "api_key")]
@@ -98,11 +99,34 @@ pub(crate) struct Flags {
     #[arg(long, global = true, value_name = "NAME")]
     pub(crate) keyring: Option<String>,
     /// Use the credentials only to get tokens for service account SA (through the delegates), as gcloud's flag
-    #[arg(long, global = true, value_name = "[DELEGATE,...,]SA")]
+    #[arg(long, global = true, value_name = "[DELEGATE,...,]SA", value_parser = accounts)]
     pub(crate) impersonate_service_account: Option<String>,
     /// IAM Credentials API override (impersonation)
     #[arg(long, global = true, value_name = "URL")]
     pub(crate) iam_endpoint: Option<String>,
+}
+
+/// One scope of `--scopes`: not empty.
+fn scope(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("an empty scope; pass URLs separated by commas, e.g. \
+                    https://www.googleapis.com/auth/cloud-platform"
+            .into());
+    }
+    Ok(s.to_owned())
+}
+
+/// `--impersonate-service-account`: no account in the list may be empty
+/// (found before a sign-in, not after it).
+fn accounts(list: &str) -> Result<String, String> {
+    if list.split(',').any(|a| a.trim().is_empty()) {
+        return Err(
+            "an account in the list is empty; pass [DELEGATE,...,]SA, e.g. \
+                    sa@PROJECT.iam.gserviceaccount.com"
+                .into(),
+        );
+    }
+    Ok(list.to_owned())
 }
 
 impl Flags {
@@ -185,13 +209,7 @@ impl Flags {
             l = l.no_proxy();
         }
         if let Some(path) = &self.root_certificates {
-            let pem = std::fs::read(path).map_err(|e| {
-                Failure::Other(format!(
-                    "cannot read --root-certificates {} ({e}); check the path",
-                    path.display()
-                ))
-            })?;
-            l = l.root_certificates_pem(&pem);
+            l = l.root_certificates_pem(&read_pem(path)?);
         }
         Ok(l)
     }
@@ -288,6 +306,31 @@ impl Flags {
             eprintln!("warning: {flag} has no effect with {mode}");
         }
     }
+}
+
+/// The largest `--root-certificates` file read (as the library's token files).
+const MAX_PEM: u64 = 1024 * 1024;
+
+/// Reads `--root-certificates`, at most [`MAX_PEM`] bytes: a link to
+/// /dev/zero is refused, not read until the memory runs out.
+fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
+    use std::io::Read;
+    let fail = |why: String| {
+        Failure::Other(format!(
+            "cannot read --root-certificates {} ({why}); check the path",
+            path.display()
+        ))
+    };
+    let mut pem = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PEM + 1).read_to_end(&mut pem))
+        .map_err(|e| fail(e.to_string()))?;
+    if pem.len() as u64 > MAX_PEM {
+        return Err(fail(format!(
+            "the file is larger than {MAX_PEM} bytes, which no certificate file is"
+        )));
+    }
+    Ok(pem)
 }
 
 /// `--keyring NAME`: the token in the OS keyring (feature `keyring`).

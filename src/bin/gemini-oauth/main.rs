@@ -80,6 +80,8 @@ enum Command {
 fn main() -> ExitCode {
     // A bug is still one line on stderr, never a backtrace.
     std::panic::set_hook(Box::new(|info| {
+        // `info` is "panicked at FILE:LINE:COL:\nMESSAGE": two lines.
+        let info = failure::one_line(&info.to_string());
         eprintln!("error: internal error ({info}); please report it");
     }));
     let cli = Cli::parse();

@@ -92,6 +92,14 @@ pub(crate) async fn print_access_token(flags: &Flags) -> Result<(), Failure> {
 /// Revokes the credentials and deletes them; with `--adc`, also deletes
 /// gcloud's well-known ADC file (as `gcloud auth application-default revoke`).
 pub(crate) async fn logout(flags: &Flags) -> Result<(), Failure> {
+    if flags.api_key {
+        return Err(Failure::Usage(
+            "logout revokes a sign-in; an API key is deleted at \
+             https://aistudio.google.com/apikey (unset GOOGLE_API_KEY here), or leave out \
+             --api-key"
+                .into(),
+        ));
+    }
     let creds = flags.load_with(|l| l.consent(Consent::Never)).await?;
     creds.revoke().await?;
     if flags.adc
