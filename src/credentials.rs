@@ -11,6 +11,8 @@ use crate::access_token::{AccessToken, EXPIRY_SKEW};
 use crate::error::{Error, Result};
 use crate::headers::Auth;
 use crate::http::HttpClient;
+use crate::id_token::{IdToken, IdTokenProblem};
+use crate::id_token_cache::IdTokens;
 use crate::source::user::UserSource;
 use crate::token::StoredToken;
 use crate::token_cache::TokenCache;
@@ -34,6 +36,8 @@ pub struct Credentials {
 struct Inner {
     kind: Kind,
     settings: Settings,
+    /// ID tokens, one cache per audience.
+    id_tokens: IdTokens,
     /// The entity tag of the headers last given to google-cloud-auth, and
     /// the token generation it stands for (0: an API key).
     #[cfg(feature = "google-cloud-auth")]
@@ -84,6 +88,7 @@ impl Credentials {
             inner: Arc::new(Inner {
                 kind,
                 settings,
+                id_tokens: IdTokens::default(),
                 #[cfg(feature = "google-cloud-auth")]
                 entity_tag: std::sync::Mutex::new(None),
             }),
@@ -149,6 +154,48 @@ impl Credentials {
             None => cache.token_slow().await?,
         };
         cache.refresh_after(&current).await
+    }
+
+    /// A Google-signed ID token for `audience` (a JWT whose `aud` claim it
+    /// is), for services that take ID tokens instead of access tokens: Cloud
+    /// Run, Cloud Functions, IAP, a Gemini agent's own tools behind them.
+    /// Cached per audience and refreshed once, as access tokens are.
+    ///
+    /// Where it comes from, as google-auth's `fetch_id_token` and
+    /// `IDTokenCredentials` get it:
+    /// - a service-account key: the JWT-bearer grant with `target_audience`;
+    /// - the metadata server: `…/service-accounts/default/identity?audience=…&format=full`;
+    /// - an impersonated service account: IAM `generateIdToken` with
+    ///   `includeEmail`;
+    /// - a user's sign-in that included [`scopes::OPENID`](crate::scopes::OPENID)
+    ///   (gcloud's ADC login does): the `id_token` of each refresh, whose
+    ///   audience is the OAuth client id, the only audience it serves.
+    ///
+    /// ```no_run
+    /// # async fn f(creds: gemini_oauth::Credentials) -> gemini_oauth::Result<()> {
+    /// let id = creds.id_token("https://my-tool-abc123-uc.a.run.app").await?;
+    /// // request.header(http::header::AUTHORIZATION, id.header_value())
+    /// # let _ = id; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::IdToken`] when these credentials cannot get one for this
+    /// audience ([`IdTokenProblem`] says why and what to use instead);
+    /// [`Error::Revoked`] after a sign-out; otherwise the endpoint's errors,
+    /// as for [`Credentials::access_token`].
+    pub async fn id_token(&self, audience: &str) -> Result<IdToken> {
+        match &self.inner.kind {
+            Kind::Token { cache, user } => {
+                self.inner
+                    .id_tokens
+                    .get(audience, cache, user.as_ref())
+                    .await
+            }
+            Kind::ApiKey(_) => Err(Error::IdToken {
+                source_name: self.source(),
+                problem: IdTokenProblem::NotSupported,
+            }),
+        }
     }
 
     /// What to authenticate the next request with.
@@ -262,10 +309,17 @@ impl Credentials {
             Kind::Token {
                 cache,
                 user: Some(user),
-            } => user.revoke(|| cache.close()).await,
+            } => {
+                user.revoke(|| {
+                    self.inner.id_tokens.close();
+                    cache.close()
+                })
+                .await
+            }
             Kind::Token { cache, user: None } => match cache.revoke_source() {
                 Some(revoking) => {
                     revoking.await?;
+                    self.inner.id_tokens.close();
                     cache.close()
                 }
                 None => Err(Error::NotUserCredentials {
@@ -320,6 +374,7 @@ fn futures_are_send(creds: &Credentials) {
     send(&creds.headers());
     send(&creds.revoke());
     send(&creds.force_refresh());
+    send(&creds.id_token("aud"));
 }
 
 #[cfg(test)]

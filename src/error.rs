@@ -6,14 +6,14 @@
 //! reachable through [`std::error::Error::source`], not repeated in the text.
 //! Problem types live beside the code that finds them, held here by their root names.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{
-    ApiError, ClientSecretProblem, CredentialsFileProblem, ExternalAccountProblem,
-    ImpersonationProblem, OAuthError, ProxyProblem, TokenFileProblem, UploadProblem, VertexProblem,
+    ApiError, ClientSecretProblem, ConsentReason, CredentialsFileProblem, ExternalAccountProblem,
+    IdTokenProblem, ImpersonationProblem, OAuthError, ProxyProblem, TokenFileProblem,
+    UploadProblem, VertexProblem,
 };
 
 /// A boxed, shareable error from a lower layer (I/O, HTTP, a user's store).
@@ -314,6 +314,17 @@ pub enum Error {
     )]
     NoAccessToken,
 
+    /// No ID token for the audience asked for
+    /// ([`Credentials::id_token`](crate::Credentials::id_token)).
+    #[error("no ID token from {source_name}: {problem}")]
+    #[non_exhaustive]
+    IdToken {
+        /// Where the credentials came from.
+        source_name: String,
+        /// Why.
+        problem: IdTokenProblem,
+    },
+
     /// These credentials cannot get a new access token: an API key (which has
     /// none), or a fixed token from
     /// [`Credentials::from_access_token`](crate::Credentials::from_access_token)
@@ -559,42 +570,6 @@ fn denied_hint(error: &OAuthError) -> &'static str {
              \"Testing\", ask its owner to add your account as a test user"
         }
         _ => "check the client configuration and requested scopes",
-    }
-}
-
-/// Why a consent flow would be needed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ConsentReason {
-    /// The store holds no token.
-    NoToken,
-    /// The stored token has no refresh token and its access token has expired.
-    NoRefreshToken,
-    /// The stored token does not cover these requested scopes.
-    ScopesNotCovered(Vec<String>),
-    /// The refresh token was rejected (`invalid_grant`).
-    RefreshTokenRejected(Option<String>),
-}
-
-impl fmt::Display for ConsentReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConsentReason::NoToken => f.write_str("no cached token"),
-            ConsentReason::NoRefreshToken => {
-                f.write_str("the cached access token expired and there is no refresh token")
-            }
-            ConsentReason::ScopesNotCovered(missing) => write!(
-                f,
-                "the cached token does not cover the requested scopes {}",
-                missing.join(", ")
-            ),
-            ConsentReason::RefreshTokenRejected(d) => write!(
-                f,
-                "the refresh token was rejected (invalid_grant{}): revoked, or expired after 7 \
-                 days because the app's consent screen is in \"Testing\"",
-                describe(d)
-            ),
-        }
     }
 }
 

@@ -11,3 +11,10 @@ pub const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform
 /// The IAM scope: what google-auth asks a service account for when it is
 /// the source of an impersonation (enough to call `generateAccessToken`).
 pub const IAM: &str = "https://www.googleapis.com/auth/iam";
+
+/// OpenID Connect: a sign-in with it brings an ID token with each refresh
+/// ([`Credentials::id_token`](crate::Credentials::id_token)).
+pub const OPENID: &str = "openid";
+
+/// The user's email address, in the ID token's `email` claim.
+pub const USERINFO_EMAIL: &str = "https://www.googleapis.com/auth/userinfo.email";

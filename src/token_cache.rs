@@ -128,6 +128,12 @@ pub(crate) trait TokenSource: Send + Sync + 'static {
     fn revoke(&self) -> Option<BoxFuture<'_, Result<()>>> {
         None
     }
+
+    /// A new ID token for `audience` (its expiry from its `exp` claim), when
+    /// this kind of credentials can get one.
+    fn id_token<'a>(&'a self, _audience: &'a str) -> Option<BoxFuture<'a, Result<Fetched>>> {
+        None
+    }
 }
 
 /// The cache; cheap to clone (an `Arc` inside).
@@ -251,6 +257,15 @@ impl TokenCache {
     /// Revokes the source's own credentials, if it can (see [`TokenSource::revoke`]).
     pub(crate) fn revoke_source(&self) -> Option<BoxFuture<'_, Result<()>>> {
         self.inner.source.revoke()
+    }
+
+    /// The source's ID token for `audience`, if it can get one (see
+    /// [`TokenSource::id_token`]).
+    pub(crate) fn source_id_token<'a>(
+        &'a self,
+        audience: &'a str,
+    ) -> Option<BoxFuture<'a, Result<Fetched>>> {
+        self.inner.source.id_token(audience)
     }
 
     /// Where the tokens come from.

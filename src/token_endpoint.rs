@@ -234,6 +234,48 @@ pub(crate) async fn post_form_with(
     form: &[(&str, &str)],
     auth: Option<&http::HeaderValue>,
 ) -> Result<TokenResponse> {
+    post_form_parsed(http, retry, token_uri, form, auth, parse_response).await
+}
+
+/// The JWT bearer grant with a `target_audience` assertion: the answer's
+/// `id_token` (google-auth's `id_token_jwt_grant`).
+#[cfg(feature = "service-account")]
+pub(crate) async fn jwt_bearer_id_token(
+    http: &HttpClient,
+    retry: Retry,
+    token_uri: &str,
+    assertion: &SecretString,
+) -> Result<SecretString> {
+    let form = [
+        ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+        ("assertion", assertion.expose_secret()),
+    ];
+    post_form_parsed(http, retry, token_uri, &form, None, |uri, status, body| {
+        let map = success_map(uri, status, body)?;
+        map.get("id_token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(|t| SecretString::from(t.to_owned()))
+            .ok_or_else(|| Error::TokenResponse {
+                endpoint: redact(uri),
+                status,
+                problem: "no id_token in the answer".into(),
+            })
+    })
+    .await
+}
+
+/// What a parser makes of a token endpoint's answer (endpoint, status, body).
+type Parse<T> = fn(&str, u16, &[u8]) -> Result<T>;
+
+async fn post_form_parsed<T>(
+    http: &HttpClient,
+    retry: Retry,
+    token_uri: &str,
+    form: &[(&str, &str)],
+    auth: Option<&http::HeaderValue>,
+    parse: Parse<T>,
+) -> Result<T> {
     check_endpoint(token_uri)?;
     let body: String = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form)
@@ -241,17 +283,18 @@ pub(crate) async fn post_form_with(
     let body = Bytes::from(body);
     retry
         .run_hinted("token request", || {
-            post_once(http, token_uri, body.clone(), auth)
+            post_once(http, token_uri, body.clone(), auth, parse)
         })
         .await
 }
 
-async fn post_once(
+async fn post_once<T>(
     http: &HttpClient,
     token_uri: &str,
     body: Bytes,
     auth: Option<&http::HeaderValue>,
-) -> std::result::Result<TokenResponse, (Error, Option<Duration>)> {
+    parse: Parse<T>,
+) -> std::result::Result<T, (Error, Option<Duration>)> {
     let mut req = Request::builder()
         .method(Method::POST)
         .uri(token_uri)
@@ -274,18 +317,23 @@ async fn post_once(
         .send(req, MAX_TOKEN_RESPONSE)
         .await
         .map_err(|e| (e, None))?;
-    parse_response(token_uri, resp.status().as_u16(), resp.body())
+    parse(token_uri, resp.status().as_u16(), resp.body())
         .map_err(|e| (e, crate::retry::retry_after(resp.headers())))
 }
 
-pub(crate) fn parse_response(token_uri: &str, status: u16, body: &[u8]) -> Result<TokenResponse> {
+/// A successful answer's JSON object; an OAuth error (or a body that is not
+/// one) otherwise. Bodies are never echoed: a success body holds tokens.
+fn success_map(
+    token_uri: &str,
+    status: u16,
+    body: &[u8],
+) -> Result<serde_json::Map<String, Value>> {
     let endpoint = redact(token_uri);
     let bad = |problem: &str| Error::TokenResponse {
         endpoint: endpoint.clone(),
         status,
         problem: problem.to_owned(),
     };
-    // Bodies are never echoed: a success body holds tokens.
     let json: Option<serde_json::Map<String, Value>> = serde_json::from_slice(body).ok();
     let text = |map: &serde_json::Map<String, Value>, key: &str| {
         map.get(key).and_then(Value::as_str).map(str::to_owned)
@@ -303,8 +351,19 @@ pub(crate) fn parse_response(token_uri: &str, status: u16, body: &[u8]) -> Resul
             },
         );
     }
-    let Some(map) = json else {
-        return Err(bad("the body is not a JSON object"));
+    json.ok_or_else(|| bad("the body is not a JSON object"))
+}
+
+pub(crate) fn parse_response(token_uri: &str, status: u16, body: &[u8]) -> Result<TokenResponse> {
+    let endpoint = redact(token_uri);
+    let bad = |problem: &str| Error::TokenResponse {
+        endpoint: endpoint.clone(),
+        status,
+        problem: problem.to_owned(),
+    };
+    let map = success_map(token_uri, status, body)?;
+    let text = |map: &serde_json::Map<String, Value>, key: &str| {
+        map.get(key).and_then(Value::as_str).map(str::to_owned)
     };
     let access_token = text(&map, "access_token")
         .filter(|t| !t.is_empty())

@@ -7,7 +7,7 @@
 //! | [`loading`] | what the loader decides (cached → refresh → consent), refresh observers, `token.json` shared with Python |
 //! | [`consent`] | the browser consent flow: loopback listener, PKCE, `state`, timeouts |
 //! | [`stores`] | token stores: your own, Redis, the OS keyring |
-//! | [`adc`] | Application Default Credentials, API keys, universe domains, revocation |
+//! | [`adc`] | Application Default Credentials, API keys, universe domains, revocation, ID tokens |
 //! | [`workload_identity`] | impersonation, `external_account` and workforce identity |
 //! | [`calling`] | the authorized client: streams, long generations, uploads, timeouts |
 //! | [`proxies`] | proxies as curl reads them |

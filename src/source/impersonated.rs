@@ -39,6 +39,8 @@ pub(crate) const IAM_CREDENTIALS_BASE: &str = "https://iamcredentials.googleapis
 pub(crate) const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 /// The method after the account's resource name.
 const GENERATE: &str = ":generateAccessToken";
+/// The method that makes ID tokens instead.
+const GENERATE_ID: &str = ":generateIdToken";
 /// How delegates and targets are named in the request.
 const ACCOUNT_PREFIX: &str = "projects/-/serviceAccounts/";
 
@@ -56,7 +58,8 @@ pub enum ImpersonationProblem {
     },
     /// A field the answer must have is missing (or not a string).
     MissingField(&'static str),
-    /// A field has a value that cannot be used (`expireTime` not RFC 3339).
+    /// A field has a value that cannot be used (`expireTime` not RFC 3339,
+    /// an ID `token` not a JWT).
     InvalidField(&'static str),
     /// The body is not a JSON object.
     NotJson,
@@ -83,6 +86,10 @@ impl fmt::Display for ImpersonationProblem {
             ImpersonationProblem::MissingField(field) => {
                 write!(f, "the answer has no \"{field}\"")
             }
+            ImpersonationProblem::InvalidField(field @ "token") => write!(
+                f,
+                "\"{field}\" in the answer is not a JWT with a numeric \"exp\" claim"
+            ),
             ImpersonationProblem::InvalidField(field) => write!(
                 f,
                 "\"{field}\" in the answer is not an RFC 3339 time (such as 2026-01-01T00:00:00Z)"
@@ -150,8 +157,20 @@ impl Target {
     /// The JSON body google-auth sends; delegates named as the API names
     /// accounts (gcloud writes bare emails).
     fn body(&self) -> Bytes {
-        let delegates: Vec<String> = self
-            .delegates
+        Bytes::from(
+            json!({
+                "delegates": self.delegates(),
+                "scope": self.scopes,
+                "lifetime": format!("{}s", self.lifetime.as_secs()),
+            })
+            .to_string(),
+        )
+    }
+}
+
+impl Target {
+    fn delegates(&self) -> Vec<String> {
+        self.delegates
             .iter()
             .map(|d| {
                 if d.starts_with("projects/") {
@@ -160,16 +179,37 @@ impl Target {
                     format!("{ACCOUNT_PREFIX}{d}")
                 }
             })
-            .collect();
-        Bytes::from(
-            json!({
-                "delegates": delegates,
-                "scope": self.scopes,
-                "lifetime": format!("{}s", self.lifetime.as_secs()),
-            })
-            .to_string(),
-        )
+            .collect()
     }
+
+    /// The `generateIdToken` call for `audience` beside the target's
+    /// `generateAccessToken` URL, with google-auth's body (`includeEmail`,
+    /// as its `fetch_id_token` asks).
+    fn id_call(&self, audience: &str) -> Call {
+        let url = match self.url.rsplit_once(GENERATE) {
+            Some((head, tail)) => format!("{head}{GENERATE_ID}{tail}"),
+            None => self.url.clone(),
+        };
+        let body = json!({
+            "audience": audience,
+            "delegates": self.delegates(),
+            "includeEmail": true,
+        });
+        Call {
+            url,
+            body: Bytes::from(body.to_string()),
+            parse: parse_id_answer,
+            name: "IAM generateIdToken",
+        }
+    }
+}
+
+/// One kind of IAM call: where, what, and how its answer is read.
+struct Call {
+    url: String,
+    body: Bytes,
+    parse: fn(u16, &[u8]) -> std::result::Result<Fetched, ImpersonationProblem>,
+    name: &'static str,
 }
 
 /// The account in `…/{sa}:generateAccessToken` (google-auth's reading).
@@ -189,7 +229,8 @@ fn path_of(url: &str) -> Option<&str> {
 pub(crate) struct Impersonated {
     source: TokenCache,
     target: Target,
-    body: Bytes,
+    /// `generateAccessToken`.
+    access: Call,
     http: Arc<HttpClient>,
     retry: Retry,
 }
@@ -198,35 +239,39 @@ impl Impersonated {
     pub(crate) fn new(source: TokenCache, target: Target, http: Arc<HttpClient>) -> Self {
         Impersonated {
             source,
-            body: target.body(),
+            access: Call {
+                url: target.url.clone(),
+                body: target.body(),
+                parse: parse_answer,
+                name: "IAM generateAccessToken",
+            },
             target,
             http,
             retry: Retry::default(),
         }
     }
 
-    fn error(&self, status: u16, problem: ImpersonationProblem) -> Error {
+    fn error(&self, call: &Call, status: u16, problem: ImpersonationProblem) -> Error {
         Error::Impersonation {
             target: self.target.principal.clone(),
-            endpoint: redact(&self.target.url),
+            endpoint: redact(&call.url),
             status,
             problem,
         }
     }
 
-    /// One `generateAccessToken` call with `token`; `Ok(None)` on a 401.
-    /// One `generateAccessToken` call; a failed answer's `Retry-After`
-    /// comes with its error, for the retry policy.
-    async fn call(&self, token: &AccessToken) -> Hinted<Option<Fetched>> {
+    /// One `call` with `token`; `Ok(None)` on a 401. A failed answer's
+    /// `Retry-After` comes with its error, for the retry policy.
+    async fn call(&self, call: &Call, token: &AccessToken) -> Hinted<Option<Fetched>> {
         let req = Request::builder()
             .method(Method::POST)
-            .uri(&self.target.url)
+            .uri(&call.url)
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, "application/json")
             .header(header::AUTHORIZATION, token.header_value().clone())
-            .body(Full::new(self.body.clone()))
+            .body(Full::new(call.body.clone()))
             .map_err(|_| Error::InvalidUrl {
-                url: redact(&self.target.url),
+                url: redact(&call.url),
                 reason: "not a valid request URI",
             })
             .map_err(no_hint)?;
@@ -239,23 +284,29 @@ impl Impersonated {
             return Ok(None);
         }
         let status = resp.status().as_u16();
-        parse_answer(status, resp.body())
+        (call.parse)(status, resp.body())
             .map(Some)
-            .map_err(|problem| (self.error(status, problem), retry_after(resp.headers())))
+            .map_err(|problem| {
+                (
+                    self.error(call, status, problem),
+                    retry_after(resp.headers()),
+                )
+            })
     }
 
     /// A call with the source's current token; after a 401 once more with a
     /// new one (the source token was revoked or rotated elsewhere).
-    async fn attempt(&self) -> Hinted<Fetched> {
+    async fn attempt(&self, call: &Call) -> Hinted<Fetched> {
         let token = self.source.token().await.map_err(no_hint)?;
-        if let Some(fetched) = self.call(&token).await? {
+        if let Some(fetched) = self.call(call, &token).await? {
             return Ok(fetched);
         }
         let token = self.source.refresh_after(&token).await.map_err(no_hint)?;
-        self.call(&token)
+        self.call(call, &token)
             .await?
             .ok_or_else(|| {
                 self.error(
+                    call,
                     401,
                     ImpersonationProblem::Refused {
                         status: Some("UNAUTHENTICATED".into()),
@@ -267,11 +318,11 @@ impl Impersonated {
     }
 }
 
-/// Parses a `generateAccessToken` answer (`accessToken`, `expireTime`).
-pub(crate) fn parse_answer(
+/// A successful answer's JSON object, or Google's refusal.
+fn answer_map(
     status: u16,
     body: &[u8],
-) -> std::result::Result<Fetched, ImpersonationProblem> {
+) -> std::result::Result<serde_json::Map<String, Value>, ImpersonationProblem> {
     let json: Option<serde_json::Map<String, Value>> = serde_json::from_slice(body).ok();
     if !(200..300).contains(&status) {
         let error = json.as_ref().and_then(|m| m.get("error"));
@@ -283,15 +334,35 @@ pub(crate) fn parse_answer(
                 .unwrap_or_else(|| "the answer is not a Google API error".to_owned()),
         });
     }
-    let map = json.ok_or(ImpersonationProblem::NotJson)?;
-    let field = |k: &'static str| {
-        map.get(k)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .ok_or(ImpersonationProblem::MissingField(k))
-    };
-    let token = field("accessToken")?;
-    let expires_at: SystemTime = OffsetDateTime::parse(field("expireTime")?, &Rfc3339)
+    json.ok_or(ImpersonationProblem::NotJson)
+}
+
+/// A string field of an answer.
+fn field<'a>(
+    map: &'a serde_json::Map<String, Value>,
+    k: &'static str,
+) -> std::result::Result<&'a str, ImpersonationProblem> {
+    map.get(k)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or(ImpersonationProblem::MissingField(k))
+}
+
+/// Parses a `generateIdToken` answer (`token`, whose `exp` is its expiry).
+fn parse_id_answer(status: u16, body: &[u8]) -> std::result::Result<Fetched, ImpersonationProblem> {
+    let map = answer_map(status, body)?;
+    crate::id_token::fetched(field(&map, "token")?)
+        .map_err(|_| ImpersonationProblem::InvalidField("token"))
+}
+
+/// Parses a `generateAccessToken` answer (`accessToken`, `expireTime`).
+pub(crate) fn parse_answer(
+    status: u16,
+    body: &[u8],
+) -> std::result::Result<Fetched, ImpersonationProblem> {
+    let map = answer_map(status, body)?;
+    let token = field(&map, "accessToken")?;
+    let expires_at: SystemTime = OffsetDateTime::parse(field(&map, "expireTime")?, &Rfc3339)
         .map_err(|_| ImpersonationProblem::InvalidField("expireTime"))?
         .into();
     Ok(Fetched {
@@ -301,14 +372,25 @@ pub(crate) fn parse_answer(
     })
 }
 
+impl Impersonated {
+    /// `call` with the retry policy.
+    async fn run(&self, call: &Call) -> Result<Fetched> {
+        check_endpoint(&call.url)?;
+        self.retry
+            .run_hinted(call.name, || self.attempt(call))
+            .await
+    }
+}
+
 impl TokenSource for Impersonated {
     fn fetch(&self) -> BoxFuture<'_, Result<Fetched>> {
-        Box::pin(async move {
-            check_endpoint(&self.target.url)?;
-            self.retry
-                .run_hinted("IAM generateAccessToken", || self.attempt())
-                .await
-        })
+        Box::pin(async move { self.run(&self.access).await })
+    }
+
+    fn id_token<'a>(&'a self, audience: &'a str) -> Option<BoxFuture<'a, Result<Fetched>>> {
+        Some(Box::pin(async move {
+            self.run(&self.target.id_call(audience)).await
+        }))
     }
 
     fn describe(&self) -> String {

@@ -138,6 +138,41 @@ impl MetadataServer {
         parse_response(&url, resp.status().as_u16(), resp.body())
     }
 
+    /// The default service account's ID token for `audience`, as
+    /// google-auth's `fetch_id_token` asks for it (`format=full`: the token
+    /// carries the instance's details).
+    pub(crate) async fn id_token(&self, http: &HttpClient, audience: &str) -> Result<Fetched> {
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("audience", audience)
+            .append_pair("format", "full")
+            .finish();
+        let url = format!(
+            "http://{}/computeMetadata/v1/instance/service-accounts/default/identity?{query}",
+            self.host
+        );
+        let resp = Self::get(http, &url).await?;
+        let status = resp.status().as_u16();
+        let bad = |problem: &str| Error::TokenResponse {
+            endpoint: crate::url::redact(&url),
+            status,
+            problem: problem.into(),
+        };
+        match (status, is_flavored(&resp)) {
+            (200, true) => {}
+            (200, false) => return Err(bad("the answer lacks the Metadata-Flavor: Google header")),
+            _ => {
+                return Err(bad(
+                    "the metadata server gave no ID token for this audience",
+                ));
+            }
+        }
+        let text = std::str::from_utf8(resp.body()).unwrap_or_default();
+        crate::id_token::fetched(text).map_err(|problem| Error::IdToken {
+            source_name: self.describe(),
+            problem,
+        })
+    }
+
     pub(crate) fn describe(&self) -> String {
         format!("the metadata server at {}", self.host)
     }
@@ -195,6 +230,10 @@ pub(crate) struct MetadataSource {
 impl TokenSource for MetadataSource {
     fn fetch(&self) -> BoxFuture<'_, Result<Fetched>> {
         Box::pin(async move { Ok(self.server.token(&self.http).await?.into()) })
+    }
+
+    fn id_token<'a>(&'a self, audience: &'a str) -> Option<BoxFuture<'a, Result<Fetched>>> {
+        Some(Box::pin(self.server.id_token(&self.http, audience)))
     }
 
     fn describe(&self) -> String {

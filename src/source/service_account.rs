@@ -13,12 +13,13 @@ use ring::rand::SystemRandom;
 use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use crate::credentials_file::{CredentialsFileKind, file_error};
 use crate::error::{Error, Result};
 use crate::http::HttpClient;
+use crate::id_token::IdTokenProblem;
 use crate::token::TokenFileProblem;
 use crate::token_cache::{BoxFuture, Fetched, TokenSource};
 use crate::token_endpoint::{self, Retry};
@@ -96,6 +97,20 @@ impl ServiceAccountKey {
             "aud": token_uri,
             "iat": iat,
             "exp": iat.saturating_add(ASSERTION_LIFETIME.as_secs()),
+        }))
+    }
+
+    /// The signed assertion for an ID token for `audience`, as google-auth's
+    /// `IDTokenCredentials` makes it: `aud` is always Google's token
+    /// endpoint, whichever endpoint it is sent to.
+    fn id_assertion(&self, audience: &str, now: SystemTime) -> Result<String> {
+        let iat = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        self.sign(&json!({
+            "iat": iat,
+            "exp": iat.saturating_add(ASSERTION_LIFETIME.as_secs()),
+            "iss": self.email,
+            "aud": crate::endpoints::GOOGLE_TOKEN_URI,
+            "target_audience": audience,
         }))
     }
 
@@ -205,6 +220,27 @@ impl TokenSource for ServiceAccount {
 
     fn describe(&self) -> String {
         format!("service account {}", self.key.email)
+    }
+
+    fn id_token<'a>(&'a self, audience: &'a str) -> Option<BoxFuture<'a, Result<Fetched>>> {
+        Some(Box::pin(async move {
+            let error = |problem| Error::IdToken {
+                source_name: self.describe(),
+                problem,
+            };
+            if !self.key.universe.is_default() {
+                return Err(error(IdTokenProblem::OtherUniverse));
+            }
+            let assertion = self.key.id_assertion(audience, SystemTime::now())?;
+            let jwt = token_endpoint::jwt_bearer_id_token(
+                &self.http,
+                self.retry,
+                &self.token_uri,
+                &SecretString::from(assertion),
+            )
+            .await?;
+            crate::id_token::fetched(jwt.expose_secret()).map_err(error)
+        }))
     }
 }
 

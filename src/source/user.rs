@@ -9,8 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use secrecy::SecretString;
 
+use crate::consent_reason::ConsentReason;
 use crate::endpoints::GOOGLE_TOKEN_URI;
-use crate::error::{ConsentReason, Error, Result};
+use crate::error::{Error, Result};
 use crate::http::HttpClient;
 use crate::store::{DynTokenStore, StoreLock};
 use crate::token::{StoredToken, TokenFileProblem};
@@ -83,6 +84,8 @@ pub(crate) struct UserSource {
     /// The scopes asked for: a record in the store that does not cover them
     /// is another program's, never adopted by a refresh.
     scopes: Vec<String>,
+    /// The ID token of the last refresh that brought one (sign-ins with `openid`).
+    id_token: Mutex<Option<SecretString>>,
 }
 
 /// How a [`UserSource`] reaches its endpoints.
@@ -113,6 +116,7 @@ impl UserSource {
             save_warned: AtomicBool::new(false),
             revoked: AtomicBool::new(false),
             scopes: Vec::new(),
+            id_token: Mutex::new(None),
         }
     }
 
@@ -146,6 +150,11 @@ impl UserSource {
     /// The current record, unless signed out.
     pub(crate) fn signed_in_record(&self) -> Option<StoredToken> {
         (!self.revoked.load(Ordering::SeqCst)).then(|| self.record())
+    }
+
+    /// The ID token the last refresh brought, if any.
+    pub(crate) fn id_token(&self) -> Option<SecretString> {
+        lock(&self.id_token).clone()
     }
 
     pub(crate) fn set_record(&self, record: StoredToken) {
@@ -297,6 +306,9 @@ impl UserSource {
             token_endpoint::refresh(&self.http, self.retry, token_uri, &client, &refresh_token)
                 .await
                 .map_err(|e| token_endpoint::invalid_grant_in(e, self.name.clone()))?;
+        if let Some(id_token) = &resp.id_token {
+            *lock(&self.id_token) = Some(id_token.clone());
+        }
         resp.apply_to(&mut record);
         tracing::debug!("access token refreshed");
         Ok(record)
@@ -343,6 +355,7 @@ impl UserSource {
         }
         self.revoked.store(true, Ordering::SeqCst);
         self.set_record(StoredToken::default());
+        *lock(&self.id_token) = None;
         then()?;
         if let Some(store) = &self.store {
             let _lock = store.lock(REFRESH_LOCK_WAIT).await?;

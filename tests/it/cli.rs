@@ -28,9 +28,10 @@ fn snapshot(name: &str, actual: &str) {
     );
 }
 
-const COMMANDS: [&str; 8] = [
+const COMMANDS: [&str; 9] = [
     "login",
     "print-access-token",
+    "print-identity-token",
     "status",
     "logout",
     "models",

@@ -48,6 +48,7 @@ mod gemini_upload;
 #[cfg(feature = "google-cloud-auth")]
 mod google_cloud;
 mod hardening;
+mod id_tokens;
 mod impersonation;
 #[cfg(feature = "keyring")]
 mod keyring_store;

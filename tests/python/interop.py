@@ -7,6 +7,12 @@
                                   against TOKEN_URI, print a JSON report
   adc-default TOKEN_URI           google.auth.default() (CLOUDSDK_CONFIG from the
                                   environment), refresh against TOKEN_URI, report
+  id-token AUDIENCE               google.oauth2.id_token.fetch_id_token_credentials
+                                  (GOOGLE_APPLICATION_CREDENTIALS or GCE_METADATA_HOST
+                                  from the environment; IAM_IDTOKEN_ENDPOINT replaces
+                                  IAM's), refresh, report the token and its expiry
+  user-id-token IN TOKEN_URI      refresh the authorized_user file IN against
+                                  TOKEN_URI, report Credentials.id_token
   adc-file SCOPES_JSON [revoke]   google.auth.default(scopes) on the file named by
                                   GOOGLE_APPLICATION_CREDENTIALS, refresh with the
                                   endpoints the file names, report (then revoke)
@@ -93,6 +99,33 @@ def main(cmd, *args):
             creds.revoke(google.auth.transport.requests.Request())
             report["revoked"] = True
         print(json.dumps(report))
+    elif cmd == "id-token":
+        (audience,) = args
+        from google.auth import iam
+        from google.oauth2 import id_token
+
+        if os.environ.get("IAM_IDTOKEN_ENDPOINT"):
+            iam._IAM_IDTOKEN_ENDPOINT = os.environ["IAM_IDTOKEN_ENDPOINT"]
+        request = google.auth.transport.requests.Request()
+        creds = id_token.fetch_id_token_credentials(audience, request=request)
+        path = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+        if path:
+            with open(path) as f:
+                info = json.load(f)
+            source = info.get("source_credentials", {})
+            # As in adc-file: aim a user source at the file's token_uri.
+            if source.get("type") == "authorized_user" and "token_uri" in source:
+                creds._target_credentials._source_credentials._token_uri = source["token_uri"]
+        creds.refresh(request)
+        print(json.dumps({"class": type(creds).__module__ + "." + type(creds).__name__,
+                          "token": creds.token,
+                          "expiry": creds.expiry.replace(tzinfo=datetime.timezone.utc).timestamp()}))
+    elif cmd == "user-id-token":
+        path, token_uri = args
+        creds = Credentials.from_authorized_user_file(path)
+        creds._token_uri = token_uri
+        creds.refresh(google.auth.transport.requests.Request())
+        print(json.dumps({"id_token": creds.id_token, "token": creds.token}))
     else:
         raise SystemExit("unknown command " + cmd)
 

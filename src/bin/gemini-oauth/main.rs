@@ -44,6 +44,11 @@ enum Command {
   curl -H \"Authorization: Bearer $(gemini-oauth print-access-token --adc)\" \\
     https://generativelanguage.googleapis.com/v1/models")]
     PrintAccessToken,
+    /// Print a Google-signed ID token for an audience, and nothing else, on stdout
+    #[command(after_help = "Example:
+  curl -H \"Authorization: Bearer $(gemini-oauth print-identity-token --adc \\
+    --audiences https://my-tool-abc123-uc.a.run.app)\" https://my-tool-abc123-uc.a.run.app/")]
+    PrintIdentityToken(commands::IdentityArgs),
     /// Show which credentials are found and why (never a secret)
     #[command(after_help = "Example:
   gemini-oauth status --adc --format json")]
@@ -112,6 +117,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Login(args) => commands::login(flags, &args).await,
         Command::PrintAccessToken => commands::print_access_token(flags).await,
+        Command::PrintIdentityToken(args) => commands::print_identity_token(flags, &args).await,
         Command::Status(args) => status::run(flags, &args).await,
         Command::Logout => commands::logout(flags).await,
         Command::Models => commands::models(flags).await,
@@ -121,10 +127,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-/// Logs go to stderr, filtered by `RUST_LOG` (default: warnings).
+/// Logs go to stderr, filtered by `RUST_LOG` (default: warnings, but not
+/// the token cache's "refresh failed", which the error line says again).
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,gemini_oauth::token_cache=error")
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

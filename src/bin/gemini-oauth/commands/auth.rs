@@ -89,6 +89,37 @@ pub(crate) async fn print_access_token(flags: &Flags) -> Result<(), Failure> {
     crate::output::line(token.secret())
 }
 
+/// What `print-identity-token` takes.
+#[derive(Debug, clap::Args)]
+pub(crate) struct IdentityArgs {
+    /// The audience the token is for: a Cloud Run URL, an IAP client id (for a
+    /// user's sign-in: its OAuth client id)
+    #[arg(long, value_name = "AUDIENCE")]
+    audiences: String,
+}
+
+/// Prints a valid ID token for the audience and nothing else on stdout;
+/// never signs in (exit code 3 when a sign-in would be needed).
+pub(crate) async fn print_identity_token(
+    flags: &Flags,
+    args: &IdentityArgs,
+) -> Result<(), Failure> {
+    if flags.api_key {
+        return Err(Failure::Usage(
+            "an API key gives no ID token: leave out --api-key".into(),
+        ));
+    }
+    if args.audiences.trim().is_empty() {
+        return Err(Failure::Usage(
+            "--audiences is empty: name the audience".into(),
+        ));
+    }
+    let creds = flags.load_with(|l| l.consent(Consent::Never)).await?;
+    let token = creds.id_token(&args.audiences).await?;
+    // Printing the token is this command's whole job.
+    crate::output::line(token.secret())
+}
+
 /// Revokes the credentials and deletes them; with `--adc`, also deletes
 /// gcloud's well-known ADC file (as `gcloud auth application-default revoke`).
 pub(crate) async fn logout(flags: &Flags) -> Result<(), Failure> {

@@ -1,0 +1,227 @@
+//! One token cache per audience for [`IdToken`]s, over the credentials' own
+//! token source (or, for a user's sign-in, over its refreshes), so ID tokens
+//! are shared, refreshed ahead of expiry and fetched once per audience like
+//! access tokens.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use secrecy::ExposeSecret;
+
+use crate::access_token::REFRESH_WINDOW;
+use crate::error::{Error, Result};
+use crate::id_token::{self, IdToken, IdTokenProblem};
+use crate::source::user::UserSource;
+use crate::token_cache::{BoxFuture, CacheOptions, Fetched, TokenCache, TokenSource};
+
+/// Audiences kept at once; past it one is dropped (and fetched again when
+/// asked for), so audiences from outside input cannot grow memory.
+const MAX_AUDIENCES: usize = 64;
+/// A user's last ID token is reused while it has more than this left.
+const USER_ID_TOKEN_LEFT: Duration = Duration::from_secs(REFRESH_WINDOW.as_secs() + 60);
+
+/// The ID-token caches of one [`Credentials`](crate::Credentials).
+#[derive(Default)]
+pub(crate) struct IdTokens {
+    caches: Mutex<HashMap<String, TokenCache>>,
+    closed: AtomicBool,
+}
+
+impl IdTokens {
+    /// A valid ID token for `audience`, drawn from `access`'s source (or
+    /// from `user`'s refreshes).
+    pub(crate) async fn get(
+        &self,
+        audience: &str,
+        access: &TokenCache,
+        user: Option<&Arc<UserSource>>,
+    ) -> Result<IdToken> {
+        let error = |problem| Error::IdToken {
+            source_name: access.describe(),
+            problem,
+        };
+        if audience.is_empty() {
+            return Err(error(IdTokenProblem::EmptyAudience));
+        }
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::Revoked {
+                source_name: access.describe(),
+            });
+        }
+        let cache = {
+            let mut caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
+            match caches.get(audience) {
+                Some(cache) => cache.clone(),
+                None => {
+                    if caches.len() >= MAX_AUDIENCES
+                        && let Some(old) = caches.keys().next().cloned()
+                    {
+                        caches.remove(&old);
+                    }
+                    let source = AudienceSource {
+                        access: access.clone(),
+                        user: user.cloned(),
+                        audience: audience.to_owned(),
+                    };
+                    let cache = TokenCache::lazy(Arc::new(source), CacheOptions::default())?;
+                    caches.insert(audience.to_owned(), cache.clone());
+                    cache
+                }
+            }
+        };
+        cache.token().await.map(IdToken)
+    }
+
+    /// After a sign-out: every cached ID token is dropped and every later
+    /// call is [`Error::Revoked`].
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
+        for cache in caches.values() {
+            // Fails only to build the empty token it publishes.
+            let _ = cache.close();
+        }
+    }
+}
+
+/// The ID tokens of one audience.
+struct AudienceSource {
+    access: TokenCache,
+    user: Option<Arc<UserSource>>,
+    audience: String,
+}
+
+impl AudienceSource {
+    fn error(&self, problem: IdTokenProblem) -> Error {
+        Error::IdToken {
+            source_name: self.access.describe(),
+            problem,
+        }
+    }
+
+    /// A user's ID token comes with each refresh of the access token (when
+    /// the sign-in had `openid`), for the OAuth client as audience: the last
+    /// one while it has more than the refresh window left, else a refresh's.
+    async fn of_user(&self, user: &UserSource) -> Result<Fetched> {
+        let client_id = user.record().client_id.unwrap_or_default();
+        if self.audience != client_id {
+            return Err(self.error(IdTokenProblem::NotTheClient { client_id }));
+        }
+        let last = || {
+            let token = user.id_token()?;
+            let fetched = id_token::fetched(token.expose_secret()).ok()?;
+            let fresh_until = SystemTime::now().checked_add(USER_ID_TOKEN_LEFT)?;
+            (fetched.expires_at > fresh_until).then_some(fetched)
+        };
+        if let Some(fetched) = last() {
+            return Ok(fetched);
+        }
+        // An expired access token is refreshed here, bringing an ID token.
+        let current = self.access.token().await?;
+        if let Some(fetched) = last() {
+            return Ok(fetched);
+        }
+        self.access.refresh_after(&current).await?;
+        let token = user
+            .id_token()
+            .ok_or_else(|| self.error(IdTokenProblem::NoOpenIdScope))?;
+        id_token::fetched(token.expose_secret()).map_err(|p| self.error(p))
+    }
+}
+
+impl TokenSource for AudienceSource {
+    fn fetch(&self) -> BoxFuture<'_, Result<Fetched>> {
+        Box::pin(async move {
+            if let Some(user) = &self.user {
+                return self.of_user(user).await;
+            }
+            match self.access.source_id_token(&self.audience) {
+                Some(fetching) => fetching.await,
+                None => Err(self.error(IdTokenProblem::NotSupported)),
+            }
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "ID tokens for {} from {}",
+            self.audience,
+            self.access.describe()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use secrecy::SecretString;
+
+    use super::*;
+
+    /// Access tokens that never expire, and ID tokens it counts.
+    struct Ids(AtomicUsize);
+
+    fn an_hour() -> SystemTime {
+        SystemTime::now() + Duration::from_secs(3600)
+    }
+
+    impl TokenSource for Ids {
+        fn fetch(&self) -> BoxFuture<'_, Result<Fetched>> {
+            Box::pin(async {
+                Ok(Fetched {
+                    token: SecretString::from("ya29.a"),
+                    expires_at: an_hour(),
+                    refresh_token_rotated: false,
+                })
+            })
+        }
+        fn describe(&self) -> String {
+            "ids".into()
+        }
+        fn id_token<'a>(&'a self, _: &'a str) -> Option<BoxFuture<'a, Result<Fetched>>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            let exp = an_hour().duration_since(SystemTime::UNIX_EPOCH).unwrap();
+            let claims = URL_SAFE_NO_PAD.encode(format!("{{\"exp\":{}}}", exp.as_secs()));
+            let jwt = format!("e30.{claims}.c2ln");
+            Some(Box::pin(
+                async move { Ok(id_token::fetched(&jwt).unwrap()) },
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn audiences_past_the_cap_are_dropped_and_fetched_again() {
+        let source = Arc::new(Ids(AtomicUsize::new(0)));
+        let first = Fetched {
+            token: SecretString::from("ya29.a"),
+            expires_at: an_hour(),
+            refresh_token_rotated: false,
+        };
+        let access = TokenCache::new(
+            Arc::clone(&source) as Arc<dyn TokenSource>,
+            first,
+            CacheOptions::default(),
+        )
+        .unwrap();
+        let ids = IdTokens::default();
+        for round in 0..2 {
+            for i in 0..=MAX_AUDIENCES {
+                ids.get(&format!("aud-{i}"), &access, None).await.unwrap();
+            }
+            let kept = ids.caches.lock().unwrap().len();
+            assert_eq!(kept, MAX_AUDIENCES, "round {round}");
+        }
+        // Round two fetched again at least the audiences dropped.
+        let fetched = source.0.load(Ordering::SeqCst);
+        assert!(fetched > MAX_AUDIENCES + 1, "{fetched}");
+        ids.get("aud-0", &access, None).await.unwrap();
+        ids.close();
+        let err = ids.get("aud-0", &access, None).await.unwrap_err();
+        assert!(matches!(err, Error::Revoked { .. }), "{err:?}");
+    }
+}
