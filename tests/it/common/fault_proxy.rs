@@ -80,9 +80,11 @@ impl FaultProxy {
         Self::start(Route::To(upstream)).await
     }
 
-    /// [`FaultProxy::to`] listening on `at` (a port reserved for it).
+    /// [`FaultProxy::to`] listening on `at` (a port reserved for it, which
+    /// the previous cell's proxy, just dropped, may not have closed yet).
     pub async fn to_at(at: SocketAddr, upstream: SocketAddr) -> Self {
-        Self::start_on(TcpListener::bind(at).await.unwrap(), Route::To(upstream))
+        let listener = retry_bind(|| TcpListener::bind(at)).await;
+        Self::start_on(listener, Route::To(upstream))
     }
 
     /// An HTTP `CONNECT` proxy on an ephemeral port: `CONNECT host:port`
