@@ -73,6 +73,8 @@ impl HttpClient {
         connect_timeout: Duration,
         extra_roots: Vec<CertificateDer<'static>>,
     ) -> Self {
+        #[cfg(any(feature = "reqwest", feature = "google-cloud-auth"))]
+        install_process_provider();
         HttpClient {
             client: OnceLock::new(),
             extra_roots,
@@ -128,14 +130,20 @@ impl HttpClient {
         };
         // Validated when the loader parsed them.
         roots.add_parsable_certificates(self.extra_roots.iter().cloned());
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        // Only fails for an empty protocol set, which ring's defaults never are.
-        .unwrap_or_else(|_| unreachable!("ring supports the default TLS versions"))
-        .with_root_certificates(roots)
-        .with_no_client_auth()
+        let ring = || Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(crypto_provider())
+            .with_safe_default_protocol_versions()
+            .or_else(|_| {
+                tracing::warn!(
+                    "the process-wide rustls CryptoProvider supports neither TLS 1.2 nor 1.3; \
+                     using ring's"
+                );
+                rustls::ClientConfig::builder_with_provider(ring())
+                    .with_safe_default_protocol_versions()
+            })
+            // Only fails for an empty protocol set, which ring's defaults never are.
+            .unwrap_or_else(|_| unreachable!("ring supports the default TLS versions"));
+        builder.with_root_certificates(roots).with_no_client_auth()
     }
 
     /// Sends `req` and returns the answer's head; the body streams. No
@@ -180,5 +188,26 @@ impl HttpClient {
                 what: format!("request to {}", endpoint()),
                 after: self.timeout,
             })?
+    }
+}
+
+/// The rustls provider: the process-wide default when the application
+/// installed one (`CryptoProvider::install_default`), else ring's.
+fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
+}
+
+/// reqwest built without a provider (what google-cloud-auth asks for)
+/// panics unless the process has one: with the features that bring
+/// reqwest in, ring's becomes the process default when none is installed
+/// yet. An application that wants another installs it before loading
+/// credentials.
+#[cfg(any(feature = "reqwest", feature = "google-cloud-auth"))]
+fn install_process_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Err: another thread installed one meanwhile, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }

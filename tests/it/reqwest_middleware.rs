@@ -12,9 +12,8 @@ const GENERATE: &str = "/v1/models/m:generateContent";
 
 fn client(creds: Credentials) -> reqwest_middleware::ClientWithMiddleware {
     // With every feature on, google-cloud-auth builds reqwest with rustls but
-    // no crypto provider, and reqwest then wants a process default (our own
-    // code always names its provider, so this changes nothing else).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // no crypto provider; loading the credentials made ring's the process
+    // default, as none was installed.
     reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(AuthMiddleware::new(creds))
         .build()
@@ -123,4 +122,27 @@ async fn an_api_key_is_sent_as_x_goog_api_key_and_a_401_is_returned_as_it_is() {
     assert_eq!(resp.status(), 401);
     let seen = api.received_requests().await.unwrap();
     assert!(seen[0].headers.get("authorization").is_none());
+}
+
+#[tokio::test]
+async fn reqwest_needs_no_crypto_provider_installed_by_hand() {
+    if !alone_in_this_process(
+        "reqwest_middleware::reqwest_needs_no_crypto_provider_installed_by_hand",
+    ) {
+        return;
+    }
+    assert!(rustls::crypto::CryptoProvider::get_default().is_none());
+    let (tokens, api) = (token_endpoint().await, api_rejecting_the_old_token().await);
+    let dir = TempLoader::with_token(&token_uri(&tokens), 3000);
+    let creds = dir.loader().quota_project("mw-proj").load().await.unwrap();
+    // reqwest as google-cloud-auth builds it (rustls without a provider)
+    // would panic here without a process default.
+    let resp = client(creds)
+        .post(format!("{}{GENERATE}", api.uri()))
+        .body(r#"{"q":1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(rustls::crypto::CryptoProvider::get_default().is_some());
 }

@@ -53,7 +53,7 @@ fn client(
     creds: Credentials,
     policy: reqwest::redirect::Policy,
 ) -> reqwest_middleware::ClientWithMiddleware {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // No provider installed here: loading `creds` made ring's the default.
     let reqwest = reqwest::Client::builder().redirect(policy).build().unwrap();
     reqwest_middleware::ClientBuilder::new(reqwest)
         .with(AuthMiddleware::new(creds))

@@ -21,7 +21,11 @@ struct H2Counts {
 /// An HTTPS server on 127.0.0.1 that speaks only HTTP/2 (ALPN "h2") and
 /// takes 100 ms per answer. Returns its base URL and its counters.
 async fn h2_server(leaf: &str, key: &str) -> (String, H2Counts) {
-    let acceptor = crate::common::tls_certs::acceptor(leaf, key, &[b"h2"]);
+    h2_server_on(crate::common::tls_certs::acceptor(leaf, key, &[b"h2"])).await
+}
+
+/// [`h2_server`] behind `acceptor`.
+async fn h2_server_on(acceptor: tokio_rustls::TlsAcceptor) -> (String, H2Counts) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let counts = H2Counts::default();
@@ -132,4 +136,45 @@ async fn an_untrusted_certificate_is_refused_and_bad_pem_is_reported() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::InvalidCertificate(_)), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crypto_provider_the_application_installed_is_the_one_used() {
+    if !alone_in_this_process("tls::a_crypto_provider_the_application_installed_is_the_one_used") {
+        return;
+    }
+    use rustls::crypto::CryptoProvider;
+    use rustls::crypto::ring::{cipher_suite, default_provider};
+    let only = |suite| CryptoProvider {
+        cipher_suites: vec![suite],
+        ..default_provider()
+    };
+    // The application's choice, made before it loads credentials: AES only.
+    only(cipher_suite::TLS13_AES_128_GCM_SHA256)
+        .install_default()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, leaf, key) = make_certs(dir.path());
+    let server = |suite| {
+        let config =
+            crate::common::tls_certs::server_config_with(&leaf, &key, &[b"h2"], only(suite));
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    };
+    let (chacha, chacha_counts) =
+        h2_server_on(server(cipher_suite::TLS13_CHACHA20_POLY1305_SHA256)).await;
+    let (aes, aes_counts) = h2_server_on(server(cipher_suite::TLS13_AES_128_GCM_SHA256)).await;
+    let tokens = token_endpoint().await;
+    for (base, works) in [(&aes, true), (&chacha, false)] {
+        let creds = loader(dir.path(), base, &token_uri(&tokens))
+            .root_certificates_pem(&ca)
+            .load()
+            .await
+            .unwrap();
+        let client = creds.authorized_client();
+        let answer = client.get(&client.api_url("models")).await;
+        // ring's own defaults would have agreed on ChaCha20 with the second server.
+        assert_eq!(answer.is_ok(), works, "{base}: {answer:?}");
+    }
+    assert_eq!(aes_counts.requests.load(Ordering::SeqCst), 1);
+    assert_eq!(chacha_counts.requests.load(Ordering::SeqCst), 0);
 }

@@ -90,18 +90,27 @@ pub fn acceptor(leaf: &str, key: &str, alpn: &[&[u8]]) -> tokio_rustls::TlsAccep
 
 /// The server side for the PEM `leaf` and `key`, offering `alpn` protocols.
 pub fn server_config(leaf: &str, key: &str, alpn: &[&[u8]]) -> tokio_rustls::rustls::ServerConfig {
+    let ring = tokio_rustls::rustls::crypto::ring::default_provider();
+    server_config_with(leaf, key, alpn, ring)
+}
+
+/// [`server_config`] with `provider`'s cipher suites and key exchanges.
+pub fn server_config_with(
+    leaf: &str,
+    key: &str,
+    alpn: &[&[u8]],
+    provider: tokio_rustls::rustls::crypto::CryptoProvider,
+) -> tokio_rustls::rustls::ServerConfig {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(leaf.as_bytes())
         .map(Result::unwrap)
         .collect();
     let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-    let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
-        tokio_rustls::rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
+    let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     config
 }
