@@ -72,6 +72,9 @@ pub enum IdTokenProblem {
     Missing(&'static str),
     /// The ID token is not a JWT with a numeric `exp` claim.
     NotJwt,
+    /// The ID token had expired, or was about to, when it came (its
+    /// `exp` claim): most likely this machine's clock is wrong.
+    Expired,
 }
 
 impl fmt::Display for IdTokenProblem {
@@ -99,6 +102,10 @@ impl fmt::Display for IdTokenProblem {
             IdTokenProblem::NotJwt => {
                 f.write_str("the ID token is not a JWT with a numeric \"exp\" claim")
             }
+            IdTokenProblem::Expired => f.write_str(
+                "the ID token had expired, or was about to, when it came (its \"exp\" \
+                 claim): check this machine's clock",
+            ),
         }
     }
 }
