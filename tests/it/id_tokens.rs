@@ -548,6 +548,7 @@ async fn answers_that_are_no_usable_id_token_are_typed_errors_without_secrets() 
     let dir = tempfile::tempdir().unwrap();
     let (private_key, _) = crate::adc::rsa_key(dir.path());
     let ok = id_jwt(AUD, 1, exp_in_an_hour());
+    let (head, rest) = ok.split_once('.').unwrap();
     let id_answer =
         |token: String| ResponseTemplate::new(200).set_body_json(json!({"id_token": token}));
     let cases: Vec<Case> = vec![
@@ -564,6 +565,19 @@ async fn answers_that_are_no_usable_id_token_are_typed_errors_without_secrets() 
         (
             "a huge token",
             id_answer(format!("{ok}{}", "A".repeat(20 * 1024))),
+            |e| {
+                matches!(
+                    e,
+                    Error::IdToken {
+                        problem: IdTokenProblem::NotJwt,
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "a control character in the token",
+            id_answer(format!("{head}\u{7}.{rest}")),
             |e| {
                 matches!(
                     e,
