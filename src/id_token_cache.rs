@@ -123,7 +123,13 @@ impl AudienceSource {
         if let Some(fetched) = last() {
             return Ok(fetched);
         }
-        self.access.refresh_after(&current).await?;
+        let grants = user.grants();
+        let new = self.access.refresh_after(&current).await?;
+        if user.grants() == grants {
+            // The store held another process's newer token, taken instead
+            // of a refresh: that process got its ID token. Refresh it.
+            self.access.refresh_after(&new).await?;
+        }
         let token = user
             .id_token()
             .ok_or_else(|| self.error(IdTokenProblem::NoOpenIdScope))?;

@@ -649,3 +649,21 @@ async fn an_expired_user_id_token_is_an_error_not_a_refresh_per_call() {
     assert!(err.to_string().contains("clock"), "{err}");
     assert_eq!(token_requests(&server).await, 1);
 }
+
+#[tokio::test]
+async fn a_user_id_token_when_another_process_refreshed_the_store() {
+    let id = id_jwt(CLIENT_ID, 1, exp_in_an_hour());
+    let server = openid_token_server(&id).await;
+    let dir = TempLoader::with_token(&token_uri(&server), 3000);
+    let creds = dir.loader().load().await.unwrap();
+    // Another process refreshed meanwhile: the store holds a newer token
+    // (whose refresh brought that process, not this one, an ID token).
+    dir.write_token(&token_json(&token_uri(&server), 3500));
+    let got = creds.id_token(CLIENT_ID).await;
+    assert_eq!(got.unwrap().secret(), id);
+    assert_eq!(
+        token_requests(&server).await,
+        1,
+        "one refresh, of the adopted token"
+    );
+}
