@@ -180,14 +180,15 @@ async fn a_service_account_key_gets_id_tokens_as_google_auth_does() {
     assert_eq!(ours["aud"], gemini_oauth::endpoints::GOOGLE_TOKEN_URI);
 }
 
-/// Answers `generateIdToken` with an ID token for the body's audience.
-struct IamId;
+/// Answers `generateIdToken` with an ID token for the body's audience,
+/// expiring at `exp` (fixed: two calls a second apart get the same token).
+struct IamId(u64);
 
 impl Respond for IamId {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let body: Value = serde_json::from_slice(&req.body).unwrap();
         let aud = body["audience"].as_str().unwrap_or_default();
-        ResponseTemplate::new(200).set_body_json(json!({"token": id_jwt(aud, 7, exp_in_an_hour())}))
+        ResponseTemplate::new(200).set_body_json(json!({"token": id_jwt(aud, 7, self.0)}))
     }
 }
 
@@ -200,7 +201,7 @@ async fn an_impersonated_service_account_asks_iam_as_google_auth_does() {
     let server = google().await;
     Mock::given(method("POST"))
         .and(path(iam_id_path()))
-        .respond_with(IamId)
+        .respond_with(IamId(exp_in_an_hour()))
         .mount(&server)
         .await;
     let (_dir, file) = user_file(&server);
