@@ -668,3 +668,44 @@ async fn a_user_id_token_when_another_process_refreshed_the_store() {
         "one refresh, of the adopted token"
     );
 }
+
+#[tokio::test]
+async fn a_quiet_token_or_iam_endpoint_ends_the_id_token_call_with_a_timeout() {
+    let quiet = || ResponseTemplate::new(200).set_delay(Duration::from_secs(3600));
+    let dir = tempfile::tempdir().unwrap();
+    let (private_key, _) = crate::adc::rsa_key(dir.path());
+    let (_server, file) = sa_key_answering(dir.path(), &private_key, quiet()).await;
+    let creds = adc(&file)
+        .timeout(Duration::from_millis(200))
+        .load()
+        .await
+        .unwrap();
+    let err = creds.id_token(AUD).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+
+    let server = google().await;
+    Mock::given(method("POST"))
+        .and(path(iam_id_path()))
+        .respond_with(quiet())
+        .mount(&server)
+        .await;
+    let (_dir, file) = user_file(&server);
+    let creds = adc(&file)
+        .timeout(Duration::from_millis(200))
+        .load()
+        .await
+        .unwrap();
+    let err = creds.id_token(AUD).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_user_id_token_right_after_an_access_token_refresh_takes_no_other() {
+    let id = id_jwt(CLIENT_ID, 1, exp_in_an_hour());
+    let server = openid_token_server(&id).await;
+    let dir = TempLoader::with_token(&token_uri(&server), 3000);
+    let creds = dir.loader().load().await.unwrap();
+    creds.force_refresh().await.unwrap();
+    assert_eq!(creds.id_token(CLIENT_ID).await.unwrap().secret(), id);
+    assert_eq!(token_requests(&server).await, 1);
+}
