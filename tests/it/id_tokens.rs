@@ -17,7 +17,7 @@ use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::common::*;
-use crate::impersonation::{SA, adc, google, user_file, user_source, write_json};
+use crate::impersonation::{SA, adc, eaau, google, user_file, user_source, write_json};
 
 const AUD: &str = "https://tool-abc123-uc.a.run.app";
 const OTHER_AUD: &str = "https://other-abc123-uc.a.run.app";
@@ -708,4 +708,43 @@ async fn a_user_id_token_right_after_an_access_token_refresh_takes_no_other() {
     creds.force_refresh().await.unwrap();
     assert_eq!(creds.id_token(CLIENT_ID).await.unwrap().secret(), id);
     assert_eq!(token_requests(&server).await, 1);
+}
+
+#[tokio::test]
+async fn a_key_outside_googleapis_and_an_external_account_say_why_they_have_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private_key, _) = crate::adc::rsa_key(dir.path());
+    let (server, file) =
+        sa_key_answering(dir.path(), &private_key, ResponseTemplate::new(500)).await;
+    let mut key: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    key["universe_domain"] = json!("example.test");
+    let file = write_json(dir.path(), "sa.json", &key);
+    let creds = adc(&file).load().await.unwrap();
+    let err = creds.id_token(AUD).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::IdToken {
+                problem: IdTokenProblem::OtherUniverse,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(id_requests(&server).await.is_empty());
+
+    let server = google().await;
+    let file = write_json(dir.path(), "eaau.json", &eaau(&server));
+    let creds = adc(&file).load().await.unwrap();
+    let err = creds.id_token(AUD).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::IdToken {
+                problem: IdTokenProblem::NotSupported,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
