@@ -72,6 +72,9 @@ pub enum IdTokenProblem {
     Missing(&'static str),
     /// The ID token is not a JWT with a numeric `exp` claim.
     NotJwt,
+    /// The ID token had expired, or was about to, when it came (its
+    /// `exp` claim): most likely this machine's clock is wrong.
+    Expired,
 }
 
 impl fmt::Display for IdTokenProblem {
@@ -99,6 +102,10 @@ impl fmt::Display for IdTokenProblem {
             IdTokenProblem::NotJwt => {
                 f.write_str("the ID token is not a JWT with a numeric \"exp\" claim")
             }
+            IdTokenProblem::Expired => f.write_str(
+                "the ID token had expired, or was about to, when it came (its \"exp\" \
+                 claim): check this machine's clock",
+            ),
         }
     }
 }
@@ -110,7 +117,10 @@ const MAX_JWT: usize = 16 * 1024;
 /// google-auth reads it (the signature is the audience's to check).
 pub(crate) fn fetched(jwt: &str) -> Result<Fetched, IdTokenProblem> {
     let jwt = jwt.trim();
-    if jwt.len() > MAX_JWT {
+    // Why: a JWT is base64url parts; anything else (a control character)
+    // could not go in a header either.
+    let jwt_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'=');
+    if jwt.len() > MAX_JWT || !jwt.bytes().all(jwt_byte) {
         return Err(IdTokenProblem::NotJwt);
     }
     let mut parts = jwt.split('.');
@@ -172,6 +182,8 @@ mod tests {
             jwt(r#"{"exp":18446744073709551615}"#),
             jwt("not json"),
             "x".repeat(MAX_JWT + 1),
+            format!("{}\u{7}", jwt(r#"{"exp":1893553445}"#)),
+            jwt(r#"{"exp":1893553445}"#).replace(".sig", ".s g"),
         ] {
             assert_eq!(
                 fetched(&bad).err(),

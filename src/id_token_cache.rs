@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use secrecy::ExposeSecret;
 
-use crate::access_token::REFRESH_WINDOW;
+use crate::access_token::{EXPIRY_SKEW, REFRESH_WINDOW};
 use crate::error::{Error, Result};
 use crate::id_token::{self, IdToken, IdTokenProblem};
 use crate::source::user::UserSource;
@@ -123,7 +123,13 @@ impl AudienceSource {
         if let Some(fetched) = last() {
             return Ok(fetched);
         }
-        self.access.refresh_after(&current).await?;
+        let grants = user.grants();
+        let new = self.access.refresh_after(&current).await?;
+        if user.grants() == grants {
+            // The store held another process's newer token, taken instead
+            // of a refresh: that process got its ID token. Refresh it.
+            self.access.refresh_after(&new).await?;
+        }
         let token = user
             .id_token()
             .ok_or_else(|| self.error(IdTokenProblem::NoOpenIdScope))?;
@@ -134,13 +140,20 @@ impl AudienceSource {
 impl TokenSource for AudienceSource {
     fn fetch(&self) -> BoxFuture<'_, Result<Fetched>> {
         Box::pin(async move {
-            if let Some(user) = &self.user {
-                return self.of_user(user).await;
+            let fetched = match &self.user {
+                Some(user) => self.of_user(user).await?,
+                None => match self.access.source_id_token(&self.audience) {
+                    Some(fetching) => fetching.await?,
+                    None => return Err(self.error(IdTokenProblem::NotSupported)),
+                },
+            };
+            // Why: an expired one would be handed out once and then fetched
+            // again on every call; an error backs off like any failure.
+            let usable_after = SystemTime::now().checked_add(EXPIRY_SKEW);
+            if usable_after.is_none_or(|t| fetched.expires_at <= t) {
+                return Err(self.error(IdTokenProblem::Expired));
             }
-            match self.access.source_id_token(&self.audience) {
-                Some(fetching) => fetching.await,
-                None => Err(self.error(IdTokenProblem::NotSupported)),
-            }
+            Ok(fetched)
         })
     }
 

@@ -3,7 +3,7 @@
 //! refresh and a consent, and the one locked-refresh path that the loader
 //! and the background refresh share.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -86,6 +86,9 @@ pub(crate) struct UserSource {
     scopes: Vec<String>,
     /// The ID token of the last refresh that brought one (sign-ins with `openid`).
     id_token: Mutex<Option<SecretString>>,
+    /// Refresh grants answered so far: a refresh of the cache that took
+    /// another process's token instead brought no ID token.
+    grants: AtomicU64,
 }
 
 /// How a [`UserSource`] reaches its endpoints.
@@ -117,6 +120,7 @@ impl UserSource {
             revoked: AtomicBool::new(false),
             scopes: Vec::new(),
             id_token: Mutex::new(None),
+            grants: AtomicU64::new(0),
         }
     }
 
@@ -155,6 +159,11 @@ impl UserSource {
     /// The ID token the last refresh brought, if any.
     pub(crate) fn id_token(&self) -> Option<SecretString> {
         lock(&self.id_token).clone()
+    }
+
+    /// How many refresh grants were answered (see [`Self::id_token`]).
+    pub(crate) fn grants(&self) -> u64 {
+        self.grants.load(Ordering::SeqCst)
     }
 
     pub(crate) fn set_record(&self, record: StoredToken) {
@@ -309,6 +318,7 @@ impl UserSource {
         if let Some(id_token) = &resp.id_token {
             *lock(&self.id_token) = Some(id_token.clone());
         }
+        self.grants.fetch_add(1, Ordering::SeqCst);
         resp.apply_to(&mut record);
         tracing::debug!("access token refreshed");
         Ok(record)

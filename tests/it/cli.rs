@@ -136,6 +136,32 @@ fn each_error_is_one_line_with_the_fix_and_its_exit_code() {
         (vec!["login", "--api-key"], vec![]),
         (vec!["print-access-token", "--api-key"], vec![]),
         (
+            vec!["print-identity-token", "--audiences", "https://a.run.app"],
+            vec![],
+        ),
+        (
+            vec![
+                "print-identity-token",
+                "--adc",
+                "--audiences",
+                "https://a.run.app",
+            ],
+            vec![],
+        ),
+        (
+            vec![
+                "print-identity-token",
+                "--api-key",
+                "--audiences",
+                "https://a.run.app",
+            ],
+            vec![],
+        ),
+        (
+            vec!["print-identity-token", "--adc", "--audiences", " "],
+            vec![],
+        ),
+        (
             vec![
                 "models",
                 "--api-key",

@@ -17,7 +17,7 @@ use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::common::*;
-use crate::impersonation::{SA, adc, google, user_file, user_source, write_json};
+use crate::impersonation::{SA, adc, eaau, google, user_file, user_source, write_json};
 
 const AUD: &str = "https://tool-abc123-uc.a.run.app";
 const OTHER_AUD: &str = "https://other-abc123-uc.a.run.app";
@@ -180,14 +180,15 @@ async fn a_service_account_key_gets_id_tokens_as_google_auth_does() {
     assert_eq!(ours["aud"], gemini_oauth::endpoints::GOOGLE_TOKEN_URI);
 }
 
-/// Answers `generateIdToken` with an ID token for the body's audience.
-struct IamId;
+/// Answers `generateIdToken` with an ID token for the body's audience,
+/// expiring at `exp` (fixed: two calls a second apart get the same token).
+struct IamId(u64);
 
 impl Respond for IamId {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let body: Value = serde_json::from_slice(&req.body).unwrap();
         let aud = body["audience"].as_str().unwrap_or_default();
-        ResponseTemplate::new(200).set_body_json(json!({"token": id_jwt(aud, 7, exp_in_an_hour())}))
+        ResponseTemplate::new(200).set_body_json(json!({"token": id_jwt(aud, 7, self.0)}))
     }
 }
 
@@ -200,7 +201,7 @@ async fn an_impersonated_service_account_asks_iam_as_google_auth_does() {
     let server = google().await;
     Mock::given(method("POST"))
         .and(path(iam_id_path()))
-        .respond_with(IamId)
+        .respond_with(IamId(exp_in_an_hour()))
         .mount(&server)
         .await;
     let (_dir, file) = user_file(&server);
@@ -490,4 +491,260 @@ fn print_identity_token(home: &Path, host: &str, aud: &str) -> std::process::Out
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap()
+}
+
+/// A token endpoint for a service-account key that answers every
+/// `target_audience` assertion with `answer`, any other with an access token.
+struct SaAnswer(ResponseTemplate);
+
+impl Respond for SaAnswer {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let assertion = form(req).remove("assertion").unwrap_or_default();
+        match claims(&assertion, 1).get("target_audience") {
+            Some(_) => self.0.clone(),
+            None => ResponseTemplate::new(200).set_body_json(
+                json!({"access_token": "ya29.SA", "expires_in": 3599, "token_type": "Bearer"}),
+            ),
+        }
+    }
+}
+
+/// A service-account key file (with `private_key`) in `dir` whose token
+/// endpoint answers ID-token requests with `answer`.
+async fn sa_key_answering(
+    dir: &Path,
+    private_key: &str,
+    answer: ResponseTemplate,
+) -> (MockServer, std::path::PathBuf) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(SaAnswer(answer))
+        .mount(&server)
+        .await;
+    let file = write_json(
+        dir,
+        "sa.json",
+        &json!({"type": "service_account", "project_id": "p", "private_key_id": "k1",
+                "private_key": private_key, "client_email": SA, "client_id": "1",
+                "token_uri": token_uri(&server)}),
+    );
+    (server, file)
+}
+
+/// Seconds since the epoch, `by` seconds from now (negative: past).
+fn exp_from_now(by: i64) -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    now.checked_add_signed(by).unwrap()
+}
+
+/// What a token endpoint answers, and whether the error it makes is right.
+type Case = (&'static str, ResponseTemplate, fn(&Error) -> bool);
+
+#[tokio::test]
+async fn answers_that_are_no_usable_id_token_are_typed_errors_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private_key, _) = crate::adc::rsa_key(dir.path());
+    let ok = id_jwt(AUD, 1, exp_in_an_hour());
+    let (head, rest) = ok.split_once('.').unwrap();
+    let id_answer =
+        |token: String| ResponseTemplate::new(200).set_body_json(json!({"id_token": token}));
+    let cases: Vec<Case> = vec![
+        (
+            "HTML with 200",
+            ResponseTemplate::new(200).set_body_raw("<html>IDTOKENMARKER</html>", "text/html"),
+            |e| matches!(e, Error::TokenResponse { status: 200, .. }),
+        ),
+        (
+            "no id_token",
+            ResponseTemplate::new(200).set_body_json(json!({"access_token": "ya29.SAMARKER"})),
+            |e| matches!(e, Error::TokenResponse { status: 200, .. }),
+        ),
+        (
+            "a huge token",
+            id_answer(format!("{ok}{}", "A".repeat(20 * 1024))),
+            |e| {
+                matches!(
+                    e,
+                    Error::IdToken {
+                        problem: IdTokenProblem::NotJwt,
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "a control character in the token",
+            id_answer(format!("{head}\u{7}.{rest}")),
+            |e| {
+                matches!(
+                    e,
+                    Error::IdToken {
+                        problem: IdTokenProblem::NotJwt,
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "an exp in the past",
+            id_answer(id_jwt(AUD, 1, exp_from_now(-60))),
+            |e| {
+                matches!(
+                    e,
+                    Error::IdToken {
+                        problem: IdTokenProblem::Expired,
+                        ..
+                    }
+                )
+            },
+        ),
+    ];
+    for (what, answer, expected) in cases {
+        let case = tempfile::tempdir().unwrap();
+        let (_server, file) = sa_key_answering(case.path(), &private_key, answer).await;
+        let creds = adc(&file).load().await.unwrap();
+        let err = creds.id_token(AUD).await.unwrap_err();
+        assert!(expected(&err), "{what}: {err:?}");
+        assert_no_secrets(&format!("{err} {err:?}"));
+    }
+}
+
+#[tokio::test]
+async fn an_exp_far_ahead_is_taken_and_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private_key, _) = crate::adc::rsa_key(dir.path());
+    // Year ~5000, and the largest exp SystemTime holds past u64 ms.
+    for exp in [95_617_584_000, 1 << 62] {
+        let case = tempfile::tempdir().unwrap();
+        let answer =
+            ResponseTemplate::new(200).set_body_json(json!({"id_token": id_jwt(AUD, 1, exp)}));
+        let (server, file) = sa_key_answering(case.path(), &private_key, answer).await;
+        let creds = adc(&file).load().await.unwrap();
+        let id = creds.id_token(AUD).await.unwrap();
+        assert_eq!(id.expires_at(), UNIX_EPOCH + Duration::from_secs(exp));
+        creds.id_token(AUD).await.unwrap();
+        assert_eq!(id_requests(&server).await.len(), 1, "exp {exp}");
+    }
+}
+
+#[tokio::test]
+async fn an_expired_user_id_token_is_an_error_not_a_refresh_per_call() {
+    let server = openid_token_server(&id_jwt(CLIENT_ID, 1, exp_from_now(-60))).await;
+    let dir = TempLoader::with_token(&token_uri(&server), 3000);
+    let creds = dir.loader().load().await.unwrap();
+    let err = creds.id_token(CLIENT_ID).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::IdToken {
+                problem: IdTokenProblem::Expired,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("clock"), "{err}");
+    assert_eq!(token_requests(&server).await, 1);
+}
+
+#[tokio::test]
+async fn a_user_id_token_when_another_process_refreshed_the_store() {
+    let id = id_jwt(CLIENT_ID, 1, exp_in_an_hour());
+    let server = openid_token_server(&id).await;
+    let dir = TempLoader::with_token(&token_uri(&server), 3000);
+    let creds = dir.loader().load().await.unwrap();
+    // Another process refreshed meanwhile: the store holds a newer token
+    // (whose refresh brought that process, not this one, an ID token).
+    dir.write_token(&token_json(&token_uri(&server), 3500));
+    let got = creds.id_token(CLIENT_ID).await;
+    assert_eq!(got.unwrap().secret(), id);
+    assert_eq!(
+        token_requests(&server).await,
+        1,
+        "one refresh, of the adopted token"
+    );
+}
+
+#[tokio::test]
+async fn a_quiet_token_or_iam_endpoint_ends_the_id_token_call_with_a_timeout() {
+    let quiet = || ResponseTemplate::new(200).set_delay(Duration::from_secs(3600));
+    let dir = tempfile::tempdir().unwrap();
+    let (private_key, _) = crate::adc::rsa_key(dir.path());
+    let (_server, file) = sa_key_answering(dir.path(), &private_key, quiet()).await;
+    let creds = adc(&file)
+        .timeout(Duration::from_millis(200))
+        .load()
+        .await
+        .unwrap();
+    let err = creds.id_token(AUD).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+
+    let server = google().await;
+    Mock::given(method("POST"))
+        .and(path(iam_id_path()))
+        .respond_with(quiet())
+        .mount(&server)
+        .await;
+    let (_dir, file) = user_file(&server);
+    let creds = adc(&file)
+        .timeout(Duration::from_millis(200))
+        .load()
+        .await
+        .unwrap();
+    let err = creds.id_token(AUD).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_user_id_token_right_after_an_access_token_refresh_takes_no_other() {
+    let id = id_jwt(CLIENT_ID, 1, exp_in_an_hour());
+    let server = openid_token_server(&id).await;
+    let dir = TempLoader::with_token(&token_uri(&server), 3000);
+    let creds = dir.loader().load().await.unwrap();
+    creds.force_refresh().await.unwrap();
+    assert_eq!(creds.id_token(CLIENT_ID).await.unwrap().secret(), id);
+    assert_eq!(token_requests(&server).await, 1);
+}
+
+#[tokio::test]
+async fn a_key_outside_googleapis_and_an_external_account_say_why_they_have_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private_key, _) = crate::adc::rsa_key(dir.path());
+    let (server, file) =
+        sa_key_answering(dir.path(), &private_key, ResponseTemplate::new(500)).await;
+    let mut key: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    key["universe_domain"] = json!("example.test");
+    let file = write_json(dir.path(), "sa.json", &key);
+    let creds = adc(&file).load().await.unwrap();
+    let err = creds.id_token(AUD).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::IdToken {
+                problem: IdTokenProblem::OtherUniverse,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(id_requests(&server).await.is_empty());
+
+    let server = google().await;
+    let file = write_json(dir.path(), "eaau.json", &eaau(&server));
+    let creds = adc(&file).load().await.unwrap();
+    let err = creds.id_token(AUD).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::IdToken {
+                problem: IdTokenProblem::NotSupported,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
