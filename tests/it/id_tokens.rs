@@ -231,14 +231,7 @@ async fn an_impersonated_service_account_asks_iam_as_google_auth_does() {
     assert_eq!(ours["audience"], theirs["audience"]);
     assert_eq!(ours["includeEmail"], true);
     assert_eq!(ours["includeEmail"], theirs["includeEmail"]);
-    // Delegates as the API names accounts; gcloud's file (and so Python) has bare emails.
-    let named: Vec<String> = theirs["delegates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| format!("projects/-/serviceAccounts/{}", d.as_str().unwrap()))
-        .collect();
-    assert_eq!(ours["delegates"], json!(named));
+    crate::impersonation::assert_same_delegates(&ours, &theirs);
 }
 
 /// A token endpoint whose refresh answers carry `id_token` (a sign-in with

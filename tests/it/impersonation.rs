@@ -238,6 +238,17 @@ fn assert_same_iam_call(ours: &Request, theirs: &Request) {
     let (ours, theirs) = (iam_body(ours), iam_body(theirs));
     assert_eq!(ours["scope"], theirs["scope"]);
     assert_eq!(ours["lifetime"], theirs["lifetime"]);
+    assert_same_delegates(&ours, &theirs);
+    assert_eq!(
+        ours.as_object().unwrap().keys().collect::<Vec<_>>(),
+        theirs.as_object().unwrap().keys().collect::<Vec<_>>()
+    );
+}
+
+/// Asserts the IAM bodies `ours` and `theirs` (Python's) name the same
+/// delegates: ours as the API names accounts, Python's as gcloud's file has
+/// them (bare emails).
+pub(crate) fn assert_same_delegates(ours: &Value, theirs: &Value) {
     let named: Vec<String> = theirs["delegates"]
         .as_array()
         .unwrap()
@@ -245,10 +256,6 @@ fn assert_same_iam_call(ours: &Request, theirs: &Request) {
         .map(|d| format!("projects/-/serviceAccounts/{}", d.as_str().unwrap()))
         .collect();
     assert_eq!(ours["delegates"], json!(named));
-    assert_eq!(
-        ours.as_object().unwrap().keys().collect::<Vec<_>>(),
-        theirs.as_object().unwrap().keys().collect::<Vec<_>>()
-    );
 }
 
 #[tokio::test]
