@@ -49,6 +49,14 @@ fn claims(jwt: &str, part: usize) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(text).unwrap()).unwrap()
 }
 
+/// Asserts `err` is [`Error::IdToken`] for `problem`.
+fn assert_problem(err: &Error, problem: IdTokenProblem) {
+    match err {
+        Error::IdToken { problem: p, .. } => assert_eq!(*p, problem, "{err}"),
+        other => panic!("{other:?}"),
+    }
+}
+
 fn form(req: &Request) -> BTreeMap<String, String> {
     form_urlencoded::parse(&req.body).into_owned().collect()
 }
@@ -308,16 +316,7 @@ async fn a_user_sign_in_without_openid_says_to_add_the_scope() {
     let dir = TempLoader::with_token(&token_uri(&server), 3000);
     let creds = dir.loader().load().await.unwrap();
     let err = creds.id_token(CLIENT_ID).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::IdToken {
-                problem: IdTokenProblem::NoOpenIdScope,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_problem(&err, IdTokenProblem::NoOpenIdScope);
     assert!(err.to_string().contains("openid"), "{err}");
     assert_eq!(token_requests(&server).await, 1);
 }
@@ -325,16 +324,7 @@ async fn a_user_sign_in_without_openid_says_to_add_the_scope() {
 #[tokio::test]
 async fn credentials_without_id_tokens_and_empty_audiences_are_typed_errors() {
     let not_supported = |e: Error| {
-        assert!(
-            matches!(
-                e,
-                Error::IdToken {
-                    problem: IdTokenProblem::NotSupported,
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
+        assert_problem(&e, IdTokenProblem::NotSupported);
     };
     not_supported(
         Credentials::from_api_key("AIzaKEYMARKER")
@@ -348,16 +338,7 @@ async fn credentials_without_id_tokens_and_empty_audiences_are_typed_errors() {
             .unwrap();
     not_supported(fixed.id_token(AUD).await.unwrap_err());
     let err = fixed.id_token("").await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::IdToken {
-                problem: IdTokenProblem::EmptyAudience,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_problem(&err, IdTokenProblem::EmptyAudience);
 }
 
 #[tokio::test]
@@ -630,16 +611,7 @@ async fn an_expired_user_id_token_is_an_error_not_a_refresh_per_call() {
     let dir = TempLoader::with_token(&token_uri(&server), 3000);
     let creds = dir.loader().load().await.unwrap();
     let err = creds.id_token(CLIENT_ID).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::IdToken {
-                problem: IdTokenProblem::Expired,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_problem(&err, IdTokenProblem::Expired);
     assert!(err.to_string().contains("clock"), "{err}");
     assert_eq!(token_requests(&server).await, 1);
 }
@@ -714,30 +686,12 @@ async fn a_key_outside_googleapis_and_an_external_account_say_why_they_have_none
     let file = write_json(dir.path(), "sa.json", &key);
     let creds = adc(&file).load().await.unwrap();
     let err = creds.id_token(AUD).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::IdToken {
-                problem: IdTokenProblem::OtherUniverse,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_problem(&err, IdTokenProblem::OtherUniverse);
     assert!(id_requests(&server).await.is_empty());
 
     let server = google().await;
     let file = write_json(dir.path(), "eaau.json", &eaau(&server));
     let creds = adc(&file).load().await.unwrap();
     let err = creds.id_token(AUD).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::IdToken {
-                problem: IdTokenProblem::NotSupported,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_problem(&err, IdTokenProblem::NotSupported);
 }
