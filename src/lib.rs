@@ -67,7 +67,7 @@
 //!
 //! Other HTTP clients take the headers from [`Credentials::headers`] (and a
 //! new token after a `401` from [`Credentials::force_refresh`]), or use the
-//! reqwest, tower or google-cloud-auth integrations (see Features).
+//! reqwest, tower, google-cloud-auth or gcp_auth integrations (see Features).
 //!
 //! # Features
 //!
@@ -88,6 +88,8 @@
 //! - `google-cloud-auth`: google-cloud-auth's `CredentialsProvider` for
 //!   [`Credentials`], so `google_cloud_auth::credentials::Credentials::from(creds)`
 //!   drives the google-cloud-rust clients.
+//! - `gcp-auth`: gcp_auth's `TokenProvider` for [`Credentials`], for crates
+//!   that take an `Arc<dyn gcp_auth::TokenProvider>`.
 //! - `blocking`: `blocking::load_creds`, `CredentialLoader::load_blocking`
 //!   and `blocking::Credentials`, for synchronous code.
 //! - `cli`: the `gemini-oauth` command line tool (`cargo install
@@ -169,6 +171,8 @@ mod error;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzz_entry;
+#[cfg(feature = "gcp-auth")]
+mod gcp_token_provider;
 pub mod gemini;
 #[cfg(feature = "google-cloud-auth")]
 mod google_cloud;
@@ -181,6 +185,8 @@ mod json;
 mod loader;
 mod proxy;
 mod request_body;
+#[cfg(feature = "gcp-auth")]
+mod requested_scopes;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
 mod response_body;

@@ -49,6 +49,7 @@ fn the_default_tree_has_at_most_100_crates() {
         "reqwest-middleware",
         "tower-layer",
         "google-cloud-auth",
+        "gcp_auth",
         "redis",
     ] {
         assert!(

@@ -41,6 +41,8 @@ mod external_account;
 mod fault_matrix;
 mod faults;
 mod gcloud;
+#[cfg(feature = "gcp-auth")]
+mod gcp_token_provider;
 mod gemini_examples;
 mod gemini_stream;
 mod gemini_timeouts;
