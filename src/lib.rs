@@ -67,7 +67,8 @@
 //!
 //! Other HTTP clients take the headers from [`Credentials::headers`] (and a
 //! new token after a `401` from [`Credentials::force_refresh`]), or use the
-//! reqwest, tower, google-cloud-auth or gcp_auth integrations (see Features).
+//! reqwest, tower, google-cloud-auth, gcp_auth or google-apis-common
+//! integrations (see Features).
 //!
 //! # Features
 //!
@@ -90,6 +91,9 @@
 //!   drives the google-cloud-rust clients.
 //! - `gcp-auth`: gcp_auth's `TokenProvider` for [`Credentials`], for crates
 //!   that take an `Arc<dyn gcp_auth::TokenProvider>`.
+//! - `google-apis-common`: google-apis-common's `GetToken` for
+//!   [`Credentials`], the authenticator of the google-apis-rs hubs
+//!   (`google-storage1`, `google-drive3`, …).
 //! - `blocking`: `blocking::load_creds`, `CredentialLoader::load_blocking`
 //!   and `blocking::Credentials`, for synchronous code.
 //! - `cli`: the `gemini-oauth` command line tool (`cargo install
@@ -174,6 +178,8 @@ pub mod fuzz_entry;
 #[cfg(feature = "gcp-auth")]
 mod gcp_token_provider;
 pub mod gemini;
+#[cfg(feature = "google-apis-common")]
+mod google_apis;
 #[cfg(feature = "google-cloud-auth")]
 mod google_cloud;
 pub mod guide;
@@ -185,7 +191,7 @@ mod json;
 mod loader;
 mod proxy;
 mod request_body;
-#[cfg(feature = "gcp-auth")]
+#[cfg(any(feature = "gcp-auth", feature = "google-apis-common"))]
 mod requested_scopes;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;

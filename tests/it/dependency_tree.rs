@@ -50,6 +50,7 @@ fn the_default_tree_has_at_most_100_crates() {
         "tower-layer",
         "google-cloud-auth",
         "gcp_auth",
+        "google-apis-common",
         "redis",
     ] {
         assert!(
