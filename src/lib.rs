@@ -94,6 +94,9 @@
 //! - `google-apis-common`: google-apis-common's `GetToken` for
 //!   [`Credentials`], the authenticator of the google-apis-rs hubs
 //!   (`google-storage1`, `google-drive3`, …).
+//! - `yup-oauth2`: `Credentials::from_yup_oauth2` and
+//!   `CredentialLoader::yup_oauth2`: a yup-oauth2 `Authenticator` as the
+//!   token source, with this crate's single shared refresh and client.
 //! - `blocking`: `blocking::load_creds`, `CredentialLoader::load_blocking`
 //!   and `blocking::Credentials`, for synchronous code.
 //! - `cli`: the `gemini-oauth` command line tool (`cargo install

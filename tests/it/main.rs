@@ -79,3 +79,5 @@ mod tower_layer;
 mod universe;
 mod upload_stall;
 mod vertex_ai;
+#[cfg(feature = "yup-oauth2")]
+mod yup_source;
