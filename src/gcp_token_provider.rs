@@ -38,6 +38,11 @@ impl TokenProvider for Credentials {
     }
 }
 
+/// The longest lifetime given to gcp_auth (100 years): it adds the
+/// lifetime to its clock with an addition that panics past chrono's range,
+/// which a `SystemTime` (say, a test double's far expiry) can exceed.
+const MAX_EXPIRES_IN: u64 = 100 * 365 * 24 * 3600;
+
 /// gcp_auth's `Token`, which it builds only from a token response: the
 /// expiry is the whole seconds left until `expires_at`, counted from the
 /// clock gcp_auth reads (so never later than ours by more than the moment
@@ -45,7 +50,7 @@ impl TokenProvider for Credentials {
 fn gcp_token(secret: &str, expires_at: SystemTime) -> Result<Token, GcpError> {
     let expires_in = expires_at
         .duration_since(SystemTime::now())
-        .map_or(0, |left| left.as_secs());
+        .map_or(0, |left| left.as_secs().min(MAX_EXPIRES_IN));
     let response = serde_json::json!({ "access_token": secret, "expires_in": expires_in });
     // Its error would name the value; the value holds the token.
     Token::deserialize(response)
@@ -56,4 +61,24 @@ fn gcp_token(secret: &str, expires_at: SystemTime) -> Result<Token, GcpError> {
 /// gcp_auth's message, and the error itself as the source.
 fn gcp_error(e: Error) -> GcpError {
     GcpError::Other("gemini-oauth could not get an access token", Box::new(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn an_expiry_in_the_past_is_now_and_a_far_one_does_not_overflow() {
+        let past = gcp_token("ya29.x", SystemTime::UNIX_EPOCH).unwrap();
+        assert!(past.has_expired());
+        let far = SystemTime::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+        let token = gcp_token("ya29.x", far).unwrap();
+        assert!(!token.has_expired());
+        assert_eq!(token.as_str(), "ya29.x");
+        // Past chrono's range (±262,000 years), within a SystemTime's.
+        if let Some(beyond) = SystemTime::now().checked_add(Duration::from_secs(1 << 45)) {
+            assert!(!gcp_token("ya29.x", beyond).unwrap().has_expired());
+        }
+    }
 }

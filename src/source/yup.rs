@@ -137,3 +137,30 @@ fn error(e: YupError) -> Error {
 fn fixed(text: &'static str) -> BoxError {
     std::sync::Arc::new(std::io::Error::other(text))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiries_outside_what_a_system_time_holds_do_not_panic() {
+        assert_eq!(system_time(-1), UNIX_EPOCH);
+        assert_eq!(system_time(i128::MIN), UNIX_EPOCH);
+        assert_eq!(system_time(i128::MAX), UNIX_EPOCH);
+        assert_eq!(
+            system_time(1_700_000_000_500_000_000),
+            UNIX_EPOCH + Duration::new(1_700_000_000, 500_000_000)
+        );
+    }
+
+    #[test]
+    fn errors_that_may_quote_an_answer_keep_only_their_kind() {
+        let json = serde_json::from_str::<u8>("\"ya29.SECRETMARKER\"").unwrap_err();
+        let e = error(YupError::JSONError(json));
+        let text = format!("{e} {e:?} {}", std::error::Error::source(&e).unwrap());
+        assert!(!text.contains("MARKER"), "{text}");
+        let e = error(YupError::UserError("ya29.SECRETMARKER".into()));
+        let text = format!("{e} {e:?} {}", std::error::Error::source(&e).unwrap());
+        assert!(!text.contains("MARKER"), "{text}");
+    }
+}
