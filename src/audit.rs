@@ -80,4 +80,8 @@ const _: () = {
     shared::<crate::tower::AuthService<MemoryTokenStore>>();
     #[cfg(feature = "blocking")]
     shared::<crate::blocking::Credentials>();
+    #[cfg(feature = "yup-oauth2")]
+    shared::<crate::kind::YupOauth2>();
+    #[cfg(feature = "yup-oauth2")]
+    shared::<CredentialLoader<crate::kind::YupOauth2>>();
 };

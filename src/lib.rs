@@ -67,7 +67,8 @@
 //!
 //! Other HTTP clients take the headers from [`Credentials::headers`] (and a
 //! new token after a `401` from [`Credentials::force_refresh`]), or use the
-//! reqwest, tower or google-cloud-auth integrations (see Features).
+//! reqwest, tower, google-cloud-auth, gcp_auth or google-apis-common
+//! integrations (see Features).
 //!
 //! # Features
 //!
@@ -88,6 +89,14 @@
 //! - `google-cloud-auth`: google-cloud-auth's `CredentialsProvider` for
 //!   [`Credentials`], so `google_cloud_auth::credentials::Credentials::from(creds)`
 //!   drives the google-cloud-rust clients.
+//! - `gcp-auth`: gcp_auth's `TokenProvider` for [`Credentials`], for crates
+//!   that take an `Arc<dyn gcp_auth::TokenProvider>`.
+//! - `google-apis-common`: google-apis-common's `GetToken` for
+//!   [`Credentials`], the authenticator of the google-apis-rs hubs
+//!   (`google-storage1`, `google-drive3`, …).
+//! - `yup-oauth2`: `Credentials::from_yup_oauth2` and
+//!   `CredentialLoader::yup_oauth2`: a yup-oauth2 `Authenticator` as the
+//!   token source, with this crate's single shared refresh and client.
 //! - `blocking`: `blocking::load_creds`, `CredentialLoader::load_blocking`
 //!   and `blocking::Credentials`, for synchronous code.
 //! - `cli`: the `gemini-oauth` command line tool (`cargo install
@@ -169,7 +178,11 @@ mod error;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzz_entry;
+#[cfg(feature = "gcp-auth")]
+mod gcp_token_provider;
 pub mod gemini;
+#[cfg(feature = "google-apis-common")]
+mod google_apis;
 #[cfg(feature = "google-cloud-auth")]
 mod google_cloud;
 pub mod guide;
@@ -181,6 +194,8 @@ mod json;
 mod loader;
 mod proxy;
 mod request_body;
+#[cfg(any(feature = "gcp-auth", feature = "google-apis-common"))]
+mod requested_scopes;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
 mod response_body;

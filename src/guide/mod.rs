@@ -13,7 +13,7 @@
 //! | [`proxies`] | proxies as curl reads them |
 //! | [`vertex_ai`] | Gemini through Vertex AI |
 //! | [`environment`] | `from_env()`: the backend, base URL and credentials google-genai would pick |
-//! | [`integrations`] | reqwest, tower/tonic, google-cloud-rust, blocking code, test doubles |
+//! | [`integrations`] | reqwest, tower/tonic, google-cloud-rust, gcp_auth, google-apis-rs hubs, yup-oauth2, blocking code, test doubles |
 //! | [`cli`] | the `gemini-oauth` command line tool: commands, exit codes, `status` |
 //! | [`faults`] | which calls are retried and how, every phase's time bound, the fault matrix |
 //! | [`security`] | files, processes, network faults, secrets, bad input: what is guaranteed and tested |

@@ -65,6 +65,25 @@ pub struct FixedToken {
     pub(super) expires_at: std::time::SystemTime,
 }
 
+/// A yup-oauth2 `Authenticator` as the token source: yup-oauth2 signs in,
+/// this crate hands out and refreshes the tokens.
+/// [`CredentialLoader::yup_oauth2`](crate::CredentialLoader::yup_oauth2).
+#[cfg(feature = "yup-oauth2")]
+#[cfg_attr(docsrs, doc(cfg(feature = "yup-oauth2")))]
+#[derive(Clone)]
+pub struct YupOauth2 {
+    pub(super) source: Arc<dyn super::yup::FirstToken>,
+}
+
+#[cfg(feature = "yup-oauth2")]
+impl fmt::Debug for YupOauth2 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("YupOauth2")
+            .field("source", &self.source.describe())
+            .finish()
+    }
+}
+
 #[derive(Clone)]
 pub(super) enum SecretSource {
     File(PathBuf),

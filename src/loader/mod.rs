@@ -11,6 +11,8 @@ mod impersonate;
 pub mod kind;
 mod sdk_env;
 mod user;
+#[cfg(feature = "yup-oauth2")]
+mod yup;
 
 pub use sdk_env::{Backend, EnvAuth, EnvChoice};
 

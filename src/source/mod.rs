@@ -10,6 +10,8 @@ pub(crate) mod metadata;
 #[cfg(feature = "service-account")]
 pub(crate) mod service_account;
 pub(crate) mod user;
+#[cfg(feature = "yup-oauth2")]
+pub(crate) mod yup;
 
 use secrecy::SecretString;
 

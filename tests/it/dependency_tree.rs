@@ -1,5 +1,6 @@
 //! The default dependency tree stays lean (issue 14: at most 100 crates).
-//! Optional integrations (reqwest, tower, google-cloud-auth, redis) must not
+//! Optional integrations (reqwest, tower, google-cloud-auth, gcp_auth,
+//! google-apis-common, yup-oauth2, redis) must not
 //! leak into it.
 
 use std::collections::BTreeSet;
@@ -49,6 +50,9 @@ fn the_default_tree_has_at_most_100_crates() {
         "reqwest-middleware",
         "tower-layer",
         "google-cloud-auth",
+        "gcp_auth",
+        "google-apis-common",
+        "yup-oauth2",
         "redis",
     ] {
         assert!(

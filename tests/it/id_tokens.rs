@@ -5,6 +5,7 @@
 //! on the same file and endpoints.
 
 use std::collections::BTreeMap;
+#[cfg(feature = "cli")]
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -367,6 +368,7 @@ async fn after_a_sign_out_no_id_token_is_handed_out() {
 
 /// A metadata server whose identity endpoint answers an ID token for the
 /// audience asked (with `format=full`, the flavor header), as plain text.
+#[cfg(feature = "cli")]
 async fn identity_metadata(id: &str) -> MockServer {
     let metadata = metadata_server(metadata_token()).await;
     // google-auth reads the account's email first.

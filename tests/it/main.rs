@@ -41,10 +41,14 @@ mod external_account;
 mod fault_matrix;
 mod faults;
 mod gcloud;
+#[cfg(feature = "gcp-auth")]
+mod gcp_token_provider;
 mod gemini_examples;
 mod gemini_stream;
 mod gemini_timeouts;
 mod gemini_upload;
+#[cfg(feature = "google-apis-common")]
+mod google_apis;
 #[cfg(feature = "google-cloud-auth")]
 mod google_cloud;
 mod hardening;
@@ -75,3 +79,5 @@ mod tower_layer;
 mod universe;
 mod upload_stall;
 mod vertex_ai;
+#[cfg(feature = "yup-oauth2")]
+mod yup_source;
