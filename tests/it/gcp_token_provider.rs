@@ -7,7 +7,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::common::*;
 use gcp_auth::TokenProvider;
 use gemini_oauth::{Credentials, Error};
-use serde_json::json;
 
 fn micros(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).unwrap().as_micros() as i64
@@ -70,20 +69,7 @@ async fn the_token_its_expiry_and_the_quota_project_come_through_a_dyn_provider(
 async fn an_expired_token_is_refreshed_once_for_all_callers() {
     // The sign-in's refresh brings a token already inside the expiry skew:
     // the provider's first callers find it expired and share one refresh.
-    let tokens = token_server_answering(&[
-        (
-            200,
-            json!({"access_token": "ya29.SHORTMARKER", "expires_in": 1, "token_type": "Bearer"}),
-        ),
-        (
-            200,
-            json!({"access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer"}),
-        ),
-    ])
-    .await;
-    let dir = TempLoader::with_token(&token_uri(&tokens), -60);
-    let ours = dir.loader().load().await.unwrap();
-    assert_eq!(token_requests(&tokens).await, 1);
+    let (tokens, _dir, ours) = loaded_dying_then(new_token()).await;
     let provider: Arc<dyn TokenProvider> = Arc::new(ours.clone());
 
     let callers: Vec<_> = (0..8)
@@ -125,13 +111,8 @@ async fn scopes_the_credentials_were_not_loaded_with_get_the_same_token() {
 
 #[tokio::test]
 async fn our_errors_become_gcp_auth_errors_without_secrets() {
-    let tokens = token_server_answering(&[
-        (200, json!({"access_token": "ya29.SHORTMARKER", "expires_in": 1, "token_type": "Bearer"})),
-        (400, json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."})),
-    ])
-    .await;
-    let dir = TempLoader::with_token(&token_uri(&tokens), -60);
-    let provider: Arc<dyn TokenProvider> = Arc::new(dir.loader().load().await.unwrap());
+    let (tokens, _dir, loaded) = loaded_dying_then(invalid_grant()).await;
+    let provider: Arc<dyn TokenProvider> = Arc::new(loaded);
 
     let err = provider.token(&[RETRIEVER]).await.unwrap_err();
     let gcp_auth::Error::Other(_, source) = &err else {

@@ -5,7 +5,6 @@
 use crate::common::*;
 use gemini_oauth::{Credentials, Error};
 use google_apis_common::GetToken;
-use serde_json::json;
 
 /// A hub's authenticator: `Hub::new(client, auth)` boxes what it is given.
 fn hub_auth(creds: &Credentials) -> Box<dyn GetToken> {
@@ -48,20 +47,7 @@ async fn hubs_get_the_cached_token_and_then_the_refreshed_one() {
 #[tokio::test]
 async fn an_expired_token_is_refreshed_once_for_all_callers() {
     // The load's refresh brings a token already inside the expiry skew.
-    let tokens = token_server_answering(&[
-        (
-            200,
-            json!({"access_token": "ya29.SHORTMARKER", "expires_in": 1, "token_type": "Bearer"}),
-        ),
-        (
-            200,
-            json!({"access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer"}),
-        ),
-    ])
-    .await;
-    let dir = TempLoader::with_token(&token_uri(&tokens), -60);
-    let ours = dir.loader().load().await.unwrap();
-    assert_eq!(token_requests(&tokens).await, 1);
+    let (tokens, _dir, ours) = loaded_dying_then(new_token()).await;
 
     let callers: Vec<_> = (0..8)
         .map(|_| {
@@ -91,13 +77,8 @@ async fn scopes_the_credentials_were_not_loaded_with_get_the_same_token() {
 
 #[tokio::test]
 async fn our_errors_reach_the_hub_typed_and_without_secrets() {
-    let tokens = token_server_answering(&[
-        (200, json!({"access_token": "ya29.SHORTMARKER", "expires_in": 1, "token_type": "Bearer"})),
-        (400, json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."})),
-    ])
-    .await;
-    let dir = TempLoader::with_token(&token_uri(&tokens), -60);
-    let auth = hub_auth(&dir.loader().load().await.unwrap());
+    let (tokens, _dir, loaded) = loaded_dying_then(invalid_grant()).await;
+    let auth = hub_auth(&loaded);
 
     let err = auth.get_token(&[RETRIEVER]).await.unwrap_err();
     let ours = err.downcast_ref::<Error>().expect("our error, boxed");

@@ -110,16 +110,7 @@ async fn service_account(dir: &TempLoader, token_uri: String) -> Authenticator<C
 }
 
 fn short_then_new() -> [(u16, Value); 2] {
-    [
-        (
-            200,
-            json!({"access_token": "ya29.SHORTMARKER", "expires_in": 1, "token_type": "Bearer"}),
-        ),
-        (
-            200,
-            json!({"access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer"}),
-        ),
-    ]
+    [dying_token(), new_token()]
 }
 
 #[tokio::test]

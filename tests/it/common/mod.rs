@@ -368,3 +368,40 @@ pub fn assert_no_secrets(text: &str) {
         );
     }
 }
+
+/// A token answer living 1 s: already inside the expiry skew.
+pub fn dying_token() -> (u16, Value) {
+    (
+        200,
+        json!({"access_token": "ya29.SHORTMARKER", "expires_in": 1, "token_type": "Bearer"}),
+    )
+}
+
+/// A token answer with [`NEW_ACCESS`] for an hour.
+pub fn new_token() -> (u16, Value) {
+    (
+        200,
+        json!({"access_token": NEW_ACCESS, "expires_in": 3599, "token_type": "Bearer"}),
+    )
+}
+
+/// A refresh token rejected (`invalid_grant`).
+pub fn invalid_grant() -> (u16, Value) {
+    (
+        400,
+        json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."}),
+    )
+}
+
+/// Credentials whose load refreshed (one request) into a [`dying_token`],
+/// at a token endpoint whose next answer is `next`: their first callers
+/// find the token expired and share one refresh.
+pub async fn loaded_dying_then(
+    next: (u16, Value),
+) -> (MockServer, TempLoader, gemini_oauth::Credentials) {
+    let tokens = token_server_answering(&[dying_token(), next]).await;
+    let dir = TempLoader::with_token(&token_uri(&tokens), -60);
+    let creds = dir.loader().load().await.unwrap();
+    assert_eq!(token_requests(&tokens).await, 1);
+    (tokens, dir, creds)
+}
