@@ -502,6 +502,86 @@ fn token_multi_thread(c: &mut Criterion) {
     g.finish();
 }
 
+/// Ten thousand users' credentials, each loaded from its own stored token by
+/// a clone of one loader (as a server holding its users' credentials does).
+fn ten_thousand(rt: &Runtime, dir: &std::path::Path) -> Arc<Vec<Credentials>> {
+    let (ours_path, _) = token_files(dir);
+    let json = std::fs::read(ours_path).unwrap();
+    let loader = CredentialLoader::new().consent(Consent::Never);
+    let all = (0..10_000)
+        .map(|_| {
+            let stored = gemini_oauth::StoredToken::from_json(&json).unwrap();
+            let store = gemini_oauth::MemoryTokenStore::with_token(stored);
+            rt.block_on(loader.clone().token_store(store).load())
+                .unwrap()
+        })
+        .collect();
+    Arc::new(all)
+}
+
+/// One call per credential in turn over 10,000 (more than the 64 per-thread
+/// slots): compare with `token_hot_path/gemini_oauth`, one credential.
+fn token_10k_credentials(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let all = ten_thousand(&rt, dir.path());
+    let next = std::cell::Cell::new(0usize);
+    // What memory alone costs: token_hot_path's floor_std_clock for each of
+    // 10,000 tokens, each behind its own pointer as a credential's is.
+    let floors: Vec<Arc<ArcSwap<(String, SystemTime)>>> = (0..all.len())
+        .map(|_| {
+            Arc::new(ArcSwap::from_pointee((
+                String::from("ya29.bench"),
+                SystemTime::now() + Duration::from_secs(3600),
+            )))
+        })
+        .collect();
+    let mut g = c.benchmark_group("token_10k_credentials");
+    g.bench_function("gemini_oauth", |b| {
+        b.to_async(&rt).iter(|| async {
+            let i = next.get();
+            next.set((i + 1) % all.len());
+            black_box(all[i].access_token().await.unwrap())
+        })
+    });
+    g.bench_function("floor_std_clock", |b| {
+        b.to_async(&rt).iter(|| async {
+            let i = next.get();
+            next.set((i + 1) % floors.len());
+            let t = floors[i].load_full();
+            assert!(SystemTime::now() < t.1);
+            black_box(t)
+        })
+    });
+    g.finish();
+}
+
+/// `token_multi_thread`'s loop (64 tasks on 2 workers), each task calling the
+/// 10,000 credentials in turn from its own starting point: compare with
+/// `token_multi_thread/gemini_oauth`, one credential.
+fn token_10k_credentials_multi_thread(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let all = ten_thousand(&rt, dir.path());
+    let start = std::sync::atomic::AtomicUsize::new(0);
+    let mut g = c.benchmark_group("token_10k_credentials_multi_thread");
+    g.bench_function("gemini_oauth", |b| {
+        b.iter_custom(|iters| {
+            per_call_n_tasks(&rt, 64, iters, &all, |all, n| {
+                let first = start.fetch_add(157, std::sync::atomic::Ordering::Relaxed);
+                async move {
+                    for k in 0..n as usize {
+                        let token = all[(first + k) % all.len()].access_token().await.unwrap();
+                        tokio::task::yield_now().await;
+                        drop(black_box(token));
+                    }
+                }
+            })
+        })
+    });
+    g.finish();
+}
+
 /// A token endpoint on 127.0.0.1 that never answers within the benchmark.
 async fn stalled_endpoint() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -634,6 +714,7 @@ criterion_group! {
     name = benches;
     config = config();
     targets = token_hot_path, token_contended_8, token_many_credentials, token_multi_thread,
+        token_10k_credentials, token_10k_credentials_multi_thread,
         token_refresh_window, cold_start, cold_start_same_roots, first_request, authorized_get,
         stream_throughput
 }

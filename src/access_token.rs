@@ -1,10 +1,10 @@
 //! [`AccessToken`] and the per-thread copies that make the hot path free of
 //! locks and shared counters.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use http::HeaderValue;
@@ -37,24 +37,41 @@ pub(crate) struct Published {
 
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 
-/// Per-thread slots: each token cache has one, so up to this many live
-/// credentials keep their copies without evicting each other.
+/// Per-thread slots: a token cache's copies live in slot `key % LOCAL_SLOTS`
+/// of every thread, so up to this many live credentials keep their copies
+/// without evicting each other.
 pub(crate) const LOCAL_SLOTS: usize = 64;
 
-static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+/// 0 marks a slot that no cache owns.
+static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
 
-/// A slot for a new token cache (credentials past [`LOCAL_SLOTS`] share slots).
-pub(crate) fn next_slot() -> usize {
-    NEXT_SLOT.fetch_add(1, Ordering::Relaxed) % LOCAL_SLOTS
+/// A new token cache's key in the per-thread slots, unique in the process.
+pub(crate) fn next_key() -> u64 {
+    NEXT_KEY.fetch_add(1, Ordering::Relaxed)
+}
+
+/// One thread's slot: the copy of its owner's token, and the cache that
+/// missed here since the owner's copy was last served (0: none).
+struct Slot {
+    copy: Option<Arc<Published>>,
+    owner: u64,
+    contender: Cell<u64>,
 }
 
 thread_local! {
-    /// Each thread keeps its own copy of each cache's current token, so the
+    /// Each thread keeps its own copy of a cache's current token, so the
     /// hot path touches no cache line that another core writes: no shared
-    /// reference count, no lock. A cache always uses the same slot; the
-    /// generation in the copy says whether it is still current.
-    static LOCAL: RefCell<[Option<Arc<Published>>; LOCAL_SLOTS]> =
-        const { RefCell::new([const { None }; LOCAL_SLOTS]) };
+    /// reference count, no lock. The generation in the copy says whether it
+    /// is still current.
+    static LOCAL: RefCell<[Slot; LOCAL_SLOTS]> = const {
+        RefCell::new([const { Slot { copy: None, owner: 0, contender: Cell::new(0) } }; LOCAL_SLOTS])
+    };
+}
+
+#[inline]
+fn index(key: u64) -> usize {
+    // Why: `as usize` of a remainder below 64 cannot truncate.
+    key.checked_rem(LOCAL_SLOTS as u64).unwrap_or(0) as usize
 }
 
 impl AccessToken {
@@ -136,53 +153,86 @@ fn bearer(secret: &SecretString) -> Result<HeaderValue> {
     Ok(header)
 }
 
-/// This thread's copy (in `slot`) of the token of `generation`, if it is
-/// still fresh.
+/// This thread's copy (in `key`'s slot) of the token of `generation`, if it
+/// is still fresh.
 ///
 /// `servable(now)` decides for a copy past its refresh point (the cache knows
 /// whether a background refresh already runs).
 #[inline]
 pub(crate) fn local_fresh(
-    slot: usize,
+    key: u64,
     generation: u64,
     servable: impl FnOnce(u64) -> bool,
 ) -> Option<Arc<Published>> {
     LOCAL.with(|slots| {
         let slots = slots.borrow();
-        match &slots[slot % LOCAL_SLOTS] {
+        let slot = &slots[index(key)];
+        match &slot.copy {
             Some(t) if t.generation == generation => {
                 let now = now_ms();
-                (now < t.refresh_at_ms || (now < t.usable_until_ms && servable(now)))
-                    .then(|| Arc::clone(t))
+                let fresh = now < t.refresh_at_ms || (now < t.usable_until_ms && servable(now));
+                fresh.then(|| {
+                    slot.contender.set(0);
+                    Arc::clone(t)
+                })
             }
             _ => None,
         }
     })
 }
 
-/// Keeps a private copy of `current` in this thread's `slot` and returns it.
-pub(crate) fn cache_locally(slot: usize, current: &Arc<Published>) -> Arc<Published> {
-    let Ok(copy) = current.local_copy() else {
-        return Arc::clone(current);
-    };
-    let copy = Arc::new(copy);
+/// Hands out `current` after a miss of this thread's copy: in a private copy
+/// kept in `key`'s slot when the slot is free, already `key`'s, or missed
+/// by `key` twice with no call of the owner between; otherwise `current`
+/// itself, shared.
+///
+/// Why: with more live credentials than slots, evicting on every miss would
+/// allocate a copy on every call of a round-robin over them; sharing costs a
+/// reference count on a line other threads may touch, and no allocation.
+pub(crate) fn serve(key: u64, current: Arc<Published>) -> Arc<Published> {
     LOCAL.with(|slots| {
-        slots.borrow_mut()[slot % LOCAL_SLOTS] = Some(Arc::clone(&copy));
-    });
-    copy
+        let mut slots = slots.borrow_mut();
+        let slot = &mut slots[index(key)];
+        let adopt = slot.copy.is_none() || slot.owner == key || slot.contender.replace(key) == key;
+        if !adopt {
+            return current;
+        }
+        let Ok(copy) = current.local_copy() else {
+            return current;
+        };
+        let copy = Arc::new(copy);
+        let old = slot.copy.replace(Arc::clone(&copy));
+        slot.owner = key;
+        slot.contender.set(0);
+        drop((slots, old));
+        copy
+    })
 }
 
-/// Drops this thread's copy in `slot` (after a sign-out): the token's memory
-/// is released now rather than when another cache takes the slot.
-pub(crate) fn forget_locally(slot: usize) {
-    let copy = LOCAL.with(|slots| slots.borrow_mut()[slot % LOCAL_SLOTS].take());
+/// Drops this thread's copy of `key`'s token (after a sign-out): the
+/// token's memory is released now rather than when another cache takes the
+/// slot.
+pub(crate) fn forget_locally(key: u64) {
+    let copy = LOCAL.with(|slots| {
+        let mut slots = slots.borrow_mut();
+        let slot = &mut slots[index(key)];
+        if slot.owner == key {
+            slot.copy.take()
+        } else {
+            None
+        }
+    });
     drop(copy);
 }
 
-/// Whether this thread holds a copy in `slot`.
+/// Whether this thread holds a copy of `key`'s token.
 #[cfg(test)]
-pub(crate) fn has_local_copy(slot: usize) -> bool {
-    LOCAL.with(|slots| slots.borrow()[slot % LOCAL_SLOTS].is_some())
+pub(crate) fn has_local_copy(key: u64) -> bool {
+    LOCAL.with(|slots| {
+        let slots = slots.borrow();
+        let slot = &slots[index(key)];
+        slot.owner == key && slot.copy.is_some()
+    })
 }
 
 #[cfg(test)]
@@ -216,6 +266,40 @@ mod tests {
             long.usable_until_ms - long.refresh_at_ms,
             (REFRESH_WINDOW - EXPIRY_SKEW).as_millis() as u64
         );
+    }
+
+    fn published() -> Arc<Published> {
+        let expires_at = SystemTime::now() + Duration::from_secs(3600);
+        Arc::new(Published::new(SecretString::from("t"), expires_at, None, REFRESH_WINDOW).unwrap())
+    }
+
+    #[test]
+    fn a_slot_is_taken_when_free_or_missed_twice_without_its_owner_between_else_shared() {
+        // Two caches with the same slot, on a thread of their own.
+        std::thread::spawn(|| {
+            let (a, b) = (next_key(), next_key() + LOCAL_SLOTS as u64 - 1);
+            assert_eq!(index(a), index(b));
+            let (ta, tb) = (published(), published());
+            let copy = serve(a, Arc::clone(&ta));
+            assert!(!Arc::ptr_eq(&copy, &ta), "a free slot: a private copy");
+            assert!(has_local_copy(a));
+            // b and a alternate (a round-robin over 65 to 128 caches): b is
+            // served the shared token, a keeps the slot.
+            for _ in 0..3 {
+                assert!(Arc::ptr_eq(&serve(b, Arc::clone(&tb)), &tb));
+                assert!(local_fresh(a, ta.generation, |_| false).is_some());
+                assert!(!has_local_copy(b));
+            }
+            // b asked for twice with no call of a between: b takes the slot.
+            assert!(Arc::ptr_eq(&serve(b, Arc::clone(&tb)), &tb));
+            assert!(!Arc::ptr_eq(&serve(b, Arc::clone(&tb)), &tb));
+            assert!(has_local_copy(b) && !has_local_copy(a));
+            // A sign-out of a does not drop b's copy.
+            forget_locally(a);
+            assert!(has_local_copy(b));
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

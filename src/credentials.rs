@@ -1,6 +1,7 @@
 //! [`Credentials`]: the public face over the token cache (or an API key),
 //! with what the authorized client needs to call Google APIs.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -60,11 +61,11 @@ pub(crate) enum Kind {
 #[derive(Clone)]
 pub(crate) struct Settings {
     /// The universe domain of the credentials (and so of the API base).
-    pub(crate) universe_domain: String,
+    pub(crate) universe_domain: Cow<'static, str>,
     pub(crate) quota_project: Option<String>,
     /// `x-goog-user-project`, built once.
     pub(crate) quota_header: Option<HeaderValue>,
-    pub(crate) api_base: String,
+    pub(crate) api_base: Cow<'static, str>,
     pub(crate) http: Arc<HttpClient>,
 }
 
@@ -418,10 +419,10 @@ mod tests {
         )
         .unwrap();
         let settings = Settings {
-            universe_domain: crate::endpoints::DEFAULT_UNIVERSE_DOMAIN.to_owned(),
+            universe_domain: crate::endpoints::DEFAULT_UNIVERSE_DOMAIN.into(),
             quota_project: None,
             quota_header: None,
-            api_base: crate::endpoints::GEMINI_API_BASE.to_owned(),
+            api_base: crate::endpoints::GEMINI_API_BASE.into(),
             http: Arc::new(HttpClient::new(
                 Duration::from_secs(1),
                 Duration::from_secs(1),

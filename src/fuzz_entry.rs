@@ -85,7 +85,7 @@ pub fn token_json(data: &[u8]) {
             .iter()
             .map(String::as_str),
     );
-    shown.extend(record.extra.keys().map(String::as_str));
+    shown.extend(record.extra_keys().map(String::as_str));
     for secret in [
         record.access_token(),
         record.refresh_token(),

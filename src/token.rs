@@ -40,7 +40,9 @@ pub struct StoredToken {
     pub(crate) universe_domain: Option<String>,
     pub(crate) account: Option<String>,
     pub(crate) expiry: Option<OffsetDateTime>,
-    pub(crate) extra: Map<String, Value>,
+    /// Keys this crate does not interpret; `None` when there are none (a
+    /// record is held for each of many users).
+    pub(crate) extra: Option<Box<Map<String, Value>>>,
 }
 
 impl fmt::Debug for StoredToken {
@@ -54,7 +56,7 @@ impl fmt::Debug for StoredToken {
             .field("client_secret", &redact(&self.client_secret))
             .field("scopes", &self.scopes)
             .field("expiry", &self.expiry_string())
-            .field("extra_keys", &self.extra.keys().collect::<Vec<_>>())
+            .field("extra_keys", &self.extra_keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -124,7 +126,9 @@ impl StoredToken {
             universe_domain,
             account,
             expiry,
-            extra: map,
+            // Why: the parsed map keeps its capacity for every key; a token
+            // held for each of many users should not.
+            extra: (!map.is_empty()).then(|| Box::new(map.into_iter().collect())),
         })
     }
 
@@ -158,7 +162,7 @@ impl StoredToken {
         put("rapt_token", secret(&self.rapt_token));
         put("universe_domain", string(&self.universe_domain));
         put("account", string(&self.account));
-        for (k, v) in &self.extra {
+        for (k, v) in self.extra.iter().flat_map(|m| m.iter()) {
             if !map.contains_key(k) && k != "expiry" {
                 map.insert(k.clone(), v.clone());
             }
@@ -226,13 +230,18 @@ impl StoredToken {
     /// The `quota_project_id` key of gcloud's ADC files, if present.
     #[must_use]
     pub fn quota_project_id(&self) -> Option<&str> {
-        self.extra.get("quota_project_id").and_then(Value::as_str)
+        self.extra("quota_project_id").and_then(Value::as_str)
     }
 
     /// A value of a key this crate does not interpret (kept on write).
     #[must_use]
     pub fn extra(&self, key: &str) -> Option<&Value> {
-        self.extra.get(key)
+        self.extra.as_ref()?.get(key)
+    }
+
+    /// The keys this crate does not interpret.
+    pub(crate) fn extra_keys(&self) -> impl Iterator<Item = &String> {
+        self.extra.iter().flat_map(|m| m.keys())
     }
 
     /// Whether the access token can still be handed out: present, with an

@@ -152,8 +152,8 @@ impl machine::Signal for Notify {
 }
 
 struct Inner {
-    /// This cache's slot in every thread's copies.
-    slot: usize,
+    /// This cache's key in every thread's copies.
+    key: u64,
     current: ArcSwap<Published>,
     /// The generation of `current`, published after it (under the machine's lock).
     generation: AtomicU64,
@@ -173,7 +173,7 @@ impl TokenCache {
             Published::new(first.token, first.expires_at, None, options.refresh_margin)?;
         Ok(TokenCache {
             inner: Arc::new(Inner {
-                slot: access_token::next_slot(),
+                key: access_token::next_key(),
                 generation: AtomicU64::new(published.generation),
                 current: ArcSwap::from_pointee(published),
                 source,
@@ -211,11 +211,9 @@ impl TokenCache {
     #[inline]
     pub(crate) fn fresh(&self) -> Option<AccessToken> {
         let inner = &*self.inner;
-        access_token::local_fresh(
-            inner.slot,
-            inner.generation.load(Ordering::Acquire),
-            |now| inner.machine.refreshing() || now < inner.machine.quiet_until_ms(),
-        )
+        access_token::local_fresh(inner.key, inner.generation.load(Ordering::Acquire), |now| {
+            inner.machine.refreshing() || now < inner.machine.quiet_until_ms()
+        })
         .map(AccessToken)
     }
 
@@ -245,7 +243,7 @@ impl TokenCache {
             inner.options.refresh_margin,
         )?;
         inner.machine.close(|| inner.publish(dead));
-        access_token::forget_locally(inner.slot);
+        access_token::forget_locally(inner.key);
         Ok(())
     }
 
@@ -329,16 +327,12 @@ impl Inner {
         let current = self.current.load_full();
         let now = now_ms();
         if now < current.refresh_at_ms {
-            return Ok(AccessToken(access_token::cache_locally(
-                self.slot, &current,
-            )));
+            return Ok(AccessToken(access_token::serve(self.key, current)));
         }
         if now < current.usable_until_ms {
             self.start_background_refresh(current.generation);
             // Later calls on this thread take the hot path while it runs.
-            return Ok(AccessToken(access_token::cache_locally(
-                self.slot, &current,
-            )));
+            return Ok(AccessToken(access_token::serve(self.key, current)));
         }
         // Expired, or closed (a closed cache's token expired in 1970).
         self.refresh_and_wait(current.generation).await
@@ -391,7 +385,7 @@ impl Inner {
         }
         .inspect_err(|e| {
             if matches!(e, Error::Revoked { .. }) {
-                access_token::forget_locally(self.slot);
+                access_token::forget_locally(self.key);
             }
         })
     }

@@ -3,7 +3,9 @@
 //! a sovereign or partner cloud). The default endpoints are built from it
 //! here, in one place.
 
-use crate::endpoints::DEFAULT_UNIVERSE_DOMAIN;
+use std::borrow::Cow;
+
+use crate::endpoints::{DEFAULT_UNIVERSE_DOMAIN, GEMINI_API_BASE, GOOGLE_REVOKE_URI};
 use crate::error::{Error, Result};
 
 /// Google's default endpoints in one universe domain.
@@ -99,6 +101,31 @@ impl Universe {
     pub fn gemini_api_base(&self) -> String {
         format!("https://generativelanguage.{}/v1", self.domain)
     }
+
+    /// What credentials keep of this universe: constants for the default
+    /// one, so each of many users' credentials holds no copy.
+    pub(crate) fn kept(&self) -> Kept {
+        if self.is_default() {
+            Kept {
+                domain: Cow::Borrowed(DEFAULT_UNIVERSE_DOMAIN),
+                gemini_api_base: Cow::Borrowed(GEMINI_API_BASE),
+                revoke_uri: Cow::Borrowed(GOOGLE_REVOKE_URI),
+            }
+        } else {
+            Kept {
+                domain: Cow::Owned(self.domain.clone()),
+                gemini_api_base: Cow::Owned(self.gemini_api_base()),
+                revoke_uri: Cow::Owned(self.revoke_uri()),
+            }
+        }
+    }
+}
+
+/// A universe's domain and the endpoints credentials keep.
+pub(crate) struct Kept {
+    pub(crate) domain: Cow<'static, str>,
+    pub(crate) gemini_api_base: Cow<'static, str>,
+    pub(crate) revoke_uri: Cow<'static, str>,
 }
 
 #[cfg(test)]
@@ -113,6 +140,9 @@ mod tests {
         assert_eq!(u.token_uri(), GOOGLE_TOKEN_URI);
         assert_eq!(u.revoke_uri(), GOOGLE_REVOKE_URI);
         assert_eq!(u.gemini_api_base(), GEMINI_API_BASE);
+        let kept = u.kept();
+        assert_eq!(kept.revoke_uri, u.revoke_uri());
+        assert_eq!(kept.domain, u.domain());
         assert_eq!(u.iam_credentials(), "https://iamcredentials.googleapis.com");
         assert_eq!(u.sts_token_uri(), "https://sts.googleapis.com/v1/token");
     }

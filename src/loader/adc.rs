@@ -169,7 +169,7 @@ impl CredentialLoader<ApplicationDefault> {
                             .get_or_insert_with(|| universe.token_uri());
                     }
                     if self.common.revoke_uri.is_none() {
-                        endpoints.revoke_uri = universe.revoke_uri();
+                        endpoints.revoke_uri = universe.kept().revoke_uri;
                     }
                 }
                 let name = path.display().to_string();

@@ -16,8 +16,9 @@ mod yup;
 
 pub use sdk_env::{Backend, EnvAuth, EnvChoice};
 
+use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
@@ -68,7 +69,11 @@ use crate::vertex::{VertexAi, VertexProblem};
 /// ```
 ///
 /// A loader is `Clone`: `load()` consumes it, so clone a configured one to
-/// load again.
+/// load again. Credentials loaded from clones of one loader share one HTTP
+/// client, and so one pool of connections (a server holding many users'
+/// credentials opens one connection to Google, not one per user); the proxy
+/// variables are then read by the first `load()`. Changing the timeouts,
+/// roots or proxy of a clone gives it a client of its own.
 #[derive(Clone)]
 #[must_use = "a CredentialLoader does nothing until `.load()` is awaited"]
 pub struct CredentialLoader<K = kind::UserFlow> {
@@ -96,6 +101,10 @@ struct Common {
     connect_timeout: Duration,
     proxy: ProxySetting,
     cache: CacheOptions,
+    /// The HTTP client of the first `load()` among this loader's clones
+    /// (one connection pool for many users' credentials); the transport
+    /// setters start a new one.
+    http: Arc<OnceLock<Arc<HttpClient>>>,
 }
 
 /// Where the proxy comes from.
@@ -135,11 +144,34 @@ impl Default for Common {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             proxy: ProxySetting::Env,
             cache: CacheOptions::default(),
+            http: Arc::default(),
         }
     }
 }
 
 impl Common {
+    /// The HTTP client these options describe: the one an earlier `load()`
+    /// of a clone built, else a new one (the proxy variables read now).
+    fn http(&self) -> Result<Arc<HttpClient>> {
+        if let Some(http) = self.http.get() {
+            return Ok(Arc::clone(http));
+        }
+        let proxy = match &self.proxy {
+            ProxySetting::Env => Proxy::from_env()?,
+            ProxySetting::Url(url) => Proxy::from_url(url.expose_secret())?,
+            ProxySetting::Off => Proxy::none(),
+        };
+        let http = Arc::new(
+            HttpClient::with_roots(
+                self.timeout,
+                self.connect_timeout,
+                parse_pem_certificates(&self.extra_roots_pem)?,
+            )
+            .with_proxy(proxy),
+        );
+        Ok(Arc::clone(self.http.get_or_init(|| http)))
+    }
+
     /// The scopes set, else cloud-platform for Vertex AI (which accepts no
     /// narrower scope), else the quickstart's generative-language.retriever.
     fn scopes(&self) -> Vec<String> {
@@ -201,6 +233,7 @@ impl<K> CredentialLoader<K> {
     pub fn root_certificates_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
         self.common.extra_roots_pem.extend_from_slice(pem.as_ref());
         self.common.extra_roots_pem.push(b'\n');
+        self.common.http = Arc::default();
         self
     }
 
@@ -209,6 +242,7 @@ impl<K> CredentialLoader<K> {
     /// calls have none by default: see [`AuthorizedClient::timeout`](crate::AuthorizedClient::timeout).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.common.timeout = timeout;
+        self.common.http = Arc::default();
         self
     }
 
@@ -217,6 +251,7 @@ impl<K> CredentialLoader<K> {
     /// the endpoint, together.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.common.connect_timeout = timeout;
+        self.common.http = Arc::default();
         self
     }
 
@@ -232,12 +267,14 @@ impl<K> CredentialLoader<K> {
     /// shown. Checked by `load()` ([`Error::Proxy`](crate::Error::Proxy)).
     pub fn proxy(mut self, url: impl Into<String>) -> Self {
         self.common.proxy = ProxySetting::Url(SecretString::from(url.into()));
+        self.common.http = Arc::default();
         self
     }
 
     /// Connects directly, ignoring the proxy variables of the environment.
     pub fn no_proxy(mut self) -> Self {
         self.common.proxy = ProxySetting::Off;
+        self.common.http = Arc::default();
         self
     }
 
@@ -252,23 +289,21 @@ impl<K> CredentialLoader<K> {
     /// Gemini endpoint is the default API base.
     fn settings_in(&self, file_quota: Option<String>, universe: &Universe) -> Result<Settings> {
         let c = &self.common;
+        // `None`: the universe's Gemini API.
         let api_base = match (&c.vertex, &c.api_base) {
             (Some(_), Some(_)) => return Err(Error::VertexAi(VertexProblem::ConflictsWithApiBase)),
             // GEMINI_API_BASE names the Gemini API, not Vertex AI: not read here.
-            (Some(vertex), None) => vertex
-                .api_base(c.vertex_origin.as_deref(), universe)
-                .map_err(Error::VertexAi)?,
-            (None, Some(base)) => base.clone(),
-            (None, None) => {
-                env::nonempty(env::GEMINI_API_BASE).unwrap_or_else(|| universe.gemini_api_base())
-            }
+            (Some(vertex), None) => Some(
+                vertex
+                    .api_base(c.vertex_origin.as_deref(), universe)
+                    .map_err(Error::VertexAi)?,
+            ),
+            (None, Some(base)) => Some(base.clone()),
+            (None, None) => env::nonempty(env::GEMINI_API_BASE),
         };
+        let kept = universe.kept();
+        let api_base = api_base.map_or(kept.gemini_api_base, Cow::Owned);
         check_endpoint(&api_base)?;
-        let proxy = match &c.proxy {
-            ProxySetting::Env => Proxy::from_env()?,
-            ProxySetting::Url(url) => Proxy::from_url(url.expose_secret())?,
-            ProxySetting::Off => Proxy::none(),
-        };
         let quota_project = c
             .quota_project
             .clone()
@@ -283,18 +318,11 @@ impl<K> CredentialLoader<K> {
             })
             .transpose()?;
         Ok(Settings {
-            universe_domain: universe.domain().to_owned(),
+            universe_domain: kept.domain,
             quota_project,
             quota_header,
             api_base,
-            http: Arc::new(
-                HttpClient::with_roots(
-                    c.timeout,
-                    c.connect_timeout,
-                    parse_pem_certificates(&c.extra_roots_pem)?,
-                )
-                .with_proxy(proxy),
-            ),
+            http: c.http()?,
         })
     }
 }
@@ -391,7 +419,7 @@ impl<K: kind::OAuthKind> CredentialLoader<K> {
                 .common
                 .revoke_uri
                 .clone()
-                .unwrap_or_else(|| Universe::default().revoke_uri()),
+                .map_or(Universe::default().kept().revoke_uri, Cow::Owned),
         }
     }
 }

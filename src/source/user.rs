@@ -3,6 +3,7 @@
 //! refresh and a consent, and the one locked-refresh path that the loader
 //! and the background refresh share.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -77,7 +78,7 @@ pub(crate) struct UserSource {
     token_uri: Option<String>,
     http: Arc<HttpClient>,
     retry: Retry,
-    revoke_uri: String,
+    revoke_uri: Cow<'static, str>,
     save_warned: AtomicBool,
     /// Signed out: nothing is saved or handed out any more.
     revoked: AtomicBool,
@@ -97,7 +98,7 @@ pub(crate) struct Endpoints {
     pub(crate) retry: Retry,
     /// Overrides the record's `token_uri` for this run.
     pub(crate) token_uri: Option<String>,
-    pub(crate) revoke_uri: String,
+    pub(crate) revoke_uri: Cow<'static, str>,
 }
 
 impl UserSource {

@@ -112,7 +112,8 @@ struct State<E, K, S> {
     flight: Option<Arc<Flight<E, K, S>>>,
     failures: u32,
     quiet_until_ms: u64,
-    last_error: Option<E>,
+    /// Boxed: an error is rare, and a cache is held for each of many users.
+    last_error: Option<Box<E>>,
 }
 
 /// The state machine; `E` is the error shared with waiters, `K` a place
@@ -199,7 +200,7 @@ impl<E: Clone, K: PartialEq + Copy, S: Signal> Machine<E, K, S> {
         if now_ms < state.quiet_until_ms
             && let Some(e) = &state.last_error
         {
-            return Begin::BackingOff(e.clone());
+            return Begin::BackingOff(E::clone(e));
         }
         let flight = Arc::new(Flight {
             background_on: match who {
@@ -308,7 +309,7 @@ fn back_off<E, K, S>(state: &mut State<E, K, S>, e: E, now_ms: u64) {
         .saturating_mul(2u32.saturating_pow(n))
         .min(BACKOFF_MAX);
     state.quiet_until_ms = now_ms.saturating_add(backoff.as_millis() as u64);
-    state.last_error = Some(e);
+    state.last_error = Some(Box::new(e));
 }
 
 fn is_current<E, K, S>(state: &State<E, K, S>, flight: &Flight<E, K, S>) -> bool {

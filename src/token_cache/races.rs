@@ -224,7 +224,7 @@ async fn close_drops_the_per_thread_copies() {
     let source = Scripted::new(&[]);
     let cache = cache_with(&source, HOUR, None);
     cache.token().await.unwrap();
-    assert!(access_token::has_local_copy(cache.inner.slot));
+    assert!(access_token::has_local_copy(cache.inner.key));
     let (warmed, warm) = std::sync::mpsc::channel();
     let (closed, close) = std::sync::mpsc::channel::<()>();
     let c = cache.clone();
@@ -232,15 +232,15 @@ async fn close_drops_the_per_thread_copies() {
         let rt = current_thread();
         rt.block_on(c.token()).unwrap();
         warmed
-            .send(access_token::has_local_copy(c.inner.slot))
+            .send(access_token::has_local_copy(c.inner.key))
             .unwrap();
         close.recv().unwrap();
         let after = rt.block_on(c.token());
-        (after, access_token::has_local_copy(c.inner.slot))
+        (after, access_token::has_local_copy(c.inner.key))
     });
     assert!(warm.recv().unwrap(), "the other thread kept a copy");
     cache.close().unwrap();
-    assert!(!access_token::has_local_copy(cache.inner.slot));
+    assert!(!access_token::has_local_copy(cache.inner.key));
     closed.send(()).unwrap();
     let (after, kept) = other.join().unwrap();
     assert!(matches!(after, Err(Error::Revoked { .. })));
