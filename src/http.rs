@@ -130,19 +130,18 @@ impl HttpClient {
         };
         // Validated when the loader parsed them.
         roots.add_parsable_certificates(self.extra_roots.iter().cloned());
-        let ring = || Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(crypto_provider())
             .with_safe_default_protocol_versions()
             .or_else(|_| {
                 tracing::warn!(
                     "the process-wide rustls CryptoProvider supports neither TLS 1.2 nor 1.3; \
-                     using ring's"
+                     using {BUILT_IN}'s"
                 );
-                rustls::ClientConfig::builder_with_provider(ring())
+                rustls::ClientConfig::builder_with_provider(Arc::new(built_in_provider()))
                     .with_safe_default_protocol_versions()
             })
-            // Only fails for an empty protocol set, which ring's defaults never are.
-            .unwrap_or_else(|_| unreachable!("ring supports the default TLS versions"));
+            // Only fails for an empty protocol set, which the built-in defaults never are.
+            .unwrap_or_else(|_| unreachable!("{BUILT_IN} supports the default TLS versions"));
         builder.with_root_certificates(roots).with_no_client_auth()
     }
 
@@ -192,22 +191,39 @@ impl HttpClient {
 }
 
 /// The rustls provider: the process-wide default when the application
-/// installed one (`CryptoProvider::install_default`), else ring's.
+/// installed one (`CryptoProvider::install_default`), else the built-in one.
 fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
     rustls::crypto::CryptoProvider::get_default()
         .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .unwrap_or_else(|| Arc::new(built_in_provider()))
 }
+
+/// The provider this build brings: aws-lc-rs's with feature `aws-lc-rs`, else ring's.
+#[cfg(feature = "aws-lc-rs")]
+fn built_in_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::aws_lc_rs::default_provider()
+}
+
+#[cfg(not(feature = "aws-lc-rs"))]
+fn built_in_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+const BUILT_IN: &str = if cfg!(feature = "aws-lc-rs") {
+    "aws-lc-rs"
+} else {
+    "ring"
+};
 
 /// reqwest built without a provider (what google-cloud-auth asks for)
 /// panics unless the process has one: with the features that bring
-/// reqwest in, ring's becomes the process default when none is installed
-/// yet. An application that wants another installs it before loading
+/// reqwest in, the built-in one (ring's, or aws-lc-rs's with feature
+/// `aws-lc-rs`) becomes the process default when none is installed yet. An application that wants another installs it before loading
 /// credentials.
 #[cfg(any(feature = "reqwest", feature = "google-cloud-auth"))]
 fn install_process_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         // Err: another thread installed one meanwhile, which is as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = built_in_provider().install_default();
     }
 }

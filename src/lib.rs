@@ -97,6 +97,8 @@
 //! - `yup-oauth2`: `Credentials::from_yup_oauth2` and
 //!   `CredentialLoader::yup_oauth2`: a yup-oauth2 `Authenticator` as the
 //!   token source, with this crate's single shared refresh and client.
+//! - `aws-lc-rs`: TLS by aws-lc-rs's rustls provider instead of ring's
+//!   (see [`guide::platforms`]).
 //! - `blocking`: `blocking::load_creds`, `CredentialLoader::load_blocking`
 //!   and `blocking::Credentials`, for synchronous code.
 //! - `cli`: the `gemini-oauth` command line tool (`cargo install

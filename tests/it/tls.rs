@@ -178,3 +178,35 @@ async fn a_crypto_provider_the_application_installed_is_the_one_used() {
     assert_eq!(aes_counts.requests.load(Ordering::SeqCst), 1);
     assert_eq!(chacha_counts.requests.load(Ordering::SeqCst), 0);
 }
+
+/// With feature `aws-lc-rs`, TLS is aws-lc-rs's: a server that agrees only
+/// on the post-quantum X25519MLKEM768 key exchange, which ring lacks, is
+/// reached.
+#[cfg(feature = "aws-lc-rs")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_feature_aws_lc_rs_tls_is_aws_lc_rs() {
+    // A process of its own: no provider installed by another test.
+    if !alone_in_this_process("tls::with_feature_aws_lc_rs_tls_is_aws_lc_rs") {
+        return;
+    }
+    use rustls::crypto::{CryptoProvider, aws_lc_rs};
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, leaf, key) = make_certs(dir.path());
+    let post_quantum_only = CryptoProvider {
+        kx_groups: vec![aws_lc_rs::kx_group::X25519MLKEM768],
+        ..aws_lc_rs::default_provider()
+    };
+    let config =
+        crate::common::tls_certs::server_config_with(&leaf, &key, &[b"h2"], post_quantum_only);
+    let (base, counts) = h2_server_on(tokio_rustls::TlsAcceptor::from(Arc::new(config))).await;
+    let tokens = token_endpoint().await;
+    let creds = loader(dir.path(), &base, &token_uri(&tokens))
+        .root_certificates_pem(&ca)
+        .load()
+        .await
+        .unwrap();
+    let client = creds.authorized_client();
+    let answer = client.get(&client.api_url("models")).await;
+    assert!(answer.is_ok(), "{answer:?}");
+    assert_eq!(counts.requests.load(Ordering::SeqCst), 1);
+}
