@@ -47,6 +47,8 @@ mod gemini_examples;
 mod gemini_stream;
 mod gemini_timeouts;
 mod gemini_upload;
+#[cfg(feature = "genai")]
+mod genai_adapter;
 #[cfg(feature = "google-apis-common")]
 mod google_apis;
 #[cfg(feature = "google-cloud-auth")]
