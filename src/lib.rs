@@ -67,8 +67,8 @@
 //!
 //! Other HTTP clients take the headers from [`Credentials::headers`] (and a
 //! new token after a `401` from [`Credentials::force_refresh`]), or use the
-//! reqwest, tower, google-cloud-auth, gcp_auth, google-apis-common or
-//! genai integrations (see Features).
+//! reqwest, tower, google-cloud-auth, gcp_auth, google-apis-common, genai
+//! or gcloud-auth integrations (see Features).
 //!
 //! # Features
 //!
@@ -100,6 +100,10 @@
 //! - `genai`: `genai::auth_resolver`, an `AuthResolver` for the genai
 //!   crate: its Vertex AI adapter sends the current access token as
 //!   `Authorization: Bearer` (its Gemini API adapter sends only API keys).
+//! - `gcloud-auth`: the `token_source::TokenSourceProvider` and
+//!   `TokenSource` that yoshidan's gcloud-auth implements, for
+//!   [`Credentials`], which the `gcloud-*` clients (gcloud-storage,
+//!   gcloud-pubsub, …) take in their `ClientConfig`.
 //! - `blocking`: `blocking::load_creds`, `CredentialLoader::load_blocking`
 //!   and `blocking::Credentials`, for synchronous code.
 //! - `cli`: the `gemini-oauth` command line tool (`cargo install
@@ -181,6 +185,8 @@ mod error;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzz_entry;
+#[cfg(feature = "gcloud-auth")]
+mod gcloud_auth;
 #[cfg(feature = "gcp-auth")]
 mod gcp_token_provider;
 pub mod gemini;

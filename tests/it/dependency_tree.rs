@@ -1,6 +1,6 @@
 //! The default dependency tree stays lean (issue 14: at most 100 crates).
 //! Optional integrations (reqwest, tower, google-cloud-auth, gcp_auth,
-//! google-apis-common, yup-oauth2, genai, redis) must not
+//! google-apis-common, yup-oauth2, genai, token-source, redis) must not
 //! leak into it.
 
 use std::collections::BTreeSet;
@@ -54,6 +54,7 @@ fn the_default_tree_has_at_most_100_crates() {
         "google-apis-common",
         "yup-oauth2",
         "genai",
+        "token-source",
         "redis",
     ] {
         assert!(

@@ -41,6 +41,8 @@ mod external_account;
 mod fault_matrix;
 mod faults;
 mod gcloud;
+#[cfg(feature = "gcloud-auth")]
+mod gcloud_auth_adapter;
 #[cfg(feature = "gcp-auth")]
 mod gcp_token_provider;
 mod gemini_examples;
