@@ -1,7 +1,8 @@
 //! gemini-oauth side by side with yup-oauth2 12.1.2 (and a naive floor), in
-//! one run: `cargo bench --bench token`. No network: token files on disk and
-//! servers on 127.0.0.1 (plain HTTP, and HTTPS with a throwaway CA made by
-//! openssl).
+//! one run: `cargo bench --bench token` (`--features yup-oauth2` adds
+//! `token_hot_path/yup_source`: our cache over a yup-oauth2 authenticator).
+//! No network: token files on disk and servers on 127.0.0.1 (plain HTTP, and
+//! HTTPS with a throwaway CA made by openssl).
 #![allow(
     clippy::arithmetic_side_effects,
     reason = "benches may panic on overflow; the library may not (Cargo.toml)"
@@ -175,6 +176,24 @@ fn token_hot_path(c: &mut Criterion) {
         b.to_async(&rt)
             .iter(|| async { black_box(auth.token(&[SCOPE]).await.unwrap()) })
     });
+    // Our cache over a yup-oauth2 Authenticator as the token source
+    // (feature `yup-oauth2`: `cargo bench --bench token --features yup-oauth2`).
+    #[cfg(feature = "yup-oauth2")]
+    {
+        let from_yup = rt.block_on(async {
+            Credentials::from_yup_oauth2(yup(&yup_path).await, [SCOPE])
+                .await
+                .unwrap()
+        });
+        assert_eq!(
+            rt.block_on(from_yup.access_token()).unwrap().secret(),
+            "ya29.bench"
+        );
+        g.bench_function("yup_source", |b| {
+            b.to_async(&rt)
+                .iter(|| async { black_box(from_yup.access_token().await.unwrap()) })
+        });
+    }
     g.bench_function("floor_std_clock", |b| {
         b.to_async(&rt).iter(|| async {
             let t = floor.load();

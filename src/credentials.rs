@@ -207,6 +207,15 @@ impl Credentials {
         }
     }
 
+    /// The key of API-key credentials (no I/O); `None` for token credentials.
+    #[cfg(feature = "genai")]
+    pub(crate) fn api_key(&self) -> Option<&HeaderValue> {
+        match &self.inner.kind {
+            Kind::ApiKey(key) => Some(key),
+            Kind::Token { .. } => None,
+        }
+    }
+
     /// A new token unless one newer than `stale` was already obtained (after
     /// a 401: the server no longer accepts `stale`). `None` for API keys,
     /// which cannot be refreshed.

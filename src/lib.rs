@@ -67,8 +67,8 @@
 //!
 //! Other HTTP clients take the headers from [`Credentials::headers`] (and a
 //! new token after a `401` from [`Credentials::force_refresh`]), or use the
-//! reqwest, tower, google-cloud-auth, gcp_auth or google-apis-common
-//! integrations (see Features).
+//! reqwest, tower, google-cloud-auth, gcp_auth, google-apis-common, genai
+//! or gcloud-auth integrations (see Features).
 //!
 //! # Features
 //!
@@ -97,6 +97,13 @@
 //! - `yup-oauth2`: `Credentials::from_yup_oauth2` and
 //!   `CredentialLoader::yup_oauth2`: a yup-oauth2 `Authenticator` as the
 //!   token source, with this crate's single shared refresh and client.
+//! - `genai`: `genai::auth_resolver`, an `AuthResolver` for the genai
+//!   crate: its Vertex AI adapter sends the current access token as
+//!   `Authorization: Bearer` (its Gemini API adapter sends only API keys).
+//! - `gcloud-auth`: the `token_source::TokenSourceProvider` and
+//!   `TokenSource` that yoshidan's gcloud-auth implements, for
+//!   [`Credentials`], which the `gcloud-*` clients (gcloud-storage,
+//!   gcloud-pubsub, …) take in their `ClientConfig`.
 //! - `aws-lc-rs`: TLS by aws-lc-rs's rustls provider instead of ring's
 //!   (see [`guide::platforms`]).
 //! - `blocking`: `blocking::load_creds`, `CredentialLoader::load_blocking`
@@ -180,9 +187,13 @@ mod error;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzz_entry;
+#[cfg(feature = "gcloud-auth")]
+mod gcloud_auth;
 #[cfg(feature = "gcp-auth")]
 mod gcp_token_provider;
 pub mod gemini;
+#[cfg(feature = "genai")]
+pub mod genai;
 #[cfg(feature = "google-apis-common")]
 mod google_apis;
 #[cfg(feature = "google-cloud-auth")]

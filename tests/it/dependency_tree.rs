@@ -1,6 +1,6 @@
 //! The default dependency tree stays lean (issue 14: at most 100 crates).
 //! Optional integrations (reqwest, tower, google-cloud-auth, gcp_auth,
-//! google-apis-common, yup-oauth2, aws-lc-rs, redis) must not
+//! google-apis-common, yup-oauth2, aws-lc-rs, genai, token-source, redis) must not
 //! leak into it.
 
 use std::collections::BTreeSet;
@@ -55,6 +55,8 @@ fn the_default_tree_has_at_most_100_crates() {
         "yup-oauth2",
         "aws-lc-rs",
         "aws-lc-sys",
+        "genai",
+        "token-source",
         "redis",
     ] {
         assert!(

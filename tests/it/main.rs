@@ -41,12 +41,16 @@ mod external_account;
 mod fault_matrix;
 mod faults;
 mod gcloud;
+#[cfg(feature = "gcloud-auth")]
+mod gcloud_auth_adapter;
 #[cfg(feature = "gcp-auth")]
 mod gcp_token_provider;
 mod gemini_examples;
 mod gemini_stream;
 mod gemini_timeouts;
 mod gemini_upload;
+#[cfg(feature = "genai")]
+mod genai_adapter;
 #[cfg(feature = "google-apis-common")]
 mod google_apis;
 #[cfg(feature = "google-cloud-auth")]
