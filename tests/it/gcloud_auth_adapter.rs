@@ -147,14 +147,8 @@ async fn a_gcloud_storage_client_calls_with_the_refreshed_token() {
 #[tokio::test]
 async fn a_token_endpoint_that_fails_once_is_retried_within_the_call() {
     // The load's token is dying; the next refresh answers 503, then a token.
-    let tokens = token_server_answering(&[
-        dying_token(),
-        (503, json!({"error": "unavailable"})),
-        new_token(),
-    ])
-    .await;
-    let dir = TempLoader::with_token(&token_uri(&tokens), -60);
-    let ours = dir.loader().load().await.unwrap();
+    let (tokens, _dir, ours) =
+        loaded_dying_then_answers(&[(503, json!({"error": "unavailable"})), new_token()]).await;
     assert_eq!(
         client_source(&ours).token().await.unwrap(),
         bearer_value(NEW_ACCESS)

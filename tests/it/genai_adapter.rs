@@ -233,14 +233,8 @@ async fn a_failed_refresh_is_a_resolver_error_and_no_call() {
 #[tokio::test]
 async fn a_token_endpoint_that_fails_once_is_retried_within_the_call() {
     // The load's token is dying; the next refresh answers 503, then a token.
-    let tokens = token_server_answering(&[
-        dying_token(),
-        (503, json!({"error": "unavailable"})),
-        new_token(),
-    ])
-    .await;
-    let dir = TempLoader::with_token(&token_uri(&tokens), -60);
-    let creds = dir.loader().load().await.unwrap();
+    let (tokens, _dir, creds) =
+        loaded_dying_then_answers(&[(503, json!({"error": "unavailable"})), new_token()]).await;
     let server = gemini_server().await;
 
     genai_client(&creds, &server)

@@ -67,6 +67,20 @@ async fn h2_server_on(acceptor: tokio_rustls::TlsAcceptor) -> (String, H2Counts)
     (format!("https://{addr}/v1"), counts)
 }
 
+/// Credentials for `api_base` that trust `ca`, tokens from `tokens`.
+async fn trusting(
+    dir: &Path,
+    ca: &str,
+    api_base: &str,
+    tokens: &wiremock::MockServer,
+) -> gemini_oauth::Credentials {
+    loader(dir, api_base, &token_uri(tokens))
+        .root_certificates_pem(ca)
+        .load()
+        .await
+        .unwrap()
+}
+
 fn loader(dir: &Path, api_base: &str, token_uri: &str) -> CredentialLoader {
     write_token(dir, &token_json(token_uri, 3000));
     temp_loader(dir).api_base(api_base)
@@ -78,11 +92,7 @@ async fn http2_is_negotiated_by_alpn_and_multiplexed_over_one_connection() {
     let (ca, leaf, key) = make_certs(dir.path());
     let (base, counts) = h2_server(&leaf, &key).await;
     let tokens = token_endpoint().await;
-    let creds = loader(dir.path(), &base, &token_uri(&tokens))
-        .root_certificates_pem(&ca)
-        .load()
-        .await
-        .unwrap();
+    let creds = trusting(dir.path(), &ca, &base, &tokens).await;
     let client = creds.authorized_client();
     let resp = client.get(&client.api_url("models")).await.unwrap();
     assert_eq!(resp.version(), http::Version::HTTP_2);
@@ -165,11 +175,7 @@ async fn a_crypto_provider_the_application_installed_is_the_one_used() {
     let (aes, aes_counts) = h2_server_on(server(cipher_suite::TLS13_AES_128_GCM_SHA256)).await;
     let tokens = token_endpoint().await;
     for (base, works) in [(&aes, true), (&chacha, false)] {
-        let creds = loader(dir.path(), base, &token_uri(&tokens))
-            .root_certificates_pem(&ca)
-            .load()
-            .await
-            .unwrap();
+        let creds = trusting(dir.path(), &ca, base, &tokens).await;
         let client = creds.authorized_client();
         let answer = client.get(&client.api_url("models")).await;
         // ring's own defaults would have agreed on ChaCha20 with the second server.
@@ -200,11 +206,7 @@ async fn with_feature_aws_lc_rs_tls_is_aws_lc_rs() {
         crate::common::tls_certs::server_config_with(&leaf, &key, &[b"h2"], post_quantum_only);
     let (base, counts) = h2_server_on(tokio_rustls::TlsAcceptor::from(Arc::new(config))).await;
     let tokens = token_endpoint().await;
-    let creds = loader(dir.path(), &base, &token_uri(&tokens))
-        .root_certificates_pem(&ca)
-        .load()
-        .await
-        .unwrap();
+    let creds = trusting(dir.path(), &ca, &base, &tokens).await;
     let client = creds.authorized_client();
     let answer = client.get(&client.api_url("models")).await;
     assert!(answer.is_ok(), "{answer:?}");

@@ -399,7 +399,17 @@ pub fn invalid_grant() -> (u16, Value) {
 pub async fn loaded_dying_then(
     next: (u16, Value),
 ) -> (MockServer, TempLoader, gemini_oauth::Credentials) {
-    let tokens = token_server_answering(&[dying_token(), next]).await;
+    loaded_dying_then_answers(&[next]).await
+}
+
+/// [`loaded_dying_then`], the endpoint answering `next` in turn.
+pub async fn loaded_dying_then_answers(
+    next: &[(u16, Value)],
+) -> (MockServer, TempLoader, gemini_oauth::Credentials) {
+    let answers: Vec<_> = std::iter::once(dying_token())
+        .chain(next.iter().cloned())
+        .collect();
+    let tokens = token_server_answering(&answers).await;
     let dir = TempLoader::with_token(&token_uri(&tokens), -60);
     let creds = dir.loader().load().await.unwrap();
     assert_eq!(token_requests(&tokens).await, 1);
