@@ -211,6 +211,7 @@ pub mod tower;
 pub mod universe;
 mod url;
 mod vertex;
+pub mod web;
 
 pub use access_token::{AccessToken, EXPIRY_SKEW, REFRESH_WINDOW};
 pub use api_error::ApiError;
@@ -231,11 +232,14 @@ pub use response_body::ResponseBody;
 pub use retry::RetryPolicy;
 pub use source::external_account::ExternalAccountProblem;
 pub use source::impersonated::ImpersonationProblem;
-#[cfg(feature = "redis")]
-pub use store::RedisTokenStore;
-pub use store::{FileTokenStore, MemoryTokenStore, StoreLock, TokenStore};
+pub use store::{
+    DirectoryTokenStore, FileTokenStore, KeyedTokenStore, MAX_USER_ID_LEN, MemoryTokenStore,
+    StoreLock, TokenStore,
+};
 #[cfg(feature = "keyring")]
 pub use store::{KeyringTokenStore, Migration};
+#[cfg(feature = "redis")]
+pub use store::{RedisKeyedTokenStore, RedisTokenStore};
 pub use token::{StoredToken, TokenFileProblem};
 pub use token_cache::RefreshEvent;
 pub use token_endpoint::OAuthError;

@@ -84,12 +84,17 @@ pub struct RefreshEvent {
 /// A callback for [`RefreshEvent`]s.
 pub(crate) type RefreshObserver = Arc<dyn Fn(&RefreshEvent) + Send + Sync>;
 
+/// A callback for failed refreshes: the error every waiter got.
+pub(crate) type FailureObserver = Arc<dyn Fn(&Error) + Send + Sync>;
+
 /// How a cache refreshes: how early, and whom it tells.
 #[derive(Clone)]
 pub(crate) struct CacheOptions {
     /// How long before expiry a background refresh starts.
     pub(crate) refresh_margin: Duration,
     pub(crate) on_refresh: Option<RefreshObserver>,
+    /// Told of each failed refresh (once per refresh, not per waiter).
+    pub(crate) on_failure: Option<FailureObserver>,
 }
 
 impl Default for CacheOptions {
@@ -97,6 +102,7 @@ impl Default for CacheOptions {
         CacheOptions {
             refresh_margin: crate::access_token::REFRESH_WINDOW,
             on_refresh: None,
+            on_failure: None,
         }
     }
 }
@@ -456,6 +462,11 @@ impl Inner {
         }
         if let Ended::Failed(e) = &how {
             tracing::warn!(error = %e, "token refresh failed");
+            if let Some(observe) = &self.options.on_failure
+                && std::panic::catch_unwind(AssertUnwindSafe(|| observe(e))).is_err()
+            {
+                tracing::warn!("the refresh failure observer panicked");
+            }
         }
         how
     }
@@ -635,7 +646,7 @@ mod tests {
             },
             CacheOptions {
                 refresh_margin: Duration::from_secs(600),
-                on_refresh: None,
+                ..CacheOptions::default()
             },
         )
         .unwrap();
@@ -662,6 +673,7 @@ mod tests {
                 on_refresh: Some(Arc::new(move |e: &RefreshEvent| {
                     seen.lock().unwrap().push(e.clone())
                 })),
+                on_failure: None,
             },
         )
         .unwrap();
