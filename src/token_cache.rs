@@ -708,6 +708,46 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_failure_observer_hears_each_failed_refresh_once() {
+        let source = Fake::new(HOUR, Duration::from_secs(1));
+        source.fail.store(true, Ordering::SeqCst);
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&told);
+        let cache = TokenCache::new(
+            Arc::clone(&source) as Arc<dyn TokenSource>,
+            Fetched {
+                token: SecretString::from("token-0"),
+                expires_at: SystemTime::now(),
+                refresh_token_rotated: false,
+            },
+            CacheOptions {
+                on_failure: Some(Arc::new(move |e: &Error| {
+                    seen.lock().unwrap().push(e.to_string());
+                    panic!("an observer bug is logged, not spread");
+                })),
+                ..CacheOptions::default()
+            },
+        )
+        .unwrap();
+        let calls: Vec<_> = (0..5)
+            .map(|_| {
+                let c = cache.clone();
+                tokio::spawn(async move { c.token().await })
+            })
+            .collect();
+        for call in calls {
+            assert!(matches!(call.await.unwrap(), Err(Error::Transport { .. })));
+        }
+        assert_eq!(told.lock().unwrap().len(), 1);
+        // The backoff's answers are that failure again, not new ones.
+        assert!(cache.token().await.is_err());
+        assert_eq!(
+            told.lock().unwrap().as_slice(),
+            [Error::transport("fake", "down").to_string()]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_fetch_error_reaches_every_waiter_and_the_next_call_retries() {
         let source = Fake::new(HOUR, Duration::from_secs(1));
         source.fail.store(true, Ordering::SeqCst);
