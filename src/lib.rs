@@ -70,6 +70,15 @@
 //! reqwest, tower, google-cloud-auth, gcp_auth or google-apis-common
 //! integrations (see Features).
 //!
+//! # Web apps
+//!
+//! A web app's users sign in with a "Web application" OAuth client through
+//! [`web::WebFlow`] (state, PKCE, offline access, incremental scopes), and
+//! [`web::UserCredentials`] hands out each user's credentials by user id
+//! over a [`KeyedTokenStore`]: [`DirectoryTokenStore`] (one google-auth file
+//! per user) or, for replicas, [`RedisKeyedTokenStore`] (one key and one
+//! refresh lock per user). The `web_sign_in` example is a whole axum app.
+//!
 //! # Features
 //!
 //! - `browser` (default): open the consent URL with `$BROWSER` when it is
@@ -78,7 +87,7 @@
 //! - `service-account`: `service_account` key files in Application Default
 //!   Credentials (the JWT bearer grant, signed RS256 with `ring`).
 //! - `redis`: [`RedisTokenStore`], one token and one refresh shared by
-//!   workers on many machines.
+//!   workers on many machines, and [`RedisKeyedTokenStore`], one per user.
 //! - `keyring`: [`KeyringTokenStore`], the token in the OS credential store
 //!   (macOS Keychain, Windows Credential Manager, the Linux kernel keyring)
 //!   instead of a file, with a migration from `token.json`.
