@@ -14,9 +14,11 @@
 //! `/models` (lists the Gemini models as the signed-in user), `/logout`
 //! (revokes and deletes the user's token).
 //!
-//! Sessions live in this process's memory: a real app keeps them (and the
-//! [`PendingSignIn`] between `/login` and the callback, which is
-//! serializable for that) in its own session store.
+//! A signed-in user's session is a cookie signed with HMAC-SHA256 (the key
+//! from `--session-key-file`, shared by replicas, else a random one), so
+//! any replica serves the user. The [`PendingSignIn`] between `/login` and
+//! the callback stays in this process's memory (a real app keeps it in its
+//! session store, shared by replicas: it is serializable for that).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,8 +30,12 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gemini_oauth::web::{PendingSignIn, SignInOptions, UserCredentials, WebFlow};
 use gemini_oauth::{ClientSecret, CredentialLoader, DirectoryTokenStore, Error, scopes};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 const USAGE: &str = "Usage: web_sign_in [FLAGS]
 
@@ -43,6 +49,9 @@ Flags:
   --store-dir DIR       one token file per user in DIR (default: user-tokens)
   --redis-url URL       keep users' tokens in Redis instead (feature redis)
   --redis-prefix TEXT   prefix of the users' Redis keys (default: web-sign-in:)
+  --session-key-file FILE  key that signs session cookies; give replicas the
+                        same file (default: a random key, sessions end when
+                        the process does)
   --scope URL           scope to ask for besides openid and email; repeat
                         (default: generative-language.retriever)
   --api-base URL        Gemini API base (default: $GEMINI_API_BASE or Google's)
@@ -52,12 +61,6 @@ Flags:
   -h, --help            show this help
 
 Prints `listening on http://ADDR` on stdout once it serves.";
-
-/// A user's session: signing in, or signed in as a user id.
-enum Session {
-    Pending(PendingSignIn),
-    User(String),
-}
 
 /// The users' credentials over the store chosen on the command line.
 #[derive(Clone)]
@@ -97,7 +100,9 @@ impl Users {
 struct App {
     flow: WebFlow,
     users: Users,
-    sessions: Arc<Mutex<HashMap<String, Session>>>,
+    /// Sign-ins started here and not finished, by the `pending` cookie.
+    pending: Arc<Mutex<HashMap<String, PendingSignIn>>>,
+    session_key: Arc<[u8]>,
     secure_cookies: bool,
 }
 
@@ -109,6 +114,7 @@ struct Flags {
     store_dir: Option<String>,
     redis_url: Option<String>,
     redis_prefix: Option<String>,
+    session_key_file: Option<String>,
     scopes: Vec<String>,
     api_base: Option<String>,
     auth_uri: Option<String>,
@@ -132,6 +138,7 @@ fn parse_flags() -> Result<Flags, String> {
             "--store-dir" => f.store_dir = Some(value()?),
             "--redis-url" => f.redis_url = Some(value()?),
             "--redis-prefix" => f.redis_prefix = Some(value()?),
+            "--session-key-file" => f.session_key_file = Some(value()?),
             "--scope" => f.scopes.push(value()?),
             "--api-base" => f.api_base = Some(value()?),
             "--auth-uri" => f.auth_uri = Some(value()?),
@@ -224,10 +231,15 @@ async fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
             Users::Directory(UserCredentials::new(store, loader).on_refresh_failure(log_failure))
         }
     };
+    let session_key: Arc<[u8]> = match &flags.session_key_file {
+        Some(path) => std::fs::read(path)?.into(),
+        None => random_bytes().into(),
+    };
     let app = App {
         flow,
         users,
-        sessions: Arc::default(),
+        pending: Arc::default(),
+        session_key,
         secure_cookies: redirect_uri.starts_with("https://"),
     };
     let router = Router::new()
@@ -273,8 +285,9 @@ async fn login(State(app): State<App>) -> Response {
         Ok(started) => started,
         Err(e) => return failure(StatusCode::INTERNAL_SERVER_ERROR, &e),
     };
-    let sid = app.new_session(Session::Pending(pending));
-    app.with_cookie(Redirect::to(&url).into_response(), &sid)
+    let id = hex(&random_bytes());
+    app.pending.lock().unwrap().insert(id.clone(), pending);
+    app.with_cookie(Redirect::to(&url).into_response(), "pending", &id)
 }
 
 async fn callback(
@@ -283,15 +296,13 @@ async fn callback(
     RawQuery(query): RawQuery,
 ) -> Response {
     // Each pending sign-in is used once.
-    let pending = match app.take_session(&headers) {
-        Some(Session::Pending(pending)) => pending,
-        _ => {
-            return page(
-                StatusCode::BAD_REQUEST,
-                "No sign-in",
-                "<a href=\"/login\">Sign in</a>",
-            );
-        }
+    let taken = cookie(&headers, "pending").and_then(|id| app.pending.lock().unwrap().remove(&id));
+    let Some(pending) = taken else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "No sign-in",
+            "<a href=\"/login\">Sign in</a>",
+        );
     };
     let signed_in = match app
         .flow
@@ -312,9 +323,8 @@ async fn callback(
     if let Err(e) = app.users.sign_in(&user, signed_in.into_token()).await {
         return failure(StatusCode::INTERNAL_SERVER_ERROR, &e);
     }
-    // A new session id once signed in (no session fixation).
-    let sid = app.new_session(Session::User(user));
-    app.with_cookie(Redirect::to("/models").into_response(), &sid)
+    let session = app.sign(&user);
+    app.with_cookie(Redirect::to("/models").into_response(), "session", &session)
 }
 
 async fn models(State(app): State<App>, headers: HeaderMap) -> Response {
@@ -346,57 +356,72 @@ async fn models(State(app): State<App>, headers: HeaderMap) -> Response {
 }
 
 async fn logout(State(app): State<App>, headers: HeaderMap) -> Response {
-    if let Some(user) = app.user(&headers) {
-        if let Err(e) = app.users.sign_out(&user).await {
-            return failure(StatusCode::BAD_GATEWAY, &e);
-        }
-        app.take_session(&headers);
+    if let Some(user) = app.user(&headers)
+        && let Err(e) = app.users.sign_out(&user).await
+    {
+        return failure(StatusCode::BAD_GATEWAY, &e);
     }
-    page(
+    let resp = page(
         StatusCode::OK,
         "Signed out",
         "<a href=\"/login\">Sign in</a>",
-    )
+    );
+    app.with_cookie(resp, "session", "")
 }
 
 impl App {
-    fn new_session(&self, session: Session) -> String {
-        let mut bytes = [0u8; 24];
-        getrandom::fill(&mut bytes).expect("the OS random number generator");
-        let sid: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        self.sessions.lock().unwrap().insert(sid.clone(), session);
-        sid
+    /// The session cookie of `user`: the id and its HMAC-SHA256, base64url.
+    fn sign(&self, user: &str) -> String {
+        let id = URL_SAFE_NO_PAD.encode(user);
+        let tag = URL_SAFE_NO_PAD.encode(self.mac(&id).finalize().into_bytes());
+        format!("{id}.{tag}")
     }
 
-    fn take_session(&self, headers: &HeaderMap) -> Option<Session> {
-        let sid = session_id(headers)?;
-        self.sessions.lock().unwrap().remove(&sid)
+    fn mac(&self, id: &str) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.session_key).expect("any key length");
+        mac.update(id.as_bytes());
+        mac
     }
 
+    /// The signed-in user, if the session cookie's signature holds (checked
+    /// in constant time).
     fn user(&self, headers: &HeaderMap) -> Option<String> {
-        let sid = session_id(headers)?;
-        match self.sessions.lock().unwrap().get(&sid) {
-            Some(Session::User(user)) => Some(user.clone()),
-            _ => None,
-        }
+        let session = cookie(headers, "session")?;
+        let (id, tag) = session.split_once('.')?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        self.mac(id).verify_slice(&tag).ok()?;
+        String::from_utf8(URL_SAFE_NO_PAD.decode(id).ok()?).ok()
     }
 
-    fn with_cookie(&self, mut resp: Response, sid: &str) -> Response {
+    fn with_cookie(&self, mut resp: Response, name: &str, value: &str) -> Response {
         let secure = if self.secure_cookies { "; Secure" } else { "" };
-        let cookie = format!("sid={sid}; Path=/; HttpOnly; SameSite=Lax{secure}");
+        let expire = if value.is_empty() { "; Max-Age=0" } else { "" };
+        let cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax{secure}{expire}");
         resp.headers_mut()
-            .insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).unwrap());
+            .append(header::SET_COOKIE, HeaderValue::from_str(&cookie).unwrap());
         resp
     }
 }
 
-fn session_id(headers: &HeaderMap) -> Option<String> {
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix("sid=").map(str::to_owned))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(n, v)| *n == name && !v.is_empty())
+        .map(|(_, v)| v.to_owned())
+}
+
+fn random_bytes() -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the OS random number generator");
+    bytes
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An error page: the crate's messages carry no secrets.

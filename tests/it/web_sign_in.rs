@@ -5,7 +5,9 @@
 //! oidc-provider's own login and consent pages. Each user's `/models` call
 //! reaches the local Gemini server with that user's own token; one user's
 //! sign-out revokes and deletes that user's token and leaves the other
-//! signed in.
+//! signed in. With feature `redis`: two replicas of the app sharing a real
+//! redis-server (and the session key) make one refresh per user when the
+//! users' tokens have expired.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -98,11 +100,102 @@ async fn sign_in_in_chromium(dir: &Path, app: &str, issuer: &str, login: &str) -
 /// The app's session cookie, from a driver report.
 fn session_cookie(report: &Value) -> String {
     let cookies = report["cookies"].as_array().expect("cookies in the report");
-    let sid = cookies
+    let session = cookies
         .iter()
-        .find(|c| c["name"] == "sid")
+        .find(|c| c["name"] == "session")
         .unwrap_or_else(|| panic!("no session cookie: {report:#}"));
-    format!("sid={}", sid["value"].as_str().unwrap())
+    format!("session={}", session["value"].as_str().unwrap())
+}
+
+/// The local Gemini API: lists one model, and notes each bearer token.
+async fn gemini_server() -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let noted = Arc::clone(&seen);
+    let url = serve(move |req| {
+        let auth = req
+            .headers()
+            .get("authorization")
+            .map(|v| v.to_str().unwrap().to_owned());
+        noted.lock().unwrap().push(auth.unwrap_or_default());
+        async move {
+            json_resp(
+                200,
+                &json!({"models": [{"name": "models/gemini-web-test"}]}),
+            )
+        }
+    })
+    .await;
+    (url, seen)
+}
+
+/// The web client's client_secret.json on `oidc`, in `dir`.
+fn web_client_secret(dir: &Path, oidc: &OidcServer, redirect: &str) -> PathBuf {
+    let secret = dir.join("client_secret.json");
+    let web = json!({"web": {
+        "client_id": WEB_CLIENT_ID, "client_secret": WEB_CLIENT_SECRET,
+        "auth_uri": oidc.auth, "token_uri": oidc.token, "redirect_uris": [redirect],
+    }});
+    std::fs::write(&secret, web.to_string()).unwrap();
+    secret
+}
+
+/// Starts the example on `port` with `args`, once it serves.
+fn start_app(port: u16, args: &[&str]) -> Killed {
+    let mut app = Killed(
+        example("web_sign_in")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let mut first = String::new();
+    BufReader::new(app.0.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(
+        first.trim(),
+        format!("listening on http://127.0.0.1:{port}")
+    );
+    app
+}
+
+/// Signs `user` in at `app` in Chromium and checks the pages it went
+/// through; returns the app's session cookie.
+async fn sign_in(dir: &Path, app: &str, oidc: &OidcServer, log: &Path, user: &str) -> String {
+    let report = sign_in_in_chromium(dir, app, &oidc.issuer, user).await;
+    let ctx = format!(
+        "report: {report:#}\noidc log:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    assert!(report["error"].is_null(), "{ctx}");
+    // Chromium went through the server's login and consent pages...
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{ctx}");
+    assert_eq!(steps[0]["page"], "login", "{ctx}");
+    assert_eq!(
+        steps[0]["action"],
+        format!("filled the login form as {user} and clicked Sign-in"),
+        "{ctx}"
+    );
+    assert_eq!(steps[1]["page"], "consent", "{ctx}");
+    assert_eq!(steps[1]["action"], "clicked Continue", "{ctx}");
+    // ...then back through the app's callback to its /models page, where
+    // the app called Gemini as this user.
+    let last = &report["final"];
+    assert_eq!(
+        format!("http://{}", last["host"].as_str().unwrap()),
+        app,
+        "{ctx}"
+    );
+    assert_eq!(last["path"], "/models", "{ctx}");
+    assert_eq!(last["status"], 200, "{ctx}");
+    let text = last["text"].as_str().unwrap();
+    assert!(text.contains(&format!("Signed in as {user}")), "{ctx}");
+    assert!(text.contains("models/gemini-web-test"), "{ctx}");
+    session_cookie(&report)
 }
 
 /// A request to the app (or any server) as a browser holding `cookie`.
@@ -138,82 +231,25 @@ async fn two_users_sign_in_in_chromium_call_gemini_as_themselves_and_sign_out_al
         &log,
     );
 
-    // The local Gemini API: lists one model, and notes each bearer token.
-    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
-    let noted = Arc::clone(&seen);
-    let gemini = serve(move |req| {
-        let auth = req
-            .headers()
-            .get("authorization")
-            .map(|v| v.to_str().unwrap().to_owned());
-        noted.lock().unwrap().push(auth.unwrap_or_default());
-        async move {
-            json_resp(
-                200,
-                &json!({"models": [{"name": "models/gemini-web-test"}]}),
-            )
-        }
-    })
-    .await;
-
-    let secret = dir.path().join("client_secret.json");
-    let web = json!({"web": {
-        "client_id": WEB_CLIENT_ID, "client_secret": WEB_CLIENT_SECRET,
-        "auth_uri": oidc.auth, "token_uri": oidc.token, "redirect_uris": [redirect],
-    }});
-    std::fs::write(&secret, web.to_string()).unwrap();
+    let (gemini, seen) = gemini_server().await;
+    let secret = web_client_secret(dir.path(), &oidc, &redirect);
     let store = dir.path().join("users");
-    let mut server = Killed(
-        example("web_sign_in")
-            .args(["--client-secret", secret.to_str().unwrap()])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--store-dir", store.to_str().unwrap()])
-            .args(["--api-base", &format!("{gemini}/v1beta")])
-            .args(["--revoke-uri", &oidc.revoke])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
+    let _app = start_app(
+        port,
+        &[
+            "--client-secret",
+            secret.to_str().unwrap(),
+            "--store-dir",
+            store.to_str().unwrap(),
+            "--api-base",
+            &format!("{gemini}/v1beta"),
+            "--revoke-uri",
+            &oidc.revoke,
+        ],
     );
-    let mut first = String::new();
-    BufReader::new(server.0.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    assert_eq!(first.trim(), format!("listening on {app}"));
-
-    let context = |report: &Value| {
-        format!(
-            "report: {report:#}\noidc log:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        )
-    };
     let mut cookies = Vec::new();
     for user in ["alice", "bob"] {
-        let report = sign_in_in_chromium(dir.path(), &app, &oidc.issuer, user).await;
-        let ctx = context(&report);
-        assert!(report["error"].is_null(), "{ctx}");
-        // Chromium went through the server's login and consent pages...
-        let steps = report["steps"].as_array().unwrap();
-        assert_eq!(steps.len(), 2, "{ctx}");
-        assert_eq!(steps[0]["page"], "login", "{ctx}");
-        assert_eq!(
-            steps[0]["action"],
-            format!("filled the login form as {user} and clicked Sign-in"),
-            "{ctx}"
-        );
-        assert_eq!(steps[1]["page"], "consent", "{ctx}");
-        assert_eq!(steps[1]["action"], "clicked Continue", "{ctx}");
-        // ...then back through the app's callback to its /models page, where
-        // the app called Gemini as this user.
-        let last = &report["final"];
-        assert_eq!(last["host"], format!("127.0.0.1:{port}"), "{ctx}");
-        assert_eq!(last["path"], "/models", "{ctx}");
-        assert_eq!(last["status"], 200, "{ctx}");
-        let text = last["text"].as_str().unwrap();
-        assert!(text.contains(&format!("Signed in as {user}")), "{ctx}");
-        assert!(text.contains("models/gemini-web-test"), "{ctx}");
-        cookies.push(session_cookie(&report));
+        cookies.push(sign_in(dir.path(), &app, &oidc, &log, user).await);
     }
     let (alice_cookie, bob_cookie) = (&cookies[0], &cookies[1]);
 
@@ -285,4 +321,126 @@ async fn two_users_sign_in_in_chromium_call_gemini_as_themselves_and_sign_out_al
     assert_eq!(seen.lock().unwrap().last(), Some(&bearer(&bob)));
     let (status, answer) = call("POST", &oidc.token, None, Some(&refresh(&bob))).await;
     assert_eq!(status, 200, "{answer}");
+}
+
+/// Two replicas of the app share the users' tokens in a real redis-server
+/// and the key that signs sessions. Both users sign in through replica A
+/// (Chromium); their tokens then expire (in Redis, while no replica holds
+/// them in memory), and replicas B and C serve many concurrent `/models`
+/// calls of both users: each user's token is refreshed once. The proof is
+/// at the Gemini server: oidc-provider hands out a new access token per
+/// refresh, and every call of a user carries the same new one, the one in
+/// Redis.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_redis_refresh_each_user_once_per_expiry() {
+    use crate::redis_store::RedisServer;
+
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start().await;
+    let redis_url = redis.url();
+    let (port_a, port_b, port_c) = (free_port(), free_port(), free_port());
+    let app_a = format!("http://127.0.0.1:{port_a}");
+    let redirect = format!("{app_a}/oauth2callback");
+    let log = dir.path().join("oidc.log");
+    let oidc = OidcServer::start_logging_to(
+        &[
+            ("OIDC_INTERACTIVE", "1"),
+            ("OIDC_WEB_REDIRECT_URIS", &redirect),
+        ],
+        &log,
+    );
+    let (gemini, seen) = gemini_server().await;
+    let secret = web_client_secret(dir.path(), &oidc, &redirect);
+    let key_file = dir.path().join("session.key");
+    std::fs::write(&key_file, b"a key shared by the replicas, 32+ bytes long").unwrap();
+    let api_base = format!("{gemini}/v1beta");
+    let args = [
+        "--client-secret",
+        secret.to_str().unwrap(),
+        "--redis-url",
+        &redis_url,
+        "--redis-prefix",
+        "app:users:",
+        "--session-key-file",
+        key_file.to_str().unwrap(),
+        "--api-base",
+        &api_base,
+        "--revoke-uri",
+        &oidc.revoke,
+    ];
+
+    let replica_a = start_app(port_a, &args);
+    let alice = sign_in(dir.path(), &app_a, &oidc, &log, "alice").await;
+    let bob = sign_in(dir.path(), &app_a, &oidc, &log, "bob").await;
+    drop(replica_a);
+
+    // Both tokens expire in Redis.
+    let mut con = redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut signed_in_tokens = Vec::new();
+    for user in ["alice", "bob"] {
+        let key = format!("app:users:{user}");
+        let json: String = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let mut record: Value = serde_json::from_str(&json).unwrap();
+        signed_in_tokens.push(record["token"].as_str().unwrap().to_owned());
+        record["expiry"] = json!("2020-01-01T00:00:00Z");
+        let () = redis::cmd("SET")
+            .arg(&key)
+            .arg(record.to_string())
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+    let before = seen.lock().unwrap().len();
+
+    let _replica_b = start_app(port_b, &args);
+    let _replica_c = start_app(port_c, &args);
+    let mut calls = Vec::new();
+    for round in 0..3 {
+        for port in [port_b, port_c] {
+            for (user, cookie) in [("alice", &alice), ("bob", &bob)] {
+                let url = format!("http://127.0.0.1:{port}/models");
+                let cookie = cookie.clone();
+                calls.push(tokio::spawn(async move {
+                    let (status, page) = call("GET", &url, Some(&cookie), None).await;
+                    (round, user, status, page)
+                }));
+            }
+        }
+    }
+    for c in calls {
+        let (round, user, status, page) = c.await.unwrap();
+        assert_eq!(status, 200, "round {round}, {user}: {page}");
+        assert!(page.contains(&format!("Signed in as {user}")), "{page}");
+    }
+
+    let mut expected = Vec::new();
+    for (user, old) in ["alice", "bob"].iter().zip(&signed_in_tokens) {
+        let json = redis.get(&format!("app:users:{user}")).await.unwrap();
+        let record: Value = serde_json::from_str(&json).unwrap();
+        let new = record["token"].as_str().unwrap().to_owned();
+        assert_ne!(&new, old, "{user}'s expired token was refreshed");
+        expected.push(format!("Bearer {new}"));
+    }
+    assert!(redis.get("app:users:alice:lock").await.is_none());
+    let mut after: Vec<String> = seen.lock().unwrap()[before..].to_vec();
+    after.sort();
+    let mut want: Vec<String> = [&expected[0]; 6]
+        .into_iter()
+        .chain([&expected[1]; 6])
+        .cloned()
+        .collect();
+    want.sort();
+    assert_eq!(
+        after, want,
+        "12 calls, each with its user's one refreshed token"
+    );
 }
