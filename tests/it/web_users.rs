@@ -377,3 +377,36 @@ async fn sign_out_authenticates_the_client_when_the_server_asks() {
     );
     assert!(users.store().load("alice").await.unwrap().is_none());
 }
+
+/// The map asks for more scopes than a user's stored token has (the app
+/// added a feature): that user is asked to sign in again, and signing them
+/// out still revokes the refresh token they have.
+#[tokio::test]
+async fn sign_out_revokes_a_token_that_lacks_the_maps_scopes() {
+    let tokens = token_endpoint().await;
+    let revoke = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/revoke"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&revoke)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = DirectoryTokenStore::new(dir.path());
+    store
+        .save("alice", &record("alice", &token_uri(&tokens), 3600))
+        .await
+        .unwrap();
+    let loader = loader()
+        .scopes([RETRIEVER, "https://www.googleapis.com/auth/cloud-platform"])
+        .revoke_uri(format!("{}/revoke", revoke.uri()));
+    let users = UserCredentials::new(store, loader);
+    assert!(matches!(
+        users.get("alice").await,
+        Err(Error::ConsentRequired { .. })
+    ));
+    users.sign_out("alice").await.unwrap();
+    let revoked = requests_to(&revoke, "/revoke").await;
+    assert_eq!(revoked.len(), 1);
+    assert!(String::from_utf8_lossy(&revoked[0].body).contains("R-alice"));
+    assert!(users.store().load("alice").await.unwrap().is_none());
+}
