@@ -65,8 +65,19 @@ const _: () = {
     owned::<crate::gemini::ContentStream>();
     shared::<crate::gemini::File>();
     shared::<crate::UploadProblem>();
+    shared::<crate::DirectoryTokenStore>();
+    shared::<crate::web::WebFlow>();
+    shared::<crate::web::SignInOptions>();
+    shared::<crate::web::PendingSignIn>();
+    shared::<crate::web::SignedIn>();
+    shared::<crate::web::RefreshFailure>();
+    shared::<crate::web::UserCredentials<crate::DirectoryTokenStore>>();
     #[cfg(feature = "redis")]
     shared::<crate::RedisTokenStore>();
+    #[cfg(feature = "redis")]
+    shared::<crate::RedisKeyedTokenStore>();
+    #[cfg(feature = "redis")]
+    shared::<crate::web::UserCredentials<crate::RedisKeyedTokenStore>>();
     #[cfg(feature = "keyring")]
     shared::<crate::KeyringTokenStore>();
     #[cfg(feature = "keyring")]

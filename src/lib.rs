@@ -70,6 +70,15 @@
 //! reqwest, tower, google-cloud-auth, gcp_auth, google-apis-common, genai
 //! or gcloud-auth integrations (see Features).
 //!
+//! # Web apps
+//!
+//! A web app's users sign in with a "Web application" OAuth client through
+//! [`web::WebFlow`] (state, PKCE, offline access, incremental scopes), and
+//! [`web::UserCredentials`] hands out each user's credentials by user id
+//! over a [`KeyedTokenStore`]: [`DirectoryTokenStore`] (one google-auth file
+//! per user) or, for replicas, [`RedisKeyedTokenStore`] (one key and one
+//! refresh lock per user). The `web_sign_in` example is a whole axum app.
+//!
 //! # Features
 //!
 //! - `browser` (default): open the consent URL with `$BROWSER` when it is
@@ -78,7 +87,7 @@
 //! - `service-account`: `service_account` key files in Application Default
 //!   Credentials (the JWT bearer grant, signed RS256 with `ring`).
 //! - `redis`: [`RedisTokenStore`], one token and one refresh shared by
-//!   workers on many machines.
+//!   workers on many machines, and [`RedisKeyedTokenStore`], one per user.
 //! - `keyring`: [`KeyringTokenStore`], the token in the OS credential store
 //!   (macOS Keychain, Windows Credential Manager, the Linux kernel keyring)
 //!   instead of a file, with a migration from `token.json`.
@@ -224,6 +233,7 @@ pub mod tower;
 pub mod universe;
 mod url;
 mod vertex;
+pub mod web;
 
 pub use access_token::{AccessToken, EXPIRY_SKEW, REFRESH_WINDOW};
 pub use api_error::ApiError;
@@ -244,11 +254,14 @@ pub use response_body::ResponseBody;
 pub use retry::RetryPolicy;
 pub use source::external_account::ExternalAccountProblem;
 pub use source::impersonated::ImpersonationProblem;
-#[cfg(feature = "redis")]
-pub use store::RedisTokenStore;
-pub use store::{FileTokenStore, MemoryTokenStore, StoreLock, TokenStore};
+pub use store::{
+    DirectoryTokenStore, FileTokenStore, KeyedTokenStore, MAX_USER_ID_LEN, MemoryTokenStore,
+    StoreLock, TokenStore,
+};
 #[cfg(feature = "keyring")]
 pub use store::{KeyringTokenStore, Migration};
+#[cfg(feature = "redis")]
+pub use store::{RedisKeyedTokenStore, RedisTokenStore};
 pub use token::{StoredToken, TokenFileProblem};
 pub use token_cache::RefreshEvent;
 pub use token_endpoint::OAuthError;

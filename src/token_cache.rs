@@ -84,12 +84,17 @@ pub struct RefreshEvent {
 /// A callback for [`RefreshEvent`]s.
 pub(crate) type RefreshObserver = Arc<dyn Fn(&RefreshEvent) + Send + Sync>;
 
+/// A callback for failed refreshes: the error every waiter got.
+pub(crate) type FailureObserver = Arc<dyn Fn(&Error) + Send + Sync>;
+
 /// How a cache refreshes: how early, and whom it tells.
 #[derive(Clone)]
 pub(crate) struct CacheOptions {
     /// How long before expiry a background refresh starts.
     pub(crate) refresh_margin: Duration,
     pub(crate) on_refresh: Option<RefreshObserver>,
+    /// Told of each failed refresh (once per refresh, not per waiter).
+    pub(crate) on_failure: Option<FailureObserver>,
 }
 
 impl Default for CacheOptions {
@@ -97,6 +102,7 @@ impl Default for CacheOptions {
         CacheOptions {
             refresh_margin: crate::access_token::REFRESH_WINDOW,
             on_refresh: None,
+            on_failure: None,
         }
     }
 }
@@ -450,6 +456,11 @@ impl Inner {
         }
         if let Ended::Failed(e) = &how {
             tracing::warn!(error = %e, "token refresh failed");
+            if let Some(observe) = &self.options.on_failure
+                && std::panic::catch_unwind(AssertUnwindSafe(|| observe(e))).is_err()
+            {
+                tracing::warn!("the refresh failure observer panicked");
+            }
         }
         how
     }
@@ -629,7 +640,7 @@ mod tests {
             },
             CacheOptions {
                 refresh_margin: Duration::from_secs(600),
-                on_refresh: None,
+                ..CacheOptions::default()
             },
         )
         .unwrap();
@@ -656,6 +667,7 @@ mod tests {
                 on_refresh: Some(Arc::new(move |e: &RefreshEvent| {
                     seen.lock().unwrap().push(e.clone())
                 })),
+                on_failure: None,
             },
         )
         .unwrap();
@@ -686,6 +698,46 @@ mod tests {
         assert!(
             wait > 0 && wait <= BACKGROUND_BACKOFF.as_millis() as u64,
             "{wait}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_failure_observer_hears_each_failed_refresh_once() {
+        let source = Fake::new(HOUR, Duration::from_secs(1));
+        source.fail.store(true, Ordering::SeqCst);
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&told);
+        let cache = TokenCache::new(
+            Arc::clone(&source) as Arc<dyn TokenSource>,
+            Fetched {
+                token: SecretString::from("token-0"),
+                expires_at: SystemTime::now(),
+                refresh_token_rotated: false,
+            },
+            CacheOptions {
+                on_failure: Some(Arc::new(move |e: &Error| {
+                    seen.lock().unwrap().push(e.to_string());
+                    panic!("an observer bug is logged, not spread");
+                })),
+                ..CacheOptions::default()
+            },
+        )
+        .unwrap();
+        let calls: Vec<_> = (0..5)
+            .map(|_| {
+                let c = cache.clone();
+                tokio::spawn(async move { c.token().await })
+            })
+            .collect();
+        for call in calls {
+            assert!(matches!(call.await.unwrap(), Err(Error::Transport { .. })));
+        }
+        assert_eq!(told.lock().unwrap().len(), 1);
+        // The backoff's answers are that failure again, not new ones.
+        assert!(cache.token().await.is_err());
+        assert_eq!(
+            told.lock().unwrap().as_slice(),
+            [Error::transport("fake", "down").to_string()]
         );
     }
 

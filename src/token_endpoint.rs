@@ -163,6 +163,41 @@ pub(crate) async fn revoke(
     }
 }
 
+/// [`revoke`], then, when the server asks for the client's credentials
+/// (RFC 7009 §2.1: `invalid_client`, or `invalid_request` for none sent;
+/// Google's endpoint never does), once more with them in the form.
+pub(crate) async fn revoke_as(
+    http: &HttpClient,
+    retry: Retry,
+    revoke_uri: &str,
+    token: &SecretString,
+    client: Option<&Client<'_>>,
+) -> Result<()> {
+    let first = revoke(http, retry, revoke_uri, token).await;
+    let Some(client) = client else { return first };
+    match first {
+        Err(Error::OAuth {
+            error: OAuthError::InvalidClient | OAuthError::InvalidRequest,
+            ..
+        }) => {}
+        other => return other,
+    }
+    let form = [
+        ("token", token.expose_secret()),
+        ("client_id", client.id),
+        ("client_secret", client.secret.expose_secret()),
+    ];
+    match post_form(http, retry, revoke_uri, &form).await {
+        Ok(_) => Ok(()),
+        Err(Error::TokenResponse { status, .. }) if (200..300).contains(&status) => Ok(()),
+        Err(Error::OAuth {
+            error: OAuthError::Other(code),
+            ..
+        }) if code == "invalid_token" => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 async fn post_form(
     http: &HttpClient,
     retry: Retry,

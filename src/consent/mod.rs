@@ -4,7 +4,7 @@
 
 #[cfg(feature = "browser")]
 mod browser;
-mod pkce;
+pub(crate) mod pkce;
 pub(crate) mod redirect;
 
 use std::fmt;

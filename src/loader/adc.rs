@@ -271,6 +271,7 @@ impl CredentialLoader<ApplicationDefault> {
         // Refresh events are the impersonated token's; the source's are not reported.
         let source_options = CacheOptions {
             on_refresh: None,
+            on_failure: None,
             ..self.common.cache.clone()
         };
         let cache = match first {
@@ -335,6 +336,7 @@ impl CredentialLoader<ApplicationDefault> {
         );
         let source_options = CacheOptions {
             on_refresh: None,
+            on_failure: None,
             ..self.common.cache.clone()
         };
         let cache = TokenCache::lazy(Arc::new(source), source_options)?;

@@ -409,6 +409,24 @@ impl<K: kind::OAuthKind> CredentialLoader<K> {
         self
     }
 
+    /// Calls `observer` after every failed refresh of the credentials (a
+    /// background refresh, or one a caller waited for), once per refresh
+    /// however many callers waited for it, with the error they got. An
+    /// [`Error::InvalidGrant`](crate::Error::InvalidGrant) (or an
+    /// [`oauth_error`](crate::Error::oauth_error) of
+    /// [`OAuthError::InvalidGrant`](crate::OAuthError::InvalidGrant)) means
+    /// the user revoked access or the refresh token expired: only a new
+    /// sign-in helps. A failure of `load()` itself is its `Err`, not told
+    /// here. It runs on the task that refreshed: keep it short; a panic in it
+    /// is logged and ignored.
+    pub fn on_refresh_failure(
+        mut self,
+        observer: impl Fn(&crate::Error) + Send + Sync + 'static,
+    ) -> Self {
+        self.common.cache.on_failure = Some(Arc::new(observer));
+        self
+    }
+
     /// How a user's refresh token reaches its endpoints.
     fn endpoints(&self, http: &Arc<HttpClient>) -> Endpoints {
         Endpoints {

@@ -357,12 +357,24 @@ impl UserSource {
     /// store is cleared last, under its lock, so a refresh that held the lock
     /// cannot write the token back after it.
     pub(crate) async fn revoke(&self, then: impl FnOnce() -> Result<()>) -> Result<()> {
-        let token: Option<SecretString> = {
+        let (token, client_id, client_secret) = {
             let r = lock(&self.record);
-            r.refresh_token.clone().or_else(|| r.token.clone())
+            let token = r.refresh_token.clone().or_else(|| r.token.clone());
+            (token, r.client_id.clone(), r.client_secret.clone())
         };
         if let Some(token) = token {
-            token_endpoint::revoke(&self.http, self.retry, &self.revoke_uri, &token).await?;
+            let client = match (&client_id, &client_secret) {
+                (Some(id), Some(secret)) => Some(token_endpoint::Client { id, secret }),
+                _ => None,
+            };
+            token_endpoint::revoke_as(
+                &self.http,
+                self.retry,
+                &self.revoke_uri,
+                &token,
+                client.as_ref(),
+            )
+            .await?;
         }
         self.revoked.store(true, Ordering::SeqCst);
         self.set_record(StoredToken::default());

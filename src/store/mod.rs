@@ -3,6 +3,7 @@
 //! implementations.
 
 pub(crate) mod file;
+mod keyed;
 #[cfg(feature = "keyring")]
 mod keyring;
 mod memory;
@@ -19,6 +20,9 @@ pub use self::keyring::{KeyringTokenStore, Migration};
 #[cfg(feature = "redis")]
 pub use self::redis::RedisTokenStore;
 pub use file::FileTokenStore;
+#[cfg(feature = "redis")]
+pub use keyed::RedisKeyedTokenStore;
+pub use keyed::{DirectoryTokenStore, KeyedTokenStore, MAX_USER_ID_LEN};
 pub use memory::MemoryTokenStore;
 
 use crate::error::Result;

@@ -318,7 +318,7 @@ fn cache_with_margin(source: &Arc<Scripted>, margin: Duration) -> TokenCache {
     };
     let options = CacheOptions {
         refresh_margin: margin,
-        on_refresh: None,
+        ..CacheOptions::default()
     };
     TokenCache::new(Arc::clone(source) as Arc<dyn TokenSource>, first, options).unwrap()
 }

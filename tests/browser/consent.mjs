@@ -27,6 +27,12 @@ const CHROMIUM = env('CONSENT_CHROMIUM', '/usr/bin/chromium');
 // cache that it and its crash handler use. Every Chromium process of this
 // run names it on its command line, so a caller can check that none is left.
 const BROWSER_DIR = process.env.CONSENT_BROWSER_DIR;
+// The authorization server's origin, when the URL opened is not on it (a
+// web app's /login that redirects there); default: the URL's own origin.
+const ISSUER = process.env.CONSENT_ISSUER;
+// `1`: the report also lists the cookies the browser holds for the URL
+// opened (a web app's session), for the test to call the app as that user.
+const REPORT_COOKIES = process.env.CONSENT_REPORT_COOKIES === '1';
 
 const url = process.argv[process.argv.length - 1];
 const report = {
@@ -64,7 +70,7 @@ const where = (u) => {
 let context;
 try {
   if (!/^https?:\/\//.test(url)) throw new Error(`not a URL: ${url}`);
-  const issuer = new URL(url).origin;
+  const issuer = ISSUER ? new URL(ISSUER).origin : new URL(url).origin;
   const { chromium } = await import('playwright-core');
 
   const dir = BROWSER_DIR ?? fs.mkdtempSync(path.join(process.env.TMPDIR || '/tmp', 'consent-chromium-'));
@@ -162,6 +168,9 @@ try {
     title: await page.title(),
     text: (await page.locator('body').innerText()).trim(),
   };
+  if (REPORT_COOKIES) {
+    report.cookies = (await context.cookies(url)).map(({ name, value }) => ({ name, value }));
+  }
 } catch (e) {
   report.error = `${e?.stack ?? e}`;
 } finally {

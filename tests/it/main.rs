@@ -83,5 +83,7 @@ mod tower_layer;
 mod universe;
 mod upload_stall;
 mod vertex_ai;
+mod web_sign_in;
+mod web_users;
 #[cfg(feature = "yup-oauth2")]
 mod yup_source;

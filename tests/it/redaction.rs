@@ -413,6 +413,63 @@ async fn sign_out(seen: &mut Seen) {
     );
 }
 
+/// A web app's sign-in (`WebFlow`): a forged callback, a code the server
+/// rejects, the real one; then the user's credentials map.
+async fn web_sign_in(seen: &mut Seen) {
+    use gemini_oauth::web::{SignInOptions, UserCredentials, WebFlow};
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("code=4%2FREJECTEDWEBCODEMARKER"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(
+            json!({"error": "invalid_grant", "error_description": "Malformed auth code."}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("grant_type=authorization_code"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": CONSENT_ACCESS, "refresh_token": CONSENT_REFRESH, "expires_in": 3599,
+            "scope": RETRIEVER, "token_type": "Bearer",
+        })))
+        .mount(&server)
+        .await;
+    let secret = gemini_oauth::ClientSecret::from_json(
+        json!({"web": {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+            "token_uri": token_uri(&server)}})
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    let flow = WebFlow::new(secret, "http://127.0.0.1:9/cb").unwrap();
+    let (url, pending) = flow.authorization_url(&SignInOptions::new()).unwrap();
+    let state = query_param(&url, "state").unwrap();
+    seen.runtime_secrets.push(state.clone());
+    let verifier = serde_json::to_value(&pending).unwrap()["verifier"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    seen.runtime_secrets.push(verifier);
+    seen.text("web pending sign-in", format!("{pending:?} {flow:?}"));
+    let forged = format!("state=forged&code={}", "4%2FFORGEDWEBCODEMARKER");
+    let err = guarded(flow.finish(&pending, &forged)).await.unwrap_err();
+    seen.error("web forged callback", &err);
+    let rejected = format!("state={state}&code=4%2FREJECTEDWEBCODEMARKER");
+    let err = guarded(flow.finish(&pending, &rejected)).await.unwrap_err();
+    seen.error("web rejected code", &err);
+    let good = format!("state={state}&code=4%2FWEBCODEMARKER");
+    let signed_in = guarded(flow.finish(&pending, &good)).await.unwrap();
+    seen.text("web signed in", format!("{signed_in:?}"));
+    let dir = tempfile::tempdir().unwrap();
+    let users = UserCredentials::new(
+        gemini_oauth::DirectoryTokenStore::new(dir.path()),
+        CredentialLoader::new().scopes([RETRIEVER]),
+    );
+    let creds = guarded(users.sign_in("user-1", signed_in.into_token()))
+        .await
+        .unwrap();
+    seen.text("web user credentials", format!("{creds:?} {users:?}"));
+}
+
 const API_KEY: &str = "AIzaAPIKEYMARKER";
 const REDIS_PASSWORD: &str = "REDISPASSMARKER";
 const METADATA_ACCESS: &str = "ya29.METADATAMARKER";
@@ -805,6 +862,7 @@ async fn no_secret_reaches_logs_or_errors() {
     corrupt_token_file(&mut seen).await;
     consent_flow(&mut seen).await;
     sign_out(&mut seen).await;
+    web_sign_in(&mut seen).await;
     dropped_connection(&mut seen).await;
     api_key(&mut seen).await;
     proxy_password(&mut seen).await;
@@ -828,6 +886,8 @@ async fn no_secret_reaches_logs_or_errors() {
         "ignoring a corrupt token file",
         "starting the consent flow",
         "sign-in complete",
+        "gemini_oauth::web::finish",
+        "web sign-in complete",
         // Field values are captured too, so a secret in a field would be seen.
         "store=",
         "error=the OAuth server at",
@@ -841,8 +901,8 @@ async fn no_secret_reaches_logs_or_errors() {
     assert!(seen.texts.len() >= 25, "{}", seen.texts.len());
     assert_eq!(
         seen.runtime_secrets.len(),
-        6,
-        "2 states, 2 verifiers, 1 private key, 1 proxy credential"
+        8,
+        "3 states, 3 verifiers, 1 private key, 1 proxy credential"
     );
 
     let mut secrets: Vec<String> = [

@@ -16,8 +16,9 @@ use wiremock::ResponseTemplate;
 const KEY: &str = "gemini-oauth:test";
 const PASSWORD: &str = "s3cretREDISPASS";
 
-/// A `redis-server` on a free loopback port, killed on drop.
-struct RedisServer {
+/// A `redis-server` on a free loopback port, killed on drop (also used by
+/// the web sign-in tests).
+pub(crate) struct RedisServer {
     child: Child,
     port: u16,
     password: Option<&'static str>,
@@ -25,7 +26,7 @@ struct RedisServer {
 }
 
 impl RedisServer {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         Self::start_with(None).await
     }
 
@@ -64,14 +65,14 @@ impl RedisServer {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         match self.password {
             Some(p) => format!("redis://:{p}@127.0.0.1:{}/0", self.port),
             None => format!("redis://127.0.0.1:{}/0", self.port),
         }
     }
 
-    fn client(&self) -> redis::Client {
+    pub(crate) fn client(&self) -> redis::Client {
         redis::Client::open(self.url()).unwrap()
     }
 
@@ -94,7 +95,7 @@ impl RedisServer {
         cmd.query_async(&mut con).await.unwrap()
     }
 
-    async fn get(&self, key: &str) -> Option<String> {
+    pub(crate) async fn get(&self, key: &str) -> Option<String> {
         self.cmd(redis::cmd("GET").arg(key)).await
     }
 

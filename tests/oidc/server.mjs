@@ -16,6 +16,10 @@ const { default: Provider, errors, interactionPolicy } = await import('oidc-prov
 
 const TEST_CLIENT = 'gemini-oauth-test';
 const DENY_CLIENT = 'gemini-oauth-deny';
+// A "Web application" client, registered only when its redirect URIs are
+// given (space-separated): a web client's redirect URI must match exactly.
+const WEB_CLIENT = 'gemini-oauth-web';
+const WEB_REDIRECT_URIS = (process.env.OIDC_WEB_REDIRECT_URIS || '').split(' ').filter(Boolean);
 const ACCOUNT_ID = 'test-user';
 const GOOGLE_SCOPES = [
   'https://www.googleapis.com/auth/generative-language.retriever',
@@ -89,17 +93,27 @@ const client = (clientId, secret) => ({
   redirect_uris: ['http://127.0.0.1/'],
 });
 
+const webClients = WEB_REDIRECT_URIS.length === 0 ? [] : [{
+  ...client(WEB_CLIENT, 'web-client-secret'),
+  application_type: 'web',
+  redirect_uris: WEB_REDIRECT_URIS,
+}];
+
 const provider = new Provider(issuer, {
   clients: [
     client(TEST_CLIENT, 'test-client-secret'),
     client(DENY_CLIENT, 'deny-client-secret'),
+    ...webClients,
   ],
   jwks: { keys: [signingKey] },
   cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
   // Google's scope URLs are registered as plain static scopes, so a request
   // without `openid` is an ordinary OAuth 2.0 request and these scopes are
   // granted and echoed in the token response `scope`.
-  scopes: ['openid', 'offline_access', ...GOOGLE_SCOPES],
+  scopes: ['openid', 'offline_access', 'email', ...GOOGLE_SCOPES],
+  // With `openid email`, the ID token names the user: sub is the login name.
+  claims: { openid: ['sub'], email: ['email', 'email_verified'] },
+  conformIdTokenClaims: false,
   responseTypes: ['code'],
   pkce: { required: () => true }, // only S256 exists in oidc-provider 9
   routes: {
@@ -119,7 +133,7 @@ const provider = new Provider(issuer, {
   interactions: { policy },
   findAccount: async (ctx, sub) => ({
     accountId: sub,
-    claims: async () => ({ sub }),
+    claims: async () => ({ sub, email: `${sub}@example.test`, email_verified: true }),
   }),
   // The automatic user: always consents for the test client (grants every
   // requested, known scope), always denies for the deny client. In
