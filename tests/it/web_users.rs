@@ -410,3 +410,51 @@ async fn sign_out_revokes_a_token_that_lacks_the_maps_scopes() {
     assert!(String::from_utf8_lossy(&revoked[0].body).contains("R-alice"));
     assert!(users.store().load("alice").await.unwrap().is_none());
 }
+
+/// A keep-alive HTTP/1.1 server on 127.0.0.1 answering every request with an
+/// empty model list; counts the connections it accepts.
+async fn counting_api() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let svc = hyper::service::service_fn(|_req| async {
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from_static(br#"{"models": []}"#),
+                )))
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc),
+            );
+        }
+    });
+    (base, accepted)
+}
+
+#[tokio::test]
+async fn the_users_credentials_share_one_connection_pool() {
+    let tokens = per_user_token_endpoint(&["alice", "bob"], Duration::ZERO).await;
+    let (base, accepted) = counting_api().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = DirectoryTokenStore::new(dir.path());
+    for user in ["alice", "bob"] {
+        store
+            .save(user, &record(user, &token_uri(&tokens), 3600))
+            .await
+            .unwrap();
+    }
+    let users = UserCredentials::new(store, loader().api_base(&base));
+    for user in ["alice", "bob", "alice"] {
+        let client = users.get(user).await.unwrap().authorized_client();
+        gemini_oauth::gemini::list_models(&client).await.unwrap();
+    }
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "bob's call reused alice's connection"
+    );
+}
