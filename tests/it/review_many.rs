@@ -1,5 +1,5 @@
 //! Adversarial probes of the many-credentials review: loader clones that
-//! share one HTTP client, and per-thread slots.
+//! share one HTTP client.
 
 use crate::common::*;
 use gemini_oauth::{Consent, CredentialLoader, FileTokenStore};
@@ -33,59 +33,6 @@ fn clones_on_runtimes_one_after_the_other_each_refresh() {
         drop(rt);
     }
     assert_eq!(server_rt.block_on(token_requests(&tokens)), 3);
-}
-
-/// Credentials whose next refresh meets a token endpoint that never answers
-/// in time, with a short transport timeout.
-async fn quiet_after_load() -> (wiremock::MockServer, TempLoader, gemini_oauth::Credentials) {
-    let (status, dying) = dying_token();
-    let quiet = wiremock::ResponseTemplate::new(200)
-        .set_body_json(new_token().1)
-        .set_delay(std::time::Duration::from_secs(3600));
-    let tokens = token_server([
-        wiremock::ResponseTemplate::new(status).set_body_json(dying),
-        quiet,
-    ])
-    .await;
-    let dir = TempLoader::with_token(&token_uri(&tokens), -60);
-    let creds = dir
-        .loader()
-        .timeout(std::time::Duration::from_millis(300))
-        .load()
-        .await
-        .unwrap();
-    (tokens, dir, creds)
-}
-
-#[cfg(feature = "gcloud-auth")]
-#[tokio::test]
-async fn probe_gcloud_source_on_a_quiet_endpoint_ends_with_an_error() {
-    use token_source::TokenSource;
-    let (_tokens, _dir, creds) = quiet_after_load().await;
-    let source: std::sync::Arc<dyn TokenSource> = std::sync::Arc::new(creds);
-    let err = tokio::time::timeout(std::time::Duration::from_secs(60), source.token())
-        .await
-        .expect("ends")
-        .unwrap_err();
-    assert_no_secrets(&format!("{err} {err:?}"));
-    eprintln!("{err}");
-}
-
-#[cfg(feature = "genai")]
-#[tokio::test]
-async fn probe_genai_resolver_on_a_quiet_endpoint_ends_with_an_error() {
-    use genai::resolver::AuthResolver;
-    let (_tokens, _dir, creds) = quiet_after_load().await;
-    let AuthResolver::ResolverAsyncFn(f) = gemini_oauth::genai::auth_resolver(creds) else {
-        panic!()
-    };
-    let model = genai::ModelIden::new(genai::adapter::AdapterKind::Vertex, "gemini-2.5-flash");
-    let err = tokio::time::timeout(std::time::Duration::from_secs(60), f.exec_fn(model))
-        .await
-        .expect("ends")
-        .unwrap_err();
-    assert_no_secrets(&format!("{err} {err:?}"));
-    eprintln!("{err}");
 }
 
 /// A TCP forwarder to `upstream` on 127.0.0.1, on the current runtime,
