@@ -11,30 +11,6 @@ fn loader_on(base: &CredentialLoader, dir: &std::path::Path) -> CredentialLoader
         .consent(Consent::Never)
 }
 
-/// Clones of one loader used on two runtimes one after the other (a test
-/// harness, `blocking`, a runtime per request): the first runtime's pooled
-/// connection died with it; the second still gets its token.
-#[test]
-fn clones_on_runtimes_one_after_the_other_each_refresh() {
-    let server_rt = tokio::runtime::Runtime::new().unwrap();
-    let tokens = server_rt.block_on(token_endpoint());
-    let base = CredentialLoader::new().no_proxy();
-    for round in 0..3 {
-        let dir = TempLoader::with_token(&token_uri(&tokens), -60);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let got = rt.block_on(async {
-            let creds = loader_on(&base, dir.path()).load().await?;
-            creds.access_token().await.map(|t| t.secret().to_owned())
-        });
-        assert_eq!(got.unwrap(), NEW_ACCESS, "round {round}");
-        drop(rt);
-    }
-    assert_eq!(server_rt.block_on(token_requests(&tokens)), 3);
-}
-
 /// A TCP forwarder to `upstream` on 127.0.0.1, on the current runtime,
 /// counting the connections it accepts.
 async fn counting_forwarder(
