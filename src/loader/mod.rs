@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 use secrecy::{ExposeSecret, SecretString};
+use tokio::runtime;
 
 use crate::credentials::Settings;
 use crate::env;
@@ -69,10 +70,11 @@ use crate::vertex::{VertexAi, VertexProblem};
 /// ```
 ///
 /// A loader is `Clone`: `load()` consumes it, so clone a configured one to
-/// load again. Credentials loaded from clones of one loader share one HTTP
-/// client, and so one pool of connections (a server holding many users'
-/// credentials opens one connection to Google, not one per user); the proxy
-/// variables are then read by the first `load()`. Changing the timeouts,
+/// load again. Credentials loaded from clones of one loader on one tokio
+/// runtime share one HTTP client, and so one pool of connections (a server
+/// holding many users' credentials opens one connection to Google, not one
+/// per user); the proxy variables are then read by the first `load()`. A
+/// load on another runtime gets a client of its own. Changing the timeouts,
 /// roots or proxy of a clone gives it a client of its own.
 #[derive(Clone)]
 #[must_use = "a CredentialLoader does nothing until `.load()` is awaited"]
@@ -102,9 +104,9 @@ struct Common {
     proxy: ProxySetting,
     cache: CacheOptions,
     /// The HTTP client of the first `load()` among this loader's clones
-    /// (one connection pool for many users' credentials); the transport
-    /// setters start a new one.
-    http: Arc<OnceLock<Arc<HttpClient>>>,
+    /// (one connection pool for many users' credentials), and the runtime
+    /// it ran on; the transport setters start a new one.
+    http: Arc<OnceLock<(runtime::Id, Arc<HttpClient>)>>,
 }
 
 /// Where the proxy comes from.
@@ -151,9 +153,18 @@ impl Default for Common {
 
 impl Common {
     /// The HTTP client these options describe: the one an earlier `load()`
-    /// of a clone built, else a new one (the proxy variables read now).
+    /// of a clone built on this runtime, else a new one (the proxy variables
+    /// read now).
+    ///
+    /// Why only on the same runtime: a pooled connection is driven by a task
+    /// of the runtime that opened it. Another runtime's request sent over it
+    /// waits, for the whole timeout, while that runtime is idle (a
+    /// current-thread runtime kept per thread and not driven).
     fn http(&self) -> Result<Arc<HttpClient>> {
-        if let Some(http) = self.http.get() {
+        let here = runtime::Handle::try_current().ok().map(|h| h.id());
+        if let Some((at, http)) = self.http.get()
+            && here == Some(*at)
+        {
             return Ok(Arc::clone(http));
         }
         let proxy = match &self.proxy {
@@ -169,7 +180,13 @@ impl Common {
             )
             .with_proxy(proxy),
         );
-        Ok(Arc::clone(self.http.get_or_init(|| http)))
+        let Some(here) = here else {
+            return Ok(http);
+        };
+        match self.http.get_or_init(|| (here, Arc::clone(&http))) {
+            (at, shared) if *at == here => Ok(Arc::clone(shared)),
+            _ => Ok(http),
+        }
     }
 
     /// The scopes set, else cloud-platform for Vertex AI (which accepts no

@@ -71,6 +71,7 @@ mod reqwest_middleware;
 #[cfg(feature = "reqwest")]
 mod reqwest_redirect;
 mod review_cache;
+mod review_many;
 mod review_probes;
 mod sdk_env;
 mod shared_token_file;
