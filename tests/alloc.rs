@@ -72,15 +72,22 @@ async fn bytes_for(creds: &[Credentials], rounds: usize) -> usize {
             assert!(c.access_token().await.unwrap().expires_at() > SystemTime::now());
         }
     }
-    let region = Region::new(GLOBAL);
-    for _ in 0..rounds {
-        for c in creds {
-            let token = c.access_token().await.unwrap();
-            std::hint::black_box(&token);
-            drop(token);
+    // The counter is process-wide: another thread of the process may
+    // allocate meanwhile. The least of three measurements is ours alone (a
+    // hot path that allocates does so in each of them).
+    let mut least = usize::MAX;
+    for _ in 0..3 {
+        let region = Region::new(GLOBAL);
+        for _ in 0..rounds {
+            for c in creds {
+                let token = c.access_token().await.unwrap();
+                std::hint::black_box(&token);
+                drop(token);
+            }
         }
+        least = least.min(region.change().bytes_allocated);
     }
-    region.change().bytes_allocated
+    least
 }
 
 /// The counter is process-wide: one test at a time.
