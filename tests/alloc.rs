@@ -1,6 +1,7 @@
 //! Once warm, `Credentials::access_token()` allocates nothing, for one
 //! credential, and for 16, 100 and 10,000 used round-robin (past 64, the
-//! per-thread slots are shared, and most calls miss them); a live credential
+//! per-thread slots are shared, and most calls miss them), and nor does a web
+//! app's warm `UserCredentials::get` for 1,000 users; a live credential
 //! holds at most 2 KiB. A binary of its own: it installs a counting global
 //! allocator.
 
@@ -48,6 +49,7 @@ async fn credentials_from(loader: CredentialLoader) -> Credentials {
 
 /// A store that keeps its record elsewhere (as a file or Redis store
 /// does): it holds a handle, here one shared JSON text.
+#[derive(Clone)]
 struct Elsewhere(Arc<str>);
 
 impl TokenStore for Elsewhere {
@@ -193,5 +195,58 @@ fn ten_thousand_live_credentials_allocate_nothing_per_call_and_hold_2_kib_each()
             "{per_fixed} bytes per fixed-token credential"
         );
         assert_eq!(bytes_for(&fixed, 3).await, 0, "ten thousand fixed tokens");
+    });
+}
+
+/// Every user's record in memory, as a keyed store (a directory or Redis
+/// store would do I/O only on a load, which a warm `get` does not).
+#[derive(Clone)]
+struct Users(Arc<str>);
+
+impl gemini_oauth::KeyedTokenStore for Users {
+    type Store = Elsewhere;
+    fn for_user(&self, _: &str) -> gemini_oauth::Result<Elsewhere> {
+        Ok(Elsewhere(Arc::clone(&self.0)))
+    }
+}
+
+#[test]
+fn a_web_apps_warm_get_and_token_for_a_thousand_users_allocate_nothing() {
+    let _alone = ALONE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let users = gemini_oauth::web::UserCredentials::new(
+            Users(token_json().into()),
+            CredentialLoader::new(),
+        );
+        let ids: Vec<String> = (0..1_000).map(|i| format!("user-{i}")).collect();
+        // What a request handler does: the user's credentials, then a token.
+        let pass = async || {
+            for id in &ids {
+                let creds = users.get(id).await.unwrap();
+                let token = creds.access_token().await.unwrap();
+                std::hint::black_box(&token);
+            }
+        };
+        // Warm: every user loaded, the per-thread slots settled.
+        pass().await;
+        pass().await;
+        assert_eq!(users.len(), ids.len());
+        let mut least = usize::MAX;
+        for _ in 0..3 {
+            let region = Region::new(GLOBAL);
+            pass().await;
+            least = least.min(region.change().bytes_allocated);
+        }
+        assert_eq!(least, 0, "a thousand users' warm get + access_token");
+        // The counter counts: a user not yet held allocates (a load).
+        let region = Region::new(GLOBAL);
+        users.get("someone-new").await.unwrap();
+        assert!(region.change().bytes_allocated > 0);
     });
 }
