@@ -17,13 +17,13 @@
 //! A signed-in user's session is a cookie signed with HMAC-SHA256 (the key
 //! from `--session-key-file`, shared by replicas, else a random one), so
 //! any replica serves the user. The [`PendingSignIn`] between `/login` and
-//! the callback stays in this process's memory (a real app keeps it in its
-//! session store, shared by replicas: it is serializable for that).
+//! the callback travels the same way, in a signed cookie that lives 10
+//! minutes (as Flask's signed session cookie carries google-auth-oauthlib's
+//! state): the callback may reach another replica than `/login` did.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
@@ -96,12 +96,15 @@ impl Users {
     }
 }
 
+/// The cookie of a signed-in user's session.
+const SESSION: &str = "session";
+/// The cookie of a sign-in between `/login` and the callback.
+const PENDING: &str = "pending";
+
 #[derive(Clone)]
 struct App {
     flow: WebFlow,
     users: Users,
-    /// Sign-ins started here and not finished, by the `pending` cookie.
-    pending: Arc<Mutex<HashMap<String, PendingSignIn>>>,
     session_key: Arc<[u8]>,
     secure_cookies: bool,
 }
@@ -238,7 +241,6 @@ async fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
     let app = App {
         flow,
         users,
-        pending: Arc::default(),
         session_key,
         secure_cookies: redirect_uri.starts_with("https://"),
     };
@@ -285,9 +287,11 @@ async fn login(State(app): State<App>) -> Response {
         Ok(started) => started,
         Err(e) => return failure(StatusCode::INTERNAL_SERVER_ERROR, &e),
     };
-    let id = hex(&random_bytes());
-    app.pending.lock().unwrap().insert(id.clone(), pending);
-    app.with_cookie(Redirect::to(&url).into_response(), "pending", &id)
+    let Ok(json) = serde_json::to_string(&pending) else {
+        return page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in problem", "");
+    };
+    let sealed = app.seal(PENDING, &json);
+    app.with_cookie(Redirect::to(&url).into_response(), PENDING, &sealed)
 }
 
 async fn callback(
@@ -295,9 +299,12 @@ async fn callback(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    // Each pending sign-in is used once.
-    let taken = cookie(&headers, "pending").and_then(|id| app.pending.lock().unwrap().remove(&id));
-    let Some(pending) = taken else {
+    // Signed by a replica of this app; `finish` refuses one older than 10
+    // minutes, and the authorization server takes each code once.
+    let pending = cookie(&headers, PENDING)
+        .and_then(|sealed| app.open(PENDING, &sealed))
+        .and_then(|json| serde_json::from_slice::<PendingSignIn>(&json).ok());
+    let Some(pending) = pending else {
         return page(
             StatusCode::BAD_REQUEST,
             "No sign-in",
@@ -323,8 +330,9 @@ async fn callback(
     if let Err(e) = app.users.sign_in(&user, signed_in.into_token()).await {
         return failure(StatusCode::INTERNAL_SERVER_ERROR, &e);
     }
-    let session = app.sign(&user);
-    app.with_cookie(Redirect::to("/models").into_response(), "session", &session)
+    let session = app.seal(SESSION, user.as_bytes());
+    let resp = app.with_cookie(Redirect::to("/models").into_response(), SESSION, &session);
+    app.with_cookie(resp, PENDING, "")
 }
 
 async fn models(State(app): State<App>, headers: HeaderMap) -> Response {
@@ -366,36 +374,49 @@ async fn logout(State(app): State<App>, headers: HeaderMap) -> Response {
         "Signed out",
         "<a href=\"/login\">Sign in</a>",
     );
-    app.with_cookie(resp, "session", "")
+    app.with_cookie(resp, SESSION, "")
 }
 
 impl App {
-    /// The session cookie of `user`: the id and its HMAC-SHA256, base64url.
-    fn sign(&self, user: &str) -> String {
-        let id = URL_SAFE_NO_PAD.encode(user);
-        let tag = URL_SAFE_NO_PAD.encode(self.mac(&id).finalize().into_bytes());
-        format!("{id}.{tag}")
+    /// A cookie value for `name`: `value` and the HMAC-SHA256 of the name
+    /// and value, base64url. The name is signed too, so one kind of cookie
+    /// never passes for another.
+    fn seal(&self, name: &str, value: impl AsRef<[u8]>) -> String {
+        let value = URL_SAFE_NO_PAD.encode(value);
+        let tag = URL_SAFE_NO_PAD.encode(self.mac(name, &value).finalize().into_bytes());
+        format!("{value}.{tag}")
     }
 
-    fn mac(&self, id: &str) -> Hmac<Sha256> {
+    /// The value sealed in a `name` cookie, if its signature holds (checked
+    /// in constant time).
+    fn open(&self, name: &str, sealed: &str) -> Option<Vec<u8>> {
+        let (value, tag) = sealed.split_once('.')?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        self.mac(name, value).verify_slice(&tag).ok()?;
+        URL_SAFE_NO_PAD.decode(value).ok()
+    }
+
+    fn mac(&self, name: &str, value: &str) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.session_key).expect("any key length");
-        mac.update(id.as_bytes());
+        mac.update(name.as_bytes());
+        mac.update(b"=");
+        mac.update(value.as_bytes());
         mac
     }
 
-    /// The signed-in user, if the session cookie's signature holds (checked
-    /// in constant time).
+    /// The signed-in user, from the session cookie.
     fn user(&self, headers: &HeaderMap) -> Option<String> {
-        let session = cookie(headers, "session")?;
-        let (id, tag) = session.split_once('.')?;
-        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
-        self.mac(id).verify_slice(&tag).ok()?;
-        String::from_utf8(URL_SAFE_NO_PAD.decode(id).ok()?).ok()
+        let user = self.open(SESSION, &cookie(headers, SESSION)?)?;
+        String::from_utf8(user).ok()
     }
 
     fn with_cookie(&self, mut resp: Response, name: &str, value: &str) -> Response {
         let secure = if self.secure_cookies { "; Secure" } else { "" };
-        let expire = if value.is_empty() { "; Max-Age=0" } else { "" };
+        let expire = match (value.is_empty(), name) {
+            (true, _) => "; Max-Age=0",
+            (false, PENDING) => "; Max-Age=600",
+            (false, _) => "",
+        };
         let cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax{secure}{expire}");
         resp.headers_mut()
             .append(header::SET_COOKIE, HeaderValue::from_str(&cookie).unwrap());
@@ -418,10 +439,6 @@ fn random_bytes() -> [u8; 32] {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the OS random number generator");
     bytes
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An error page: the crate's messages carry no secrets.

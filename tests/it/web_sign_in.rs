@@ -162,9 +162,16 @@ fn start_app(port: u16, args: &[&str]) -> Killed {
     app
 }
 
-/// Signs `user` in at `app` in Chromium and checks the pages it went
-/// through; returns the app's session cookie.
-async fn sign_in(dir: &Path, app: &str, oidc: &OidcServer, log: &Path, user: &str) -> String {
+/// Signs `user` in in Chromium, starting at `app`'s `/login`, and checks the
+/// pages it went through, to the end at the redirect URI's app `lands`;
+/// returns the app's session cookie.
+async fn sign_in_at(
+    dir: &Path,
+    (app, lands): (&str, &str),
+    oidc: &OidcServer,
+    log: &Path,
+    user: &str,
+) -> String {
     let report = sign_in_in_chromium(dir, app, &oidc.issuer, user).await;
     let ctx = format!(
         "report: {report:#}\noidc log:\n{}",
@@ -187,7 +194,7 @@ async fn sign_in(dir: &Path, app: &str, oidc: &OidcServer, log: &Path, user: &st
     let last = &report["final"];
     assert_eq!(
         format!("http://{}", last["host"].as_str().unwrap()),
-        app,
+        lands,
         "{ctx}"
     );
     assert_eq!(last["path"], "/models", "{ctx}");
@@ -196,6 +203,10 @@ async fn sign_in(dir: &Path, app: &str, oidc: &OidcServer, log: &Path, user: &st
     assert!(text.contains(&format!("Signed in as {user}")), "{ctx}");
     assert!(text.contains("models/gemini-web-test"), "{ctx}");
     session_cookie(&report)
+}
+
+async fn sign_in(dir: &Path, app: &str, oidc: &OidcServer, log: &Path, user: &str) -> String {
+    sign_in_at(dir, (app, app), oidc, log, user).await
 }
 
 /// A request to the app (or any server) as a browser holding `cookie`.
@@ -324,8 +335,10 @@ async fn two_users_sign_in_in_chromium_call_gemini_as_themselves_and_sign_out_al
 }
 
 /// Two replicas of the app share the users' tokens in a real redis-server
-/// and the key that signs sessions. Both users sign in through replica A
-/// (Chromium); their tokens then expire (in Redis, while no replica holds
+/// and the key that signs sessions. Both users sign in (Chromium): alice
+/// through replica A, bob starting at replica B with the callback reaching
+/// replica A (the pending sign-in travels in a signed cookie); their tokens
+/// then expire (in Redis, while no replica holds
 /// them in memory), and replicas B and C serve many concurrent `/models`
 /// calls of both users: each user's token is refreshed once. The proof is
 /// at the Gemini server: oidc-provider hands out a new access token per
@@ -368,12 +381,17 @@ async fn replicas_sharing_redis_refresh_each_user_once_per_expiry() {
         &api_base,
         "--revoke-uri",
         &oidc.revoke,
+        "--redirect-uri",
+        &redirect,
     ];
 
     let replica_a = start_app(port_a, &args);
+    let replica_b = start_app(port_b, &args);
     let alice = sign_in(dir.path(), &app_a, &oidc, &log, "alice").await;
-    let bob = sign_in(dir.path(), &app_a, &oidc, &log, "bob").await;
-    drop(replica_a);
+    // Bob's sign-in starts at replica B; the callback reaches replica A.
+    let app_b = format!("http://127.0.0.1:{port_b}");
+    let bob = sign_in_at(dir.path(), (&app_b, &app_a), &oidc, &log, "bob").await;
+    drop((replica_a, replica_b));
 
     // Both tokens expire in Redis.
     let mut con = redis
