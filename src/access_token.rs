@@ -24,15 +24,18 @@ pub const EXPIRY_SKEW: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct AccessToken(pub(crate) Arc<Published>);
 
+// Why `repr(C)`: what a call checks comes first, next to the `Arc`'s
+// counts, so a call touches one cache line of a token it does not own.
+#[repr(C)]
 pub(crate) struct Published {
     /// Unique across the process: identifies this token in per-thread caches.
     pub(crate) generation: u64,
+    pub(crate) refresh_at_ms: u64,
+    pub(crate) usable_until_ms: u64,
     pub(crate) secret: SecretString,
     /// `Bearer <token>`, built once so requests do not format it again.
     pub(crate) header: HeaderValue,
     pub(crate) expires_at: SystemTime,
-    pub(crate) refresh_at_ms: u64,
-    pub(crate) usable_until_ms: u64,
 }
 
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);

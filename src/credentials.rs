@@ -32,6 +32,10 @@ use crate::token_cache::TokenCache;
 #[derive(Clone)]
 pub struct Credentials {
     inner: Arc<Inner>,
+    /// The token cache of `inner.kind`, held here too. Why: with thousands
+    /// of live credentials `inner` is rarely in the CPU's cache, and the hot
+    /// path then skips one cache miss by not reading it.
+    cache: Option<TokenCache>,
 }
 
 struct Inner {
@@ -85,7 +89,12 @@ impl fmt::Debug for Credentials {
 
 impl Credentials {
     pub(crate) fn new(kind: Kind, settings: Settings) -> Self {
+        let cache = match &kind {
+            Kind::Token { cache, .. } => Some(cache.clone()),
+            Kind::ApiKey(_) => None,
+        };
         Credentials {
+            cache,
             inner: Arc::new(Inner {
                 kind,
                 settings,
@@ -104,12 +113,12 @@ impl Credentials {
     /// when the token has expired and could not be refreshed:
     /// [`Error::InvalidGrant`], [`Error::Transport`], ….
     pub async fn access_token(&self) -> Result<AccessToken> {
-        match &self.inner.kind {
-            Kind::Token { cache, .. } => match cache.fresh() {
+        match &self.cache {
+            Some(cache) => match cache.fresh() {
                 Some(token) => Ok(token),
                 None => cache.token_slow().await,
             },
-            Kind::ApiKey(_) => Err(Error::NoAccessToken),
+            None => Err(Error::NoAccessToken),
         }
     }
 

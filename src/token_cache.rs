@@ -157,12 +157,15 @@ impl machine::Signal for Notify {
     }
 }
 
+// Why `repr(C)`: the hot path reads `key`, `generation` and `current`
+// first, so they share the allocation's first cache line.
+#[repr(C)]
 struct Inner {
     /// This cache's key in every thread's copies.
     key: u64,
-    current: ArcSwap<Published>,
     /// The generation of `current`, published after it (under the machine's lock).
     generation: AtomicU64,
+    current: ArcSwap<Published>,
     source: Arc<dyn TokenSource>,
     machine: Machine<Error, runtime::Id, Notify>,
     options: CacheOptions,
