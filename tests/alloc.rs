@@ -95,8 +95,8 @@ async fn bytes_for(creds: &[Credentials], rounds: usize) -> usize {
 /// The counter is process-wide: one test at a time.
 static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-#[test]
-fn a_warm_hot_path_allocates_nothing_for_one_sixteen_and_a_hundred_credentials() {
+/// Runs `test` on a current-thread runtime, with no other test running.
+fn alone(test: impl Future<Output = ()>) {
     let _alone = ALONE
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -104,7 +104,12 @@ fn a_warm_hot_path_allocates_nothing_for_one_sixteen_and_a_hundred_credentials()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
+    rt.block_on(test);
+}
+
+#[test]
+fn a_warm_hot_path_allocates_nothing_for_one_sixteen_and_a_hundred_credentials() {
+    alone(async {
         let one = [credentials().await];
         assert_eq!(bytes_for(&one, 10_000).await, 0, "one credential");
         let mut sixteen = Vec::new();
@@ -137,15 +142,8 @@ async fn bytes_kept<T>(f: impl AsyncFnOnce() -> T) -> (T, isize) {
 
 #[test]
 fn ten_thousand_live_credentials_allocate_nothing_per_call_and_hold_2_kib_each() {
-    let _alone = ALONE
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
     const N: usize = 10_000;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    alone(async {
         let mut all = Vec::with_capacity(N);
         let loader = CredentialLoader::new();
         let json: Arc<str> = token_json().into();
@@ -212,14 +210,7 @@ impl gemini_oauth::KeyedTokenStore for Users {
 
 #[test]
 fn a_web_apps_warm_get_and_token_for_a_thousand_users_allocate_nothing() {
-    let _alone = ALONE
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    alone(async {
         let users = gemini_oauth::web::UserCredentials::new(
             Users(token_json().into()),
             CredentialLoader::new(),
