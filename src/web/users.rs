@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 
 use crate::consent::Consent;
-use crate::consent_reason::ConsentReason;
 use crate::credentials::Credentials;
 use crate::error::{Error, Result};
 use crate::loader::CredentialLoader;
@@ -233,9 +232,10 @@ impl<S: KeyedTokenStore> UserCredentials<S> {
     /// Signs `user_id` out: revokes their refresh token at the revocation
     /// endpoint (see [`Credentials::revoke`]), deletes their record and drops
     /// their credentials (clones still held answer
-    /// [`Error::Revoked`]). A stored token that lacks the map's scopes is
-    /// revoked all the same; a user with no stored token, or one the server
-    /// already refused, only has the record deleted.
+    /// [`Error::Revoked`]). A stored token that lacks the map's scopes, or
+    /// that cannot be refreshed now (the token endpoint is down), is revoked
+    /// all the same; a user with no stored token, or one the server already
+    /// refused, only has the record deleted.
     ///
     /// # Errors
     /// The revocation endpoint's errors (the user then stays signed in) and
@@ -243,25 +243,19 @@ impl<S: KeyedTokenStore> UserCredentials<S> {
     pub async fn sign_out(&self, user_id: &str) -> Result<()> {
         let result = match self.get(user_id).await {
             Ok(creds) => creds.revoke().await,
-            // A token that lacks scopes the map asks for still has a
-            // refresh token to revoke: loaded asking for none.
-            Err(Error::ConsentRequired {
-                reason: ConsentReason::ScopesNotCovered(_),
-                ..
-            }) => {
-                let any_scopes = self.inner.loader.clone().scopes(Vec::<String>::new());
-                match self.load_with(user_id, any_scopes).await {
-                    Ok(creds) => creds.revoke().await,
-                    Err(Error::ConsentRequired { .. } | Error::InvalidGrant { .. }) => {
-                        self.inner.store.clear(user_id).await
-                    }
-                    Err(e) => Err(e),
+            // Refused: nothing left to revoke.
+            Err(Error::InvalidGrant { .. }) => self.inner.store.clear(user_id).await,
+            // No token, one that lacks the map's scopes, or one that could
+            // not be refreshed (the token endpoint is down): the stored
+            // refresh token is revoked as it is, with no refresh.
+            Err(_) => {
+                let store = self.inner.store.for_user(user_id)?;
+                let loader = self.inner.loader.clone().token_store(store);
+                match loader.load_stored().await? {
+                    Some(creds) => creds.revoke().await,
+                    None => self.inner.store.clear(user_id).await,
                 }
             }
-            Err(Error::ConsentRequired { .. } | Error::InvalidGrant { .. }) => {
-                self.inner.store.clear(user_id).await
-            }
-            Err(e) => Err(e),
         };
         if result.is_ok() {
             self.remove(user_id);
@@ -349,10 +343,7 @@ impl<S: KeyedTokenStore> UserCredentials<S> {
     }
 
     async fn load(&self, user_id: &str) -> Result<Credentials> {
-        self.load_with(user_id, self.inner.loader.clone()).await
-    }
-
-    async fn load_with(&self, user_id: &str, loader: CredentialLoader) -> Result<Credentials> {
+        let loader = self.inner.loader.clone();
         let store = self.inner.store.for_user(user_id)?;
         let weak: Weak<Inner<S>> = Arc::downgrade(&self.inner);
         let user = user_id.to_owned();
