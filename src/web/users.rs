@@ -295,14 +295,18 @@ impl<S: KeyedTokenStore> UserCredentials<S> {
             entry.last_used = Instant::now();
             return Arc::clone(&entry.slot);
         }
-        drop(entries);
+        // Made under the same lock as the look-up: two requests that both
+        // found none would otherwise each make one, and load twice.
         let slot: Slot = Arc::new(OnceCell::new());
-        self.insert(user_id, Arc::clone(&slot));
+        self.insert_locked(&mut entries, user_id, Arc::clone(&slot));
         slot
     }
 
     fn insert(&self, user_id: &str, slot: Slot) {
-        let mut entries = self.entries();
+        self.insert_locked(&mut self.entries(), user_id, slot);
+    }
+
+    fn insert_locked(&self, entries: &mut HashMap<String, Entry>, user_id: &str, slot: Slot) {
         if !entries.contains_key(user_id) && entries.len() >= self.inner.capacity {
             let idle = self.inner.idle;
             entries.retain(|_, e| e.last_used.elapsed() <= idle);
