@@ -11,8 +11,9 @@
 //!
 //! Routes: `/` (who is signed in), `/login` (to the consent screen),
 //! `/oauth2callback` (the redirect URI: register it for the client),
-//! `/models` (lists the Gemini models as the signed-in user), `/logout`
-//! (revokes and deletes the user's token).
+//! `/models` (lists the Gemini models as the signed-in user), `POST /logout`
+//! (revokes and deletes the user's token; not a GET, which a link on another
+//! site could make with the user's `SameSite=Lax` cookie).
 //!
 //! A signed-in user's session is a cookie signed with HMAC-SHA256 (the key
 //! from `--session-key-file`, shared by replicas, else a random one), so
@@ -29,7 +30,7 @@ use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gemini_oauth::web::{PendingSignIn, SignInOptions, UserCredentials, WebFlow};
@@ -247,7 +248,7 @@ async fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
         .route("/login", get(login))
         .route("/oauth2callback", get(callback))
         .route("/models", get(models))
-        .route("/logout", get(logout).post(logout))
+        .route("/logout", post(logout))
         .with_state(app);
     println!("listening on http://{bound}");
     axum::serve(listener, router).await?;
@@ -268,7 +269,8 @@ async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
             StatusCode::OK,
             "Signed in",
             &format!(
-                "Signed in as {}. <a href=\"/models\">Models</a> <a href=\"/logout\">Sign out</a>",
+                "Signed in as {}. <a href=\"/models\">Models</a> \
+                 <form method=\"post\" action=\"/logout\"><button>Sign out</button></form>",
                 escape(&user)
             ),
         ),

@@ -162,3 +162,130 @@ async fn sign_out_works_while_the_token_endpoint_is_down() {
         Err(Error::ConsentRequired { .. })
     ));
 }
+
+/// The example app, killed when dropped, and its base URL.
+struct App(std::process::Child, String);
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const SESSION_KEY: &[u8] = b"review-web-session-key-0123456789";
+
+/// The example on a free port, its users' files in `dir/users`, with a
+/// web client whose token and revocation endpoints are `tokens`.
+fn start_example(dir: &std::path::Path, tokens: &MockServer) -> App {
+    use std::io::BufRead;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let secret = dir.join("client_secret.json");
+    std::fs::write(
+        &secret,
+        json!({"web": {
+            "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+            "auth_uri": format!("{}/auth", tokens.uri()), "token_uri": token_uri(tokens),
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    let key = dir.join("session.key");
+    std::fs::write(&key, SESSION_KEY).unwrap();
+    let mut child = crate::common::examples::example("web_sign_in")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--client-secret")
+        .arg(&secret)
+        .arg("--store-dir")
+        .arg(dir.join("users"))
+        .arg("--session-key-file")
+        .arg(&key)
+        .args(["--scope", RETRIEVER])
+        .arg("--revoke-uri")
+        .arg(format!("{}/revoke", tokens.uri()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(
+        first.trim(),
+        format!("listening on http://127.0.0.1:{port}")
+    );
+    App(child, format!("127.0.0.1:{port}"))
+}
+
+/// The session cookie the example gives `user`.
+fn session_for(user: &str) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let id = b64.encode(user);
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SESSION_KEY).unwrap();
+    mac.update(id.as_bytes());
+    format!("session={id}.{}", b64.encode(mac.finalize().into_bytes()))
+}
+
+/// One HTTP/1.1 request on its own connection: the status and the whole
+/// answer (head and body).
+async fn http(addr: &str, method: &str, target: &str, cookie: Option<&str>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let cookie = cookie
+        .map(|c| format!("cookie: {c}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {target} HTTP/1.1\r\nhost: {addr}\r\n{cookie}content-length: 0\r\nconnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text[9..12].parse().unwrap();
+    (status, text)
+}
+
+/// A top-level cross-site navigation (a link on another site) carries the
+/// example's `SameSite=Lax` session cookie: a GET must not sign the user out
+/// (revoking their grant); the sign-out is a POST, which such a request
+/// cannot make with the cookie.
+#[tokio::test]
+async fn the_examples_sign_out_is_not_a_get() {
+    let tokens = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/revoke"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&tokens)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = DirectoryTokenStore::new(dir.path().join("users"));
+    store
+        .save("alice", &record("alice", &token_uri(&tokens), 3600))
+        .await
+        .unwrap();
+    let app = start_example(dir.path(), &tokens);
+    let cookie = session_for("alice");
+    let (status, home) = http(&app.1, "GET", "/", Some(&cookie)).await;
+    assert_eq!(status, 200);
+    assert!(home.contains("Signed in as alice"), "{home}");
+    assert!(
+        !home.contains("href=\"/logout\""),
+        "a sign-out link: {home}"
+    );
+    let (status, _) = http(&app.1, "GET", "/logout", Some(&cookie)).await;
+    assert_ne!(status, 200);
+    assert!(requests_to(&tokens, "/revoke").await.is_empty());
+    assert!(store.load("alice").await.unwrap().is_some());
+    let (status, page) = http(&app.1, "POST", "/logout", Some(&cookie)).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(requests_to(&tokens, "/revoke").await.len(), 1);
+    assert!(store.load("alice").await.unwrap().is_none());
+}
