@@ -18,10 +18,11 @@
 //! A signed-in user's session is a cookie signed with HMAC-SHA256 (the key
 //! from `--session-key-file`, shared by replicas, else a random one), so
 //! any replica serves the user. The [`PendingSignIn`] between `/login` and
-//! the callback stays in this process's memory (a real app keeps it in its
-//! session store, shared by replicas: it is serializable for that).
+//! the callback stays in this process's memory, at most [`MAX_PENDING`] of
+//! them (a real app keeps it in its session store, shared by replicas: it is
+//! serializable for that).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -33,7 +34,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use gemini_oauth::web::{PendingSignIn, SignInOptions, UserCredentials, WebFlow};
+use gemini_oauth::web::{DEFAULT_MAX_AGE, PendingSignIn, SignInOptions, UserCredentials, WebFlow};
 use gemini_oauth::{ClientSecret, CredentialLoader, DirectoryTokenStore, Error, scopes};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -62,6 +63,45 @@ Flags:
   -h, --help            show this help
 
 Prints `listening on http://ADDR` on stdout once it serves.";
+
+/// At most this many sign-ins are kept between `/login` and the callback:
+/// anyone may start one, so a flood drops the oldest instead of growing the
+/// process without bound.
+const MAX_PENDING: usize = 10_000;
+
+/// Sign-ins started here and not finished, by the `pending` cookie, oldest
+/// first.
+#[derive(Default)]
+struct Pending {
+    by_id: HashMap<String, PendingSignIn>,
+    order: VecDeque<String>,
+}
+
+impl Pending {
+    /// Keeps `pending`, dropping expired sign-ins and, when full, the oldest.
+    fn insert(&mut self, id: String, pending: PendingSignIn) {
+        while let Some(oldest) = self.order.front() {
+            let expired = self.by_id.get(oldest).is_none_or(|p| {
+                p.started_at()
+                    .elapsed()
+                    .is_ok_and(|age| age > DEFAULT_MAX_AGE)
+            });
+            if !expired && self.by_id.len() < MAX_PENDING && self.order.len() < 2 * MAX_PENDING {
+                break;
+            }
+            if let Some(oldest) = self.order.pop_front() {
+                self.by_id.remove(&oldest);
+            }
+        }
+        self.order.push_back(id.clone());
+        self.by_id.insert(id, pending);
+    }
+
+    /// The sign-in of `id`, taken: each is used once.
+    fn take(&mut self, id: &str) -> Option<PendingSignIn> {
+        self.by_id.remove(id)
+    }
+}
 
 /// The users' credentials over the store chosen on the command line.
 #[derive(Clone)]
@@ -101,8 +141,8 @@ impl Users {
 struct App {
     flow: WebFlow,
     users: Users,
-    /// Sign-ins started here and not finished, by the `pending` cookie.
-    pending: Arc<Mutex<HashMap<String, PendingSignIn>>>,
+    /// Sign-ins started here and not finished.
+    pending: Arc<Mutex<Pending>>,
     session_key: Arc<[u8]>,
     secure_cookies: bool,
 }
@@ -298,7 +338,7 @@ async fn callback(
     RawQuery(query): RawQuery,
 ) -> Response {
     // Each pending sign-in is used once.
-    let taken = cookie(&headers, "pending").and_then(|id| app.pending.lock().unwrap().remove(&id));
+    let taken = cookie(&headers, "pending").and_then(|id| app.pending.lock().unwrap().take(&id));
     let Some(pending) = taken else {
         return page(
             StatusCode::BAD_REQUEST,

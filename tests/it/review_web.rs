@@ -289,3 +289,42 @@ async fn the_examples_sign_out_is_not_a_get() {
     assert_eq!(requests_to(&tokens, "/revoke").await.len(), 1);
     assert!(store.load("alice").await.unwrap().is_none());
 }
+
+/// Anyone may start sign-ins at `/login`: what the example keeps for them
+/// is bounded, the oldest dropped first, so a flood cannot exhaust memory.
+#[tokio::test]
+async fn the_examples_pending_sign_ins_are_bounded() {
+    let tokens = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = start_example(dir.path(), &tokens);
+    let pending_cookie = |answer: &str| {
+        answer
+            .lines()
+            .find_map(|l| l.strip_prefix("set-cookie: pending="))
+            .map(|v| format!("pending={}", v.split(';').next().unwrap()))
+            .unwrap()
+    };
+    let (status, first) = http(&app.1, "GET", "/login", None).await;
+    assert_eq!(status, 303, "{first}");
+    let first = pending_cookie(&first);
+    for _ in 0..10_000 {
+        let (status, _) = http(&app.1, "GET", "/login", None).await;
+        assert_eq!(status, 303);
+    }
+    let (_, last) = http(&app.1, "GET", "/login", None).await;
+    let last = pending_cookie(&last);
+    // The oldest sign-in was dropped: its callback is not taken.
+    let (status, page) = http(
+        &app.1,
+        "GET",
+        "/oauth2callback?state=s&code=c",
+        Some(&first),
+    )
+    .await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("No sign-in"), "{page}");
+    // The newest is kept (its state does not match here, so no exchange).
+    let (status, page) = http(&app.1, "GET", "/oauth2callback?state=s&code=c", Some(&last)).await;
+    assert_eq!(status, 502, "{page}");
+    assert!(page.contains("does not answer this sign-in"), "{page}");
+}
