@@ -328,3 +328,234 @@ async fn the_examples_pending_sign_ins_are_bounded() {
     assert_eq!(status, 502, "{page}");
     assert!(page.contains("does not answer this sign-in"), "{page}");
 }
+
+/// Requests for a user race that user's sign-out, while other users' requests
+/// evict them (capacity 1): once `sign_out` returns, the user's record is
+/// gone and no credentials come back to life, from the store or the map.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_credentials_outlive_a_sign_out_raced_by_requests() {
+    let tokens = token_endpoint().await;
+    Mock::given(method("POST"))
+        .and(path("/revoke"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(30)))
+        .mount(&tokens)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let users = UserCredentials::new(
+        DirectoryTokenStore::new(dir.path()),
+        loader().revoke_uri(format!("{}/revoke", tokens.uri())),
+    )
+    .capacity(1);
+    for round in 0..30 {
+        let user = format!("u{round}");
+        users
+            .sign_in(&user, record(&user, &token_uri(&tokens), 3600))
+            .await
+            .unwrap();
+        let requests: Vec<_> = (0..6)
+            .map(|i| {
+                let (users, user) = (users.clone(), user.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(i * 7)).await;
+                    if i % 2 == 0 {
+                        let _ = users.get("other").await;
+                    }
+                    match users.get(&user).await {
+                        Ok(creds) => creds.access_token().await.map(|_| ()),
+                        Err(e) => Err(e),
+                    }
+                })
+            })
+            .collect();
+        users.sign_out(&user).await.unwrap();
+        for r in requests {
+            match r.await.unwrap() {
+                Ok(()) | Err(Error::Revoked { .. } | Error::ConsentRequired { .. }) => {}
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert!(
+            users.store().load(&user).await.unwrap().is_none(),
+            "round {round}"
+        );
+        assert!(
+            matches!(users.get(&user).await, Err(Error::ConsentRequired { .. })),
+            "round {round}"
+        );
+    }
+}
+
+/// Redis stops answering (a silent network, no reset) while a user's token
+/// is being refreshed: the request gets the new token once the save times
+/// out, and the next user's load fails in bounded time, never hangs.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_redis_mid_refresh_bounds_every_request() {
+    use crate::common::fault_proxy::{FaultProxy, Gate, Toxic};
+    use crate::redis_store::RedisServer;
+    let redis = RedisServer::start().await;
+    let upstream = redis.url()["redis://".len()..]
+        .trim_end_matches("/0")
+        .parse()
+        .unwrap();
+    let proxy = FaultProxy::to(upstream).await;
+    let client = redis::Client::open(format!("redis://{}/0", proxy.addr())).unwrap();
+    let tokens = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(
+                    json!({"access_token": "ya29.NEW", "expires_in": 3599, "scope": RETRIEVER}),
+                )
+                .set_delay(Duration::from_millis(800)),
+        )
+        .mount(&tokens)
+        .await;
+    let store = gemini_oauth::RedisKeyedTokenStore::new(client, "t:");
+    store
+        .save("alice", &record("alice", &token_uri(&tokens), -60))
+        .await
+        .unwrap();
+    let users = UserCredentials::new(store, loader());
+    let u = users.clone();
+    let call = tokio::spawn(async move {
+        let creds = u.get("alice").await?;
+        creds.access_token().await.map(|t| t.secret().to_owned())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.set(Toxic::Silent, Gate::Accept).await;
+    let token = tokio::time::timeout(Duration::from_secs(30), call)
+        .await
+        .expect("the refresh ends")
+        .unwrap()
+        .unwrap();
+    assert_eq!(token, "ya29.NEW");
+    let bob = tokio::time::timeout(Duration::from_secs(30), users.get("bob"))
+        .await
+        .expect("the load ends");
+    assert!(matches!(bob, Err(Error::Store { .. })), "{bob:?}");
+}
+
+/// Every way `WebFlow::finish` can fail after the exchange (a refused code,
+/// an ID token that is no JWT or is another client's, a body that is no
+/// JSON, no access token), and its success: no secret (the client secret,
+/// the code, tokens, the state) in `Display` or `Debug`.
+#[tokio::test]
+async fn finish_shows_no_secret_whatever_the_token_endpoint_answers() {
+    use base64::Engine;
+    use gemini_oauth::web::{SignInOptions, WebFlow};
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let jwt = |claims: serde_json::Value| {
+        format!(
+            "{}.{}.SIGMARKER",
+            b64.encode(r#"{"alg":"RS256"}"#),
+            b64.encode(claims.to_string())
+        )
+    };
+    let tokens = |id_token: Option<String>| {
+        let mut body =
+            json!({"access_token": "ya29.ATMARKER", "refresh_token": "1//RTMARKER", "scope": "s1"});
+        if let Some(id) = id_token {
+            body["id_token"] = json!(id);
+        }
+        ResponseTemplate::new(200).set_body_json(body)
+    };
+    let answers = [
+        ResponseTemplate::new(400)
+            .set_body_json(json!({"error": "invalid_grant", "error_description": "Bad Request"})),
+        tokens(Some("IDTMARKER.notjwt".into())),
+        tokens(Some(jwt(json!({"aud": "other", "sub": "1", "exp": 1})))),
+        ResponseTemplate::new(200).set_body_string("ya29.BODYMARKER 1//BODYMARKER"),
+        ResponseTemplate::new(200).set_body_json(json!({"refresh_token": "1//RTMARKER"})),
+        tokens(Some(jwt(
+            json!({"aud": ["web-client", "x"], "sub": "SUB", "exp": 1}),
+        ))),
+    ];
+    for (i, answer) in answers.into_iter().enumerate() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/token"))
+            .respond_with(answer)
+            .mount(&server)
+            .await;
+        let secret = gemini_oauth::ClientSecret::from_json(
+            json!({"web": {
+                "client_id": "web-client", "client_secret": "CLIENTSECRETMARKER",
+                "auth_uri": "https://accounts.example/o/auth",
+                "token_uri": format!("{}/token", server.uri()),
+            }})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let flow = WebFlow::new(secret, "http://127.0.0.1:9/cb")
+            .unwrap()
+            .scopes(["s1"]);
+        let (url, pending) = flow.authorization_url(&SignInOptions::new()).unwrap();
+        let query = url.split_once('?').unwrap().1;
+        let state = form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "state")
+            .unwrap()
+            .1
+            .into_owned();
+        let callback = format!("state={state}&code=4%2FCODEMARKER");
+        let shown = match flow.finish(&pending, &callback).await {
+            Ok(done) => {
+                assert_eq!((i, done.subject()), (5, Some("SUB")));
+                format!("{done:?} {:?}", done.token())
+            }
+            Err(e) => format!("{e} {e:?}"),
+        };
+        let shown = format!("{shown} {pending:?} {flow:?}");
+        assert!(
+            !shown.contains("MARKER") && !shown.contains(&state),
+            "{i}: {shown}"
+        );
+    }
+}
+
+/// The extreme user ids on a real file system: the longest one with every
+/// byte encoded (its file, lock and temporary file names fit), NUL, emoji,
+/// `.`/`..`, device names; and the map's bounds at their extremes
+/// (capacity 0 is 1; an idle timeout of `Duration::MAX` evicts nothing and
+/// does not overflow).
+#[tokio::test]
+async fn extreme_user_ids_and_bounds() {
+    let tokens = token_endpoint().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = DirectoryTokenStore::new(dir.path().join("users"));
+    let longest = "é".repeat(gemini_oauth::MAX_USER_ID_LEN / 2);
+    let ids = [
+        longest.as_str(),
+        "\0",
+        "a\0b",
+        "..",
+        ".",
+        "CON",
+        "nul",
+        "🦀",
+        " ",
+    ];
+    for (i, id) in ids.iter().enumerate() {
+        store
+            .save(id, &record(&format!("n{i}"), &token_uri(&tokens), 3600))
+            .await
+            .unwrap();
+        let _lock = store.lock(id, Duration::from_secs(1)).await.unwrap();
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let got = store.load(id).await.unwrap().unwrap();
+        assert_eq!(got.access_token(), Some(format!("ya29.OLD-n{i}").as_str()));
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    let users = UserCredentials::new(store, loader())
+        .capacity(0)
+        .idle_timeout(Duration::MAX);
+    for id in ids {
+        users.get(id).await.unwrap();
+        assert_eq!(users.len(), 1);
+    }
+    assert_eq!(users.evict_idle(), 0);
+    assert_eq!(token_requests(&tokens).await, 0);
+}
