@@ -237,6 +237,14 @@ impl<S: KeyedTokenStore> UserCredentials<S> {
     /// all the same; a user with no stored token, or one the server already
     /// refused, only has the record deleted.
     ///
+    /// Other processes sharing the store (replicas over Redis) keep the
+    /// credentials they hold for the user: they serve the access token they
+    /// have (which the revocation invalidated at Google) until it is due
+    /// for a refresh, which Google then refuses (`invalid_grant`, told to
+    /// their [`on_refresh_failure`](Self::on_refresh_failure)). An app that
+    /// needs the sign-out seen at once everywhere tells its replicas to
+    /// [`remove`](Self::remove) the user.
+    ///
     /// # Errors
     /// The revocation endpoint's errors (the user then stays signed in) and
     /// the store's.
