@@ -559,3 +559,67 @@ async fn extreme_user_ids_and_bounds() {
     assert_eq!(users.evict_idle(), 0);
     assert_eq!(token_requests(&tokens).await, 0);
 }
+
+/// The map over Redis, two replicas: a sign-in without a refresh token keeps
+/// the stored one; a replica signs out users the other signed in (one of
+/// them expired, so revoked with no refresh); two sign-ins of one user at
+/// once both succeed, one record left.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_replicas_sign_users_in_and_out() {
+    use crate::redis_store::RedisServer;
+    let redis = RedisServer::start().await;
+    let tokens = token_endpoint().await;
+    Mock::given(method("POST"))
+        .and(path("/revoke"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&tokens)
+        .await;
+    let users = UserCredentials::new(
+        gemini_oauth::RedisKeyedTokenStore::new(redis.client(), "w:"),
+        loader().revoke_uri(format!("{}/revoke", tokens.uri())),
+    );
+    let other = UserCredentials::new(
+        gemini_oauth::RedisKeyedTokenStore::new(redis.client(), "w:"),
+        loader().revoke_uri(format!("{}/revoke", tokens.uri())),
+    );
+    users
+        .sign_in("alice", record("alice", &token_uri(&tokens), 3600))
+        .await
+        .unwrap();
+    let held = other.get("alice").await.unwrap();
+    assert_eq!(
+        held.access_token().await.unwrap().secret(),
+        "ya29.OLD-alice"
+    );
+    // sign in again without refresh token: keeps the stored one
+    let again = json!({
+        "token": "ya29.AGAIN", "token_uri": token_uri(&tokens), "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET, "scopes": [RETRIEVER],
+        "expiry": expiry(SystemTime::now() + Duration::from_secs(3600)),
+    });
+    let again = StoredToken::from_json(again.to_string().as_bytes()).unwrap();
+    users.sign_in("alice", again).await.unwrap();
+    assert_eq!(
+        redis.get("w:alice").await.map(|j| j.contains("R-alice")),
+        Some(true)
+    );
+    // expired, then sign out from the other replica
+    users
+        .sign_in("bob", record("bob", &token_uri(&tokens), -60))
+        .await
+        .unwrap();
+    other.sign_out("alice").await.unwrap();
+    other.sign_out("bob").await.unwrap();
+    assert_eq!(redis.get("w:alice").await, None);
+    assert_eq!(redis.get("w:bob").await, None);
+    // two sign-ins of one user at once
+    let (a, b) = tokio::join!(
+        users.sign_in("carol", record("carol", &token_uri(&tokens), 3600)),
+        other.sign_in("carol", record("carol", &token_uri(&tokens), 3000)),
+    );
+    a.unwrap();
+    b.unwrap();
+    assert!(redis.get("w:carol").await.is_some());
+    assert_eq!(requests_to(&tokens, "/revoke").await.len(), 2);
+}
