@@ -51,9 +51,9 @@ Flags:
   --store-dir DIR       one token file per user in DIR (default: user-tokens)
   --redis-url URL       keep users' tokens in Redis instead (feature redis)
   --redis-prefix TEXT   prefix of the users' Redis keys (default: web-sign-in:)
-  --session-key-file FILE  key that signs session cookies; give replicas the
-                        same file (default: a random key, sessions end when
-                        the process does)
+  --session-key-file FILE  key that signs session cookies, at least 32 random
+                        bytes; give replicas the same file (default: a
+                        random key, sessions end when the process does)
   --scope URL           scope to ask for besides openid and email; repeat
                         (default: generative-language.retriever)
   --api-base URL        Gemini API base (default: $GEMINI_API_BASE or Google's)
@@ -63,6 +63,9 @@ Flags:
   -h, --help            show this help
 
 Prints `listening on http://ADDR` on stdout once it serves.";
+
+/// The shortest session key taken, in bytes: HMAC-SHA256's output size.
+const MIN_SESSION_KEY: usize = 32;
 
 /// At most this many sign-ins are kept between `/login` and the callback:
 /// anyone may start one, so a flood drops the oldest instead of growing the
@@ -273,7 +276,20 @@ async fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let session_key: Arc<[u8]> = match &flags.session_key_file {
-        Some(path) => std::fs::read(path)?.into(),
+        Some(path) => {
+            let key = std::fs::read(path)?;
+            // An empty or short key (a secret mount that came up empty) would
+            // let anyone sign a session cookie for any user.
+            if key.len() < MIN_SESSION_KEY {
+                return Err(format!(
+                    "the session key in {path} is {} bytes long; it must be at least \
+                     {MIN_SESSION_KEY} random bytes (head -c 32 /dev/urandom > {path})",
+                    key.len()
+                )
+                .into());
+            }
+            key.into()
+        }
         None => random_bytes().into(),
     };
     let app = App {

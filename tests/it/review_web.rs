@@ -623,3 +623,55 @@ async fn redis_replicas_sign_users_in_and_out() {
     assert!(redis.get("w:carol").await.is_some());
     assert_eq!(requests_to(&tokens, "/revoke").await.len(), 2);
 }
+
+/// A session key anyone can guess (an empty or short `--session-key-file`:
+/// a secret mount that came up empty) would let anyone forge any user's
+/// session cookie: the example refuses to start with one.
+#[tokio::test]
+async fn the_example_refuses_a_guessable_session_key() {
+    let tokens = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("client_secret.json");
+    std::fs::write(
+        &secret,
+        json!({"web": {
+            "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+            "auth_uri": format!("{}/auth", tokens.uri()), "token_uri": token_uri(&tokens),
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    for key in [&b""[..], b"\n", b"short-key"] {
+        let key_file = dir.path().join("session.key");
+        std::fs::write(&key_file, key).unwrap();
+        let child = crate::common::examples::example("web_sign_in")
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--client-secret")
+            .arg(&secret)
+            .arg("--store-dir")
+            .arg(dir.path().join("users"))
+            .arg("--session-key-file")
+            .arg(&key_file)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut app = App(child, String::new());
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = app.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "serving with the session key {key:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(!status.success());
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut app.0.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(stderr.contains("session key"), "{stderr}");
+    }
+}
