@@ -675,3 +675,26 @@ async fn the_example_refuses_a_guessable_session_key() {
         assert!(stderr.contains("session key"), "{stderr}");
     }
 }
+
+/// A `PendingSignIn` read back with an empty `state` (a session row whose
+/// column came back empty) made the state check pass for a callback with
+/// `state=` and no secret at all: such a record is refused when read, as
+/// one with a verifier RFC 7636 does not allow.
+#[test]
+fn a_pending_sign_in_without_state_or_verifier_is_refused() {
+    use gemini_oauth::web::PendingSignIn;
+    let pending = |state: &str, verifier: &str| {
+        serde_json::from_value::<PendingSignIn>(json!({
+            "state": state, "verifier": verifier, "scopes": [RETRIEVER],
+            "redirect_uri": "http://127.0.0.1:9/cb", "started_at": 1_800_000_000u64,
+        }))
+    };
+    let verifier = "v".repeat(43);
+    assert!(pending("", &verifier).is_err());
+    assert!(pending("state", "").is_err());
+    assert!(pending("state", &"v".repeat(42)).is_err());
+    assert!(pending("state", &"v".repeat(129)).is_err());
+    let err = pending("", &verifier).err().unwrap().to_string();
+    assert!(!err.contains(&verifier), "{err}");
+    assert!(pending("state", &verifier).is_ok());
+}
