@@ -11,8 +11,9 @@
 //!
 //! Routes: `/` (who is signed in), `/login` (to the consent screen),
 //! `/oauth2callback` (the redirect URI: register it for the client),
-//! `/models` (lists the Gemini models as the signed-in user), `/logout`
-//! (revokes and deletes the user's token).
+//! `/models` (lists the Gemini models as the signed-in user), `POST /logout`
+//! (revokes and deletes the user's token; not a GET, which a link on another
+//! site could make with the user's `SameSite=Lax` cookie).
 //!
 //! A signed-in user's session is a cookie signed with HMAC-SHA256 (the key
 //! from `--session-key-file`, shared by replicas, else a random one), so
@@ -29,7 +30,7 @@ use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gemini_oauth::web::{PendingSignIn, SignInOptions, UserCredentials, WebFlow};
@@ -49,9 +50,9 @@ Flags:
   --store-dir DIR       one token file per user in DIR (default: user-tokens)
   --redis-url URL       keep users' tokens in Redis instead (feature redis)
   --redis-prefix TEXT   prefix of the users' Redis keys (default: web-sign-in:)
-  --session-key-file FILE  key that signs session cookies; give replicas the
-                        same file (default: a random key, sessions end when
-                        the process does)
+  --session-key-file FILE  key that signs session cookies, at least 32 random
+                        bytes; give replicas the same file (default: a
+                        random key, sessions end when the process does)
   --scope URL           scope to ask for besides openid and email; repeat
                         (default: generative-language.retriever)
   --api-base URL        Gemini API base (default: $GEMINI_API_BASE or Google's)
@@ -61,6 +62,9 @@ Flags:
   -h, --help            show this help
 
 Prints `listening on http://ADDR` on stdout once it serves.";
+
+/// The shortest session key taken, in bytes: HMAC-SHA256's output size.
+const MIN_SESSION_KEY: usize = 32;
 
 /// The users' credentials over the store chosen on the command line.
 #[derive(Clone)]
@@ -235,7 +239,20 @@ async fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let session_key: Arc<[u8]> = match &flags.session_key_file {
-        Some(path) => std::fs::read(path)?.into(),
+        Some(path) => {
+            let key = std::fs::read(path)?;
+            // An empty or short key (a secret mount that came up empty) would
+            // let anyone sign a session cookie for any user.
+            if key.len() < MIN_SESSION_KEY {
+                return Err(format!(
+                    "the session key in {path} is {} bytes long; it must be at least \
+                     {MIN_SESSION_KEY} random bytes (head -c 32 /dev/urandom > {path})",
+                    key.len()
+                )
+                .into());
+            }
+            key.into()
+        }
         None => random_bytes().into(),
     };
     let app = App {
@@ -249,7 +266,7 @@ async fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
         .route("/login", get(login))
         .route("/oauth2callback", get(callback))
         .route("/models", get(models))
-        .route("/logout", get(logout).post(logout))
+        .route("/logout", post(logout))
         .with_state(app);
     println!("listening on http://{bound}");
     axum::serve(listener, router).await?;
@@ -270,7 +287,8 @@ async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
             StatusCode::OK,
             "Signed in",
             &format!(
-                "Signed in as {}. <a href=\"/models\">Models</a> <a href=\"/logout\">Sign out</a>",
+                "Signed in as {}. <a href=\"/models\">Models</a> \
+                 <form method=\"post\" action=\"/logout\"><button>Sign out</button></form>",
                 escape(&user)
             ),
         ),

@@ -122,6 +122,28 @@ impl CredentialLoader<UserFlow> {
         Self::impersonate_if_asked(&common, creds).await
     }
 
+    /// The stored token's credentials as they are: no refresh, no scope
+    /// check, no consent (`None` when the store holds no token). For
+    /// revoking a token when the token endpoint cannot refresh it.
+    pub(crate) async fn load_stored(self) -> Result<Option<Credentials>> {
+        let store: Arc<dyn DynTokenStore> = match &self.kind.store {
+            Some(s) => Arc::clone(s),
+            None => Arc::new(FileTokenStore::new("token.json")),
+        };
+        let name = store.name();
+        let Some(record) = store.load().await? else {
+            return Ok(None);
+        };
+        let file_quota = record.quota_project_id().map(str::to_owned);
+        let settings = self.settings(file_quota)?;
+        let endpoints = self.endpoints(&settings.http);
+        let user = Arc::new(
+            UserSource::new(Some(store), name, record, endpoints)
+                .requested_scopes(self.common.scopes()),
+        );
+        user_credentials(user, settings, &self.common.cache).map(Some)
+    }
+
     async fn load_user(self) -> Result<Credentials> {
         let store: Arc<dyn DynTokenStore> = match &self.kind.store {
             Some(s) => Arc::clone(s),

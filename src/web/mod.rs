@@ -220,7 +220,8 @@ impl WebFlow {
     pub async fn finish(&self, pending: &PendingSignIn, callback_query: &str) -> Result<SignedIn> {
         if pending.is_older_than(self.max_age) {
             return Err(Error::ConsentFlow(format!(
-                "the sign-in started more than {} s ago; start it again",
+                "the sign-in is outside its {} s window (it started too long ago, \
+                 or its start time is ahead of this clock); start it again",
                 self.max_age.as_secs()
             )));
         }

@@ -16,7 +16,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// session cookie): it is serializable for that, with serde, as a small JSON
 /// object. It holds the PKCE verifier, a secret: do not put it in a cookie
 /// or a URL unless encrypted, and never log it. `Debug` shows neither the
-/// state nor the verifier.
+/// state nor the verifier. Reading one with an empty state, or a verifier
+/// RFC 7636 does not allow (43 to 128 characters), is an error.
 #[derive(Clone)]
 pub struct PendingSignIn {
     pub(crate) state: SecretString,
@@ -49,11 +50,14 @@ impl PendingSignIn {
             .unwrap_or(UNIX_EPOCH)
     }
 
-    /// Whether the sign-in started more than `max_age` ago.
+    /// Whether the sign-in started more than `max_age` ago, or claims to
+    /// start more than `max_age` from now (a clock far off, an edited
+    /// record): either way it is outside the window.
     pub(crate) fn is_older_than(&self, max_age: Duration) -> bool {
-        SystemTime::now()
-            .duration_since(self.started_at())
-            .is_ok_and(|age| age > max_age)
+        match SystemTime::now().duration_since(self.started_at()) {
+            Ok(age) => age > max_age,
+            Err(ahead) => ahead.duration() > max_age,
+        }
     }
 }
 
@@ -94,7 +98,18 @@ impl Serialize for PendingSignIn {
 
 impl<'de> Deserialize<'de> for PendingSignIn {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
         let w = Wire::<String>::deserialize(deserializer)?;
+        // Neither comes from `authorization_url`: an empty state would pass
+        // the check for a callback with `state=`.
+        if w.state.is_empty() {
+            return Err(D::Error::custom("a pending sign-in's state is empty"));
+        }
+        if !(43..=128).contains(&w.verifier.len()) {
+            return Err(D::Error::custom(
+                "a pending sign-in's PKCE verifier is not 43 to 128 characters long (RFC 7636)",
+            ));
+        }
         Ok(PendingSignIn {
             state: SecretString::from(w.state),
             verifier: SecretString::from(w.verifier),
@@ -112,7 +127,7 @@ mod tests {
     fn pending() -> PendingSignIn {
         PendingSignIn {
             state: SecretString::from("STATEMARKER"),
-            verifier: SecretString::from("VERIFIERMARKER"),
+            verifier: SecretString::from(format!("VERIFIERMARKER{}", "v".repeat(43))),
             scopes: vec!["s1".into()],
             redirect_uri: "https://app.example/cb".into(),
             started_at: 1_800_000_000,
@@ -124,7 +139,7 @@ mod tests {
         let json = serde_json::to_string(&pending()).unwrap();
         let back: PendingSignIn = serde_json::from_str(&json).unwrap();
         assert_eq!(back.state.expose_secret(), "STATEMARKER");
-        assert_eq!(back.verifier.expose_secret(), "VERIFIERMARKER");
+        assert!(back.verifier.expose_secret().starts_with("VERIFIERMARKER"));
         assert_eq!(back.scopes(), ["s1"]);
         assert_eq!(back.redirect_uri(), "https://app.example/cb");
         assert_eq!(back.started_at, 1_800_000_000);

@@ -190,6 +190,13 @@ async fn a_wrong_state_a_denial_or_an_old_sign_in_exchanges_nothing() {
         flow.finish(&old, &ok).await,
         Err(Error::ConsentFlow(_))
     ));
+    // Nor one that claims to start later than the window (never expiring).
+    let mut ahead = pending.clone();
+    ahead.started_at += 601;
+    assert!(matches!(
+        flow.finish(&ahead, &ok).await,
+        Err(Error::ConsentFlow(_))
+    ));
     assert!(server.received_requests().await.unwrap().is_empty());
 }
 

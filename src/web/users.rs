@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 
 use crate::consent::Consent;
-use crate::consent_reason::ConsentReason;
 use crate::credentials::Credentials;
 use crate::error::{Error, Result};
 use crate::loader::CredentialLoader;
@@ -233,9 +232,18 @@ impl<S: KeyedTokenStore> UserCredentials<S> {
     /// Signs `user_id` out: revokes their refresh token at the revocation
     /// endpoint (see [`Credentials::revoke`]), deletes their record and drops
     /// their credentials (clones still held answer
-    /// [`Error::Revoked`]). A stored token that lacks the map's scopes is
-    /// revoked all the same; a user with no stored token, or one the server
-    /// already refused, only has the record deleted.
+    /// [`Error::Revoked`]). A stored token that lacks the map's scopes, or
+    /// that cannot be refreshed now (the token endpoint is down), is revoked
+    /// all the same; a user with no stored token, or one the server already
+    /// refused, only has the record deleted.
+    ///
+    /// Other processes sharing the store (replicas over Redis) keep the
+    /// credentials they hold for the user: they serve the access token they
+    /// have (which the revocation invalidated at Google) until it is due
+    /// for a refresh, which Google then refuses (`invalid_grant`, told to
+    /// their [`on_refresh_failure`](Self::on_refresh_failure)). An app that
+    /// needs the sign-out seen at once everywhere tells its replicas to
+    /// [`remove`](Self::remove) the user.
     ///
     /// # Errors
     /// The revocation endpoint's errors (the user then stays signed in) and
@@ -243,25 +251,19 @@ impl<S: KeyedTokenStore> UserCredentials<S> {
     pub async fn sign_out(&self, user_id: &str) -> Result<()> {
         let result = match self.get(user_id).await {
             Ok(creds) => creds.revoke().await,
-            // A token that lacks scopes the map asks for still has a
-            // refresh token to revoke: loaded asking for none.
-            Err(Error::ConsentRequired {
-                reason: ConsentReason::ScopesNotCovered(_),
-                ..
-            }) => {
-                let any_scopes = self.inner.loader.clone().scopes(Vec::<String>::new());
-                match self.load_with(user_id, any_scopes).await {
-                    Ok(creds) => creds.revoke().await,
-                    Err(Error::ConsentRequired { .. } | Error::InvalidGrant { .. }) => {
-                        self.inner.store.clear(user_id).await
-                    }
-                    Err(e) => Err(e),
+            // Refused: nothing left to revoke.
+            Err(Error::InvalidGrant { .. }) => self.inner.store.clear(user_id).await,
+            // No token, one that lacks the map's scopes, or one that could
+            // not be refreshed (the token endpoint is down): the stored
+            // refresh token is revoked as it is, with no refresh.
+            Err(_) => {
+                let store = self.inner.store.for_user(user_id)?;
+                let loader = self.inner.loader.clone().token_store(store);
+                match loader.load_stored().await? {
+                    Some(creds) => creds.revoke().await,
+                    None => self.inner.store.clear(user_id).await,
                 }
             }
-            Err(Error::ConsentRequired { .. } | Error::InvalidGrant { .. }) => {
-                self.inner.store.clear(user_id).await
-            }
-            Err(e) => Err(e),
         };
         if result.is_ok() {
             self.remove(user_id);
@@ -301,14 +303,18 @@ impl<S: KeyedTokenStore> UserCredentials<S> {
             entry.last_used = Instant::now();
             return Arc::clone(&entry.slot);
         }
-        drop(entries);
+        // Made under the same lock as the look-up: two requests that both
+        // found none would otherwise each make one, and load twice.
         let slot: Slot = Arc::new(OnceCell::new());
-        self.insert(user_id, Arc::clone(&slot));
+        self.insert_locked(&mut entries, user_id, Arc::clone(&slot));
         slot
     }
 
     fn insert(&self, user_id: &str, slot: Slot) {
-        let mut entries = self.entries();
+        self.insert_locked(&mut self.entries(), user_id, slot);
+    }
+
+    fn insert_locked(&self, entries: &mut HashMap<String, Entry>, user_id: &str, slot: Slot) {
         if !entries.contains_key(user_id) && entries.len() >= self.inner.capacity {
             let idle = self.inner.idle;
             entries.retain(|_, e| e.last_used.elapsed() <= idle);
@@ -349,10 +355,7 @@ impl<S: KeyedTokenStore> UserCredentials<S> {
     }
 
     async fn load(&self, user_id: &str) -> Result<Credentials> {
-        self.load_with(user_id, self.inner.loader.clone()).await
-    }
-
-    async fn load_with(&self, user_id: &str, loader: CredentialLoader) -> Result<Credentials> {
+        let loader = self.inner.loader.clone();
         let store = self.inner.store.for_user(user_id)?;
         let weak: Weak<Inner<S>> = Arc::downgrade(&self.inner);
         let user = user_id.to_owned();

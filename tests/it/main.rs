@@ -73,6 +73,7 @@ mod reqwest_redirect;
 mod review_cache;
 mod review_many;
 mod review_probes;
+mod review_web;
 mod sdk_env;
 mod shared_token_file;
 mod single_flight;
