@@ -230,6 +230,8 @@ fn session_for(user: &str) -> String {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let id = b64.encode(user);
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SESSION_KEY).unwrap();
+    // The example signs the cookie's name with its value.
+    mac.update(b"session=");
     mac.update(id.as_bytes());
     format!("session={id}.{}", b64.encode(mac.finalize().into_bytes()))
 }
