@@ -13,6 +13,10 @@ use time::macros::format_description;
 use crate::endpoints::DEFAULT_UNIVERSE_DOMAIN;
 use crate::json::to_python_json;
 
+mod fields;
+
+use fields::{Document, Field};
+
 const EXPIRY_SECONDS: &[FormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
 const EXPIRY_PARSE: &[FormatItem<'static>] =
@@ -70,38 +74,39 @@ impl StoredToken {
         if json.iter().all(u8::is_ascii_whitespace) {
             return Err(TokenFileProblem::Empty);
         }
-        let value: Value = serde_json::from_slice(json).map_err(|e| TokenFileProblem::NotJson {
+        let document = serde_json::from_slice(json).map_err(|e| TokenFileProblem::NotJson {
             line: e.line(),
             column: e.column(),
         })?;
-        let Value::Object(mut map) = value else {
+        let Document(Some(mut fields)) = document else {
             return Err(TokenFileProblem::NotAnObject);
         };
-        if let Some(t) = map.get("type").and_then(Value::as_str)
+        // `type` stays among the other keys, and is written back.
+        if let Some(t) = fields.extra.get("type").and_then(Value::as_str)
             && t != "authorized_user"
         {
             return Err(TokenFileProblem::UnsupportedType(t.to_owned()));
         }
-        let mut take = |key: &'static str| -> Result<Option<String>, TokenFileProblem> {
-            match map.shift_remove(key) {
+        let mut take = |field: Field| -> Result<Option<String>, TokenFileProblem> {
+            match fields.take(field) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(s)) => Ok(Some(s)),
-                Some(_) => Err(TokenFileProblem::WrongType(key)),
+                Some(_) => Err(TokenFileProblem::WrongType(field.name())),
             }
         };
         let secret = |s: Option<String>| s.map(SecretString::from);
-        let token = secret(take("token")?);
-        let refresh_token = secret(take("refresh_token")?);
-        let token_uri = take("token_uri")?;
-        let client_id = take("client_id")?;
-        let client_secret = secret(take("client_secret")?);
-        let rapt_token = secret(take("rapt_token")?);
-        let universe_domain = take("universe_domain")?;
-        let account = take("account")?;
-        let expiry = take("expiry")?
+        let token = secret(take(Field::Token)?);
+        let refresh_token = secret(take(Field::RefreshToken)?);
+        let token_uri = take(Field::TokenUri)?;
+        let client_id = take(Field::ClientId)?;
+        let client_secret = secret(take(Field::ClientSecret)?);
+        let rapt_token = secret(take(Field::RaptToken)?);
+        let universe_domain = take(Field::UniverseDomain)?;
+        let account = take(Field::Account)?;
+        let expiry = take(Field::Expiry)?
             .map(|s| parse_expiry(&s).ok_or(TokenFileProblem::BadExpiry))
             .transpose()?;
-        let scopes = match map.shift_remove("scopes") {
+        let scopes = match fields.take(Field::Scopes) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.split_whitespace().map(str::to_owned).collect()),
             Some(Value::Array(items)) => Some(
@@ -126,9 +131,7 @@ impl StoredToken {
             universe_domain,
             account,
             expiry,
-            // Why: the parsed map keeps its capacity for every key; a token
-            // held for each of many users should not.
-            extra: (!map.is_empty()).then(|| Box::new(map.into_iter().collect())),
+            extra: (!fields.extra.is_empty()).then(|| Box::new(fields.extra)),
         })
     }
 
