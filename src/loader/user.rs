@@ -179,7 +179,9 @@ impl CredentialLoader<UserFlow> {
         // Work to do, under the store's lock: another process may have
         // refreshed or signed in while we waited for it.
         let wait = self.kind.flow.timeout.saturating_add(LOCK_MARGIN);
-        let (outcome, _lock) = user.resolve(stored, scopes, None, wait).await?;
+        // Why boxed: the refresh and the consent flow are large futures, and
+        // the common path (a cached token) should not carry and move them.
+        let (outcome, _lock) = Box::pin(user.resolve(stored, scopes, None, wait)).await?;
         let reason = match outcome {
             Outcome::Token(_) => return user_credentials(user, settings, &self.common.cache),
             Outcome::Refreshed { rotated, .. } => {
@@ -192,7 +194,7 @@ impl CredentialLoader<UserFlow> {
         }
         tracing::info!(%reason, "starting the consent flow");
         let cache = self.common.cache.clone();
-        let record = self.sign_in(&reason, &settings).await?;
+        let record = Box::pin(self.sign_in(&reason, &settings)).await?;
         user.save_signed_in(record).await?;
         user_credentials(user, settings, &cache)
     }
