@@ -268,6 +268,10 @@ impl Proxy {
                 u => format!("{} (from {var})", redact(u)),
             })?;
         }
+        // No proxy set (most machines): nothing to match, nothing to build.
+        if all.is_none() && https.is_none() && http.is_none() {
+            return Ok(Self::none());
+        }
         let value = |v: Option<(&str, String)>| v.map(|(_, v)| v).unwrap_or_default();
         let (no, no_ports) = no_proxy(&no);
         let builder = Matcher::builder()
