@@ -156,14 +156,13 @@ impl CredentialLoader<UserFlow> {
             .and_then(|s| s.quota_project_id().map(str::to_owned));
         let settings = self.settings(file_quota)?;
         let endpoints = self.endpoints(&settings.http);
-        let scopes = &self.common.scopes();
-        if decide(stored.as_ref(), scopes, None) == Decision::Use
+        let scopes = self.common.scopes();
+        if decide(stored.as_ref(), &scopes, None) == Decision::Use
             && let Some(record) = stored
         {
             tracing::debug!(store = %name, "using the cached token");
             let user = Arc::new(
-                UserSource::new(Some(store), name, record, endpoints)
-                    .requested_scopes(scopes.clone()),
+                UserSource::new(Some(store), name, record, endpoints).requested_scopes(scopes),
             );
             return user_credentials(user, settings, &self.common.cache);
         }
@@ -181,7 +180,7 @@ impl CredentialLoader<UserFlow> {
         let wait = self.kind.flow.timeout.saturating_add(LOCK_MARGIN);
         // Why boxed: the refresh and the consent flow are large futures, and
         // the common path (a cached token) should not carry and move them.
-        let (outcome, _lock) = Box::pin(user.resolve(stored, scopes, None, wait)).await?;
+        let (outcome, _lock) = Box::pin(user.resolve(stored, &scopes, None, wait)).await?;
         let reason = match outcome {
             Outcome::Token(_) => return user_credentials(user, settings, &self.common.cache),
             Outcome::Refreshed { rotated, .. } => {
