@@ -146,12 +146,16 @@ impl Published {
 }
 
 fn bearer(secret: &SecretString) -> Result<HeaderValue> {
-    let mut header =
-        HeaderValue::from_str(&format!("Bearer {}", secret.expose_secret())).map_err(|_| {
-            Error::InvalidHeaderValue {
-                what: "the access token from the token endpoint",
-            }
-        })?;
+    let token = secret.expose_secret();
+    // Exactly sized, so the header takes the buffer over without a copy.
+    let mut value = String::with_capacity(token.len().saturating_add(7));
+    value.push_str("Bearer ");
+    value.push_str(token);
+    let mut header = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)).map_err(|_| {
+        Error::InvalidHeaderValue {
+            what: "the access token from the token endpoint",
+        }
+    })?;
     header.set_sensitive(true);
     Ok(header)
 }
