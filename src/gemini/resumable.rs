@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, Request, Uri};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
@@ -20,8 +20,10 @@ use crate::retry::{RetryPolicy, is_retryable_status, retry_after};
 
 /// Chunks other than the last are multiples of this, as the protocol requires.
 pub(super) const GRANULARITY: u64 = 256 * 1024;
-/// Size of the pieces a chunk is read from disk in.
-const PIECE: u64 = 64 * 1024;
+/// Size of the pieces a chunk is read from disk in. Why not 64 KiB: each
+/// read is a hop to tokio's blocking pool: `benches/upload.rs`'s 256 MiB
+/// took 239 ms in 64 KiB pieces and 147 ms in 256 KiB ones.
+const PIECE: u64 = 256 * 1024;
 /// Largest answer of the upload endpoints (a `File` resource).
 pub(super) const MAX_ANSWER: usize = 1024 * 1024;
 
@@ -300,15 +302,23 @@ fn chunk_body(
                 )))
             };
             let want = PIECE.min(len.saturating_sub(done));
-            let mut piece = vec![0; want as usize];
-            if let Err(e) = file.read_exact(&mut piece).await {
-                return Some(match e.kind() {
-                    io::ErrorKind::UnexpectedEof => (
-                        changed("shrank", offset.saturating_add(done)),
-                        (file, done, true),
-                    ),
-                    _ => (Err(e), (file, done, true)),
-                });
+            // Read into spare capacity: no zeroing of a buffer that is then
+            // overwritten.
+            let mut piece = BytesMut::with_capacity(want as usize);
+            let read = async {
+                let mut rest = (&mut file).take(want);
+                while rest.read_buf(&mut piece).await? != 0 {}
+                io::Result::Ok(())
+            }
+            .await;
+            if let Err(e) = read {
+                return Some((Err(e), (file, done, true)));
+            }
+            if (piece.len() as u64) < want {
+                return Some((
+                    changed("shrank", offset.saturating_add(done)),
+                    (file, done, true),
+                ));
             }
             let done = done.saturating_add(want);
             if done == len && last {
@@ -325,7 +335,7 @@ fn chunk_body(
                 }
             }
             progress.show(offset.saturating_add(done));
-            Some((Ok(Bytes::from(piece)), (file, done, false)))
+            Some((Ok(piece.freeze()), (file, done, false)))
         }
     });
     RequestBody::from_stream(stream, Some(len))
