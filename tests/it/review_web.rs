@@ -7,34 +7,14 @@ use std::time::{Duration, SystemTime};
 
 use gemini_oauth::web::UserCredentials;
 use gemini_oauth::{
-    Consent, CredentialLoader, DirectoryTokenStore, Error, FileTokenStore, KeyedTokenStore,
-    StoreLock, StoredToken, TokenStore,
+    DirectoryTokenStore, Error, FileTokenStore, KeyedTokenStore, StoreLock, StoredToken, TokenStore,
 };
 use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::common::*;
-
-fn record(user: &str, token_uri: &str, in_secs: i64) -> StoredToken {
-    let at = if in_secs >= 0 {
-        SystemTime::now() + Duration::from_secs(in_secs as u64)
-    } else {
-        SystemTime::now() - Duration::from_secs((-in_secs) as u64)
-    };
-    let json = json!({
-        "token": format!("ya29.OLD-{user}"), "refresh_token": format!("1//R-{user}"),
-        "token_uri": token_uri, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-        "scopes": [RETRIEVER], "expiry": expiry(at),
-    });
-    StoredToken::from_json(json.to_string().as_bytes()).unwrap()
-}
-
-fn loader() -> CredentialLoader {
-    CredentialLoader::new()
-        .scopes([RETRIEVER])
-        .consent(Consent::Never)
-}
+use crate::web_users::{loader, record};
 
 /// A user's file store that counts its loads and makes each take a while.
 #[derive(Clone)]

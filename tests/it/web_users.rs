@@ -17,7 +17,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::common::*;
 
 /// A record of `user` in google-auth's format, expiring `in_secs` from now.
-fn record(user: &str, token_uri: &str, in_secs: i64) -> StoredToken {
+pub(crate) fn record(user: &str, token_uri: &str, in_secs: i64) -> StoredToken {
     let at = if in_secs >= 0 {
         SystemTime::now() + Duration::from_secs(in_secs as u64)
     } else {
@@ -69,7 +69,8 @@ async fn refreshes_of(server: &MockServer, user: &str) -> usize {
         .count()
 }
 
-fn loader() -> CredentialLoader {
+/// How every user's credentials are loaded in these tests.
+pub(crate) fn loader() -> CredentialLoader {
     CredentialLoader::new()
         .scopes([RETRIEVER])
         .consent(Consent::Never)
