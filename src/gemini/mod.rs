@@ -8,6 +8,7 @@ pub(crate) mod events;
 mod generate;
 mod mime;
 mod problem;
+mod read_ahead;
 mod resumable;
 mod upload;
 

@@ -3,15 +3,15 @@
 
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Uri};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::problem::UploadProblem;
+use super::read_ahead::{PIECE, ReadAhead};
 use crate::api_error::ApiError;
 use crate::client::AuthorizedClient;
 use crate::error::{Error, Result};
@@ -20,10 +20,6 @@ use crate::retry::{RetryPolicy, is_retryable_status, retry_after};
 
 /// Chunks other than the last are multiples of this, as the protocol requires.
 pub(super) const GRANULARITY: u64 = 256 * 1024;
-/// Size of the pieces a chunk is read from disk in. Why not 64 KiB: each
-/// read is a hop to tokio's blocking pool: `benches/upload.rs`'s 256 MiB
-/// took 239 ms in 64 KiB pieces and 147 ms in 256 KiB ones.
-const PIECE: u64 = 256 * 1024;
 /// Largest answer of the upload endpoints (a `File` resource).
 pub(super) const MAX_ANSWER: usize = 1024 * 1024;
 
@@ -103,12 +99,13 @@ impl Session<'_> {
             changed: AtomicBool::new(false),
             read: AtomicU64::new(0),
         });
+        let handoff = Handoff::default();
         let mut offset = 0;
         // Rounds of recovery since the server last took a byte more.
         let mut stalled = 0;
         let mut deadline = None;
         loop {
-            let sent = self.send_chunk(offset, &progress).await;
+            let sent = self.send_chunk(offset, &progress, &handoff).await;
             if progress.changed.load(Ordering::Relaxed) {
                 return Err(Error::Upload(UploadProblem::SizeChanged {
                     path: self.path.to_owned(),
@@ -194,16 +191,26 @@ impl Session<'_> {
     }
 
     /// `upload` (or `upload, finalize` for the last) of the chunk at `offset`.
-    async fn send_chunk(&self, offset: u64, progress: &Arc<Progress>) -> Result<Answer, Fail> {
+    async fn send_chunk(
+        &self,
+        offset: u64,
+        progress: &Arc<Progress>,
+        handoff: &Handoff,
+    ) -> Result<Answer, Fail> {
         let len = self.chunk.min(self.size.saturating_sub(offset));
         let last = offset.saturating_add(len) >= self.size;
-        let mut file = tokio::fs::File::open(self.path)
-            .await
-            .map_err(|e| Error::io("open", self.path, e))?;
-        file.seek(io::SeekFrom::Start(offset))
-            .await
-            .map_err(|e| Error::io("read", self.path, e))?;
-        let body = chunk_body(file, offset, len, last, Arc::clone(progress));
+        let left = handoff
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let reader = match left {
+            Some(reader) => reader,
+            None => ReadAhead::open(self.path)
+                .await
+                .map_err(|e| Error::io("open", self.path, e))?,
+        };
+        let handoff = Arc::clone(handoff);
+        let body = chunk_body(reader, offset, len, last, Arc::clone(progress), handoff);
         let command = if last { "upload, finalize" } else { "upload" };
         let mut req = self.request(command, body);
         req.headers_mut().insert(UPLOAD_OFFSET, offset.into());
@@ -276,22 +283,29 @@ impl Session<'_> {
     }
 }
 
+/// The reader the last chunk's body left behind, its next piece already
+/// being read, for the next chunk to go on with.
+type Handoff = Arc<Mutex<Option<ReadAhead>>>;
+
 /// `len` bytes of the file from `offset`, read in pieces as they are sent,
 /// failing (rather than sending a different file) when the file is shorter;
 /// the last chunk also fails when the file is longer, before its last piece
 /// is handed on, so the server never finalizes a file that changed.
 fn chunk_body(
-    file: tokio::fs::File,
+    reader: ReadAhead,
     offset: u64,
     len: u64,
     last: bool,
     progress: Arc<Progress>,
+    handoff: Handoff,
 ) -> RequestBody {
-    let state = (file, 0u64, false);
-    let stream = futures_util::stream::unfold(state, move |(mut file, done, over)| {
+    let state = (Some(reader), 0u64);
+    let stream = futures_util::stream::unfold(state, move |(reader, done)| {
         let progress = Arc::clone(&progress);
+        let handoff = Arc::clone(&handoff);
         async move {
-            if over || done == len {
+            let mut reader = reader?;
+            if done == len {
                 return None;
             }
             let changed = |what: &str, at: u64| {
@@ -301,41 +315,39 @@ fn chunk_body(
                     "the file {what} while it was uploaded"
                 )))
             };
+            let at = offset.saturating_add(done);
             let want = PIECE.min(len.saturating_sub(done));
-            // Read into spare capacity: no zeroing of a buffer that is then
-            // overwritten.
-            let mut piece = BytesMut::with_capacity(want as usize);
-            let read = async {
-                let mut rest = (&mut file).take(want);
-                while rest.read_buf(&mut piece).await? != 0 {}
-                io::Result::Ok(())
-            }
-            .await;
-            if let Err(e) = read {
-                return Some((Err(e), (file, done, true)));
-            }
+            let mut piece = match reader.piece(at).await {
+                Ok(piece) => piece,
+                Err(e) => return Some((Err(e), (None, done))),
+            };
             if (piece.len() as u64) < want {
-                return Some((
-                    changed("shrank", offset.saturating_add(done)),
-                    (file, done, true),
-                ));
+                return Some((changed("shrank", at), (None, done)));
             }
+            let beyond = piece.len() as u64 > want;
+            piece.truncate(want as usize);
             let done = done.saturating_add(want);
             if done == len && last {
-                let mut probe = [0u8; 1];
-                match file.read(&mut probe).await {
-                    Ok(0) => {}
-                    Ok(_) => {
-                        return Some((
-                            changed("grew", offset.saturating_add(done).saturating_add(1)),
-                            (file, done, true),
-                        ));
+                let end = offset.saturating_add(done);
+                let more = match beyond {
+                    true => Ok(true),
+                    false => reader.piece(end).await.map(|p| !p.is_empty()),
+                };
+                match more {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        return Some((changed("grew", end.saturating_add(1)), (None, done)));
                     }
-                    Err(e) => return Some((Err(e), (file, done, true))),
+                    Err(e) => return Some((Err(e), (None, done))),
                 }
             }
             progress.show(offset.saturating_add(done));
-            Some((Ok(piece.freeze()), (file, done, false)))
+            if done == len {
+                // The next chunk starts here, with the piece read ahead.
+                *handoff.lock().unwrap_or_else(PoisonError::into_inner) = Some(reader);
+                return Some((Ok(piece), (None, done)));
+            }
+            Some((Ok(piece), (Some(reader), done)))
         }
     });
     RequestBody::from_stream(stream, Some(len))
