@@ -107,7 +107,9 @@ pub async fn upload_file(
 /// chunk size, a retry policy.
 ///
 /// The file goes in chunks (8 MiB by default, always a multiple of the
-/// protocol's 256 KiB), each read from disk as it is sent. When a chunk
+/// protocol's 256 KiB), read from disk as it is sent, 256 KiB ahead. The
+/// file is opened once: a file saved over its path meanwhile (renamed over
+/// it) is not read, so the server never gets a mix of two files. When a chunk
 /// fails (a dropped connection, a `5xx`, `429` or `308`), the session is
 /// asked how much it holds (`x-goog-upload-command: query`) and the upload
 /// goes on from there, in the same session; after 5 rounds in a row

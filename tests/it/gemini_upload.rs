@@ -95,8 +95,11 @@ async fn upload_error(base: &str, path: &std::path::Path) -> Error {
         .unwrap_err()
 }
 
-/// Changes the file once the first piece of its upload reached the server.
-async fn upload_while(change: fn(&std::path::Path)) -> (Error, UploadServer) {
+/// Uploads 64 MiB (8 chunks), changing the file once the first piece
+/// reached the server.
+async fn upload_while(
+    change: fn(&std::path::Path),
+) -> (Result<gemini_oauth::gemini::File, Error>, UploadServer) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.bin");
     // Larger than what the socket buffers hold, so most is read after the change.
@@ -108,10 +111,26 @@ async fn upload_while(change: fn(&std::path::Path)) -> (Error, UploadServer) {
     })
     .await;
     let (_dir, _tokens, client) = client_for(&base).await;
-    let err = upload_file(&client, &path, "application/octet-stream", "big")
-        .await
-        .unwrap_err();
-    (err, server)
+    let uploaded = upload_file(&client, &path, "application/octet-stream", "big").await;
+    (uploaded, server)
+}
+
+#[tokio::test]
+async fn a_file_replaced_by_another_during_upload_is_sent_as_it_was_opened() {
+    // An editor's save: a new file of the same size renamed over the path.
+    let replace: fn(&std::path::Path) = |p| {
+        let new = p.with_extension("new");
+        std::fs::write(&new, vec![9u8; 64 * 1024 * 1024]).unwrap();
+        std::fs::rename(&new, p).unwrap();
+    };
+    let (uploaded, server) = upload_while(replace).await;
+    uploaded.unwrap();
+    let log = server.log.lock().unwrap().clone();
+    assert!(log.problems.is_empty(), "{:?}", log.problems);
+    // Chunks after the first are not read from the new file: no mix of two files.
+    let opened = pattern(64 * 1024 * 1024);
+    assert_eq!(log.sha256.as_deref(), Some(sha256_hex(&opened).as_str()));
+    assert_eq!(log.finalized, 1);
 }
 
 #[tokio::test]
@@ -126,7 +145,8 @@ async fn a_file_that_grows_or_shrinks_during_upload_is_a_typed_error_and_not_fin
         f.set_len(40 * 1024 * 1024).unwrap();
     };
     for change in [grow, shrink] {
-        let (err, server) = upload_while(change).await;
+        let (uploaded, server) = upload_while(change).await;
+        let err = uploaded.unwrap_err();
         let Error::Upload(UploadProblem::SizeChanged {
             announced, sent, ..
         }) = &err
