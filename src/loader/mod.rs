@@ -246,7 +246,8 @@ impl<K> CredentialLoader<K> {
 
     /// Trusts these PEM certificates as roots, besides the built-in Mozilla
     /// set (webpki-roots): for a TLS-inspecting corporate proxy, or a private
-    /// endpoint. Checked by `load()`.
+    /// endpoint. Checked by `load()`: PEM that holds no certificate, or one
+    /// that is not a valid trust anchor, is [`Error::InvalidCertificate`].
     pub fn root_certificates_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
         self.common.extra_roots_pem.extend_from_slice(pem.as_ref());
         self.common.extra_roots_pem.push(b'\n');
@@ -473,6 +474,13 @@ fn parse_pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::InvalidCertificate(format!("the PEM cannot be read: {e}")))?;
+    // Why: roots asked for but none found (an empty file, DER, a key) would
+    // only show at the first handshake, as an unknown issuer.
+    if certs.is_empty() && !pem.is_empty() {
+        return Err(Error::InvalidCertificate(
+            "the PEM holds no certificate (no -----BEGIN CERTIFICATE----- block)".into(),
+        ));
+    }
     let mut store = rustls::RootCertStore::empty();
     let (_, rejected) = store.add_parsable_certificates(certs.iter().cloned());
     if rejected > 0 {

@@ -71,6 +71,33 @@ fn a_huge_root_certificates_file_is_refused_without_reading_it_all() {
 }
 
 #[test]
+fn an_empty_root_certificates_file_is_refused_before_any_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let base = format!("http://127.0.0.1:{}/v1", closed_port());
+    let out = run_in(
+        dir.path(),
+        &[
+            "models",
+            "--api-key",
+            "--api-base",
+            &base,
+            "--root-certificates",
+            empty.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("holds no certificate"), "{stderr}");
+    assert!(
+        !stderr.contains("connect"),
+        "refused before any request: {stderr}"
+    );
+}
+
+#[test]
 fn a_huge_client_id_file_is_refused_without_reading_it_all() {
     let dir = tempfile::tempdir().unwrap();
     let huge = huge_file(dir.path());

@@ -146,6 +146,24 @@ async fn an_untrusted_certificate_is_refused_and_bad_pem_is_reported() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::InvalidCertificate(_)), "{err:?}");
+
+    // A file with no certificate in it (empty, or DER, or a key) is refused
+    // at load, not found out at the first TLS handshake.
+    for pem in [
+        "",
+        "just text\n",
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    ] {
+        let err = loader(dir.path(), &base, &token_uri(&tokens))
+            .root_certificates_pem(pem)
+            .load()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidCertificate(why) if why.contains("no certificate")),
+            "{pem:?}: {err:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
