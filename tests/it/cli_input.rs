@@ -98,6 +98,26 @@ fn an_empty_root_certificates_file_is_refused_before_any_request() {
 }
 
 #[test]
+fn login_adc_with_no_consent_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_in(
+        dir.path(),
+        &[
+            "login",
+            "--adc",
+            "--no-consent",
+            "--client-id-file",
+            "c.json",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("drop --no-consent"), "{stderr}");
+    assert!(!dir.path().join("gcloud").exists(), "nothing written");
+}
+
+#[test]
 fn a_huge_client_id_file_is_refused_without_reading_it_all() {
     let dir = tempfile::tempdir().unwrap();
     let huge = huge_file(dir.path());

@@ -34,6 +34,13 @@ pub(crate) async fn login(flags: &Flags, args: &LoginArgs) -> Result<(), Failure
         eprintln!("Signed in; credentials saved in {}.", creds.source());
         return Ok(());
     }
+    if flags.no_consent {
+        return Err(Failure::Usage(
+            "login --adc always signs in afresh, as gcloud does, which --no-consent forbids: \
+             drop --no-consent"
+                .into(),
+        ));
+    }
     let Some(client_file) = &flags.client_secret else {
         return Err(Failure::Usage(
             "login --adc needs --client-id-file FILE (a Desktop app's OAuth client, from \
