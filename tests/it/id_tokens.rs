@@ -5,7 +5,6 @@
 //! on the same file and endpoints.
 
 use std::collections::BTreeMap;
-#[cfg(feature = "cli")]
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,7 +13,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gemini_oauth::{Credentials, Error, IdTokenProblem};
 use serde_json::{Value, json};
-use wiremock::matchers::{header, method, path, query_param};
+#[cfg(feature = "cli")]
+use wiremock::matchers::{header, query_param};
+use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::common::*;

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+#[cfg(feature = "redis")]
+use std::time::SystemTime;
 
 use gemini_oauth::web::UserCredentials;
 use gemini_oauth::{
