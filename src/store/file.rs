@@ -281,9 +281,23 @@ pub(crate) fn read_capped(path: &Path, warn_if_shared: bool) -> Result<Vec<u8>> 
     Ok(bytes)
 }
 
+/// Creates `dir` and its missing parents, readable by the owner only on
+/// Unix (0700, as `umask` allows): their names (a directory store's user
+/// ids) are nobody else's business. Directories already there are left as
+/// they are.
+fn create_private_dir(dir: &Path) -> Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| Error::io("create directory", dir, e))
+}
+
 fn open_lock_file(path: &Path) -> Result<std::fs::File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+        create_private_dir(dir)?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.create(true).truncate(false).write(true);
@@ -305,7 +319,7 @@ pub(crate) async fn write_atomically(path: PathBuf, contents: Vec<u8>) -> Result
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
         };
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        create_private_dir(&dir)?;
         if path.is_dir() {
             return Err(Error::io(
                 "write token file",

@@ -123,6 +123,9 @@ mod tests {
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
+            // The names are user ids: the directory the store made is private.
+            let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700);
         }
         store.clear("alice").await.unwrap();
         assert!(store.load("alice").await.unwrap().is_none());
