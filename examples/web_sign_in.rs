@@ -17,7 +17,9 @@
 //!
 //! A signed-in user's session is a cookie signed with HMAC-SHA256 (the key
 //! from `--session-key-file`, shared by replicas, else a random one), so
-//! any replica serves the user. The [`PendingSignIn`] between `/login` and
+//! any replica serves the user; it carries when it was issued and is
+//! refused after 7 days (or when dated ahead of the clock), so a copied
+//! cookie does not serve forever. The [`PendingSignIn`] between `/login` and
 //! the callback travels the same way, in a signed cookie that lives 10
 //! minutes (as Flask's signed session cookie carries google-auth-oauthlib's
 //! state): the callback may reach another replica than `/login` did.
@@ -25,6 +27,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
@@ -100,8 +103,10 @@ impl Users {
     }
 }
 
-/// The cookie of a signed-in user's session.
+/// The cookie of a signed-in user's session: `<issued, Unix seconds>:<user id>`.
 const SESSION: &str = "session";
+/// How long a session cookie serves after the sign-in.
+const SESSION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The cookie of a sign-in between `/login` and the callback.
 const PENDING: &str = "pending";
 
@@ -348,7 +353,7 @@ async fn callback(
     if let Err(e) = app.users.sign_in(&user, signed_in.into_token()).await {
         return failure(StatusCode::INTERNAL_SERVER_ERROR, &e);
     }
-    let session = app.seal(SESSION, user.as_bytes());
+    let session = app.seal(SESSION, format!("{}:{user}", unix_now()));
     let resp = app.with_cookie(Redirect::to("/models").into_response(), SESSION, &session);
     app.with_cookie(resp, PENDING, "")
 }
@@ -422,24 +427,34 @@ impl App {
         mac
     }
 
-    /// The signed-in user, from the session cookie.
+    /// The signed-in user, from the session cookie, if it is signed and
+    /// was issued less than [`SESSION_LIFETIME`] ago (not in the future).
     fn user(&self, headers: &HeaderMap) -> Option<String> {
-        let user = self.open(SESSION, &cookie(headers, SESSION)?)?;
-        String::from_utf8(user).ok()
+        let session = String::from_utf8(self.open(SESSION, &cookie(headers, SESSION)?)?).ok()?;
+        let (issued, user) = session.split_once(':')?;
+        let age = unix_now().checked_sub(issued.parse().ok()?)?;
+        (age < SESSION_LIFETIME.as_secs()).then(|| user.to_owned())
     }
 
     fn with_cookie(&self, mut resp: Response, name: &str, value: &str) -> Response {
         let secure = if self.secure_cookies { "; Secure" } else { "" };
         let expire = match (value.is_empty(), name) {
-            (true, _) => "; Max-Age=0",
-            (false, PENDING) => "; Max-Age=600",
-            (false, _) => "",
+            (true, _) => 0,
+            (false, PENDING) => 600,
+            (false, _) => SESSION_LIFETIME.as_secs(),
         };
-        let cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax{secure}{expire}");
+        let cookie =
+            format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax{secure}; Max-Age={expire}");
         resp.headers_mut()
             .append(header::SET_COOKIE, HeaderValue::from_str(&cookie).unwrap());
         resp
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {

@@ -169,7 +169,7 @@ try {
     text: (await page.locator('body').innerText()).trim(),
   };
   if (REPORT_COOKIES) {
-    report.cookies = (await context.cookies(url)).map(({ name, value }) => ({ name, value }));
+    report.cookies = (await context.cookies(url)).map(({ name, value, expires }) => ({ name, value, expires }));
   }
 } catch (e) {
   report.error = `${e?.stack ?? e}`;

@@ -205,17 +205,36 @@ fn start_example(dir: &std::path::Path, tokens: &MockServer) -> App {
     App(child, format!("127.0.0.1:{port}"))
 }
 
-/// The session cookie the example gives `user`.
+/// The session cookie the example gives `user` at its sign-in, now.
 fn session_for(user: &str) -> String {
+    session_issued(user, unix_now())
+}
+
+fn unix_now() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.unwrap().as_secs() as i64
+}
+
+/// The session cookie the example would have given `user` at `issued`
+/// (Unix seconds).
+fn session_issued(user: &str, issued: i64) -> String {
+    sealed_session(&format!("{issued}:{user}"))
+}
+
+/// `value` in a session cookie signed as the example signs it.
+fn sealed_session(value: &str) -> String {
     use base64::Engine;
     use hmac::Mac;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let id = b64.encode(user);
+    let value = b64.encode(value);
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SESSION_KEY).unwrap();
     // The example signs the cookie's name with its value.
     mac.update(b"session=");
-    mac.update(id.as_bytes());
-    format!("session={id}.{}", b64.encode(mac.finalize().into_bytes()))
+    mac.update(value.as_bytes());
+    format!(
+        "session={value}.{}",
+        b64.encode(mac.finalize().into_bytes())
+    )
 }
 
 /// One HTTP/1.1 request on its own connection: the status and the whole
@@ -272,6 +291,31 @@ async fn the_examples_sign_out_is_not_a_get() {
     assert_eq!(status, 200, "{page}");
     assert_eq!(requests_to(&tokens, "/revoke").await.len(), 1);
     assert!(store.load("alice").await.unwrap().is_none());
+}
+
+/// A session cookie serves 7 days from the sign-in: an older one, one dated
+/// ahead of the clock, or one from before sessions carried their date (the
+/// bare user id), signs no one in, signature notwithstanding.
+#[tokio::test]
+async fn the_examples_session_cookie_expires_after_seven_days() {
+    let tokens = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = start_example(dir.path(), &tokens);
+    let day = 24 * 3600;
+    let signed_in = |cookie: String| {
+        let addr = app.1.clone();
+        async move {
+            let (status, home) = http(&addr, "GET", "/", Some(&cookie)).await;
+            assert_eq!(status, 200, "{home}");
+            home.contains("Signed in as alice")
+        }
+    };
+    assert!(signed_in(session_issued("alice", unix_now() - 6 * day)).await);
+    assert!(!signed_in(session_issued("alice", unix_now() - 7 * day - 60)).await);
+    assert!(!signed_in(session_issued("alice", unix_now() + day)).await);
+    assert!(!signed_in(session_issued("alice", -1)).await);
+    // The old format: the user id alone, signed.
+    assert!(!signed_in(sealed_session("alice")).await);
 }
 
 /// Anyone may start sign-ins at `/login`, and the example keeps nothing for

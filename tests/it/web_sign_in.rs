@@ -104,6 +104,11 @@ fn session_cookie(report: &Value) -> String {
         .iter()
         .find(|c| c["name"] == "session")
         .unwrap_or_else(|| panic!("no session cookie: {report:#}"));
+    // The browser keeps it the example's 7 days (Max-Age), not for ever.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    let left = session["expires"].as_f64().unwrap() - now.unwrap().as_secs_f64();
+    let week = 7.0 * 24.0 * 3600.0;
+    assert!(left > week - 3600.0 && left <= week + 60.0, "{session}");
     format!("session={}", session["value"].as_str().unwrap())
 }
 
