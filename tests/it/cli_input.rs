@@ -51,22 +51,18 @@ fn assert_too_large(out: &Output, what: &str) {
     assert!(out.stdout.is_empty(), "{what}");
 }
 
+/// `models --api-key --root-certificates PEM` against a closed port.
+fn models_trusting(dir: &Path, pem: &str) -> Output {
+    let base = format!("http://127.0.0.1:{}/v1", closed_port());
+    let args = ["models", "--api-key", "--api-base", &base];
+    run_in(dir, &[&args[..], &["--root-certificates", pem]].concat())
+}
+
 #[test]
 fn a_huge_root_certificates_file_is_refused_without_reading_it_all() {
     let dir = tempfile::tempdir().unwrap();
     let huge = huge_file(dir.path());
-    let base = format!("http://127.0.0.1:{}/v1", closed_port());
-    let out = run_in(
-        dir.path(),
-        &[
-            "models",
-            "--api-key",
-            "--api-base",
-            &base,
-            "--root-certificates",
-            &huge,
-        ],
-    );
+    let out = models_trusting(dir.path(), &huge);
     assert_too_large(&out, "--root-certificates");
 }
 
@@ -75,18 +71,7 @@ fn an_empty_root_certificates_file_is_refused_before_any_request() {
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty.pem");
     std::fs::write(&empty, "").unwrap();
-    let base = format!("http://127.0.0.1:{}/v1", closed_port());
-    let out = run_in(
-        dir.path(),
-        &[
-            "models",
-            "--api-key",
-            "--api-base",
-            &base,
-            "--root-certificates",
-            empty.to_str().unwrap(),
-        ],
-    );
+    let out = models_trusting(dir.path(), empty.to_str().unwrap());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
