@@ -16,8 +16,9 @@ use crate::id_token::{self, IdToken, IdTokenProblem};
 use crate::source::user::UserSource;
 use crate::token_cache::{BoxFuture, CacheOptions, Fetched, TokenCache, TokenSource};
 
-/// Audiences kept at once; past it one is dropped (and fetched again when
-/// asked for), so audiences from outside input cannot grow memory.
+/// Audiences kept at once; past it the least recently asked for is dropped
+/// (and fetched again when asked for), so audiences from outside input
+/// cannot grow memory.
 const MAX_AUDIENCES: usize = 64;
 /// A user's last ID token is reused while it has more than this left.
 const USER_ID_TOKEN_LEFT: Duration = Duration::from_secs(REFRESH_WINDOW.as_secs() + 60);
@@ -25,8 +26,15 @@ const USER_ID_TOKEN_LEFT: Duration = Duration::from_secs(REFRESH_WINDOW.as_secs(
 /// The ID-token caches of one [`Credentials`](crate::Credentials).
 #[derive(Default)]
 pub(crate) struct IdTokens {
-    caches: Mutex<HashMap<String, TokenCache>>,
+    caches: Mutex<Audiences>,
     closed: AtomicBool,
+}
+
+/// Each audience's cache, and when it was last asked for (a count of calls).
+#[derive(Default)]
+struct Audiences {
+    by_name: HashMap<String, (TokenCache, u64)>,
+    calls: u64,
 }
 
 impl IdTokens {
@@ -52,13 +60,22 @@ impl IdTokens {
         }
         let cache = {
             let mut caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
-            match caches.get(audience) {
-                Some(cache) => cache.clone(),
+            caches.calls = caches.calls.wrapping_add(1);
+            let now = caches.calls;
+            match caches.by_name.get_mut(audience) {
+                Some((cache, used)) => {
+                    *used = now;
+                    cache.clone()
+                }
                 None => {
-                    if caches.len() >= MAX_AUDIENCES
-                        && let Some(old) = caches.keys().next().cloned()
+                    if caches.by_name.len() >= MAX_AUDIENCES
+                        && let Some(old) = caches
+                            .by_name
+                            .iter()
+                            .min_by_key(|(_, (_, used))| *used)
+                            .map(|(name, _)| name.clone())
                     {
-                        caches.remove(&old);
+                        caches.by_name.remove(&old);
                     }
                     let source = AudienceSource {
                         access: access.clone(),
@@ -66,7 +83,9 @@ impl IdTokens {
                         audience: audience.to_owned(),
                     };
                     let cache = TokenCache::lazy(Arc::new(source), CacheOptions::default())?;
-                    caches.insert(audience.to_owned(), cache.clone());
+                    caches
+                        .by_name
+                        .insert(audience.to_owned(), (cache.clone(), now));
                     cache
                 }
             }
@@ -79,7 +98,7 @@ impl IdTokens {
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         let caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
-        for cache in caches.values() {
+        for (cache, _) in caches.by_name.values() {
             // Fails only to build the empty token it publishes.
             let _ = cache.close();
         }
@@ -208,7 +227,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn audiences_past_the_cap_are_dropped_and_fetched_again() {
+    async fn audiences_past_the_cap_are_dropped_least_recent_first_and_fetched_again() {
         let source = Arc::new(Ids(AtomicUsize::new(0)));
         let first = Fetched {
             token: SecretString::from("ya29.a"),
@@ -226,9 +245,17 @@ mod tests {
             for i in 0..=MAX_AUDIENCES {
                 ids.get(&format!("aud-{i}"), &access, None).await.unwrap();
             }
-            let kept = ids.caches.lock().unwrap().len();
+            let kept = ids.caches.lock().unwrap().by_name.len();
             assert_eq!(kept, MAX_AUDIENCES, "round {round}");
         }
+        // The least recently asked for goes first: aud-1 and aud-2 were the
+        // oldest; aud-1 asked for again stays when a new audience comes, and
+        // aud-2, untouched since, goes.
+        let has = |aud: &str| ids.caches.lock().unwrap().by_name.contains_key(aud);
+        assert!(has("aud-1") && has("aud-2"));
+        ids.get("aud-1", &access, None).await.unwrap();
+        ids.get("new", &access, None).await.unwrap();
+        assert!(has("aud-1") && has("new") && !has("aud-2"));
         // Round two fetched again at least the audiences dropped.
         let fetched = source.0.load(Ordering::SeqCst);
         assert!(fetched > MAX_AUDIENCES + 1, "{fetched}");
