@@ -11,6 +11,16 @@ use super::table::{CONNECT_TIMEOUT, Call, IDLE_TIMEOUT, TOKEN_TIMEOUT};
 use crate::common::browser;
 use crate::common::*;
 
+/// The ID-token rows' audiences: a new one for each call, so that each
+/// call makes its request (a second call for the same audience would be
+/// served from the cache, and the cell's call after the fault would prove
+/// nothing).
+fn next_audience() -> String {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("https://tool-matrix.a.run.app/{n}")
+}
+
 /// Where a cell's call goes.
 pub(super) struct Endpoints {
     /// The origin behind the fault (`https://host:port`).
@@ -140,7 +150,7 @@ pub(super) async fn prepare(call: Call, e: &Endpoints) -> Result<Prepared> {
             let loader = CredentialLoader::application_default().credentials_file(file);
             configure(loader, e).load().await?
         }
-        Call::ServiceAccount => {
+        Call::ServiceAccount | Call::IdTokenSa => {
             let file = write(
                 &e.dir,
                 "sa.json",
@@ -154,7 +164,7 @@ pub(super) async fn prepare(call: Call, e: &Endpoints) -> Result<Prepared> {
             let loader = CredentialLoader::application_default().credentials_file(file);
             configure(loader, e).load().await?
         }
-        Call::Iam => {
+        Call::Iam | Call::IdTokenIam => {
             let file = write(
                 &e.dir,
                 "impersonated.json",
@@ -209,6 +219,7 @@ pub(super) async fn run(call: Call, p: &Prepared, e: &Endpoints) -> Result<()> {
         | Call::Metadata
         | Call::ServiceAccount
         | Call::Iam => p.creds.force_refresh().await.map(drop),
+        Call::IdTokenSa | Call::IdTokenIam => p.creds.id_token(&next_audience()).await.map(drop),
         Call::Revoke => p.creds.revoke().await,
         Call::CodeExchange => sign_in(e).await,
         Call::ApiGet => {

@@ -225,6 +225,9 @@ async fn route(uploads: &UploadServer, req: Request<Incoming>) -> Resp {
         "/token" => {
             let form = req.into_body().collect().await.unwrap().to_bytes();
             let mut token = token;
+            // A service account's ID-token grant reads this (its audience
+            // is inside the assertion); the other grants ignore it.
+            token["id_token"] = json!(id_token());
             if String::from_utf8_lossy(&form).contains("grant_type=authorization_code") {
                 token["refresh_token"] = json!(crate::common::REFRESH_TOKEN);
                 token["scope"] = json!(crate::common::RETRIEVER);
@@ -255,6 +258,7 @@ async fn route(uploads: &UploadServer, req: Request<Incoming>) -> Resp {
             200,
             &json!({"accessToken": NEW_ACCESS, "expireTime": "2099-01-01T00:00:00Z"}),
         ),
+        p if p.ends_with(":generateIdToken") => json_resp(200, &json!({"token": id_token()})),
         p if p.ends_with(":generateContent") => json_resp(200, &text_chunk("hello")),
         p if p.ends_with(":streamGenerateContent") => {
             let events: String = ["one ", "two ", "three"]
@@ -265,6 +269,14 @@ async fn route(uploads: &UploadServer, req: Request<Incoming>) -> Resp {
         }
         _ => google_error(404, "NOT_FOUND", "no such endpoint in the matrix"),
     }
+}
+
+/// An ID token: a JWT whose `exp` is in 2099 (signature unchecked).
+fn id_token() -> String {
+    use base64::Engine;
+    let claims = json!({"exp": 4_070_908_800u64, "aud": "https://tool-matrix.a.run.app"});
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string());
+    format!("e30.{claims}.IDTOKENSIGMARKER")
 }
 
 fn ok() -> Resp {

@@ -15,6 +15,8 @@ pub(super) enum Call {
     UrlSubject,
     Iam,
     ServiceAccount,
+    IdTokenSa,
+    IdTokenIam,
     AwsImds,
     Metadata,
     ApiGet,
@@ -25,7 +27,7 @@ pub(super) enum Call {
 }
 
 impl Call {
-    pub(super) const ALL: [Call; 14] = [
+    pub(super) const ALL: [Call; 16] = [
         Call::TokenRefresh,
         Call::CodeExchange,
         Call::Metadata,
@@ -35,6 +37,8 @@ impl Call {
         Call::AwsImds,
         Call::Iam,
         Call::ServiceAccount,
+        Call::IdTokenSa,
+        Call::IdTokenIam,
         Call::ApiGet,
         Call::Generate,
         Call::Stream,
@@ -51,6 +55,8 @@ impl Call {
             Call::UrlSubject => "url-sourced subject token",
             Call::Iam => "IAM generateAccessToken",
             Call::ServiceAccount => "service-account grant",
+            Call::IdTokenSa => "ID token, service-account key (`target_audience`)",
+            Call::IdTokenIam => "ID token, IAM generateIdToken",
             Call::AwsImds => "AWS IMDS (session, region, role, keys)",
             Call::Metadata => "metadata token",
             Call::ApiGet => "API GET (list models)",
@@ -74,6 +80,8 @@ impl Call {
             Call::TokenRefresh
                 | Call::Revoke
                 | Call::ServiceAccount
+                | Call::IdTokenSa
+                | Call::IdTokenIam
                 | Call::Metadata
                 | Call::Sts
                 | Call::Iam
@@ -99,14 +107,17 @@ impl Call {
     /// of: an error names the one whose request failed.
     pub(super) fn stages(self) -> &'static [&'static str] {
         match self {
-            Call::TokenRefresh | Call::CodeExchange | Call::Sts | Call::ServiceAccount => {
-                &["/token"]
-            }
+            Call::TokenRefresh
+            | Call::CodeExchange
+            | Call::Sts
+            | Call::ServiceAccount
+            | Call::IdTokenSa => &["/token"],
             Call::AwsImds => &["/latest/"],
             Call::Metadata => &["/computeMetadata/v1/instance/service-accounts/default/token"],
             Call::Revoke => &["/revoke"],
             Call::UrlSubject => &["/subject"],
             Call::Iam => &[":generateAccessToken"],
+            Call::IdTokenIam => &[":generateIdToken"],
             Call::ApiGet => &["/v1/models"],
             Call::Generate => &[":generateContent"],
             Call::Stream => &[":streamGenerateContent"],
