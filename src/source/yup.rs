@@ -3,6 +3,7 @@
 //! and its token storage); this crate's cache hands its tokens out, with one
 //! shared refresh, and its authorized client uses them.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hyper_util::client::legacy::connect::Connect;
@@ -39,9 +40,36 @@ where
     }
 
     /// The first token: yup-oauth2's cached one while it holds one it
-    /// deems valid (no request), else one it fetches.
+    /// deems valid (no request), else one it fetches. Not bounded: a flow
+    /// may wait for the user's sign-in.
     pub(crate) async fn first(&self) -> Result<Fetched> {
         fetched(self.auth.token(&self.scopes).await)
+    }
+}
+
+/// A token source whose every fetch ends within `after`: yup-oauth2's
+/// client has no timeout of its own, and one refresh that never ends would
+/// keep every caller of the cache waiting. A flow that falls back to asking
+/// the user when a refresh fails ends with [`Error::Timeout`] too.
+pub(crate) struct Bounded {
+    pub(crate) source: Arc<dyn TokenSource>,
+    pub(crate) after: Duration,
+}
+
+impl TokenSource for Bounded {
+    fn fetch(&self) -> BoxFuture<'_, Result<Fetched>> {
+        Box::pin(async move {
+            tokio::time::timeout(self.after, self.source.fetch())
+                .await
+                .map_err(|_| Error::Timeout {
+                    what: format!("a token from {ENDPOINT}"),
+                    after: self.after,
+                })?
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.source.describe()
     }
 }
 
