@@ -3,9 +3,11 @@
 //! and its token storage); this crate's cache hands its tokens out, with one
 //! shared refresh, and its authorized client uses them.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures_util::FutureExt;
 use hyper_util::client::legacy::connect::Connect;
 use secrecy::SecretString;
 use yup_oauth2::authenticator::Authenticator;
@@ -43,7 +45,20 @@ where
     /// deems valid (no request), else one it fetches. Not bounded: a flow
     /// may wait for the user's sign-in.
     pub(crate) async fn first(&self) -> Result<Fetched> {
-        fetched(self.auth.token(&self.scopes).await)
+        // Why: yup-oauth2 panics on an `expires_in` past the `time` crate's
+        // range (it adds it to its clock unchecked); a refresh's panic is
+        // caught by the cache, the first token's here.
+        match AssertUnwindSafe(self.auth.token(&self.scopes))
+            .catch_unwind()
+            .await
+        {
+            Ok(answer) => fetched(answer),
+            Err(_) => Err(Error::Store {
+                store: "yup-oauth2".to_owned(),
+                action: "give an access token",
+                source: fixed("yup-oauth2 panicked (an expiry out of its range?)"),
+            }),
+        }
     }
 }
 

@@ -287,3 +287,22 @@ async fn a_refresh_at_a_silent_token_endpoint_ends_with_the_loader_s_timeout() {
     assert!(err.is_transient());
     assert_no_secrets(&format!("{err} {err:?}"));
 }
+
+#[tokio::test]
+async fn an_expiry_yup_oauth2_cannot_hold_is_an_error_not_a_panic() {
+    // yup-oauth2 adds expires_in to its clock with an addition that panics
+    // past the `time` crate's range.
+    let huge =
+        json!({"access_token": "ya29.HUGEMARKER", "expires_in": i64::MAX, "token_type": "Bearer"});
+    let tokens = any_grant_server(&[(200, huge)]).await;
+    let dir = TempLoader::empty();
+    let auth = service_account(&dir, token_uri(&tokens)).await;
+    let loaded = tokio::spawn(Credentials::from_yup_oauth2(auth, [RETRIEVER]))
+        .await
+        .expect("load() does not panic");
+    let err = loaded.unwrap_err();
+    assert!(matches!(err, Error::Store { .. }), "{err:?}");
+    assert!(err.to_string().contains("yup-oauth2"), "{err}");
+    assert_no_secrets(&format!("{err} {err:?}"));
+    assert_eq!(token_requests(&tokens).await, 1);
+}
