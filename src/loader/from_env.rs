@@ -23,7 +23,8 @@ impl CredentialLoader<FromEnv> {
     /// `token.json`), where google-genai raises an error.
     ///
     /// The setters below are google-genai's `Client(...)` arguments and beat
-    /// the environment in the same order. [`choice`](Self::choice) tells what
+    /// the environment in the same order; as there, an empty key, project,
+    /// location or base URL counts as not given. [`choice`](Self::choice) tells what
     /// was chosen without loading anything.
     ///
     /// ```no_run

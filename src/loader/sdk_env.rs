@@ -142,6 +142,7 @@ pub(crate) fn choose(
     var: &dyn Fn(&str) -> Option<String>,
     adc_project: &dyn Fn() -> Option<String>,
 ) -> Result<EnvChoice> {
+    let explicit = &given(explicit);
     let set = |name: &str| var(name).filter(|v| !v.is_empty());
     let vertex = explicit
         .vertexai
@@ -258,6 +259,24 @@ pub(crate) fn choose(
         location,
         api_key,
     })
+}
+
+/// The settings actually given: google-genai takes an empty key, project,
+/// location or base URL as none (`api_key or env_api_key`, …), so the
+/// environment's applies. An empty API version it keeps.
+fn given(explicit: &Explicit) -> Explicit {
+    let text = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+    Explicit {
+        vertexai: explicit.vertexai,
+        api_key: explicit
+            .api_key
+            .clone()
+            .filter(|k| !k.expose_secret().is_empty()),
+        project: text(&explicit.project),
+        location: text(&explicit.location),
+        base_url: text(&explicit.base_url),
+        api_version: explicit.api_version.clone(),
+    }
 }
 
 /// `GOOGLE_GENAI_USE_ENTERPRISE`, else `GOOGLE_GENAI_USE_VERTEXAI`: set
@@ -386,6 +405,22 @@ mod tests {
             matches!(err, Error::VertexAi(VertexProblem::NoProject)),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn empty_explicit_settings_are_none_given() {
+        // google-genai: `api_key or env_api_key`, `project or env_project`, …
+        let explicit = Explicit {
+            api_key: Some(SecretString::from("")),
+            project: Some(String::new()),
+            location: Some(String::new()),
+            base_url: Some(String::new()),
+            ..Explicit::default()
+        };
+        let c = pick(&explicit, &[("GOOGLE_API_KEY", "o")]).unwrap();
+        assert_eq!((c.backend, c.auth), (Backend::GeminiApi, EnvAuth::ApiKey));
+        assert_eq!(c.api_key.unwrap().expose_secret(), "o");
+        assert_eq!(c.base_url, GEMINI_DEFAULT_BASE);
     }
 
     #[test]

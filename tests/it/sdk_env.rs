@@ -209,6 +209,35 @@ fn rows(user_adc: &str, sa_adc: &str) -> Vec<Row> {
             &[(GK, "AIzaG"), ("GOOGLE_GENAI_API_VERSION", "v1")],
             json!({"api_version": "v1beta"}),
         ),
+        // google-genai takes an empty argument as none given (`x or env_x`).
+        row(
+            "explicit empty key: the environment's",
+            &[(GK, "AIzaG")],
+            json!({"api_key": ""}),
+        ),
+        row(
+            "explicit empty project and location for the Gemini API",
+            &[(GK, "AIzaG")],
+            json!({"project": "", "location": ""}),
+        ),
+        row(
+            "explicit empty base URL: the environment's",
+            &[
+                (GK, "AIzaG"),
+                ("GOOGLE_GEMINI_BASE_URL", "http://127.0.0.1:9/"),
+            ],
+            json!({"base_url": ""}),
+        ),
+        row(
+            "vertex, explicit empty project and location: the environment's",
+            &[(V, "true"), (P, "proj"), (L, "us")],
+            json!({"project": "", "location": ""}),
+        ),
+        row(
+            "vertex, explicit empty key: env project beats env key",
+            &[(V, "true"), (P, "proj"), (GK, "AIzaG")],
+            json!({"api_key": ""}),
+        ),
         row("nothing set", &[], none),
     ]
 }
