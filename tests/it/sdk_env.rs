@@ -618,3 +618,34 @@ async fn an_example_in_a_vertex_environment_calls_vertex_ai_with_adc() {
     assert_eq!(crate::common::examples::stdout(&out), "from vertex\n");
     assert_eq!(crate::common::requests_to(&tokens, "/token").await.len(), 1);
 }
+
+/// google-genai puts its paths before a base URL's query; ours would go
+/// after it (`/gw/?x=1/v1/models`), so such a base is refused, not misrouted.
+#[tokio::test]
+async fn a_base_url_with_a_query_is_refused_not_misrouted() {
+    for base in [
+        "http://127.0.0.1:9/gw/?key=AIzaQUERYMARKER",
+        "http://127.0.0.1:9/gw#MARKER",
+    ] {
+        let err = CredentialLoader::from_env()
+            .key("AIzaKEYMARKER")
+            .base_url(base)
+            .load()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, gemini_oauth::Error::InvalidUrl { .. }),
+            "{base}: {err:?}"
+        );
+        assert!(err.to_string().contains("query"), "{err}");
+        assert!(!format!("{err} {err:?}").contains("MARKER"), "{err:?}");
+        let err = CredentialLoader::api_key("AIzaKEYMARKER")
+            .api_base(base)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(err, gemini_oauth::Error::InvalidUrl { .. }),
+            "{base}: {err:?}"
+        );
+    }
+}
