@@ -73,13 +73,25 @@ pub(crate) struct Bounded {
 
 impl TokenSource for Bounded {
     fn fetch(&self) -> BoxFuture<'_, Result<Fetched>> {
+        let source = Arc::clone(&self.source);
+        let mut fetch = Box::pin(async move { source.fetch().await });
         Box::pin(async move {
-            tokio::time::timeout(self.after, self.source.fetch())
-                .await
-                .map_err(|_| Error::Timeout {
-                    what: format!("a token from {ENDPOINT}"),
-                    after: self.after,
-                })?
+            match tokio::time::timeout(self.after, &mut fetch).await {
+                Ok(fetched) => fetched,
+                Err(_) => {
+                    // Why: not dropped at once, as the cache leaves a fetch
+                    // to finish: yup-oauth2 may be writing its token file
+                    // (truncated, then written), which a drop would leave
+                    // empty. It gets as long again, then is dropped.
+                    if let Ok(here) = tokio::runtime::Handle::try_current() {
+                        drop(here.spawn(tokio::time::timeout(self.after, fetch)));
+                    }
+                    Err(Error::Timeout {
+                        what: format!("a token from {ENDPOINT}"),
+                        after: self.after,
+                    })
+                }
+            }
         })
     }
 
