@@ -370,8 +370,9 @@ fn gcloud_project(
     config: &std::path::Path,
 ) -> Option<String> {
     let set = |name: &str| var(name).filter(|v| !v.is_empty());
-    if let Some(p) = set("CLOUDSDK_CORE_PROJECT") {
-        return Some(p);
+    // Set but empty, it is gcloud's error ("set to the empty string"): no project.
+    if let Some(p) = var("CLOUDSDK_CORE_PROJECT") {
+        return Some(p).filter(|p| !p.is_empty());
     }
     let active = set("CLOUDSDK_ACTIVE_CONFIG_NAME")
         .or_else(|| {
@@ -547,6 +548,7 @@ mod tests {
             project(&[("CLOUDSDK_CORE_PROJECT", "envproj")]).as_deref(),
             Some("envproj")
         );
+        assert_eq!(project(&[("CLOUDSDK_CORE_PROJECT", "")]), None);
         // Another file named: its project_id only.
         let other = dir.path().join("user.json");
         std::fs::write(&other, r#"{"type": "authorized_user"}"#).unwrap();

@@ -295,6 +295,11 @@ fn gcloud_rows(dir: &std::path::Path, user: &std::path::Path) -> Vec<Row> {
             explicit: json!({}),
         },
         Row {
+            name: "vertex, CLOUDSDK_CORE_PROJECT empty: gcloud's error, no project",
+            env: at(&[("CLOUDSDK_CORE_PROJECT", "")]),
+            explicit: json!({}),
+        },
+        Row {
             name: "vertex, gcloud's other configuration",
             env: at(&[("CLOUDSDK_ACTIVE_CONFIG_NAME", "other")]),
             explicit: json!({}),
