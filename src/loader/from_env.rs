@@ -23,7 +23,8 @@ impl CredentialLoader<FromEnv> {
     /// `token.json`), where google-genai raises an error.
     ///
     /// The setters below are google-genai's `Client(...)` arguments and beat
-    /// the environment in the same order. [`choice`](Self::choice) tells what
+    /// the environment in the same order; as there, an empty key, project,
+    /// location or base URL counts as not given. [`choice`](Self::choice) tells what
     /// was chosen without loading anything.
     ///
     /// ```no_run
@@ -78,10 +79,13 @@ impl CredentialLoader<FromEnv> {
     }
 
     /// What [`load`](Self::load) will use, read from the process's
-    /// environment. No network call; the credentials file named by
-    /// `GOOGLE_APPLICATION_CREDENTIALS` is read for its `project_id` when
-    /// Vertex AI needs a project and neither `GOOGLE_CLOUD_PROJECT` nor
-    /// `GCLOUD_PROJECT` names one.
+    /// environment. No network call and no gcloud run; when Vertex AI needs
+    /// a project and neither `GOOGLE_CLOUD_PROJECT` nor `GCLOUD_PROJECT`
+    /// names one, it is found where google-auth finds it: the `project_id`
+    /// of the credentials file `GOOGLE_APPLICATION_CREDENTIALS` names, or,
+    /// with gcloud's ADC file (`gcloud auth application-default login`), that
+    /// file's, then gcloud's project (`CLOUDSDK_CORE_PROJECT`, else the
+    /// active gcloud configuration's, as `gcloud config get project`).
     ///
     /// # Errors
     /// [`Error::VertexAi`](crate::Error::VertexAi): a project or location

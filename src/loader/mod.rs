@@ -238,7 +238,8 @@ impl<K> CredentialLoader<K> {
     }
 
     /// The Gemini API base URL (default `GEMINI_API_BASE` from the
-    /// environment, else [`endpoints::GEMINI_API_BASE`](crate::endpoints::GEMINI_API_BASE)).
+    /// environment, else [`endpoints::GEMINI_API_BASE`](crate::endpoints::GEMINI_API_BASE)),
+    /// with no query or fragment (`load()` refuses one: the API's paths go after it).
     pub fn api_base(mut self, url: impl Into<String>) -> Self {
         self.common.api_base = Some(url.into());
         self
@@ -322,6 +323,14 @@ impl<K> CredentialLoader<K> {
         let kept = universe.kept();
         let api_base = api_base.map_or(kept.gemini_api_base, Cow::Owned);
         check_endpoint(&api_base)?;
+        // Why: the API's paths are appended to the base as text, so they
+        // would land in the query (`/gw?x=1/v1/models`): misrouted calls.
+        if api_base.contains(['?', '#']) {
+            return Err(Error::InvalidUrl {
+                url: redact(&api_base),
+                reason: "an API base takes no query or fragment (the API's paths go after it)",
+            });
+        }
         let quota_project = c
             .quota_project
             .clone()

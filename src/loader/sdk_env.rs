@@ -142,6 +142,7 @@ pub(crate) fn choose(
     var: &dyn Fn(&str) -> Option<String>,
     adc_project: &dyn Fn() -> Option<String>,
 ) -> Result<EnvChoice> {
+    let explicit = &given(explicit);
     let set = |name: &str| var(name).filter(|v| !v.is_empty());
     let vertex = explicit
         .vertexai
@@ -260,6 +261,24 @@ pub(crate) fn choose(
     })
 }
 
+/// The settings actually given: google-genai takes an empty key, project,
+/// location or base URL as none (`api_key or env_api_key`, …), so the
+/// environment's applies. An empty API version it keeps.
+fn given(explicit: &Explicit) -> Explicit {
+    let text = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+    Explicit {
+        vertexai: explicit.vertexai,
+        api_key: explicit
+            .api_key
+            .clone()
+            .filter(|k| !k.expose_secret().is_empty()),
+        project: text(&explicit.project),
+        location: text(&explicit.location),
+        base_url: text(&explicit.base_url),
+        api_version: explicit.api_version.clone(),
+    }
+}
+
 /// `GOOGLE_GENAI_USE_ENTERPRISE`, else `GOOGLE_GENAI_USE_VERTEXAI`: set
 /// (even empty) means `true`/`1` or not.
 fn env_vertexai(var: &dyn Fn(&str) -> Option<String>) -> Option<bool> {
@@ -289,20 +308,107 @@ fn env_api_key(set: &dyn Fn(&str) -> Option<String>) -> Option<SecretString> {
 }
 
 /// The project google-auth's `default()` finds without a network call:
-/// `GCLOUD_PROJECT`, else the `project_id` of the file
-/// `GOOGLE_APPLICATION_CREDENTIALS` names (a service account key).
+/// `GCLOUD_PROJECT`; else the `project_id` of the file
+/// `GOOGLE_APPLICATION_CREDENTIALS` names (a service account key); else,
+/// when that variable is unset or names gcloud's own ADC file and the file
+/// exists, its `project_id`, then gcloud's project (`gcloud config get
+/// project`, read from gcloud's configuration: `CLOUDSDK_CORE_PROJECT`, else
+/// the active configuration's `[core] project`).
 pub(crate) fn adc_project(var: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     let set = |name: &str| var(name).filter(|v| !v.is_empty());
     if let Some(p) = set(GCLOUD_PROJECT) {
         return Some(p);
     }
-    let path = set(crate::env::GOOGLE_APPLICATION_CREDENTIALS)?;
+    let config = gcloud_config_dir(var);
+    let gcloud_file = config.as_ref().map(|d| d.join(crate::adc::ADC_FILE_NAME));
+    match set(crate::env::GOOGLE_APPLICATION_CREDENTIALS) {
+        // google-auth compares the paths as strings.
+        Some(path) if gcloud_file.as_deref() != Some(std::path::Path::new(&path)) => {
+            file_project(std::path::Path::new(&path))
+        }
+        _ => {
+            let (config, file) = (config?, gcloud_file?);
+            if !file.is_file() {
+                // google-auth asks the metadata server next: a network call.
+                return None;
+            }
+            file_project(&file).or_else(|| gcloud_project(var, &config))
+        }
+    }
+}
+
+/// The non-empty `project_id` of the JSON file at `path`.
+fn file_project(path: &std::path::Path) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
     json.get("project_id")?
         .as_str()
         .filter(|p| !p.is_empty())
         .map(str::to_owned)
+}
+
+/// gcloud's configuration directory, as [`well_known_file`](crate::adc::well_known_file)
+/// finds it, for the variables `var` returns.
+fn gcloud_config_dir(var: &dyn Fn(&str) -> Option<String>) -> Option<std::path::PathBuf> {
+    let set = |name: &str| var(name).filter(|v| !v.is_empty());
+    if let Some(dir) = set(crate::env::CLOUDSDK_CONFIG) {
+        return Some(dir.into());
+    }
+    #[cfg(windows)]
+    let base = set("APPDATA").map(|d| std::path::PathBuf::from(d).join("gcloud"));
+    #[cfg(not(windows))]
+    let base = set("HOME").map(|d| std::path::PathBuf::from(d).join(".config").join("gcloud"));
+    base
+}
+
+/// The project `gcloud config get project` prints: `CLOUDSDK_CORE_PROJECT`,
+/// else `project` in the `[core]` section of the active configuration
+/// (`CLOUDSDK_ACTIVE_CONFIG_NAME`, else the one `active_config` names, else
+/// `default`).
+fn gcloud_project(
+    var: &dyn Fn(&str) -> Option<String>,
+    config: &std::path::Path,
+) -> Option<String> {
+    let set = |name: &str| var(name).filter(|v| !v.is_empty());
+    // Set but empty, it is gcloud's error ("set to the empty string"): no project.
+    if let Some(p) = var("CLOUDSDK_CORE_PROJECT") {
+        return Some(p).filter(|p| !p.is_empty());
+    }
+    let active = set("CLOUDSDK_ACTIVE_CONFIG_NAME")
+        .or_else(|| {
+            std::fs::read_to_string(config.join("active_config"))
+                .ok()
+                .map(|name| name.trim().to_owned())
+                .filter(|name| !name.is_empty())
+        })
+        .unwrap_or_else(|| "default".to_owned());
+    let text = std::fs::read_to_string(
+        config
+            .join("configurations")
+            .join(format!("config_{active}")),
+    )
+    .ok()?;
+    ini_value(&text, "core", "project")
+}
+
+/// The non-empty value of `key` in `[section]` of an INI text (Python's
+/// configparser: `key = value` or `key: value`, `#` and `;` comment lines).
+fn ini_value(text: &str, section: &str, key: &str) -> Option<String> {
+    let mut inside = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            inside = name.trim() == section;
+        } else if inside
+            && let Some((k, v)) = line.split_once(['=', ':'])
+            && k.trim() == key
+        {
+            return Some(v.trim().to_owned()).filter(|v| !v.is_empty());
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -386,6 +492,68 @@ mod tests {
             matches!(err, Error::VertexAi(VertexProblem::NoProject)),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn empty_explicit_settings_are_none_given() {
+        // google-genai: `api_key or env_api_key`, `project or env_project`, …
+        let explicit = Explicit {
+            api_key: Some(SecretString::from("")),
+            project: Some(String::new()),
+            location: Some(String::new()),
+            base_url: Some(String::new()),
+            ..Explicit::default()
+        };
+        let c = pick(&explicit, &[("GOOGLE_API_KEY", "o")]).unwrap();
+        assert_eq!((c.backend, c.auth), (Backend::GeminiApi, EnvAuth::ApiKey));
+        assert_eq!(c.api_key.unwrap().expose_secret(), "o");
+        assert_eq!(c.base_url, GEMINI_DEFAULT_BASE);
+    }
+
+    #[test]
+    fn vertex_ai_takes_the_project_of_gcloud_s_configuration_with_gcloud_s_adc() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().display().to_string();
+        std::fs::create_dir(dir.path().join("configurations")).unwrap();
+        let ini = "[core]\n# project = no\naccount = a@example.com\nproject = cfgproj\n";
+        std::fs::write(dir.path().join("configurations/config_default"), ini).unwrap();
+        let ini = "[compute]\nproject = no\n[core]\nproject: otherproj\n";
+        std::fs::write(dir.path().join("configurations/config_other"), ini).unwrap();
+        let project = |extra: &[(&str, &str)]| {
+            let mut v = vec![("CLOUDSDK_CONFIG", config.as_str())];
+            v.extend_from_slice(extra);
+            adc_project(&|name: &str| {
+                v.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, x)| (*x).to_owned())
+            })
+        };
+        // No ADC file of gcloud's: google-auth would ask the metadata server.
+        assert_eq!(project(&[]), None);
+        let adc = dir.path().join(crate::adc::ADC_FILE_NAME);
+        std::fs::write(&adc, r#"{"type": "authorized_user"}"#).unwrap();
+        assert_eq!(project(&[]).as_deref(), Some("cfgproj"));
+        std::fs::write(dir.path().join("active_config"), "other\n").unwrap();
+        assert_eq!(project(&[]).as_deref(), Some("otherproj"));
+        let named = adc.display().to_string();
+        assert_eq!(
+            project(&[
+                ("GOOGLE_APPLICATION_CREDENTIALS", &named),
+                ("CLOUDSDK_ACTIVE_CONFIG_NAME", "default")
+            ])
+            .as_deref(),
+            Some("cfgproj")
+        );
+        assert_eq!(
+            project(&[("CLOUDSDK_CORE_PROJECT", "envproj")]).as_deref(),
+            Some("envproj")
+        );
+        assert_eq!(project(&[("CLOUDSDK_CORE_PROJECT", "")]), None);
+        // Another file named: its project_id only.
+        let other = dir.path().join("user.json");
+        std::fs::write(&other, r#"{"type": "authorized_user"}"#).unwrap();
+        let other = other.display().to_string();
+        assert_eq!(project(&[("GOOGLE_APPLICATION_CREDENTIALS", &other)]), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::CredentialLoader;
 use super::kind::YupOauth2;
 use crate::credentials::{Credentials, Kind};
 use crate::error::Result;
-use crate::source::yup::YupSource;
+use crate::source::yup::{Bounded, YupSource};
 use crate::token_cache::{BoxFuture, Fetched, TokenCache, TokenSource};
 
 /// A token source that also gives the first token its own way (yup-oauth2's
@@ -42,7 +42,11 @@ impl CredentialLoader<YupOauth2> {
     /// it once for all callers before it expires (asking yup-oauth2 for a
     /// new one, not its cached one) and after a `401`, and drive the
     /// authorized client and the other integrations. The builder's
-    /// quota project, API base, proxy and timeouts apply.
+    /// quota project, API base, proxy and timeouts apply; each refresh
+    /// ends within the [`timeout`](CredentialLoader::timeout) (yup-oauth2's
+    /// own client has none), with [`Error::Timeout`](crate::Error::Timeout)
+    /// past it, also when the flow falls back to asking the user. The first
+    /// token, in `load()`, is not bounded: it may be the user's sign-in.
     pub fn yup_oauth2<C, I, S>(auth: Authenticator<C>, scopes: I) -> Self
     where
         C: Connect + Clone + Send + Sync + 'static,
@@ -68,7 +72,10 @@ impl CredentialLoader<YupOauth2> {
     pub async fn load(self) -> Result<Credentials> {
         let settings = self.settings(None)?;
         let first = self.kind.source.first().await?;
-        let source = Arc::clone(&self.kind.source).source();
+        let source = Arc::new(Bounded {
+            source: Arc::clone(&self.kind.source).source(),
+            after: self.common.timeout,
+        });
         let cache = TokenCache::new(source, first, self.common.cache.clone())?;
         Ok(Credentials::new(
             Kind::Token { cache, user: None },

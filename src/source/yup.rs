@@ -3,8 +3,11 @@
 //! and its token storage); this crate's cache hands its tokens out, with one
 //! shared refresh, and its authorized client uses them.
 
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures_util::FutureExt;
 use hyper_util::client::legacy::connect::Connect;
 use secrecy::SecretString;
 use yup_oauth2::authenticator::Authenticator;
@@ -39,9 +42,61 @@ where
     }
 
     /// The first token: yup-oauth2's cached one while it holds one it
-    /// deems valid (no request), else one it fetches.
+    /// deems valid (no request), else one it fetches. Not bounded: a flow
+    /// may wait for the user's sign-in.
     pub(crate) async fn first(&self) -> Result<Fetched> {
-        fetched(self.auth.token(&self.scopes).await)
+        // Why: yup-oauth2 panics on an `expires_in` past the `time` crate's
+        // range (it adds it to its clock unchecked); a refresh's panic is
+        // caught by the cache, the first token's here.
+        match AssertUnwindSafe(self.auth.token(&self.scopes))
+            .catch_unwind()
+            .await
+        {
+            Ok(answer) => fetched(answer),
+            Err(_) => Err(Error::Store {
+                store: "yup-oauth2".to_owned(),
+                action: "give an access token",
+                source: fixed("yup-oauth2 panicked (an expiry out of its range?)"),
+            }),
+        }
+    }
+}
+
+/// A token source whose every fetch ends within `after`: yup-oauth2's
+/// client has no timeout of its own, and one refresh that never ends would
+/// keep every caller of the cache waiting. A flow that falls back to asking
+/// the user when a refresh fails ends with [`Error::Timeout`] too.
+pub(crate) struct Bounded {
+    pub(crate) source: Arc<dyn TokenSource>,
+    pub(crate) after: Duration,
+}
+
+impl TokenSource for Bounded {
+    fn fetch(&self) -> BoxFuture<'_, Result<Fetched>> {
+        let source = Arc::clone(&self.source);
+        let mut fetch = Box::pin(async move { source.fetch().await });
+        Box::pin(async move {
+            match tokio::time::timeout(self.after, &mut fetch).await {
+                Ok(fetched) => fetched,
+                Err(_) => {
+                    // Why: not dropped at once, as the cache leaves a fetch
+                    // to finish: yup-oauth2 may be writing its token file
+                    // (truncated, then written), which a drop would leave
+                    // empty. It gets as long again, then is dropped.
+                    if let Ok(here) = tokio::runtime::Handle::try_current() {
+                        drop(here.spawn(tokio::time::timeout(self.after, fetch)));
+                    }
+                    Err(Error::Timeout {
+                        what: format!("a token from {ENDPOINT}"),
+                        after: self.after,
+                    })
+                }
+            }
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.source.describe()
     }
 }
 

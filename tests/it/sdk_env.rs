@@ -209,7 +209,101 @@ fn rows(user_adc: &str, sa_adc: &str) -> Vec<Row> {
             &[(GK, "AIzaG"), ("GOOGLE_GENAI_API_VERSION", "v1")],
             json!({"api_version": "v1beta"}),
         ),
+        // google-genai takes an empty argument as none given (`x or env_x`).
+        row(
+            "explicit empty key: the environment's",
+            &[(GK, "AIzaG")],
+            json!({"api_key": ""}),
+        ),
+        row(
+            "explicit empty project and location for the Gemini API",
+            &[(GK, "AIzaG")],
+            json!({"project": "", "location": ""}),
+        ),
+        row(
+            "explicit empty base URL: the environment's",
+            &[
+                (GK, "AIzaG"),
+                ("GOOGLE_GEMINI_BASE_URL", "http://127.0.0.1:9/"),
+            ],
+            json!({"base_url": ""}),
+        ),
+        row(
+            "vertex, explicit empty project and location: the environment's",
+            &[(V, "true"), (P, "proj"), (L, "us")],
+            json!({"project": "", "location": ""}),
+        ),
+        row(
+            "vertex, explicit empty key: env project beats env key",
+            &[(V, "true"), (P, "proj"), (GK, "AIzaG")],
+            json!({"api_key": ""}),
+        ),
         row("nothing set", &[], none),
+    ]
+}
+
+/// The real gcloud: `GEMINI_OAUTH_GCLOUD` (set by .ci/test), else /usr/bin/gcloud.
+fn gcloud_exe() -> Option<std::path::PathBuf> {
+    let exe = std::env::var("GEMINI_OAUTH_GCLOUD").unwrap_or_else(|_| "/usr/bin/gcloud".into());
+    Some(std::path::PathBuf::from(exe)).filter(|p| p.exists())
+}
+
+/// Rows whose project google-auth asks gcloud for (`gcloud config get
+/// project`): ADC is gcloud's own file, in a gcloud configuration directory
+/// under `dir` holding `user`'s credentials and two configurations. None
+/// without gcloud (.ci/test warns that the gcloud tests are skipped).
+fn gcloud_rows(dir: &std::path::Path, user: &std::path::Path) -> Vec<Row> {
+    let Some(exe) = gcloud_exe() else {
+        eprintln!("WARNING: no gcloud, skipping the rows that need it");
+        return Vec::new();
+    };
+    let config = dir.join("gcloud");
+    std::fs::create_dir_all(config.join("configurations")).unwrap();
+    let adc = config.join("application_default_credentials.json");
+    std::fs::copy(user, &adc).unwrap();
+    std::fs::write(config.join("active_config"), "default").unwrap();
+    let ini = |project: &str| format!("[core]\naccount = a@example.com\nproject = {project}\n");
+    std::fs::write(config.join("configurations/config_default"), ini("cfgproj")).unwrap();
+    std::fs::write(config.join("configurations/config_other"), ini("otherproj")).unwrap();
+    let path = format!("{}:/usr/bin:/bin", exe.parent().unwrap().display());
+    let at = |extra: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            (V, "true".to_owned()),
+            ("CLOUDSDK_CONFIG", config.display().to_string()),
+            // gcloud asks no metadata server.
+            ("CLOUDSDK_CORE_CHECK_GCE_METADATA", "false".to_owned()),
+            ("PATH", path.clone()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        env
+    };
+    let adc = adc.display().to_string();
+    vec![
+        Row {
+            name: "vertex, project from gcloud's configuration",
+            env: at(&[]),
+            explicit: json!({}),
+        },
+        Row {
+            name: "vertex, gcloud's file named by GOOGLE_APPLICATION_CREDENTIALS",
+            env: at(&[(ADC, &adc), (L, "us")]),
+            explicit: json!({}),
+        },
+        Row {
+            name: "vertex, CLOUDSDK_CORE_PROJECT over gcloud's configuration",
+            env: at(&[("CLOUDSDK_CORE_PROJECT", "envproj")]),
+            explicit: json!({}),
+        },
+        Row {
+            name: "vertex, CLOUDSDK_CORE_PROJECT empty: gcloud's error, no project",
+            env: at(&[("CLOUDSDK_CORE_PROJECT", "")]),
+            explicit: json!({}),
+        },
+        Row {
+            name: "vertex, gcloud's other configuration",
+            env: at(&[("CLOUDSDK_ACTIVE_CONFIG_NAME", "other")]),
+            explicit: json!({}),
+        },
     ]
 }
 
@@ -315,7 +409,8 @@ fn from_env_picks_what_google_genai_picks_row_by_row() {
     let user = dir.path().join("user.json");
     std::fs::write(&user, r#"{"type": "authorized_user", "client_id": "c", "client_secret": "s", "refresh_token": "r"}"#).unwrap();
     let sa = service_account_file(dir.path());
-    let rows = rows(user.to_str().unwrap(), &sa);
+    let mut rows = rows(user.to_str().unwrap(), &sa);
+    rows.extend(gcloud_rows(dir.path(), &user));
     assert!(rows.len() >= 12);
     let python = python_choices(&rows, dir.path().to_str().unwrap());
     let (mut both_ok, mut both_refuse) = (0, 0);
@@ -527,4 +622,35 @@ async fn an_example_in_a_vertex_environment_calls_vertex_ai_with_adc() {
         .unwrap();
     assert_eq!(crate::common::examples::stdout(&out), "from vertex\n");
     assert_eq!(crate::common::requests_to(&tokens, "/token").await.len(), 1);
+}
+
+/// google-genai puts its paths before a base URL's query; ours would go
+/// after it (`/gw/?x=1/v1/models`), so such a base is refused, not misrouted.
+#[tokio::test]
+async fn a_base_url_with_a_query_is_refused_not_misrouted() {
+    for base in [
+        "http://127.0.0.1:9/gw/?key=AIzaQUERYMARKER",
+        "http://127.0.0.1:9/gw#MARKER",
+    ] {
+        let err = CredentialLoader::from_env()
+            .key("AIzaKEYMARKER")
+            .base_url(base)
+            .load()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, gemini_oauth::Error::InvalidUrl { .. }),
+            "{base}: {err:?}"
+        );
+        assert!(err.to_string().contains("query"), "{err}");
+        assert!(!format!("{err} {err:?}").contains("MARKER"), "{err:?}");
+        let err = CredentialLoader::api_key("AIzaKEYMARKER")
+            .api_base(base)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(err, gemini_oauth::Error::InvalidUrl { .. }),
+            "{base}: {err:?}"
+        );
+    }
 }

@@ -235,3 +235,74 @@ async fn yup_oauth2_s_errors_become_ours_without_secrets() {
     }
     assert_no_secrets(&chain);
 }
+
+/// A token endpoint on 127.0.0.1 that answers its first connection with
+/// [`dying_token`] (a token already inside the expiry skew), then accepts
+/// every connection and never answers; its token URI.
+async fn dying_then_silent() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut held, mut answered) = (Vec::new(), false);
+        while let Ok((mut socket, _)) = listener.accept().await {
+            if answered {
+                held.push(socket);
+                continue;
+            }
+            answered = true;
+            let _ = socket.read(&mut vec![0; 64 * 1024]).await;
+            let body = dying_token().1.to_string();
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(answer.as_bytes()).await;
+        }
+    });
+    format!("http://{addr}/token")
+}
+
+#[tokio::test]
+async fn a_refresh_at_a_silent_token_endpoint_ends_with_the_loader_s_timeout() {
+    let dir = TempLoader::empty();
+    let auth = service_account(&dir, dying_then_silent().await).await;
+    let limit = std::time::Duration::from_millis(300);
+    let creds = CredentialLoader::yup_oauth2(auth, [RETRIEVER])
+        .timeout(limit)
+        .load()
+        .await
+        .unwrap();
+    // The first token is dying: the next caller refreshes, and yup-oauth2
+    // (with no timeout of its own) waits on the silent endpoint.
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(60), creds.access_token())
+        .await
+        .expect("the refresh ends within the loader's timeout, not never");
+    let err = ended.unwrap_err();
+    assert!(
+        matches!(&err, Error::Timeout { after, .. } if *after == limit),
+        "{err:?}"
+    );
+    assert!(err.is_transient());
+    assert_no_secrets(&format!("{err} {err:?}"));
+}
+
+#[tokio::test]
+async fn an_expiry_yup_oauth2_cannot_hold_is_an_error_not_a_panic() {
+    // yup-oauth2 adds expires_in to its clock with an addition that panics
+    // past the `time` crate's range.
+    let huge =
+        json!({"access_token": "ya29.HUGEMARKER", "expires_in": i64::MAX, "token_type": "Bearer"});
+    let tokens = any_grant_server(&[(200, huge)]).await;
+    let dir = TempLoader::empty();
+    let auth = service_account(&dir, token_uri(&tokens)).await;
+    let loaded = tokio::spawn(Credentials::from_yup_oauth2(auth, [RETRIEVER]))
+        .await
+        .expect("load() does not panic");
+    let err = loaded.unwrap_err();
+    assert!(matches!(err, Error::Store { .. }), "{err:?}");
+    assert!(err.to_string().contains("yup-oauth2"), "{err}");
+    assert_no_secrets(&format!("{err} {err:?}"));
+    assert_eq!(token_requests(&tokens).await, 1);
+}
