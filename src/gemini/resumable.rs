@@ -36,6 +36,9 @@ pub(super) struct Session<'a> {
     pub(super) client: &'a AuthorizedClient,
     pub(super) url: Uri,
     pub(super) path: &'a Path,
+    /// The file, opened once: a chunk after a failed one reads it too,
+    /// never the path, which may name another file by now.
+    pub(super) file: Arc<std::fs::File>,
     pub(super) size: u64,
     pub(super) chunk: u64,
     pub(super) policy: RetryPolicy,
@@ -203,12 +206,9 @@ impl Session<'_> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        let reader = match left {
-            Some(reader) => reader,
-            None => ReadAhead::open(self.path)
-                .await
-                .map_err(|e| Error::io("open", self.path, e))?,
-        };
+        // None after a chunk whose body was dropped unfinished (a dropped
+        // connection, an answer before the whole body was read).
+        let reader = left.unwrap_or_else(|| ReadAhead::new(Arc::clone(&self.file)));
         let handoff = Arc::clone(handoff);
         let body = chunk_body(reader, offset, len, last, Arc::clone(progress), handoff);
         let command = if last { "upload, finalize" } else { "upload" };

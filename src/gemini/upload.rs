@@ -219,8 +219,9 @@ impl Upload {
             HeaderValue::from_str(&self.mime_type).map_err(|_| Error::InvalidHeaderValue {
                 what: "the MIME type",
             })?;
+        // Opened once: every chunk, resumed ones too, reads this file.
         let (file, size) = open_sized(path).await?;
-        drop(file);
+        let file = Arc::new(file.into_std().await);
 
         let api_origin = origin(client.api_base())?;
         let start_url = format!("{api_origin}/upload/v1beta/files");
@@ -258,6 +259,7 @@ impl Upload {
             client,
             url,
             path,
+            file,
             size,
             chunk: self.chunk,
             policy: self.retry,

@@ -134,6 +134,60 @@ async fn a_file_replaced_by_another_during_upload_is_sent_as_it_was_opened() {
 }
 
 #[tokio::test]
+async fn a_file_replaced_during_upload_is_not_read_after_a_chunk_that_failed() {
+    // A chunk's body dropped unfinished (the connection dropped in its
+    // middle; an answer before the body was read) must not make the next
+    // chunk open the path again: it names the new file by then.
+    let interrupted = [
+        vec![Fault::DropAfter(600 * 1024)],
+        vec![Fault::Pass, Fault::Status(503)],
+    ];
+    for fs in interrupted {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.bin");
+        // 4 chunks, each larger than what the socket buffers hold.
+        let len = 32 * 1024 * 1024;
+        let opened = pattern(len);
+        std::fs::write(&path, &opened).unwrap();
+        let changed = path.clone();
+        let once = std::sync::Once::new();
+        let (base, server) = upload_server(move |s| {
+            s.mime = "application/octet-stream".into();
+            s.after_first_piece = Some(Arc::new(move || {
+                once.call_once(|| {
+                    let new = changed.with_extension("new");
+                    std::fs::write(&new, vec![9u8; len]).unwrap();
+                    std::fs::rename(&new, &changed).unwrap();
+                });
+            }));
+        })
+        .await;
+        faults(&server, fs.clone());
+        let (_dir, _tokens, client) = client_for(&base).await;
+        tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            upload_file(&client, &path, "application/octet-stream", "big"),
+        )
+        .await
+        .expect("no hang")
+        .unwrap();
+        let log = server.log.lock().unwrap().clone();
+        assert!(log.problems.is_empty(), "{fs:?}: {:?}", log.problems);
+        assert!(
+            log.commands.iter().any(|c| c.starts_with("query")),
+            "{fs:?}: {:?}",
+            log.commands
+        );
+        assert_eq!(
+            log.sha256.as_deref(),
+            Some(sha256_hex(&opened).as_str()),
+            "{fs:?}: {:?}",
+            log.commands
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_file_that_grows_or_shrinks_during_upload_is_a_typed_error_and_not_finalized() {
     let grow: fn(&std::path::Path) = |p| {
         use std::io::Write;
