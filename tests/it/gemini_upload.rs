@@ -473,3 +473,30 @@ async fn the_upload_example_shows_progress_and_resumes_in_chunks() {
         ]
     );
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_directory_fifo_or_device_is_a_typed_error_before_any_request_never_a_hang() {
+    let (base, server) = upload_server(|_| {}).await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.unwrap().success());
+    for path in [dir.path().to_owned(), fifo.clone(), "/dev/null".into()] {
+        let upload = upload_file(&client, &path, "text/plain", "x");
+        let Ok(uploaded) = tokio::time::timeout(std::time::Duration::from_secs(30), upload).await
+        else {
+            // Free the open waiting for a writer, so the test ends.
+            drop(std::fs::OpenOptions::new().write(true).open(&fifo));
+            panic!("{path:?}: the upload hung");
+        };
+        let err = uploaded.unwrap_err();
+        assert!(
+            matches!(&err, Error::Upload(UploadProblem::NotAFile { path: p, .. }) if p == &path),
+            "{path:?}: {err:?}"
+        );
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+    assert_eq!(server.log.lock().unwrap().start_requests, 0);
+}
