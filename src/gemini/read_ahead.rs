@@ -47,6 +47,24 @@ impl ReadAhead {
         }
         Ok(piece)
     }
+
+    /// The file's size now.
+    pub(super) async fn size(&self) -> io::Result<u64> {
+        let file = Arc::clone(&self.file);
+        blocking(move || file.metadata().map(|m| m.len())).await
+    }
+}
+
+#[cfg(test)]
+impl ReadAhead {
+    /// Waits until the piece read ahead, if any, has been read.
+    pub(super) async fn read_ahead_done(&self) {
+        if let Some((_, read)) = &self.ahead {
+            while !read.is_finished() {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+    }
 }
 
 async fn read_at(file: Arc<File>, at: u64) -> io::Result<Bytes> {
