@@ -89,4 +89,16 @@ pub enum UploadProblem {
         /// The bytes read from the file when the change was seen.
         sent: u64,
     },
+    /// The path is not a regular file (a directory, a FIFO, a device):
+    /// only a regular file has a size to announce before it is sent.
+    #[error(
+        "uploading {}: not a regular file (a directory, a FIFO or a device); upload a regular \
+         file",
+        path.display()
+    )]
+    #[non_exhaustive]
+    NotAFile {
+        /// The path given.
+        path: PathBuf,
+    },
 }

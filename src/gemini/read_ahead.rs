@@ -8,7 +8,6 @@
 
 use std::fs::File;
 use std::io;
-use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -25,13 +24,10 @@ pub(super) struct ReadAhead {
 }
 
 impl ReadAhead {
-    pub(super) async fn open(path: &Path) -> io::Result<Self> {
-        let path = path.to_owned();
-        let file = blocking(move || File::open(path)).await?;
-        Ok(ReadAhead {
-            file: Arc::new(file),
-            ahead: None,
-        })
+    /// A reader of `file`, the upload's one open file: never the path
+    /// again, which may name another file by now.
+    pub(super) fn new(file: Arc<File>) -> Self {
+        ReadAhead { file, ahead: None }
     }
 
     /// The [`PIECE`] bytes at `at`, fewer only where the file ends; then
@@ -50,6 +46,24 @@ impl ReadAhead {
             self.ahead = Some((next, read));
         }
         Ok(piece)
+    }
+
+    /// The file's size now.
+    pub(super) async fn size(&self) -> io::Result<u64> {
+        let file = Arc::clone(&self.file);
+        blocking(move || file.metadata().map(|m| m.len())).await
+    }
+}
+
+#[cfg(test)]
+impl ReadAhead {
+    /// Waits until the piece read ahead, if any, has been read.
+    pub(super) async fn read_ahead_done(&self) {
+        if let Some((_, read)) = &self.ahead {
+            while !read.is_finished() {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
     }
 }
 
@@ -127,7 +141,7 @@ mod tests {
         let len = PIECE as usize * 2 + 1000;
         let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &data).unwrap();
-        let mut r = ReadAhead::open(&path).await.unwrap();
+        let mut r = ReadAhead::new(Arc::new(File::open(&path).unwrap()));
         let p = PIECE as usize;
         assert_eq!(r.piece(0).await.unwrap(), data[..p]);
         assert!(r.ahead.is_some(), "the next piece is being read");

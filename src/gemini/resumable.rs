@@ -36,6 +36,9 @@ pub(super) struct Session<'a> {
     pub(super) client: &'a AuthorizedClient,
     pub(super) url: Uri,
     pub(super) path: &'a Path,
+    /// The file, opened once: a chunk after a failed one reads it too,
+    /// never the path, which may name another file by now.
+    pub(super) file: Arc<std::fs::File>,
     pub(super) size: u64,
     pub(super) chunk: u64,
     pub(super) policy: RetryPolicy,
@@ -203,12 +206,9 @@ impl Session<'_> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        let reader = match left {
-            Some(reader) => reader,
-            None => ReadAhead::open(self.path)
-                .await
-                .map_err(|e| Error::io("open", self.path, e))?,
-        };
+        // None after a chunk whose body was dropped unfinished (a dropped
+        // connection, an answer before the whole body was read).
+        let reader = left.unwrap_or_else(|| ReadAhead::new(Arc::clone(&self.file)));
         let handoff = Arc::clone(handoff);
         let body = chunk_body(reader, offset, len, last, Arc::clone(progress), handoff);
         let command = if last { "upload, finalize" } else { "upload" };
@@ -328,17 +328,27 @@ fn chunk_body(
             piece.truncate(want as usize);
             let done = done.saturating_add(want);
             if done == len && last {
+                // Why the size too: the last piece may have been read ahead,
+                // while the piece before it was sent; a file cut short since
+                // reads nothing at `end`, as a file that kept its size does.
                 let end = offset.saturating_add(done);
                 let more = match beyond {
                     true => Ok(true),
                     false => reader.piece(end).await.map(|p| !p.is_empty()),
                 };
-                match more {
-                    Ok(false) => {}
-                    Ok(true) => {
+                let size = reader.size().await;
+                match (more, size) {
+                    (Err(e), _) | (_, Err(e)) => return Some((Err(e), (None, done))),
+                    (Ok(true), _) => {
                         return Some((changed("grew", end.saturating_add(1)), (None, done)));
                     }
-                    Err(e) => return Some((Err(e), (None, done))),
+                    (Ok(false), Ok(now)) if now < end => {
+                        return Some((changed("shrank", now), (None, done)));
+                    }
+                    (Ok(false), Ok(now)) if now > end => {
+                        return Some((changed("grew", end.saturating_add(1)), (None, done)));
+                    }
+                    (Ok(false), Ok(_)) => {}
                 }
             }
             progress.show(offset.saturating_add(done));
@@ -351,4 +361,55 @@ fn chunk_body(
         }
     });
     RequestBody::from_stream(stream, Some(len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn progress(total: u64) -> Arc<Progress> {
+        Arc::new(Progress {
+            total,
+            shown: AtomicU64::new(0),
+            on_progress: None,
+            changed: AtomicBool::new(false),
+            read: AtomicU64::new(0),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_file_that_shrank_after_its_last_piece_was_read_ahead_fails_the_last_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let len = 2 * PIECE;
+        std::fs::write(&path, vec![7u8; len as usize]).unwrap();
+        let file = Arc::new(std::fs::File::open(&path).unwrap());
+        let progress = progress(len);
+        let handoff = Handoff::default();
+        // A first chunk of one piece, sent whole: its reader is left in the
+        // slot, the last chunk's piece read ahead.
+        let first = chunk_body(
+            ReadAhead::new(file),
+            0,
+            PIECE,
+            false,
+            Arc::clone(&progress),
+            Arc::clone(&handoff),
+        );
+        first.into_hyper().0.collect().await.unwrap();
+        let reader = handoff.lock().unwrap().take().unwrap();
+        reader.read_ahead_done().await;
+        // Then the file loses its last byte, before the last chunk is sent.
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(len - 1).unwrap();
+        let last = chunk_body(reader, PIECE, PIECE, true, Arc::clone(&progress), handoff);
+        let sent = last.into_hyper().0.collect().await;
+        assert!(
+            sent.is_err(),
+            "the last chunk went whole from a file that shrank"
+        );
+        assert!(progress.changed.load(Ordering::Relaxed));
+        assert_eq!(progress.read.load(Ordering::Relaxed), len - 1);
+    }
 }

@@ -14,7 +14,6 @@ use super::problem::UploadProblem;
 use super::resumable::{GRANULARITY, MAX_ANSWER, OnProgress, Session, UPLOAD_COMMAND};
 use crate::client::AuthorizedClient;
 use crate::error::{Error, Result};
-use crate::request_body::open_sized;
 use crate::retry::RetryPolicy;
 use crate::url::redact;
 use crate::vertex::is_vertex_base;
@@ -219,8 +218,9 @@ impl Upload {
             HeaderValue::from_str(&self.mime_type).map_err(|_| Error::InvalidHeaderValue {
                 what: "the MIME type",
             })?;
-        let (file, size) = open_sized(path).await?;
-        drop(file);
+        // Opened once: every chunk, resumed ones too, reads this file.
+        let (file, size) = open_regular(path).await?;
+        let file = Arc::new(file);
 
         let api_origin = origin(client.api_base())?;
         let start_url = format!("{api_origin}/upload/v1beta/files");
@@ -258,6 +258,7 @@ impl Upload {
             client,
             url,
             path,
+            file,
             size,
             chunk: self.chunk,
             policy: self.retry,
@@ -274,6 +275,38 @@ impl Upload {
             ))
         })
     }
+}
+
+/// The regular file at `path` and its size. Opened without blocking (a
+/// FIFO would wait for a writer, on a thread no cancel frees) and refused
+/// unless it is a regular file: a directory fails only once read, a device
+/// has no size.
+async fn open_regular(path: &Path) -> Result<(std::fs::File, u64)> {
+    let owned = path.to_owned();
+    let opened = tokio::task::spawn_blocking(move || {
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+        let file = options
+            .open(&owned)
+            .map_err(|e| Error::io("open", &owned, e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io("read the size of", &owned, e))?;
+        match meta.is_file() {
+            true => Ok((file, meta.len())),
+            false => Err(Error::Upload(UploadProblem::NotAFile { path: owned })),
+        }
+    })
+    .await;
+    opened.map_err(|_| {
+        Error::io(
+            "open",
+            path,
+            std::io::Error::other("the open was cancelled"),
+        )
+    })?
 }
 
 /// The upload URL must be the API's origin, or an https host of the same

@@ -134,6 +134,60 @@ async fn a_file_replaced_by_another_during_upload_is_sent_as_it_was_opened() {
 }
 
 #[tokio::test]
+async fn a_file_replaced_during_upload_is_not_read_after_a_chunk_that_failed() {
+    // A chunk's body dropped unfinished (the connection dropped in its
+    // middle; an answer before the body was read) must not make the next
+    // chunk open the path again: it names the new file by then.
+    let interrupted = [
+        vec![Fault::DropAfter(600 * 1024)],
+        vec![Fault::Pass, Fault::Status(503)],
+    ];
+    for fs in interrupted {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.bin");
+        // 4 chunks, each larger than what the socket buffers hold.
+        let len = 32 * 1024 * 1024;
+        let opened = pattern(len);
+        std::fs::write(&path, &opened).unwrap();
+        let changed = path.clone();
+        let once = std::sync::Once::new();
+        let (base, server) = upload_server(move |s| {
+            s.mime = "application/octet-stream".into();
+            s.after_first_piece = Some(Arc::new(move || {
+                once.call_once(|| {
+                    let new = changed.with_extension("new");
+                    std::fs::write(&new, vec![9u8; len]).unwrap();
+                    std::fs::rename(&new, &changed).unwrap();
+                });
+            }));
+        })
+        .await;
+        faults(&server, fs.clone());
+        let (_dir, _tokens, client) = client_for(&base).await;
+        tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            upload_file(&client, &path, "application/octet-stream", "big"),
+        )
+        .await
+        .expect("no hang")
+        .unwrap();
+        let log = server.log.lock().unwrap().clone();
+        assert!(log.problems.is_empty(), "{fs:?}: {:?}", log.problems);
+        assert!(
+            log.commands.iter().any(|c| c.starts_with("query")),
+            "{fs:?}: {:?}",
+            log.commands
+        );
+        assert_eq!(
+            log.sha256.as_deref(),
+            Some(sha256_hex(&opened).as_str()),
+            "{fs:?}: {:?}",
+            log.commands
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_file_that_grows_or_shrinks_during_upload_is_a_typed_error_and_not_finalized() {
     let grow: fn(&std::path::Path) = |p| {
         use std::io::Write;
@@ -418,4 +472,194 @@ async fn the_upload_example_shows_progress_and_resumes_in_chunks() {
             "upload, finalize @786432",
         ]
     );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_directory_fifo_or_device_is_a_typed_error_before_any_request_never_a_hang() {
+    let (base, server) = upload_server(|_| {}).await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.unwrap().success());
+    for path in [dir.path().to_owned(), fifo.clone(), "/dev/null".into()] {
+        let upload = upload_file(&client, &path, "text/plain", "x");
+        let Ok(uploaded) = tokio::time::timeout(std::time::Duration::from_secs(30), upload).await
+        else {
+            // Free the open waiting for a writer, so the test ends.
+            drop(std::fs::OpenOptions::new().write(true).open(&fifo));
+            panic!("{path:?}: the upload hung");
+        };
+        let err = uploaded.unwrap_err();
+        assert!(
+            matches!(&err, Error::Upload(UploadProblem::NotAFile { path: p, .. }) if p == &path),
+            "{path:?}: {err:?}"
+        );
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+    assert_eq!(server.log.lock().unwrap().start_requests, 0);
+}
+
+const PIECE: usize = 256 * 1024;
+
+/// Uploads `content` in chunks of `chunk` (default 8 MiB), the session
+/// requests meeting `fs`; the result and the server's log.
+async fn upload_with(
+    content: &[u8],
+    chunk: Option<u64>,
+    fs: Vec<Fault>,
+) -> (
+    Result<gemini_oauth::gemini::File, Error>,
+    crate::common::gemini_server::UploadLog,
+) {
+    use gemini_oauth::gemini::Upload;
+    let (base, server) = upload_server(|s| s.mime = "application/octet-stream".into()).await;
+    faults(&server, fs);
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.bin");
+    std::fs::write(&path, content).unwrap();
+    let no_wait = gemini_oauth::RetryPolicy::default().base_delay(std::time::Duration::ZERO);
+    let mut upload = Upload::new(&path, "application/octet-stream").retry(no_wait);
+    if let Some(c) = chunk {
+        upload = upload.chunk_size(c);
+    }
+    let r = tokio::time::timeout(std::time::Duration::from_secs(60), upload.send(&client))
+        .await
+        .expect("no hang");
+    let log = server.log.lock().unwrap().clone();
+    (r, log)
+}
+
+#[tokio::test]
+async fn sizes_around_pieces_and_chunks_upload_whole() {
+    let mib = 1024 * 1024;
+    for (len, chunk) in [
+        (0, None),
+        (1, None),
+        (PIECE - 1, None),
+        (PIECE, None),
+        (PIECE + 1, None),
+        (2 * PIECE, None),
+        (PIECE, Some(PIECE as u64)),
+        (PIECE + 1, Some(PIECE as u64)),
+        (3 * PIECE, Some(PIECE as u64)),
+        (mib, Some(mib as u64)),
+        (3 * mib, Some(mib as u64)),
+        (3 * mib + 1, Some(mib as u64)),
+        (3 * mib - 1, Some(mib as u64)),
+        (5 * PIECE + 17, Some(3 * PIECE as u64)),
+        (5 * PIECE + 17, Some(u64::MAX)),
+    ] {
+        let content = pattern(len);
+        let (r, log) = upload_with(&content, chunk, vec![]).await;
+        let f = r.unwrap_or_else(|e| panic!("{len} {chunk:?}: {e:?}"));
+        assert!(
+            log.problems.is_empty(),
+            "{len} {chunk:?}: {:?}",
+            log.problems
+        );
+        assert_eq!(
+            log.sha256.as_deref(),
+            Some(sha256_hex(&content).as_str()),
+            "{len} {chunk:?}"
+        );
+        assert_eq!(f.size_bytes, Some(len as u64));
+        assert_eq!(log.finalized, 1);
+    }
+}
+
+#[tokio::test]
+async fn a_resume_off_the_256_kib_grid_sends_the_rest_from_there() {
+    let mib = 1024 * 1024;
+    let content = pattern(3 * mib + 1234);
+    for keep in [1u64, PIECE as u64 + 1, mib as u64 - 1] {
+        let (r, log) = upload_with(
+            &content,
+            Some(mib as u64),
+            vec![Fault::Keep308Exact(keep), Fault::Pass],
+        )
+        .await;
+        r.unwrap_or_else(|e| panic!("{keep}: {e:?}"));
+        assert!(log.problems.is_empty(), "{keep}: {:?}", log.problems);
+        let resumed = format!("upload @{keep}");
+        assert!(log.commands.contains(&resumed), "{:?}", log.commands);
+        assert_eq!(
+            log.sha256.as_deref(),
+            Some(sha256_hex(&content).as_str()),
+            "{keep}"
+        );
+        // The same on the last chunk.
+        let (r, log) = upload_with(
+            &content,
+            Some(mib as u64),
+            vec![
+                Fault::Pass,
+                Fault::Pass,
+                Fault::Pass,
+                Fault::Keep308Exact(keep.min(1234)),
+                Fault::Pass,
+            ],
+        )
+        .await;
+        r.unwrap_or_else(|e| panic!("{keep}: {e:?}"));
+        let resumed = format!("upload, finalize @{}", 3 * mib as u64 + keep.min(1234));
+        assert!(log.commands.contains(&resumed), "{:?}", log.commands);
+        assert!(
+            log.problems.is_empty(),
+            "{keep}: {:?} {:?}",
+            log.problems,
+            log.commands
+        );
+        assert_eq!(
+            log.sha256.as_deref(),
+            Some(sha256_hex(&content).as_str()),
+            "{keep}"
+        );
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn an_upload_dropped_mid_chunk_closes_its_file() {
+    use gemini_oauth::gemini::Upload;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.bin");
+    std::fs::write(&path, pattern(32 * 1024 * 1024)).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let tx = Mutex::new(Some(tx));
+    let (base, server) = upload_server(move |s| {
+        s.mime = "application/octet-stream".into();
+        s.after_first_piece = Some(Arc::new(move || {
+            if let Some(tx) = tx.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+        }));
+    })
+    .await;
+    let (_dir, _tokens, client) = client_for(&base).await;
+    let upload = Upload::new(&path, "application/octet-stream");
+    let open_fds = || {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|target| target == &path)
+            .count()
+    };
+    tokio::select! {
+        r = upload.send(&client) => panic!("finished before it was dropped: {r:?}"),
+        _ = rx => {}
+    }
+    assert!(open_fds() > 0, "the upload reads the file it opened");
+    // The upload future is dropped: its file is closed once the
+    // connection lets go of the body.
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while open_fds() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the file is still open after the upload was dropped");
+    assert_eq!(server.log.lock().unwrap().finalized, 0);
 }

@@ -130,6 +130,9 @@ pub enum Fault {
     DropAfter(u64),
     /// Read the whole chunk, keep this many bytes (down to 256 KiB), answer 308.
     Take308(u64),
+    /// Read the whole chunk, keep exactly this many bytes (off the 256 KiB
+    /// grid too), answer 308.
+    Keep308Exact(u64),
 }
 
 /// The protocol's granularity: the server keeps whole multiples of it.
@@ -308,6 +311,16 @@ impl UploadServer {
                     return drop_connection();
                 }
             }
+        }
+        if let Some(Fault::Keep308Exact(n)) = fault {
+            let n = n.min(chunk.len() as u64) as usize;
+            let mut log = self.log.lock().unwrap();
+            log.held += n as u64;
+            log.hasher.update(&chunk[..n]);
+            drop(log);
+            let mut r = self.status_answer();
+            *r.status_mut() = hyper::StatusCode::PERMANENT_REDIRECT;
+            return r;
         }
         if let Some(Fault::Take308(n)) = fault {
             self.keep(&chunk, n);
