@@ -204,7 +204,8 @@ impl Upload {
     /// # Errors
     /// [`Error::Io`] when the file cannot be read; [`Error::Upload`] with
     /// [`UploadProblem::MissingUploadUrl`], [`UploadProblem::ForeignUploadUrl`],
-    /// [`UploadProblem::SizeChanged`], [`UploadProblem::Ended`] or
+    /// [`UploadProblem::NotAFile`] (a directory, FIFO or device, refused
+    /// before any request), [`UploadProblem::SizeChanged`], [`UploadProblem::Ended`] or
     /// [`UploadProblem::Protocol`]; [`Error::InvalidHeaderValue`] for a MIME
     /// type no header can carry; [`Error::Api`] for an error status; the
     /// errors of [`AuthorizedClient::request`].
