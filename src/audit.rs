@@ -58,6 +58,7 @@ const _: () = {
     shared::<crate::ExternalAccountProblem>();
     shared::<crate::CredentialsFileProblem>();
     shared::<crate::CredentialsFileKind>();
+    shared::<crate::FileKind>();
     owned::<StoreLock>();
     // Bodies and streams are read once: not Clone.
     owned::<crate::RequestBody>();

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::{
     ApiError, ClientSecretProblem, ConsentReason, CredentialsFileProblem, ExternalAccountProblem,
-    IdTokenProblem, ImpersonationProblem, OAuthError, ProxyProblem, TokenFileProblem,
+    FileKind, IdTokenProblem, ImpersonationProblem, OAuthError, ProxyProblem, TokenFileProblem,
     UploadProblem, VertexProblem,
 };
 
@@ -80,6 +80,22 @@ pub enum Error {
         /// The OS error.
         #[source]
         source: Arc<std::io::Error>,
+    },
+
+    /// A path given as a file to send ([`RequestBody::from_path`](crate::RequestBody::from_path))
+    /// is not a regular file: a directory, a FIFO or a device has no length
+    /// to announce (and a FIFO is never waited on).
+    #[error(
+        "cannot send {} as a request body: it is {kind}, not a regular file; pass a regular \
+         file, or stream it with RequestBody::from_stream and no length",
+        path.display()
+    )]
+    #[non_exhaustive]
+    NotAFile {
+        /// The path given.
+        path: PathBuf,
+        /// What it is instead.
+        kind: FileKind,
     },
 
     /// A [`TokenStore`](crate::TokenStore) failed.

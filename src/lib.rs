@@ -215,6 +215,7 @@ mod id_token_cache;
 mod json;
 mod loader;
 mod proxy;
+mod regular_file;
 mod request_body;
 #[cfg(any(feature = "gcp-auth", feature = "google-apis-common"))]
 mod requested_scopes;
@@ -249,6 +250,7 @@ pub use http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT};
 pub use id_token::{IdToken, IdTokenProblem};
 pub use loader::{Backend, CredentialLoader, EnvAuth, EnvChoice, kind};
 pub use proxy::ProxyProblem;
+pub use regular_file::FileKind;
 pub use request_body::RequestBody;
 pub use response_body::ResponseBody;
 pub use retry::RetryPolicy;

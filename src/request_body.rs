@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::http::ReqBody;
+use crate::regular_file::{self, NotOpened};
 
 /// Size of the pieces a file is read in.
 const FILE_CHUNK: usize = 64 * 1024;
@@ -108,10 +109,15 @@ impl RequestBody {
         )
     }
 
-    /// The file at `path`, streamed, with its size as `Content-Length`.
+    /// The regular file at `path`, streamed, with its size as `Content-Length`.
+    ///
+    /// Opened without waiting: a FIFO is refused at once, never waited on
+    /// for a writer. For a pipe or a device, open it yourself and pass it to
+    /// [`RequestBody::from_file`] with no length.
     ///
     /// # Errors
-    /// [`Error::Io`] when the file cannot be opened or its size read.
+    /// [`Error::Io`] when the file cannot be opened or its size read;
+    /// [`Error::NotAFile`] when `path` is a directory, a FIFO or a device.
     pub async fn from_path(path: impl AsRef<Path>) -> Result<Self> {
         let (file, len) = open_sized(path.as_ref()).await?;
         Ok(Self::from_file(file, Some(len)))
@@ -276,15 +282,14 @@ impl SendProgress {
     }
 }
 
-/// The file at `path`, opened, and its size.
-pub(crate) async fn open_sized(path: &Path) -> Result<(tokio::fs::File, u64)> {
-    let file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| Error::io("open", path, e))?;
-    let len = file
-        .metadata()
-        .await
-        .map_err(|e| Error::io("read the size of", path, e))?
-        .len();
-    Ok((file, len))
+/// The regular file at `path`, opened without waiting on a FIFO, and its size.
+async fn open_sized(path: &Path) -> Result<(tokio::fs::File, u64)> {
+    match regular_file::spawn_open(path).await {
+        Ok((file, len)) => Ok((tokio::fs::File::from_std(file), len)),
+        Err(NotOpened::Io { action, source }) => Err(Error::io(action, path, source)),
+        Err(NotOpened::NotRegular(kind)) => Err(Error::NotAFile {
+            path: path.to_owned(),
+            kind,
+        }),
+    }
 }

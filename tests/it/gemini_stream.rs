@@ -8,7 +8,7 @@ use crate::common::gemini_server::*;
 use crate::common::*;
 use futures_util::StreamExt;
 use gemini_oauth::gemini::{generate_content, stream_generate_content};
-use gemini_oauth::{AuthorizedClient, Error, RequestBody};
+use gemini_oauth::{AuthorizedClient, Error, FileKind, RequestBody};
 use serde_json::{Value, json};
 use wiremock::MockServer;
 
@@ -352,6 +352,49 @@ async fn a_streamed_file_body_arrives_whole_with_its_length() {
     assert_eq!(sha256_hex(&body), sha256_hex(&content));
     let missing = RequestBody::from_path(dir.path().join("missing")).await;
     assert!(matches!(missing, Err(Error::Io { .. })), "{missing:?}");
+}
+
+/// A FIFO with no writer is refused at once: opening it for reading would
+/// wait for a writer, on a blocking thread nothing frees.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_fifo_body_is_refused_never_waited_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.unwrap().success());
+    let opened = RequestBody::from_path(&fifo);
+    let Ok(body) = tokio::time::timeout(std::time::Duration::from_secs(5), opened).await else {
+        // Free the open waiting for a writer, so the runtime can shut down.
+        drop(std::fs::OpenOptions::new().write(true).open(&fifo));
+        panic!("RequestBody::from_path hung on a FIFO");
+    };
+    let err = body.unwrap_err();
+    assert!(
+        matches!(&err, Error::NotAFile { path, kind: FileKind::Fifo, .. } if path == &fifo),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("a FIFO, not a regular file"), "{text}");
+    assert!(text.contains("RequestBody::from_stream"), "{text}");
+}
+
+/// A directory (or a device) is refused when the body is made, not once it
+/// is sent. (Windows refuses to open a directory at all: `Error::Io`.)
+#[cfg(unix)]
+#[tokio::test]
+async fn a_directory_or_device_body_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, want) in [
+        (dir.path(), FileKind::Directory),
+        (std::path::Path::new("/dev/null"), FileKind::Device),
+    ] {
+        let err = RequestBody::from_path(path).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::NotAFile { path: p, kind, .. } if p == path && *kind == want),
+            "{path:?}: {err:?}"
+        );
+    }
 }
 
 #[tokio::test]
