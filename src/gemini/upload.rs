@@ -14,6 +14,7 @@ use super::problem::UploadProblem;
 use super::resumable::{GRANULARITY, MAX_ANSWER, OnProgress, Session, UPLOAD_COMMAND};
 use crate::client::AuthorizedClient;
 use crate::error::{Error, Result};
+use crate::regular_file::{self, NotOpened};
 use crate::retry::RetryPolicy;
 use crate::url::redact;
 use crate::vertex::is_vertex_base;
@@ -278,36 +279,18 @@ impl Upload {
     }
 }
 
-/// The regular file at `path` and its size. Opened without blocking (a
-/// FIFO would wait for a writer, on a thread no cancel frees) and refused
-/// unless it is a regular file: a directory fails only once read, a device
-/// has no size.
+/// The regular file at `path` and its size, refused (before any request)
+/// unless it is one: a FIFO would wait for a writer, a directory fails only
+/// once read, a device has no size.
 async fn open_regular(path: &Path) -> Result<(std::fs::File, u64)> {
-    let owned = path.to_owned();
-    let opened = tokio::task::spawn_blocking(move || {
-        let mut options = std::fs::OpenOptions::new();
-        options.read(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-        let file = options
-            .open(&owned)
-            .map_err(|e| Error::io("open", &owned, e))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| Error::io("read the size of", &owned, e))?;
-        match meta.is_file() {
-            true => Ok((file, meta.len())),
-            false => Err(Error::Upload(UploadProblem::NotAFile { path: owned })),
-        }
-    })
-    .await;
-    opened.map_err(|_| {
-        Error::io(
-            "open",
-            path,
-            std::io::Error::other("the open was cancelled"),
-        )
-    })?
+    regular_file::spawn_open(path)
+        .await
+        .map_err(|not| match not {
+            NotOpened::Io { action, source } => Error::io(action, path, source),
+            NotOpened::NotRegular(_) => Error::Upload(UploadProblem::NotAFile {
+                path: path.to_owned(),
+            }),
+        })
 }
 
 /// The upload URL must be the API's origin, or an https host of the same

@@ -15,6 +15,7 @@ use super::command_line::{self, SplitError};
 use super::config::Fields;
 use crate::env::GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES;
 use crate::error::{Error, Result};
+use crate::regular_file::{self, NotOpened};
 
 const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 const TIMEOUT_BOUNDS_MS: (u64, u64) = (5_000, 120_000);
@@ -282,19 +283,19 @@ async fn read_capped<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>) -> std::i
 /// writer) and refused unless it is a regular file.
 fn read_regular_file(path: &Path) -> std::result::Result<Option<Vec<u8>>, String> {
     use std::io::Read as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let file = match options.open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("output_file could not be opened ({})", e.kind())),
+    let file = match regular_file::open(path) {
+        Ok((file, _)) => file,
+        Err(NotOpened::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(None);
+        }
+        Err(NotOpened::Io { source, .. }) => {
+            let kind = source.kind();
+            return Err(format!("output_file could not be opened ({kind})"));
+        }
+        Err(NotOpened::NotRegular(_)) => {
+            return Err("output_file is not a regular file".to_owned());
+        }
     };
-    let is_file = file.metadata().map(|m| m.is_file()).unwrap_or(false);
-    if !is_file {
-        return Err("output_file is not a regular file".to_owned());
-    }
     let mut bytes = Vec::new();
     file.take(MAX_OUTPUT + 1)
         .read_to_end(&mut bytes)
