@@ -18,8 +18,9 @@
 //! A signed-in user's session is a cookie signed with HMAC-SHA256 (the key
 //! from `--session-key-file`, shared by replicas, else a random one), so
 //! any replica serves the user; it carries when it was issued and is
-//! refused after 7 days (or when dated ahead of the clock), so a copied
-//! cookie does not serve forever. The [`PendingSignIn`] between `/login` and
+//! refused after 7 days (or when dated more than a minute ahead of the
+//! clock: replicas' clocks differ a little), so a copied cookie does not
+//! serve forever. The [`PendingSignIn`] between `/login` and
 //! the callback travels the same way, in a signed cookie that lives 10
 //! minutes (as Flask's signed session cookie carries google-auth-oauthlib's
 //! state): the callback may reach another replica than `/login` did.
@@ -107,6 +108,10 @@ impl Users {
 const SESSION: &str = "session";
 /// How long a session cookie serves after the sign-in.
 const SESSION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How far ahead of this replica's clock a session may be dated: another
+/// replica's clock may be a little ahead, and seconds are whole (dated 101
+/// at its 101.05, the session reaches this replica at its 100.9).
+const CLOCK_SKEW: Duration = Duration::from_secs(60);
 /// The cookie of a sign-in between `/login` and the callback.
 const PENDING: &str = "pending";
 
@@ -428,12 +433,16 @@ impl App {
     }
 
     /// The signed-in user, from the session cookie, if it is signed and
-    /// was issued less than [`SESSION_LIFETIME`] ago (not in the future).
+    /// was issued less than [`SESSION_LIFETIME`] ago (and not more than
+    /// [`CLOCK_SKEW`] in the future).
     fn user(&self, headers: &HeaderMap) -> Option<String> {
         let session = String::from_utf8(self.open(SESSION, &cookie(headers, SESSION)?)?).ok()?;
         let (issued, user) = session.split_once(':')?;
-        let age = unix_now().checked_sub(issued.parse().ok()?)?;
-        (age < SESSION_LIFETIME.as_secs()).then(|| user.to_owned())
+        let issued: u64 = issued.parse().ok()?;
+        let now = unix_now();
+        let fresh = issued <= now.saturating_add(CLOCK_SKEW.as_secs())
+            && now.saturating_sub(issued) < SESSION_LIFETIME.as_secs();
+        fresh.then(|| user.to_owned())
     }
 
     fn with_cookie(&self, mut resp: Response, name: &str, value: &str) -> Response {

@@ -53,13 +53,20 @@ impl IdTokens {
         if audience.is_empty() {
             return Err(error(IdTokenProblem::EmptyAudience));
         }
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(Error::Revoked {
-                source_name: access.describe(),
-            });
+        #[cfg(test)]
+        if let Some(between) = tests::BEFORE_LOCK.take() {
+            between();
         }
         let cache = {
             let mut caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
+            // Under the lock: a close() since is seen here, or it comes after
+            // and closes the cache made here. Checked before the lock, a
+            // racing close() missed the new cache, which then served.
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(Error::Revoked {
+                    source_name: access.describe(),
+                });
+            }
             caches.calls = caches.calls.wrapping_add(1);
             let now = caches.calls;
             match caches.by_name.get_mut(audience) {
@@ -195,6 +202,12 @@ mod tests {
 
     use super::*;
 
+    thread_local! {
+        /// Runs in `get` on this thread, just before it takes the lock.
+        pub(super) static BEFORE_LOCK: std::cell::Cell<Option<Box<dyn FnOnce()>>> =
+            const { std::cell::Cell::new(None) };
+    }
+
     /// Access tokens that never expire, and ID tokens it counts.
     struct Ids(AtomicUsize);
 
@@ -263,5 +276,31 @@ mod tests {
         ids.close();
         let err = ids.get("aud-0", &access, None).await.unwrap_err();
         assert!(matches!(err, Error::Revoked { .. }), "{err:?}");
+    }
+
+    /// A call that started before a sign-out but takes the lock after it
+    /// is [`Error::Revoked`], and leaves no cache that close() missed.
+    #[tokio::test]
+    async fn a_call_racing_close_is_revoked_and_leaves_no_open_cache() {
+        let source = Arc::new(Ids(AtomicUsize::new(0)));
+        let first = Fetched {
+            token: SecretString::from("ya29.a"),
+            expires_at: an_hour(),
+            refresh_token_rotated: false,
+        };
+        let access = TokenCache::new(
+            Arc::clone(&source) as Arc<dyn TokenSource>,
+            first,
+            CacheOptions::default(),
+        )
+        .unwrap();
+        let ids = Arc::new(IdTokens::default());
+        ids.get("kept", &access, None).await.unwrap();
+        let closing = Arc::clone(&ids);
+        BEFORE_LOCK.set(Some(Box::new(move || closing.close())));
+        let err = ids.get("new", &access, None).await.unwrap_err();
+        assert!(matches!(err, Error::Revoked { .. }), "{err:?}");
+        assert!(!ids.caches.lock().unwrap().by_name.contains_key("new"));
+        assert_eq!(source.0.load(Ordering::SeqCst), 1, "no fetch after close");
     }
 }

@@ -482,7 +482,9 @@ fn parse_pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
     use rustls_pki_types::pem::PemObject;
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::InvalidCertificate(format!("the PEM cannot be read: {e}")))?;
+        .map_err(|e| {
+            Error::InvalidCertificate(format!("the PEM cannot be read: {}", pem_problem(&e)))
+        })?;
     // Why: roots asked for but none found (an empty file, DER, a key) would
     // only show at the first handshake, as an unknown issuer.
     if certs.is_empty() && !pem.is_empty() {
@@ -499,6 +501,24 @@ fn parse_pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
         )));
     }
     Ok(certs)
+}
+
+/// What is wrong with PEM, without the PEM: the parser's own errors carry
+/// the offending line or label, which may be a private key that lost its
+/// line breaks (`-----BEGIN PRIVATE KEY-----MIIE…`).
+fn pem_problem(e: &rustls_pki_types::pem::Error) -> &'static str {
+    use rustls_pki_types::pem::Error as Pem;
+    match e {
+        Pem::MissingSectionEnd { .. } => {
+            "a -----BEGIN line has no -----END line after it (are its line breaks lost?)"
+        }
+        Pem::IllegalSectionStart { .. } => {
+            "a -----BEGIN line is malformed (is the block on one line?)"
+        }
+        Pem::Base64Decode(_) => "a block is not valid base64",
+        Pem::SectionTooLarge => "a block is larger than 256 MB",
+        _ => "it is not valid PEM",
+    }
 }
 
 /// `load()` can be spawned on a multi-threaded runtime, for every kind.

@@ -318,6 +318,46 @@ async fn the_examples_session_cookie_expires_after_seven_days() {
     assert!(!signed_in(sealed_session("alice")).await);
 }
 
+/// Replicas' clocks differ a little, and seconds are whole: a session that
+/// replica A dates 101 at 101.05 reaches replica B at its 100.9 straight
+/// after the callback. A session dated a few seconds ahead serves (else the
+/// sign-in ends at `/login` again); one dated far ahead still does not.
+#[tokio::test]
+async fn a_session_dated_a_little_ahead_by_another_replicas_clock_serves() {
+    let tokens = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = start_example(dir.path(), &tokens);
+    let signed_in = |cookie: String| {
+        let addr = app.1.clone();
+        async move {
+            let (status, home) = http(&addr, "GET", "/", Some(&cookie)).await;
+            assert_eq!(status, 200, "{home}");
+            home.contains("Signed in as alice")
+        }
+    };
+    assert!(signed_in(session_issued("alice", unix_now() + 1)).await);
+    assert!(signed_in(session_issued("alice", unix_now() + 30)).await);
+    assert!(!signed_in(session_issued("alice", unix_now() + 3600)).await);
+    // Huge, negative and malformed dates, and a user id with colons.
+    for issued in [
+        "18446744073709551615",
+        "18446744073709551616",
+        "-5",
+        "x",
+        "",
+    ] {
+        assert!(!signed_in(sealed_session(&format!("{issued}:alice"))).await);
+    }
+    let (_, home) = http(
+        &app.1,
+        "GET",
+        "/",
+        Some(&session_issued("a:b:alice", unix_now())),
+    )
+    .await;
+    assert!(home.contains("Signed in as a:b:alice"), "{home}");
+}
+
 /// Anyone may start sign-ins at `/login`, and the example keeps nothing for
 /// them: the pending sign-in is a signed cookie that lives 10 minutes. A
 /// tampered one is refused, and one kind of cookie never passes for another.

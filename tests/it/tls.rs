@@ -166,6 +166,37 @@ async fn an_untrusted_certificate_is_refused_and_bad_pem_is_reported() {
     }
 }
 
+/// A certificate bundle with a private key pasted in whose line breaks were
+/// lost (a secret copied through an environment variable or a one-line
+/// JSON field): the PEM parser's errors carry the offending line, here the
+/// key itself; `load()`'s error must say what is wrong without it.
+#[tokio::test]
+async fn a_pem_error_never_shows_a_private_key_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, _, key) = make_certs(dir.path());
+    let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    let one_line = format!("-----BEGIN PRIVATE KEY-----{body}-----END PRIVATE KEY-----\n");
+    let glued_header = format!("-----BEGIN PRIVATE KEY-----{body}\n-----END PRIVATE KEY-----\n");
+    // Shown as text, or as the bytes' numbers ({:?} of a Vec<u8>).
+    let marker = &body[body.len() / 2..body.len() / 2 + 24];
+    let as_numbers = format!("{:?}", marker.as_bytes());
+    let as_numbers = as_numbers.trim_start_matches('[').trim_end_matches(']');
+    for bad in [one_line, glued_header] {
+        for pem in [bad.clone(), format!("{ca}{bad}")] {
+            let err = CredentialLoader::api_key("k")
+                .root_certificates_pem(&pem)
+                .load()
+                .await
+                .unwrap_err();
+            assert!(matches!(err, Error::InvalidCertificate(_)), "{err:?}");
+            for shown in [err.to_string(), format!("{err:?}")] {
+                assert!(!shown.contains(marker), "{shown}");
+                assert!(!shown.contains(as_numbers), "{shown}");
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crypto_provider_the_application_installed_is_the_one_used() {
     if !alone_in_this_process("tls::a_crypto_provider_the_application_installed_is_the_one_used") {
