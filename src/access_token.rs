@@ -4,7 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use http::HeaderValue;
@@ -48,9 +48,20 @@ pub(crate) const LOCAL_SLOTS: usize = 64;
 /// 0 marks a slot that no cache owns.
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
 
+/// Token caches alive in the process: the size a thread's shared table aims at.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
 /// A new token cache's key in the per-thread slots, unique in the process.
 pub(crate) fn next_key() -> u64 {
+    LIVE.fetch_add(1, Ordering::Relaxed);
     NEXT_KEY.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The cache of `key` is gone: this thread forgets its token now (other
+/// threads when another credential takes the slot or the entry).
+pub(crate) fn retire(key: u64) {
+    LIVE.fetch_sub(1, Ordering::Relaxed);
+    forget_locally(key);
 }
 
 /// One thread's slot: the copy of its owner's token, and the cache that
@@ -69,6 +80,31 @@ thread_local! {
     static LOCAL: RefCell<[Slot; LOCAL_SLOTS]> = const {
         RefCell::new([const { Slot { copy: None, owner: 0, contender: Cell::new(0) } }; LOCAL_SLOTS])
     };
+}
+
+/// The most entries in a thread's table of shared tokens. The table is made
+/// when the thread first serves a credential past its slots, with an entry
+/// per live cache rounded up to a power of two (at least `LOCAL_SLOTS`), and
+/// made again, larger, when more caches live.
+const MAX_SHARED_ENTRIES: usize = 16_384;
+
+/// A credential's token past the slots: the shared token itself (no copy),
+/// so a call skips the cache's `ArcSwap` but shares the reference count.
+#[derive(Default)]
+struct Entry {
+    token: Option<Arc<Published>>,
+    owner: u64,
+    contender: Cell<u64>,
+}
+
+thread_local! {
+    static SHARED: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
+}
+
+#[inline]
+fn shared_index(key: u64, entries: usize) -> usize {
+    // Why: `as usize` of a remainder below `entries` cannot truncate.
+    key.checked_rem(entries as u64).unwrap_or(0) as usize
 }
 
 #[inline]
@@ -161,7 +197,8 @@ fn bearer(secret: &SecretString) -> Result<HeaderValue> {
 }
 
 /// This thread's copy (in `key`'s slot) of the token of `generation`, if it
-/// is still fresh.
+/// is still fresh; past the slots, this thread's entry for `key` in its
+/// table of shared tokens.
 ///
 /// `servable(now)` decides for a copy past its refresh point (the cache knows
 /// whether a background refresh already runs).
@@ -169,19 +206,46 @@ fn bearer(secret: &SecretString) -> Result<HeaderValue> {
 pub(crate) fn local_fresh(
     key: u64,
     generation: u64,
-    servable: impl FnOnce(u64) -> bool,
+    servable: impl Fn(u64) -> bool,
 ) -> Option<Arc<Published>> {
     LOCAL.with(|slots| {
         let slots = slots.borrow();
         let slot = &slots[index(key)];
         match &slot.copy {
             Some(t) if t.generation == generation => {
-                let now = now_ms();
-                let fresh = now < t.refresh_at_ms || (now < t.usable_until_ms && servable(now));
-                fresh.then(|| {
+                return fresh(t, &servable).then(|| {
                     slot.contender.set(0);
                     Arc::clone(t)
-                })
+                });
+            }
+            _ => {}
+        }
+        let shared = shared_fresh(key, generation, &servable)?;
+        // A second miss with no call of the slot's owner between: the slow
+        // path gives `key` the slot (see `serve`).
+        (slot.contender.replace(key) != key).then_some(shared)
+    })
+}
+
+#[inline]
+fn fresh(t: &Published, servable: impl Fn(u64) -> bool) -> bool {
+    let now = now_ms();
+    now < t.refresh_at_ms || (now < t.usable_until_ms && servable(now))
+}
+
+#[cold]
+fn shared_fresh(
+    key: u64,
+    generation: u64,
+    servable: impl Fn(u64) -> bool,
+) -> Option<Arc<Published>> {
+    SHARED.with(|table| {
+        let table = table.borrow();
+        let entry = table.get(shared_index(key, table.len()))?;
+        match &entry.token {
+            Some(t) if t.generation == generation && fresh(t, servable) => {
+                entry.contender.set(0);
+                Some(Arc::clone(t))
             }
             _ => None,
         }
@@ -202,6 +266,8 @@ pub(crate) fn serve(key: u64, current: Arc<Published>) -> Arc<Published> {
         let slot = &mut slots[index(key)];
         let adopt = slot.copy.is_none() || slot.owner == key || slot.contender.replace(key) == key;
         if !adopt {
+            drop(slots);
+            share(key, &current);
             return current;
         }
         let Ok(copy) = current.local_copy() else {
@@ -216,20 +282,79 @@ pub(crate) fn serve(key: u64, current: Arc<Published>) -> Arc<Published> {
     })
 }
 
-/// Drops this thread's copy of `key`'s token (after a sign-out): the
-/// token's memory is released now rather than when another cache takes the
-/// slot.
-pub(crate) fn forget_locally(key: u64) {
-    let copy = LOCAL.with(|slots| {
-        let mut slots = slots.borrow_mut();
-        let slot = &mut slots[index(key)];
-        if slot.owner == key {
-            slot.copy.take()
-        } else {
-            None
-        }
+/// Keeps `current` (shared, not copied) in `key`'s entry of this thread's
+/// table, by the slots' rule: when the entry is free, already `key`'s, or
+/// missed by `key` twice with no call of its owner between.
+fn share(key: u64, current: &Arc<Published>) {
+    let entries = LIVE
+        .load(Ordering::Relaxed)
+        .checked_next_power_of_two()
+        .unwrap_or(MAX_SHARED_ENTRIES)
+        .clamp(LOCAL_SLOTS, MAX_SHARED_ENTRIES);
+    // Dropped after the borrow ends: the tokens a smaller table held.
+    let (_smaller, _replaced) = SHARED.with(|table| {
+        let mut table = table.borrow_mut();
+        let smaller = (table.len() < entries).then(|| {
+            std::mem::replace(
+                &mut *table,
+                (0..entries).map(|_| Entry::default()).collect(),
+            )
+        });
+        let len = table.len();
+        let replaced = table.get_mut(shared_index(key, len)).and_then(|entry| {
+            let take =
+                entry.token.is_none() || entry.owner == key || entry.contender.replace(key) == key;
+            take.then(|| {
+                entry.owner = key;
+                entry.contender.set(0);
+                entry.token.replace(Arc::clone(current))
+            })
+        });
+        (smaller, replaced)
     });
-    drop(copy);
+}
+
+/// Drops this thread's copy of `key`'s token and its shared-table entry
+/// (after a sign-out, or when the cache is dropped): the token's memory is
+/// released now rather than when another cache takes the slot.
+pub(crate) fn forget_locally(key: u64) {
+    // Why `try_with`: a cache may be dropped while this thread's locals are
+    // being destroyed; there is then nothing left to forget.
+    let copy = LOCAL
+        .try_with(|slots| {
+            let mut slots = slots.borrow_mut();
+            let slot = &mut slots[index(key)];
+            if slot.owner == key {
+                slot.copy.take()
+            } else {
+                None
+            }
+        })
+        .ok()
+        .flatten();
+    let shared = SHARED
+        .try_with(|table| {
+            let mut table = table.borrow_mut();
+            let len = table.len();
+            match table.get_mut(shared_index(key, len)) {
+                Some(entry) if entry.owner == key => entry.token.take(),
+                _ => None,
+            }
+        })
+        .ok()
+        .flatten();
+    drop((copy, shared));
+}
+
+/// Whether this thread's shared table holds `key`'s token.
+#[cfg(test)]
+pub(crate) fn has_shared_entry(key: u64) -> bool {
+    SHARED.with(|table| {
+        table
+            .borrow()
+            .get(shared_index(key, table.borrow().len()))
+            .is_some_and(|e| e.owner == key && e.token.is_some())
+    })
 }
 
 /// Whether this thread holds a copy of `key`'s token.
@@ -243,7 +368,7 @@ pub(crate) fn has_local_copy(key: u64) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -275,7 +400,7 @@ mod tests {
         );
     }
 
-    fn published() -> Arc<Published> {
+    pub(crate) fn published() -> Arc<Published> {
         let expires_at = SystemTime::now() + Duration::from_secs(3600);
         Arc::new(Published::new(SecretString::from("t"), expires_at, None, REFRESH_WINDOW).unwrap())
     }
@@ -297,13 +422,29 @@ mod tests {
                 assert!(local_fresh(a, ta.generation, |_| false).is_some());
                 assert!(!has_local_copy(b));
             }
-            // b asked for twice with no call of a between: b takes the slot.
-            assert!(Arc::ptr_eq(&serve(b, Arc::clone(&tb)), &tb));
+            // b's shared token is kept in this thread's table: b's next
+            // call is served it without the cache, a's call between.
+            assert!(has_shared_entry(b));
+            for _ in 0..3 {
+                let from_table = local_fresh(b, tb.generation, |_| false).unwrap();
+                assert!(Arc::ptr_eq(&from_table, &tb), "shared, not copied");
+                assert!(local_fresh(a, ta.generation, |_| false).is_some());
+            }
+            assert!(local_fresh(b, tb.generation + 1, |_| false).is_none());
+            // Twice from the table with no call of a between: the second
+            // goes to the slow path, which gives b the slot.
+            assert!(local_fresh(b, tb.generation, |_| false).is_some());
+            assert!(local_fresh(b, tb.generation, |_| false).is_none());
             assert!(!Arc::ptr_eq(&serve(b, Arc::clone(&tb)), &tb));
             assert!(has_local_copy(b) && !has_local_copy(a));
+            // a, back, is shared in its turn.
+            assert!(Arc::ptr_eq(&serve(a, Arc::clone(&ta)), &ta));
+            assert!(local_fresh(b, tb.generation, |_| false).is_some());
             // A sign-out of a does not drop b's copy.
             forget_locally(a);
             assert!(has_local_copy(b));
+            forget_locally(b);
+            assert!(!has_local_copy(b) && !has_shared_entry(b));
         })
         .join()
         .unwrap();

@@ -171,6 +171,14 @@ struct Inner {
     options: CacheOptions,
 }
 
+// Why: this thread's shared-table entry would otherwise keep the token
+// (and its secret) in memory until another credential takes the entry.
+impl Drop for Inner {
+    fn drop(&mut self) {
+        access_token::retire(self.key);
+    }
+}
+
 impl TokenCache {
     /// A cache whose first token is `first` (from a file, or fetched by the loader).
     pub(crate) fn new(

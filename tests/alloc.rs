@@ -122,6 +122,19 @@ fn a_warm_hot_path_allocates_nothing_for_one_sixteen_and_a_hundred_credentials()
         for _ in 16..100 {
             hundred.push(credentials().await);
         }
+        // The first pass keeps 64 private copies, and a table of shared
+        // tokens sized to the live credentials (128 entries, not 16,384).
+        let ((), kept) = bytes_kept(async || {
+            for c in &hundred {
+                c.access_token().await.unwrap();
+            }
+        })
+        .await;
+        assert!(kept > 0, "the counter counts");
+        assert!(
+            kept < 64 * 1024,
+            "{kept} bytes kept by a first pass over 100"
+        );
         assert_eq!(bytes_for(&hundred, 100).await, 0, "a hundred round-robin");
         // The counter counts: a cold start allocates.
         let region = Region::new(GLOBAL);

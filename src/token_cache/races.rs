@@ -247,6 +247,36 @@ async fn close_drops_the_per_thread_copies() {
     assert!(!kept);
 }
 
+/// Past the per-thread slots a token is kept shared in this thread's table;
+/// dropping the cache releases it there, not when another credential
+/// takes the entry.
+#[test]
+fn dropping_a_cache_releases_its_shared_entry_on_this_thread() {
+    std::thread::spawn(|| {
+        let rt = current_thread();
+        let source = Scripted::new(&[]);
+        let cache = cache_with(&source, HOUR, None);
+        let key = cache.inner.key;
+        // Another credential holds this thread's slot for `key`.
+        let holder = crate::access_token::tests::published();
+        let other = key + crate::access_token::LOCAL_SLOTS as u64;
+        drop(access_token::serve(other, Arc::clone(&holder)));
+        let token = rt.block_on(cache.token()).unwrap();
+        assert!(!access_token::has_local_copy(key));
+        assert!(access_token::has_shared_entry(key));
+        assert!(
+            Arc::strong_count(&token.0) > 2,
+            "shared with the cache and the table"
+        );
+        let weak = Arc::downgrade(&token.0);
+        drop((token, cache));
+        assert!(!access_token::has_shared_entry(key));
+        assert!(weak.upgrade().is_none(), "the token's memory is released");
+    })
+    .join()
+    .unwrap();
+}
+
 /// Review probe: the cache closes while the caller that drives the refresh
 /// waits on a fetch that never answers. Every caller, the driver included,
 /// is told the credentials were revoked at once; nothing is published.
