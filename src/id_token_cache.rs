@@ -239,8 +239,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn audiences_past_the_cap_are_dropped_least_recent_first_and_fetched_again() {
+    /// A counting [`Ids`] source and an access-token cache over it, its
+    /// first token valid for an hour.
+    fn access_over_ids() -> (Arc<Ids>, TokenCache) {
         let source = Arc::new(Ids(AtomicUsize::new(0)));
         let first = Fetched {
             token: SecretString::from("ya29.a"),
@@ -253,6 +254,12 @@ mod tests {
             CacheOptions::default(),
         )
         .unwrap();
+        (source, access)
+    }
+
+    #[tokio::test]
+    async fn audiences_past_the_cap_are_dropped_least_recent_first_and_fetched_again() {
+        let (source, access) = access_over_ids();
         let ids = IdTokens::default();
         for round in 0..2 {
             for i in 0..=MAX_AUDIENCES {
@@ -282,18 +289,7 @@ mod tests {
     /// is [`Error::Revoked`], and leaves no cache that close() missed.
     #[tokio::test]
     async fn a_call_racing_close_is_revoked_and_leaves_no_open_cache() {
-        let source = Arc::new(Ids(AtomicUsize::new(0)));
-        let first = Fetched {
-            token: SecretString::from("ya29.a"),
-            expires_at: an_hour(),
-            refresh_token_rotated: false,
-        };
-        let access = TokenCache::new(
-            Arc::clone(&source) as Arc<dyn TokenSource>,
-            first,
-            CacheOptions::default(),
-        )
-        .unwrap();
+        let (source, access) = access_over_ids();
         let ids = Arc::new(IdTokens::default());
         ids.get("kept", &access, None).await.unwrap();
         let closing = Arc::clone(&ids);

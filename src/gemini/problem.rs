@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::regular_file::FileKind;
+
 /// What went wrong in an upload, besides the errors every call has
 /// ([`Error::Upload`](crate::Error::Upload)).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,13 +94,14 @@ pub enum UploadProblem {
     /// The path is not a regular file (a directory, a FIFO, a device):
     /// only a regular file has a size to announce before it is sent.
     #[error(
-        "uploading {}: not a regular file (a directory, a FIFO or a device); upload a regular \
-         file",
+        "uploading {}: it is {kind}, not a regular file; upload a regular file",
         path.display()
     )]
     #[non_exhaustive]
     NotAFile {
         /// The path given.
         path: PathBuf,
+        /// What it is instead.
+        kind: FileKind,
     },
 }

@@ -287,8 +287,9 @@ async fn open_regular(path: &Path) -> Result<(std::fs::File, u64)> {
         .await
         .map_err(|not| match not {
             NotOpened::Io { action, source } => Error::io(action, path, source),
-            NotOpened::NotRegular(_) => Error::Upload(UploadProblem::NotAFile {
+            NotOpened::NotRegular(kind) => Error::Upload(UploadProblem::NotAFile {
                 path: path.to_owned(),
+                kind,
             }),
         })
 }

@@ -202,6 +202,9 @@ pub(crate) fn resolve_links(path: &Path) -> Result<PathBuf> {
             }
             Ok(_) => return Ok(current),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(current),
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                return Err(not_a_directory(path, &current, e));
+            }
             Err(e) => return Err(Error::io("follow the symbolic links of", path, e)),
         }
     }
@@ -210,6 +213,23 @@ pub(crate) fn resolve_links(path: &Path) -> Result<PathBuf> {
         path,
         std::io::Error::other("too many levels of symbolic links (do they form a loop?)"),
     ))
+}
+
+/// ENOTDIR on the way to `current` (`path`, or where its links lead): a
+/// file stands where a directory should, and the error names that file.
+fn not_a_directory(path: &Path, current: &Path, e: std::io::Error) -> Error {
+    let file = current
+        .ancestors()
+        .skip(1)
+        .find(|a| std::fs::metadata(a).is_ok_and(|m| !m.is_dir()));
+    let source = match file {
+        Some(file) => std::io::Error::new(
+            e.kind(),
+            format!("{} is a file, not a directory", file.display()),
+        ),
+        None => e,
+    };
+    Error::io("reach the directory of", path, source)
 }
 
 /// [`resolve_links`], refusing an end that is there but is neither a file
@@ -597,6 +617,30 @@ mod tests {
                 .file_type()
                 .is_symlink()
         );
+    }
+
+    /// A file where a directory should be (`file.txt/token.json`) is
+    /// named as such, not taken for a symbolic link.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_file_in_the_middle_of_the_path_is_not_a_directory_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file.txt");
+        std::fs::write(&file, "not a directory").unwrap();
+        let store = FileTokenStore::new(file.join("token.json"));
+        for err in [
+            store.load().await.unwrap_err(),
+            store.save(&StoredToken::default()).await.unwrap_err(),
+            store.lock(Duration::from_secs(1)).await.unwrap_err(),
+            store.clear().await.unwrap_err(),
+        ] {
+            assert!(matches!(err, Error::Io { .. }), "{err:?}");
+            let text = format!("{err} {}", std::error::Error::source(&err).unwrap()).to_lowercase();
+            assert!(text.contains("file.txt"), "{text}");
+            assert!(text.contains("not a directory"), "{text}");
+            assert!(!text.contains("symbolic link"), "{text}");
+        }
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a directory");
     }
 
     #[cfg(unix)]

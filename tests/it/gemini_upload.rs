@@ -7,7 +7,7 @@ use crate::common::assert_no_secrets;
 use crate::common::gemini_server::*;
 use crate::gemini_stream::client_for;
 use gemini_oauth::gemini::upload_file;
-use gemini_oauth::{Error, UploadProblem};
+use gemini_oauth::{Error, FileKind, UploadProblem};
 use serde_json::json;
 
 /// An upload server at its own base, with `configure` applied.
@@ -483,7 +483,11 @@ async fn a_directory_fifo_or_device_is_a_typed_error_before_any_request_never_a_
     let fifo = dir.path().join("fifo");
     let made = std::process::Command::new("mkfifo").arg(&fifo).status();
     assert!(made.unwrap().success());
-    for path in [dir.path().to_owned(), fifo.clone(), "/dev/null".into()] {
+    for (path, want) in [
+        (dir.path().to_owned(), FileKind::Directory),
+        (fifo.clone(), FileKind::Fifo),
+        ("/dev/null".into(), FileKind::Device),
+    ] {
         let upload = upload_file(&client, &path, "text/plain", "x");
         let Ok(uploaded) = tokio::time::timeout(std::time::Duration::from_secs(30), upload).await
         else {
@@ -493,10 +497,16 @@ async fn a_directory_fifo_or_device_is_a_typed_error_before_any_request_never_a_
         };
         let err = uploaded.unwrap_err();
         assert!(
-            matches!(&err, Error::Upload(UploadProblem::NotAFile { path: p, .. }) if p == &path),
+            matches!(
+                &err,
+                Error::Upload(UploadProblem::NotAFile { path: p, kind, .. })
+                    if p == &path && *kind == want
+            ),
             "{path:?}: {err:?}"
         );
-        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("not a regular file"), "{text}");
+        assert!(text.contains(&format!("it is {want},")), "{text}");
     }
     assert_eq!(server.log.lock().unwrap().start_requests, 0);
 }

@@ -293,6 +293,13 @@ async fn the_examples_sign_out_is_not_a_get() {
     assert!(store.load("alice").await.unwrap().is_none());
 }
 
+/// Whether the example's home page, asked with `cookie`, greets alice.
+async fn signed_in_as_alice(app: &App, cookie: String) -> bool {
+    let (status, home) = http(&app.1, "GET", "/", Some(&cookie)).await;
+    assert_eq!(status, 200, "{home}");
+    home.contains("Signed in as alice")
+}
+
 /// A session cookie serves 7 days from the sign-in: an older one, one dated
 /// ahead of the clock, or one from before sessions carried their date (the
 /// bare user id), signs no one in, signature notwithstanding.
@@ -302,20 +309,12 @@ async fn the_examples_session_cookie_expires_after_seven_days() {
     let dir = tempfile::tempdir().unwrap();
     let app = start_example(dir.path(), &tokens);
     let day = 24 * 3600;
-    let signed_in = |cookie: String| {
-        let addr = app.1.clone();
-        async move {
-            let (status, home) = http(&addr, "GET", "/", Some(&cookie)).await;
-            assert_eq!(status, 200, "{home}");
-            home.contains("Signed in as alice")
-        }
-    };
-    assert!(signed_in(session_issued("alice", unix_now() - 6 * day)).await);
-    assert!(!signed_in(session_issued("alice", unix_now() - 7 * day - 60)).await);
-    assert!(!signed_in(session_issued("alice", unix_now() + day)).await);
-    assert!(!signed_in(session_issued("alice", -1)).await);
+    assert!(signed_in_as_alice(&app, session_issued("alice", unix_now() - 6 * day)).await);
+    assert!(!signed_in_as_alice(&app, session_issued("alice", unix_now() - 7 * day - 60)).await);
+    assert!(!signed_in_as_alice(&app, session_issued("alice", unix_now() + day)).await);
+    assert!(!signed_in_as_alice(&app, session_issued("alice", -1)).await);
     // The old format: the user id alone, signed.
-    assert!(!signed_in(sealed_session("alice")).await);
+    assert!(!signed_in_as_alice(&app, sealed_session("alice")).await);
 }
 
 /// Replicas' clocks differ a little, and seconds are whole: a session that
@@ -327,17 +326,9 @@ async fn a_session_dated_a_little_ahead_by_another_replicas_clock_serves() {
     let tokens = MockServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let app = start_example(dir.path(), &tokens);
-    let signed_in = |cookie: String| {
-        let addr = app.1.clone();
-        async move {
-            let (status, home) = http(&addr, "GET", "/", Some(&cookie)).await;
-            assert_eq!(status, 200, "{home}");
-            home.contains("Signed in as alice")
-        }
-    };
-    assert!(signed_in(session_issued("alice", unix_now() + 1)).await);
-    assert!(signed_in(session_issued("alice", unix_now() + 30)).await);
-    assert!(!signed_in(session_issued("alice", unix_now() + 3600)).await);
+    assert!(signed_in_as_alice(&app, session_issued("alice", unix_now() + 1)).await);
+    assert!(signed_in_as_alice(&app, session_issued("alice", unix_now() + 30)).await);
+    assert!(!signed_in_as_alice(&app, session_issued("alice", unix_now() + 3600)).await);
     // Huge, negative and malformed dates, and a user id with colons.
     for issued in [
         "18446744073709551615",
@@ -346,7 +337,7 @@ async fn a_session_dated_a_little_ahead_by_another_replicas_clock_serves() {
         "x",
         "",
     ] {
-        assert!(!signed_in(sealed_session(&format!("{issued}:alice"))).await);
+        assert!(!signed_in_as_alice(&app, sealed_session(&format!("{issued}:alice"))).await);
     }
     let (_, home) = http(
         &app.1,
