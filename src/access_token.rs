@@ -208,23 +208,21 @@ pub(crate) fn local_fresh(
     generation: u64,
     servable: impl Fn(u64) -> bool,
 ) -> Option<Arc<Published>> {
-    LOCAL.with(|slots| {
+    let own = LOCAL.with(|slots| {
         let slots = slots.borrow();
         let slot = &slots[index(key)];
         match &slot.copy {
-            Some(t) if t.generation == generation => {
-                return fresh(t, &servable).then(|| {
-                    slot.contender.set(0);
-                    Arc::clone(t)
-                });
-            }
-            _ => {}
+            Some(t) if t.generation == generation => Some(fresh(t, &servable).then(|| {
+                slot.contender.set(0);
+                Arc::clone(t)
+            })),
+            _ => None,
         }
-        let shared = shared_fresh(key, generation, &servable)?;
-        // A second miss with no call of the slot's owner between: the slow
-        // path gives `key` the slot (see `serve`).
-        (slot.contender.replace(key) != key).then_some(shared)
-    })
+    });
+    match own {
+        Some(served) => served,
+        None => shared_fresh(key, generation, &servable),
+    }
 }
 
 #[inline]
@@ -233,13 +231,17 @@ fn fresh(t: &Published, servable: impl Fn(u64) -> bool) -> bool {
     now < t.refresh_at_ms || (now < t.usable_until_ms && servable(now))
 }
 
+/// `key`'s token from this thread's table of shared tokens, if fresh,
+/// unless `key` misses its slot a second time with no call of the slot's
+/// owner between: then the slow path gives `key` the slot (see [`serve`]).
 #[cold]
+#[inline(never)]
 fn shared_fresh(
     key: u64,
     generation: u64,
     servable: impl Fn(u64) -> bool,
 ) -> Option<Arc<Published>> {
-    SHARED.with(|table| {
+    let shared = SHARED.with(|table| {
         let table = table.borrow();
         let entry = table.get(shared_index(key, table.len()))?;
         match &entry.token {
@@ -249,7 +251,10 @@ fn shared_fresh(
             }
             _ => None,
         }
-    })
+    })?;
+    LOCAL
+        .with(|slots| slots.borrow()[index(key)].contender.replace(key) != key)
+        .then_some(shared)
 }
 
 /// Hands out `current` after a miss of this thread's copy: in a private copy
