@@ -362,6 +362,12 @@ pub(crate) fn has_shared_entry(key: u64) -> bool {
     })
 }
 
+/// The entries in this thread's table of shared tokens (0: not made yet).
+#[cfg(test)]
+pub(crate) fn shared_entries() -> usize {
+    SHARED.with(|table| table.borrow().len())
+}
+
 /// Whether this thread holds a copy of `key`'s token.
 #[cfg(test)]
 pub(crate) fn has_local_copy(key: u64) -> bool {
