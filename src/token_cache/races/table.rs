@@ -56,6 +56,33 @@ fn one_owner_two_shared(rt: &tokio::runtime::Runtime) -> (TokenCache, TokenCache
     (a, b, c)
 }
 
+/// The slot of a credential dropped on this thread is free: a credential
+/// that shares the slot takes it (a private copy, so its calls stop
+/// sharing a reference count with other threads), as before the table.
+/// With two such credentials called in turn, each served from the table,
+/// neither ever took it.
+#[test]
+fn a_slot_freed_by_its_dropped_owner_is_taken_by_a_credential_served_from_the_table() {
+    std::thread::spawn(|| {
+        let rt = current_thread();
+        let (a, b, c) = one_owner_two_shared(&rt);
+        let a_key = key(&a);
+        drop(a);
+        assert!(!has_local_copy(a_key), "the slot is free");
+        for _ in 0..4 {
+            for x in [&b, &c] {
+                assert_eq!(rt.block_on(x.token()).unwrap().secret(), "token-0");
+            }
+        }
+        assert!(
+            has_local_copy(key(&b)) || has_local_copy(key(&c)),
+            "the free slot stays free while its credentials are served shared"
+        );
+    })
+    .join()
+    .unwrap();
+}
+
 /// A refresh or a close on another thread: this thread's table entry is
 /// never served again (the generation changed); after the close, the
 /// entry is forgotten here on the next call.
