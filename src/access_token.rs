@@ -232,8 +232,9 @@ fn fresh(t: &Published, servable: impl Fn(u64) -> bool) -> bool {
 }
 
 /// `key`'s token from this thread's table of shared tokens, if fresh,
-/// unless `key` misses its slot a second time with no call of the slot's
-/// owner between: then the slow path gives `key` the slot (see [`serve`]).
+/// unless the slot is free (its owner dropped or signed out here) or `key`
+/// misses it a second time with no call of the slot's owner between: then
+/// the slow path gives `key` the slot (see [`serve`]).
 #[cold]
 #[inline(never)]
 fn shared_fresh(
@@ -252,8 +253,13 @@ fn shared_fresh(
             _ => None,
         }
     })?;
+    // Why the free slot: two credentials served from the table in turn
+    // would otherwise replace each other as contender, and never take it.
     LOCAL
-        .with(|slots| slots.borrow()[index(key)].contender.replace(key) != key)
+        .with(|slots| {
+            let slot = &slots.borrow()[index(key)];
+            slot.copy.is_some() && slot.contender.replace(key) != key
+        })
         .then_some(shared)
 }
 
@@ -360,6 +366,12 @@ pub(crate) fn has_shared_entry(key: u64) -> bool {
             .get(shared_index(key, table.borrow().len()))
             .is_some_and(|e| e.owner == key && e.token.is_some())
     })
+}
+
+/// The entries in this thread's table of shared tokens (0: not made yet).
+#[cfg(test)]
+pub(crate) fn shared_entries() -> usize {
+    SHARED.with(|table| table.borrow().len())
 }
 
 /// Whether this thread holds a copy of `key`'s token.

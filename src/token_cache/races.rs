@@ -541,3 +541,6 @@ async fn a_closed_flights_fetch_runs_to_its_end_unpublished() {
     assert_eq!(cache.expires_at(), SystemTime::UNIX_EPOCH);
     assert!(matches!(cache.token().await, Err(Error::Revoked { .. })));
 }
+
+/// Review probes of the per-thread table of shared tokens.
+mod table;
