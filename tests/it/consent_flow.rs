@@ -146,10 +146,7 @@ async fn denial_is_immediate_and_never_echoes_query_values() {
 async fn nobody_answering_times_out_and_releases_the_fixed_port() {
     let tokens = code_endpoint(RETRIEVER).await;
     let store = MemoryTokenStore::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let port = std::net::SocketAddr::from(([127, 0, 0, 1], crate::common::port_to_bind_later()));
     let (l, mut urls) = loader(&tokens, &store);
     let err = l
         .redirect_addr(port)

@@ -31,7 +31,7 @@ impl RedisServer {
     }
 
     async fn start_with(password: Option<&'static str>) -> Self {
-        let port = free_port();
+        let port = crate::common::port_to_bind_later();
         let dir = tempfile::tempdir().unwrap();
         let mut cmd = Command::new("redis-server");
         cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -115,14 +115,6 @@ impl Drop for RedisServer {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn lock(store: &RedisTokenStore, wait: Duration) -> StoreLock {
     store
         .lock(wait)
@@ -203,7 +195,7 @@ fn error_chain(err: &Error) -> String {
 
 #[tokio::test]
 async fn an_unreachable_server_is_an_error_not_an_empty_store() {
-    let port = free_port(); // nothing listens there any more
+    let port = crate::common::port_to_bind_later(); // nothing listens there any more
     let store = RedisTokenStore::open(&format!("redis://127.0.0.1:{port}"), KEY).unwrap();
     let err = store.load().await.unwrap_err();
     assert!(

@@ -161,11 +161,7 @@ const SESSION_KEY: &[u8] = b"review-web-session-key-0123456789";
 /// web client whose token and revocation endpoints are `tokens`.
 fn start_example(dir: &std::path::Path, tokens: &MockServer) -> App {
     use std::io::BufRead;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::common::port_to_bind_later();
     let secret = dir.join("client_secret.json");
     std::fs::write(
         &secret,

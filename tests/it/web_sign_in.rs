@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use crate::common::examples::example;
 use crate::common::gemini_server::{json_resp, serve};
 use crate::common::oidc::OidcServer;
+use crate::common::port_to_bind_later;
 use crate::common::read_json;
 
 const WEB_CLIENT_ID: &str = "gemini-oauth-web";
@@ -36,14 +37,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn driver() -> PathBuf {
@@ -144,8 +137,9 @@ fn web_client_secret(dir: &Path, oidc: &OidcServer, redirect: &str) -> PathBuf {
     secret
 }
 
-/// Starts the example on `port` with `args`, once it serves.
-fn start_app(port: u16, args: &[&str]) -> Killed {
+/// Starts the example on `port` (0: any free port) with `args`, once it
+/// serves; returns it and the port it serves on.
+fn start_app(port: u16, args: &[&str]) -> (Killed, u16) {
     let mut app = Killed(
         example("web_sign_in")
             .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -160,11 +154,13 @@ fn start_app(port: u16, args: &[&str]) -> Killed {
     BufReader::new(app.0.stdout.take().unwrap())
         .read_line(&mut first)
         .unwrap();
-    assert_eq!(
-        first.trim(),
-        format!("listening on http://127.0.0.1:{port}")
-    );
-    app
+    let bound = first
+        .trim()
+        .strip_prefix("listening on http://127.0.0.1:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("not serving: {first:?}"));
+    assert!(port == 0 || port == bound, "{first}");
+    (app, bound)
 }
 
 /// Signs `user` in in Chromium, starting at `app`'s `/login`, and checks the
@@ -235,7 +231,7 @@ async fn call(method: &str, url: &str, cookie: Option<&str>, form: Option<&str>)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_users_sign_in_in_chromium_call_gemini_as_themselves_and_sign_out_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = port_to_bind_later();
     let app = format!("http://127.0.0.1:{port}");
     let log = dir.path().join("oidc.log");
     let redirect = format!("{app}/oauth2callback");
@@ -357,7 +353,7 @@ async fn replicas_sharing_redis_refresh_each_user_once_per_expiry() {
     let dir = tempfile::tempdir().unwrap();
     let redis = RedisServer::start().await;
     let redis_url = redis.url();
-    let (port_a, port_b, port_c) = (free_port(), free_port(), free_port());
+    let port_a = port_to_bind_later();
     let app_a = format!("http://127.0.0.1:{port_a}");
     let redirect = format!("{app_a}/oauth2callback");
     let log = dir.path().join("oidc.log");
@@ -391,7 +387,7 @@ async fn replicas_sharing_redis_refresh_each_user_once_per_expiry() {
     ];
 
     let replica_a = start_app(port_a, &args);
-    let replica_b = start_app(port_b, &args);
+    let (replica_b, port_b) = start_app(0, &args);
     let alice = sign_in(dir.path(), &app_a, &oidc, &log, "alice").await;
     // Bob's sign-in starts at replica B; the callback reaches replica A.
     let app_b = format!("http://127.0.0.1:{port_b}");
@@ -424,8 +420,8 @@ async fn replicas_sharing_redis_refresh_each_user_once_per_expiry() {
     }
     let before = seen.lock().unwrap().len();
 
-    let _replica_b = start_app(port_b, &args);
-    let _replica_c = start_app(port_c, &args);
+    let (_replica_b, port_b) = start_app(0, &args);
+    let (_replica_c, port_c) = start_app(0, &args);
     let mut calls = Vec::new();
     for round in 0..3 {
         for port in [port_b, port_c] {
