@@ -93,23 +93,14 @@ fn usage_errors_exit_2_with_a_tip() {
     }
 }
 
-/// A port nothing listens on: bound, then released.
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Runs the tool in `dir` with no credentials anywhere and a dead metadata server.
 fn run_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd: Command = cli();
     cmd.current_dir(dir)
         .env("HOME", dir)
         .env("CLOUDSDK_CONFIG", dir.join("gcloud"))
-        .env("GCE_METADATA_HOST", format!("127.0.0.1:{}", closed_port()))
-        .env("GCE_METADATA_IP", format!("127.0.0.1:{}", closed_port()))
+        .env("GCE_METADATA_HOST", crate::common::closed_port())
+        .env("GCE_METADATA_IP", crate::common::closed_port())
         .stdin(Stdio::null())
         .args(args);
     for (k, v) in env {

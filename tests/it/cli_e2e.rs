@@ -16,15 +16,13 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// The tool with gcloud's configuration in `dir`, no metadata server, full tracing.
 fn tool(dir: &Path) -> Command {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = dead.local_addr().unwrap().port();
-    drop(dead);
+    let dead = crate::common::closed_port();
     let mut cmd = cli();
     cmd.current_dir(dir)
         .env("HOME", dir)
         .env("CLOUDSDK_CONFIG", dir.join("gcloud"))
-        .env("GCE_METADATA_HOST", format!("127.0.0.1:{port}"))
-        .env("GCE_METADATA_IP", format!("127.0.0.1:{port}"))
+        .env("GCE_METADATA_HOST", &dead)
+        .env("GCE_METADATA_IP", &dead)
         .env("RUST_LOG", "trace")
         .stdin(Stdio::null());
     cmd

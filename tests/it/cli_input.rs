@@ -7,23 +7,14 @@ use std::process::{Output, Stdio};
 
 use crate::common::examples::cli;
 
-/// A port nothing listens on: bound, then released.
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Runs the tool in `dir` with no credentials anywhere, stdin closed.
 fn run_in(dir: &Path, args: &[&str]) -> Output {
     cli()
         .current_dir(dir)
         .env("HOME", dir)
         .env("CLOUDSDK_CONFIG", dir.join("gcloud"))
-        .env("GCE_METADATA_HOST", format!("127.0.0.1:{}", closed_port()))
-        .env("GCE_METADATA_IP", format!("127.0.0.1:{}", closed_port()))
+        .env("GCE_METADATA_HOST", crate::common::closed_port())
+        .env("GCE_METADATA_IP", crate::common::closed_port())
         .env("GOOGLE_API_KEY", "AIzaSECRETKEYMARKER")
         .env("NO_PROXY", "127.0.0.1")
         .stdin(Stdio::null())
@@ -53,7 +44,7 @@ fn assert_too_large(out: &Output, what: &str) {
 
 /// `models --api-key --root-certificates PEM` against a closed port.
 fn models_trusting(dir: &Path, pem: &str) -> Output {
-    let base = format!("http://127.0.0.1:{}/v1", closed_port());
+    let base = format!("http://{}/v1", crate::common::closed_port());
     let args = ["models", "--api-key", "--api-base", &base];
     run_in(dir, &[&args[..], &["--root-certificates", pem]].concat())
 }
@@ -167,7 +158,7 @@ fn an_empty_account_to_impersonate_is_a_usage_error_before_the_sign_in() {
 #[test]
 fn a_time_limit_of_zero_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
-    let base = format!("http://127.0.0.1:{}/v1", closed_port());
+    let base = format!("http://{}/v1", crate::common::closed_port());
     for flag in ["--timeout", "--idle-timeout", "--consent-timeout"] {
         assert_usage(
             dir.path(),

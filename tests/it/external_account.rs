@@ -112,13 +112,9 @@ impl Fed {
         for k in CLEARED_ENV {
             cmd.env_remove(k);
         }
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         cmd.env("HOME", self.dir.path())
             .env("GOOGLE_APPLICATION_CREDENTIALS", config)
-            .env(
-                "GCE_METADATA_HOST",
-                closed.local_addr().unwrap().to_string(),
-            )
+            .env("GCE_METADATA_HOST", crate::common::closed_port())
             .env("NO_PROXY", "*")
             .current_dir(self.dir.path());
         for (k, v) in env {
@@ -967,9 +963,7 @@ async fn credential_sources_on_this_machine_never_go_through_a_proxy() {
         .await;
     let config = fed.config(JWT_TYPE, json!({"url": fed.url("/subject")}), json!({}));
     // A proxy that is not there: whatever goes through it fails.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let proxy = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let proxy = format!("http://{}", crate::common::closed_port());
     let out = fed.rust(&config, &[("HTTP_PROXY", proxy.as_str()), ("NO_PROXY", "")]);
     // The subject token was fetched directly, and STS, on loopback here, too:
     // loopback is never sent to a proxy from the environment.

@@ -494,10 +494,7 @@ const PROXY_PASSWORD: &str = "PROXYPASSMARKER";
 /// error, and an example at trace level with the same proxy in HTTPS_PROXY.
 async fn proxy_password(seen: &mut Seen) {
     use base64::Engine;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = crate::common::closed_port();
     let proxy = format!("http://user:{PROXY_PASSWORD}@{closed}");
     seen.runtime_secrets
         .push(base64::engine::general_purpose::STANDARD.encode(format!("user:{PROXY_PASSWORD}")));
@@ -564,10 +561,7 @@ async fn api_key(seen: &mut Seen) {
 
 #[cfg(feature = "redis")]
 async fn unreachable_redis(seen: &mut Seen) {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = crate::common::closed_port();
     let store =
         gemini_oauth::RedisTokenStore::open(&format!("redis://:{REDIS_PASSWORD}@{closed}/0"), "k")
             .unwrap();

@@ -110,10 +110,9 @@ pub const ADC_ENV: [&str; 11] = [
     "APPDATA",
 ];
 
-/// A 127.0.0.1 address nothing listens on (the port is freed on return).
+/// A 127.0.0.1 address nothing listens on.
 pub fn closed_port() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
+    format!("127.0.0.1:{}", port_to_bind_later())
 }
 
 /// A free 127.0.0.1 port for a server that must be told its port before it
