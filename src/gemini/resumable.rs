@@ -79,9 +79,30 @@ struct Progress {
     /// The file's size changed, and at which byte that was seen.
     changed: AtomicBool,
     read: AtomicU64,
+    /// Why the file could not be read: an error of the file, not of the
+    /// connection its chunk was going over.
+    unreadable: Mutex<Option<io::Error>>,
 }
 
 impl Progress {
+    /// Keeps `error` for the caller and ends the chunk's body.
+    fn unreadable(&self, error: io::Error) -> io::Result<Bytes> {
+        let mut kept = self
+            .unreadable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        kept.get_or_insert(error);
+        Err(io::Error::other("the file could not be read"))
+    }
+
+    fn take_unreadable(&self) -> Option<io::Error> {
+        let mut kept = self
+            .unreadable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        kept.take()
+    }
+
     fn show(&self, at: u64) {
         let before = self.shown.fetch_max(at, Ordering::Relaxed);
         if at > before
@@ -101,6 +122,7 @@ impl Session<'_> {
             on_progress: self.on_progress.clone(),
             changed: AtomicBool::new(false),
             read: AtomicU64::new(0),
+            unreadable: Mutex::new(None),
         });
         let handoff = Handoff::default();
         let mut offset = 0;
@@ -115,6 +137,9 @@ impl Session<'_> {
                     announced: self.size,
                     sent: progress.read.load(Ordering::Relaxed),
                 }));
+            }
+            if let Some(error) = progress.take_unreadable() {
+                return Err(Error::io("read", self.path, error));
             }
             let mut fail = match sent {
                 Ok(Answer::Final(status, body)) => return Ok(self.finish(status, body, &progress)),
@@ -319,7 +344,7 @@ fn chunk_body(
             let want = PIECE.min(len.saturating_sub(done));
             let mut piece = match reader.piece(at).await {
                 Ok(piece) => piece,
-                Err(e) => return Some((Err(e), (None, done))),
+                Err(e) => return Some((progress.unreadable(e), (None, done))),
             };
             if (piece.len() as u64) < want {
                 return Some((changed("shrank", at), (None, done)));
@@ -338,7 +363,9 @@ fn chunk_body(
                 };
                 let size = reader.size().await;
                 match (more, size) {
-                    (Err(e), _) | (_, Err(e)) => return Some((Err(e), (None, done))),
+                    (Err(e), _) | (_, Err(e)) => {
+                        return Some((progress.unreadable(e), (None, done)));
+                    }
                     (Ok(true), _) => {
                         return Some((changed("grew", end.saturating_add(1)), (None, done)));
                     }
@@ -375,6 +402,7 @@ mod tests {
             on_progress: None,
             changed: AtomicBool::new(false),
             read: AtomicU64::new(0),
+            unreadable: Mutex::new(None),
         })
     }
 
@@ -411,5 +439,44 @@ mod tests {
         );
         assert!(progress.changed.load(Ordering::Relaxed));
         assert_eq!(progress.read.load(Ordering::Relaxed), len - 1);
+    }
+
+    #[tokio::test]
+    async fn a_read_error_mid_upload_is_an_io_error_for_the_file() {
+        use wiremock::{Mock, MockServer, ResponseTemplate, matchers::method};
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("x-goog-upload-status", "active")
+                    .insert_header("x-goog-upload-size-received", "0"),
+            )
+            .mount(&server)
+            .await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![7u8; 2 * PIECE as usize]).unwrap();
+        // Opened for writing only, every read fails, as on a failing disk.
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let expires = std::time::SystemTime::now() + Duration::from_secs(3600);
+        let creds = crate::Credentials::from_access_token("t", expires).unwrap();
+        let client = creds.authorized_client();
+        let session = Session {
+            client: &client,
+            url: server.uri().parse().unwrap(),
+            path: &path,
+            file: Arc::new(file),
+            size: 2 * PIECE,
+            chunk: GRANULARITY,
+            policy: RetryPolicy::default()
+                .attempts(3)
+                .base_delay(Duration::from_millis(1)),
+            on_progress: None,
+        };
+        let err = session.run().await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Io { action: "read", path: p, .. } if *p == path),
+            "{err:?}"
+        );
     }
 }
