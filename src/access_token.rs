@@ -64,12 +64,45 @@ pub(crate) fn retire(key: u64) {
     forget_locally(key);
 }
 
-/// One thread's slot: the copy of its owner's token, and the cache that
-/// missed here since the owner's copy was last served (0: none).
+/// One thread's slot (or entry of its table of shared tokens): its owner's
+/// token, and the cache that missed here since the owner's token was last
+/// served (0: none).
 struct Slot {
-    copy: Option<Arc<Published>>,
+    /// A private copy in a slot; the cache's token itself in the table.
+    token: Option<Arc<Published>>,
     owner: u64,
     contender: Cell<u64>,
+}
+
+impl Slot {
+    const fn free() -> Slot {
+        Slot {
+            token: None,
+            owner: 0,
+            contender: Cell::new(0),
+        }
+    }
+
+    /// Whether `key` takes this slot: when it is free, already `key`'s, or
+    /// missed by `key` twice with no call of its owner between.
+    fn takes(&self, key: u64) -> bool {
+        self.token.is_none() || self.owner == key || self.contender.replace(key) == key
+    }
+
+    /// Gives the slot to `key`'s `token`; returns the token it held.
+    fn hold(&mut self, key: u64, token: Arc<Published>) -> Option<Arc<Published>> {
+        self.owner = key;
+        self.contender.set(0);
+        self.token.replace(token)
+    }
+
+    /// Empties the slot if it is `key`'s; returns the token it held.
+    fn release(&mut self, key: u64) -> Option<Arc<Published>> {
+        match self.owner == key {
+            true => self.token.take(),
+            false => None,
+        }
+    }
 }
 
 thread_local! {
@@ -77,9 +110,7 @@ thread_local! {
     /// hot path touches no cache line that another core writes: no shared
     /// reference count, no lock. The generation in the copy says whether it
     /// is still current.
-    static LOCAL: RefCell<[Slot; LOCAL_SLOTS]> = const {
-        RefCell::new([const { Slot { copy: None, owner: 0, contender: Cell::new(0) } }; LOCAL_SLOTS])
-    };
+    static LOCAL: RefCell<[Slot; LOCAL_SLOTS]> = const { RefCell::new([const { Slot::free() }; LOCAL_SLOTS]) };
 }
 
 /// The most entries in a thread's table of shared tokens. The table is made
@@ -88,17 +119,11 @@ thread_local! {
 /// made again, larger, when more caches live.
 const MAX_SHARED_ENTRIES: usize = 16_384;
 
-/// A credential's token past the slots: the shared token itself (no copy),
-/// so a call skips the cache's `ArcSwap` but shares the reference count.
-#[derive(Default)]
-struct Entry {
-    token: Option<Arc<Published>>,
-    owner: u64,
-    contender: Cell<u64>,
-}
-
 thread_local! {
-    static SHARED: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
+    /// Past the slots, a credential's entry holds the shared token itself
+    /// (no copy): a call skips the cache's `ArcSwap` but shares the
+    /// reference count.
+    static SHARED: RefCell<Vec<Slot>> = const { RefCell::new(Vec::new()) };
 }
 
 #[inline]
@@ -211,7 +236,7 @@ pub(crate) fn local_fresh(
     let own = LOCAL.with(|slots| {
         let slots = slots.borrow();
         let slot = &slots[index(key)];
-        match &slot.copy {
+        match &slot.token {
             Some(t) if t.generation == generation => Some(fresh(t, &servable).then(|| {
                 slot.contender.set(0);
                 Arc::clone(t)
@@ -258,7 +283,7 @@ fn shared_fresh(
     LOCAL
         .with(|slots| {
             let slot = &slots.borrow()[index(key)];
-            slot.copy.is_some() && slot.contender.replace(key) != key
+            slot.token.is_some() && slot.contender.replace(key) != key
         })
         .then_some(shared)
 }
@@ -275,8 +300,7 @@ pub(crate) fn serve(key: u64, current: Arc<Published>) -> Arc<Published> {
     LOCAL.with(|slots| {
         let mut slots = slots.borrow_mut();
         let slot = &mut slots[index(key)];
-        let adopt = slot.copy.is_none() || slot.owner == key || slot.contender.replace(key) == key;
-        if !adopt {
+        if !slot.takes(key) {
             drop(slots);
             share(key, &current);
             return current;
@@ -285,9 +309,7 @@ pub(crate) fn serve(key: u64, current: Arc<Published>) -> Arc<Published> {
             return current;
         };
         let copy = Arc::new(copy);
-        let old = slot.copy.replace(Arc::clone(&copy));
-        slot.owner = key;
-        slot.contender.set(0);
+        let old = slot.hold(key, Arc::clone(&copy));
         drop((slots, old));
         copy
     })
@@ -305,22 +327,13 @@ fn share(key: u64, current: &Arc<Published>) {
     // Dropped after the borrow ends: the tokens a smaller table held.
     let (_smaller, _replaced) = SHARED.with(|table| {
         let mut table = table.borrow_mut();
-        let smaller = (table.len() < entries).then(|| {
-            std::mem::replace(
-                &mut *table,
-                (0..entries).map(|_| Entry::default()).collect(),
-            )
-        });
+        let smaller = (table.len() < entries)
+            .then(|| std::mem::replace(&mut *table, (0..entries).map(|_| Slot::free()).collect()));
         let len = table.len();
-        let replaced = table.get_mut(shared_index(key, len)).and_then(|entry| {
-            let take =
-                entry.token.is_none() || entry.owner == key || entry.contender.replace(key) == key;
-            take.then(|| {
-                entry.owner = key;
-                entry.contender.set(0);
-                entry.token.replace(Arc::clone(current))
-            })
-        });
+        let replaced = table
+            .get_mut(shared_index(key, len))
+            .filter(|entry| entry.takes(key))
+            .and_then(|entry| entry.hold(key, Arc::clone(current)));
         (smaller, replaced)
     });
 }
@@ -332,25 +345,14 @@ pub(crate) fn forget_locally(key: u64) {
     // Why `try_with`: a cache may be dropped while this thread's locals are
     // being destroyed; there is then nothing left to forget.
     let copy = LOCAL
-        .try_with(|slots| {
-            let mut slots = slots.borrow_mut();
-            let slot = &mut slots[index(key)];
-            if slot.owner == key {
-                slot.copy.take()
-            } else {
-                None
-            }
-        })
+        .try_with(|slots| slots.borrow_mut()[index(key)].release(key))
         .ok()
         .flatten();
     let shared = SHARED
         .try_with(|table| {
             let mut table = table.borrow_mut();
             let len = table.len();
-            match table.get_mut(shared_index(key, len)) {
-                Some(entry) if entry.owner == key => entry.token.take(),
-                _ => None,
-            }
+            table.get_mut(shared_index(key, len))?.release(key)
         })
         .ok()
         .flatten();
@@ -380,7 +382,7 @@ pub(crate) fn has_local_copy(key: u64) -> bool {
     LOCAL.with(|slots| {
         let slots = slots.borrow();
         let slot = &slots[index(key)];
-        slot.owner == key && slot.copy.is_some()
+        slot.owner == key && slot.token.is_some()
     })
 }
 
