@@ -56,6 +56,20 @@ fn one_owner_two_shared(rt: &tokio::runtime::Runtime) -> (TokenCache, TokenCache
     (a, b, c)
 }
 
+/// Runs `test` on a thread of its own (fresh slots and table), with a
+/// runtime and [`one_owner_two_shared`]'s caches.
+fn on_a_fresh_thread(
+    test: impl FnOnce(&tokio::runtime::Runtime, (TokenCache, TokenCache, TokenCache)) + Send + 'static,
+) {
+    std::thread::spawn(|| {
+        let rt = current_thread();
+        let caches = one_owner_two_shared(&rt);
+        test(&rt, caches);
+    })
+    .join()
+    .unwrap();
+}
+
 /// The slot of a credential dropped on this thread is free: a credential
 /// that shares the slot takes it (a private copy, so its calls stop
 /// sharing a reference count with other threads), as before the table.
@@ -63,9 +77,7 @@ fn one_owner_two_shared(rt: &tokio::runtime::Runtime) -> (TokenCache, TokenCache
 /// neither ever took it.
 #[test]
 fn a_slot_freed_by_its_dropped_owner_is_taken_by_a_credential_served_from_the_table() {
-    std::thread::spawn(|| {
-        let rt = current_thread();
-        let (a, b, c) = one_owner_two_shared(&rt);
+    on_a_fresh_thread(|rt, (a, b, c)| {
         let a_key = key(&a);
         drop(a);
         assert!(!has_local_copy(a_key), "the slot is free");
@@ -78,9 +90,7 @@ fn a_slot_freed_by_its_dropped_owner_is_taken_by_a_credential_served_from_the_ta
             has_local_copy(key(&b)) || has_local_copy(key(&c)),
             "the free slot stays free while its credentials are served shared"
         );
-    })
-    .join()
-    .unwrap();
+    });
 }
 
 /// A refresh or a close on another thread: this thread's table entry is
@@ -88,9 +98,7 @@ fn a_slot_freed_by_its_dropped_owner_is_taken_by_a_credential_served_from_the_ta
 /// entry is forgotten here on the next call.
 #[test]
 fn the_table_serves_no_token_refreshed_or_closed_on_another_thread() {
-    std::thread::spawn(|| {
-        let rt = current_thread();
-        let (a, b, c) = one_owner_two_shared(&rt);
+    on_a_fresh_thread(|rt, (a, b, c)| {
         let stale = b.fresh().expect("from the table");
         assert_eq!(stale.secret(), "token-0");
         let (b2, s2) = (b.clone(), stale.clone());
@@ -112,9 +120,7 @@ fn the_table_serves_no_token_refreshed_or_closed_on_another_thread() {
         assert!(c.fresh().is_none(), "a closed cache's token from the table");
         assert!(matches!(rt.block_on(c.token()), Err(Error::Revoked { .. })));
         assert!(!has_shared_entry(key(&c)), "forgotten on the next call");
-    })
-    .join()
-    .unwrap();
+    });
 }
 
 /// A token in the table past its usable point is not served: while a
@@ -122,9 +128,7 @@ fn the_table_serves_no_token_refreshed_or_closed_on_another_thread() {
 /// the refresh window, and not once it is within the skew of expiry.
 #[test]
 fn the_table_serves_no_expired_token() {
-    std::thread::spawn(|| {
-        let rt = current_thread();
-        let (a, b, _c) = one_owner_two_shared(&rt);
+    on_a_fresh_thread(|rt, (a, b, _c)| {
         // Another cache on the slot, with an entry of its own, whose
         // fetches never answer.
         let entries = access_token::shared_entries() as u64;
@@ -160,9 +164,7 @@ fn the_table_serves_no_expired_token() {
         assert!(b.fresh().is_some());
         clock::advance(HOUR);
         assert!(b.fresh().is_none(), "expired an hour later");
-    })
-    .join()
-    .unwrap();
+    });
 }
 
 /// A cache dropped on another thread leaves its token in this thread's
@@ -170,9 +172,7 @@ fn the_table_serves_no_expired_token() {
 /// the dead cache's.
 #[test]
 fn a_new_cache_in_a_dropped_caches_entry_is_served_its_own_token() {
-    std::thread::spawn(|| {
-        let rt = current_thread();
-        let (a, b, _c) = one_owner_two_shared(&rt);
+    on_a_fresh_thread(|rt, (a, b, _c)| {
         let entries = access_token::shared_entries() as u64;
         let b_key = key(&b);
         std::thread::spawn(move || drop(b)).join().unwrap();
@@ -199,9 +199,7 @@ fn a_new_cache_in_a_dropped_caches_entry_is_served_its_own_token() {
             );
             rt.block_on(a.token()).unwrap();
         }
-    })
-    .join()
-    .unwrap();
+    });
 }
 
 thread_local! {
