@@ -233,7 +233,7 @@ pub(crate) fn local_fresh(
     generation: u64,
     servable: impl Fn(u64) -> bool,
 ) -> Option<Arc<Published>> {
-    let own = LOCAL.with(|slots| {
+    let own = LOCAL.try_with(|slots| {
         let slots = slots.borrow();
         let slot = &slots[index(key)];
         match &slot.token {
@@ -245,8 +245,11 @@ pub(crate) fn local_fresh(
         }
     });
     match own {
-        Some(served) => served,
-        None => shared_fresh(key, generation, &servable),
+        Ok(Some(served)) => served,
+        Ok(None) => shared_fresh(key, generation, &servable),
+        // The thread is ending (a thread-local's destructor asks): the slow
+        // path serves the cache's token.
+        Err(_) => None,
     }
 }
 
@@ -267,24 +270,27 @@ fn shared_fresh(
     generation: u64,
     servable: impl Fn(u64) -> bool,
 ) -> Option<Arc<Published>> {
-    let shared = SHARED.with(|table| {
-        let table = table.borrow();
-        let entry = table.get(shared_index(key, table.len()))?;
-        match &entry.token {
-            Some(t) if t.generation == generation && fresh(t, servable) => {
-                entry.contender.set(0);
-                Some(Arc::clone(t))
+    let shared = SHARED
+        .try_with(|table| {
+            let table = table.borrow();
+            let entry = table.get(shared_index(key, table.len()))?;
+            match &entry.token {
+                Some(t) if t.generation == generation && fresh(t, servable) => {
+                    entry.contender.set(0);
+                    Some(Arc::clone(t))
+                }
+                _ => None,
             }
-            _ => None,
-        }
-    })?;
+        })
+        .ok()??;
     // Why the free slot: two credentials served from the table in turn
     // would otherwise replace each other as contender, and never take it.
     LOCAL
-        .with(|slots| {
+        .try_with(|slots| {
             let slot = &slots.borrow()[index(key)];
             slot.token.is_some() && slot.contender.replace(key) != key
         })
+        .ok()?
         .then_some(shared)
 }
 
@@ -297,22 +303,26 @@ fn shared_fresh(
 /// allocate a copy on every call of a round-robin over them; sharing costs a
 /// reference count on a line other threads may touch, and no allocation.
 pub(crate) fn serve(key: u64, current: Arc<Published>) -> Arc<Published> {
-    LOCAL.with(|slots| {
+    let adopted = LOCAL.try_with(|slots| {
         let mut slots = slots.borrow_mut();
         let slot = &mut slots[index(key)];
         if !slot.takes(key) {
-            drop(slots);
-            share(key, &current);
-            return current;
+            return None;
         }
-        let Ok(copy) = current.local_copy() else {
-            return current;
-        };
-        let copy = Arc::new(copy);
+        let copy = Arc::new(current.local_copy().ok()?);
         let old = slot.hold(key, Arc::clone(&copy));
         drop((slots, old));
-        copy
-    })
+        Some(copy)
+    });
+    match adopted {
+        Ok(Some(copy)) => copy,
+        Ok(None) => {
+            share(key, &current);
+            current
+        }
+        // The thread is ending: nothing is kept for it.
+        Err(_) => current,
+    }
 }
 
 /// Keeps `current` (shared, not copied) in `key`'s entry of this thread's
@@ -325,7 +335,7 @@ fn share(key: u64, current: &Arc<Published>) {
         .unwrap_or(MAX_SHARED_ENTRIES)
         .clamp(LOCAL_SLOTS, MAX_SHARED_ENTRIES);
     // Dropped after the borrow ends: the tokens a smaller table held.
-    let (_smaller, _replaced) = SHARED.with(|table| {
+    let _dropped = SHARED.try_with(|table| {
         let mut table = table.borrow_mut();
         let smaller = (table.len() < entries)
             .then(|| std::mem::replace(&mut *table, (0..entries).map(|_| Slot::free()).collect()));
@@ -374,6 +384,12 @@ pub(crate) fn has_shared_entry(key: u64) -> bool {
 #[cfg(test)]
 pub(crate) fn shared_entries() -> usize {
     SHARED.with(|table| table.borrow().len())
+}
+
+/// Whether this thread's slots and table are destroyed (it is ending).
+#[cfg(test)]
+pub(crate) fn slots_are_gone() -> bool {
+    LOCAL.try_with(|_| ()).is_err() && SHARED.try_with(|_| ()).is_err()
 }
 
 /// Whether this thread holds a copy of `key`'s token.

@@ -5,6 +5,8 @@
 //! its owner is taken again, and many threads at once.
 
 use std::cell::RefCell;
+use std::future::Future;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use super::*;
@@ -231,6 +233,46 @@ fn caches_dropped_as_a_thread_ends_do_not_panic() {
         .join()
         .unwrap();
     }
+}
+
+/// Caches asked for their tokens by a thread-local's destructor, once this
+/// crate's per-thread slots and table are gone (a log flushed as a thread
+/// ends, say): served the shared token, not a panic.
+#[test]
+fn tokens_asked_for_as_a_thread_ends_are_served() {
+    struct AskAtExit(Vec<TokenCache>);
+    impl Drop for AskAtExit {
+        fn drop(&mut self) {
+            let gone = access_token::slots_are_gone();
+            let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                self.0.iter().all(|cache| {
+                    cache.fresh().is_none()
+                        && matches!(
+                            std::pin::pin!(cache.token()).poll(&mut cx),
+                            std::task::Poll::Ready(Ok(t)) if t.secret() == "token-0"
+                        )
+                })
+            }));
+            *EXIT.lock().unwrap() = Some((gone, served.ok()));
+        }
+    }
+    thread_local! {
+        static ASK: RefCell<Option<AskAtExit>> = const { RefCell::new(None) };
+    }
+    static EXIT: Mutex<Option<(bool, Option<bool>)>> = Mutex::new(None);
+    std::thread::spawn(|| {
+        // Made first, so destroyed after the slots and the table.
+        ASK.with(|_| {});
+        let rt = current_thread();
+        let (a, b, c) = one_owner_two_shared(&rt);
+        drop(rt);
+        ASK.with(|ask| *ask.borrow_mut() = Some(AskAtExit(vec![a, b, c])));
+    })
+    .join()
+    .unwrap();
+    let exit = EXIT.lock().unwrap().take();
+    assert_eq!(exit, Some((true, Some(true))), "(slots gone, served)");
 }
 
 /// Many tasks on a two-worker runtime (moving between workers) call 200
