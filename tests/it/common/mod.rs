@@ -129,7 +129,7 @@ pub fn port_to_bind_later() -> u16 {
         .unwrap_or(32768);
     let (low, span) = (10_000, ephemeral_low.saturating_sub(10_000).max(1));
     // Where a run starts differs by process, so two runs rarely meet.
-    let start = std::process::id() as usize * 7_919;
+    let start = (std::process::id() as usize).wrapping_mul(7_919);
     loop {
         let port = (low + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
