@@ -79,30 +79,29 @@ struct Progress {
     /// The file's size changed, and at which byte that was seen.
     changed: AtomicBool,
     read: AtomicU64,
-    /// Why the file could not be read: an error of the file, not of the
-    /// connection its chunk was going over.
-    unreadable: Mutex<Option<io::Error>>,
 }
 
-impl Progress {
+/// Why one chunk's body could not read the file: an error of the file, not
+/// of the connection the chunk was going over. One per chunk, so a body
+/// hyper still sends after its early answer cannot fail a later request.
+#[derive(Clone, Default)]
+struct Unreadable(Arc<Mutex<Option<io::Error>>>);
+
+impl Unreadable {
     /// Keeps `error` for the caller and ends the chunk's body.
-    fn unreadable(&self, error: io::Error) -> io::Result<Bytes> {
-        let mut kept = self
-            .unreadable
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+    fn keep(&self, error: io::Error) -> io::Result<Bytes> {
+        let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         kept.get_or_insert(error);
         Err(io::Error::other("the file could not be read"))
     }
 
-    fn take_unreadable(&self) -> Option<io::Error> {
-        let mut kept = self
-            .unreadable
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+    fn take(&self) -> Option<io::Error> {
+        let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         kept.take()
     }
+}
 
+impl Progress {
     fn show(&self, at: u64) {
         let before = self.shown.fetch_max(at, Ordering::Relaxed);
         if at > before
@@ -122,7 +121,6 @@ impl Session<'_> {
             on_progress: self.on_progress.clone(),
             changed: AtomicBool::new(false),
             read: AtomicU64::new(0),
-            unreadable: Mutex::new(None),
         });
         let handoff = Handoff::default();
         let mut offset = 0;
@@ -137,9 +135,6 @@ impl Session<'_> {
                     announced: self.size,
                     sent: progress.read.load(Ordering::Relaxed),
                 }));
-            }
-            if let Some(error) = progress.take_unreadable() {
-                return Err(Error::io("read", self.path, error));
             }
             let mut fail = match sent {
                 Ok(Answer::Final(status, body)) => return Ok(self.finish(status, body, &progress)),
@@ -235,11 +230,33 @@ impl Session<'_> {
         // connection, an answer before the whole body was read).
         let reader = left.unwrap_or_else(|| ReadAhead::new(Arc::clone(&self.file)));
         let handoff = Arc::clone(handoff);
-        let body = chunk_body(reader, offset, len, last, Arc::clone(progress), handoff);
+        let unreadable = Unreadable::default();
+        let body = chunk_body(
+            reader,
+            offset,
+            len,
+            last,
+            Arc::clone(progress),
+            handoff,
+            unreadable.clone(),
+        );
         let command = if last { "upload, finalize" } else { "upload" };
         let mut req = self.request(command, body);
         req.headers_mut().insert(UPLOAD_OFFSET, offset.into());
-        let resp = self.client.request(req).await?;
+        let resp = match self.client.request(req).await {
+            Ok(resp) => resp,
+            Err(error) => {
+                return Err(match unreadable.take() {
+                    // The file failed, not the connection: no retry reads it better.
+                    Some(io) => Fail {
+                        error: Error::io("read", self.path, io),
+                        retry_after: None,
+                        retryable: false,
+                    },
+                    None => error.into(),
+                });
+            }
+        };
         self.answer(resp, Some(offset.saturating_add(len)), last)
             .await
     }
@@ -323,11 +340,13 @@ fn chunk_body(
     last: bool,
     progress: Arc<Progress>,
     handoff: Handoff,
+    unreadable: Unreadable,
 ) -> RequestBody {
     let state = (Some(reader), 0u64);
     let stream = futures_util::stream::unfold(state, move |(reader, done)| {
         let progress = Arc::clone(&progress);
         let handoff = Arc::clone(&handoff);
+        let unreadable = unreadable.clone();
         async move {
             let mut reader = reader?;
             if done == len {
@@ -344,7 +363,7 @@ fn chunk_body(
             let want = PIECE.min(len.saturating_sub(done));
             let mut piece = match reader.piece(at).await {
                 Ok(piece) => piece,
-                Err(e) => return Some((progress.unreadable(e), (None, done))),
+                Err(e) => return Some((unreadable.keep(e), (None, done))),
             };
             if (piece.len() as u64) < want {
                 return Some((changed("shrank", at), (None, done)));
@@ -364,7 +383,7 @@ fn chunk_body(
                 let size = reader.size().await;
                 match (more, size) {
                     (Err(e), _) | (_, Err(e)) => {
-                        return Some((progress.unreadable(e), (None, done)));
+                        return Some((unreadable.keep(e), (None, done)));
                     }
                     (Ok(true), _) => {
                         return Some((changed("grew", end.saturating_add(1)), (None, done)));
@@ -391,92 +410,4 @@ fn chunk_body(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use http_body_util::BodyExt;
-
-    fn progress(total: u64) -> Arc<Progress> {
-        Arc::new(Progress {
-            total,
-            shown: AtomicU64::new(0),
-            on_progress: None,
-            changed: AtomicBool::new(false),
-            read: AtomicU64::new(0),
-            unreadable: Mutex::new(None),
-        })
-    }
-
-    #[tokio::test]
-    async fn a_file_that_shrank_after_its_last_piece_was_read_ahead_fails_the_last_chunk() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let len = 2 * PIECE;
-        std::fs::write(&path, vec![7u8; len as usize]).unwrap();
-        let file = Arc::new(std::fs::File::open(&path).unwrap());
-        let progress = progress(len);
-        let handoff = Handoff::default();
-        // A first chunk of one piece, sent whole: its reader is left in the
-        // slot, the last chunk's piece read ahead.
-        let first = chunk_body(
-            ReadAhead::new(file),
-            0,
-            PIECE,
-            false,
-            Arc::clone(&progress),
-            Arc::clone(&handoff),
-        );
-        first.into_hyper().0.collect().await.unwrap();
-        let reader = handoff.lock().unwrap().take().unwrap();
-        reader.read_ahead_done().await;
-        // Then the file loses its last byte, before the last chunk is sent.
-        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-        f.set_len(len - 1).unwrap();
-        let last = chunk_body(reader, PIECE, PIECE, true, Arc::clone(&progress), handoff);
-        let sent = last.into_hyper().0.collect().await;
-        assert!(
-            sent.is_err(),
-            "the last chunk went whole from a file that shrank"
-        );
-        assert!(progress.changed.load(Ordering::Relaxed));
-        assert_eq!(progress.read.load(Ordering::Relaxed), len - 1);
-    }
-
-    #[tokio::test]
-    async fn a_read_error_mid_upload_is_an_io_error_for_the_file() {
-        use wiremock::{Mock, MockServer, ResponseTemplate, matchers::method};
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .respond_with(
-                ResponseTemplate::new(200)
-                    .insert_header("x-goog-upload-status", "active")
-                    .insert_header("x-goog-upload-size-received", "0"),
-            )
-            .mount(&server)
-            .await;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        std::fs::write(&path, vec![7u8; 2 * PIECE as usize]).unwrap();
-        // Opened for writing only, every read fails, as on a failing disk.
-        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-        let expires = std::time::SystemTime::now() + Duration::from_secs(3600);
-        let creds = crate::Credentials::from_access_token("t", expires).unwrap();
-        let client = creds.authorized_client();
-        let session = Session {
-            client: &client,
-            url: server.uri().parse().unwrap(),
-            path: &path,
-            file: Arc::new(file),
-            size: 2 * PIECE,
-            chunk: GRANULARITY,
-            policy: RetryPolicy::default()
-                .attempts(3)
-                .base_delay(Duration::from_millis(1)),
-            on_progress: None,
-        };
-        let err = session.run().await.unwrap_err();
-        assert!(
-            matches!(&err, Error::Io { action: "read", path: p, .. } if *p == path),
-            "{err:?}"
-        );
-    }
-}
+mod tests;
