@@ -386,10 +386,14 @@ pub(crate) fn shared_entries() -> usize {
     SHARED.with(|table| table.borrow().len())
 }
 
-/// Whether this thread's slots and table are destroyed (it is ending).
-#[cfg(test)]
-pub(crate) fn slots_are_gone() -> bool {
-    LOCAL.try_with(|_| ()).is_err() && SHARED.try_with(|_| ()).is_err()
+/// Whether this thread's slots and its table are still alive (not yet
+/// destroyed as the thread ends).
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) fn slots_and_table_alive() -> (bool, bool) {
+    (
+        LOCAL.try_with(|_| ()).is_ok(),
+        SHARED.try_with(|_| ()).is_ok(),
+    )
 }
 
 /// Whether this thread holds a copy of `key`'s token.

@@ -5,8 +5,6 @@
 //! its owner is taken again, and many threads at once.
 
 use std::cell::RefCell;
-use std::future::Future;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use super::*;
@@ -235,46 +233,6 @@ fn caches_dropped_as_a_thread_ends_do_not_panic() {
     }
 }
 
-/// Caches asked for their tokens by a thread-local's destructor, once this
-/// crate's per-thread slots and table are gone (a log flushed as a thread
-/// ends, say): served the shared token, not a panic.
-#[test]
-fn tokens_asked_for_as_a_thread_ends_are_served() {
-    struct AskAtExit(Vec<TokenCache>);
-    impl Drop for AskAtExit {
-        fn drop(&mut self) {
-            let gone = access_token::slots_are_gone();
-            let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-                self.0.iter().all(|cache| {
-                    cache.fresh().is_none()
-                        && matches!(
-                            std::pin::pin!(cache.token()).poll(&mut cx),
-                            std::task::Poll::Ready(Ok(t)) if t.secret() == "token-0"
-                        )
-                })
-            }));
-            *EXIT.lock().unwrap() = Some((gone, served.ok()));
-        }
-    }
-    thread_local! {
-        static ASK: RefCell<Option<AskAtExit>> = const { RefCell::new(None) };
-    }
-    static EXIT: Mutex<Option<(bool, Option<bool>)>> = Mutex::new(None);
-    std::thread::spawn(|| {
-        // Made first, so destroyed after the slots and the table.
-        ASK.with(|_| {});
-        let rt = current_thread();
-        let (a, b, c) = one_owner_two_shared(&rt);
-        drop(rt);
-        ASK.with(|ask| *ask.borrow_mut() = Some(AskAtExit(vec![a, b, c])));
-    })
-    .join()
-    .unwrap();
-    let exit = EXIT.lock().unwrap().take();
-    assert_eq!(exit, Some((true, Some(true))), "(slots gone, served)");
-}
-
 /// Many tasks on a two-worker runtime (moving between workers) call 200
 /// caches while one refreshes and closes some, and another makes and drops
 /// caches (so the tables grow). A call that starts after a refresh or a
@@ -359,4 +317,135 @@ fn many_tasks_on_a_multi_thread_runtime_never_get_a_superseded_token() {
             t.await.unwrap();
         }
     });
+}
+
+/// Tokens asked for, and refreshed, from a thread-local's destructor (a log
+/// flushed as a thread ends, say) once this crate's slots, table or both
+/// are gone: served, not a panic (which aborts the process there).
+///
+/// Linux only: the tests need thread-locals destroyed in the reverse order
+/// of their first use on the thread, as glibc does; Windows destroys them
+/// in the order their keys were made in the process.
+#[cfg(target_os = "linux")]
+mod asked_as_the_thread_ends {
+    use super::*;
+
+    #[derive(Clone, Copy, Debug)]
+    enum Gone {
+        Table,
+        Slots,
+        Both,
+    }
+
+    type Seen = ((bool, bool), Option<Vec<String>>);
+
+    struct AskAtExit(Vec<TokenCache>, std::sync::mpsc::Sender<Seen>);
+    impl Drop for AskAtExit {
+        fn drop(&mut self) {
+            let alive = access_token::slots_and_table_alive();
+            let caches = std::mem::take(&mut self.0);
+            let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                let mut seen = Vec::new();
+                for cache in &caches {
+                    let std::task::Poll::Ready(Ok(t0)) =
+                        std::pin::pin!(cache.token()).poll(&mut cx)
+                    else {
+                        seen.push("token() not ready".to_owned());
+                        continue;
+                    };
+                    seen.push(t0.secret().to_owned());
+                    // A refresh (as after a 401), driven here, no runtime.
+                    match std::pin::pin!(cache.refresh_after(&t0)).poll(&mut cx) {
+                        std::task::Poll::Ready(Ok(t)) => seen.push(t.secret().to_owned()),
+                        other => seen.push(format!("refresh: {other:?}")),
+                    }
+                    match std::pin::pin!(cache.token()).poll(&mut cx) {
+                        std::task::Poll::Ready(Ok(t)) => seen.push(t.secret().to_owned()),
+                        other => seen.push(format!("after refresh: {other:?}")),
+                    }
+                    // Twice more, so a credential would take a slot or entry.
+                    for _ in 0..2 {
+                        if let std::task::Poll::Ready(Ok(t)) =
+                            std::pin::pin!(cache.token()).poll(&mut cx)
+                        {
+                            seen.push(t.secret().to_owned());
+                        }
+                    }
+                }
+                drop(caches);
+                seen
+            }));
+            self.1.send((alive, served.ok())).unwrap();
+        }
+    }
+
+    thread_local! {
+        static ASK: RefCell<Option<AskAtExit>> = const { RefCell::new(None) };
+    }
+
+    fn asked_at_exit(gone: Gone) -> Seen {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Thread-locals are destroyed in the reverse order of their
+            // first use on the thread.
+            match gone {
+                Gone::Table => {
+                    let _ = has_local_copy(0);
+                }
+                Gone::Slots => {
+                    let _ = access_token::shared_entries();
+                }
+                Gone::Both => {}
+            }
+            ASK.with(|_| {});
+            let rt = current_thread();
+            let (a, b, c) = one_owner_two_shared(&rt);
+            drop(rt);
+            ASK.with(|ask| *ask.borrow_mut() = Some(AskAtExit(vec![a, b, c], tx)));
+        })
+        .join()
+        .unwrap();
+        rx.recv().unwrap()
+    }
+
+    fn expected() -> Option<Vec<String>> {
+        let one = ["token-0", "token-1", "token-1", "token-1", "token-1"];
+        Some((0..3).flat_map(|_| one.map(str::to_owned)).collect())
+    }
+
+    #[test]
+    fn only_the_table_gone() {
+        assert_eq!(asked_at_exit(Gone::Table), ((true, false), expected()));
+    }
+
+    #[test]
+    fn only_the_slots_gone() {
+        assert_eq!(asked_at_exit(Gone::Slots), ((false, true), expected()));
+    }
+
+    /// Slots and table first used by the destructor itself.
+    #[test]
+    fn neither_used_before_the_thread_ends() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let caches = std::thread::spawn(|| {
+            let rt = current_thread();
+            let (a, b, c) = one_owner_two_shared(&rt);
+            vec![a, b, c]
+        })
+        .join()
+        .unwrap();
+        std::thread::spawn(move || {
+            ASK.with(|ask| *ask.borrow_mut() = Some(AskAtExit(caches, tx)));
+        })
+        .join()
+        .unwrap();
+        let (_, served) = rx.recv().unwrap();
+        assert_eq!(served, expected());
+    }
+
+    #[test]
+    fn both_gone_with_a_refresh() {
+        assert_eq!(asked_at_exit(Gone::Both), ((false, false), expected()));
+    }
 }
