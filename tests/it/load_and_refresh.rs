@@ -212,9 +212,7 @@ async fn persistent_transient_failure_never_starts_a_consent() {
 
 #[tokio::test]
 async fn unreachable_endpoint_is_a_transport_error() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let uri = format!("http://{}/token", listener.local_addr().unwrap());
-    drop(listener);
+    let uri = format!("http://{}/token", crate::common::closed_port());
     let dir = TempLoader::with_token(&uri, -1);
     let err = dir.loader().load().await.unwrap_err();
     assert!(matches!(err, Error::Transport { .. }), "{err:?}");

@@ -329,10 +329,7 @@ async fn proxy_credentials_are_sent_and_a_wrong_password_is_a_typed_error_that_h
 async fn a_proxy_that_refuses_is_a_typed_error_naming_it() {
     let s = Setup::new().await;
     // Nothing listens there.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://u:{PASSWORD}@{}", l.local_addr().unwrap())
-    };
+    let closed = format!("http://u:{PASSWORD}@{}", crate::common::closed_port());
     let err = proxy_error(&s, &closed, ProxyProblem::Unreachable).await;
     assert!(err.is_transient());
     assert_no_password(&format!("{err} {err:?}"));

@@ -7,9 +7,12 @@ pub mod examples;
 pub mod fault_proxy;
 pub mod gemini_server;
 pub mod oidc;
+pub mod ports;
 pub mod proxies;
 pub mod tinyproxy;
 pub mod tls_certs;
+
+pub use ports::{closed_port, port_to_bind_later};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -109,34 +112,6 @@ pub const ADC_ENV: [&str; 11] = [
     "GOOGLE_API_KEY",
     "APPDATA",
 ];
-
-/// A 127.0.0.1 address nothing listens on.
-pub fn closed_port() -> String {
-    format!("127.0.0.1:{}", port_to_bind_later())
-}
-
-/// A free 127.0.0.1 port for a server that must be told its port before it
-/// binds (redis-server, an app whose redirect URI is registered first).
-///
-/// It lies below the kernel's ephemeral range, where ports handed out for
-/// port 0 never land, so another test's listener cannot take it between
-/// this pick and the bind; picks in this process never repeat.
-pub fn port_to_bind_later() -> u16 {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<usize>().ok())
-        .unwrap_or(32768);
-    let (low, span) = (10_000, ephemeral_low.saturating_sub(10_000).max(1));
-    // Where a run starts differs by process, so two runs rarely meet.
-    let start = (std::process::id() as usize).wrapping_mul(7_919);
-    loop {
-        let port = (low + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 /// The metadata server's path of the default account's token.
 pub const METADATA_TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
