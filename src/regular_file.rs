@@ -78,10 +78,16 @@ pub(crate) fn open(path: &Path) -> Result<(File, u64), NotOpened> {
     options.read(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let file = options.open(path).map_err(|source| NotOpened::Io {
-        action: "open",
-        source,
-    })?;
+    let file = options
+        .open(path)
+        .map_err(|source| match std::fs::metadata(path) {
+            // Windows opens no directory for reading: say what the path is.
+            Ok(meta) if meta.is_dir() => NotOpened::NotRegular(FileKind::Directory),
+            _ => NotOpened::Io {
+                action: "open",
+                source,
+            },
+        })?;
     let meta = file.metadata().map_err(|source| NotOpened::Io {
         action: "read the size of",
         source,
@@ -126,6 +132,17 @@ mod tests {
                 assert_eq!(action, "open");
                 assert_eq!(source.kind(), io::ErrorKind::NotFound);
             }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Windows opens no directory for reading (without backup semantics):
+    /// the refusal names the directory all the same.
+    #[test]
+    fn a_directory_is_named_as_one_on_every_platform() {
+        let dir = tempfile::tempdir().unwrap();
+        match open(dir.path()) {
+            Err(NotOpened::NotRegular(kind)) => assert_eq!(kind, FileKind::Directory),
             other => panic!("{other:?}"),
         }
     }
