@@ -324,8 +324,8 @@ fn many_tasks_on_a_multi_thread_runtime_never_get_a_superseded_token() {
 /// are gone: served, not a panic (which aborts the process there).
 ///
 /// Linux only: the tests need thread-locals destroyed in the reverse order
-/// of their first use on the thread, as glibc does; Windows destroys them
-/// in the order their keys were made in the process.
+/// of their first use on the thread, which glibc does and std does not
+/// promise elsewhere.
 #[cfg(target_os = "linux")]
 mod asked_as_the_thread_ends {
     use super::*;
